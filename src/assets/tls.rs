@@ -1,0 +1,284 @@
+//! The cluster PKI: what each certificate must say (its spec) and issuing it with rcgen.
+//! Pure: no I/O and no clock; the caller passes `now` and encrypts the keys.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+use crate::config::ClusterConfig;
+use crate::hash::{canonical_json, sha256_hex};
+
+/// Name of the cluster CA asset; every other certificate is issued by it.
+pub const CA: &str = "ca";
+
+/// Every TLS asset, CA first, in the order [`leaf_specs`] lists the rest.
+pub const NAMES: [&str; 9] = [
+    CA,
+    "apiserver",
+    "apiserver-kubelet-client",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "worker",
+    "admin",
+    "etcd-server",
+    "etcd-client",
+];
+
+pub fn all_names() -> impl Iterator<Item = &'static str> {
+    NAMES.iter().copied()
+}
+
+/// What a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Usage {
+    CertSign,
+    ServerAuth,
+    ClientAuth,
+}
+
+/// Everything that decides a certificate's content except its random key. Equal specs mean the
+/// existing certificate and ciphertext can be reused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsSpec {
+    pub name: String,
+    pub common_name: String,
+    pub organization: Option<String>,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<Ipv4Addr>,
+    pub usages: Vec<Usage>,
+    pub validity_days: u32,
+    /// SHA-256 of the issuing CA certificate; `None` for the self-signed CA.
+    pub issuer_sha256: Option<String>,
+    pub key_algorithm: &'static str,
+}
+
+impl TlsSpec {
+    pub fn sha256(&self) -> String {
+        sha256_hex(canonical_json(self).expect("a spec always serialises"))
+    }
+}
+
+const KEY_ALGORITHM: &str = "ecdsa-p256-sha256";
+
+/// The CA's spec.
+pub fn ca_spec(c: &ClusterConfig) -> TlsSpec {
+    TlsSpec {
+        name: CA.to_string(),
+        common_name: "kube-ca".to_string(),
+        organization: Some(format!("kube-aws:{}", c.cluster_name)),
+        dns_names: vec![],
+        ip_addresses: vec![],
+        usages: vec![Usage::CertSign],
+        validity_days: c.tls_ca_duration_days,
+        issuer_sha256: None,
+        key_algorithm: KEY_ALGORITHM,
+    }
+}
+
+/// Specs of every certificate the CA issues, in a fixed order.
+pub fn leaf_specs(c: &ClusterConfig, ca_sha256: &str) -> Vec<TlsSpec> {
+    let leaf = |name: &str, cn: &str, org: Option<&str>, usages: Vec<Usage>| TlsSpec {
+        name: name.to_string(),
+        common_name: cn.to_string(),
+        organization: org.map(str::to_string),
+        dns_names: vec![],
+        ip_addresses: vec![],
+        usages,
+        validity_days: c.tls_cert_duration_days,
+        issuer_sha256: Some(ca_sha256.to_string()),
+        key_algorithm: KEY_ALGORITHM,
+    };
+    let mut apiserver = leaf("apiserver", "kube-apiserver", None, vec![Usage::ServerAuth]);
+    apiserver.dns_names = vec![
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+        c.external_dns_name.clone(),
+    ];
+    apiserver.ip_addresses = vec![c.kubernetes_service_ip(), c.controller_ip];
+
+    let mut worker = leaf(
+        "worker",
+        "system:node:kube-worker",
+        Some("system:nodes"),
+        vec![Usage::ServerAuth, Usage::ClientAuth],
+    );
+    worker.dns_names = vec!["*.*.compute.internal".into(), "*.ec2.internal".into()];
+
+    let mut etcd_server = leaf(
+        "etcd-server",
+        "kube-etcd",
+        None,
+        vec![Usage::ServerAuth, Usage::ClientAuth],
+    );
+    etcd_server.dns_names = vec!["localhost".into()];
+    etcd_server.ip_addresses = c.etcd_ips();
+    etcd_server.ip_addresses.push(Ipv4Addr::LOCALHOST);
+
+    vec![
+        apiserver,
+        leaf(
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            Some("system:masters"),
+            vec![Usage::ClientAuth],
+        ),
+        leaf(
+            "kube-controller-manager",
+            "system:kube-controller-manager",
+            None,
+            vec![Usage::ClientAuth],
+        ),
+        leaf(
+            "kube-scheduler",
+            "system:kube-scheduler",
+            None,
+            vec![Usage::ClientAuth],
+        ),
+        worker,
+        leaf(
+            "admin",
+            "kube-admin",
+            Some("system:masters"),
+            vec![Usage::ClientAuth],
+        ),
+        etcd_server,
+        leaf(
+            "etcd-client",
+            "kube-etcd-client",
+            None,
+            vec![Usage::ClientAuth],
+        ),
+    ]
+}
+
+/// A freshly issued certificate with its plaintext key, which lives only in memory.
+pub struct Issued {
+    pub certificate_pem: String,
+    pub certificate_sha256: String,
+    pub key_pem: Zeroizing<String>,
+    pub not_after: OffsetDateTime,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("certificate_sha256", &self.certificate_sha256)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot issue certificate {name}: {source}")]
+    Issue { name: String, source: rcgen::Error },
+    #[error("the CA private key could not be loaded: {0}")]
+    CaKey(rcgen::Error),
+}
+
+/// The CA, ready to sign: its spec-derived parameters and its decrypted key.
+pub struct CaSigner {
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl CaSigner {
+    /// Rebuilds the signer from the CA spec and the CA's PEM key. The issuer name comes from
+    /// the spec, which is exactly what the CA certificate was issued with.
+    pub fn new(ca: &TlsSpec, key_pem: &str) -> Result<CaSigner, TlsError> {
+        let key = KeyPair::from_pem(key_pem).map_err(TlsError::CaKey)?;
+        let params = params_for(ca, OffsetDateTime::UNIX_EPOCH);
+        Ok(CaSigner {
+            issuer: Issuer::new(params, key),
+        })
+    }
+}
+
+fn params_for(spec: &TlsSpec, now: OffsetDateTime) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, spec.common_name.as_str());
+    if let Some(org) = &spec.organization {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org.as_str());
+    }
+    for dns in &spec.dns_names {
+        if let Ok(name) = dns.as_str().try_into() {
+            params.subject_alt_names.push(SanType::DnsName(name));
+        }
+    }
+    for ip in &spec.ip_addresses {
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(IpAddr::V4(*ip)));
+    }
+    // Backdate a little so nodes with a slightly slow clock accept a brand-new certificate.
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::days(i64::from(spec.validity_days));
+    for usage in &spec.usages {
+        match usage {
+            Usage::CertSign => {
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                params.key_usages = vec![
+                    KeyUsagePurpose::KeyCertSign,
+                    KeyUsagePurpose::CrlSign,
+                    KeyUsagePurpose::DigitalSignature,
+                ];
+            }
+            Usage::ServerAuth => params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth),
+            Usage::ClientAuth => params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth),
+        }
+    }
+    if !params.extended_key_usages.is_empty() {
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.use_authority_key_identifier_extension = true;
+    }
+    params
+}
+
+/// Issues a certificate for `spec` with a new key: self-signed when `ca` is `None`.
+pub fn issue(
+    spec: &TlsSpec,
+    ca: Option<&CaSigner>,
+    now: OffsetDateTime,
+) -> Result<Issued, TlsError> {
+    let fail = |source| TlsError::Issue {
+        name: spec.name.clone(),
+        source,
+    };
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(fail)?;
+    let params = params_for(spec, now);
+    let not_after = params.not_after;
+    let certificate = match ca {
+        Some(ca) => params.signed_by(&key, &ca.issuer),
+        None => params.self_signed(&key),
+    }
+    .map_err(fail)?;
+    Ok(Issued {
+        certificate_pem: certificate.pem(),
+        certificate_sha256: sha256_hex(certificate.der()),
+        key_pem: Zeroizing::new(key.serialize_pem()),
+        not_after,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! KMS behind the one operation pair the PKI needs: encrypt a private key, decrypt it again,
+//! always bound to an encryption context.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_kms::primitives::Blob;
+use zeroize::Zeroizing;
+
+use super::AwsError;
+
+/// Encrypts and decrypts key material under a fixed KMS key.
+#[allow(async_fn_in_trait)] // used through generics only; callers never need `Send` bounds named
+pub trait KeyVault {
+    /// Returns the ciphertext blob of `plaintext` under `key_id`, bound to `context`.
+    async fn encrypt(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, AwsError>;
+
+    /// Decrypts a ciphertext blob; fails unless `context` is the one it was encrypted with.
+    async fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<Vec<u8>>, AwsError>;
+}
+
+/// [`KeyVault`] over the AWS SDK's KMS client.
+#[derive(Clone, Debug)]
+pub struct KmsVault {
+    client: aws_sdk_kms::Client,
+}
+
+impl KmsVault {
+    pub fn new(client: aws_sdk_kms::Client) -> KmsVault {
+        KmsVault { client }
+    }
+}
+
+fn to_hash_map(context: &BTreeMap<String, String>) -> HashMap<String, String> {
+    context
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+impl KeyVault for KmsVault {
+    async fn encrypt(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, AwsError> {
+        let out = self
+            .client
+            .encrypt()
+            .key_id(key_id)
+            .plaintext(Blob::new(plaintext))
+            .set_encryption_context(Some(to_hash_map(context)))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("KMS", "Encrypt", e))?;
+        out.ciphertext_blob
+            .map(Blob::into_inner)
+            .ok_or_else(|| AwsError {
+                service: "KMS",
+                operation: "Encrypt",
+                code: None,
+                message: "the response carried no CiphertextBlob".into(),
+            })
+    }
+
+    async fn decrypt(
+        &self,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<Vec<u8>>, AwsError> {
+        let out = self
+            .client
+            .decrypt()
+            .ciphertext_blob(Blob::new(ciphertext))
+            .set_encryption_context(Some(to_hash_map(context)))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("KMS", "Decrypt", e))?;
+        out.plaintext
+            .map(|b| Zeroizing::new(b.into_inner()))
+            .ok_or_else(|| AwsError {
+                service: "KMS",
+                operation: "Decrypt",
+                code: None,
+                message: "the response carried no Plaintext".into(),
+            })
+    }
+}

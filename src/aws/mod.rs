@@ -1,0 +1,67 @@
+//! The only place that talks to AWS: narrow traits over the SDK clients, so the engine states
+//! what it needs (encrypt a key, find an AMI) and tests can count or fault what crosses the wire.
+
+pub mod images;
+pub mod kms;
+
+use std::fmt::Debug;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata};
+
+/// A failed AWS call: which service and operation, the error code AWS returned, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("AWS {service} {operation} failed: {message}")]
+pub struct AwsError {
+    pub service: &'static str,
+    pub operation: &'static str,
+    /// The AWS error code (`NotFoundException`, `PreconditionFailed`, …) when there is one.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl AwsError {
+    pub(crate) fn from_sdk<E>(service: &'static str, operation: &'static str, e: E) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        AwsError {
+            service,
+            operation,
+            code: e.code().map(str::to_string),
+            message: DisplayErrorContext(&e).to_string(),
+        }
+    }
+}
+
+/// Shared SDK configuration: the standard credential chain, `--profile`, the region, and
+/// `AWS_ENDPOINT_URL` (which aws-config reads itself), so one binary serves AWS and emulators.
+#[derive(Clone, Debug)]
+pub struct AwsContext {
+    sdk: SdkConfig,
+}
+
+impl AwsContext {
+    pub async fn load(region: &str, profile: Option<&str>) -> AwsContext {
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
+        if let Some(profile) = profile {
+            loader = loader.profile_name(profile);
+        }
+        AwsContext {
+            sdk: loader.load().await,
+        }
+    }
+
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.sdk
+    }
+
+    pub fn kms(&self) -> kms::KmsVault {
+        kms::KmsVault::new(aws_sdk_kms::Client::new(&self.sdk))
+    }
+
+    pub fn images(&self) -> images::Ec2Images {
+        images::Ec2Images::new(aws_sdk_ec2::Client::new(&self.sdk))
+    }
+}

@@ -1,0 +1,460 @@
+//! The typed model of `cluster.yaml`: field names and defaults of the original kube-aws, parsed
+//! with positions so every mistake names its file, line and column.
+
+mod locate;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+pub use locate::Locator;
+
+/// File name of the cluster definition inside a cluster directory.
+pub const CLUSTER_FILE: &str = "cluster.yaml";
+
+/// The whole cluster definition. Field names follow the original kube-aws `cluster.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterConfig {
+    pub cluster_name: String,
+    #[serde(rename = "externalDNSName")]
+    pub external_dns_name: String,
+    pub region: String,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+    pub key_name: String,
+    pub kms_key_arn: String,
+    #[serde(default)]
+    pub create_record_set: bool,
+    #[serde(default)]
+    pub hosted_zone_id: Option<String>,
+    /// The hosted zone by name, for users who know the name rather than the id.
+    #[serde(default)]
+    pub hosted_zone: Option<String>,
+    #[serde(rename = "recordSetTTL", default = "defaults::record_set_ttl")]
+    pub record_set_ttl: u32,
+    #[serde(default)]
+    pub vpc_id: Option<String>,
+    #[serde(default)]
+    pub route_table_id: Option<String>,
+    #[serde(rename = "vpcCIDR", default = "defaults::vpc_cidr")]
+    pub vpc_cidr: Ipv4Net,
+    #[serde(rename = "instanceCIDR", default = "defaults::instance_cidr")]
+    pub instance_cidr: Ipv4Net,
+    #[serde(default)]
+    pub subnets: Vec<SubnetConfig>,
+    #[serde(default = "defaults::one")]
+    pub controller_count: u32,
+    #[serde(default = "defaults::instance_type")]
+    pub controller_instance_type: String,
+    #[serde(default = "defaults::root_volume_size")]
+    pub controller_root_volume_size: u32,
+    #[serde(default = "defaults::root_volume_type")]
+    pub controller_root_volume_type: String,
+    #[serde(default = "defaults::one")]
+    pub etcd_count: u32,
+    #[serde(default = "defaults::instance_type")]
+    pub etcd_instance_type: String,
+    #[serde(default = "defaults::one")]
+    pub worker_count: u32,
+    #[serde(default = "defaults::instance_type")]
+    pub worker_instance_type: String,
+    #[serde(default = "defaults::root_volume_size")]
+    pub worker_root_volume_size: u32,
+    #[serde(default = "defaults::root_volume_type")]
+    pub worker_root_volume_type: String,
+    #[serde(default)]
+    pub worker_spot_price: Option<String>,
+    #[serde(default)]
+    pub node_pools: Vec<NodePoolConfig>,
+    #[serde(rename = "controllerIP", default = "defaults::controller_ip")]
+    pub controller_ip: Ipv4Addr,
+    #[serde(rename = "serviceCIDR", default = "defaults::service_cidr")]
+    pub service_cidr: Ipv4Net,
+    #[serde(rename = "podCIDR", default = "defaults::pod_cidr")]
+    pub pod_cidr: Ipv4Net,
+    #[serde(rename = "dnsServiceIP", default = "defaults::dns_service_ip")]
+    pub dns_service_ip: Ipv4Addr,
+    #[serde(default = "defaults::kubernetes_version")]
+    pub kubernetes_version: String,
+    #[serde(default)]
+    pub release_channel: ReleaseChannel,
+    #[serde(default)]
+    pub ami_id: Option<String>,
+    #[serde(rename = "tlsCADurationDays", default = "defaults::ca_days")]
+    pub tls_ca_duration_days: u32,
+    #[serde(default = "defaults::cert_days")]
+    pub tls_cert_duration_days: u32,
+    #[serde(default)]
+    pub stack_tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub state: StateConfig,
+}
+
+/// One instance subnet. Without `subnets`, `availabilityZone` + `instanceCIDR` make the only one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubnetConfig {
+    pub availability_zone: String,
+    #[serde(rename = "instanceCIDR")]
+    pub instance_cidr: Ipv4Net,
+}
+
+/// An extra group of workers with its own Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePoolConfig {
+    pub name: String,
+    #[serde(default)]
+    pub count: Option<u32>,
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    #[serde(default)]
+    pub spot_price: Option<String>,
+    #[serde(default)]
+    pub root_volume_size: Option<u32>,
+    #[serde(default)]
+    pub root_volume_type: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<TaintConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaintConfig {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+/// Flatcar Container Linux release channel whose newest AMI is used when `amiId` is not set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseChannel {
+    #[default]
+    Stable,
+    Beta,
+    Alpha,
+    Lts,
+}
+
+impl ReleaseChannel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseChannel::Stable => "stable",
+            ReleaseChannel::Beta => "beta",
+            ReleaseChannel::Alpha => "alpha",
+            ReleaseChannel::Lts => "lts",
+        }
+    }
+}
+
+/// Where the state file, lock and audit log live.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateConfig {
+    #[serde(default)]
+    pub backend: StateBackendKind,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackendKind {
+    #[default]
+    Local,
+    S3,
+}
+
+/// A worker group as the templates see it: the default workers and each node pool, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPool {
+    pub name: String,
+    /// CloudFormation logical-id fragment, e.g. `Gpu` for `gpu`, `Workers` for the default pool.
+    pub logical_name: String,
+    pub count: u32,
+    pub instance_type: String,
+    pub spot_price: Option<String>,
+    pub root_volume_size: u32,
+    pub root_volume_type: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<TaintConfig>,
+}
+
+/// Name of the implicit pool made from the top-level `worker*` settings.
+pub const DEFAULT_POOL: &str = "workers";
+
+impl ClusterConfig {
+    /// Parses `text` (read from `file`) and runs the semantic checks.
+    pub fn parse(file: &Path, text: &str) -> Result<ClusterConfig, ConfigError> {
+        let err = |problems| ConfigError {
+            file: file.to_path_buf(),
+            problems,
+        };
+        let locator = Locator::new(text).map_err(|p| err(vec![p]))?;
+        let mut unknown = Vec::new();
+        let de = serde_norway::Deserializer::from_str(text);
+        let parsed: Result<ClusterConfig, _> =
+            serde_ignored::deserialize(de, |path| unknown.push(locate::segments(&path)));
+        let mut problems: Vec<Problem> = unknown
+            .iter()
+            .map(|segments| locator.unknown_key(segments))
+            .collect();
+        match parsed {
+            Ok(config) => {
+                problems.extend(validate::semantic_problems(&config, &locator));
+                if problems.is_empty() {
+                    Ok(config)
+                } else {
+                    Err(err(problems))
+                }
+            }
+            Err(e) => {
+                problems.push(Problem::from_yaml_error(&e));
+                problems.sort_by_key(|p| (p.line, p.column));
+                Err(err(problems))
+            }
+        }
+    }
+
+    /// Reads `cluster.yaml` from the cluster directory.
+    pub fn load(dir: &Path) -> Result<ClusterConfig, ConfigError> {
+        let file = dir.join(CLUSTER_FILE);
+        let text = std::fs::read_to_string(&file).map_err(|e| ConfigError {
+            file: file.clone(),
+            problems: vec![Problem::general(format!("cannot read: {e}"))],
+        })?;
+        ClusterConfig::parse(&file, &text)
+    }
+
+    /// The instance subnets: `subnets`, or the single `availabilityZone`/`instanceCIDR` pair.
+    pub fn effective_subnets(&self) -> Vec<SubnetConfig> {
+        if !self.subnets.is_empty() {
+            return self.subnets.clone();
+        }
+        vec![SubnetConfig {
+            availability_zone: self.availability_zone.clone().unwrap_or_default(),
+            instance_cidr: self.instance_cidr,
+        }]
+    }
+
+    /// The default worker pool followed by every node pool, with defaults filled in.
+    pub fn worker_pools(&self) -> Vec<WorkerPool> {
+        let default_pool = WorkerPool {
+            name: DEFAULT_POOL.to_string(),
+            logical_name: logical_name(DEFAULT_POOL),
+            count: self.worker_count,
+            instance_type: self.worker_instance_type.clone(),
+            spot_price: self.worker_spot_price.clone(),
+            root_volume_size: self.worker_root_volume_size,
+            root_volume_type: self.worker_root_volume_type.clone(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+        };
+        let pools = self.node_pools.iter().map(|p| WorkerPool {
+            name: p.name.clone(),
+            logical_name: logical_name(&p.name),
+            count: p.count.unwrap_or(self.worker_count),
+            instance_type: p
+                .instance_type
+                .clone()
+                .unwrap_or_else(|| self.worker_instance_type.clone()),
+            spot_price: p
+                .spot_price
+                .clone()
+                .or_else(|| self.worker_spot_price.clone()),
+            root_volume_size: p.root_volume_size.unwrap_or(self.worker_root_volume_size),
+            root_volume_type: p
+                .root_volume_type
+                .clone()
+                .unwrap_or_else(|| self.worker_root_volume_type.clone()),
+            labels: p.labels.clone(),
+            taints: p.taints.clone(),
+        });
+        std::iter::once(default_pool).chain(pools).collect()
+    }
+
+    /// CloudFormation stack name for this cluster.
+    pub fn stack_name(&self) -> String {
+        self.cluster_name.clone()
+    }
+
+    /// Private IPs of the etcd members: member `i` sits in subnet `i mod n` at offset 20 + i,
+    /// so the addresses (and the etcd certificate's SANs) are known before anything runs.
+    pub fn etcd_ips(&self) -> Vec<Ipv4Addr> {
+        let subnets = self.effective_subnets();
+        (0..self.etcd_count as usize)
+            .map(|i| {
+                let base = u32::from(subnets[i % subnets.len()].instance_cidr.network());
+                Ipv4Addr::from(base + 20 + i as u32)
+            })
+            .collect()
+    }
+
+    /// The first address of the service CIDR: the `kubernetes` service's cluster IP.
+    pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
+        let base = u32::from(self.service_cidr.network());
+        Ipv4Addr::from(base + 1)
+    }
+}
+
+/// `gpu-large` → `GpuLarge`: node pool names become parts of CloudFormation logical ids.
+pub fn logical_name(name: &str) -> String {
+    name.split('-')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+mod defaults {
+    use super::*;
+
+    pub fn record_set_ttl() -> u32 {
+        300
+    }
+    pub fn vpc_cidr() -> Ipv4Net {
+        "10.0.0.0/16".parse().expect("valid literal")
+    }
+    pub fn instance_cidr() -> Ipv4Net {
+        "10.0.0.0/24".parse().expect("valid literal")
+    }
+    pub fn one() -> u32 {
+        1
+    }
+    pub fn instance_type() -> String {
+        "t3.medium".to_string()
+    }
+    pub fn root_volume_size() -> u32 {
+        30
+    }
+    pub fn root_volume_type() -> String {
+        "gp3".to_string()
+    }
+    pub fn controller_ip() -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, 50)
+    }
+    pub fn service_cidr() -> Ipv4Net {
+        "10.3.0.0/24".parse().expect("valid literal")
+    }
+    pub fn pod_cidr() -> Ipv4Net {
+        "10.2.0.0/16".parse().expect("valid literal")
+    }
+    pub fn dns_service_ip() -> Ipv4Addr {
+        Ipv4Addr::new(10, 3, 0, 10)
+    }
+    pub fn kubernetes_version() -> String {
+        crate::render::DEFAULT_KUBERNETES_VERSION.to_string()
+    }
+    pub fn ca_days() -> u32 {
+        3650
+    }
+    pub fn cert_days() -> u32 {
+        365
+    }
+}
+
+/// One mistake in `cluster.yaml`: which field, where, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Dotted path of the field, e.g. `nodePools[1].name`; empty for the document itself.
+    pub field: String,
+    /// 1-based line, when the field (or its parent) appears in the file.
+    pub line: Option<usize>,
+    /// 1-based column.
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl Problem {
+    fn general(message: String) -> Problem {
+        Problem {
+            field: String::new(),
+            line: None,
+            column: None,
+            message,
+        }
+    }
+
+    fn from_yaml_error(e: &serde_norway::Error) -> Problem {
+        let location = e.location();
+        // serde_norway appends " at line L column C" to its message; the position is reported
+        // in our own prefix instead, so strip it to avoid saying it twice.
+        let full = e.to_string();
+        let message = match full.find(" at line ") {
+            Some(at) => full[..at].to_string(),
+            None => full,
+        };
+        let (field, message) = match message.split_once(": ") {
+            Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
+            _ => (String::new(), message),
+        };
+        Problem {
+            field,
+            line: location.as_ref().map(|l| l.line()),
+            column: location.as_ref().map(|l| l.column()),
+            message,
+        }
+    }
+}
+
+/// Everything wrong with one `cluster.yaml`, each problem on its own line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file.display())?;
+            if let Some(line) = p.line {
+                write!(f, ":{line}")?;
+                if let Some(column) = p.column {
+                    write!(f, ":{column}")?;
+                }
+            }
+            if p.field.is_empty() {
+                write!(f, ": {}", p.message)?;
+            } else {
+                write!(f, ": {}: {}", p.field, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+//! Semantic checks of a parsed `cluster.yaml`: the mistakes a type system cannot see, such as
+//! subnets outside the VPC or a DNS service IP outside the service CIDR.
+
+use std::collections::BTreeSet;
+
+use ipnet::Ipv4Net;
+
+use super::locate::{Locator, Segment};
+use super::{ClusterConfig, DEFAULT_POOL, Problem, StateBackendKind};
+
+fn key(k: &str) -> Segment {
+    Segment::Key(k.to_string())
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+fn is_dns_label_list(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Every semantic problem, each positioned at the field it is about.
+pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut problem = |path: &[Segment], message: String| out.push(at.problem(path, message));
+
+    let name_ok = c.cluster_name.len() <= 64
+        && c.cluster_name
+            .starts_with(|ch: char| ch.is_ascii_alphabetic())
+        && c.cluster_name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-');
+    if !name_ok {
+        problem(
+            &[key("clusterName")],
+            "must start with a letter and contain only letters, digits and '-' (at most 64 characters), because it names the CloudFormation stack".into(),
+        );
+    }
+    if !is_dns_label_list(&c.external_dns_name) {
+        problem(
+            &[key("externalDNSName")],
+            format!("\"{}\" is not a valid DNS name", c.external_dns_name),
+        );
+    }
+    if !c.kms_key_arn.starts_with("arn:") || !c.kms_key_arn.contains(":kms:") {
+        problem(
+            &[key("kmsKeyArn")],
+            format!(
+                "\"{}\" is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)",
+                c.kms_key_arn
+            ),
+        );
+    }
+    if c.subnets.is_empty() && c.availability_zone.as_deref().unwrap_or("").is_empty() {
+        problem(
+            &[key("availabilityZone")],
+            "required when `subnets` is not given".into(),
+        );
+    }
+    if c.create_record_set && c.hosted_zone_id.is_none() && c.hosted_zone.is_none() {
+        problem(
+            &[key("createRecordSet")],
+            "needs `hostedZoneId` or `hostedZone` to know where the record goes".into(),
+        );
+    }
+    if let Some(zone) = &c.hosted_zone {
+        let zone = zone.trim_end_matches('.');
+        let inside =
+            c.external_dns_name == zone || c.external_dns_name.ends_with(&format!(".{zone}"));
+        if !inside {
+            problem(
+                &[key("hostedZone")],
+                format!(
+                    "externalDNSName \"{}\" is not inside the zone \"{zone}\"",
+                    c.external_dns_name
+                ),
+            );
+        }
+    }
+    if c.route_table_id.is_some() && c.vpc_id.is_none() {
+        problem(
+            &[key("routeTableId")],
+            "only makes sense with `vpcId`".into(),
+        );
+    }
+
+    // Networking: instance subnets inside the VPC and disjoint; cluster ranges outside it.
+    let subnets = c.effective_subnets();
+    let subnet_path = |i: usize| {
+        if c.subnets.is_empty() {
+            vec![key("instanceCIDR")]
+        } else {
+            vec![key("subnets"), Segment::Index(i), key("instanceCIDR")]
+        }
+    };
+    for (i, subnet) in subnets.iter().enumerate() {
+        if !c.vpc_cidr.contains(&subnet.instance_cidr) {
+            problem(
+                &subnet_path(i),
+                format!(
+                    "{} is not inside vpcCIDR {}",
+                    subnet.instance_cidr, c.vpc_cidr
+                ),
+            );
+        }
+        for (j, other) in subnets.iter().enumerate().skip(i + 1) {
+            if overlaps(&subnet.instance_cidr, &other.instance_cidr) {
+                problem(
+                    &subnet_path(j),
+                    format!(
+                        "{} overlaps subnets[{i}] {}",
+                        other.instance_cidr, subnet.instance_cidr
+                    ),
+                );
+            }
+        }
+    }
+    if overlaps(&c.service_cidr, &c.vpc_cidr) {
+        problem(
+            &[key("serviceCIDR")],
+            format!("{} overlaps vpcCIDR {}", c.service_cidr, c.vpc_cidr),
+        );
+    }
+    if overlaps(&c.pod_cidr, &c.vpc_cidr) {
+        problem(
+            &[key("podCIDR")],
+            format!("{} overlaps vpcCIDR {}", c.pod_cidr, c.vpc_cidr),
+        );
+    }
+    if overlaps(&c.pod_cidr, &c.service_cidr) {
+        problem(
+            &[key("podCIDR")],
+            format!("{} overlaps serviceCIDR {}", c.pod_cidr, c.service_cidr),
+        );
+    }
+    if !c.service_cidr.contains(&c.dns_service_ip) {
+        problem(
+            &[key("dnsServiceIP")],
+            format!(
+                "{} is not inside serviceCIDR {}",
+                c.dns_service_ip, c.service_cidr
+            ),
+        );
+    } else if c.dns_service_ip == c.kubernetes_service_ip() {
+        problem(
+            &[key("dnsServiceIP")],
+            format!(
+                "{} is reserved for the kubernetes service",
+                c.dns_service_ip
+            ),
+        );
+    }
+    if let Some(first) = subnets.first()
+        && c.controller_count == 1
+        && !first.instance_cidr.contains(&c.controller_ip)
+    {
+        problem(
+            &[key("controllerIP")],
+            format!(
+                "{} is not inside the first instance subnet {}",
+                c.controller_ip, first.instance_cidr
+            ),
+        );
+    }
+
+    // Counts.
+    if c.controller_count == 0 {
+        problem(&[key("controllerCount")], "must be at least 1".into());
+    }
+    if c.etcd_count == 0 || c.etcd_count % 2 == 0 {
+        problem(
+            &[key("etcdCount")],
+            format!(
+                "must be odd and at least 1 so etcd keeps a quorum (got {})",
+                c.etcd_count
+            ),
+        );
+    }
+    if c.tls_ca_duration_days == 0 {
+        problem(&[key("tlsCADurationDays")], "must be at least 1".into());
+    }
+    if c.tls_cert_duration_days == 0 || c.tls_cert_duration_days > c.tls_ca_duration_days {
+        problem(
+            &[key("tlsCertDurationDays")],
+            format!(
+                "must be between 1 and tlsCADurationDays ({})",
+                c.tls_ca_duration_days
+            ),
+        );
+    }
+    if let Err(message) = crate::render::check_kubernetes_version(&c.kubernetes_version) {
+        problem(&[key("kubernetesVersion")], message);
+    }
+
+    // Node pools: unique, usable as logical-id fragments.
+    let mut seen = BTreeSet::from([DEFAULT_POOL.to_string()]);
+    for (i, pool) in c.node_pools.iter().enumerate() {
+        let path = [key("nodePools"), Segment::Index(i), key("name")];
+        let valid = !pool.name.is_empty()
+            && pool.name.len() <= 40
+            && pool.name.starts_with(|ch: char| ch.is_ascii_lowercase())
+            && pool
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+        if !valid {
+            problem(
+                &path,
+                format!(
+                    "\"{}\" must start with a lower-case letter and contain only a-z, 0-9 and '-'",
+                    pool.name
+                ),
+            );
+        }
+        if !seen.insert(pool.name.clone()) {
+            let why = if pool.name == DEFAULT_POOL {
+                " (the name of the default worker pool)"
+            } else {
+                ""
+            };
+            problem(
+                &path,
+                format!("duplicate node pool name \"{}\"{why}", pool.name),
+            );
+        }
+    }
+
+    if c.state.backend == StateBackendKind::S3 {
+        for field in ["bucket", "key"] {
+            let value = if field == "bucket" {
+                &c.state.bucket
+            } else {
+                &c.state.key
+            };
+            if value.as_deref().unwrap_or("").is_empty() {
+                problem(
+                    &[key("state"), key("backend")],
+                    format!("backend s3 needs state.{field}"),
+                );
+            }
+        }
+    }
+    out
+}

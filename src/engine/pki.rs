@@ -1,0 +1,147 @@
+//! Brings the cluster's TLS assets up to date: reuses every certificate whose spec is unchanged
+//! and not near expiry, issues the rest, and encrypts each new key with KMS before it leaves
+//! this function. A no-op run makes no KMS call.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+use super::EngineError;
+use crate::assets::tls::{self, CaSigner, Issued, TlsSpec};
+use crate::assets::{TlsAsset, TlsAssets, encryption_context};
+use crate::aws::kms::KeyVault;
+use crate::config::ClusterConfig;
+
+/// Why a certificate is (re)issued; plan shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueReason {
+    New,
+    SpecChanged,
+    Expiring { not_after: String },
+}
+
+/// The TLS assets after resolution, and which were issued now (and why).
+#[derive(Debug, Clone)]
+pub struct ResolvedTls {
+    pub assets: TlsAssets,
+    pub issued: Vec<(String, IssueReason)>,
+}
+
+fn reusable(
+    previous: Option<&TlsAsset>,
+    spec: &TlsSpec,
+    now: OffsetDateTime,
+    renew_before: Duration,
+) -> Result<(), IssueReason> {
+    let Some(asset) = previous else {
+        return Err(IssueReason::New);
+    };
+    if asset.spec_sha256 != spec.sha256() {
+        return Err(IssueReason::SpecChanged);
+    }
+    match OffsetDateTime::parse(&asset.not_after, &Rfc3339) {
+        Ok(not_after) if not_after - renew_before > now => Ok(()),
+        _ => Err(IssueReason::Expiring {
+            not_after: asset.not_after.clone(),
+        }),
+    }
+}
+
+async fn seal<V: KeyVault>(
+    vault: &V,
+    config: &ClusterConfig,
+    spec: &TlsSpec,
+    issued: &Issued,
+) -> Result<TlsAsset, EngineError> {
+    let context = encryption_context(&config.cluster_name, &spec.name);
+    let ciphertext = vault
+        .encrypt(&config.kms_key_arn, issued.key_pem.as_bytes(), &context)
+        .await?;
+    Ok(TlsAsset {
+        name: spec.name.clone(),
+        spec_sha256: spec.sha256(),
+        certificate_pem: issued.certificate_pem.clone(),
+        certificate_sha256: issued.certificate_sha256.clone(),
+        key_ciphertext: BASE64.encode(ciphertext),
+        not_after: issued
+            .not_after
+            .format(&Rfc3339)
+            .expect("an OffsetDateTime formats as RFC 3339"),
+    })
+}
+
+/// Resolves every TLS asset against `previous`.
+pub async fn resolve<V: KeyVault>(
+    config: &ClusterConfig,
+    previous: &TlsAssets,
+    vault: &V,
+    now: OffsetDateTime,
+    renew_before: Duration,
+) -> Result<ResolvedTls, EngineError> {
+    let mut assets = TlsAssets::new();
+    let mut issued_now = Vec::new();
+
+    let ca_spec = tls::ca_spec(config);
+    // The CA's plaintext key is only needed when a leaf must be signed; it is decrypted lazily
+    // (or kept from issuing) and dropped, zeroised, at the end of this function.
+    let mut ca_key: Option<Zeroizing<String>> = None;
+    let ca = match reusable(previous.get(tls::CA), &ca_spec, now, renew_before) {
+        Ok(()) => previous[tls::CA].clone(),
+        Err(reason) => {
+            let issued = tls::issue(&ca_spec, None, now)?;
+            let asset = seal(vault, config, &ca_spec, &issued).await?;
+            ca_key = Some(issued.key_pem.clone());
+            issued_now.push((tls::CA.to_string(), reason));
+            asset
+        }
+    };
+    let mut signer: Option<CaSigner> = None;
+    for spec in tls::leaf_specs(config, &ca.certificate_sha256) {
+        match reusable(previous.get(&spec.name), &spec, now, renew_before) {
+            Ok(()) => {
+                assets.insert(spec.name.clone(), previous[&spec.name].clone());
+            }
+            Err(reason) => {
+                if signer.is_none() {
+                    let key = match ca_key.take() {
+                        Some(key) => key,
+                        None => decrypt_ca_key(vault, config, &ca).await?,
+                    };
+                    signer = Some(CaSigner::new(&ca_spec, &key)?);
+                }
+                let issued = tls::issue(&spec, signer.as_ref(), now)?;
+                assets.insert(
+                    spec.name.clone(),
+                    seal(vault, config, &spec, &issued).await?,
+                );
+                issued_now.push((spec.name.clone(), reason));
+            }
+        }
+    }
+    assets.insert(tls::CA.to_string(), ca);
+    Ok(ResolvedTls {
+        assets,
+        issued: issued_now,
+    })
+}
+
+async fn decrypt_ca_key<V: KeyVault>(
+    vault: &V,
+    config: &ClusterConfig,
+    ca: &TlsAsset,
+) -> Result<Zeroizing<String>, EngineError> {
+    let ciphertext = BASE64.decode(&ca.key_ciphertext).map_err(|e| {
+        EngineError::Refused(format!("the state's CA key ciphertext is not base64: {e}"))
+    })?;
+    let plaintext = vault
+        .decrypt(
+            &ciphertext,
+            &encryption_context(&config.cluster_name, tls::CA),
+        )
+        .await?;
+    let text = String::from_utf8(plaintext.to_vec())
+        .map_err(|_| EngineError::Refused("the decrypted CA key is not PEM text".into()))?;
+    Ok(Zeroizing::new(text))
+}

@@ -1,0 +1,11 @@
+//! kube-aws: deploys secure, auditable and reproducible Kubernetes clusters on AWS.
+//! The binary is a thin shell over this library; see ARCHITECTURE.md for the codemap.
+
+pub mod assets;
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod hash;
+pub mod render;
+pub mod state;

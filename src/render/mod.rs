@@ -1,0 +1,364 @@
+//! Renders the cluster's cloud-configs and CloudFormation stack from templates: built-ins
+//! compiled into the binary, overridden by files in the cluster directory. Pure: no I/O.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
+use serde::Serialize;
+
+use crate::assets::TlsAssets;
+use crate::config::ClusterConfig;
+
+/// Kubernetes version used when `kubernetesVersion` is not set.
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.31.4";
+/// Minor versions whose control-plane flags the built-in templates are written for.
+const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 29..=32;
+
+/// Template paths, relative to the cluster directory (and to `templates/` in this repository).
+pub const CONTROLLER: &str = "userdata/cloud-config-controller";
+pub const WORKER: &str = "userdata/cloud-config-worker";
+pub const ETCD: &str = "userdata/cloud-config-etcd";
+pub const STACK: &str = "stack-template.json";
+
+/// Every template, with its built-in text.
+pub const BUILT_IN: [(&str, &str); 4] = [
+    (
+        CONTROLLER,
+        include_str!("../../templates/userdata/cloud-config-controller"),
+    ),
+    (
+        WORKER,
+        include_str!("../../templates/userdata/cloud-config-worker"),
+    ),
+    (
+        ETCD,
+        include_str!("../../templates/userdata/cloud-config-etcd"),
+    ),
+    (STACK, include_str!("../../templates/stack-template.json")),
+];
+
+/// Where a template's text came from, so errors and `validate` can name the right file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    BuiltIn,
+    ClusterDir,
+}
+
+/// The templates one render uses.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    sources: BTreeMap<&'static str, (String, Origin)>,
+}
+
+impl Templates {
+    /// The built-in templates, each replaced by `overrides` where the cluster dir has one.
+    pub fn with_overrides(mut overrides: BTreeMap<&'static str, String>) -> Templates {
+        let sources = BUILT_IN
+            .iter()
+            .map(|(name, text)| match overrides.remove(name) {
+                Some(own) => (*name, (own, Origin::ClusterDir)),
+                None => (*name, (text.to_string(), Origin::BuiltIn)),
+            })
+            .collect();
+        Templates { sources }
+    }
+
+    pub fn built_in() -> Templates {
+        Templates::with_overrides(BTreeMap::new())
+    }
+
+    pub fn origin(&self, name: &str) -> Option<&Origin> {
+        self.sources.get(name).map(|(_, origin)| origin)
+    }
+}
+
+/// What a render produces: decoded cloud-configs by asset name and the stack template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// `cloud-config-controller`, `cloud-config-etcd`, `cloud-config-worker` and one
+    /// `cloud-config-worker-<pool>` per node pool.
+    pub cloud_configs: BTreeMap<String, String>,
+    /// The CloudFormation template as canonical JSON (sorted keys, two-space indent).
+    pub stack_template: String,
+}
+
+/// Everything a render needs besides the templates.
+pub struct RenderInputs<'a> {
+    pub config: &'a ClusterConfig,
+    pub ami_id: &'a str,
+    pub tls: &'a TlsAssets,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{template}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Template {
+        template: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error(
+        "{STACK}: the rendered template is not valid JSON at line {line}, column {column}: {message}"
+    )]
+    StackJson {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("TLS asset {0} is missing; it must be issued before rendering")]
+    MissingTls(String),
+}
+
+impl RenderError {
+    fn from_minijinja(template: &str, e: &minijinja::Error) -> RenderError {
+        let mut message = e
+            .detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| e.kind().to_string());
+        if let Some(source) = std::error::Error::source(e) {
+            message.push_str(&format!(": {source}"));
+        }
+        RenderError::Template {
+            template: e.name().unwrap_or(template).to_string(),
+            line: e.line(),
+            message,
+        }
+    }
+}
+
+/// Checks `version` is `vMAJOR.MINOR.PATCH` with a minor the templates support.
+pub fn check_kubernetes_version(version: &str) -> Result<(), String> {
+    let minor = parse_minor(version).ok_or_else(|| {
+        format!("\"{version}\" is not a Kubernetes version like {DEFAULT_KUBERNETES_VERSION}")
+    })?;
+    if !SUPPORTED_MINORS.contains(&minor) {
+        return Err(format!(
+            "Kubernetes {version} is not supported by the built-in templates (v1.{}–v1.{})",
+            SUPPORTED_MINORS.start(),
+            SUPPORTED_MINORS.end()
+        ));
+    }
+    Ok(())
+}
+
+fn parse_minor(version: &str) -> Option<u32> {
+    let rest = version.strip_prefix('v')?;
+    let mut parts = rest.split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    let _patch: u32 = parts.next()?.parse().ok()?;
+    (major == 1 && parts.next().is_none()).then_some(minor)
+}
+
+/// Container images and downloads for a Kubernetes version.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Images {
+    apiserver: String,
+    controller_manager: String,
+    scheduler: String,
+    proxy: String,
+    etcd_tag: &'static str,
+    awscli: &'static str,
+}
+
+fn images(version: &str) -> Images {
+    let image = |name: &str| format!("registry.k8s.io/{name}:{version}");
+    Images {
+        apiserver: image("kube-apiserver"),
+        controller_manager: image("kube-controller-manager"),
+        scheduler: image("kube-scheduler"),
+        proxy: image("kube-proxy"),
+        etcd_tag: "v3.5.17",
+        awscli: "public.ecr.aws/aws-cli/aws-cli:2.22.35",
+    }
+}
+
+/// A kubeconfig that authenticates with `/etc/kubernetes/ssl/<user>.pem`; templates call it.
+fn kubeconfig(cluster: &str, server: &str, user: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n  - name: {cluster}\n    cluster:\n      certificate-authority: /etc/kubernetes/ssl/ca.pem\n      server: {server}\nusers:\n  - name: {user}\n    user:\n      client-certificate: /etc/kubernetes/ssl/{user}.pem\n      client-key: /etc/kubernetes/ssl/{user}-key.pem\ncontexts:\n  - name: {cluster}\n    context:\n      cluster: {cluster}\n      user: {user}\ncurrent-context: {cluster}\n"
+    )
+}
+
+/// Gzip (with a zero mtime, so equal input gives equal bytes) then base64, as EC2 user data.
+pub fn gzip_base64(text: &str) -> String {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
+    encoder
+        .write_all(text.as_bytes())
+        .expect("writing to a Vec cannot fail");
+    BASE64.encode(encoder.finish().expect("writing to a Vec cannot fail"))
+}
+
+/// Syntax with trailing newlines kept, so rendered files end as their templates do.
+pub fn keep_trailing_newline() -> minijinja::syntax::SyntaxConfig {
+    minijinja::syntax::SyntaxConfig::builder()
+        .keep_trailing_newline(true)
+        .build()
+        .expect("the default delimiters are valid")
+}
+
+fn environment(templates: &Templates) -> Result<Environment<'static>, RenderError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Values are placed with explicit `tojson` where JSON quoting is needed; the default
+    // callback would JSON-escape every value in `stack-template.json` a second time.
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_syntax(keep_trailing_newline());
+    env.add_function("kubeconfig", kubeconfig);
+    for (name, (text, _)) in &templates.sources {
+        env.add_template_owned(*name, text.clone())
+            .map_err(|e| RenderError::from_minijinja(name, &e))?;
+    }
+    Ok(env)
+}
+
+fn tls_context(
+    inputs: &RenderInputs<'_>,
+) -> Result<BTreeMap<String, minijinja::Value>, RenderError> {
+    let mut out = BTreeMap::new();
+    for name in crate::assets::tls::all_names() {
+        let asset = inputs
+            .tls
+            .get(name)
+            .ok_or_else(|| RenderError::MissingTls(name.to_string()))?;
+        out.insert(
+            name.to_string(),
+            context! { cert => asset.certificate_pem.clone(), keyCiphertext => asset.key_ciphertext.clone() },
+        );
+    }
+    Ok(out)
+}
+
+/// Renders every cloud-config and the stack template.
+pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Rendered, RenderError> {
+    let env = environment(templates)?;
+    let c = inputs.config;
+    let etcd_ips = c.etcd_ips();
+    let etcd_endpoints = etcd_ips
+        .iter()
+        .map(|ip| format!("https://{ip}:2379"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let etcd_initial_cluster = etcd_ips
+        .iter()
+        .map(|ip| format!("etcd-{ip}=https://{ip}:2380"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let version = c.kubernetes_version.as_str();
+    let base = context! {
+        cluster => Serde(c),
+        stackName => c.stack_name(),
+        etcdEndpoints => etcd_endpoints,
+        etcdInitialCluster => etcd_initial_cluster,
+        kubernetesServiceIP => c.kubernetes_service_ip().to_string(),
+        k8s => context! {
+            version => version,
+            kubeletUrl => format!("https://dl.k8s.io/release/{version}/bin/linux/amd64/kubelet"),
+        },
+        images => Serde(images(version)),
+        tls => tls_context(inputs)?,
+    };
+    let render_one = |name: &str, extra: minijinja::Value| -> Result<String, RenderError> {
+        let template = env
+            .get_template(name)
+            .map_err(|e| RenderError::from_minijinja(name, &e))?;
+        template
+            .render(context! { ..extra, ..base.clone() })
+            .map_err(|e| RenderError::from_minijinja(name, &e))
+    };
+
+    let mut cloud_configs = BTreeMap::new();
+    cloud_configs.insert(
+        "cloud-config-controller".to_string(),
+        render_one(CONTROLLER, context! {})?,
+    );
+    cloud_configs.insert(
+        "cloud-config-etcd".to_string(),
+        render_one(ETCD, context! {})?,
+    );
+    let pools = c.worker_pools();
+    let mut worker_userdata = BTreeMap::new();
+    for pool in &pools {
+        let mut labels = vec![format!("kube-aws.coreos.com/pool={}", pool.name)];
+        labels.extend(pool.labels.iter().map(|(k, v)| format!("{k}={v}")));
+        let taints = pool
+            .taints
+            .iter()
+            .map(|t| format!("{}={}:{:?}", t.key, t.value, t.effect))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pool_context = context! { pool => context! {
+            name => pool.name.clone(), nodeLabels => labels.join(","), nodeTaints => taints,
+        }};
+        let text = render_one(WORKER, pool_context)?;
+        worker_userdata.insert(pool.name.clone(), gzip_base64(&text));
+        cloud_configs.insert(worker_asset_name(&pool.name), text);
+    }
+
+    let subnets = c.effective_subnets();
+    let etcd_members: Vec<_> = etcd_ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| context! { index => i, ip => ip.to_string(), subnetIndex => i % subnets.len() })
+        .collect();
+    let vpc_ref = match &c.vpc_id {
+        Some(id) => serde_json::to_string(id).expect("a string serialises"),
+        None => r#"{"Ref": "VPC"}"#.to_string(),
+    };
+    let route_table_ref = match (&c.vpc_id, &c.route_table_id) {
+        (None, _) => Some(r#"{"Ref": "RouteTable"}"#.to_string()),
+        (Some(_), Some(id)) => Some(serde_json::to_string(id).expect("a string serialises")),
+        (Some(_), None) => None,
+    };
+    let stack = render_one(
+        STACK,
+        context! {
+            amiId => inputs.ami_id,
+            subnets => Serde(subnets),
+            workerPools => Serde(&pools),
+            etcdMembers => etcd_members,
+            vpcRef => minijinja::Value::from_safe_string(vpc_ref),
+            routeTableRef => route_table_ref.map(minijinja::Value::from_safe_string),
+            userdata => context! {
+                controller => gzip_base64(&cloud_configs["cloud-config-controller"]),
+                etcd => gzip_base64(&cloud_configs["cloud-config-etcd"]),
+                workers => worker_userdata,
+            },
+        },
+    )?;
+    let stack_template = canonical_stack(&stack)?;
+    Ok(Rendered {
+        cloud_configs,
+        stack_template,
+    })
+}
+
+/// Asset name of a pool's worker cloud-config: the default pool keeps the original name.
+pub fn worker_asset_name(pool: &str) -> String {
+    if pool == crate::config::DEFAULT_POOL {
+        "cloud-config-worker".to_string()
+    } else {
+        format!("cloud-config-worker-{pool}")
+    }
+}
+
+fn canonical_stack(text: &str) -> Result<String, RenderError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| RenderError::StackJson {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+    let bytes = crate::hash::canonical_json_pretty(&value).expect("a JSON value serialises");
+    Ok(String::from_utf8(bytes).expect("serde_json writes UTF-8"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+//! The versioned state file: what was last applied (lineage, serial, stack, asset hashes,
+//! certificates and key ciphertexts, records), its codec, and the backends that keep it.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::assets::{AssetRecord, TlsAssets};
+use crate::config::ReleaseChannel;
+
+/// The state format this build writes; readers refuse any other.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything kube-aws knows about a deployed cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub format_version: u32,
+    /// Chosen once when the first state is written; a plan for another lineage is refused.
+    pub lineage: String,
+    /// +1 on every write.
+    pub serial: u64,
+    pub tool_version: String,
+    pub cluster_name: String,
+    pub stack: Option<StackState>,
+    /// Every rendered asset by path, with its content hash.
+    pub assets: BTreeMap<String, AssetRecord>,
+    pub tls: TlsAssets,
+    /// The AMI in use, so a newer Flatcar release never rolls the cluster unasked.
+    pub image: Option<ImageState>,
+    /// Route53 records this tool created, and only those.
+    pub records: Vec<RecordState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackState {
+    pub name: String,
+    pub id: Option<String>,
+    pub template_sha256: String,
+    pub parameters: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageState {
+    pub release_channel: ReleaseChannel,
+    pub ami_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordState {
+    pub hosted_zone_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub record_type: String,
+    pub ttl: u32,
+    pub values: Vec<String>,
+}
+
+impl State {
+    /// An empty state for a cluster that has never been applied.
+    pub fn new(cluster_name: &str, lineage: String) -> State {
+        State {
+            format_version: FORMAT_VERSION,
+            lineage,
+            serial: 0,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            cluster_name: cluster_name.to_string(),
+            stack: None,
+            assets: BTreeMap::new(),
+            tls: TlsAssets::new(),
+            image: None,
+            records: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{origin}: not a kube-aws state file: {source}")]
+    Malformed {
+        origin: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "{origin}: state format_version {found} is not known to kube-aws {} (it reads version {FORMAT_VERSION}); use the kube-aws release that wrote it",
+        env!("CARGO_PKG_VERSION")
+    )]
+    UnknownVersion { origin: String, found: u64 },
+    #[error("{origin}: {source}")]
+    Io {
+        origin: String,
+        source: std::io::Error,
+    },
+}
+
+/// Decodes a state file, refusing unknown format versions before looking at anything else.
+///
+/// Upgrading: when version 2 exists, read the version here first, decode a v1 document with
+/// the v1 types and convert it (`From<StateV1> for State`), so old states keep loading.
+pub fn decode(origin: &str, bytes: &[u8]) -> Result<State, StateError> {
+    let malformed = |source| StateError::Malformed {
+        origin: origin.to_string(),
+        source,
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
+    match value.get("format_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(FORMAT_VERSION) => {
+            serde_json::from_value(value).map_err(malformed)
+        }
+        Some(found) => Err(StateError::UnknownVersion {
+            origin: origin.to_string(),
+            found,
+        }),
+        None => Err(malformed(serde::de::Error::missing_field("format_version"))),
+    }
+}
+
+/// Canonical bytes of a state: sorted keys, so equal states are equal bytes.
+pub fn encode(state: &State) -> Vec<u8> {
+    crate::hash::canonical_json_pretty(state).expect("a state always serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_then_decode_is_identity_and_bytes_are_stable() {
+        let state = State::new("demo", "00000000-0000-4000-8000-000000000000".into());
+        let bytes = encode(&state);
+        let back = decode("test", &bytes).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(encode(&back), bytes);
+    }
+
+    #[test]
+    fn unknown_format_version_is_refused_with_its_number() {
+        let err = decode("state.json", br#"{"format_version": 7, "lineage": "x"}"#).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("format_version 7"), "{message}");
+        assert!(message.starts_with("state.json:"), "{message}");
+    }
+}
