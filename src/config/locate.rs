@@ -76,28 +76,36 @@ impl Locator {
     /// 1-based (line, column) of the key that names `path`, or of its value for indices.
     /// Falls back to the nearest ancestor that exists in the file.
     pub fn position(&self, path: &[Segment]) -> Option<(usize, usize)> {
-        let mut node = self.root.as_ref()?;
+        self.walk(path).0
+    }
+
+    /// Follows `path` as far as the file goes: the position reached, and whether all of it
+    /// exists.
+    fn walk(&self, path: &[Segment]) -> (Option<(usize, usize)>, bool) {
+        let Some(mut node) = self.root.as_ref() else {
+            return (None, false);
+        };
         let mut best = None;
         for segment in path {
-            match (segment, &node.data) {
-                (Segment::Key(key), YamlDataOwned::Mapping(map)) => {
-                    let (key_node, value) = map
-                        .iter()
-                        .find(|(k, _)| scalar_text(k).as_deref() == Some(key))?;
-                    best = Some(marker(key_node));
-                    node = value;
-                }
+            let next = match (segment, &node.data) {
+                (Segment::Key(key), YamlDataOwned::Mapping(map)) => map
+                    .iter()
+                    .find(|(k, _)| scalar_text(k).as_deref() == Some(key))
+                    .map(|(k, v)| (marker(k), v)),
                 (Segment::Index(i), YamlDataOwned::Sequence(items)) => {
-                    let Some(item) = items.get(*i) else {
-                        return best;
-                    };
-                    best = Some(marker(item));
-                    node = item;
+                    items.get(*i).map(|item| (marker(item), item))
                 }
-                _ => return best,
+                _ => None,
+            };
+            match next {
+                Some((position, child)) => {
+                    best = Some(position);
+                    node = child;
+                }
+                None => return (best, false),
             }
         }
-        best.or(Some(marker(node)))
+        (best.or(Some(marker(node))), true)
     }
 
     /// A problem for a key that the model does not know, with a suggestion when one is close.
@@ -121,13 +129,22 @@ impl Locator {
     }
 
     /// A problem about an existing field, positioned at that field.
+    /// A field the file does not set is named as its default, since that is what is wrong.
     pub fn problem(&self, path: &[Segment], message: impl Into<String>) -> Problem {
-        let (line, column) = self.position(path).unzip();
+        let mut message = message.into();
+        let position = match self.walk(path) {
+            (position, true) => position,
+            _ => {
+                message.push_str(" (not set in the file, so this is the default)");
+                None
+            }
+        };
+        let (line, column) = position.unzip();
         Problem {
             field: display_path(path),
             line,
             column,
-            message: message.into(),
+            message,
         }
     }
 }

@@ -1,1 +1,178 @@
+use std::path::Path;
 
+use super::*;
+
+const MINIMAL: &str = "\
+clusterName: demo
+externalDNSName: demo.example.com
+region: us-west-2
+availabilityZone: us-west-2a
+keyName: demo-key
+kmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/0000
+";
+
+fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+    ClusterConfig::parse(Path::new("cluster.yaml"), text)
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    parse(text).expect_err("expected a config error").problems
+}
+
+#[test]
+fn minimal_config_gets_the_original_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.vpc_cidr.to_string(), "10.0.0.0/16");
+    assert_eq!(c.instance_cidr.to_string(), "10.0.0.0/24");
+    assert_eq!(c.controller_ip.to_string(), "10.0.0.50");
+    assert_eq!(c.service_cidr.to_string(), "10.3.0.0/24");
+    assert_eq!(c.pod_cidr.to_string(), "10.2.0.0/16");
+    assert_eq!(c.dns_service_ip.to_string(), "10.3.0.10");
+    assert_eq!(c.record_set_ttl, 300);
+    assert_eq!(
+        (c.controller_count, c.etcd_count, c.worker_count),
+        (1, 1, 1)
+    );
+    assert_eq!(c.release_channel, ReleaseChannel::Stable);
+    assert_eq!(c.state.backend, StateBackendKind::Local);
+    assert_eq!(c.kubernetes_service_ip().to_string(), "10.3.0.1");
+    assert_eq!(c.etcd_ips(), vec![Ipv4Addr::new(10, 0, 0, 20)]);
+}
+
+#[test]
+fn unknown_key_names_file_line_column_and_suggests_the_real_key() {
+    let text = format!("{MINIMAL}workerInstanceTyp: m5.large\n");
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.problems.len(), 1);
+    let p = &err.problems[0];
+    assert_eq!((p.line, p.column), (Some(7), Some(1)));
+    assert_eq!(p.field, "workerInstanceTyp");
+    assert_eq!(
+        err.to_string(),
+        "cluster.yaml:7:1: workerInstanceTyp: unknown key \"workerInstanceTyp\" (did you mean \"workerInstanceType\"?)"
+    );
+}
+
+#[test]
+fn every_unknown_key_is_reported_including_nested_ones() {
+    let text = format!(
+        "{MINIMAL}nodePools:\n  - name: gpu\n    instanceTyp: g5.xlarge\nstate:\n  bucke: b\n"
+    );
+    let found = problems(&text);
+    let fields: Vec<_> = found.iter().map(|p| (p.field.as_str(), p.line)).collect();
+    assert_eq!(
+        fields,
+        vec![
+            ("nodePools[0].instanceTyp", Some(9)),
+            ("state.bucke", Some(11))
+        ]
+    );
+    assert!(found[0].message.contains("did you mean \"instanceType\""));
+    assert!(found[1].message.contains("did you mean \"bucket\""));
+}
+
+#[test]
+fn wrong_type_names_the_field_and_its_position() {
+    let text = format!("{MINIMAL}workerCount: many\n");
+    let err = parse(&text).unwrap_err();
+    let p = &err.problems[0];
+    assert_eq!(p.field, "workerCount");
+    assert_eq!(p.line, Some(7));
+    assert!(p.column.is_some());
+    assert!(p.message.contains("invalid type"), "{}", p.message);
+    assert!(err.to_string().starts_with("cluster.yaml:7:"), "{err}");
+}
+
+#[test]
+fn invalid_cidr_is_a_positioned_error() {
+    let text = format!("{MINIMAL}vpcCIDR: 10.0.0.0/99\n");
+    let p = &problems(&text)[0];
+    assert_eq!((p.field.as_str(), p.line), ("vpcCIDR", Some(7)));
+}
+
+#[test]
+fn yaml_syntax_error_has_a_position() {
+    let p = &problems("clusterName: [unclosed\n")[0];
+    assert!(p.message.starts_with("YAML syntax error"), "{}", p.message);
+    assert!(p.line.is_some());
+}
+
+#[test]
+fn missing_required_field_is_reported() {
+    let p = &problems("clusterName: demo\n")[0];
+    assert!(p.message.contains("missing field"), "{}", p.message);
+}
+
+#[test]
+fn overlapping_subnets_name_the_later_subnet() {
+    let text = format!(
+        "{MINIMAL}subnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.0.128/25\n"
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].field, "subnets[1].instanceCIDR");
+    assert_eq!(found[0].line, Some(11));
+    assert!(found[0].message.contains("overlaps subnets[0]"));
+}
+
+#[test]
+fn semantic_checks_report_each_problem_at_its_field() {
+    let text = format!(
+        "{MINIMAL}instanceCIDR: 10.1.0.0/24\nserviceCIDR: 10.0.128.0/24\ndnsServiceIP: 10.9.0.10\netcdCount: 2\nnodePools:\n  - name: a\n  - name: a\n"
+    );
+    let found = problems(&text);
+    let fields: Vec<&str> = found.iter().map(|p| p.field.as_str()).collect();
+    assert!(fields.contains(&"instanceCIDR"), "{fields:?}");
+    assert!(fields.contains(&"serviceCIDR"), "{fields:?}");
+    assert!(fields.contains(&"dnsServiceIP"), "{fields:?}");
+    assert!(fields.contains(&"etcdCount"), "{fields:?}");
+    assert!(fields.contains(&"nodePools[1].name"), "{fields:?}");
+    assert!(fields.contains(&"controllerIP"), "{fields:?}");
+    for p in &found {
+        if p.field == "controllerIP" {
+            assert_eq!(p.line, None);
+            assert!(
+                p.message
+                    .ends_with("(not set in the file, so this is the default)")
+            );
+        } else {
+            assert!(p.line.is_some(), "{p:?}");
+        }
+    }
+}
+
+#[test]
+fn record_set_needs_a_zone_and_the_zone_must_contain_the_name() {
+    let found = problems(&format!(
+        "{MINIMAL}createRecordSet: true\nhostedZone: other.org\n"
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].field, "hostedZone");
+    let found = problems(&format!("{MINIMAL}createRecordSet: true\n"));
+    assert_eq!(found[0].field, "createRecordSet");
+}
+
+#[test]
+fn s3_backend_needs_bucket_and_key() {
+    let found = problems(&format!("{MINIMAL}state:\n  backend: s3\n"));
+    assert_eq!(found.len(), 2, "{found:?}");
+}
+
+#[test]
+fn worker_pools_inherit_worker_defaults() {
+    let text = format!(
+        "{MINIMAL}workerInstanceType: m5.large\nnodePools:\n  - name: gpu-big\n    count: 3\n"
+    );
+    let pools = parse(&text).unwrap().worker_pools();
+    assert_eq!(pools.len(), 2);
+    assert_eq!(pools[0].name, DEFAULT_POOL);
+    assert_eq!(pools[1].logical_name, "GpuBig");
+    assert_eq!(pools[1].count, 3);
+    assert_eq!(pools[1].instance_type, "m5.large");
+}
+
+#[test]
+fn unsupported_kubernetes_version_is_refused() {
+    let found = problems(&format!("{MINIMAL}kubernetesVersion: v1.12.0\n"));
+    assert_eq!(found[0].field, "kubernetesVersion");
+}

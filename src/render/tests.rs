@@ -1,1 +1,239 @@
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::Path;
 
+use serde_json::Value;
+
+use super::*;
+use crate::assets::TlsAsset;
+
+fn config(extra: &str) -> ClusterConfig {
+    let text = format!(
+        "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkeyName: k\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\n{extra}"
+    );
+    ClusterConfig::parse(Path::new("cluster.yaml"), &text).unwrap()
+}
+
+fn tls() -> TlsAssets {
+    crate::assets::tls::all_names()
+        .map(|name| {
+            (
+                name.to_string(),
+                TlsAsset {
+                    name: name.to_string(),
+                    spec_sha256: format!("spec-{name}"),
+                    certificate_pem: format!(
+                        "-----BEGIN CERTIFICATE-----\n{name}\n-----END CERTIFICATE-----\n"
+                    ),
+                    certificate_sha256: format!("sha-{name}"),
+                    key_ciphertext: format!("Q0lQSEVS{}", name.len()),
+                    not_after: "2030-01-01T00:00:00Z".into(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn render_with(config: &ClusterConfig, templates: &Templates) -> Result<Rendered, RenderError> {
+    render(
+        templates,
+        &RenderInputs {
+            config,
+            ami_id: "ami-0123456789abcdef0",
+            tls: &tls(),
+        },
+    )
+}
+
+fn stack(rendered: &Rendered) -> Value {
+    serde_json::from_str(&rendered.stack_template).unwrap()
+}
+
+/// Every `Ref`, `Fn::GetAtt` and `DependsOn` target in `value`.
+fn references(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("Ref", Value::String(target)) => out.push(target.clone()),
+                    ("Fn::GetAtt", Value::Array(parts)) => {
+                        out.push(parts[0].as_str().unwrap().to_string())
+                    }
+                    ("DependsOn", Value::String(target)) => out.push(target.clone()),
+                    _ => references(inner, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| references(i, out)),
+        _ => {}
+    }
+}
+
+fn assert_references_resolve(stack: &Value) {
+    let resources: BTreeSet<String> = stack["Resources"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let parameters: BTreeSet<String> = stack
+        .get("Parameters")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    references(stack, &mut found);
+    assert!(!found.is_empty());
+    for target in found {
+        assert!(
+            resources.contains(&target)
+                || parameters.contains(&target)
+                || target.starts_with("AWS::"),
+            "{target} is referenced but not defined"
+        );
+    }
+}
+
+#[test]
+fn rendering_twice_gives_identical_bytes() {
+    let c = config("nodePools:\n  - name: gpu\n");
+    let a = render_with(&c, &Templates::built_in()).unwrap();
+    let b = render_with(&c, &Templates::built_in()).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn every_reference_resolves_for_single_and_multi_controller_clusters() {
+    for extra in [
+        "",
+        "controllerCount: 3\netcdCount: 3\nsubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\nnodePools:\n  - name: gpu\n    spotPrice: \"0.5\"\n",
+        "vpcId: vpc-123\nrouteTableId: rtb-123\n",
+        "vpcId: vpc-123\n",
+    ] {
+        let rendered = render_with(&config(extra), &Templates::built_in()).unwrap();
+        assert_references_resolve(&stack(&rendered));
+    }
+}
+
+#[test]
+fn one_auto_scaling_group_per_pool_with_a_rolling_update_policy() {
+    let rendered = render_with(
+        &config("workerCount: 2\nnodePools:\n  - name: gpu-big\n    count: 4\n"),
+        &Templates::built_in(),
+    )
+    .unwrap();
+    let stack = stack(&rendered);
+    for (group, count) in [("AutoScaleWorkers", "2"), ("AutoScaleGpuBig", "4")] {
+        let asg = &stack["Resources"][group];
+        assert_eq!(asg["Type"], "AWS::AutoScaling::AutoScalingGroup");
+        assert_eq!(asg["Properties"]["DesiredCapacity"], count);
+        let policy = &asg["UpdatePolicy"]["AutoScalingRollingUpdate"];
+        assert_eq!(policy["MinInstancesInService"], count);
+        assert_eq!(policy["MaxBatchSize"], "1");
+    }
+    assert!(
+        rendered
+            .cloud_configs
+            .contains_key("cloud-config-worker-gpu-big")
+    );
+    assert!(
+        rendered.cloud_configs["cloud-config-worker-gpu-big"]
+            .contains("--node-labels=kube-aws.coreos.com/pool=gpu-big")
+    );
+}
+
+#[test]
+fn userdata_is_the_gzipped_cloud_config() {
+    let rendered = render_with(&config(""), &Templates::built_in()).unwrap();
+    let stack = stack(&rendered);
+    let userdata = stack["Resources"]["InstanceController"]["Properties"]["UserData"]
+        .as_str()
+        .unwrap();
+    let gz = BASE64.decode(userdata).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, rendered.cloud_configs["cloud-config-controller"]);
+    assert!(text.starts_with("#cloud-config\n"));
+}
+
+#[test]
+fn instance_roles_may_decrypt_only_with_the_cluster_key_and_context() {
+    let rendered = render_with(&config(""), &Templates::built_in()).unwrap();
+    let stack = stack(&rendered);
+    for role in ["IAMRoleController", "IAMRoleWorker", "IAMRoleEtcd"] {
+        let statements =
+            &stack["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
+        let decrypt: Vec<&Value> = statements
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["Action"].to_string().contains("kms:"))
+            .collect();
+        assert_eq!(decrypt.len(), 1, "{role}");
+        assert_eq!(decrypt[0]["Action"], "kms:Decrypt");
+        assert_eq!(decrypt[0]["Resource"], "arn:aws:kms:us-west-2:1:key/x");
+        assert_eq!(
+            decrypt[0]["Condition"]["StringEquals"]["kms:EncryptionContext:kube-aws:cluster"],
+            "demo"
+        );
+    }
+}
+
+#[test]
+fn decrypt_unit_runs_before_kubelet_and_etcd_with_the_same_context() {
+    let rendered = render_with(&config(""), &Templates::built_in()).unwrap();
+    for (name, before) in [
+        ("cloud-config-controller", "kubelet.service"),
+        ("cloud-config-worker", "kubelet.service"),
+        ("cloud-config-etcd", "etcd-member.service"),
+    ] {
+        let text = &rendered.cloud_configs[name];
+        let unit_start = text.find("- name: decrypt-tls-assets.service").unwrap();
+        let before_line = text[unit_start..]
+            .lines()
+            .find(|l| l.trim_start().starts_with("Before="))
+            .unwrap();
+        assert!(before_line.contains(before), "{name}: {before_line}");
+        assert!(
+            text.contains("--encryption-context \"kube-aws:cluster=demo,kube-aws:asset=$asset\""),
+            "{name}"
+        );
+        let parsed: serde_norway::Value = serde_norway::from_str(text).unwrap();
+        assert!(parsed.get("write_files").is_some(), "{name}");
+    }
+}
+
+#[test]
+fn unknown_template_variable_names_template_and_line() {
+    let mut overrides = BTreeMap::new();
+    overrides.insert(
+        WORKER,
+        "#cloud-config\nhostname: x\nfoo: {{ no_such_variable }}\n".to_string(),
+    );
+    let err = render_with(&config(""), &Templates::with_overrides(overrides)).unwrap_err();
+    assert_eq!(
+        err.to_string().split(": ").next().unwrap(),
+        "userdata/cloud-config-worker:3",
+        "{err}"
+    );
+}
+
+#[test]
+fn invalid_stack_json_names_line_and_column() {
+    let mut overrides = BTreeMap::new();
+    overrides.insert(STACK, "{\n  \"Resources\": {,}\n}\n".to_string());
+    let err = render_with(&config(""), &Templates::with_overrides(overrides)).unwrap_err();
+    match err {
+        RenderError::StackJson { line, .. } => assert_eq!(line, 2),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn kubernetes_versions_are_checked() {
+    assert!(check_kubernetes_version("v1.31.4").is_ok());
+    assert!(check_kubernetes_version("1.31.4").is_err());
+    assert!(check_kubernetes_version("v1.20.0").is_err());
+}

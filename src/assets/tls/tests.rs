@@ -1,1 +1,147 @@
+use std::path::Path;
 
+use x509_parser::extensions::GeneralName;
+use x509_parser::pem::parse_x509_pem;
+
+use super::*;
+
+fn config() -> ClusterConfig {
+    ClusterConfig::parse(
+        Path::new("cluster.yaml"),
+        "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkeyName: k\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\netcdCount: 3\n",
+    )
+    .unwrap()
+}
+
+fn now() -> OffsetDateTime {
+    time::macros::datetime!(2026-01-01 00:00 UTC)
+}
+
+fn with_cert<R>(
+    pem: &str,
+    f: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> R,
+) -> R {
+    let (_, pem) = parse_x509_pem(pem.as_bytes()).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    f(&cert)
+}
+
+#[test]
+fn names_match_the_spec_list() {
+    let c = config();
+    let mut names = vec![ca_spec(&c).name];
+    names.extend(leaf_specs(&c, "x").into_iter().map(|s| s.name));
+    assert_eq!(names, NAMES.to_vec());
+}
+
+#[test]
+fn spec_hash_is_stable_and_sensitive_to_every_input() {
+    let c = config();
+    let a = leaf_specs(&c, "ca1");
+    assert_eq!(a, leaf_specs(&c, "ca1"));
+    assert_eq!(a[0].sha256(), leaf_specs(&c, "ca1")[0].sha256());
+    assert_ne!(a[0].sha256(), leaf_specs(&c, "ca2")[0].sha256());
+    let mut other = c.clone();
+    other.external_dns_name = "other.example.com".into();
+    assert_ne!(a[0].sha256(), leaf_specs(&other, "ca1")[0].sha256());
+    // The worker certificate does not name the DNS name, so it is unaffected.
+    assert_eq!(a[4].sha256(), leaf_specs(&other, "ca1")[4].sha256());
+}
+
+#[test]
+fn apiserver_certificate_has_every_san_and_chains_to_the_ca() {
+    let c = config();
+    let ca = issue(&ca_spec(&c), None, now()).unwrap();
+    let signer = CaSigner::new(&ca_spec(&c), &ca.key_pem).unwrap();
+    let specs = leaf_specs(&c, &ca.certificate_sha256);
+    let apiserver = issue(&specs[0], Some(&signer), now()).unwrap();
+
+    with_cert(&apiserver.certificate_pem, |cert| {
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        let mut dns = Vec::new();
+        let mut ips = Vec::new();
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                GeneralName::IPAddress(ip) => ips.push(ip.to_vec()),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            dns,
+            vec![
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "k8s.example.com"
+            ]
+        );
+        assert_eq!(ips, vec![vec![10, 3, 0, 1], vec![10, 0, 0, 50]]);
+        assert_eq!(
+            cert.subject()
+                .iter_common_name()
+                .next()
+                .unwrap()
+                .as_str()
+                .unwrap(),
+            "kube-apiserver"
+        );
+        let validity = cert.validity();
+        assert_eq!(
+            (validity.not_after.timestamp() - now().unix_timestamp()) / 86_400,
+            i64::from(c.tls_cert_duration_days)
+        );
+        with_cert(&ca.certificate_pem, |ca_cert| {
+            assert_eq!(cert.issuer(), ca_cert.subject());
+            cert.verify_signature(Some(ca_cert.public_key()))
+                .expect("the leaf is signed by the CA");
+            ca_cert
+                .verify_signature(None)
+                .expect("the CA is self-signed");
+            assert!(ca_cert.is_ca());
+        });
+    });
+}
+
+#[test]
+fn etcd_server_certificate_names_every_member() {
+    let c = config();
+    let ca = issue(&ca_spec(&c), None, now()).unwrap();
+    let signer = CaSigner::new(&ca_spec(&c), &ca.key_pem).unwrap();
+    let spec = leaf_specs(&c, &ca.certificate_sha256)
+        .into_iter()
+        .find(|s| s.name == "etcd-server")
+        .unwrap();
+    let etcd = issue(&spec, Some(&signer), now()).unwrap();
+    with_cert(&etcd.certificate_pem, |cert| {
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        let ips: Vec<_> = san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::IPAddress(ip) => Some(ip.to_vec()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ips,
+            vec![
+                vec![10, 0, 0, 20],
+                vec![10, 0, 0, 21],
+                vec![10, 0, 0, 22],
+                vec![127, 0, 0, 1]
+            ]
+        );
+    });
+}
+
+#[test]
+fn issued_debug_output_never_shows_the_key() {
+    let c = config();
+    let ca = issue(&ca_spec(&c), None, now()).unwrap();
+    let shown = format!("{ca:?}");
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    assert!(shown.contains("<redacted>"));
+}
