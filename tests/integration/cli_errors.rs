@@ -1,0 +1,139 @@
+//! How the CLI treats bad input and existing files: clear errors with file and line, exit 1,
+//! nothing overwritten. None of these reach AWS.
+
+use std::path::Path;
+use std::process::Command;
+
+use assert_cmd::cargo::CommandCargoExt;
+
+const MINIMAL: &str = "\
+clusterName: demo
+externalDNSName: demo.example.com
+region: us-west-2
+availabilityZone: us-west-2a
+keyName: demo-key
+kmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/0000
+";
+
+fn kube_aws(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("kube-aws").unwrap();
+    // An unreachable endpoint: any AWS call would fail, so passing tests prove none was made.
+    cmd.current_dir(dir)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x");
+    cmd
+}
+
+fn export_with(config: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), config).unwrap();
+    let out = kube_aws(dir.path()).arg("export").output().unwrap();
+    assert!(out.stdout.is_empty(), "nothing is exported on error");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_key_is_an_error_with_file_line_and_column() {
+    let (code, stderr) = export_with(&format!("{MINIMAL}workerCont: 3\n"));
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim(),
+        "error: ./cluster.yaml:7:1: workerCont: unknown key \"workerCont\" (did you mean \"workerCount\"?)"
+    );
+}
+
+#[test]
+fn wrong_type_is_an_error_with_file_line_and_column() {
+    let (code, stderr) = export_with(&format!("{MINIMAL}controllerCount: three\n"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("error: ./cluster.yaml:7:18: controllerCount: invalid type"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn overlapping_subnet_is_an_error_naming_the_field_and_line() {
+    let (code, stderr) = export_with(&format!(
+        "{MINIMAL}subnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.0.0/25\n"
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(
+            "./cluster.yaml:11:5: subnets[1].instanceCIDR: 10.0.0.0/25 overlaps subnets[0] 10.0.0.0/24"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn init_refuses_to_overwrite_cluster_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), "mine\n").unwrap();
+    let out = kube_aws(dir.path())
+        .args([
+            "init", "--cluster-name", "demo", "--external-dns-name", "demo.example.com",
+            "--region", "us-west-2", "--availability-zone", "us-west-2a", "--key-name", "k",
+            "--kms-key-arn", "arn:aws:kms:us-west-2:1:key/x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(dir.path().join("cluster.yaml")).unwrap(), "mine\n");
+}
+
+#[test]
+fn init_writes_a_commented_config_that_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kube_aws(dir.path())
+        .args([
+            "init", "--cluster-name", "demo", "--external-dns-name", "demo.example.com",
+            "--region", "eu-west-1", "--availability-zone", "eu-west-1a", "--key-name", "k",
+            "--kms-key-arn", "arn:aws:kms:eu-west-1:1:key/x", "--hosted-zone-id", "Z123",
+            "--state-bucket", "my-state",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(dir.path().join("cluster.yaml")).unwrap();
+    let config =
+        kube_aws::config::ClusterConfig::parse(Path::new("cluster.yaml"), &text).unwrap();
+    assert_eq!(config.region, "eu-west-1");
+    assert!(config.create_record_set);
+    assert_eq!(config.hosted_zone_id.as_deref(), Some("Z123"));
+    assert_eq!(config.state.bucket.as_deref(), Some("my-state"));
+    assert_eq!(config.state.key.as_deref(), Some("demo/state.json"));
+    assert!(text.lines().filter(|l| l.starts_with('#')).count() > 20, "init explains the fields");
+}
+
+#[test]
+fn render_copies_templates_refuses_to_overwrite_and_overrides_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kube_aws(dir.path()).arg("render").output().unwrap();
+    assert!(out.status.success());
+    for name in kube_aws::render::BUILT_IN.map(|(name, _)| name) {
+        assert!(dir.path().join(name).is_file(), "{name} missing");
+    }
+    let stack = dir.path().join("stack-template.json");
+    std::fs::write(&stack, "customised").unwrap();
+
+    let again = kube_aws(dir.path()).arg("render").output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&stack).unwrap(), "customised");
+
+    let templates = kube_aws::engine::load_templates(dir.path()).unwrap();
+    assert_eq!(
+        templates.origin("stack-template.json"),
+        Some(&kube_aws::render::Origin::ClusterDir)
+    );
+
+    let forced = kube_aws(dir.path()).args(["render", "--force"]).output().unwrap();
+    assert!(forced.status.success());
+    assert_ne!(std::fs::read_to_string(&stack).unwrap(), "customised");
+}

@@ -1,0 +1,254 @@
+//! The local AWS for integration tests: one `moto_server` per test binary on a free loopback
+//! port, with a Flatcar AMI registered and request recording on, torn down when the binary
+//! exits. Fails loudly when moto is missing: these tests never skip.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+/// The AMI id moto reports for Flatcar stable in every region.
+pub const FLATCAR_AMI: &str = "ami-0f1a7c00000000001";
+
+pub struct Moto {
+    pub endpoint: String,
+    recording: PathBuf,
+    _workdir: tempfile::TempDir,
+    // Holding the wrapper's stdin open keeps moto alive; the OS closes it when this test
+    // binary exits, and the wrapper then kills moto.
+    _lifeline: Mutex<(Child, ChildStdin)>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// The shared moto server, started on first use.
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(start_moto)
+}
+
+fn start_moto() -> Moto {
+    let found = Command::new("sh")
+        .args(["-c", "command -v moto_server"])
+        .output()
+        .expect("sh runs");
+    assert!(
+        found.status.success(),
+        "moto_server is not installed: run `pip install 'moto[server]'` (or .ci/run, which does). \
+         These tests need the local AWS emulator and do not skip without it."
+    );
+    let workdir = tempfile::tempdir().expect("temp dir");
+    let amis = workdir.path().join("amis.json");
+    std::fs::write(
+        &amis,
+        format!(
+            r#"[{{"ami_id": "{FLATCAR_AMI}", "state": "available", "public": true, "owner_id": "075585003325", "image_location": "075585003325/Flatcar-stable-4152.2.0-hvm", "sriov": "simple", "root_device_type": "ebs", "root_device_name": "/dev/xvda", "description": "Flatcar Container Linux stable 4152.2.0 (HVM)", "image_type": "machine", "platform": null, "architecture": "x86_64", "name": "Flatcar-stable-4152.2.0-hvm", "virtualization_type": "hvm", "hypervisor": "xen"}}]"#
+        ),
+    )
+    .expect("write amis.json");
+    let recording = workdir.path().join("recording.jsonl");
+    let port = free_port();
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "moto_server -H 127.0.0.1 -p \"$1\" >\"$2\" 2>&1 & m=$!; read _ignored; kill $m",
+            "moto-wrapper",
+            &port.to_string(),
+            &workdir.path().join("moto.log").display().to_string(),
+        ])
+        .env("MOTO_AMIS_PATH", &amis)
+        .env("MOTO_ENABLE_RECORDING", "True")
+        .env("MOTO_RECORDER_FILEPATH", &recording)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start moto_server");
+    let stdin = child.stdin.take().expect("piped stdin");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if http(port, "GET", "/moto-api/data.json", "").is_ok() {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(workdir.path().join("moto.log")).unwrap_or_default();
+            panic!("moto_server exited with {status}:\n{log}");
+        }
+        assert!(Instant::now() < deadline, "moto_server did not answer on {endpoint} within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        endpoint,
+        recording,
+        _workdir: workdir,
+        _lifeline: Mutex::new((child, stdin)),
+    }
+}
+
+/// A minimal HTTP/1.1 request to moto's own API (not AWS APIs: those go through the SDK).
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// One AWS request moto received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// `X-Amz-Target` (JSON protocols) or the `Action` of a query request, when known.
+    pub operation: String,
+    pub body: String,
+}
+
+impl Moto {
+    /// Every AWS request recorded so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        use base64::Engine;
+        let text = std::fs::read_to_string(&self.recording).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|entry| {
+                let body = entry["body"].as_str().unwrap_or_default();
+                let body = if entry["body_encoded"].as_bool() == Some(true) {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .unwrap_or_default();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    body.to_string()
+                };
+                let headers = &entry["headers"];
+                let target = headers["X-Amz-Target"]
+                    .as_str()
+                    .or_else(|| headers["x-amz-target"].as_str());
+                let operation = match target {
+                    Some(t) => t.to_string(),
+                    None => body
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("Action="))
+                        .unwrap_or_default()
+                        .to_string(),
+                };
+                Recorded { operation, body }
+            })
+            .collect()
+    }
+
+    /// KMS requests that concern `cluster` (its name is in every encryption context).
+    pub fn kms_requests_for(&self, cluster: &str) -> Vec<Recorded> {
+        let marker = format!("\"{cluster}\"");
+        self.requests()
+            .into_iter()
+            .filter(|r| r.operation.starts_with("TrentService.") && r.body.contains(&marker))
+            .collect()
+    }
+
+    /// Creates a KMS key (through the SDK, like the code under test) and returns its ARN.
+    pub fn create_kms_key(&self) -> String {
+        block_on(async {
+            let client = aws_sdk_kms::Client::new(&self.sdk_config().await);
+            let out = client.create_key().send().await.expect("moto creates a KMS key");
+            out.key_metadata.and_then(|m| m.arn).expect("a key ARN")
+        })
+    }
+
+    /// SDK configuration pointing at this moto, as the binary's would through the environment.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-west-2"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                "testing", "testing", None, None, "kube-aws-tests",
+            ))
+            .load()
+            .await
+    }
+}
+
+/// Runs a future to completion on a fresh current-thread runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+/// Environment that points the kube-aws binary at moto with dummy credentials.
+pub fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-west-2".into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/nonexistent/kube-aws-test-config".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/kube-aws-test-credentials".into()),
+    ]
+}
+
+/// The kube-aws binary, run in `dir` against moto.
+pub fn kube_aws(moto: &Moto, dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("kube-aws").expect("the kube-aws binary is built");
+    cmd.current_dir(dir).envs(aws_env(moto)).env("NO_COLOR", "1");
+    cmd.env_remove("AWS_PROFILE");
+    cmd
+}
+
+/// A unique cluster name per test, so tests sharing moto never see each other's requests.
+pub fn unique_cluster(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `kube-aws init` a new cluster directory with a fresh KMS key; returns (dir, cluster name).
+pub fn init_cluster(moto: &Moto, prefix: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let name = unique_cluster(prefix);
+    let key = moto.create_kms_key();
+    let out = kube_aws(moto, dir.path())
+        .args([
+            "init",
+            "--cluster-name",
+            &name,
+            "--external-dns-name",
+            &format!("{name}.example.com"),
+            "--region",
+            "us-west-2",
+            "--availability-zone",
+            "us-west-2a",
+            "--key-name",
+            "test-key",
+            "--kms-key-arn",
+            &key,
+        ])
+        .output()
+        .expect("kube-aws runs");
+    assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+    (dir, name)
+}
