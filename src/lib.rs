@@ -2,6 +2,7 @@
 //! The binary is a thin shell over this library; see ARCHITECTURE.md for the codemap.
 
 pub mod assets;
+pub mod audit;
 pub mod aws;
 pub mod cli;
 pub mod config;

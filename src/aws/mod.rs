@@ -1,6 +1,7 @@
 //! The only place that talks to AWS: narrow traits over the SDK clients, so the engine states
 //! what it needs (encrypt a key, find an AMI) and tests can count or fault what crosses the wire.
 
+pub mod identity;
 pub mod images;
 pub mod kms;
 
@@ -59,6 +60,26 @@ impl AwsContext {
 
     pub fn kms(&self) -> kms::KmsVault {
         kms::KmsVault::new(aws_sdk_kms::Client::new(&self.sdk))
+    }
+
+    /// An S3 client for the state bucket's region. Path-style addressing whenever an endpoint
+    /// is overridden, since `bucket.localhost`-style hosts do not resolve for local endpoints.
+    pub fn s3(&self, region: Option<&str>) -> aws_sdk_s3::Client {
+        let mut builder = aws_sdk_s3::config::Builder::from(&self.sdk);
+        if let Some(region) = region {
+            builder = builder.region(Region::new(region.to_string()));
+        }
+        if self.sdk.endpoint_url().is_some() {
+            builder = builder.force_path_style(true);
+        }
+        aws_sdk_s3::Client::from_conf(builder.build())
+    }
+
+    /// Who is acting: the STS caller ARN, or `user@host` when STS cannot be reached.
+    pub async fn actor(&self) -> String {
+        identity::caller_arn(&self.sdk)
+            .await
+            .unwrap_or_else(|_| identity::local_actor())
     }
 
     pub fn images(&self) -> images::Ec2Images {

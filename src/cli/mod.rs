@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::{self, AwsOptions, EngineError, InitOptions};
+use crate::engine::{self, AwsOptions, EngineError, InitOptions, history};
+
+mod output;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +46,52 @@ enum Command {
         /// Write to FILE instead of standard output.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// Show past deployments from the audit log, newest first.
+    #[command(args_conflicts_with_subcommands = true)]
+    History {
+        #[command(subcommand)]
+        show: Option<HistoryCommand>,
+        /// Show at most N entries (only those are read).
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: u64,
+        /// Print the entries as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Check every entry's hash and link; exit 1 naming the first problem.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Inspect the state and its lock.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum HistoryCommand {
+    /// Print one audit entry in full.
+    Show {
+        /// Sequence number of the entry.
+        seq: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// Print the current state, with key ciphertexts redacted.
+    Show {
+        /// Print key ciphertexts too.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// List the stored versions of the state (S3 object versions), newest first.
+    Versions,
+    /// Write the current state, exactly as stored, to standard output.
+    Pull,
+    /// Remove a lock left by a run that died; recorded in the audit log.
+    Unlock {
+        /// The lock id, as `status` or the lock error shows it.
+        lock_id: String,
     },
 }
 
@@ -140,17 +188,81 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
                     )?;
                     eprintln!("Wrote {} ({} bytes)", path.display(), template.len());
                 }
-                None => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(template.as_bytes())
-                        .and_then(|()| out.flush())
-                        .map_err(|source| EngineError::Io {
-                            path: PathBuf::from("<stdout>"),
-                            source,
-                        })?;
-                }
+                None => write_stdout(template.as_bytes())?,
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::History {
+            show: Some(HistoryCommand::Show { seq }),
+            ..
+        } => {
+            let entry = runtime().block_on(history::history_entry(&cli.dir, &aws, seq))?;
+            print_json(&entry)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History { verify: true, .. } => {
+            let report = runtime().block_on(history::verify_history(&cli.dir, &aws))?;
+            if report.ok() {
+                println!("Audit log OK: {} entries, every hash and link verified", report.entries);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for problem in &report.problems {
+                    println!("{problem}");
+                }
+                eprintln!(
+                    "error: audit log verification failed: {} problem(s) in {} entries; first: {}",
+                    report.problems.len(),
+                    report.entries,
+                    report.problems[0]
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::History { limit, json, .. } => {
+            let entries = runtime().block_on(history::history(&cli.dir, &aws, limit))?;
+            if json {
+                print_json(&entries)?;
+            } else {
+                print!("{}", output::history_table(&entries));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::State(command) => state_command(&cli.dir, &aws, command),
     }
+}
+
+fn state_command(dir: &std::path::Path, aws: &AwsOptions, command: StateCommand) -> Result<ExitCode, EngineError> {
+    let rt = runtime();
+    match command {
+        StateCommand::Show { raw } => print_json(&rt.block_on(history::state_show(dir, aws, raw))?)?,
+        StateCommand::Pull => write_stdout(&rt.block_on(history::state_pull(dir, aws))?)?,
+        StateCommand::Versions => {
+            print!("{}", output::versions_table(&rt.block_on(history::state_versions(dir, aws))?));
+        }
+        StateCommand::Unlock { lock_id } => {
+            let now = time::OffsetDateTime::now_utc();
+            let (info, entry) = rt.block_on(history::state_unlock(dir, aws, &lock_id, now))?;
+            eprintln!(
+                "Removed lock {} (held by {} for `{}` since {}); recorded as audit entry {}",
+                info.id, info.holder, info.operation, info.created, entry.seq
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<(), EngineError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|source| EngineError::Io {
+            path: PathBuf::from("<stdout>"),
+            source,
+        })
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), EngineError> {
+    let bytes = crate::hash::canonical_json_pretty(value)
+        .map_err(|e| EngineError::Refused(format!("cannot serialise output: {e}")))?;
+    write_stdout(&bytes)
 }

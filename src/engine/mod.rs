@@ -1,6 +1,8 @@
 //! Carries out each command: reads the cluster directory, calls the pure parts (config, render,
 //! assets) and the AWS traits in the right order, and returns results for `cli` to print.
 
+pub mod backend;
+pub mod history;
 pub mod pki;
 
 use std::collections::BTreeMap;
@@ -14,8 +16,9 @@ use crate::aws::kms::KeyVault;
 use crate::aws::{AwsContext, AwsError};
 use crate::config::{CLUSTER_FILE, ClusterConfig, ConfigError};
 use crate::render::{self, RenderError, RenderInputs, Rendered, Templates};
-use crate::state::local::LocalBackend;
 use crate::state::{ImageState, State, StateError};
+
+use backend::Backend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -199,19 +202,8 @@ async fn resolve_image<I: ImageCatalog>(
     })
 }
 
-/// Loads config, state and templates and renders everything, issuing only what changed.
+/// Renders everything against `prior`, issuing only what changed.
 pub async fn build<V: KeyVault, I: ImageCatalog>(
-    dir: &Path,
-    vault: &V,
-    images: &I,
-    now: OffsetDateTime,
-) -> Result<Build, EngineError> {
-    let config = ClusterConfig::load(dir)?;
-    let prior = load_state(dir, &config)?;
-    build_with(dir, config, prior, vault, images, now).await
-}
-
-pub(crate) async fn build_with<V: KeyVault, I: ImageCatalog>(
     dir: &Path,
     config: ClusterConfig,
     prior: Option<State>,
@@ -241,18 +233,12 @@ pub(crate) async fn build_with<V: KeyVault, I: ImageCatalog>(
     })
 }
 
-/// The state this cluster's backend holds, checked to belong to this cluster.
-pub fn load_state(dir: &Path, config: &ClusterConfig) -> Result<Option<State>, EngineError> {
-    let state = LocalBackend::new(dir).load()?;
-    if let Some(state) = &state
-        && state.cluster_name != config.cluster_name
-    {
-        return Err(EngineError::Refused(format!(
-            "the state belongs to cluster \"{}\" but cluster.yaml names \"{}\"",
-            state.cluster_name, config.cluster_name
-        )));
-    }
-    Ok(state)
+/// Reads `cluster.yaml` and connects to AWS and the state backend it names.
+pub async fn open(dir: &Path, aws: &AwsOptions) -> Result<(ClusterConfig, AwsContext, Backend), EngineError> {
+    let config = ClusterConfig::load(dir)?;
+    let context = aws.context(&config).await;
+    let backend = Backend::open(dir, &config, &context);
+    Ok((config, context, backend))
 }
 
 /// `kube-aws export`: the whole stack as one CloudFormation JSON document.
@@ -261,9 +247,8 @@ pub async fn export(
     aws: &AwsOptions,
     now: OffsetDateTime,
 ) -> Result<String, EngineError> {
-    let config = ClusterConfig::load(dir)?;
-    let prior = load_state(dir, &config)?;
-    let context = aws.context(&config).await;
-    let build = build_with(dir, config, prior, &context.kms(), &context.images(), now).await?;
+    let (config, context, backend) = open(dir, aws).await?;
+    let prior = backend.load(&config).await?.map(|l| l.state);
+    let build = build(dir, config, prior, &context.kms(), &context.images(), now).await?;
     Ok(build.rendered.stack_template)
 }

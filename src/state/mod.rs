@@ -2,6 +2,9 @@
 //! certificates and key ciphertexts, records), its codec, and the backends that keep it.
 
 pub mod local;
+pub mod objects;
+pub mod s3;
+pub mod store;
 
 use std::collections::BTreeMap;
 
@@ -87,11 +90,35 @@ pub enum StateError {
         env!("CARGO_PKG_VERSION")
     )]
     UnknownVersion { origin: String, found: u64 },
-    #[error("{origin}: {source}")]
-    Io {
-        origin: String,
-        source: std::io::Error,
+    #[error(transparent)]
+    Store(#[from] objects::StoreError),
+    #[error(
+        "the state is locked by {} for `{}` since {} (lock {}, lease {} {}).{}",
+        info.holder, info.operation, info.created, info.id,
+        if *expired { "expired at" } else { "until" }, info.lease_expires,
+        if *expired { format!(" If that run is gone, `kube-aws state unlock {}` removes the lock.", info.id) } else { String::new() }
+    )]
+    Locked {
+        info: store::LockInfo,
+        expired: bool,
     },
+    #[error("another process took or released the lock at the same moment; try again")]
+    LockContended,
+    #[error("lock {id} is no longer held by this process (was it force-unlocked?); nothing more is written")]
+    LockLost { id: String },
+    #[error("the state is not locked")]
+    NotLocked,
+    #[error("the lock is {}, not {given}; held by {} for `{}` since {}", info.id, info.holder, info.operation, info.created)]
+    LockIdMismatch {
+        given: String,
+        info: store::LockInfo,
+    },
+    #[error("stale: {message}")]
+    Stale { message: String },
+    #[error(
+        "S3 bucket {bucket} does not have versioning enabled; kube-aws keeps every state version there. Enable it with: aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled"
+    )]
+    Unversioned { bucket: String },
 }
 
 /// Decodes a state file, refusing unknown format versions before looking at anything else.

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use kube_aws::aws::images::Ec2Images;
 use kube_aws::aws::kms::KmsVault;
+use kube_aws::config::ClusterConfig;
 use kube_aws::engine;
+use kube_aws::engine::backend::Backend;
 use kube_aws::state::State;
-use kube_aws::state::local::LocalBackend;
 
 use crate::harness::{FLATCAR_AMI, block_on, init_cluster, kube_aws, moto};
 
@@ -31,14 +32,23 @@ fn seed_state(dir: &Path, cluster: &str) {
         let sdk = moto.sdk_config().await;
         let vault = KmsVault::new(aws_sdk_kms::Client::new(&sdk));
         let images = Ec2Images::new(aws_sdk_ec2::Client::new(&sdk));
-        let build = engine::build(dir, &vault, &images, time::OffsetDateTime::now_utc())
+        let config = ClusterConfig::load(dir).expect("config");
+        let now = time::OffsetDateTime::now_utc();
+        let build = engine::build(dir, config, None, &vault, &images, now)
             .await
             .expect("build");
         let mut state = State::new(cluster, "11111111-2222-4333-8444-555555555555".into());
         state.serial = 1;
         state.tls = build.tls.assets;
         state.image = Some(build.image);
-        LocalBackend::new(dir).write(&state).expect("write state");
+        let backend = Backend::local(dir);
+        let lock = backend
+            .store
+            .lock("test", "seed", now, time::Duration::minutes(5))
+            .await
+            .expect("lock");
+        backend.store.persist(&state, None, &lock).await.expect("persist");
+        backend.store.unlock(&lock).await.expect("unlock");
     });
 }
 

@@ -121,6 +121,8 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<
 pub struct Recorded {
     /// `X-Amz-Target` (JSON protocols) or the `Action` of a query request, when known.
     pub operation: String,
+    pub method: String,
+    pub url: String,
     pub body: String,
 }
 
@@ -153,7 +155,12 @@ impl Moto {
                         .unwrap_or_default()
                         .to_string(),
                 };
-                Recorded { operation, body }
+                Recorded {
+                    operation,
+                    method: entry["method"].as_str().unwrap_or_default().to_string(),
+                    url: entry["url"].as_str().unwrap_or_default().to_string(),
+                    body,
+                }
             })
             .collect()
     }
@@ -165,6 +172,59 @@ impl Moto {
             .into_iter()
             .filter(|r| r.operation.starts_with("TrentService.") && r.body.contains(&marker))
             .collect()
+    }
+
+    /// Requests made to S3 bucket `bucket` (path-style URLs name it first).
+    pub fn s3_requests_for(&self, bucket: &str) -> Vec<Recorded> {
+        let marker = format!("/{bucket}");
+        self.requests()
+            .into_iter()
+            .filter(|r| {
+                r.url
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+                    .is_some_and(|path| path == marker || path.starts_with(&format!("{marker}/")) || path.starts_with(&format!("{marker}?")))
+            })
+            .collect()
+    }
+
+    /// An S3 client for moto (path-style, as the binary uses against custom endpoints).
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config().await)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Creates a bucket with a unique name, versioned or not.
+    pub fn create_bucket(&self, prefix: &str, versioned: bool) -> String {
+        let name = unique_cluster(prefix).to_lowercase();
+        block_on(async {
+            let s3 = self.s3().await;
+            s3.create_bucket()
+                .bucket(&name)
+                .create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::UsWest2)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("moto creates a bucket");
+            if versioned {
+                s3.put_bucket_versioning()
+                    .bucket(&name)
+                    .versioning_configuration(
+                        aws_sdk_s3::types::VersioningConfiguration::builder()
+                            .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .expect("moto enables versioning");
+            }
+        });
+        name
     }
 
     /// Creates a KMS key (through the SDK, like the code under test) and returns its ARN.

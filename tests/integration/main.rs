@@ -3,4 +3,5 @@
 mod cli_errors;
 mod export;
 mod harness;
+mod backends;
 mod kms;

@@ -1,0 +1,108 @@
+//! `history` and `state`: reading the audit log and the state, and the audited forced unlock.
+
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use super::{AwsOptions, EngineError, open};
+use crate::audit::{AuditEntry, AuditResult, NewEntry, Verification};
+use crate::state::State;
+use crate::state::store::{LockInfo, StateVersion};
+
+/// The newest `limit` audit entries, newest first.
+pub async fn history(dir: &Path, aws: &AwsOptions, limit: u64) -> Result<Vec<AuditEntry>, EngineError> {
+    let (_, _, backend) = open(dir, aws).await?;
+    Ok(backend.audit.newest(limit).await?)
+}
+
+/// One audit entry.
+pub async fn history_entry(dir: &Path, aws: &AwsOptions, seq: u64) -> Result<AuditEntry, EngineError> {
+    let (_, _, backend) = open(dir, aws).await?;
+    backend
+        .audit
+        .read(seq)
+        .await?
+        .ok_or_else(|| EngineError::Refused(format!("there is no audit entry {seq}")))
+}
+
+/// Checks every entry and link of the audit log.
+pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification, EngineError> {
+    let (_, _, backend) = open(dir, aws).await?;
+    Ok(backend.audit.verify().await?)
+}
+
+/// The current state with key ciphertexts replaced by a short fingerprint, unless `raw`.
+pub async fn state_show(dir: &Path, aws: &AwsOptions, raw: bool) -> Result<State, EngineError> {
+    let (config, _, backend) = open(dir, aws).await?;
+    let mut state = backend
+        .load(&config)
+        .await?
+        .ok_or_else(|| no_state(&backend.store.location()))?
+        .state;
+    if !raw {
+        for asset in state.tls.values_mut() {
+            asset.key_ciphertext = redact(&asset.key_ciphertext);
+        }
+    }
+    Ok(state)
+}
+
+/// How secrets are shown in output that people read: a hash that identifies, never the value.
+pub fn redact(secret: &str) -> String {
+    format!("<redacted sha256:{}>", &crate::hash::sha256_hex(secret)[..12])
+}
+
+fn no_state(location: &str) -> EngineError {
+    EngineError::Refused(format!("there is no state at {location} yet (nothing has been applied)"))
+}
+
+/// The stored state's exact bytes, for `state pull`.
+pub async fn state_pull(dir: &Path, aws: &AwsOptions) -> Result<Vec<u8>, EngineError> {
+    let (config, _, backend) = open(dir, aws).await?;
+    let loaded = backend
+        .load(&config)
+        .await?
+        .ok_or_else(|| no_state(&backend.store.location()))?;
+    Ok(crate::state::encode(&loaded.state))
+}
+
+/// Every stored version of the state, newest first.
+pub async fn state_versions(dir: &Path, aws: &AwsOptions) -> Result<Vec<StateVersion>, EngineError> {
+    let (_, _, backend) = open(dir, aws).await?;
+    Ok(backend.store.versions().await?)
+}
+
+/// The current lock, if any.
+pub async fn current_lock(dir: &Path, aws: &AwsOptions) -> Result<Option<LockInfo>, EngineError> {
+    let (_, _, backend) = open(dir, aws).await?;
+    Ok(backend.store.current_lock().await?.map(|(info, _)| info))
+}
+
+/// Removes the lock `id` and records who forced it.
+pub async fn state_unlock(
+    dir: &Path,
+    aws: &AwsOptions,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<(LockInfo, AuditEntry), EngineError> {
+    let (_, context, backend) = open(dir, aws).await?;
+    let info = backend.store.force_unlock(id).await?;
+    let actor = context.actor().await;
+    let entry = backend
+        .audit
+        .append(
+            now,
+            NewEntry {
+                actor,
+                command: "state unlock".into(),
+                result: Some(AuditResult::Succeeded),
+                message: Some(format!(
+                    "forced unlock of lock {} held by {} for `{}` since {} (lease until {})",
+                    info.id, info.holder, info.operation, info.created, info.lease_expires
+                )),
+                ..NewEntry::default()
+            },
+        )
+        .await?;
+    Ok((info, entry))
+}

@@ -1,0 +1,280 @@
+//! The state store over any [`ObjectStore`]: load with the version it was read at, a leased
+//! lock, and a persist that only succeeds when nobody wrote since that read.
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use super::objects::{Layout, ObjectStore, ObjectVersion, Precondition, StoreError};
+use super::{State, StateError, decode, encode};
+use crate::hash::sha256_hex;
+
+/// Default lock lease: long enough for a slow stack update, short enough to notice a crash.
+pub const DEFAULT_LEASE: Duration = Duration::hours(1);
+
+/// A state as read, with what identifies that read for the conditional write that follows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub state: State,
+    /// SHA-256 of the stored bytes; plans bind to it.
+    pub sha256: String,
+    pub etag: String,
+    /// S3 object version id (remote states only).
+    pub version_id: Option<String>,
+}
+
+/// What the lock object says: who holds it, for what, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub format_version: u32,
+    pub id: String,
+    pub holder: String,
+    pub operation: String,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub lease_expires: String,
+}
+
+impl LockInfo {
+    pub fn expired_at(&self, now: OffsetDateTime) -> bool {
+        OffsetDateTime::parse(&self.lease_expires, &Rfc3339).is_ok_and(|t| t <= now)
+    }
+}
+
+/// A lock this process holds; released with [`StateStore::unlock`].
+#[derive(Debug, Clone)]
+pub struct HeldLock {
+    pub info: LockInfo,
+    etag: String,
+}
+
+/// One stored version of the state, with the serial it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateVersion {
+    #[serde(flatten)]
+    pub version: ObjectVersion,
+    pub serial: Option<u64>,
+    pub lineage: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateStore<O> {
+    objects: O,
+    layout: Layout,
+    /// S3 backends refuse to work without bucket versioning.
+    require_versioning: Option<String>,
+}
+
+impl<O: ObjectStore> StateStore<O> {
+    /// `require_versioning` names the bucket when the backend must be versioned.
+    pub fn new(objects: O, layout: Layout, require_versioning: Option<String>) -> StateStore<O> {
+        StateStore {
+            objects,
+            layout,
+            require_versioning,
+        }
+    }
+
+    pub fn objects(&self) -> &O {
+        &self.objects
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn location(&self) -> String {
+        self.objects.location(&self.layout.state)
+    }
+
+    fn unversioned(&self) -> StateError {
+        StateError::Unversioned {
+            bucket: self.require_versioning.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The current state, or `None` before the first apply.
+    pub async fn load(&self) -> Result<Option<Loaded>, StateError> {
+        let Some(object) = self.objects.get(&self.layout.state).await? else {
+            return Ok(None);
+        };
+        if self.require_versioning.is_some() && object.version_id.is_none() {
+            return Err(self.unversioned());
+        }
+        let state = decode(&self.location(), &object.bytes)?;
+        Ok(Some(Loaded {
+            state,
+            sha256: sha256_hex(&object.bytes),
+            etag: object.etag,
+            version_id: object.version_id,
+        }))
+    }
+
+    /// The lock as it stands, with its ETag.
+    pub async fn current_lock(&self) -> Result<Option<(LockInfo, String)>, StateError> {
+        let Some(object) = self.objects.get(&self.layout.lock).await? else {
+            return Ok(None);
+        };
+        let info: LockInfo =
+            serde_json::from_slice(&object.bytes).map_err(|source| StateError::Malformed {
+                origin: self.objects.location(&self.layout.lock),
+                source,
+            })?;
+        Ok(Some((info, object.etag)))
+    }
+
+    /// Takes the lock, or says who holds it (and whether their lease has run out).
+    pub async fn lock(
+        &self,
+        holder: &str,
+        operation: &str,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<HeldLock, StateError> {
+        let info = LockInfo {
+            format_version: 1,
+            id: uuid::Uuid::new_v4().to_string(),
+            holder: holder.to_string(),
+            operation: operation.to_string(),
+            created: now.format(&Rfc3339).expect("RFC 3339 formats"),
+            lease_expires: (now + lease).format(&Rfc3339).expect("RFC 3339 formats"),
+        };
+        let bytes = crate::hash::canonical_json_pretty(&info).expect("a lock serialises");
+        match self
+            .objects
+            .put(&self.layout.lock, &bytes, Precondition::IfAbsent)
+            .await
+        {
+            Ok(written) => {
+                let held = HeldLock {
+                    info,
+                    etag: written.etag,
+                };
+                // Only versioned buckets return a version id: a cheap, exact check that needs
+                // no extra request, made before anything else is written.
+                if self.require_versioning.is_some() && written.version_id.is_none() {
+                    self.unlock(&held).await?;
+                    return Err(self.unversioned());
+                }
+                Ok(held)
+            }
+            Err(StoreError::PreconditionFailed { .. }) => match self.current_lock().await? {
+                Some((info, _)) => Err(StateError::Locked {
+                    expired: info.expired_at(now),
+                    info,
+                }),
+                // Released between our attempt and our read: report it as contention.
+                None => Err(StateError::LockContended),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Releases a lock this process holds; fails if it is no longer ours.
+    pub async fn unlock(&self, lock: &HeldLock) -> Result<(), StateError> {
+        match self.objects.delete(&self.layout.lock, &lock.etag).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::PreconditionFailed { .. }) => Err(StateError::LockLost {
+                id: lock.info.id.clone(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes someone else's lock, only if its id is `id`.
+    pub async fn force_unlock(&self, id: &str) -> Result<LockInfo, StateError> {
+        let Some((info, etag)) = self.current_lock().await? else {
+            return Err(StateError::NotLocked);
+        };
+        if info.id != id {
+            return Err(StateError::LockIdMismatch {
+                given: id.to_string(),
+                info,
+            });
+        }
+        match self.objects.delete(&self.layout.lock, &etag).await {
+            Ok(()) => Ok(info),
+            Err(StoreError::PreconditionFailed { .. }) => Err(StateError::LockContended),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes `next` as the successor of `prior`, only if the stored state is still exactly
+    /// `prior` and `lock` is still held: no concurrent update is ever overwritten.
+    pub async fn persist(
+        &self,
+        next: &State,
+        prior: Option<&Loaded>,
+        lock: &HeldLock,
+    ) -> Result<Loaded, StateError> {
+        let expected_serial = prior.map_or(1, |p| p.state.serial + 1);
+        if next.serial != expected_serial {
+            return Err(StateError::Stale {
+                message: format!(
+                    "refusing to write serial {} over serial {}",
+                    next.serial,
+                    expected_serial - 1
+                ),
+            });
+        }
+        if let Some(prior) = prior
+            && prior.state.lineage != next.lineage
+        {
+            return Err(StateError::Stale {
+                message: format!(
+                    "lineage {} does not match the stored lineage {}",
+                    next.lineage, prior.state.lineage
+                ),
+            });
+        }
+        match self.current_lock().await? {
+            Some((info, _)) if info.id == lock.info.id => {}
+            _ => {
+                return Err(StateError::LockLost {
+                    id: lock.info.id.clone(),
+                });
+            }
+        }
+        let bytes = encode(next);
+        let condition = match prior {
+            Some(p) => Precondition::IfMatch(p.etag.clone()),
+            None => Precondition::IfAbsent,
+        };
+        match self.objects.put(&self.layout.state, &bytes, condition).await {
+            Ok(written) => Ok(Loaded {
+                state: next.clone(),
+                sha256: sha256_hex(&bytes),
+                etag: written.etag,
+                version_id: written.version_id,
+            }),
+            Err(StoreError::PreconditionFailed { .. }) => Err(StateError::Stale {
+                message: format!(
+                    "the state at {} changed since it was read (serial {}); nothing was written",
+                    self.location(),
+                    expected_serial - 1
+                ),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every stored version, newest first, each with the serial it holds.
+    pub async fn versions(&self) -> Result<Vec<StateVersion>, StateError> {
+        let mut out = Vec::new();
+        for version in self.objects.versions(&self.layout.state).await? {
+            let object = self
+                .objects
+                .get_version(&self.layout.state, &version.version_id)
+                .await?;
+            let value: Option<serde_json::Value> = serde_json::from_slice(&object.bytes).ok();
+            out.push(StateVersion {
+                serial: value.as_ref().and_then(|v| v["serial"].as_u64()),
+                lineage: value
+                    .as_ref()
+                    .and_then(|v| v["lineage"].as_str().map(str::to_string)),
+                version,
+            });
+        }
+        Ok(out)
+    }
+}
