@@ -201,7 +201,10 @@ impl<O: ObjectStore> AuditLog<O> {
     pub async fn latest_seq(&self) -> Result<u64, StateError> {
         let head_key = format!("{}{HEAD}", self.prefix);
         let hint = match self.objects.get(&head_key).await? {
-            Some(object) => String::from_utf8_lossy(&object.bytes).trim().parse().unwrap_or(0),
+            Some(object) => String::from_utf8_lossy(&object.bytes)
+                .trim()
+                .parse()
+                .unwrap_or(0),
             None => 0,
         };
         let after = (hint > 0).then(|| self.entry_key(hint));
@@ -227,7 +230,11 @@ impl<O: ObjectStore> AuditLog<O> {
     }
 
     /// Appends an entry chained to the current last one.
-    pub async fn append(&self, now: OffsetDateTime, new: NewEntry) -> Result<AuditEntry, StateError> {
+    pub async fn append(
+        &self,
+        now: OffsetDateTime,
+        new: NewEntry,
+    ) -> Result<AuditEntry, StateError> {
         for _ in 0..APPEND_ATTEMPTS {
             let latest = self.latest_seq().await?;
             let prev = if latest == 0 {
@@ -247,11 +254,19 @@ impl<O: ObjectStore> AuditLog<O> {
             };
             let entry = AuditEntry::build(latest + 1, &prev, now, new.clone());
             let key = self.entry_key(entry.seq);
-            match self.objects.put(&key, &encode(&entry), Precondition::IfAbsent).await {
+            match self
+                .objects
+                .put(&key, &encode(&entry), Precondition::IfAbsent)
+                .await
+            {
                 Ok(_) => {
                     let head_key = format!("{}{HEAD}", self.prefix);
                     self.objects
-                        .put(&head_key, entry.seq.to_string().as_bytes(), Precondition::Overwrite)
+                        .put(
+                            &head_key,
+                            entry.seq.to_string().as_bytes(),
+                            Precondition::Overwrite,
+                        )
                         .await?;
                     return Ok(entry);
                 }
@@ -328,7 +343,9 @@ impl<O: ObjectStore> AuditLog<O> {
             && head >= expected
         {
             for missing in expected..=head {
-                problems.push(format!("entry {missing} is missing (the log's HEAD is {head})"));
+                problems.push(format!(
+                    "entry {missing} is missing (the log's HEAD is {head})"
+                ));
             }
         }
         Ok(Verification {

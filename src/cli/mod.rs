@@ -203,7 +203,10 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
         Command::History { verify: true, .. } => {
             let report = runtime().block_on(history::verify_history(&cli.dir, &aws))?;
             if report.ok() {
-                println!("Audit log OK: {} entries, every hash and link verified", report.entries);
+                println!(
+                    "Audit log OK: {} entries, every hash and link verified",
+                    report.entries
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
                 for problem in &report.problems {
@@ -231,13 +234,22 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
     }
 }
 
-fn state_command(dir: &std::path::Path, aws: &AwsOptions, command: StateCommand) -> Result<ExitCode, EngineError> {
+fn state_command(
+    dir: &std::path::Path,
+    aws: &AwsOptions,
+    command: StateCommand,
+) -> Result<ExitCode, EngineError> {
     let rt = runtime();
     match command {
-        StateCommand::Show { raw } => print_json(&rt.block_on(history::state_show(dir, aws, raw))?)?,
+        StateCommand::Show { raw } => {
+            print_json(&rt.block_on(history::state_show(dir, aws, raw))?)?
+        }
         StateCommand::Pull => write_stdout(&rt.block_on(history::state_pull(dir, aws))?)?,
         StateCommand::Versions => {
-            print!("{}", output::versions_table(&rt.block_on(history::state_versions(dir, aws))?));
+            print!(
+                "{}",
+                output::versions_table(&rt.block_on(history::state_versions(dir, aws))?)
+            );
         }
         StateCommand::Unlock { lock_id } => {
             let now = time::OffsetDateTime::now_utc();

@@ -61,7 +61,9 @@ pub fn history_table(entries: &[AuditEntry]) -> String {
         })
         .collect();
     table(
-        &["SEQ", "TIME", "ACTOR", "COMMAND", "RESULT", "CHANGES", "SERIAL"],
+        &[
+            "SEQ", "TIME", "ACTOR", "COMMAND", "RESULT", "CHANGES", "SERIAL",
+        ],
         &rows,
     )
 }
@@ -77,8 +79,14 @@ pub fn versions_table(versions: &[StateVersion]) -> String {
             vec![
                 v.version.version_id.clone(),
                 v.version.last_modified.clone(),
-                v.serial.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
-                if v.version.is_latest { "latest".into() } else { String::new() },
+                v.serial
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                if v.version.is_latest {
+                    "latest".into()
+                } else {
+                    String::new()
+                },
             ]
         })
         .collect();

@@ -176,7 +176,7 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
     if c.controller_count == 0 {
         problem(&[key("controllerCount")], "must be at least 1".into());
     }
-    if c.etcd_count == 0 || c.etcd_count % 2 == 0 {
+    if c.etcd_count == 0 || c.etcd_count.is_multiple_of(2) {
         problem(
             &[key("etcdCount")],
             format!(

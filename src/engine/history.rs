@@ -10,13 +10,21 @@ use crate::state::State;
 use crate::state::store::{LockInfo, StateVersion};
 
 /// The newest `limit` audit entries, newest first.
-pub async fn history(dir: &Path, aws: &AwsOptions, limit: u64) -> Result<Vec<AuditEntry>, EngineError> {
+pub async fn history(
+    dir: &Path,
+    aws: &AwsOptions,
+    limit: u64,
+) -> Result<Vec<AuditEntry>, EngineError> {
     let (_, _, backend) = open(dir, aws).await?;
     Ok(backend.audit.newest(limit).await?)
 }
 
 /// One audit entry.
-pub async fn history_entry(dir: &Path, aws: &AwsOptions, seq: u64) -> Result<AuditEntry, EngineError> {
+pub async fn history_entry(
+    dir: &Path,
+    aws: &AwsOptions,
+    seq: u64,
+) -> Result<AuditEntry, EngineError> {
     let (_, _, backend) = open(dir, aws).await?;
     backend
         .audit
@@ -49,11 +57,16 @@ pub async fn state_show(dir: &Path, aws: &AwsOptions, raw: bool) -> Result<State
 
 /// How secrets are shown in output that people read: a hash that identifies, never the value.
 pub fn redact(secret: &str) -> String {
-    format!("<redacted sha256:{}>", &crate::hash::sha256_hex(secret)[..12])
+    format!(
+        "<redacted sha256:{}>",
+        &crate::hash::sha256_hex(secret)[..12]
+    )
 }
 
 fn no_state(location: &str) -> EngineError {
-    EngineError::Refused(format!("there is no state at {location} yet (nothing has been applied)"))
+    EngineError::Refused(format!(
+        "there is no state at {location} yet (nothing has been applied)"
+    ))
 }
 
 /// The stored state's exact bytes, for `state pull`.
@@ -67,7 +80,10 @@ pub async fn state_pull(dir: &Path, aws: &AwsOptions) -> Result<Vec<u8>, EngineE
 }
 
 /// Every stored version of the state, newest first.
-pub async fn state_versions(dir: &Path, aws: &AwsOptions) -> Result<Vec<StateVersion>, EngineError> {
+pub async fn state_versions(
+    dir: &Path,
+    aws: &AwsOptions,
+) -> Result<Vec<StateVersion>, EngineError> {
     let (_, _, backend) = open(dir, aws).await?;
     Ok(backend.store.versions().await?)
 }

@@ -234,7 +234,10 @@ pub async fn build<V: KeyVault, I: ImageCatalog>(
 }
 
 /// Reads `cluster.yaml` and connects to AWS and the state backend it names.
-pub async fn open(dir: &Path, aws: &AwsOptions) -> Result<(ClusterConfig, AwsContext, Backend), EngineError> {
+pub async fn open(
+    dir: &Path,
+    aws: &AwsOptions,
+) -> Result<(ClusterConfig, AwsContext, Backend), EngineError> {
     let config = ClusterConfig::load(dir)?;
     let context = aws.context(&config).await;
     let backend = Backend::open(dir, &config, &context);

@@ -46,7 +46,11 @@ impl LocalObjects {
     }
 
     /// Runs `f` while holding the backend's compare-and-swap lock, across processes.
-    fn exclusively<T>(&self, key: &str, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn exclusively<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         fs::create_dir_all(&self.root).map_err(|e| self.failed(key, e))?;
         let lock = OpenOptions::new()
             .create(true)
@@ -261,7 +265,10 @@ fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     fs::create_dir_all(parent(path))?;
     let temp = temp_path(path);
     let written = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()
     })();

@@ -99,19 +99,21 @@ pub enum StateError {
         if *expired { format!(" If that run is gone, `kube-aws state unlock {}` removes the lock.", info.id) } else { String::new() }
     )]
     Locked {
-        info: store::LockInfo,
+        info: Box<store::LockInfo>,
         expired: bool,
     },
     #[error("another process took or released the lock at the same moment; try again")]
     LockContended,
-    #[error("lock {id} is no longer held by this process (was it force-unlocked?); nothing more is written")]
+    #[error(
+        "lock {id} is no longer held by this process (was it force-unlocked?); nothing more is written"
+    )]
     LockLost { id: String },
     #[error("the state is not locked")]
     NotLocked,
     #[error("the lock is {}, not {given}; held by {} for `{}` since {}", info.id, info.holder, info.operation, info.created)]
     LockIdMismatch {
         given: String,
-        info: store::LockInfo,
+        info: Box<store::LockInfo>,
     },
     #[error("stale: {message}")]
     Stale { message: String },

@@ -58,8 +58,12 @@ pub trait ObjectStore {
     /// Where `key` lives, for messages: a path or `s3://bucket/key`.
     fn location(&self, key: &str) -> String;
     async fn get(&self, key: &str) -> Result<Option<Object>, StoreError>;
-    async fn put(&self, key: &str, bytes: &[u8], condition: Precondition)
-    -> Result<Written, StoreError>;
+    async fn put(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        condition: Precondition,
+    ) -> Result<Written, StoreError>;
     /// Deletes `key` only while it still has the ETag `if_match`.
     async fn delete(&self, key: &str, if_match: &str) -> Result<(), StoreError>;
     /// Keys under `prefix` after `start_after`, ascending, at most `max`.

@@ -59,7 +59,14 @@ impl ObjectStore for S3Objects {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
-        let out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(self.failed(key, "GetObject", e)),
@@ -152,7 +159,11 @@ impl ObjectStore for S3Objects {
                 .send()
                 .await
                 .map_err(|e| self.failed(prefix, "ListObjectsV2", e))?;
-            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
             match out.next_continuation_token {
                 Some(next) if out.is_truncated == Some(true) => token = Some(next),
                 _ => break,
@@ -195,7 +206,11 @@ impl ObjectStore for S3Objects {
                 break;
             }
         }
-        versions.sort_by(|a, b| b.last_modified.cmp(&a.last_modified).then(b.is_latest.cmp(&a.is_latest)));
+        versions.sort_by(|a, b| {
+            b.last_modified
+                .cmp(&a.last_modified)
+                .then(b.is_latest.cmp(&a.is_latest))
+        });
         Ok(versions)
     }
 

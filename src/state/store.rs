@@ -161,7 +161,7 @@ impl<O: ObjectStore> StateStore<O> {
             Err(StoreError::PreconditionFailed { .. }) => match self.current_lock().await? {
                 Some((info, _)) => Err(StateError::Locked {
                     expired: info.expired_at(now),
-                    info,
+                    info: Box::new(info),
                 }),
                 // Released between our attempt and our read: report it as contention.
                 None => Err(StateError::LockContended),
@@ -189,7 +189,7 @@ impl<O: ObjectStore> StateStore<O> {
         if info.id != id {
             return Err(StateError::LockIdMismatch {
                 given: id.to_string(),
-                info,
+                info: Box::new(info),
             });
         }
         match self.objects.delete(&self.layout.lock, &etag).await {
@@ -240,7 +240,11 @@ impl<O: ObjectStore> StateStore<O> {
             Some(p) => Precondition::IfMatch(p.etag.clone()),
             None => Precondition::IfAbsent,
         };
-        match self.objects.put(&self.layout.state, &bytes, condition).await {
+        match self
+            .objects
+            .put(&self.layout.state, &bytes, condition)
+            .await
+        {
             Ok(written) => Ok(Loaded {
                 state: next.clone(),
                 sha256: sha256_hex(&bytes),

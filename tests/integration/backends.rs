@@ -65,8 +65,16 @@ fn entry(command: &str) -> NewEntry {
 }
 
 async fn lock_contention(backend: Backend) {
-    let first = backend.store.lock("alice", "apply", now(), lease()).await.unwrap();
-    let err = backend.store.lock("bob", "apply", now(), lease()).await.unwrap_err();
+    let first = backend
+        .store
+        .lock("alice", "apply", now(), lease())
+        .await
+        .unwrap();
+    let err = backend
+        .store
+        .lock("bob", "apply", now(), lease())
+        .await
+        .unwrap_err();
     match &err {
         StateError::Locked { info, expired } => {
             assert_eq!(info.holder, "alice");
@@ -75,9 +83,16 @@ async fn lock_contention(backend: Backend) {
         }
         other => panic!("expected Locked, got {other}"),
     }
-    assert!(err.to_string().contains("locked by alice for `apply`"), "{err}");
+    assert!(
+        err.to_string().contains("locked by alice for `apply`"),
+        "{err}"
+    );
     backend.store.unlock(&first).await.unwrap();
-    let second = backend.store.lock("bob", "apply", now(), lease()).await.unwrap();
+    let second = backend
+        .store
+        .lock("bob", "apply", now(), lease())
+        .await
+        .unwrap();
     // The first holder can no longer release what is now bob's lock.
     assert!(matches!(
         backend.store.unlock(&first).await,
@@ -92,14 +107,27 @@ async fn expired_lock_is_reported_and_only_its_id_unlocks_it(backend: Backend) {
         .lock("crashed-run", "apply", now() - Duration::hours(3), lease())
         .await
         .unwrap();
-    let err = backend.store.lock("me", "apply", now(), lease()).await.unwrap_err();
-    assert!(matches!(err, StateError::Locked { expired: true, .. }), "{err}");
+    let err = backend
+        .store
+        .lock("me", "apply", now(), lease())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StateError::Locked { expired: true, .. }),
+        "{err}"
+    );
     let message = err.to_string();
     assert!(message.contains("crashed-run"), "{message}");
-    assert!(message.contains(&format!("kube-aws state unlock {}", old.info.id)), "{message}");
+    assert!(
+        message.contains(&format!("kube-aws state unlock {}", old.info.id)),
+        "{message}"
+    );
 
     let wrong = backend.store.force_unlock("not-the-id").await.unwrap_err();
-    assert!(matches!(wrong, StateError::LockIdMismatch { .. }), "{wrong}");
+    assert!(
+        matches!(wrong, StateError::LockIdMismatch { .. }),
+        "{wrong}"
+    );
     let removed = backend.store.force_unlock(&old.info.id).await.unwrap();
     assert_eq!(removed.holder, "crashed-run");
     assert!(backend.store.current_lock().await.unwrap().is_none());
@@ -116,10 +144,18 @@ async fn serials_advance_by_one_and_stale_serials_are_refused(backend: Backend) 
     let loaded = backend.store.load().await.unwrap().unwrap();
     assert_eq!(loaded, one);
 
-    let lock = backend.store.lock("t", "stale", now(), lease()).await.unwrap();
+    let lock = backend
+        .store
+        .lock("t", "stale", now(), lease())
+        .await
+        .unwrap();
     let mut skipped = one.state.clone();
     skipped.serial = 3;
-    let err = backend.store.persist(&skipped, Some(&one), &lock).await.unwrap_err();
+    let err = backend
+        .store
+        .persist(&skipped, Some(&one), &lock)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StateError::Stale { .. }), "{err}");
     backend.store.unlock(&lock).await.unwrap();
     assert_eq!(backend.store.load().await.unwrap().unwrap().state.serial, 1);
@@ -127,11 +163,19 @@ async fn serials_advance_by_one_and_stale_serials_are_refused(backend: Backend) 
 
 async fn lineage_mismatch_is_refused(backend: Backend) {
     let one = bump(&backend, None).await.unwrap();
-    let lock = backend.store.lock("t", "lineage", now(), lease()).await.unwrap();
+    let lock = backend
+        .store
+        .lock("t", "lineage", now(), lease())
+        .await
+        .unwrap();
     let mut other = one.state.clone();
     other.serial = 2;
     other.lineage = "bbbbbbbb-0000-4000-8000-000000000000".into();
-    let err = backend.store.persist(&other, Some(&one), &lock).await.unwrap_err();
+    let err = backend
+        .store
+        .persist(&other, Some(&one), &lock)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("lineage"), "{err}");
     backend.store.unlock(&lock).await.unwrap();
 }
@@ -142,7 +186,10 @@ async fn a_lost_update_is_impossible(backend: Backend) {
     let two = bump(&backend, Some(&one)).await.unwrap();
     assert_eq!(two.state.serial, 2);
     let err = bump(&backend, Some(&one)).await.unwrap_err();
-    assert!(err.to_string().contains("changed since it was read"), "{err}");
+    assert!(
+        err.to_string().contains("changed since it was read"),
+        "{err}"
+    );
     assert_eq!(backend.store.load().await.unwrap().unwrap(), two);
     // And a first write cannot clobber a state that appeared meanwhile.
     let err = bump(&backend, None).await.unwrap_err();
@@ -151,11 +198,19 @@ async fn a_lost_update_is_impossible(backend: Backend) {
 
 async fn persist_needs_the_lock_still_held(backend: Backend) {
     let one = bump(&backend, None).await.unwrap();
-    let lock = backend.store.lock("slow", "apply", now(), lease()).await.unwrap();
+    let lock = backend
+        .store
+        .lock("slow", "apply", now(), lease())
+        .await
+        .unwrap();
     backend.store.force_unlock(&lock.info.id).await.unwrap();
     let mut next = one.state.clone();
     next.serial = 2;
-    let err = backend.store.persist(&next, Some(&one), &lock).await.unwrap_err();
+    let err = backend
+        .store
+        .persist(&next, Some(&one), &lock)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StateError::LockLost { .. }), "{err}");
     assert_eq!(backend.store.load().await.unwrap().unwrap().state.serial, 1);
 }
@@ -190,7 +245,10 @@ async fn concurrent_appends_each_get_their_own_sequence_number(backend: Backend)
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.entries, 10);
     let newest = backend.audit.newest(3).await.unwrap();
-    assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![10, 9, 8]);
+    assert_eq!(
+        newest.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![10, 9, 8]
+    );
 }
 
 async fn raw(backend: &Backend, seq: u64) -> (String, Vec<u8>, String) {
@@ -202,7 +260,11 @@ async fn raw(backend: &Backend, seq: u64) -> (String, Vec<u8>, String) {
 
 async fn verify_names_edited_missing_and_reordered_entries(backend: Backend) {
     for i in 0..5 {
-        backend.audit.append(now(), entry(&format!("apply {i}"))).await.unwrap();
+        backend
+            .audit
+            .append(now(), entry(&format!("apply {i}")))
+            .await
+            .unwrap();
     }
     let objects = backend.store.objects();
     assert!(backend.audit.verify().await.unwrap().ok());
@@ -212,33 +274,74 @@ async fn verify_names_edited_missing_and_reordered_entries(backend: Backend) {
     let mut edited = original3.clone();
     let at = edited.windows(7).position(|w| w == b"apply 2").unwrap() + 6;
     edited[at] = b'9';
-    objects.put(&key3, &edited, Precondition::Overwrite).await.unwrap();
+    objects
+        .put(&key3, &edited, Precondition::Overwrite)
+        .await
+        .unwrap();
     let report = backend.audit.verify().await.unwrap();
-    assert!(report.problems[0].starts_with("entry 3 "), "{:?}", report.problems);
-    assert!(report.problems[0].contains("was edited"), "{:?}", report.problems);
-    objects.put(&key3, &original3, Precondition::Overwrite).await.unwrap();
+    assert!(
+        report.problems[0].starts_with("entry 3 "),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report.problems[0].contains("was edited"),
+        "{:?}",
+        report.problems
+    );
+    objects
+        .put(&key3, &original3, Precondition::Overwrite)
+        .await
+        .unwrap();
     assert!(backend.audit.verify().await.unwrap().ok());
 
     // Entries 3 and 4 swapped.
     let (key4, original4, _) = raw(&backend, 4).await;
-    objects.put(&key3, &original4, Precondition::Overwrite).await.unwrap();
-    objects.put(&key4, &original3, Precondition::Overwrite).await.unwrap();
+    objects
+        .put(&key3, &original4, Precondition::Overwrite)
+        .await
+        .unwrap();
+    objects
+        .put(&key4, &original3, Precondition::Overwrite)
+        .await
+        .unwrap();
     let report = backend.audit.verify().await.unwrap();
-    assert!(report.problems[0].starts_with("entry 3 "), "{:?}", report.problems);
-    assert!(report.problems[0].contains("reordered"), "{:?}", report.problems);
-    objects.put(&key3, &original3, Precondition::Overwrite).await.unwrap();
-    objects.put(&key4, &original4, Precondition::Overwrite).await.unwrap();
+    assert!(
+        report.problems[0].starts_with("entry 3 "),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report.problems[0].contains("reordered"),
+        "{:?}",
+        report.problems
+    );
+    objects
+        .put(&key3, &original3, Precondition::Overwrite)
+        .await
+        .unwrap();
+    objects
+        .put(&key4, &original4, Precondition::Overwrite)
+        .await
+        .unwrap();
 
     // Entry 2 deleted, then the last entry deleted.
     let (key2, _, etag2) = raw(&backend, 2).await;
     objects.delete(&key2, &etag2).await.unwrap();
     let report = backend.audit.verify().await.unwrap();
-    assert_eq!(report.problems[0], "entry 2 is missing", "{:?}", report.problems);
+    assert_eq!(
+        report.problems[0], "entry 2 is missing",
+        "{:?}",
+        report.problems
+    );
     let (key5, _, etag5) = raw(&backend, 5).await;
     objects.delete(&key5, &etag5).await.unwrap();
     let report = backend.audit.verify().await.unwrap();
     assert!(
-        report.problems.iter().any(|p| p.starts_with("entry 5 is missing")),
+        report
+            .problems
+            .iter()
+            .any(|p| p.starts_with("entry 5 is missing")),
         "{:?}",
         report.problems
     );
@@ -257,12 +360,16 @@ macro_rules! backend_suite {
             #[test]
             fn expired_lock_is_reported_and_only_its_id_unlocks_it() {
                 let f = super::$backend();
-                block_on(super::expired_lock_is_reported_and_only_its_id_unlocks_it(f.backend.clone()));
+                block_on(super::expired_lock_is_reported_and_only_its_id_unlocks_it(
+                    f.backend.clone(),
+                ));
             }
             #[test]
             fn serials_advance_by_one_and_stale_serials_are_refused() {
                 let f = super::$backend();
-                block_on(super::serials_advance_by_one_and_stale_serials_are_refused(f.backend.clone()));
+                block_on(super::serials_advance_by_one_and_stale_serials_are_refused(
+                    f.backend.clone(),
+                ));
             }
             #[test]
             fn lineage_mismatch_is_refused() {
@@ -282,17 +389,23 @@ macro_rules! backend_suite {
             #[test]
             fn versions_are_listed_newest_first_with_serials() {
                 let f = super::$backend();
-                block_on(super::versions_are_listed_newest_first_with_serials(f.backend.clone()));
+                block_on(super::versions_are_listed_newest_first_with_serials(
+                    f.backend.clone(),
+                ));
             }
             #[test]
             fn concurrent_appends_each_get_their_own_sequence_number() {
                 let f = super::$backend();
-                block_on(super::concurrent_appends_each_get_their_own_sequence_number(f.backend.clone()));
+                block_on(
+                    super::concurrent_appends_each_get_their_own_sequence_number(f.backend.clone()),
+                );
             }
             #[test]
             fn verify_names_edited_missing_and_reordered_entries() {
                 let f = super::$backend();
-                block_on(super::verify_names_edited_missing_and_reordered_entries(f.backend.clone()));
+                block_on(super::verify_names_edited_missing_and_reordered_entries(
+                    f.backend.clone(),
+                ));
             }
         }
     };
@@ -308,7 +421,12 @@ fn an_unversioned_bucket_is_refused_with_how_to_enable_versioning() {
     let backend = Backend::s3(block_on(moto.s3()), &bucket, "state.json");
     let err = block_on(backend.store.lock("me", "apply", now(), lease())).unwrap_err();
     let message = err.to_string();
-    assert!(message.contains(&format!("S3 bucket {bucket} does not have versioning enabled")), "{message}");
+    assert!(
+        message.contains(&format!(
+            "S3 bucket {bucket} does not have versioning enabled"
+        )),
+        "{message}"
+    );
     assert!(
         message.contains(&format!("aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled")),
         "{message}"
@@ -324,34 +442,52 @@ fn twenty_racing_writers_never_lose_an_update() {
     let client = block_on(moto.s3());
     let backend = Backend::s3(client, &bucket, "race/state.json");
     block_on(bump(&backend, None)).unwrap();
+    let seeded = block_on(backend.store.load()).unwrap().unwrap();
 
+    // Every writer reads the state first, then they all race for the lock: the losers either
+    // find the lock taken or, after the winner released it, find their read stale.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(20));
     let outcomes: Vec<Result<u64, String>> = (0..20)
         .map(|i| {
             let backend = backend.clone();
+            let start = start.clone();
             std::thread::spawn(move || {
                 block_on(async {
+                    let prior = backend
+                        .store
+                        .load()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .expect("seeded");
+                    start.wait();
                     let lock = backend
                         .store
                         .lock(&format!("writer-{i}"), "apply", now(), lease())
                         .await
                         .map_err(|e| e.to_string())?;
                     let result = async {
-                        let prior = backend.store.load().await?.expect("seeded");
                         let mut next = prior.state.clone();
                         next.serial += 1;
                         let written = backend.store.persist(&next, Some(&prior), &lock).await?;
                         backend
                             .audit
-                            .append(now(), NewEntry {
-                                state_serial_before: Some(prior.state.serial),
-                                state_serial_after: Some(written.state.serial),
-                                ..entry(&format!("apply by writer-{i}"))
-                            })
+                            .append(
+                                now(),
+                                NewEntry {
+                                    state_serial_before: Some(prior.state.serial),
+                                    state_serial_after: Some(written.state.serial),
+                                    ..entry(&format!("apply by writer-{i}"))
+                                },
+                            )
                             .await?;
                         Ok::<u64, StateError>(written.state.serial)
                     }
                     .await;
-                    backend.store.unlock(&lock).await.map_err(|e| e.to_string())?;
+                    backend
+                        .store
+                        .unlock(&lock)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     result.map_err(|e| e.to_string())
                 })
             })
@@ -362,17 +498,90 @@ fn twenty_racing_writers_never_lose_an_update() {
         .collect();
 
     let successes = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
+    let mut locked = 0;
+    let mut stale = 0;
     for failure in outcomes.iter().filter_map(|o| o.as_ref().err()) {
-        assert!(
-            failure.contains("locked by writer-") || failure.contains("at the same moment") || failure.starts_with("stale:"),
-            "unclear loser error: {failure}"
-        );
+        if failure.contains("locked by writer-") || failure.contains("at the same moment") {
+            locked += 1;
+        } else if failure.starts_with("stale:") {
+            stale += 1;
+        } else {
+            panic!("unclear loser error: {failure}");
+        }
     }
-    assert!(successes >= 1);
+    // All read serial 1, so exactly one write can succeed; nobody overwrote anybody.
+    assert_eq!(successes, 1, "{outcomes:?}");
     let last = block_on(backend.store.load()).unwrap().unwrap();
-    assert_eq!(last.state.serial, 1 + successes, "{outcomes:?}");
+    assert_eq!(
+        last.state.serial,
+        seeded.state.serial + successes,
+        "{outcomes:?}"
+    );
     let report = block_on(backend.audit.verify()).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.entries, successes);
-    eprintln!("race: {successes} of 20 writers won, final serial {}", last.state.serial);
+    eprintln!(
+        "race: {successes} of 20 writers won, {locked} found the lock taken, {stale} found their read stale; final serial {}",
+        last.state.serial
+    );
+}
+
+#[test]
+fn twenty_sequential_rounds_under_contention_count_every_increment() {
+    let moto = moto();
+    let bucket = moto.create_bucket("rounds", true);
+    let backend = Backend::s3(block_on(moto.s3()), &bucket, "rounds/state.json");
+    block_on(bump(&backend, None)).unwrap();
+
+    // Each writer reads after taking the lock, so every writer that gets the lock succeeds.
+    let outcomes: Vec<Result<u64, String>> = (0..20)
+        .map(|i| {
+            let backend = backend.clone();
+            std::thread::spawn(move || {
+                block_on(async {
+                    for _ in 0..50 {
+                        match backend
+                            .store
+                            .lock(&format!("writer-{i}"), "apply", now(), lease())
+                            .await
+                        {
+                            Ok(lock) => {
+                                let result = async {
+                                    let prior = backend.store.load().await?.expect("seeded");
+                                    let mut next = prior.state.clone();
+                                    next.serial += 1;
+                                    backend.store.persist(&next, Some(&prior), &lock).await
+                                }
+                                .await;
+                                backend
+                                    .store
+                                    .unlock(&lock)
+                                    .await
+                                    .map_err(|e| e.to_string())?;
+                                return result.map(|l| l.state.serial).map_err(|e| e.to_string());
+                            }
+                            Err(StateError::Locked { .. } | StateError::LockContended) => {
+                                std::thread::sleep(std::time::Duration::from_millis(20));
+                            }
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                    Err("gave up waiting for the lock".to_string())
+                })
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let successes = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
+    let last = block_on(backend.store.load()).unwrap().unwrap();
+    assert_eq!(last.state.serial, 1 + successes, "{outcomes:?}");
+    let mut serials: Vec<u64> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+    serials.sort_unstable();
+    assert_eq!(
+        serials,
+        (2..=1 + successes).collect::<Vec<_>>(),
+        "each success wrote its own serial"
+    );
 }

@@ -76,15 +76,28 @@ fn init_refuses_to_overwrite_cluster_yaml() {
     std::fs::write(dir.path().join("cluster.yaml"), "mine\n").unwrap();
     let out = kube_aws(dir.path())
         .args([
-            "init", "--cluster-name", "demo", "--external-dns-name", "demo.example.com",
-            "--region", "us-west-2", "--availability-zone", "us-west-2a", "--key-name", "k",
-            "--kms-key-arn", "arn:aws:kms:us-west-2:1:key/x",
+            "init",
+            "--cluster-name",
+            "demo",
+            "--external-dns-name",
+            "demo.example.com",
+            "--region",
+            "us-west-2",
+            "--availability-zone",
+            "us-west-2a",
+            "--key-name",
+            "k",
+            "--kms-key-arn",
+            "arn:aws:kms:us-west-2:1:key/x",
         ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
-    assert_eq!(std::fs::read_to_string(dir.path().join("cluster.yaml")).unwrap(), "mine\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cluster.yaml")).unwrap(),
+        "mine\n"
+    );
 }
 
 #[test]
@@ -92,23 +105,42 @@ fn init_writes_a_commented_config_that_parses() {
     let dir = tempfile::tempdir().unwrap();
     let out = kube_aws(dir.path())
         .args([
-            "init", "--cluster-name", "demo", "--external-dns-name", "demo.example.com",
-            "--region", "eu-west-1", "--availability-zone", "eu-west-1a", "--key-name", "k",
-            "--kms-key-arn", "arn:aws:kms:eu-west-1:1:key/x", "--hosted-zone-id", "Z123",
-            "--state-bucket", "my-state",
+            "init",
+            "--cluster-name",
+            "demo",
+            "--external-dns-name",
+            "demo.example.com",
+            "--region",
+            "eu-west-1",
+            "--availability-zone",
+            "eu-west-1a",
+            "--key-name",
+            "k",
+            "--kms-key-arn",
+            "arn:aws:kms:eu-west-1:1:key/x",
+            "--hosted-zone-id",
+            "Z123",
+            "--state-bucket",
+            "my-state",
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(dir.path().join("cluster.yaml")).unwrap();
-    let config =
-        kube_aws::config::ClusterConfig::parse(Path::new("cluster.yaml"), &text).unwrap();
+    let config = kube_aws::config::ClusterConfig::parse(Path::new("cluster.yaml"), &text).unwrap();
     assert_eq!(config.region, "eu-west-1");
     assert!(config.create_record_set);
     assert_eq!(config.hosted_zone_id.as_deref(), Some("Z123"));
     assert_eq!(config.state.bucket.as_deref(), Some("my-state"));
     assert_eq!(config.state.key.as_deref(), Some("demo/state.json"));
-    assert!(text.lines().filter(|l| l.starts_with('#')).count() > 20, "init explains the fields");
+    assert!(
+        text.lines().filter(|l| l.starts_with('#')).count() > 20,
+        "init explains the fields"
+    );
 }
 
 #[test]
@@ -133,7 +165,10 @@ fn render_copies_templates_refuses_to_overwrite_and_overrides_take_effect() {
         Some(&kube_aws::render::Origin::ClusterDir)
     );
 
-    let forced = kube_aws(dir.path()).args(["render", "--force"]).output().unwrap();
+    let forced = kube_aws(dir.path())
+        .args(["render", "--force"])
+        .output()
+        .unwrap();
     assert!(forced.status.success());
     assert_ne!(std::fs::read_to_string(&stack).unwrap(), "customised");
 }

@@ -47,7 +47,11 @@ fn seed_state(dir: &Path, cluster: &str) {
             .lock("test", "seed", now, time::Duration::minutes(5))
             .await
             .expect("lock");
-        backend.store.persist(&state, None, &lock).await.expect("persist");
+        backend
+            .store
+            .persist(&state, None, &lock)
+            .await
+            .expect("persist");
         backend.store.unlock(&lock).await.expect("unlock");
     });
 }
@@ -70,6 +74,10 @@ fn export_twice_against_the_same_state_is_identical_and_makes_no_kms_call() {
     let moto = moto();
     let (dir, cluster) = init_cluster(moto, "export");
     seed_state(dir.path(), &cluster);
+    crate::schemas::assert_valid(
+        "state.schema.json",
+        &crate::schemas::json(&dir.path().join("state/state.json")),
+    );
     let seeded = moto.kms_requests_for(&cluster).len();
     assert_eq!(seeded, 9, "seeding issues 9 certificates, one Encrypt each");
 
@@ -80,7 +88,11 @@ fn export_twice_against_the_same_state_is_identical_and_makes_no_kms_call() {
 
     assert_eq!(first, second, "two exports against one state differ");
     assert_eq!(after_first - seeded, 0, "the first export called KMS");
-    assert_eq!(after_second - after_first, 0, "the second export called KMS");
+    assert_eq!(
+        after_second - after_first,
+        0,
+        "the second export called KMS"
+    );
 
     let stack: serde_json::Value = serde_json::from_slice(&first).unwrap();
     assert_eq!(
@@ -122,8 +134,14 @@ fn no_private_key_in_anything_export_writes() {
 
     let mut files = Vec::new();
     all_files(dir.path(), &mut files);
-    files.push(("<stdout>".into(), String::from_utf8_lossy(&stdout.stdout).into_owned()));
-    files.push(("<stderr>".into(), String::from_utf8_lossy(&stdout.stderr).into_owned()));
+    files.push((
+        "<stdout>".into(),
+        String::from_utf8_lossy(&stdout.stdout).into_owned(),
+    ));
+    files.push((
+        "<stderr>".into(),
+        String::from_utf8_lossy(&stdout.stderr).into_owned(),
+    ));
     // The userdata is gzip+base64 inside the template: look inside it too.
     let stack: serde_json::Value = serde_json::from_slice(&stdout.stdout).unwrap();
     let userdata = stack["Resources"]["InstanceController"]["Properties"]["UserData"]
@@ -132,9 +150,13 @@ fn no_private_key_in_anything_export_writes() {
     let decoded = {
         use base64::Engine;
         use std::io::Read;
-        let gz = base64::engine::general_purpose::STANDARD.decode(userdata).unwrap();
+        let gz = base64::engine::general_purpose::STANDARD
+            .decode(userdata)
+            .unwrap();
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).unwrap();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .unwrap();
         text
     };
     assert!(decoded.contains("apiserver-key.pem.enc"));

@@ -82,7 +82,10 @@ fn start_moto() -> Moto {
             let log = std::fs::read_to_string(workdir.path().join("moto.log")).unwrap_or_default();
             panic!("moto_server exited with {status}:\n{log}");
         }
-        assert!(Instant::now() < deadline, "moto_server did not answer on {endpoint} within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not answer on {endpoint} within 60 s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     Moto {
@@ -121,7 +124,6 @@ pub fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<
 pub struct Recorded {
     /// `X-Amz-Target` (JSON protocols) or the `Action` of a query request, when known.
     pub operation: String,
-    pub method: String,
     pub url: String,
     pub body: String,
 }
@@ -157,7 +159,6 @@ impl Moto {
                 };
                 Recorded {
                     operation,
-                    method: entry["method"].as_str().unwrap_or_default().to_string(),
                     url: entry["url"].as_str().unwrap_or_default().to_string(),
                     body,
                 }
@@ -183,7 +184,11 @@ impl Moto {
                 r.url
                     .split_once("://")
                     .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
-                    .is_some_and(|path| path == marker || path.starts_with(&format!("{marker}/")) || path.starts_with(&format!("{marker}?")))
+                    .is_some_and(|path| {
+                        path == marker
+                            || path.starts_with(&format!("{marker}/"))
+                            || path.starts_with(&format!("{marker}?"))
+                    })
             })
             .collect()
     }
@@ -231,7 +236,11 @@ impl Moto {
     pub fn create_kms_key(&self) -> String {
         block_on(async {
             let client = aws_sdk_kms::Client::new(&self.sdk_config().await);
-            let out = client.create_key().send().await.expect("moto creates a KMS key");
+            let out = client
+                .create_key()
+                .send()
+                .await
+                .expect("moto creates a KMS key");
             out.key_metadata.and_then(|m| m.arn).expect("a key ARN")
         })
     }
@@ -242,7 +251,11 @@ impl Moto {
             .region(aws_config::Region::new("us-west-2"))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_kms::config::Credentials::new(
-                "testing", "testing", None, None, "kube-aws-tests",
+                "testing",
+                "testing",
+                None,
+                None,
+                "kube-aws-tests",
             ))
             .load()
             .await
@@ -266,15 +279,23 @@ pub fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("AWS_REGION", "us-west-2".into()),
         ("AWS_EC2_METADATA_DISABLED", "true".into()),
-        ("AWS_CONFIG_FILE", "/nonexistent/kube-aws-test-config".into()),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/kube-aws-test-credentials".into()),
+        (
+            "AWS_CONFIG_FILE",
+            "/nonexistent/kube-aws-test-config".into(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/kube-aws-test-credentials".into(),
+        ),
     ]
 }
 
 /// The kube-aws binary, run in `dir` against moto.
 pub fn kube_aws(moto: &Moto, dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("kube-aws").expect("the kube-aws binary is built");
-    cmd.current_dir(dir).envs(aws_env(moto)).env("NO_COLOR", "1");
+    cmd.current_dir(dir)
+        .envs(aws_env(moto))
+        .env("NO_COLOR", "1");
     cmd.env_remove("AWS_PROFILE");
     cmd
 }
@@ -283,11 +304,20 @@ pub fn kube_aws(moto: &Moto, dir: &Path) -> Command {
 pub fn unique_cluster(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// `kube-aws init` a new cluster directory with a fresh KMS key; returns (dir, cluster name).
 pub fn init_cluster(moto: &Moto, prefix: &str) -> (tempfile::TempDir, String) {
+    init_cluster_with(moto, prefix, &[])
+}
+
+/// Like [`init_cluster`], with extra `init` flags.
+pub fn init_cluster_with(moto: &Moto, prefix: &str, extra: &[&str]) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let name = unique_cluster(prefix);
     let key = moto.create_kms_key();
@@ -307,8 +337,13 @@ pub fn init_cluster(moto: &Moto, prefix: &str) -> (tempfile::TempDir, String) {
             "--kms-key-arn",
             &key,
         ])
+        .args(extra)
         .output()
         .expect("kube-aws runs");
-    assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (dir, name)
 }

@@ -11,7 +11,10 @@ fn decrypt_with_the_same_context_succeeds_and_with_another_fails() {
     block_on(async {
         let vault = KmsVault::new(aws_sdk_kms::Client::new(&moto.sdk_config().await));
         let context = encryption_context("ctx-test", "apiserver");
-        let ciphertext = vault.encrypt(&key, b"secret key bytes", &context).await.unwrap();
+        let ciphertext = vault
+            .encrypt(&key, b"secret key bytes", &context)
+            .await
+            .unwrap();
         assert!(!ciphertext.windows(6).any(|w| w == b"secret"));
 
         let plaintext = vault.decrypt(&ciphertext, &context).await.unwrap();
@@ -24,7 +27,11 @@ fn decrypt_with_the_same_context_succeeds_and_with_another_fails() {
         ] {
             let err = vault.decrypt(&ciphertext, &wrong).await.unwrap_err();
             assert_eq!(err.operation, "Decrypt");
-            assert_eq!(err.code.as_deref(), Some("InvalidCiphertextException"), "{err}");
+            assert_eq!(
+                err.code.as_deref(),
+                Some("InvalidCiphertextException"),
+                "{err}"
+            );
         }
     });
 }

@@ -1,7 +1,9 @@
 //! Integration tests: the kube-aws binary and library against a real local AWS API (moto).
 
+mod backends;
 mod cli_errors;
 mod export;
 mod harness;
-mod backends;
+mod history;
 mod kms;
+mod schemas;

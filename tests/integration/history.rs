@@ -1,0 +1,229 @@
+//! `kube-aws history` and `kube-aws state` from the command line, on local and S3 state.
+
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use kube_aws::audit::{self, AuditResult, ChangeSummary, NewEntry};
+use kube_aws::engine::backend::Backend;
+use kube_aws::state::objects::{ObjectStore, Precondition};
+
+use crate::harness::{block_on, init_cluster_with, kube_aws, moto};
+
+fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = kube_aws(moto(), dir)
+        .args(args)
+        .output()
+        .expect("kube-aws runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn entry(i: u64) -> NewEntry {
+    NewEntry {
+        actor: "arn:aws:iam::123456789012:user/ci".into(),
+        command: "apply plan.json".into(),
+        result: Some(AuditResult::Succeeded),
+        state_serial_before: Some(i),
+        state_serial_after: Some(i + 1),
+        summary: Some(ChangeSummary {
+            add: 1,
+            change: 2,
+            remove: 0,
+            replace: 1,
+        }),
+        ..NewEntry::default()
+    }
+}
+
+#[test]
+fn history_limit_20_over_10000_s3_entries_makes_at_most_25_requests() {
+    let moto = moto();
+    let bucket = moto.create_bucket("history", true);
+    let (dir, _) = init_cluster_with(
+        moto,
+        "history",
+        &["--state-bucket", &bucket, "--state-key", "h/state.json"],
+    );
+
+    // Seed 10,000 chained entries straight into the bucket, 16 writers at a time.
+    let t0 = OffsetDateTime::now_utc();
+    let entries = audit::chain((0..10_000u64).map(|i| (t0, entry(i))));
+    let client = block_on(moto.s3());
+    let backend = Backend::s3(client, &bucket, "h/state.json");
+    let chunks: Vec<Vec<audit::AuditEntry>> = entries.chunks(625).map(|c| c.to_vec()).collect();
+    let writers: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let backend = backend.clone();
+            std::thread::spawn(move || {
+                block_on(async {
+                    for e in chunk {
+                        let key = backend.audit.entry_key(e.seq);
+                        backend
+                            .store
+                            .objects()
+                            .put(&key, &audit::encode(&e), Precondition::IfAbsent)
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+        })
+        .collect();
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    block_on(backend.store.objects().put(
+        "h/state.json.audit/HEAD",
+        b"10000",
+        Precondition::Overwrite,
+    ))
+    .unwrap();
+
+    let before = moto.s3_requests_for(&bucket).len();
+    let (code, stdout, stderr) = run(dir.path(), &["history", "--limit", "20"]);
+    let made = moto.s3_requests_for(&bucket).len() - before;
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 21, "header and 20 entries:\n{stdout}");
+    assert!(lines[0].starts_with("SEQ"), "{stdout}");
+    assert!(lines[1].starts_with("10000 "), "newest first:\n{stdout}");
+    assert!(lines[20].starts_with("9981 "), "{stdout}");
+    assert!(lines[1].contains("+1 ~2 -0 ±1"), "{stdout}");
+    assert!(made <= 25, "history --limit 20 made {made} S3 requests");
+    eprintln!("history --limit 20 over 10,000 entries: {made} S3 requests");
+}
+
+#[test]
+fn history_json_show_and_verify_from_the_cli() {
+    let moto = moto();
+    let (dir, _) = init_cluster_with(moto, "histcli", &[]);
+    let backend = Backend::local(dir.path());
+    for i in 0..3 {
+        block_on(backend.audit.append(OffsetDateTime::now_utc(), entry(i))).unwrap();
+    }
+    let (code, stdout, _) = run(dir.path(), &["history", "--json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    assert_eq!(json[0]["seq"], 3);
+
+    let (code, stdout, _) = run(dir.path(), &["history", "show", "2"]);
+    assert_eq!(code, 0);
+    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["seq"], 2);
+    assert_eq!(shown["prev_sha256"], json[2]["entry_sha256"]);
+
+    let (code, stdout, _) = run(dir.path(), &["history", "--verify"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.starts_with("Audit log OK: 3 entries"), "{stdout}");
+
+    // One byte changed in entry 2 on disk.
+    let path = dir.path().join("state/audit/00000002.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"seq\": 2", "\"seq\": 7", 1)).unwrap();
+    let (code, stdout, stderr) = run(dir.path(), &["history", "--verify"]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.lines().next().unwrap().starts_with("entry 2 "),
+        "{stdout}"
+    );
+    assert!(stderr.contains("first: entry 2 "), "{stderr}");
+}
+
+#[test]
+fn state_show_redacts_pull_is_exact_and_unlock_is_audited() {
+    let moto = moto();
+    let bucket = moto.create_bucket("statecli", true);
+    let (dir, cluster) = init_cluster_with(
+        moto,
+        "statecli",
+        &["--state-bucket", &bucket, "--state-key", "s/state.json"],
+    );
+    let backend = Backend::s3(block_on(moto.s3()), &bucket, "s/state.json");
+    let now = OffsetDateTime::now_utc();
+
+    let mut state =
+        kube_aws::state::State::new(&cluster, "cccccccc-0000-4000-8000-000000000000".into());
+    state.serial = 1;
+    state.tls.insert(
+        "admin".into(),
+        kube_aws::assets::TlsAsset {
+            name: "admin".into(),
+            spec_sha256: "s".into(),
+            certificate_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+            certificate_sha256: "c".into(),
+            key_ciphertext: "U0VDUkVUQ0lQSEVSVEVYVA==".into(),
+            not_after: "2030-01-01T00:00:00Z".into(),
+        },
+    );
+    let lock = block_on(
+        backend
+            .store
+            .lock("seed", "seed", now, time::Duration::hours(1)),
+    )
+    .unwrap();
+    block_on(backend.store.persist(&state, None, &lock)).unwrap();
+    block_on(backend.store.unlock(&lock)).unwrap();
+
+    let (code, stdout, _) = run(dir.path(), &["state", "show"]);
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("U0VDUkVUQ0lQSEVSVEVYVA=="), "{stdout}");
+    assert!(stdout.contains("<redacted sha256:"), "{stdout}");
+    let (_, raw, _) = run(dir.path(), &["state", "show", "--raw"]);
+    assert!(raw.contains("U0VDUkVUQ0lQSEVSVEVYVA=="));
+
+    let (code, pulled, _) = run(dir.path(), &["state", "pull"]);
+    assert_eq!(code, 0);
+    assert_eq!(pulled.as_bytes(), kube_aws::state::encode(&state));
+
+    let (code, versions, _) = run(dir.path(), &["state", "versions"]);
+    assert_eq!(code, 0);
+    assert_eq!(versions.lines().count(), 2, "{versions}");
+    assert!(
+        versions.lines().nth(1).unwrap().contains(" 1 "),
+        "{versions}"
+    );
+
+    // A lock left by a dead run: the wrong id is refused, the right one removed and audited.
+    let dead = block_on(
+        backend
+            .store
+            .lock("ci-run-41", "apply", now, time::Duration::hours(1)),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(dir.path(), &["state", "unlock", "wrong-id"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&dead.info.id), "{stderr}");
+    let (code, _, stderr) = run(dir.path(), &["state", "unlock", &dead.info.id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("recorded as audit entry 1"), "{stderr}");
+    let entry = block_on(backend.audit.read(1)).unwrap().unwrap();
+    assert_eq!(entry.command, "state unlock");
+    assert!(entry.message.unwrap().contains("ci-run-41"));
+    assert!(
+        entry.actor.starts_with("arn:aws:"),
+        "the actor is the STS caller: {}",
+        entry.actor
+    );
+}
+
+#[test]
+fn an_unknown_state_format_version_is_refused() {
+    let moto = moto();
+    let (dir, _) = init_cluster_with(moto, "future", &[]);
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(
+        dir.path().join("state/state.json"),
+        r#"{"format_version": 2, "serial": 9}"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = run(dir.path(), &["state", "show"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("state format_version 2 is not known"),
+        "{stderr}"
+    );
+}
