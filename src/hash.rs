@@ -8,6 +8,11 @@ pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
     hex::encode(Sha256::digest(bytes.as_ref()))
 }
 
+/// How a secret is shown wherever people read: a short hash that identifies it, never the value.
+pub fn redacted(secret: &str) -> String {
+    format!("<redacted sha256:{}>", &sha256_hex(secret)[..12])
+}
+
 /// Serialises `value` as compact JSON with every object's keys sorted.
 ///
 /// Going through `serde_json::Value` sorts keys because its map is a BTreeMap; struct field

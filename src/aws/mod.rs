@@ -1,9 +1,11 @@
 //! The only place that talks to AWS: narrow traits over the SDK clients, so the engine states
 //! what it needs (encrypt a key, find an AMI) and tests can count or fault what crosses the wire.
 
+pub mod cloudformation;
 pub mod identity;
 pub mod images;
 pub mod kms;
+pub mod route53;
 
 use std::fmt::Debug;
 
@@ -80,6 +82,14 @@ impl AwsContext {
         identity::caller_arn(&self.sdk)
             .await
             .unwrap_or_else(|_| identity::local_actor())
+    }
+
+    pub fn cloudformation(&self) -> cloudformation::CloudFormation {
+        cloudformation::CloudFormation::new(aws_sdk_cloudformation::Client::new(&self.sdk))
+    }
+
+    pub fn route53(&self) -> route53::Route53 {
+        route53::Route53::new(aws_sdk_route53::Client::new(&self.sdk))
     }
 
     pub fn images(&self) -> images::Ec2Images {

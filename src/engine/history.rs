@@ -49,18 +49,10 @@ pub async fn state_show(dir: &Path, aws: &AwsOptions, raw: bool) -> Result<State
         .state;
     if !raw {
         for asset in state.tls.values_mut() {
-            asset.key_ciphertext = redact(&asset.key_ciphertext);
+            asset.key_ciphertext = crate::hash::redacted(&asset.key_ciphertext);
         }
     }
     Ok(state)
-}
-
-/// How secrets are shown in output that people read: a hash that identifies, never the value.
-pub fn redact(secret: &str) -> String {
-    format!(
-        "<redacted sha256:{}>",
-        &crate::hash::sha256_hex(secret)[..12]
-    )
 }
 
 fn no_state(location: &str) -> EngineError {

@@ -1,8 +1,10 @@
 //! Carries out each command: reads the cluster directory, calls the pure parts (config, render,
 //! assets) and the AWS traits in the right order, and returns results for `cli` to print.
 
+pub mod apply;
 pub mod backend;
 pub mod history;
+pub mod plan;
 pub mod pki;
 
 use std::collections::BTreeMap;
@@ -215,7 +217,7 @@ pub async fn build<V: KeyVault, I: ImageCatalog>(
     let empty = Default::default();
     let previous_tls = prior.as_ref().map(|s| &s.tls).unwrap_or(&empty);
     let image = resolve_image(&config, prior.as_ref(), images).await?;
-    let tls = pki::resolve(&config, previous_tls, vault, now, DEFAULT_RENEW_BEFORE).await?;
+    let tls = pki::resolve(&config, previous_tls, Some(vault), now, DEFAULT_RENEW_BEFORE).await?;
     let rendered = render::render(
         &templates,
         &RenderInputs {

@@ -72,11 +72,27 @@ async fn seal<V: KeyVault>(
     })
 }
 
-/// Resolves every TLS asset against `previous`.
+/// Stands in for a certificate an offline plan would issue: it renders, and is plainly not real.
+fn placeholder(spec: &TlsSpec) -> TlsAsset {
+    TlsAsset {
+        name: spec.name.clone(),
+        spec_sha256: spec.sha256(),
+        certificate_pem: format!(
+            "-----BEGIN CERTIFICATE-----\n(issued when planned online: {})\n-----END CERTIFICATE-----\n",
+            spec.name
+        ),
+        certificate_sha256: String::new(),
+        key_ciphertext: String::new(),
+        not_after: String::new(),
+    }
+}
+
+/// Resolves every TLS asset against `previous`. Without a vault (offline) nothing is issued:
+/// what would be issued is reported and stands in as a placeholder.
 pub async fn resolve<V: KeyVault>(
     config: &ClusterConfig,
     previous: &TlsAssets,
-    vault: &V,
+    vault: Option<&V>,
     now: OffsetDateTime,
     renew_before: Duration,
 ) -> Result<ResolvedTls, EngineError> {
@@ -89,7 +105,12 @@ pub async fn resolve<V: KeyVault>(
     let mut ca_key: Option<Zeroizing<String>> = None;
     let ca = match reusable(previous.get(tls::CA), &ca_spec, now, renew_before) {
         Ok(()) => previous[tls::CA].clone(),
+        Err(reason) if vault.is_none() => {
+            issued_now.push((tls::CA.to_string(), reason));
+            placeholder(&ca_spec)
+        }
         Err(reason) => {
+            let vault = vault.expect("checked above");
             let issued = tls::issue(&ca_spec, None, now)?;
             let asset = seal(vault, config, &ca_spec, &issued).await?;
             ca_key = Some(issued.key_pem.clone());
@@ -104,6 +125,11 @@ pub async fn resolve<V: KeyVault>(
                 assets.insert(spec.name.clone(), previous[&spec.name].clone());
             }
             Err(reason) => {
+                let Some(vault) = vault else {
+                    assets.insert(spec.name.clone(), placeholder(&spec));
+                    issued_now.push((spec.name.clone(), reason));
+                    continue;
+                };
                 if signer.is_none() {
                     let key = match ca_key.take() {
                         Some(key) => key,

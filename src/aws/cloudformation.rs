@@ -1,0 +1,344 @@
+//! CloudFormation behind the operations plan and apply need: describe a stack, create,
+//! describe, execute and delete change sets, read templates and stream stack events.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Tag};
+
+use super::AwsError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackDescription {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSetRequest {
+    pub stack_name: String,
+    pub change_set_name: String,
+    /// True when the stack does not exist yet.
+    pub create: bool,
+    pub template_body: Option<String>,
+    pub template_url: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub description: String,
+}
+
+/// One resource change of a change set, as CloudFormation describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResourceChange {
+    pub action: String,
+    pub logical_id: String,
+    pub resource_type: String,
+    pub physical_id: Option<String>,
+    /// `True`, `False` or `Conditional`; absent when the service gives none.
+    pub replacement: Option<String>,
+    pub scope: Vec<String>,
+    pub details: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSetDescription {
+    pub arn: String,
+    pub stack_id: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub execution_status: String,
+    pub changes: Vec<ResourceChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackEvent {
+    pub id: String,
+    pub timestamp: String,
+    pub logical_id: String,
+    pub resource_type: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// The CloudFormation operations kube-aws uses.
+#[allow(async_fn_in_trait)] // used through generics only
+pub trait StackService {
+    /// `None` when the stack does not exist (or only its deletion remains).
+    async fn describe_stack(&self, name: &str) -> Result<Option<StackDescription>, AwsError>;
+    /// Returns the change set ARN and the stack id.
+    async fn create_change_set(
+        &self,
+        request: &ChangeSetRequest,
+    ) -> Result<(String, String), AwsError>;
+    /// The change set with every page of its changes.
+    async fn describe_change_set(
+        &self,
+        stack: &str,
+        change_set: &str,
+    ) -> Result<ChangeSetDescription, AwsError>;
+    async fn delete_change_set(&self, stack: &str, change_set: &str) -> Result<(), AwsError>;
+    async fn execute_change_set(&self, stack: &str, change_set: &str) -> Result<(), AwsError>;
+    /// The template a change set would apply, or the stack's current one when `change_set`
+    /// is `None`.
+    async fn get_template(&self, stack: &str, change_set: Option<&str>)
+    -> Result<String, AwsError>;
+    async fn delete_stack(&self, stack: &str) -> Result<(), AwsError>;
+    /// The stack's events, newest first, stopping at `until_id` (exclusive).
+    async fn events_since(
+        &self,
+        stack: &str,
+        until_id: Option<&str>,
+    ) -> Result<Vec<StackEvent>, AwsError>;
+}
+
+#[derive(Clone, Debug)]
+pub struct CloudFormation {
+    client: aws_sdk_cloudformation::Client,
+}
+
+impl CloudFormation {
+    pub fn new(client: aws_sdk_cloudformation::Client) -> CloudFormation {
+        CloudFormation { client }
+    }
+}
+
+fn err<E>(operation: &'static str) -> impl FnOnce(E) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    move |e| AwsError::from_sdk("CloudFormation", operation, e)
+}
+
+fn timestamp(t: Option<&aws_sdk_cloudformation::primitives::DateTime>) -> String {
+    t.and_then(|t| {
+        t.fmt(aws_sdk_cloudformation::primitives::DateTimeFormat::DateTime)
+            .ok()
+    })
+    .unwrap_or_default()
+}
+
+impl StackService for CloudFormation {
+    async fn describe_stack(&self, name: &str) -> Result<Option<StackDescription>, AwsError> {
+        let out = match self.client.describe_stacks().stack_name(name).send().await {
+            Ok(out) => out,
+            // A missing stack is a ValidationError saying "Stack with id X does not exist".
+            Err(e)
+                if e.code() == Some("ValidationError")
+                    && e.message().is_some_and(|m| m.contains("does not exist")) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(err("DescribeStacks")(e)),
+        };
+        let Some(stack) = out.stacks().first() else {
+            return Ok(None);
+        };
+        let status = stack
+            .stack_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        if status == "DELETE_COMPLETE" {
+            return Ok(None);
+        }
+        Ok(Some(StackDescription {
+            id: stack.stack_id().unwrap_or_default().to_string(),
+            name: stack.stack_name().unwrap_or(name).to_string(),
+            status,
+            status_reason: stack.stack_status_reason().map(str::to_string),
+            outputs: stack
+                .outputs()
+                .iter()
+                .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+                .collect(),
+        }))
+    }
+
+    async fn create_change_set(
+        &self,
+        request: &ChangeSetRequest,
+    ) -> Result<(String, String), AwsError> {
+        let tags: Vec<Tag> = request
+            .tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        let out = self
+            .client
+            .create_change_set()
+            .stack_name(&request.stack_name)
+            .change_set_name(&request.change_set_name)
+            .change_set_type(if request.create {
+                ChangeSetType::Create
+            } else {
+                ChangeSetType::Update
+            })
+            .set_template_body(request.template_body.clone())
+            .set_template_url(request.template_url.clone())
+            .capabilities(Capability::CapabilityIam)
+            .set_tags((!tags.is_empty()).then_some(tags))
+            .description(&request.description)
+            .send()
+            .await
+            .map_err(err("CreateChangeSet"))?;
+        Ok((
+            out.id.unwrap_or_default(),
+            out.stack_id.unwrap_or_default(),
+        ))
+    }
+
+    async fn describe_change_set(
+        &self,
+        stack: &str,
+        change_set: &str,
+    ) -> Result<ChangeSetDescription, AwsError> {
+        let mut token: Option<String> = None;
+        let mut description: Option<ChangeSetDescription> = None;
+        loop {
+            let out = self
+                .client
+                .describe_change_set()
+                .stack_name(stack)
+                .change_set_name(change_set)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(err("DescribeChangeSet"))?;
+            let changes = out.changes().iter().filter_map(|c| {
+                let rc = c.resource_change()?;
+                Some(ResourceChange {
+                    action: rc.action().map(|a| a.as_str().to_string()).unwrap_or_default(),
+                    logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
+                    resource_type: rc.resource_type().unwrap_or_default().to_string(),
+                    physical_id: rc.physical_resource_id().map(str::to_string),
+                    replacement: rc.replacement().map(|r| r.as_str().to_string()),
+                    scope: rc.scope().iter().map(|s| s.as_str().to_string()).collect(),
+                    details: rc
+                        .details()
+                        .iter()
+                        .filter_map(|d| {
+                            let target = d.target()?;
+                            Some(format!(
+                                "{}{} ({}, {})",
+                                target.attribute().map(|a| a.as_str()).unwrap_or(""),
+                                target.name().map(|n| format!(".{n}")).unwrap_or_default(),
+                                target
+                                    .requires_recreation()
+                                    .map(|r| format!("recreation {}", r.as_str()))
+                                    .unwrap_or_default(),
+                                d.evaluation().map(|e| e.as_str()).unwrap_or("")
+                            ))
+                        })
+                        .collect(),
+                })
+            });
+            let entry = description.get_or_insert_with(|| ChangeSetDescription {
+                arn: out.change_set_id().unwrap_or_default().to_string(),
+                stack_id: out.stack_id().map(str::to_string),
+                status: out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                status_reason: out.status_reason().map(str::to_string),
+                execution_status: out
+                    .execution_status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                changes: Vec::new(),
+            });
+            entry.changes.extend(changes);
+            match out.next_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => break,
+            }
+        }
+        Ok(description.expect("the loop runs at least once"))
+    }
+
+    async fn delete_change_set(&self, stack: &str, change_set: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_change_set()
+            .stack_name(stack)
+            .change_set_name(change_set)
+            .send()
+            .await
+            .map_err(err("DeleteChangeSet"))?;
+        Ok(())
+    }
+
+    async fn execute_change_set(&self, stack: &str, change_set: &str) -> Result<(), AwsError> {
+        self.client
+            .execute_change_set()
+            .stack_name(stack)
+            .change_set_name(change_set)
+            .send()
+            .await
+            .map_err(err("ExecuteChangeSet"))?;
+        Ok(())
+    }
+
+    async fn get_template(
+        &self,
+        stack: &str,
+        change_set: Option<&str>,
+    ) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .get_template()
+            .stack_name(stack)
+            .set_change_set_name(change_set.map(str::to_string))
+            .send()
+            .await
+            .map_err(err("GetTemplate"))?;
+        Ok(out.template_body.unwrap_or_default())
+    }
+
+    async fn delete_stack(&self, stack: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_stack()
+            .stack_name(stack)
+            .send()
+            .await
+            .map_err(err("DeleteStack"))?;
+        Ok(())
+    }
+
+    async fn events_since(
+        &self,
+        stack: &str,
+        until_id: Option<&str>,
+    ) -> Result<Vec<StackEvent>, AwsError> {
+        let mut events = Vec::new();
+        let mut token: Option<String> = None;
+        'pages: loop {
+            let out = self
+                .client
+                .describe_stack_events()
+                .stack_name(stack)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(err("DescribeStackEvents"))?;
+            for e in out.stack_events() {
+                let id = e.event_id().unwrap_or_default().to_string();
+                if Some(id.as_str()) == until_id {
+                    break 'pages;
+                }
+                events.push(StackEvent {
+                    id,
+                    timestamp: timestamp(e.timestamp()),
+                    logical_id: e.logical_resource_id().unwrap_or_default().to_string(),
+                    resource_type: e.resource_type().unwrap_or_default().to_string(),
+                    status: e
+                        .resource_status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    reason: e.resource_status_reason().map(str::to_string),
+                });
+            }
+            match out.next_token {
+                Some(next) if !next.is_empty() && until_id.is_some() => token = Some(next),
+                _ => break,
+            }
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,414 @@
+//! `apply`: executes exactly the reviewed plan, in DESIGN's nine steps, each safe to crash
+//! after: verify the plan, lock, refuse a stale plan, audit `started`, check the change set,
+//! execute and follow it, apply the records, write the state, audit the result and unlock.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration as StdDuration, Instant};
+
+use time::OffsetDateTime;
+
+use super::backend::Backend;
+use super::{AwsOptions, EngineError};
+use crate::audit::{AuditResult, NewEntry};
+use crate::aws::AwsContext;
+use crate::aws::cloudformation::{StackEvent, StackService};
+use crate::aws::route53::{DnsService, RecordChange as DnsChange};
+use crate::config::ClusterConfig;
+use crate::hash::{canonical_json_pretty, sha256_hex};
+use crate::planfile::{self, Action, KNOWN_AFTER_APPLY, Plan, PlanKind};
+use crate::state::store::{DEFAULT_LEASE, HeldLock, Loaded};
+use crate::state::{RecordState, StateError};
+
+/// What apply reports while it works, for the progress display.
+pub enum ApplyEvent<'a> {
+    Step(&'a str),
+    Stack(&'a StackEvent),
+}
+
+pub type Observer<'a> = &'a mut dyn FnMut(ApplyEvent<'_>);
+
+/// How an apply ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    pub result: AuditResult,
+    pub serial_before: u64,
+    pub serial_after: u64,
+    /// What went wrong, for failed, rolled back and interrupted applies.
+    pub message: Option<String>,
+    pub audit_seq: u64,
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+/// Reads and verifies a plan file (step 1).
+pub fn read_plan(origin: &str, bytes: &[u8]) -> Result<Plan, EngineError> {
+    planfile::decode(origin, bytes).map_err(|e| EngineError::Refused(e.to_string()))
+}
+
+/// Applies `plan`. `interrupt` resolving (Ctrl-C) stops the wait for the stack, never the
+/// stack itself.
+pub async fn apply(
+    dir: &Path,
+    aws: &AwsOptions,
+    plan: &Plan,
+    command: &str,
+    interrupt: impl Future<Output = ()>,
+    observer: Observer<'_>,
+) -> Result<ApplyOutcome, EngineError> {
+    let config = ClusterConfig::load(dir)?;
+    if plan.offline {
+        return Err(EngineError::Refused(
+            "this plan was made with --offline, as a preview; make it online to apply it".into(),
+        ));
+    }
+    if plan.cluster_name != config.cluster_name {
+        return Err(EngineError::Refused(format!(
+            "the plan is for cluster \"{}\" but cluster.yaml names \"{}\"",
+            plan.cluster_name, config.cluster_name
+        )));
+    }
+    let context = aws.context(&config).await;
+    let backend = Backend::open(dir, &config, &context);
+    let actor = context.actor().await;
+
+    // Step 2: the lock. From here on, every path releases it.
+    observer(ApplyEvent::Step("taking the state lock"));
+    let lock = backend.store.lock(&actor, command, now(), DEFAULT_LEASE).await?;
+    let outcome = locked(&config, &context, &backend, &lock, plan, &actor, command, interrupt, observer).await;
+    let released = backend.store.unlock(&lock).await;
+    let outcome = outcome?;
+    released?;
+    Ok(outcome)
+}
+
+/// Says what changed since the plan was made, or `None` if the state is the one it was made
+/// against (step 3).
+fn staleness(plan: &Plan, current: Option<&Loaded>) -> Option<String> {
+    let prior = &plan.prior;
+    match current {
+        None if prior.serial == 0 && prior.lineage.is_none() => None,
+        None => Some(format!(
+            "the plan was made against state serial {} but there is no state now",
+            prior.serial
+        )),
+        Some(loaded) => {
+            if prior.lineage.as_deref() != Some(loaded.state.lineage.as_str()) {
+                Some(match &prior.lineage {
+                    None => format!(
+                        "the plan was made before any state existed; the state is now at serial {} (lineage {})",
+                        loaded.state.serial, loaded.state.lineage
+                    ),
+                    Some(l) => format!(
+                        "the plan is for lineage {l} but the state's lineage is {}",
+                        loaded.state.lineage
+                    ),
+                })
+            } else if prior.serial != loaded.state.serial
+                || prior.state_sha256.as_deref() != Some(loaded.sha256.as_str())
+            {
+                Some(format!(
+                    "the plan was made against state serial {} but the state is now at serial {} (written by another apply since)",
+                    prior.serial, loaded.state.serial
+                ))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the steps share these; one call site
+async fn locked(
+    config: &ClusterConfig,
+    context: &AwsContext,
+    backend: &Backend,
+    lock: &HeldLock,
+    plan: &Plan,
+    actor: &str,
+    command: &str,
+    interrupt: impl Future<Output = ()>,
+    observer: Observer<'_>,
+) -> Result<ApplyOutcome, EngineError> {
+    let started = Instant::now();
+    let loaded = backend.load(config).await?;
+    if let Some(why) = staleness(plan, loaded.as_ref()) {
+        return Err(EngineError::State(StateError::Stale {
+            message: format!("{why}; nothing was executed. Make a new plan."),
+        }));
+    }
+    let serial_before = loaded.as_ref().map_or(0, |l| l.state.serial);
+    let entry = |result: AuditResult, serial_after: Option<u64>, message: Option<String>| NewEntry {
+        actor: actor.to_string(),
+        command: command.to_string(),
+        result: Some(result),
+        plan_sha256: Some(plan.plan_sha256.clone()),
+        change_set_arn: plan.stack.change_set_arn.clone(),
+        state_serial_before: Some(serial_before),
+        state_serial_after: serial_after,
+        duration_ms: (result != AuditResult::Started).then(|| started.elapsed().as_millis() as u64),
+        summary: Some(plan.summary),
+        message,
+    };
+
+    // Step 4.
+    let first = backend.audit.append(now(), entry(AuditResult::Started, None, None)).await?;
+    let finish = |result: AuditResult, serial_after: Option<u64>, message: Option<String>| {
+        let new = entry(result, serial_after, message.clone());
+        async move {
+            let written = backend.audit.append(now(), new).await?;
+            Ok::<ApplyOutcome, EngineError>(ApplyOutcome {
+                result,
+                serial_before,
+                serial_after: serial_after.unwrap_or(serial_before),
+                message,
+                audit_seq: written.seq,
+            })
+        }
+    };
+    let _ = first;
+
+    // Steps 5 and 6.
+    let cfn = context.cloudformation();
+    let stack_name = &plan.stack.name;
+    let mut stack_outcome = StackOutcome::Unchanged;
+    match (plan.kind, plan.stack.action) {
+        (_, Action::NoOp) => {}
+        (PlanKind::Destroy, _) => {
+            observer(ApplyEvent::Step("deleting the stack"));
+            let last = last_event_id(&cfn, stack_name).await;
+            if let Err(e) = cfn.delete_stack(stack_name).await {
+                return finish(AuditResult::Failed, None, Some(e.to_string())).await;
+            }
+            stack_outcome = follow(&cfn, stack_name, last, interrupt, observer).await?;
+        }
+        (PlanKind::Apply, _) => {
+            let change_set = plan.stack.change_set_name.clone().unwrap_or_default();
+            if let Err(why) = check_change_set(&cfn, plan, &change_set).await {
+                return finish(AuditResult::Failed, None, Some(why)).await;
+            }
+            observer(ApplyEvent::Step(&format!("executing change set {change_set}")));
+            let last = last_event_id(&cfn, stack_name).await;
+            if let Err(e) = cfn.execute_change_set(stack_name, &change_set).await {
+                return finish(AuditResult::Failed, None, Some(e.to_string())).await;
+            }
+            stack_outcome = follow(&cfn, stack_name, last, interrupt, observer).await?;
+        }
+    }
+    let stack = match stack_outcome {
+        StackOutcome::Interrupted => {
+            let message = format!(
+                "interrupted while waiting; stack {stack_name} continues in CloudFormation and `kube-aws status` follows it"
+            );
+            return finish(AuditResult::Interrupted, None, Some(message)).await;
+        }
+        StackOutcome::Failed { result, message } => return finish(result, None, Some(message)).await,
+        StackOutcome::Unchanged => cfn.describe_stack(stack_name).await?,
+        StackOutcome::Done(description) => description,
+    };
+
+    // Step 7: records, with values known only now taken from the stack's outputs.
+    let outputs: BTreeMap<String, String> = stack.as_ref().map(|s| s.outputs.clone()).unwrap_or_default();
+    let mut records_ok = true;
+    let mut record_error = None;
+    let mut applied_records = Vec::new();
+    let changes: Vec<_> = plan.records.iter().filter(|r| r.action != "no-op").collect();
+    if !changes.is_empty() {
+        observer(ApplyEvent::Step("applying Route53 records"));
+        let dns = context.route53();
+        let mut by_zone: BTreeMap<&str, Vec<DnsChange>> = BTreeMap::new();
+        for r in &changes {
+            let values = if r.new_values.iter().any(|v| v == KNOWN_AFTER_APPLY) {
+                match outputs.get("ControllerEndpoint") {
+                    Some(v) => vec![v.clone()],
+                    None => {
+                        records_ok = false;
+                        record_error = Some("the stack has no ControllerEndpoint output to point the record at".to_string());
+                        continue;
+                    }
+                }
+            } else {
+                r.new_values.clone()
+            };
+            by_zone.entry(&r.hosted_zone_id).or_default().push(DnsChange {
+                action: r.action.clone(),
+                name: r.name.clone(),
+                record_type: r.record_type.clone(),
+                ttl: r.ttl,
+                values,
+            });
+        }
+        for (zone, batch) in &by_zone {
+            match apply_records(&dns, zone, batch).await {
+                Ok(()) => applied_records.extend(batch.iter().map(|c| (zone.to_string(), c.clone()))),
+                Err(e) => {
+                    records_ok = false;
+                    record_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    // Step 8: the new state; on a record failure it keeps the old records, so the next plan
+    // shows the change again.
+    let mut next = plan.new_state.clone();
+    if plan.kind == PlanKind::Apply
+        && let (Some(s), Some(desc)) = (next.stack.as_mut(), stack.as_ref())
+    {
+        s.id = Some(desc.id.clone());
+    }
+    let mut records: Vec<RecordState> = loaded.as_ref().map(|l| l.state.records.clone()).unwrap_or_default();
+    for (zone, change) in &applied_records {
+        records.retain(|r| !(r.name == change.name && r.record_type == change.record_type));
+        if change.action == "UPSERT" {
+            records.push(RecordState {
+                hosted_zone_id: zone.clone(),
+                name: change.name.clone(),
+                record_type: change.record_type.clone(),
+                ttl: change.ttl,
+                values: change.values.clone(),
+            });
+        }
+    }
+    records.sort_by(|a, b| (&a.name, &a.record_type).cmp(&(&b.name, &b.record_type)));
+    next.records = records;
+    observer(ApplyEvent::Step("writing the state"));
+    let written = backend.store.persist(&next, loaded.as_ref(), lock).await?;
+
+    // Step 9.
+    if records_ok {
+        finish(AuditResult::Succeeded, Some(written.state.serial), None).await
+    } else {
+        let message = format!(
+            "the stack was applied but Route53 failed: {}; the next plan shows the record change again",
+            record_error.unwrap_or_default()
+        );
+        finish(AuditResult::Failed, Some(written.state.serial), Some(message)).await
+    }
+}
+
+/// Step 5: the change set must still be there, unexecuted, with exactly the reviewed template.
+async fn check_change_set<C: StackService>(cfn: &C, plan: &Plan, change_set: &str) -> Result<(), String> {
+    let stack = &plan.stack.name;
+    let described = cfn
+        .describe_change_set(stack, change_set)
+        .await
+        .map_err(|e| format!("change set {change_set} is gone or unreadable: {e}"))?;
+    if described.status != "CREATE_COMPLETE" || described.execution_status != "AVAILABLE" {
+        return Err(format!(
+            "change set {change_set} is {} / {}, not AVAILABLE; nothing was executed. Make a new plan.",
+            described.status, described.execution_status
+        ));
+    }
+    let body = cfn
+        .get_template(stack, Some(change_set))
+        .await
+        .map_err(|e| format!("cannot read the template of change set {change_set}: {e}"))?;
+    let actual = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| canonical_json_pretty(&v).ok())
+        .map(sha256_hex)
+        .unwrap_or_else(|| sha256_hex(&body));
+    let expected = plan.stack.template_sha256.clone().unwrap_or_default();
+    if actual != expected {
+        return Err(format!(
+            "change set {change_set} holds a template hashing to {actual}, not the reviewed {expected}; nothing was executed"
+        ));
+    }
+    Ok(())
+}
+
+enum StackOutcome {
+    Unchanged,
+    Done(Option<crate::aws::cloudformation::StackDescription>),
+    Failed { result: AuditResult, message: String },
+    Interrupted,
+}
+
+async fn last_event_id<C: StackService>(cfn: &C, stack: &str) -> Option<String> {
+    cfn.events_since(stack, None)
+        .await
+        .ok()
+        .and_then(|events| events.first().map(|e| e.id.clone()))
+}
+
+fn is_failure_event(e: &StackEvent) -> bool {
+    e.status.ends_with("_FAILED")
+}
+
+/// Step 6: streams events until the stack reaches a terminal status. A rollback is a failure.
+async fn follow<C: StackService>(
+    cfn: &C,
+    stack: &str,
+    mut last_event: Option<String>,
+    interrupt: impl Future<Output = ()>,
+    observer: Observer<'_>,
+) -> Result<StackOutcome, EngineError> {
+    tokio::pin!(interrupt);
+    let mut delay = StdDuration::from_millis(500);
+    let mut failures: Vec<StackEvent> = Vec::new();
+    loop {
+        let mut events = cfn.events_since(stack, last_event.as_deref()).await?;
+        events.reverse();
+        for event in &events {
+            observer(ApplyEvent::Stack(event));
+            if is_failure_event(event) {
+                failures.push(event.clone());
+            }
+        }
+        if let Some(newest) = events.last() {
+            last_event = Some(newest.id.clone());
+        }
+        let described = cfn.describe_stack(stack).await?;
+        let status = described.as_ref().map(|d| d.status.clone()).unwrap_or_else(|| "DELETE_COMPLETE".into());
+        let reasons = || {
+            let shown: Vec<String> = failures
+                .iter()
+                .take(5)
+                .map(|e| format!("{} ({}): {} {}", e.logical_id, e.resource_type, e.status, e.reason.clone().unwrap_or_default()))
+                .collect();
+            let reason = described.as_ref().and_then(|d| d.status_reason.clone()).unwrap_or_default();
+            if shown.is_empty() { reason } else { shown.join("; ") }
+        };
+        match status.as_str() {
+            "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "IMPORT_COMPLETE" | "DELETE_COMPLETE" => {
+                return Ok(StackOutcome::Done(described));
+            }
+            s if s.ends_with("ROLLBACK_COMPLETE") => {
+                return Ok(StackOutcome::Failed {
+                    result: AuditResult::RolledBack,
+                    message: format!("stack {stack} rolled back ({s}): {}", reasons()),
+                });
+            }
+            s if s.ends_with("_FAILED") => {
+                return Ok(StackOutcome::Failed {
+                    result: AuditResult::Failed,
+                    message: format!("stack {stack} failed ({s}): {}", reasons()),
+                });
+            }
+            _ => {}
+        }
+        tokio::select! {
+            () = &mut interrupt => return Ok(StackOutcome::Interrupted),
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 3 / 2).min(StdDuration::from_secs(10));
+    }
+}
+
+async fn apply_records<D: DnsService>(dns: &D, zone: &str, batch: &[DnsChange]) -> Result<(), EngineError> {
+    let change_id = dns.change(zone, batch).await?;
+    let mut delay = StdDuration::from_millis(500);
+    let deadline = Instant::now() + StdDuration::from_secs(10 * 60);
+    while !dns.in_sync(&change_id).await? {
+        if Instant::now() > deadline {
+            return Err(EngineError::Refused(format!("Route53 change {change_id} was not INSYNC within 10 minutes")));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(StdDuration::from_secs(10));
+    }
+    Ok(())
+}

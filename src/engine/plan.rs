@@ -1,0 +1,867 @@
+//! `plan` and the planning half of `destroy`: render against the state, hash and diff every
+//! asset, create and describe the CloudFormation change set, diff the Route53 records, and
+//! seal it all into a plan file. The no-op path makes no KMS call and no CloudFormation write.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration as StdDuration;
+
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+use super::backend::Backend;
+use super::{AwsOptions, EngineError, pki};
+use crate::assets::{AssetKind, AssetRecord, asset_path};
+use crate::audit::ChangeSummary;
+use crate::aws::AwsContext;
+use crate::aws::cloudformation::{ChangeSetRequest, StackService};
+use crate::aws::images::ImageCatalog;
+use crate::aws::route53::{DnsService, fqdn};
+use crate::config::{ClusterConfig, StateBackendKind};
+use crate::diff;
+use crate::hash::{canonical_json, sha256_hex};
+use crate::planfile::{
+    Action, AssetChange, Certificate, KNOWN_AFTER_APPLY, Plan, PlanKind, PriorBinding,
+    RecordChange, ResourceChange, StackChange,
+};
+use crate::render::{self, RenderInputs};
+use crate::state::store::Loaded;
+use crate::state::{ImageState, RecordState, StackState, State};
+
+/// CloudFormation's limit for a template passed inline; larger ones go through S3.
+pub const INLINE_TEMPLATE_LIMIT: usize = 51_200;
+
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub offline: bool,
+    pub renew_before: Duration,
+    pub destroy: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions {
+            offline: false,
+            renew_before: super::DEFAULT_RENEW_BEFORE,
+            destroy: false,
+        }
+    }
+}
+
+/// Reports what planning is doing, for a progress display.
+pub type Progress<'a> = &'a mut dyn FnMut(&str);
+
+/// Makes a plan for the cluster in `dir`.
+pub async fn plan(
+    dir: &Path,
+    aws: &AwsOptions,
+    options: &PlanOptions,
+    now: OffsetDateTime,
+    progress: Progress<'_>,
+) -> Result<Plan, EngineError> {
+    let config = ClusterConfig::load(dir)?;
+    if options.offline && config.state.backend == StateBackendKind::S3 {
+        return Err(EngineError::Refused(
+            "--offline plans against the local state only, but cluster.yaml keeps the state in S3".into(),
+        ));
+    }
+    let context = aws.context(&config).await;
+    let backend = Backend::open(dir, &config, &context);
+    progress("reading the state");
+    let prior = backend.load(&config).await?;
+    let online = (!options.offline).then_some(&context);
+    if options.destroy {
+        plan_destroy(&config, prior, online, progress).await
+    } else {
+        plan_apply(dir, &config, &backend, prior, online, options, now, progress).await
+    }
+}
+
+fn prior_binding(prior: Option<&Loaded>) -> PriorBinding {
+    PriorBinding {
+        lineage: prior.map(|p| p.state.lineage.clone()),
+        serial: prior.map_or(0, |p| p.state.serial),
+        state_sha256: prior.map(|p| p.sha256.clone()),
+        version_id: prior.and_then(|p| p.version_id.clone()),
+    }
+}
+
+async fn resolve_image(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    online: Option<&AwsContext>,
+    skipped: &mut Vec<String>,
+) -> Result<ImageState, EngineError> {
+    let pinned = config
+        .ami_id
+        .clone()
+        .or_else(|| {
+            prior
+                .and_then(|s| s.image.as_ref())
+                .filter(|i| i.release_channel == config.release_channel)
+                .map(|i| i.ami_id.clone())
+        });
+    let ami_id = match (pinned, online) {
+        (Some(ami), _) => ami,
+        (None, Some(context)) => context.images().latest_flatcar(config.release_channel).await?,
+        (None, None) => {
+            skipped.push(format!(
+                "the Flatcar {} AMI lookup (EC2 DescribeImages)",
+                config.release_channel.as_str()
+            ));
+            KNOWN_AFTER_APPLY.to_string()
+        }
+    };
+    Ok(ImageState {
+        release_channel: config.release_channel,
+        ami_id,
+    })
+}
+
+/// Every `UserData` string in a template, by the logical id of the resource carrying it.
+fn userdata_by_resource(template: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(resources) = template["Resources"].as_object() {
+        for (id, resource) in resources {
+            let props = &resource["Properties"];
+            let userdata = props["UserData"]
+                .as_str()
+                .or_else(|| props["LaunchTemplateData"]["UserData"].as_str());
+            if let Some(u) = userdata {
+                out.insert(id.clone(), u.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The template with userdata blobs replaced by their hash, for a readable diff.
+fn readable_template(template: &Value) -> String {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, inner) in map.iter_mut() {
+                    if k == "UserData"
+                        && let Value::String(s) = inner
+                    {
+                        *s = format!("<gzip+base64 cloud-config sha256:{}>", &sha256_hex(&*s)[..12]);
+                    } else {
+                        walk(inner);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut copy = template.clone();
+    walk(&mut copy);
+    String::from_utf8(crate::hash::canonical_json_pretty(&copy).expect("JSON serialises"))
+        .expect("UTF-8")
+}
+
+struct Desired {
+    asset: AssetRecord,
+    content: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; the pieces are the plan's inputs
+async fn plan_apply(
+    dir: &Path,
+    config: &ClusterConfig,
+    backend: &Backend,
+    prior: Option<Loaded>,
+    online: Option<&AwsContext>,
+    options: &PlanOptions,
+    now: OffsetDateTime,
+    progress: Progress<'_>,
+) -> Result<Plan, EngineError> {
+    let mut skipped = Vec::new();
+    let prior_state = prior.as_ref().map(|p| &p.state);
+    let image = resolve_image(config, prior_state, online, &mut skipped).await?;
+
+    progress("rendering assets");
+    let empty = Default::default();
+    let previous_tls = prior_state.map(|s| &s.tls).unwrap_or(&empty);
+    let kms = online.map(AwsContext::kms);
+    if online.is_none() {
+        skipped.push("issuing certificates (KMS Encrypt): new ones are shown, not made".into());
+    }
+    let tls = pki::resolve(config, previous_tls, kms.as_ref(), now, options.renew_before).await?;
+    let templates = super::load_templates(dir)?;
+    let rendered = render::render(
+        &templates,
+        &RenderInputs {
+            config,
+            ami_id: &image.ami_id,
+            tls: &tls.assets,
+        },
+    )?;
+    let template_sha256 = sha256_hex(&rendered.stack_template);
+    let new_template: Value =
+        serde_json::from_str(&rendered.stack_template).expect("render checked the JSON");
+
+    // The desired assets, by path.
+    let mut desired: BTreeMap<String, Desired> = BTreeMap::new();
+    desired.insert(
+        asset_path(AssetKind::StackTemplate, ""),
+        Desired {
+            asset: AssetRecord {
+                kind: AssetKind::StackTemplate,
+                sha256: template_sha256.clone(),
+            },
+            content: Some(readable_template(&new_template)),
+        },
+    );
+    for (name, text) in &rendered.cloud_configs {
+        desired.insert(
+            asset_path(AssetKind::CloudConfig, name),
+            Desired {
+                asset: AssetRecord {
+                    kind: AssetKind::CloudConfig,
+                    sha256: sha256_hex(text),
+                },
+                content: Some(text.clone()),
+            },
+        );
+    }
+    for (name, asset) in &tls.assets {
+        desired.insert(
+            asset_path(AssetKind::Tls, name),
+            Desired {
+                asset: AssetRecord {
+                    kind: AssetKind::Tls,
+                    sha256: asset.spec_sha256.clone(),
+                },
+                content: None,
+            },
+        );
+    }
+    let record_spec = config.create_record_set.then(|| desired_record_spec(config));
+    if let Some(spec) = &record_spec {
+        desired.insert(
+            asset_path(AssetKind::Record, &spec.name),
+            Desired {
+                asset: AssetRecord {
+                    kind: AssetKind::Record,
+                    sha256: sha256_hex(canonical_json(spec).expect("serialises")),
+                },
+                content: None,
+            },
+        );
+    }
+
+    // The stack.
+    let stack_name = config.stack_name();
+    let binding = prior_binding(prior.as_ref());
+    let mut stack = StackChange {
+        name: stack_name.clone(),
+        action: Action::NoOp,
+        change_set_name: None,
+        change_set_arn: None,
+        template_sha256: Some(template_sha256.clone()),
+        template_url: None,
+        resource_changes: Vec::new(),
+    };
+    let state_template = prior_state
+        .and_then(|s| s.stack.as_ref())
+        .map(|s| s.template_sha256.clone());
+    let mut stack_id = prior_state
+        .and_then(|s| s.stack.as_ref())
+        .and_then(|s| s.id.clone());
+    let mut deployed_template: Option<Value> = None;
+    let mut live_outputs: BTreeMap<String, String> = BTreeMap::new();
+    match online {
+        None => {
+            skipped.push("CloudFormation: no change set was created or described".into());
+            stack.action = match state_template {
+                None => Action::Create,
+                Some(hash) if hash != template_sha256 => Action::Update,
+                Some(_) => Action::NoOp,
+            };
+        }
+        Some(context) => {
+            let cfn = context.cloudformation();
+            progress("describing the stack");
+            let live = cfn.describe_stack(&stack_name).await?;
+            let exists = match &live {
+                None => false,
+                Some(s) if s.status == "REVIEW_IN_PROGRESS" => false,
+                Some(s) if s.status == "ROLLBACK_COMPLETE" || s.status == "ROLLBACK_FAILED" => {
+                    return Err(EngineError::Refused(format!(
+                        "stack {stack_name} is in {} after a failed create and cannot be updated; run `kube-aws destroy`, then plan again",
+                        s.status
+                    )));
+                }
+                Some(s) if s.status.ends_with("_IN_PROGRESS") => {
+                    return Err(EngineError::Refused(format!(
+                        "stack {stack_name} is busy ({}); wait for it to finish (`kube-aws status` follows it), then plan again",
+                        s.status
+                    )));
+                }
+                Some(_) => true,
+            };
+            if let Some(s) = &live {
+                stack_id = Some(s.id.clone());
+                live_outputs = s.outputs.clone();
+            }
+            let unchanged = exists && state_template.as_deref() == Some(template_sha256.as_str());
+            if !unchanged {
+                if exists {
+                    progress("reading the deployed template");
+                    let body = cfn.get_template(&stack_name, None).await?;
+                    deployed_template = serde_json::from_str(&body).ok();
+                }
+                let change_set_name = format!(
+                    "kube-aws-{}",
+                    &sha256_hex(
+                        canonical_json(&(&binding, &template_sha256, &config.stack_tags, &config.cluster_name))
+                            .expect("serialises")
+                    )[..12]
+                );
+                let template_url = if rendered.stack_template.len() > INLINE_TEMPLATE_LIMIT {
+                    Some(upload_template(config, backend, &template_sha256, &rendered.stack_template).await?)
+                } else {
+                    None
+                };
+                let request = ChangeSetRequest {
+                    stack_name: stack_name.clone(),
+                    change_set_name: change_set_name.clone(),
+                    create: !exists,
+                    template_body: template_url
+                        .is_none()
+                        .then(|| rendered.stack_template.clone()),
+                    template_url: template_url.clone(),
+                    tags: config.stack_tags.clone(),
+                    description: format!("kube-aws plan for {} (state serial {})", config.cluster_name, binding.serial),
+                };
+                progress(&format!("creating change set {change_set_name}"));
+                match cfn.create_change_set(&request).await {
+                    Ok((_, id)) => {
+                        if !id.is_empty() {
+                            stack_id = Some(id);
+                        }
+                    }
+                    // The same inputs were planned before: that change set is this plan's.
+                    Err(e) if e.code.as_deref() == Some("AlreadyExistsException") => {}
+                    Err(e) => return Err(e.into()),
+                }
+                let described = wait_for_change_set(&cfn, &stack_name, &change_set_name, progress).await?;
+                match described {
+                    None => {
+                        progress("no changes: deleting the empty change set");
+                        cfn.delete_change_set(&stack_name, &change_set_name).await?;
+                        stack.action = Action::NoOp;
+                    }
+                    Some(cs) => {
+                        stack.action = if exists { Action::Update } else { Action::Create };
+                        stack.change_set_name = Some(change_set_name);
+                        stack.change_set_arn = Some(cs.arn.clone());
+                        stack.template_url = template_url;
+                        if let Some(id) = cs.stack_id.clone() {
+                            stack_id = Some(id);
+                        }
+                        stack.resource_changes = resource_changes(
+                            &cs.changes,
+                            deployed_template.as_ref(),
+                            &new_template,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // Records.
+    let mut records = Vec::new();
+    match (online, &record_spec) {
+        (None, _) => skipped.push("Route53: records were not looked up".into()),
+        (Some(context), _) => {
+            records = plan_records(config, prior_state, record_spec.as_ref(), &stack, &live_outputs, &context.route53(), progress).await?;
+        }
+    }
+
+    // Assets, with diffs of what is deployed where the deployed template is known.
+    let old_userdata = deployed_template.as_ref().map(userdata_by_resource).unwrap_or_default();
+    let new_userdata = userdata_by_resource(&new_template);
+    let mut secrets: Vec<String> = tls.assets.values().map(|a| a.key_ciphertext.clone()).collect();
+    secrets.extend(previous_tls.values().map(|a| a.key_ciphertext.clone()));
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let prior_assets = prior_state.map(|s| s.assets.clone()).unwrap_or_default();
+    let reasons: BTreeMap<&str, &pki::IssueReason> =
+        tls.issued.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let mut assets = Vec::new();
+    let paths: BTreeSet<&String> = desired.keys().chain(prior_assets.keys()).collect();
+    for path in paths {
+        let old = prior_assets.get(path);
+        let new = desired.get(path);
+        let action = match (old, new) {
+            (None, Some(_)) => Action::Create,
+            (Some(_), None) => Action::Delete,
+            (Some(o), Some(n)) if o.sha256 != n.asset.sha256 => Action::Update,
+            _ => Action::NoOp,
+        };
+        let kind = new.map(|n| n.asset.kind).or(old.map(|o| o.kind)).expect("one side exists");
+        let mut reason = None;
+        if kind == AssetKind::Tls {
+            let name = path.trim_start_matches("tls/");
+            if let Some(r) = reasons.get(name) {
+                reason = Some(describe_reason(r));
+            }
+        }
+        let action = if kind == AssetKind::Tls && action == Action::NoOp && reason.is_some() {
+            Action::Update
+        } else {
+            action
+        };
+        let diff = if action == Action::NoOp {
+            None
+        } else {
+            let new_text = new.and_then(|n| n.content.clone());
+            let old_text = match kind {
+                AssetKind::StackTemplate => match (&deployed_template, action) {
+                    (Some(t), _) => Some(readable_template(t)),
+                    (None, Action::Create) => Some(String::new()),
+                    _ => None,
+                },
+                AssetKind::CloudConfig => {
+                    let carrier = new_text.as_ref().and_then(|text| {
+                        let encoded = render::gzip_base64(text);
+                        new_userdata.iter().find(|(_, u)| **u == encoded).map(|(id, _)| id.clone())
+                    });
+                    match (carrier.and_then(|id| old_userdata.get(&id)), action) {
+                        (Some(u), _) => diff::decode_userdata(u),
+                        (None, Action::Create) => Some(String::new()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match (old_text, new_text) {
+                (Some(o), Some(n)) => diff::unified(path, &diff::redact(&o, &secret_refs), &diff::redact(&n, &secret_refs)),
+                _ => None,
+            }
+        };
+        assets.push(AssetChange {
+            path: path.clone(),
+            kind,
+            action,
+            old_sha256: old.map(|o| o.sha256.clone()),
+            new_sha256: new.map(|n| n.asset.sha256.clone()),
+            diff,
+            reason,
+        });
+    }
+
+    let certificates = tls
+        .assets
+        .values()
+        .map(|a| Certificate {
+            name: a.name.clone(),
+            not_after: if a.not_after.is_empty() { KNOWN_AFTER_APPLY.into() } else { a.not_after.clone() },
+            action: if reasons.contains_key(a.name.as_str()) { "issue".into() } else { "keep".into() },
+            reason: reasons.get(a.name.as_str()).map(|r| describe_reason(r)),
+        })
+        .collect();
+
+    let new_state = State {
+        format_version: crate::state::FORMAT_VERSION,
+        lineage: prior_state
+            .map(|s| s.lineage.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        serial: binding.serial + 1,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        cluster_name: config.cluster_name.clone(),
+        stack: Some(StackState {
+            name: stack_name,
+            id: stack_id,
+            template_sha256: template_sha256.clone(),
+            parameters: BTreeMap::new(),
+        }),
+        assets: desired.into_iter().map(|(path, d)| (path, d.asset)).collect(),
+        tls: tls.assets.clone(),
+        image: Some(image),
+        records: records
+            .iter()
+            .filter(|r| r.action != "DELETE")
+            .map(|r| RecordState {
+                hosted_zone_id: r.hosted_zone_id.clone(),
+                name: r.name.clone(),
+                record_type: r.record_type.clone(),
+                ttl: r.ttl,
+                values: r.new_values.clone(),
+            })
+            .collect(),
+    };
+    let summary = summarize(&stack, &records, &assets);
+    Ok(Plan {
+        format_version: crate::planfile::FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        kind: PlanKind::Apply,
+        cluster_name: config.cluster_name.clone(),
+        offline: online.is_none(),
+        skipped,
+        prior: binding,
+        assets,
+        template: (stack.action != Action::NoOp).then(|| rendered.stack_template.clone()),
+        stack,
+        records,
+        certificates,
+        new_state,
+        summary,
+        plan_sha256: String::new(),
+    }
+    .seal())
+}
+
+fn describe_reason(reason: &pki::IssueReason) -> String {
+    match reason {
+        pki::IssueReason::New => "new certificate".into(),
+        pki::IssueReason::SpecChanged => "its spec changed (subject, SANs, usages, validity or issuer)".into(),
+        pki::IssueReason::Expiring { not_after } => format!("expires {not_after}, within the renewal window"),
+    }
+}
+
+/// Polls until the change set is created. `None` when CloudFormation found nothing to change.
+async fn wait_for_change_set<C: StackService>(
+    cfn: &C,
+    stack: &str,
+    name: &str,
+    progress: Progress<'_>,
+) -> Result<Option<crate::aws::cloudformation::ChangeSetDescription>, EngineError> {
+    let mut delay = StdDuration::from_millis(500);
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(30 * 60);
+    loop {
+        let described = cfn.describe_change_set(stack, name).await?;
+        match described.status.as_str() {
+            "CREATE_COMPLETE" => return Ok(Some(described)),
+            "FAILED" => {
+                let reason = described.status_reason.clone().unwrap_or_default();
+                if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") {
+                    return Ok(None);
+                }
+                return Err(EngineError::Refused(format!(
+                    "change set {name} failed: {reason}"
+                )));
+            }
+            status => progress(&format!("change set {name}: {status}")),
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(EngineError::Refused(format!("change set {name} was not created within 30 minutes")));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(StdDuration::from_secs(10));
+    }
+}
+
+/// The change set's changes, with changed properties from the template diff, a replacement
+/// forecast where CloudFormation gave none, and the instances that will roll.
+fn resource_changes(
+    changes: &[crate::aws::cloudformation::ResourceChange],
+    deployed: Option<&Value>,
+    new_template: &Value,
+) -> Vec<ResourceChange> {
+    let empty = Value::Object(Default::default());
+    let template_diff = diff::template_diff(deployed.unwrap_or(&empty), new_template);
+    let by_id: BTreeMap<&str, &diff::ResourceDiff> =
+        template_diff.iter().map(|d| (d.logical_id.as_str(), d)).collect();
+    let modified: BTreeSet<String> = template_diff
+        .iter()
+        .filter(|d| d.action == "Modify")
+        .map(|d| d.logical_id.clone())
+        .chain(changes.iter().filter(|c| c.action == "Modify").map(|c| c.logical_id.clone()))
+        .collect();
+    let rolling = if deployed.is_some() {
+        diff::rolling_forecasts(new_template, &modified)
+    } else {
+        BTreeMap::new()
+    };
+    let mut out: Vec<ResourceChange> = changes
+        .iter()
+        .map(|c| {
+            let changed = by_id.get(c.logical_id.as_str()).map(|d| d.changed_properties.clone()).unwrap_or_default();
+            let (replacement, source) = match (&c.replacement, c.action.as_str()) {
+                (Some(r), _) => (Some(r.clone()), Some("change-set".to_string())),
+                (None, "Modify") => (
+                    diff::forecast_replacement(&c.resource_type, &changed).map(str::to_string),
+                    Some("forecast".to_string()),
+                ),
+                _ => (None, None),
+            };
+            ResourceChange {
+                action: c.action.clone(),
+                logical_id: c.logical_id.clone(),
+                resource_type: c.resource_type.clone(),
+                physical_id: c.physical_id.clone(),
+                replacement,
+                replacement_source: source,
+                scope: c.scope.clone(),
+                details: c.details.clone(),
+                changed_properties: changed,
+                rolling: rolling.get(&c.logical_id).cloned(),
+            }
+        })
+        .collect();
+    // Groups whose instances roll although the group itself is unchanged in the template.
+    for (id, forecast) in rolling {
+        if let Some(existing) = out.iter_mut().find(|c| c.logical_id == id) {
+            existing.rolling = Some(forecast);
+            continue;
+        }
+        out.push(ResourceChange {
+            action: "Modify".into(),
+            logical_id: id.clone(),
+            resource_type: "AWS::AutoScaling::AutoScalingGroup".into(),
+            physical_id: None,
+            replacement: Some("False".into()),
+            replacement_source: Some("forecast".into()),
+            scope: vec![],
+            details: vec!["its launch template changes: instances are replaced by a rolling update".into()],
+            changed_properties: vec![],
+            rolling: Some(forecast),
+        });
+    }
+    out.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
+    out
+}
+
+/// The externalDNSName record as configured (its value comes from the stack's outputs).
+#[derive(serde::Serialize)]
+struct RecordSpec {
+    name: String,
+    record_type: String,
+    ttl: u32,
+    zone: Option<String>,
+}
+
+fn desired_record_spec(config: &ClusterConfig) -> RecordSpec {
+    RecordSpec {
+        name: fqdn(&config.external_dns_name),
+        record_type: if config.controller_count == 1 { "A" } else { "CNAME" }.into(),
+        ttl: config.record_set_ttl,
+        zone: config.hosted_zone_id.clone().or(config.hosted_zone.clone()),
+    }
+}
+
+async fn plan_records<D: DnsService>(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    spec: Option<&RecordSpec>,
+    stack: &StackChange,
+    outputs: &BTreeMap<String, String>,
+    dns: &D,
+    progress: Progress<'_>,
+) -> Result<Vec<RecordChange>, EngineError> {
+    let mut out = Vec::new();
+    if let Some(spec) = spec {
+        progress("looking up the hosted zone");
+        let zone = match (&config.hosted_zone_id, &config.hosted_zone) {
+            (Some(id), _) => dns.zone_by_id(id).await?,
+            (None, Some(name)) => dns.zone_by_name(name).await?,
+            (None, None) => None,
+        }
+        .ok_or_else(|| {
+            EngineError::Refused(format!(
+                "hosted zone {} does not exist (hostedZoneId/hostedZone in cluster.yaml)",
+                config.hosted_zone_id.clone().or(config.hosted_zone.clone()).unwrap_or_default()
+            ))
+        })?;
+        let name = spec.name.trim_end_matches('.');
+        if !(name == zone.name || name.ends_with(&format!(".{}", zone.name))) {
+            return Err(EngineError::Refused(format!(
+                "hosted zone {} ({}) is not a parent of externalDNSName {name}",
+                zone.name, zone.id
+            )));
+        }
+        // The endpoint is known from the live stack unless the resource behind it is new or
+        // replaced by this plan.
+        let endpoint_changes = stack.resource_changes.iter().any(|c| {
+            matches!(c.logical_id.as_str(), "EIPController" | "ElbAPIServer")
+                && (c.action == "Add" || c.replaces() || c.replacement.as_deref() == Some("Conditional"))
+        });
+        let new_values = match outputs.get("ControllerEndpoint") {
+            Some(v) if !endpoint_changes && stack.action != Action::Create => vec![v.clone()],
+            _ => vec![KNOWN_AFTER_APPLY.to_string()],
+        };
+        progress("reading the record");
+        let live = dns.record(&zone.id, &spec.name, &spec.record_type).await?;
+        let action = match &live {
+            Some(l) if l.values == new_values && l.ttl == spec.ttl => "no-op",
+            _ => "UPSERT",
+        };
+        out.push(RecordChange {
+            action: action.into(),
+            hosted_zone_id: zone.id.clone(),
+            name: spec.name.clone(),
+            record_type: spec.record_type.clone(),
+            ttl: spec.ttl,
+            old_values: live.map(|l| l.values),
+            new_values,
+        });
+    }
+    // Records this tool created that are no longer wanted; never any other record.
+    for owned in prior.map(|s| s.records.as_slice()).unwrap_or_default() {
+        let still_wanted = out
+            .iter()
+            .any(|r| fqdn(&r.name) == fqdn(&owned.name) && r.record_type == owned.record_type);
+        if !still_wanted {
+            out.push(RecordChange {
+                action: "DELETE".into(),
+                hosted_zone_id: owned.hosted_zone_id.clone(),
+                name: owned.name.clone(),
+                record_type: owned.record_type.clone(),
+                ttl: owned.ttl,
+                old_values: Some(owned.values.clone()),
+                new_values: owned.values.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn summarize(stack: &StackChange, records: &[RecordChange], assets: &[AssetChange]) -> ChangeSummary {
+    let mut s = ChangeSummary::default();
+    if stack.resource_changes.is_empty() && stack.action != Action::NoOp {
+        // No change set to count (offline): count the assets instead.
+        for a in assets.iter().filter(|a| a.kind != AssetKind::StackTemplate) {
+            match a.action {
+                Action::Create => s.add += 1,
+                Action::Update => s.change += 1,
+                Action::Delete => s.remove += 1,
+                Action::NoOp => {}
+            }
+        }
+    }
+    for c in &stack.resource_changes {
+        match c.action.as_str() {
+            "Add" => s.add += 1,
+            "Remove" => s.remove += 1,
+            _ if c.replaces() => s.replace += 1,
+            _ => s.change += 1,
+        }
+    }
+    for r in records {
+        match (r.action.as_str(), &r.old_values) {
+            ("UPSERT", None) => s.add += 1,
+            ("UPSERT", Some(_)) => s.change += 1,
+            ("DELETE", _) => s.remove += 1,
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Uploads a template too large to pass inline to the state bucket; returns its URL.
+async fn upload_template(
+    config: &ClusterConfig,
+    backend: &Backend,
+    sha256: &str,
+    body: &str,
+) -> Result<String, EngineError> {
+    use crate::state::objects::{ObjectStore, Objects, Precondition};
+    let (Objects::S3(objects), Some(bucket), Some(key)) = (
+        backend.store.objects(),
+        config.state.bucket.as_deref(),
+        config.state.key.as_deref(),
+    ) else {
+        return Err(EngineError::Refused(format!(
+            "the stack template is {} bytes, over CloudFormation's {INLINE_TEMPLATE_LIMIT}-byte inline limit; it must be uploaded to S3, so use the s3 state backend (state: backend: s3)",
+            body.len()
+        )));
+    };
+    let object_key = format!("{key}.templates/{sha256}.json");
+    objects
+        .put(&object_key, body.as_bytes(), Precondition::Overwrite)
+        .await
+        .map_err(crate::state::StateError::from)?;
+    let region = config.state.region.as_deref().unwrap_or(&config.region);
+    Ok(format!("https://{bucket}.s3.{region}.amazonaws.com/{object_key}"))
+}
+
+/// The plan for `destroy`: delete the stack and the records this tool created.
+async fn plan_destroy(
+    config: &ClusterConfig,
+    prior: Option<Loaded>,
+    online: Option<&AwsContext>,
+    progress: Progress<'_>,
+) -> Result<Plan, EngineError> {
+    let Some(context) = online else {
+        return Err(EngineError::Refused("destroy needs AWS; it cannot be planned --offline".into()));
+    };
+    let binding = prior_binding(prior.as_ref());
+    let stack_name = config.stack_name();
+    progress("describing the stack");
+    let live = context.cloudformation().describe_stack(&stack_name).await?;
+    let prior_state = prior.as_ref().map(|p| p.state.clone());
+    let stack = StackChange {
+        name: stack_name.clone(),
+        action: if live.is_some() { Action::Delete } else { Action::NoOp },
+        change_set_name: None,
+        change_set_arn: None,
+        template_sha256: prior_state.as_ref().and_then(|s| s.stack.as_ref()).map(|s| s.template_sha256.clone()),
+        template_url: None,
+        resource_changes: Vec::new(),
+    };
+    let records: Vec<RecordChange> = prior_state
+        .as_ref()
+        .map(|s| s.records.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| RecordChange {
+            action: "DELETE".into(),
+            hosted_zone_id: r.hosted_zone_id,
+            name: r.name,
+            record_type: r.record_type,
+            ttl: r.ttl,
+            old_values: Some(r.values.clone()),
+            new_values: r.values,
+        })
+        .collect();
+    let assets: Vec<AssetChange> = prior_state
+        .as_ref()
+        .map(|s| s.assets.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, a)| a.kind != AssetKind::Tls)
+        .map(|(path, a)| AssetChange {
+            path,
+            kind: a.kind,
+            action: Action::Delete,
+            old_sha256: Some(a.sha256),
+            new_sha256: None,
+            diff: None,
+            reason: None,
+        })
+        .collect();
+    let mut new_state = prior_state
+        .clone()
+        .unwrap_or_else(|| State::new(&config.cluster_name, uuid::Uuid::new_v4().to_string()));
+    new_state.serial = binding.serial + 1;
+    new_state.tool_version = env!("CARGO_PKG_VERSION").to_string();
+    new_state.stack = None;
+    new_state.records = Vec::new();
+    // The certificates stay: a re-created cluster keeps its CA and kubeconfigs stay valid.
+    new_state.assets.retain(|_, a| a.kind == AssetKind::Tls);
+    let summary = ChangeSummary {
+        remove: u32::from(stack.action == Action::Delete) + records.len() as u32,
+        ..ChangeSummary::default()
+    };
+    Ok(Plan {
+        format_version: crate::planfile::FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        kind: PlanKind::Destroy,
+        cluster_name: config.cluster_name.clone(),
+        offline: false,
+        skipped: Vec::new(),
+        prior: binding,
+        assets,
+        template: None,
+        stack,
+        records,
+        certificates: Vec::new(),
+        new_state,
+        summary,
+        plan_sha256: String::new(),
+    }
+    .seal())
+}

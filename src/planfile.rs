@@ -1,0 +1,243 @@
+//! The plan file: everything `plan` decided, bound to the state it was made against, sealed
+//! with `plan_sha256` so `apply` executes exactly what was reviewed. No I/O here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::assets::AssetKind;
+use crate::audit::ChangeSummary;
+use crate::hash::{canonical_json, canonical_json_pretty, sha256_hex};
+use crate::state::State;
+
+pub const FORMAT_VERSION: u32 = 1;
+/// Shown where a value is only known once the stack has been applied.
+pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanKind {
+    Apply,
+    Destroy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    NoOp,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+            Action::NoOp => " ",
+        }
+    }
+}
+
+/// The state the plan was made against; apply refuses if the state moved on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriorBinding {
+    pub lineage: Option<String>,
+    pub serial: u64,
+    pub state_sha256: Option<String>,
+    /// S3 object version of the state, for remote states.
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetChange {
+    pub path: String,
+    pub kind: AssetKind,
+    pub action: Action,
+    pub old_sha256: Option<String>,
+    pub new_sha256: Option<String>,
+    /// Unified diff of the decoded content with secrets redacted, when both sides are known.
+    pub diff: Option<String>,
+    /// Why, when it is not obvious (e.g. a certificate near expiry).
+    pub reason: Option<String>,
+}
+
+/// How an Auto Scaling group's instances will roll when its launch template changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollingForecast {
+    pub instances: u32,
+    pub max_batch_size: u32,
+    pub batches: u32,
+    pub min_in_service: u32,
+    pub pause_time: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceChange {
+    /// CloudFormation's action: `Add`, `Modify`, `Remove`, `Dynamic`.
+    pub action: String,
+    pub logical_id: String,
+    pub resource_type: String,
+    pub physical_id: Option<String>,
+    /// `True`, `False` or `Conditional`.
+    pub replacement: Option<String>,
+    /// `change-set` when CloudFormation said so, `forecast` when derived from the template.
+    pub replacement_source: Option<String>,
+    pub scope: Vec<String>,
+    pub details: Vec<String>,
+    /// Properties that differ between the deployed and the new template.
+    pub changed_properties: Vec<String>,
+    pub rolling: Option<RollingForecast>,
+}
+
+impl ResourceChange {
+    pub fn replaces(&self) -> bool {
+        self.replacement.as_deref() == Some("True") || self.rolling.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackChange {
+    pub name: String,
+    pub action: Action,
+    pub change_set_name: Option<String>,
+    pub change_set_arn: Option<String>,
+    pub template_sha256: Option<String>,
+    /// Set when the template was too large to pass inline and was uploaded.
+    pub template_url: Option<String>,
+    pub resource_changes: Vec<ResourceChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordChange {
+    /// `UPSERT`, `DELETE` or `no-op`.
+    pub action: String,
+    pub hosted_zone_id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub record_type: String,
+    pub ttl: u32,
+    pub old_values: Option<Vec<String>>,
+    /// [`KNOWN_AFTER_APPLY`] until the stack output exists.
+    pub new_values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub name: String,
+    pub not_after: String,
+    /// `keep` or `issue`.
+    pub action: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub tool_version: String,
+    pub kind: PlanKind,
+    pub cluster_name: String,
+    /// Made with `--offline`: a preview that apply refuses.
+    pub offline: bool,
+    /// What an offline plan did not look at.
+    pub skipped: Vec<String>,
+    pub prior: PriorBinding,
+    pub assets: Vec<AssetChange>,
+    pub stack: StackChange,
+    pub records: Vec<RecordChange>,
+    pub certificates: Vec<Certificate>,
+    /// The exact template the change set applies (what `export --plan` writes).
+    pub template: Option<String>,
+    /// The state apply writes, with values known only after apply filled in then.
+    pub new_state: State,
+    pub summary: ChangeSummary,
+    pub plan_sha256: String,
+}
+
+impl Plan {
+    /// Whether applying this plan changes anything.
+    pub fn has_changes(&self) -> bool {
+        self.stack.action != Action::NoOp
+            || self.records.iter().any(|r| r.action != "no-op")
+            || self.assets.iter().any(|a| a.action != Action::NoOp)
+    }
+
+    /// The hash over every field but `plan_sha256`.
+    pub fn compute_sha256(&self) -> String {
+        let mut value = serde_json::to_value(self).expect("a plan serialises");
+        if let Some(map) = value.as_object_mut() {
+            map.remove("plan_sha256");
+        }
+        sha256_hex(canonical_json(&value).expect("a value serialises"))
+    }
+
+    /// Sets `plan_sha256`.
+    pub fn seal(mut self) -> Plan {
+        self.plan_sha256 = self.compute_sha256();
+        self
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{origin}: not a kube-aws plan: {source}")]
+    Malformed {
+        origin: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "{origin}: plan format_version {found} is not known to kube-aws {} (it reads version {FORMAT_VERSION})",
+        env!("CARGO_PKG_VERSION")
+    )]
+    UnknownVersion { origin: String, found: u64 },
+    #[error(
+        "{origin}: the plan was changed after it was made (plan_sha256 {recorded} does not match its content, which hashes to {actual}); make a new plan"
+    )]
+    Tampered {
+        origin: String,
+        recorded: String,
+        actual: String,
+    },
+}
+
+pub fn encode(plan: &Plan) -> Vec<u8> {
+    canonical_json_pretty(plan).expect("a plan serialises")
+}
+
+/// Decodes a plan, refusing unknown versions and any content that does not match its hash.
+pub fn decode(origin: &str, bytes: &[u8]) -> Result<Plan, PlanError> {
+    let malformed = |source| PlanError::Malformed {
+        origin: origin.to_string(),
+        source,
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
+    match value.get("format_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        Some(found) => {
+            return Err(PlanError::UnknownVersion {
+                origin: origin.to_string(),
+                found,
+            });
+        }
+        None => return Err(malformed(serde::de::Error::missing_field("format_version"))),
+    }
+    let recorded = value
+        .get("plan_sha256")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let mut rest = value.clone();
+    if let Some(map) = rest.as_object_mut() {
+        map.remove("plan_sha256");
+    }
+    let actual = sha256_hex(canonical_json(&rest).expect("a value serialises"));
+    if actual != recorded {
+        return Err(PlanError::Tampered {
+            origin: origin.to_string(),
+            recorded,
+            actual,
+        });
+    }
+    let plan: Plan = serde_json::from_value(value).map_err(malformed)?;
+    Ok(plan)
+}
