@@ -22,7 +22,10 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
             out = out.replace(secret, &crate::hash::redacted(secret));
         }
     }
-    while let Some(start) = out.find("-----BEGIN ").filter(|&i| out[i..].contains("PRIVATE KEY-----")) {
+    while let Some(start) = out
+        .find("-----BEGIN ")
+        .filter(|&i| out[i..].contains("PRIVATE KEY-----"))
+    {
         let Some(end_marker) = out[start..].find("-----END ") else {
             break;
         };
@@ -58,7 +61,10 @@ fn decodes_to_key_material(bytes: &[u8]) -> bool {
     // Gzip that hides a key is key material too.
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut inner = String::new();
-        if flate2::read::GzDecoder::new(bytes).read_to_string(&mut inner).is_ok() {
+        if flate2::read::GzDecoder::new(bytes)
+            .read_to_string(&mut inner)
+            .is_ok()
+        {
             return inner.contains("PRIVATE KEY");
         }
     }
@@ -182,7 +188,10 @@ fn create_only_table() -> &'static CreateOnlyTable {
 /// `False` otherwise, `None` for types the table does not know.
 pub fn forecast_replacement(resource_type: &str, changed: &[String]) -> Option<&'static str> {
     let entry = create_only_table().types.get(resource_type)?;
-    if changed.iter().any(|p| entry.create_only.contains(p) || p == "Type") {
+    if changed
+        .iter()
+        .any(|p| entry.create_only.contains(p) || p == "Type")
+    {
         Some("True")
     } else if changed.iter().any(|p| entry.conditional.contains(p)) {
         Some("Conditional")
@@ -193,7 +202,10 @@ pub fn forecast_replacement(resource_type: &str, changed: &[String]) -> Option<&
 
 /// Auto Scaling groups of `template` whose instances roll when one of `changed` (logical
 /// ids of modified resources) changes: their launch template, or the group itself.
-pub fn rolling_forecasts(template: &Value, changed: &BTreeSet<String>) -> BTreeMap<String, RollingForecast> {
+pub fn rolling_forecasts(
+    template: &Value,
+    changed: &BTreeSet<String>,
+) -> BTreeMap<String, RollingForecast> {
     let mut out = BTreeMap::new();
     for (id, resource) in resources(template) {
         if resource["Type"] != "AWS::AutoScaling::AutoScalingGroup" {
@@ -239,7 +251,8 @@ mod tests {
     fn redact_hides_ciphertexts_pem_keys_and_encoded_keys() {
         let pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----";
         let encoded = BASE64.encode(format!("{pem}\n"));
-        let text = format!("content: QUJDREVGR0hJSktMTU5PUA==\n{pem}\nblob: {encoded}\nkeep: hello\n");
+        let text =
+            format!("content: QUJDREVGR0hJSktMTU5PUA==\n{pem}\nblob: {encoded}\nkeep: hello\n");
         let out = redact(&text, &["QUJDREVGR0hJSktMTU5PUA=="]);
         assert!(!out.contains("QUJDREVGR0hJSktMTU5PUA=="), "{out}");
         assert!(!out.contains("PRIVATE KEY"), "{out}");
@@ -260,13 +273,28 @@ mod tests {
         }});
         let diff = template_diff(&old, &new);
         assert_eq!(diff.len(), 3);
-        assert_eq!((diff[0].action, diff[0].changed_properties.clone()), ("Modify", vec!["CidrBlock".to_string()]));
+        assert_eq!(
+            (diff[0].action, diff[0].changed_properties.clone()),
+            ("Modify", vec!["CidrBlock".to_string()])
+        );
         assert_eq!(diff[1].action, "Remove");
         assert_eq!(diff[2].action, "Add");
-        assert_eq!(forecast_replacement("AWS::EC2::Subnet", &diff[0].changed_properties), Some("True"));
-        assert_eq!(forecast_replacement("AWS::EC2::Instance", &["InstanceType".into()]), Some("Conditional"));
-        assert_eq!(forecast_replacement("AWS::EC2::Instance", &["Tags".into()]), Some("False"));
-        assert_eq!(forecast_replacement("AWS::Unknown::Thing", &["X".into()]), None);
+        assert_eq!(
+            forecast_replacement("AWS::EC2::Subnet", &diff[0].changed_properties),
+            Some("True")
+        );
+        assert_eq!(
+            forecast_replacement("AWS::EC2::Instance", &["InstanceType".into()]),
+            Some("Conditional")
+        );
+        assert_eq!(
+            forecast_replacement("AWS::EC2::Instance", &["Tags".into()]),
+            Some("False")
+        );
+        assert_eq!(
+            forecast_replacement("AWS::Unknown::Thing", &["X".into()]),
+            None
+        );
     }
 
     #[test]
@@ -279,7 +307,14 @@ mod tests {
         }});
         let changed = BTreeSet::from(["LaunchTemplateWorkers".to_string()]);
         let forecast = &rolling_forecasts(&template, &changed)["AutoScaleWorkers"];
-        assert_eq!((forecast.instances, forecast.max_batch_size, forecast.batches), (5, 2, 3));
+        assert_eq!(
+            (
+                forecast.instances,
+                forecast.max_batch_size,
+                forecast.batches
+            ),
+            (5, 2, 3)
+        );
         assert!(rolling_forecasts(&template, &BTreeSet::new()).is_empty());
     }
 }

@@ -203,6 +203,8 @@ impl CaSigner {
 }
 
 fn params_for(spec: &TlsSpec, now: OffsetDateTime) -> CertificateParams {
+    // X.509 times have whole seconds; so does the state's not_after.
+    let now = now.replace_nanosecond(0).unwrap_or(now);
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
     params

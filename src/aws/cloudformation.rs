@@ -182,10 +182,7 @@ impl StackService for CloudFormation {
             .send()
             .await
             .map_err(err("CreateChangeSet"))?;
-        Ok((
-            out.id.unwrap_or_default(),
-            out.stack_id.unwrap_or_default(),
-        ))
+        Ok((out.id.unwrap_or_default(), out.stack_id.unwrap_or_default()))
     }
 
     async fn describe_change_set(
@@ -208,7 +205,10 @@ impl StackService for CloudFormation {
             let changes = out.changes().iter().filter_map(|c| {
                 let rc = c.resource_change()?;
                 Some(ResourceChange {
-                    action: rc.action().map(|a| a.as_str().to_string()).unwrap_or_default(),
+                    action: rc
+                        .action()
+                        .map(|a| a.as_str().to_string())
+                        .unwrap_or_default(),
                     logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
                     resource_type: rc.resource_type().unwrap_or_default().to_string(),
                     physical_id: rc.physical_resource_id().map(str::to_string),
@@ -236,7 +236,10 @@ impl StackService for CloudFormation {
             let entry = description.get_or_insert_with(|| ChangeSetDescription {
                 arn: out.change_set_id().unwrap_or_default().to_string(),
                 stack_id: out.stack_id().map(str::to_string),
-                status: out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                status: out
+                    .status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
                 status_reason: out.status_reason().map(str::to_string),
                 execution_status: out
                     .execution_status()

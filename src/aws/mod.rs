@@ -10,7 +10,7 @@ pub mod route53;
 use std::fmt::Debug;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kms::error::ProvideErrorMetadata;
 
 /// A failed AWS call: which service and operation, the error code AWS returned, and why.
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +28,33 @@ impl AwsError {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        let message = match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_string(),
+            _ => error_chain(&e),
+        };
         AwsError {
             service,
             operation,
             code: e.code().map(str::to_string),
-            message: DisplayErrorContext(&e).to_string(),
+            message,
         }
     }
+}
+
+/// An error and its sources, joined: the SDK's outer errors ("dispatch failure") only make sense
+/// with their causes ("failed to load credentials").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = inner.source();
+    }
+    parts.join(": ")
 }
 
 /// Shared SDK configuration: the standard credential chain, `--profile`, the region, and

@@ -81,7 +81,12 @@ impl DnsService for Route53 {
                 id: bare_id(z.id()),
                 name: z.name().trim_end_matches('.').to_string(),
             })),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_hosted_zone()) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_no_such_hosted_zone()) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(err("GetHostedZone")(e)),
         }
     }
@@ -163,7 +168,9 @@ impl DnsService for Route53 {
         };
         let batch = ChangeBatch::builder()
             .comment("kube-aws apply")
-            .set_changes(Some(changes.iter().map(build).collect::<Result<Vec<_>, _>>()?))
+            .set_changes(Some(
+                changes.iter().map(build).collect::<Result<Vec<_>, _>>()?,
+            ))
             .build()
             .map_err(|e| AwsError {
                 service: "Route53",

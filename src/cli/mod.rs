@@ -1,7 +1,7 @@
 //! The command line: parses flags with clap, calls the engine, prints results and errors, and
 //! maps outcomes to exit codes. The only module that prints.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,6 +46,47 @@ enum Command {
         /// Write to FILE instead of standard output.
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Write exactly the template this plan file will apply.
+        #[arg(long, value_name = "PLAN")]
+        plan: Option<PathBuf>,
+    },
+    /// Show what apply would change: assets, the CloudFormation change set, Route53 records.
+    Plan(PlanArgs),
+    /// Execute a reviewed plan file (or plan, show and ask first).
+    Apply {
+        /// The plan file written by `plan -o`.
+        plan: Option<PathBuf>,
+        /// Apply without asking when no plan file is given.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Delete the stack and the Route53 records this tool created.
+    Destroy {
+        /// Only write the destroy plan (then `apply PLAN`).
+        #[arg(long, requires = "output")]
+        plan_only: bool,
+        /// Where --plan-only writes the plan.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Destroy without asking.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Stack status and events, outputs, records, lock holder, state serial, last audit entry.
+    Status,
+    /// Decrypt the admin credentials through KMS and write a kubeconfig (mode 0600).
+    Kubeconfig {
+        /// Where to write it.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FILE",
+            default_value = "kubeconfig"
+        )]
+        output: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
     },
     /// Show past deployments from the audit log, newest first.
     #[command(args_conflicts_with_subcommands = true)]
@@ -65,6 +106,32 @@ enum Command {
     /// Inspect the state and its lock.
     #[command(subcommand)]
     State(StateCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// Write the plan file here, for `apply`.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// How to print the plan.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Exit 0 when nothing changes, 2 when something does, 1 on error.
+    #[arg(long)]
+    detailed_exitcode: bool,
+    /// Make no AWS call: diff against the local state only.
+    #[arg(long)]
+    offline: bool,
+    /// Re-issue certificates that expire within this many days.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    renew_before: i64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,9 +242,22 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { output } => {
-            let now = time::OffsetDateTime::now_utc();
-            let template = runtime().block_on(engine::export(&cli.dir, &aws, now))?;
+        Command::Export { output, plan } => {
+            let template = match plan {
+                Some(path) => {
+                    let plan = read_plan_file(&path)?;
+                    plan.template.ok_or_else(|| {
+                        EngineError::Refused(format!(
+                            "{}: this plan changes no template",
+                            path.display()
+                        ))
+                    })?
+                }
+                None => {
+                    let now = time::OffsetDateTime::now_utc();
+                    runtime().block_on(engine::export(&cli.dir, &aws, now))?
+                }
+            };
             match output {
                 Some(path) => {
                     crate::state::local::write_atomically(&path, template.as_bytes()).map_err(
@@ -231,7 +311,238 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::State(command) => state_command(&cli.dir, &aws, command),
+        Command::Plan(args) => plan_command(&cli.dir, &aws, args),
+        Command::Apply { plan, auto_approve } => apply_command(&cli.dir, &aws, plan, auto_approve),
+        Command::Destroy {
+            plan_only,
+            output,
+            auto_approve,
+        } => destroy_command(&cli.dir, &aws, plan_only, output, auto_approve),
+        Command::Status => {
+            let status = runtime().block_on(engine::status::status(&cli.dir, &aws))?;
+            print!("{}", output::status_text(&status));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kubeconfig { output, force } => {
+            let path =
+                runtime().block_on(engine::status::kubeconfig(&cli.dir, &aws, &output, force))?;
+            eprintln!("Wrote {} (mode 0600)", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn stdout_color() -> bool {
+    std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+fn spinner() -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+fn read_plan_file(path: &std::path::Path) -> Result<crate::planfile::Plan, EngineError> {
+    let bytes = std::fs::read(path).map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    engine::apply::read_plan(&path.display().to_string(), &bytes)
+}
+
+fn write_plan_file(
+    path: &std::path::Path,
+    plan: &crate::planfile::Plan,
+) -> Result<(), EngineError> {
+    crate::state::local::write_atomically(path, &crate::planfile::encode(plan)).map_err(|source| {
+        EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+fn make_plan(
+    dir: &std::path::Path,
+    aws: &AwsOptions,
+    options: &engine::plan::PlanOptions,
+) -> Result<crate::planfile::Plan, EngineError> {
+    let bar = spinner();
+    let now = time::OffsetDateTime::now_utc();
+    let result = runtime().block_on(engine::plan::plan(
+        dir,
+        aws,
+        options,
+        now,
+        &mut |step: &str| bar.set_message(step.to_string()),
+    ));
+    bar.finish_and_clear();
+    result
+}
+
+fn plan_command(
+    dir: &std::path::Path,
+    aws: &AwsOptions,
+    args: PlanArgs,
+) -> Result<ExitCode, EngineError> {
+    let options = engine::plan::PlanOptions {
+        offline: args.offline,
+        renew_before: time::Duration::days(args.renew_before),
+        destroy: false,
+    };
+    let plan = make_plan(dir, aws, &options)?;
+    if let Some(path) = &args.output {
+        write_plan_file(path, &plan)?;
+        eprintln!(
+            "Wrote {} (plan {})",
+            path.display(),
+            &plan.plan_sha256[..12]
+        );
+    }
+    match args.format {
+        Format::Text => print!("{}", output::plan_text(&plan, stdout_color())),
+        Format::Markdown => print!("{}", output::plan_markdown(&plan)),
+        Format::Json => print_json(&plan)?,
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Asks for `yes` on the terminal; refuses without one.
+fn confirm(what: &str) -> Result<bool, EngineError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(EngineError::Refused(format!(
+            "{what} needs confirmation but standard input is not a terminal; review a plan file and `apply` it, or pass --auto-approve"
+        )));
+    }
+    eprint!("Do you want to {what}? Only 'yes' will be accepted: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|source| EngineError::Io {
+            path: PathBuf::from("<stdin>"),
+            source,
+        })?;
+    Ok(answer.trim() == "yes")
+}
+
+fn run_apply(
+    dir: &std::path::Path,
+    aws: &AwsOptions,
+    plan: &crate::planfile::Plan,
+    command: &str,
+) -> Result<ExitCode, EngineError> {
+    let bar = spinner();
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let result = runtime().block_on(engine::apply::apply(
+        dir,
+        aws,
+        plan,
+        command,
+        interrupt,
+        &mut |event| match event {
+            engine::apply::ApplyEvent::Step(step) => bar.set_message(step.to_string()),
+            engine::apply::ApplyEvent::Stack(e) => bar.println(format!(
+                "  {} {} ({}) {}{}",
+                e.timestamp,
+                e.logical_id,
+                e.resource_type,
+                e.status,
+                e.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            )),
+        },
+    ));
+    bar.finish_and_clear();
+    let outcome = result?;
+    match outcome.result {
+        crate::audit::AuditResult::Succeeded => {
+            println!(
+                "Apply complete: state serial {} → {}, audit entry {}.",
+                outcome.serial_before, outcome.serial_after, outcome.audit_seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            eprintln!(
+                "error: apply {}: {} (state serial {}, audit entry {})",
+                other.as_str(),
+                outcome.message.unwrap_or_default(),
+                outcome.serial_after,
+                outcome.audit_seq
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn apply_command(
+    dir: &std::path::Path,
+    aws: &AwsOptions,
+    plan: Option<PathBuf>,
+    auto_approve: bool,
+) -> Result<ExitCode, EngineError> {
+    match plan {
+        Some(path) => {
+            let plan = read_plan_file(&path)?;
+            run_apply(dir, aws, &plan, &format!("apply {}", path.display()))
+        }
+        None => {
+            let plan = make_plan(dir, aws, &engine::plan::PlanOptions::default())?;
+            print!("{}", output::plan_text(&plan, stdout_color()));
+            if !plan.has_changes() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !auto_approve && !confirm("apply this plan")? {
+                eprintln!("Apply cancelled.");
+                return Ok(ExitCode::from(1));
+            }
+            run_apply(dir, aws, &plan, "apply")
+        }
+    }
+}
+
+fn destroy_command(
+    dir: &std::path::Path,
+    aws: &AwsOptions,
+    plan_only: bool,
+    output: Option<PathBuf>,
+    auto_approve: bool,
+) -> Result<ExitCode, EngineError> {
+    let options = engine::plan::PlanOptions {
+        destroy: true,
+        ..Default::default()
+    };
+    let plan = make_plan(dir, aws, &options)?;
+    print!("{}", output::plan_text(&plan, stdout_color()));
+    if let (true, Some(path)) = (plan_only, &output) {
+        write_plan_file(path, &plan)?;
+        eprintln!(
+            "Wrote {}; run `kube-aws apply {}` to destroy",
+            path.display(),
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !plan.has_changes() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !auto_approve && !confirm("destroy this cluster")? {
+        eprintln!("Destroy cancelled.");
+        return Ok(ExitCode::from(1));
+    }
+    run_apply(dir, aws, &plan, "destroy")
 }
 
 fn state_command(

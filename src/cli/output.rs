@@ -92,3 +92,502 @@ pub fn versions_table(versions: &[StateVersion]) -> String {
         .collect();
     table(&["VERSION", "LAST MODIFIED", "SERIAL", ""], &rows)
 }
+
+use console::Style;
+
+use crate::engine::status::Status;
+use crate::planfile::{Action, Plan, PlanKind};
+
+/// Colours for plan output; all plain when colour is off.
+struct Palette {
+    add: Style,
+    change: Style,
+    remove: Style,
+    replace: Style,
+    dim: Style,
+    bold: Style,
+}
+
+impl Palette {
+    fn new(color: bool) -> Palette {
+        let style = |s: Style| s.force_styling(color);
+        Palette {
+            add: style(Style::new().green()),
+            change: style(Style::new().yellow()),
+            remove: style(Style::new().red()),
+            replace: style(Style::new().red().bold()),
+            dim: style(Style::new().dim()),
+            bold: style(Style::new().bold()),
+        }
+    }
+}
+
+fn short(hash: &Option<String>) -> String {
+    hash.as_deref()
+        .map(|h| h.chars().take(12).collect())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn rolling_text(r: &crate::planfile::RollingForecast) -> String {
+    format!(
+        "{} instance(s) will roll, {} at a time ({} batch(es), pause {}, at least {} in service)",
+        r.instances, r.max_batch_size, r.batches, r.pause_time, r.min_in_service
+    )
+}
+
+fn summary_line(plan: &Plan) -> String {
+    let s = plan.summary;
+    if !plan.has_changes() {
+        return "No changes. The cluster matches the configuration.".into();
+    }
+    format!(
+        "Plan: {} to add, {} to change, {} to remove, {} to replace.",
+        s.add, s.change, s.remove, s.replace
+    )
+}
+
+/// The Terraform-style text view.
+pub fn plan_text(plan: &Plan, color: bool) -> String {
+    let p = Palette::new(color);
+    let mut out = String::new();
+    let kind = match plan.kind {
+        PlanKind::Apply => "plan",
+        PlanKind::Destroy => "destroy plan",
+    };
+    let _ = writeln!(
+        out,
+        "{} for cluster {} (state serial {} → {})",
+        p.bold.apply_to(format!("kube-aws {kind}")),
+        plan.cluster_name,
+        plan.prior.serial,
+        plan.new_state.serial
+    );
+    if plan.offline {
+        let _ = writeln!(
+            out,
+            "{}",
+            p.change
+                .apply_to("Offline preview: not applicable. Skipped:")
+        );
+        for s in &plan.skipped {
+            let _ = writeln!(out, "  - {s}");
+        }
+    }
+    let changed: Vec<_> = plan
+        .assets
+        .iter()
+        .filter(|a| a.action != Action::NoOp)
+        .collect();
+    if !changed.is_empty() {
+        let _ = writeln!(out, "\nAssets:");
+        for a in &changed {
+            let style = match a.action {
+                Action::Create => &p.add,
+                Action::Update => &p.change,
+                _ => &p.remove,
+            };
+            let mut line = format!("  {} {}", a.action.symbol(), a.path);
+            if a.action == Action::Update {
+                line.push_str(&format!(
+                    "  {} → {}",
+                    short(&a.old_sha256),
+                    short(&a.new_sha256)
+                ));
+            }
+            if let Some(reason) = &a.reason {
+                line.push_str(&format!("  ({reason})"));
+            }
+            let _ = writeln!(out, "{}", style.apply_to(line));
+            if let Some(diff) = &a.diff {
+                for l in diff.lines() {
+                    let styled = match l.chars().next() {
+                        Some('+') if !l.starts_with("+++") => p.add.apply_to(l).to_string(),
+                        Some('-') if !l.starts_with("---") => p.remove.apply_to(l).to_string(),
+                        _ => p.dim.apply_to(l).to_string(),
+                    };
+                    let _ = writeln!(out, "      {styled}");
+                }
+            }
+        }
+    }
+    let stack = &plan.stack;
+    let _ = writeln!(out, "\nStack {}:", stack.name);
+    match (&stack.action, &stack.change_set_name) {
+        (Action::NoOp, _) => {
+            let _ = writeln!(out, "  no changes");
+        }
+        (action, Some(cs)) => {
+            let _ = writeln!(
+                out,
+                "  {} via change set {cs}",
+                match action {
+                    Action::Create => "create",
+                    _ => "update",
+                }
+            );
+        }
+        (Action::Delete, None) => {
+            let _ = writeln!(
+                out,
+                "{}",
+                p.remove
+                    .apply_to("  - delete the stack and every resource in it")
+            );
+        }
+        (action, None) => {
+            let _ = writeln!(out, "  {action:?} (no change set: offline)");
+        }
+    }
+    for c in &stack.resource_changes {
+        let (symbol, style) = match c.action.as_str() {
+            "Add" => ("+", &p.add),
+            "Remove" => ("-", &p.remove),
+            _ if c.replaces() => ("±", &p.replace),
+            _ => ("~", &p.change),
+        };
+        let mut line = format!("  {symbol} {} ({})", c.logical_id, c.resource_type);
+        if !c.changed_properties.is_empty() {
+            line.push_str(&format!(" [{}]", c.changed_properties.join(", ")));
+        }
+        if let Some(r) = &c.replacement
+            && c.action == "Modify"
+        {
+            line.push_str(&format!(
+                " replacement: {r}{}",
+                if c.replacement_source.as_deref() == Some("forecast") {
+                    " (forecast)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let _ = writeln!(out, "{}", style.apply_to(line));
+        if let Some(r) = &c.rolling {
+            let _ = writeln!(
+                out,
+                "{}",
+                p.replace.apply_to(format!("      {}", rolling_text(r)))
+            );
+        }
+    }
+    let records: Vec<_> = plan.records.iter().collect();
+    if !records.is_empty() {
+        let _ = writeln!(out, "\nRoute53:");
+        for r in records {
+            let old = r
+                .old_values
+                .as_ref()
+                .map(|v| v.join(","))
+                .unwrap_or_else(|| "(none)".into());
+            let line = format!(
+                "  {} {} {} {} ttl {}: {} → {}",
+                match r.action.as_str() {
+                    "UPSERT" => "~",
+                    "DELETE" => "-",
+                    _ => " ",
+                },
+                r.action,
+                r.name,
+                r.record_type,
+                r.ttl,
+                old,
+                r.new_values.join(",")
+            );
+            let style = match r.action.as_str() {
+                "DELETE" => &p.remove,
+                "UPSERT" => &p.change,
+                _ => &p.dim,
+            };
+            let _ = writeln!(out, "{}", style.apply_to(line));
+        }
+    }
+    if !plan.certificates.is_empty() {
+        let _ = writeln!(out, "\nCertificates:");
+        for c in &plan.certificates {
+            let _ = writeln!(
+                out,
+                "  {:<26} not after {:<22} {}{}",
+                c.name,
+                c.not_after,
+                c.action,
+                c.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(out, "\n{}", p.bold.apply_to(summary_line(plan)));
+    out
+}
+
+/// The pull-request comment view: replacements first, a summary table, details folded.
+pub fn plan_markdown(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### kube-aws {} for `{}`\n",
+        if plan.kind == PlanKind::Destroy {
+            "destroy plan"
+        } else {
+            "plan"
+        },
+        plan.cluster_name
+    );
+    let replacements: Vec<_> = plan
+        .stack
+        .resource_changes
+        .iter()
+        .filter(|c| c.replaces())
+        .collect();
+    for c in &replacements {
+        let what = c
+            .rolling
+            .as_ref()
+            .map(rolling_text)
+            .unwrap_or_else(|| "will be replaced".into());
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> **`{}`** ({}): {what}\n",
+            c.logical_id, c.resource_type
+        );
+    }
+    if plan.offline {
+        let _ = writeln!(
+            out,
+            "> [!NOTE]\n> Offline preview, not applicable. Skipped: {}\n",
+            plan.skipped.join("; ")
+        );
+    }
+    let s = plan.summary;
+    let _ = writeln!(
+        out,
+        "| add | change | remove | replace |\n|---:|---:|---:|---:|\n| {} | {} | {} | {} |\n",
+        s.add, s.change, s.remove, s.replace
+    );
+    let _ = writeln!(out, "**{}**\n", summary_line(plan));
+    let _ = writeln!(
+        out,
+        "State serial {} → {}; plan `{}`.\n",
+        plan.prior.serial,
+        plan.new_state.serial,
+        &plan.plan_sha256[..12]
+    );
+    if !plan.stack.resource_changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "#### Stack `{}` ({})\n\n| | Resource | Type | Action | Replacement | Changed |\n|---|---|---|---|---|---|",
+            plan.stack.name,
+            plan.stack
+                .change_set_name
+                .as_deref()
+                .map(|n| format!("change set `{n}`"))
+                .unwrap_or_else(|| format!("{:?}", plan.stack.action))
+        );
+        for c in &plan.stack.resource_changes {
+            let symbol = match c.action.as_str() {
+                "Add" => "+",
+                "Remove" => "-",
+                _ if c.replaces() => "±",
+                _ => "~",
+            };
+            let replacement = match (&c.rolling, &c.replacement) {
+                (Some(r), _) => format!(
+                    "rolling: {} instance(s), {} at a time",
+                    r.instances, r.max_batch_size
+                ),
+                (None, Some(r)) => format!(
+                    "{r}{}",
+                    if c.replacement_source.as_deref() == Some("forecast") {
+                        " (forecast)"
+                    } else {
+                        ""
+                    }
+                ),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "| {symbol} | `{}` | {} | {} | {replacement} | {} |",
+                c.logical_id,
+                c.resource_type,
+                c.action,
+                c.changed_properties.join(", ")
+            );
+        }
+        out.push('\n');
+    } else if plan.stack.action != Action::NoOp {
+        let _ = writeln!(
+            out,
+            "#### Stack `{}`: {:?}\n",
+            plan.stack.name, plan.stack.action
+        );
+    }
+    let records: Vec<_> = plan
+        .records
+        .iter()
+        .filter(|r| r.action != "no-op")
+        .collect();
+    if !records.is_empty() {
+        let _ = writeln!(
+            out,
+            "#### Route53\n\n| Action | Name | Type | TTL | Old | New |\n|---|---|---|---:|---|---|"
+        );
+        for r in records {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} | {} | {} | {} |",
+                r.action,
+                r.name,
+                r.record_type,
+                r.ttl,
+                r.old_values
+                    .as_ref()
+                    .map(|v| v.join(", "))
+                    .unwrap_or_else(|| "—".into()),
+                r.new_values.join(", ")
+            );
+        }
+        out.push('\n');
+    }
+    let changed: Vec<_> = plan
+        .assets
+        .iter()
+        .filter(|a| a.action != Action::NoOp)
+        .collect();
+    if !changed.is_empty() {
+        let _ = writeln!(
+            out,
+            "#### Assets\n\n| | Path | Old sha256 | New sha256 | Note |\n|---|---|---|---|---|"
+        );
+        for a in &changed {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | `{}` | `{}` | {} |",
+                a.action.symbol(),
+                a.path,
+                short(&a.old_sha256),
+                short(&a.new_sha256),
+                a.reason.clone().unwrap_or_default()
+            );
+        }
+        out.push('\n');
+        for a in changed.iter().filter(|a| a.diff.is_some()) {
+            let _ = writeln!(
+                out,
+                "<details><summary>diff <code>{}</code></summary>\n\n```diff\n{}```\n\n</details>\n",
+                a.path,
+                a.diff.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    out
+}
+
+/// `status`.
+pub fn status_text(s: &Status) -> String {
+    let mut out = String::new();
+    match &s.stack {
+        None => {
+            let _ = writeln!(out, "Stack {}: not deployed", s.stack_name);
+        }
+        Some(stack) => {
+            let _ = writeln!(out, "Stack {}: {}", stack.name, stack.status);
+            if let Some(reason) = &stack.status_reason {
+                let _ = writeln!(out, "  reason: {reason}");
+            }
+            if let Some(api) = stack.outputs.get("APIEndpoint") {
+                let _ = writeln!(out, "  API endpoint: {api}");
+            }
+            for (k, v) in &stack.outputs {
+                let _ = writeln!(out, "  output {k} = {v}");
+            }
+            if !s.events.is_empty() {
+                let _ = writeln!(out, "  last events:");
+                for e in &s.events {
+                    let _ = writeln!(
+                        out,
+                        "    {} {} {} {}",
+                        e.timestamp,
+                        e.logical_id,
+                        e.status,
+                        e.reason.clone().unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    for r in &s.records {
+        let live = r
+            .live
+            .as_ref()
+            .map(|v| v.join(","))
+            .unwrap_or_else(|| "(missing)".into());
+        let verdict = if r.live.as_ref() == Some(&r.in_state) {
+            "in sync"
+        } else {
+            "DIFFERS from state"
+        };
+        let _ = writeln!(
+            out,
+            "Record {} {}: live {live}, state {} ({verdict})",
+            r.name,
+            r.record_type,
+            r.in_state.join(",")
+        );
+    }
+    match &s.lock {
+        None => {
+            let _ = writeln!(out, "Lock: free");
+        }
+        Some(l) => {
+            let _ = writeln!(
+                out,
+                "Lock: HELD by {} for `{}` since {}, lease {} {} (id {}){}",
+                l.holder,
+                l.operation,
+                l.created,
+                if s.lock_expired {
+                    "expired at"
+                } else {
+                    "until"
+                },
+                l.lease_expires,
+                l.id,
+                if s.lock_expired {
+                    format!("; `kube-aws state unlock {}` clears it", l.id)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "State serial: {}",
+        s.serial
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "none (nothing applied)".into())
+    );
+    match &s.last_audit {
+        None => {
+            let _ = writeln!(out, "Last audit entry: none");
+        }
+        Some(e) => {
+            let _ = writeln!(
+                out,
+                "Last audit entry: #{} {} {} `{}` {}{}",
+                e.seq,
+                e.time,
+                e.actor,
+                e.command,
+                e.result.as_str(),
+                e.message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    out
+}

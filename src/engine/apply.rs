@@ -77,8 +77,14 @@ pub async fn apply(
 
     // Step 2: the lock. From here on, every path releases it.
     observer(ApplyEvent::Step("taking the state lock"));
-    let lock = backend.store.lock(&actor, command, now(), DEFAULT_LEASE).await?;
-    let outcome = locked(&config, &context, &backend, &lock, plan, &actor, command, interrupt, observer).await;
+    let lock = backend
+        .store
+        .lock(&actor, command, now(), DEFAULT_LEASE)
+        .await?;
+    let outcome = locked(
+        &config, &context, &backend, &lock, plan, &actor, command, interrupt, observer,
+    )
+    .await;
     let released = backend.store.unlock(&lock).await;
     let outcome = outcome?;
     released?;
@@ -141,21 +147,26 @@ async fn locked(
         }));
     }
     let serial_before = loaded.as_ref().map_or(0, |l| l.state.serial);
-    let entry = |result: AuditResult, serial_after: Option<u64>, message: Option<String>| NewEntry {
-        actor: actor.to_string(),
-        command: command.to_string(),
-        result: Some(result),
-        plan_sha256: Some(plan.plan_sha256.clone()),
-        change_set_arn: plan.stack.change_set_arn.clone(),
-        state_serial_before: Some(serial_before),
-        state_serial_after: serial_after,
-        duration_ms: (result != AuditResult::Started).then(|| started.elapsed().as_millis() as u64),
-        summary: Some(plan.summary),
-        message,
-    };
+    let entry =
+        |result: AuditResult, serial_after: Option<u64>, message: Option<String>| NewEntry {
+            actor: actor.to_string(),
+            command: command.to_string(),
+            result: Some(result),
+            plan_sha256: Some(plan.plan_sha256.clone()),
+            change_set_arn: plan.stack.change_set_arn.clone(),
+            state_serial_before: Some(serial_before),
+            state_serial_after: serial_after,
+            duration_ms: (result != AuditResult::Started)
+                .then(|| started.elapsed().as_millis() as u64),
+            summary: Some(plan.summary),
+            message,
+        };
 
     // Step 4.
-    let first = backend.audit.append(now(), entry(AuditResult::Started, None, None)).await?;
+    let first = backend
+        .audit
+        .append(now(), entry(AuditResult::Started, None, None))
+        .await?;
     let finish = |result: AuditResult, serial_after: Option<u64>, message: Option<String>| {
         let new = entry(result, serial_after, message.clone());
         async move {
@@ -190,7 +201,9 @@ async fn locked(
             if let Err(why) = check_change_set(&cfn, plan, &change_set).await {
                 return finish(AuditResult::Failed, None, Some(why)).await;
             }
-            observer(ApplyEvent::Step(&format!("executing change set {change_set}")));
+            observer(ApplyEvent::Step(&format!(
+                "executing change set {change_set}"
+            )));
             let last = last_event_id(&cfn, stack_name).await;
             if let Err(e) = cfn.execute_change_set(stack_name, &change_set).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
@@ -205,17 +218,26 @@ async fn locked(
             );
             return finish(AuditResult::Interrupted, None, Some(message)).await;
         }
-        StackOutcome::Failed { result, message } => return finish(result, None, Some(message)).await,
+        StackOutcome::Failed { result, message } => {
+            return finish(result, None, Some(message)).await;
+        }
         StackOutcome::Unchanged => cfn.describe_stack(stack_name).await?,
         StackOutcome::Done(description) => description,
     };
 
     // Step 7: records, with values known only now taken from the stack's outputs.
-    let outputs: BTreeMap<String, String> = stack.as_ref().map(|s| s.outputs.clone()).unwrap_or_default();
+    let outputs: BTreeMap<String, String> = stack
+        .as_ref()
+        .map(|s| s.outputs.clone())
+        .unwrap_or_default();
     let mut records_ok = true;
     let mut record_error = None;
     let mut applied_records = Vec::new();
-    let changes: Vec<_> = plan.records.iter().filter(|r| r.action != "no-op").collect();
+    let changes: Vec<_> = plan
+        .records
+        .iter()
+        .filter(|r| r.action != "no-op")
+        .collect();
     if !changes.is_empty() {
         observer(ApplyEvent::Step("applying Route53 records"));
         let dns = context.route53();
@@ -226,24 +248,32 @@ async fn locked(
                     Some(v) => vec![v.clone()],
                     None => {
                         records_ok = false;
-                        record_error = Some("the stack has no ControllerEndpoint output to point the record at".to_string());
+                        record_error = Some(
+                            "the stack has no ControllerEndpoint output to point the record at"
+                                .to_string(),
+                        );
                         continue;
                     }
                 }
             } else {
                 r.new_values.clone()
             };
-            by_zone.entry(&r.hosted_zone_id).or_default().push(DnsChange {
-                action: r.action.clone(),
-                name: r.name.clone(),
-                record_type: r.record_type.clone(),
-                ttl: r.ttl,
-                values,
-            });
+            by_zone
+                .entry(&r.hosted_zone_id)
+                .or_default()
+                .push(DnsChange {
+                    action: r.action.clone(),
+                    name: r.name.clone(),
+                    record_type: r.record_type.clone(),
+                    ttl: r.ttl,
+                    values,
+                });
         }
         for (zone, batch) in &by_zone {
             match apply_records(&dns, zone, batch).await {
-                Ok(()) => applied_records.extend(batch.iter().map(|c| (zone.to_string(), c.clone()))),
+                Ok(()) => {
+                    applied_records.extend(batch.iter().map(|c| (zone.to_string(), c.clone())))
+                }
                 Err(e) => {
                     records_ok = false;
                     record_error = Some(e.to_string());
@@ -260,7 +290,10 @@ async fn locked(
     {
         s.id = Some(desc.id.clone());
     }
-    let mut records: Vec<RecordState> = loaded.as_ref().map(|l| l.state.records.clone()).unwrap_or_default();
+    let mut records: Vec<RecordState> = loaded
+        .as_ref()
+        .map(|l| l.state.records.clone())
+        .unwrap_or_default();
     for (zone, change) in &applied_records {
         records.retain(|r| !(r.name == change.name && r.record_type == change.record_type));
         if change.action == "UPSERT" {
@@ -286,12 +319,21 @@ async fn locked(
             "the stack was applied but Route53 failed: {}; the next plan shows the record change again",
             record_error.unwrap_or_default()
         );
-        finish(AuditResult::Failed, Some(written.state.serial), Some(message)).await
+        finish(
+            AuditResult::Failed,
+            Some(written.state.serial),
+            Some(message),
+        )
+        .await
     }
 }
 
 /// Step 5: the change set must still be there, unexecuted, with exactly the reviewed template.
-async fn check_change_set<C: StackService>(cfn: &C, plan: &Plan, change_set: &str) -> Result<(), String> {
+async fn check_change_set<C: StackService>(
+    cfn: &C,
+    plan: &Plan,
+    change_set: &str,
+) -> Result<(), String> {
     let stack = &plan.stack.name;
     let described = cfn
         .describe_change_set(stack, change_set)
@@ -324,7 +366,10 @@ async fn check_change_set<C: StackService>(cfn: &C, plan: &Plan, change_set: &st
 enum StackOutcome {
     Unchanged,
     Done(Option<crate::aws::cloudformation::StackDescription>),
-    Failed { result: AuditResult, message: String },
+    Failed {
+        result: AuditResult,
+        message: String,
+    },
     Interrupted,
 }
 
@@ -363,15 +408,33 @@ async fn follow<C: StackService>(
             last_event = Some(newest.id.clone());
         }
         let described = cfn.describe_stack(stack).await?;
-        let status = described.as_ref().map(|d| d.status.clone()).unwrap_or_else(|| "DELETE_COMPLETE".into());
+        let status = described
+            .as_ref()
+            .map(|d| d.status.clone())
+            .unwrap_or_else(|| "DELETE_COMPLETE".into());
         let reasons = || {
             let shown: Vec<String> = failures
                 .iter()
                 .take(5)
-                .map(|e| format!("{} ({}): {} {}", e.logical_id, e.resource_type, e.status, e.reason.clone().unwrap_or_default()))
+                .map(|e| {
+                    format!(
+                        "{} ({}): {} {}",
+                        e.logical_id,
+                        e.resource_type,
+                        e.status,
+                        e.reason.clone().unwrap_or_default()
+                    )
+                })
                 .collect();
-            let reason = described.as_ref().and_then(|d| d.status_reason.clone()).unwrap_or_default();
-            if shown.is_empty() { reason } else { shown.join("; ") }
+            let reason = described
+                .as_ref()
+                .and_then(|d| d.status_reason.clone())
+                .unwrap_or_default();
+            if shown.is_empty() {
+                reason
+            } else {
+                shown.join("; ")
+            }
         };
         match status.as_str() {
             "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "IMPORT_COMPLETE" | "DELETE_COMPLETE" => {
@@ -399,13 +462,19 @@ async fn follow<C: StackService>(
     }
 }
 
-async fn apply_records<D: DnsService>(dns: &D, zone: &str, batch: &[DnsChange]) -> Result<(), EngineError> {
+async fn apply_records<D: DnsService>(
+    dns: &D,
+    zone: &str,
+    batch: &[DnsChange],
+) -> Result<(), EngineError> {
     let change_id = dns.change(zone, batch).await?;
     let mut delay = StdDuration::from_millis(500);
     let deadline = Instant::now() + StdDuration::from_secs(10 * 60);
     while !dns.in_sync(&change_id).await? {
         if Instant::now() > deadline {
-            return Err(EngineError::Refused(format!("Route53 change {change_id} was not INSYNC within 10 minutes")));
+            return Err(EngineError::Refused(format!(
+                "Route53 change {change_id} was not INSYNC within 10 minutes"
+            )));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 3 / 2).min(StdDuration::from_secs(10));

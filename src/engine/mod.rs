@@ -4,8 +4,9 @@
 pub mod apply;
 pub mod backend;
 pub mod history;
-pub mod plan;
 pub mod pki;
+pub mod plan;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -217,7 +218,14 @@ pub async fn build<V: KeyVault, I: ImageCatalog>(
     let empty = Default::default();
     let previous_tls = prior.as_ref().map(|s| &s.tls).unwrap_or(&empty);
     let image = resolve_image(&config, prior.as_ref(), images).await?;
-    let tls = pki::resolve(&config, previous_tls, Some(vault), now, DEFAULT_RENEW_BEFORE).await?;
+    let tls = pki::resolve(
+        &config,
+        previous_tls,
+        Some(vault),
+        now,
+        DEFAULT_RENEW_BEFORE,
+    )
+    .await?;
     let rendered = render::render(
         &templates,
         &RenderInputs {

@@ -62,7 +62,8 @@ pub async fn plan(
     let config = ClusterConfig::load(dir)?;
     if options.offline && config.state.backend == StateBackendKind::S3 {
         return Err(EngineError::Refused(
-            "--offline plans against the local state only, but cluster.yaml keeps the state in S3".into(),
+            "--offline plans against the local state only, but cluster.yaml keeps the state in S3"
+                .into(),
         ));
     }
     let context = aws.context(&config).await;
@@ -73,7 +74,10 @@ pub async fn plan(
     if options.destroy {
         plan_destroy(&config, prior, online, progress).await
     } else {
-        plan_apply(dir, &config, &backend, prior, online, options, now, progress).await
+        plan_apply(
+            dir, &config, &backend, prior, online, options, now, progress,
+        )
+        .await
     }
 }
 
@@ -92,18 +96,20 @@ async fn resolve_image(
     online: Option<&AwsContext>,
     skipped: &mut Vec<String>,
 ) -> Result<ImageState, EngineError> {
-    let pinned = config
-        .ami_id
-        .clone()
-        .or_else(|| {
-            prior
-                .and_then(|s| s.image.as_ref())
-                .filter(|i| i.release_channel == config.release_channel)
-                .map(|i| i.ami_id.clone())
-        });
+    let pinned = config.ami_id.clone().or_else(|| {
+        prior
+            .and_then(|s| s.image.as_ref())
+            .filter(|i| i.release_channel == config.release_channel)
+            .map(|i| i.ami_id.clone())
+    });
     let ami_id = match (pinned, online) {
         (Some(ami), _) => ami,
-        (None, Some(context)) => context.images().latest_flatcar(config.release_channel).await?,
+        (None, Some(context)) => {
+            context
+                .images()
+                .latest_flatcar(config.release_channel)
+                .await?
+        }
         (None, None) => {
             skipped.push(format!(
                 "the Flatcar {} AMI lookup (EC2 DescribeImages)",
@@ -144,7 +150,10 @@ fn readable_template(template: &Value) -> String {
                     if k == "UserData"
                         && let Value::String(s) = inner
                     {
-                        *s = format!("<gzip+base64 cloud-config sha256:{}>", &sha256_hex(&*s)[..12]);
+                        *s = format!(
+                            "<gzip+base64 cloud-config sha256:{}>",
+                            &sha256_hex(&*s)[..12]
+                        );
                     } else {
                         walk(inner);
                     }
@@ -187,7 +196,14 @@ async fn plan_apply(
     if online.is_none() {
         skipped.push("issuing certificates (KMS Encrypt): new ones are shown, not made".into());
     }
-    let tls = pki::resolve(config, previous_tls, kms.as_ref(), now, options.renew_before).await?;
+    let tls = pki::resolve(
+        config,
+        previous_tls,
+        kms.as_ref(),
+        now,
+        options.renew_before,
+    )
+    .await?;
     let templates = super::load_templates(dir)?;
     let rendered = render::render(
         &templates,
@@ -237,7 +253,9 @@ async fn plan_apply(
             },
         );
     }
-    let record_spec = config.create_record_set.then(|| desired_record_spec(config));
+    let record_spec = config
+        .create_record_set
+        .then(|| desired_record_spec(config));
     if let Some(spec) = &record_spec {
         desired.insert(
             asset_path(AssetKind::Record, &spec.name),
@@ -315,12 +333,25 @@ async fn plan_apply(
                 let change_set_name = format!(
                     "kube-aws-{}",
                     &sha256_hex(
-                        canonical_json(&(&binding, &template_sha256, &config.stack_tags, &config.cluster_name))
-                            .expect("serialises")
+                        canonical_json(&(
+                            &binding,
+                            &template_sha256,
+                            &config.stack_tags,
+                            &config.cluster_name
+                        ))
+                        .expect("serialises")
                     )[..12]
                 );
                 let template_url = if rendered.stack_template.len() > INLINE_TEMPLATE_LIMIT {
-                    Some(upload_template(config, backend, &template_sha256, &rendered.stack_template).await?)
+                    Some(
+                        upload_template(
+                            config,
+                            backend,
+                            &template_sha256,
+                            &rendered.stack_template,
+                        )
+                        .await?,
+                    )
                 } else {
                     None
                 };
@@ -333,7 +364,10 @@ async fn plan_apply(
                         .then(|| rendered.stack_template.clone()),
                     template_url: template_url.clone(),
                     tags: config.stack_tags.clone(),
-                    description: format!("kube-aws plan for {} (state serial {})", config.cluster_name, binding.serial),
+                    description: format!(
+                        "kube-aws plan for {} (state serial {})",
+                        config.cluster_name, binding.serial
+                    ),
                 };
                 progress(&format!("creating change set {change_set_name}"));
                 match cfn.create_change_set(&request).await {
@@ -346,7 +380,8 @@ async fn plan_apply(
                     Err(e) if e.code.as_deref() == Some("AlreadyExistsException") => {}
                     Err(e) => return Err(e.into()),
                 }
-                let described = wait_for_change_set(&cfn, &stack_name, &change_set_name, progress).await?;
+                let described =
+                    wait_for_change_set(&cfn, &stack_name, &change_set_name, progress).await?;
                 match described {
                     None => {
                         progress("no changes: deleting the empty change set");
@@ -354,7 +389,11 @@ async fn plan_apply(
                         stack.action = Action::NoOp;
                     }
                     Some(cs) => {
-                        stack.action = if exists { Action::Update } else { Action::Create };
+                        stack.action = if exists {
+                            Action::Update
+                        } else {
+                            Action::Create
+                        };
                         stack.change_set_name = Some(change_set_name);
                         stack.change_set_arn = Some(cs.arn.clone());
                         stack.template_url = template_url;
@@ -377,14 +416,30 @@ async fn plan_apply(
     match (online, &record_spec) {
         (None, _) => skipped.push("Route53: records were not looked up".into()),
         (Some(context), _) => {
-            records = plan_records(config, prior_state, record_spec.as_ref(), &stack, &live_outputs, &context.route53(), progress).await?;
+            records = plan_records(
+                config,
+                prior_state,
+                record_spec.as_ref(),
+                &stack,
+                &live_outputs,
+                &context.route53(),
+                progress,
+            )
+            .await?;
         }
     }
 
     // Assets, with diffs of what is deployed where the deployed template is known.
-    let old_userdata = deployed_template.as_ref().map(userdata_by_resource).unwrap_or_default();
+    let old_userdata = deployed_template
+        .as_ref()
+        .map(userdata_by_resource)
+        .unwrap_or_default();
     let new_userdata = userdata_by_resource(&new_template);
-    let mut secrets: Vec<String> = tls.assets.values().map(|a| a.key_ciphertext.clone()).collect();
+    let mut secrets: Vec<String> = tls
+        .assets
+        .values()
+        .map(|a| a.key_ciphertext.clone())
+        .collect();
     secrets.extend(previous_tls.values().map(|a| a.key_ciphertext.clone()));
     let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let prior_assets = prior_state.map(|s| s.assets.clone()).unwrap_or_default();
@@ -401,7 +456,10 @@ async fn plan_apply(
             (Some(o), Some(n)) if o.sha256 != n.asset.sha256 => Action::Update,
             _ => Action::NoOp,
         };
-        let kind = new.map(|n| n.asset.kind).or(old.map(|o| o.kind)).expect("one side exists");
+        let kind = new
+            .map(|n| n.asset.kind)
+            .or(old.map(|o| o.kind))
+            .expect("one side exists");
         let mut reason = None;
         if kind == AssetKind::Tls {
             let name = path.trim_start_matches("tls/");
@@ -414,31 +472,33 @@ async fn plan_apply(
         } else {
             action
         };
-        let diff = if action == Action::NoOp {
+        // New assets are listed, not printed whole: the resource list says what they add.
+        let diff = if action != Action::Update {
             None
         } else {
             let new_text = new.and_then(|n| n.content.clone());
             let old_text = match kind {
-                AssetKind::StackTemplate => match (&deployed_template, action) {
-                    (Some(t), _) => Some(readable_template(t)),
-                    (None, Action::Create) => Some(String::new()),
-                    _ => None,
-                },
+                AssetKind::StackTemplate => deployed_template.as_ref().map(readable_template),
                 AssetKind::CloudConfig => {
                     let carrier = new_text.as_ref().and_then(|text| {
                         let encoded = render::gzip_base64(text);
-                        new_userdata.iter().find(|(_, u)| **u == encoded).map(|(id, _)| id.clone())
+                        new_userdata
+                            .iter()
+                            .find(|(_, u)| **u == encoded)
+                            .map(|(id, _)| id.clone())
                     });
-                    match (carrier.and_then(|id| old_userdata.get(&id)), action) {
-                        (Some(u), _) => diff::decode_userdata(u),
-                        (None, Action::Create) => Some(String::new()),
-                        _ => None,
-                    }
+                    carrier
+                        .and_then(|id| old_userdata.get(&id))
+                        .and_then(|u| diff::decode_userdata(u))
                 }
                 _ => None,
             };
             match (old_text, new_text) {
-                (Some(o), Some(n)) => diff::unified(path, &diff::redact(&o, &secret_refs), &diff::redact(&n, &secret_refs)),
+                (Some(o), Some(n)) => diff::unified(
+                    path,
+                    &diff::redact(&o, &secret_refs),
+                    &diff::redact(&n, &secret_refs),
+                ),
                 _ => None,
             }
         };
@@ -458,8 +518,16 @@ async fn plan_apply(
         .values()
         .map(|a| Certificate {
             name: a.name.clone(),
-            not_after: if a.not_after.is_empty() { KNOWN_AFTER_APPLY.into() } else { a.not_after.clone() },
-            action: if reasons.contains_key(a.name.as_str()) { "issue".into() } else { "keep".into() },
+            not_after: if a.not_after.is_empty() {
+                KNOWN_AFTER_APPLY.into()
+            } else {
+                a.not_after.clone()
+            },
+            action: if reasons.contains_key(a.name.as_str()) {
+                "issue".into()
+            } else {
+                "keep".into()
+            },
             reason: reasons.get(a.name.as_str()).map(|r| describe_reason(r)),
         })
         .collect();
@@ -478,7 +546,10 @@ async fn plan_apply(
             template_sha256: template_sha256.clone(),
             parameters: BTreeMap::new(),
         }),
-        assets: desired.into_iter().map(|(path, d)| (path, d.asset)).collect(),
+        assets: desired
+            .into_iter()
+            .map(|(path, d)| (path, d.asset))
+            .collect(),
         tls: tls.assets.clone(),
         image: Some(image),
         records: records
@@ -517,8 +588,12 @@ async fn plan_apply(
 fn describe_reason(reason: &pki::IssueReason) -> String {
     match reason {
         pki::IssueReason::New => "new certificate".into(),
-        pki::IssueReason::SpecChanged => "its spec changed (subject, SANs, usages, validity or issuer)".into(),
-        pki::IssueReason::Expiring { not_after } => format!("expires {not_after}, within the renewal window"),
+        pki::IssueReason::SpecChanged => {
+            "its spec changed (subject, SANs, usages, validity or issuer)".into()
+        }
+        pki::IssueReason::Expiring { not_after } => {
+            format!("expires {not_after}, within the renewal window")
+        }
     }
 }
 
@@ -537,7 +612,9 @@ async fn wait_for_change_set<C: StackService>(
             "CREATE_COMPLETE" => return Ok(Some(described)),
             "FAILED" => {
                 let reason = described.status_reason.clone().unwrap_or_default();
-                if reason.contains("didn't contain changes") || reason.contains("No updates are to be performed") {
+                if reason.contains("didn't contain changes")
+                    || reason.contains("No updates are to be performed")
+                {
                     return Ok(None);
                 }
                 return Err(EngineError::Refused(format!(
@@ -547,7 +624,9 @@ async fn wait_for_change_set<C: StackService>(
             status => progress(&format!("change set {name}: {status}")),
         }
         if std::time::Instant::now() > deadline {
-            return Err(EngineError::Refused(format!("change set {name} was not created within 30 minutes")));
+            return Err(EngineError::Refused(format!(
+                "change set {name} was not created within 30 minutes"
+            )));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 3 / 2).min(StdDuration::from_secs(10));
@@ -563,13 +642,20 @@ fn resource_changes(
 ) -> Vec<ResourceChange> {
     let empty = Value::Object(Default::default());
     let template_diff = diff::template_diff(deployed.unwrap_or(&empty), new_template);
-    let by_id: BTreeMap<&str, &diff::ResourceDiff> =
-        template_diff.iter().map(|d| (d.logical_id.as_str(), d)).collect();
+    let by_id: BTreeMap<&str, &diff::ResourceDiff> = template_diff
+        .iter()
+        .map(|d| (d.logical_id.as_str(), d))
+        .collect();
     let modified: BTreeSet<String> = template_diff
         .iter()
         .filter(|d| d.action == "Modify")
         .map(|d| d.logical_id.clone())
-        .chain(changes.iter().filter(|c| c.action == "Modify").map(|c| c.logical_id.clone()))
+        .chain(
+            changes
+                .iter()
+                .filter(|c| c.action == "Modify")
+                .map(|c| c.logical_id.clone()),
+        )
         .collect();
     let rolling = if deployed.is_some() {
         diff::rolling_forecasts(new_template, &modified)
@@ -579,7 +665,10 @@ fn resource_changes(
     let mut out: Vec<ResourceChange> = changes
         .iter()
         .map(|c| {
-            let changed = by_id.get(c.logical_id.as_str()).map(|d| d.changed_properties.clone()).unwrap_or_default();
+            let changed = by_id
+                .get(c.logical_id.as_str())
+                .map(|d| d.changed_properties.clone())
+                .unwrap_or_default();
             let (replacement, source) = match (&c.replacement, c.action.as_str()) {
                 (Some(r), _) => (Some(r.clone()), Some("change-set".to_string())),
                 (None, "Modify") => (
@@ -616,7 +705,9 @@ fn resource_changes(
             replacement: Some("False".into()),
             replacement_source: Some("forecast".into()),
             scope: vec![],
-            details: vec!["its launch template changes: instances are replaced by a rolling update".into()],
+            details: vec![
+                "its launch template changes: instances are replaced by a rolling update".into(),
+            ],
             changed_properties: vec![],
             rolling: Some(forecast),
         });
@@ -637,7 +728,12 @@ struct RecordSpec {
 fn desired_record_spec(config: &ClusterConfig) -> RecordSpec {
     RecordSpec {
         name: fqdn(&config.external_dns_name),
-        record_type: if config.controller_count == 1 { "A" } else { "CNAME" }.into(),
+        record_type: if config.controller_count == 1 {
+            "A"
+        } else {
+            "CNAME"
+        }
+        .into(),
         ttl: config.record_set_ttl,
         zone: config.hosted_zone_id.clone().or(config.hosted_zone.clone()),
     }
@@ -663,7 +759,11 @@ async fn plan_records<D: DnsService>(
         .ok_or_else(|| {
             EngineError::Refused(format!(
                 "hosted zone {} does not exist (hostedZoneId/hostedZone in cluster.yaml)",
-                config.hosted_zone_id.clone().or(config.hosted_zone.clone()).unwrap_or_default()
+                config
+                    .hosted_zone_id
+                    .clone()
+                    .or(config.hosted_zone.clone())
+                    .unwrap_or_default()
             ))
         })?;
         let name = spec.name.trim_end_matches('.');
@@ -677,7 +777,9 @@ async fn plan_records<D: DnsService>(
         // replaced by this plan.
         let endpoint_changes = stack.resource_changes.iter().any(|c| {
             matches!(c.logical_id.as_str(), "EIPController" | "ElbAPIServer")
-                && (c.action == "Add" || c.replaces() || c.replacement.as_deref() == Some("Conditional"))
+                && (c.action == "Add"
+                    || c.replaces()
+                    || c.replacement.as_deref() == Some("Conditional"))
         });
         let new_values = match outputs.get("ControllerEndpoint") {
             Some(v) if !endpoint_changes && stack.action != Action::Create => vec![v.clone()],
@@ -719,7 +821,11 @@ async fn plan_records<D: DnsService>(
     Ok(out)
 }
 
-fn summarize(stack: &StackChange, records: &[RecordChange], assets: &[AssetChange]) -> ChangeSummary {
+fn summarize(
+    stack: &StackChange,
+    records: &[RecordChange],
+    assets: &[AssetChange],
+) -> ChangeSummary {
     let mut s = ChangeSummary::default();
     if stack.resource_changes.is_empty() && stack.action != Action::NoOp {
         // No change set to count (offline): count the assets instead.
@@ -775,7 +881,9 @@ async fn upload_template(
         .await
         .map_err(crate::state::StateError::from)?;
     let region = config.state.region.as_deref().unwrap_or(&config.region);
-    Ok(format!("https://{bucket}.s3.{region}.amazonaws.com/{object_key}"))
+    Ok(format!(
+        "https://{bucket}.s3.{region}.amazonaws.com/{object_key}"
+    ))
 }
 
 /// The plan for `destroy`: delete the stack and the records this tool created.
@@ -786,7 +894,9 @@ async fn plan_destroy(
     progress: Progress<'_>,
 ) -> Result<Plan, EngineError> {
     let Some(context) = online else {
-        return Err(EngineError::Refused("destroy needs AWS; it cannot be planned --offline".into()));
+        return Err(EngineError::Refused(
+            "destroy needs AWS; it cannot be planned --offline".into(),
+        ));
     };
     let binding = prior_binding(prior.as_ref());
     let stack_name = config.stack_name();
@@ -795,10 +905,17 @@ async fn plan_destroy(
     let prior_state = prior.as_ref().map(|p| p.state.clone());
     let stack = StackChange {
         name: stack_name.clone(),
-        action: if live.is_some() { Action::Delete } else { Action::NoOp },
+        action: if live.is_some() {
+            Action::Delete
+        } else {
+            Action::NoOp
+        },
         change_set_name: None,
         change_set_arn: None,
-        template_sha256: prior_state.as_ref().and_then(|s| s.stack.as_ref()).map(|s| s.template_sha256.clone()),
+        template_sha256: prior_state
+            .as_ref()
+            .and_then(|s| s.stack.as_ref())
+            .map(|s| s.template_sha256.clone()),
         template_url: None,
         resource_changes: Vec::new(),
     };

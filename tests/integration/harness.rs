@@ -37,15 +37,16 @@ pub fn moto() -> &'static Moto {
 }
 
 fn start_moto() -> Moto {
-    let found = Command::new("sh")
-        .args(["-c", "command -v moto_server"])
+    let found = Command::new("python3")
+        .args(["-c", "import moto.server"])
         .output()
-        .expect("sh runs");
+        .expect("python3 runs");
     assert!(
         found.status.success(),
-        "moto_server is not installed: run `pip install 'moto[server]'` (or .ci/run, which does). \
+        "moto is not installed: run scripts/ensure-tools (pip install 'moto[server]'). \
          These tests need the local AWS emulator and do not skip without it."
     );
+    let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto-server");
     let workdir = tempfile::tempdir().expect("temp dir");
     let amis = workdir.path().join("amis.json");
     std::fs::write(
@@ -60,10 +61,11 @@ fn start_moto() -> Moto {
     let mut child = Command::new("sh")
         .args([
             "-c",
-            "moto_server -H 127.0.0.1 -p \"$1\" >\"$2\" 2>&1 & m=$!; read _ignored; kill $m",
+            "\"$3\" -H 127.0.0.1 -p \"$1\" >\"$2\" 2>&1 & m=$!; read _ignored; kill $m",
             "moto-wrapper",
             &port.to_string(),
             &workdir.path().join("moto.log").display().to_string(),
+            &launcher.display().to_string(),
         ])
         .env("MOTO_AMIS_PATH", &amis)
         .env("MOTO_ENABLE_RECORDING", "True")
