@@ -234,6 +234,25 @@ impl Moto {
         name
     }
 
+    /// Creates a public hosted zone and returns its id (without `/hostedzone/`).
+    pub fn create_zone(&self, name: &str) -> String {
+        block_on(async {
+            let client = aws_sdk_route53::Client::new(&self.sdk_config().await);
+            let out = client
+                .create_hosted_zone()
+                .name(name)
+                .caller_reference(unique_cluster("zone"))
+                .send()
+                .await
+                .expect("moto creates a hosted zone");
+            out.hosted_zone
+                .expect("a zone")
+                .id
+                .trim_start_matches("/hostedzone/")
+                .to_string()
+        })
+    }
+
     /// Creates a KMS key (through the SDK, like the code under test) and returns its ARN.
     pub fn create_kms_key(&self) -> String {
         block_on(async {

@@ -6,4 +6,6 @@ mod export;
 mod harness;
 mod history;
 mod kms;
+mod proxy;
 mod schemas;
+mod workflow;

@@ -19,9 +19,19 @@ pub fn json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// A validator for one of `state/*.schema.json`, with the others registered by `$id` so
+/// cross-schema references (the plan's `new_state`) resolve offline.
 fn validator(schema: &str) -> jsonschema::Validator {
+    let mut registry = jsonschema::Registry::new();
+    for name in ["state", "plan", "audit-entry", "lock"] {
+        let doc = json(&repo(&format!("state/{name}.schema.json")));
+        let id = doc["$id"].as_str().unwrap().to_string();
+        registry = registry.add(id, doc).unwrap();
+    }
+    let registry = registry.prepare().unwrap();
     jsonschema::options()
         .should_validate_formats(true)
+        .with_registry(&registry)
         .build(&json(&repo(&format!("state/{schema}"))))
         .unwrap()
 }
