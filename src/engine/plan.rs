@@ -281,9 +281,11 @@ async fn plan_apply(
         template_url: None,
         resource_changes: Vec::new(),
     };
+    // What the stack was last applied with: its template and its tags.
     let state_template = prior_state
         .and_then(|s| s.stack.as_ref())
-        .map(|s| s.template_sha256.clone());
+        .map(|s| (s.template_sha256.clone(), s.tags.clone()));
+    let desired_stack = (template_sha256.clone(), config.stack_tags.clone());
     let mut stack_id = prior_state
         .and_then(|s| s.stack.as_ref())
         .and_then(|s| s.id.clone());
@@ -294,7 +296,7 @@ async fn plan_apply(
             skipped.push("CloudFormation: no change set was created or described".into());
             stack.action = match state_template {
                 None => Action::Create,
-                Some(hash) if hash != template_sha256 => Action::Update,
+                Some(applied) if applied != desired_stack => Action::Update,
                 Some(_) => Action::NoOp,
             };
         }
@@ -323,7 +325,7 @@ async fn plan_apply(
                 stack_id = Some(s.id.clone());
                 live_outputs = s.outputs.clone();
             }
-            let unchanged = exists && state_template.as_deref() == Some(template_sha256.as_str());
+            let unchanged = exists && state_template.as_ref() == Some(&desired_stack);
             if !unchanged {
                 if exists {
                     progress("reading the deployed template");
@@ -545,6 +547,7 @@ async fn plan_apply(
             id: stack_id,
             template_sha256: template_sha256.clone(),
             parameters: BTreeMap::new(),
+            tags: config.stack_tags.clone(),
         }),
         assets: desired
             .into_iter()

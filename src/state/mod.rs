@@ -42,6 +42,8 @@ pub struct StackState {
     pub id: Option<String>,
     pub template_sha256: String,
     pub parameters: BTreeMap<String, String>,
+    /// `stackTags` as applied: a change to them alone is a stack update too.
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,10 +2,12 @@
 
 mod backends;
 mod cli_errors;
+mod crash;
 mod export;
 mod harness;
 mod history;
 mod kms;
 mod proxy;
 mod schemas;
+mod served;
 mod workflow;

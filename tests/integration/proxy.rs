@@ -32,6 +32,17 @@ pub enum Fault {
     Reset,
 }
 
+/// A request offered to an interceptor: a test may answer it itself, with a response shaped
+/// like AWS's documented one, instead of letting moto answer.
+pub struct Intercepted<'a> {
+    pub service: &'a str,
+    pub operation: &'a str,
+    pub body: &'a str,
+}
+
+/// (status, body) to send instead of forwarding.
+pub type Interceptor = Arc<dyn Fn(&Intercepted<'_>) -> Option<(u16, String)> + Send + Sync>;
+
 /// Which requests fail: a deterministic pseudo-random `fraction` of them.
 #[derive(Debug, Clone, Copy)]
 pub struct Faults {
@@ -42,6 +53,19 @@ pub struct Faults {
 pub struct Proxy {
     pub endpoint: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    interceptor: Arc<Mutex<Option<Interceptor>>>,
+    hold: Arc<Hold>,
+}
+
+/// Holding one request unanswered, so a test can kill the client at that exact point.
+#[derive(Default)]
+struct Hold {
+    /// 1-based index of the request to hold; 0 for none.
+    at: AtomicU64,
+    /// Set once that request has arrived and is being held.
+    held: std::sync::atomic::AtomicBool,
+    seen: AtomicU64,
+    release: tokio::sync::Notify,
 }
 
 impl Proxy {
@@ -52,9 +76,13 @@ impl Proxy {
             .expect("non-blocking listener");
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let interceptor = Arc::new(Mutex::new(None));
+        let hold = Arc::new(Hold::default());
         let state = Arc::new(Shared {
             upstream: upstream.trim_end_matches('/').to_string(),
             seen: seen.clone(),
+            interceptor: interceptor.clone(),
+            hold: hold.clone(),
             faults,
             counter: AtomicU64::new(0),
             client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
@@ -83,7 +111,35 @@ impl Proxy {
                 }
             });
         });
-        Proxy { endpoint, seen }
+        Proxy {
+            endpoint,
+            seen,
+            interceptor,
+            hold,
+        }
+    }
+
+    /// Lets `interceptor` answer requests before they reach moto.
+    pub fn intercept(&self, interceptor: Interceptor) {
+        *self.interceptor.lock().unwrap() = Some(interceptor);
+    }
+
+    /// Holds the `n`-th request from now (1-based) without answering it.
+    pub fn hold_request(&self, n: u64) {
+        self.hold.held.store(false, Ordering::SeqCst);
+        self.hold.seen.store(0, Ordering::SeqCst);
+        self.hold.at.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether the held request has arrived.
+    pub fn holding(&self) -> bool {
+        self.hold.held.load(Ordering::SeqCst)
+    }
+
+    /// Stops holding: the held request's connection is dropped.
+    pub fn release(&self) {
+        self.hold.at.store(0, Ordering::SeqCst);
+        self.hold.release.notify_waiters();
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -106,6 +162,8 @@ impl Proxy {
 struct Shared {
     upstream: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    interceptor: Arc<Mutex<Option<Interceptor>>>,
+    hold: Arc<Hold>,
     faults: Option<Faults>,
     counter: AtomicU64,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -208,12 +266,38 @@ impl Shared {
                 path_and_query.split('?').next().unwrap_or("/")
             )
         });
+        let at = self.hold.at.load(Ordering::SeqCst);
+        if at > 0 && self.hold.seen.fetch_add(1, Ordering::SeqCst) + 1 == at {
+            let released = self.hold.release.notified();
+            self.hold.held.store(true, Ordering::SeqCst);
+            released.await;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "held request dropped",
+            ));
+        }
         let fault = self.pick_fault();
         self.seen.lock().unwrap().push(Seen {
             service: service.clone(),
-            operation,
+            operation: operation.clone(),
             fault,
         });
+        let interceptor = self.interceptor.lock().unwrap().clone();
+        if fault.is_none()
+            && let Some(interceptor) = interceptor
+            && let Some((status, body)) = interceptor(&Intercepted {
+                service: &service,
+                operation: &operation,
+                body: &String::from_utf8_lossy(&body),
+            })
+        {
+            return Ok(Response::builder()
+                .status(status)
+                .header("content-type", "text/xml")
+                .header("x-amzn-requestid", "served-by-test")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap());
+        }
         match fault {
             Some(Fault::Throttle) => return Ok(throttle_response(&service)),
             Some(Fault::ServerError) => {
