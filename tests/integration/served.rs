@@ -11,7 +11,7 @@ use crate::workflow::{Cluster, stderr, stdout};
 
 const NS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
 
-fn param<'a>(body: &'a str, name: &str) -> Option<String> {
+fn param(body: &str, name: &str) -> Option<String> {
     body.split('&')
         .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
         .map(|v| v.replace("%2F", "/").replace("%3A", ":").replace("+", " "))
