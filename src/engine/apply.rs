@@ -190,11 +190,20 @@ async fn locked(
         (_, Action::NoOp) => {}
         (PlanKind::Destroy, _) => {
             observer(ApplyEvent::Step("deleting the stack"));
-            let last = last_event_id(&cfn, stack_name).await;
+            // A deleted stack is only describable by its id, not its name.
+            let id = match cfn.describe_stack(stack_name).await {
+                Ok(Some(d)) => d.id,
+                Ok(None) => stack_name.clone(),
+                Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
+            };
+            let last = last_event_id(&cfn, &id).await;
             if let Err(e) = cfn.delete_stack(stack_name).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
-            stack_outcome = follow(&cfn, stack_name, last, interrupt, observer).await?;
+            stack_outcome = match follow(&cfn, &id, last, interrupt, observer).await {
+                Ok(outcome) => outcome,
+                Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
+            };
         }
         (PlanKind::Apply, _) => {
             let change_set = plan.stack.change_set_name.clone().unwrap_or_default();
@@ -208,7 +217,10 @@ async fn locked(
             if let Err(e) = cfn.execute_change_set(stack_name, &change_set).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
-            stack_outcome = follow(&cfn, stack_name, last, interrupt, observer).await?;
+            stack_outcome = match follow(&cfn, stack_name, last, interrupt, observer).await {
+                Ok(outcome) => outcome,
+                Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
+            };
         }
     }
     let stack = match stack_outcome {

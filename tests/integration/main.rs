@@ -3,6 +3,7 @@
 mod backends;
 mod cli_errors;
 mod crash;
+mod edges;
 mod export;
 mod harness;
 mod history;

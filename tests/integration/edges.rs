@@ -1,0 +1,313 @@
+//! The edges of plan and apply: destroy's ownership rule, a Route53 failure after a good stack
+//! update, Ctrl-C while the stack updates, certificate renewal, large templates, wrong zones.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{block_on, kube_aws, moto};
+use crate::workflow::{Cluster, stderr, stdout};
+
+/// A stack template override with only what moto can also delete: the API endpoint's EIP.
+const SMALL_STACK: &str = r#"{
+  "AWSTemplateFormatVersion": "2010-09-09",
+  "Description": "kube-aws test stack {{ cluster.clusterName }}",
+  "Resources": {"EIPController": {"Type": "AWS::EC2::EIP", "Properties": {"Domain": "vpc"}}},
+  "Outputs": {"ControllerEndpoint": {"Value": {"Ref": "EIPController"}}}
+}
+"#;
+
+fn records(zone: &str) -> Vec<(String, String)> {
+    block_on(async {
+        let client = aws_sdk_route53::Client::new(&moto().sdk_config().await);
+        let out = client
+            .list_resource_record_sets()
+            .hosted_zone_id(zone)
+            .send()
+            .await
+            .unwrap();
+        out.resource_record_sets()
+            .iter()
+            .filter(|r| matches!(r.r#type().as_str(), "A" | "CNAME"))
+            .map(|r| (r.name().to_string(), r.r#type().as_str().to_string()))
+            .collect()
+    })
+}
+
+#[test]
+fn destroy_deletes_the_stack_and_only_the_records_it_created() {
+    let c = Cluster::new("destroy", false, None);
+    c.expect(0, &["render"]);
+    std::fs::write(c.path("stack-template.json"), SMALL_STACK).unwrap();
+    c.plan_and_apply();
+    // Somebody else's record in the same zone.
+    block_on(async {
+        let client = aws_sdk_route53::Client::new(&moto().sdk_config().await);
+        use aws_sdk_route53::types::*;
+        let set = ResourceRecordSet::builder()
+            .name(format!("www.{}.example.com.", c.name))
+            .r#type(RrType::A)
+            .ttl(60)
+            .resource_records(
+                ResourceRecord::builder()
+                    .value("192.0.2.7")
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let change = Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(set)
+            .build()
+            .unwrap();
+        client
+            .change_resource_record_sets()
+            .hosted_zone_id(&c.zone_id)
+            .change_batch(ChangeBatch::builder().changes(change).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+    });
+    assert_eq!(records(&c.zone_id).len(), 2);
+
+    let out = c.expect(0, &["destroy", "--plan-only", "-o", "destroy.json"]);
+    let text = stdout(&out);
+    assert!(text.contains("- delete the stack"), "{text}");
+    assert!(
+        text.contains(&format!("DELETE api.{}.example.com.", c.name)),
+        "{text}"
+    );
+    assert!(!text.contains("www."), "{text}");
+    c.expect(0, &["apply", "destroy.json"]);
+
+    assert_eq!(
+        records(&c.zone_id),
+        vec![(format!("www.{}.example.com.", c.name), "A".to_string())]
+    );
+    let status = stdout(&c.expect(0, &["status"]));
+    assert!(status.contains("not deployed"), "{status}");
+    let state: Value = serde_json::from_slice(&c.expect(0, &["state", "pull"]).stdout).unwrap();
+    assert_eq!(state["serial"], 2);
+    assert_eq!(state["stack"], Value::Null);
+    assert_eq!(state["records"], serde_json::json!([]));
+    assert!(
+        state["tls"]["ca"].is_object(),
+        "certificates are kept for a re-create"
+    );
+    let history: Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
+            .unwrap();
+    assert_eq!(history[0]["command"], "apply destroy.json");
+    assert_eq!(history[0]["result"], "succeeded");
+}
+
+#[test]
+fn a_route53_failure_after_the_stack_is_recorded_and_the_next_plan_shows_the_record_again() {
+    let c = Cluster::new("r53fail", false, None);
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    c.proxy.intercept(Arc::new(|req| {
+        (req.service == "route53" && req.operation.starts_with("POST ") && req.operation.ends_with("/rrset")).then(|| {
+            (400, r#"<?xml version="1.0"?><ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Error><Type>Sender</Type><Code>InvalidChangeBatch</Code><Message>[RRSet with DNS name api.example.com. is not permitted in zone example.com.]</Message></Error><RequestId>r1</RequestId></ErrorResponse>"#.to_string())
+        })
+    }));
+    let out = c.expect(1, &["apply", "plan.json"]);
+    assert!(
+        stderr(&out).contains("the stack was applied but Route53 failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("InvalidChangeBatch"),
+        "{}",
+        stderr(&out)
+    );
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    assert_eq!(state["serial"], 1, "the stack's success is kept");
+    assert_eq!(
+        state["records"],
+        serde_json::json!([]),
+        "the record is not claimed"
+    );
+    let history: Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
+            .unwrap();
+    assert_eq!(history[0]["result"], "failed");
+
+    c.proxy.intercept(Arc::new(|_| None));
+    c.expect(2, &["plan", "-o", "plan.json", "--detailed-exitcode"]);
+    let plan: Value = serde_json::from_slice(&std::fs::read(c.path("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["stack"]["action"], "no-op");
+    assert_eq!(plan["records"][0]["action"], "UPSERT");
+    c.expect(0, &["apply", "plan.json"]);
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+}
+
+#[test]
+fn ctrl_c_while_the_stack_updates_leaves_it_running_records_interrupted_and_releases_the_lock() {
+    let c = Cluster::new("ctrlc", false, None);
+    c.plan_and_apply();
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let executed = Arc::new(AtomicBool::new(false));
+    let polled = Arc::new(AtomicBool::new(false));
+    let name = c.name.clone();
+    let (e, p) = (executed.clone(), polled.clone());
+    c.proxy.intercept(Arc::new(move |req| {
+        if req.service != "cloudformation" {
+            return None;
+        }
+        match req.operation {
+            "ExecuteChangeSet" => {
+                e.store(true, Ordering::SeqCst);
+                Some((200, r#"<ExecuteChangeSetResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><ExecuteChangeSetResult/><ResponseMetadata><RequestId>x</RequestId></ResponseMetadata></ExecuteChangeSetResponse>"#.into()))
+            }
+            "DescribeStacks" if e.load(Ordering::SeqCst) => {
+                p.store(true, Ordering::SeqCst);
+                Some((200, format!(r#"<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-west-2:123456789012:stack/{name}/1</StackId><CreationTime>2026-11-25T20:00:00.000Z</CreationTime><StackStatus>UPDATE_IN_PROGRESS</StackStatus></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>y</RequestId></ResponseMetadata></DescribeStacksResponse>"#)))
+            }
+            _ => None,
+        }
+    }));
+    let child = kube_aws(moto(), c.dir.path())
+        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+        .args(["apply", "plan.json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !polled.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "apply never followed the stack");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("continues in CloudFormation and `kube-aws status` follows it"),
+        "{message}"
+    );
+    let history: Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
+            .unwrap();
+    assert_eq!(history[0]["result"], "interrupted");
+    assert!(stdout(&c.expect(0, &["status"])).contains("Lock: free"));
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    assert_eq!(state["serial"], 1);
+}
+
+#[test]
+fn certificates_near_expiry_are_reissued_and_every_not_after_is_in_the_plan() {
+    let c = Cluster::new("renew", false, None);
+    c.plan_and_apply();
+    c.expect(0, &["plan", "-o", "keep.json"]);
+    let keep: Value = serde_json::from_slice(&std::fs::read(c.path("keep.json")).unwrap()).unwrap();
+    let certs = keep["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 9);
+    assert!(
+        certs
+            .iter()
+            .all(|c| c["action"] == "keep" && c["not_after"].as_str().unwrap().ends_with('Z'))
+    );
+
+    c.expect(
+        2,
+        &[
+            "plan",
+            "--renew-before",
+            "400",
+            "-o",
+            "renew.json",
+            "--detailed-exitcode",
+        ],
+    );
+    let renew: Value =
+        serde_json::from_slice(&std::fs::read(c.path("renew.json")).unwrap()).unwrap();
+    for cert in renew["certificates"].as_array().unwrap() {
+        if cert["name"] == "ca" {
+            assert_eq!(cert["action"], "keep", "the CA lasts ten years");
+        } else {
+            assert_eq!(cert["action"], "issue", "{cert}");
+            assert!(
+                cert["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("within the renewal window"),
+                "{cert}"
+            );
+        }
+    }
+    let apiserver = renew["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == "tls/apiserver")
+        .unwrap();
+    assert_eq!(apiserver["action"], "update");
+}
+
+#[test]
+fn a_template_over_51200_bytes_goes_through_the_state_bucket_and_is_refused_without_one() {
+    let pools = "[{name: a}, {name: b}, {name: c}, {name: d}]";
+    let local = Cluster::new("biglocal", false, None);
+    local.set("nodePools", pools);
+    let out = local.expect(1, &["plan"]);
+    assert!(
+        stderr(&out).contains("over CloudFormation's 51200-byte inline limit"),
+        "{}",
+        stderr(&out)
+    );
+
+    let s3 = Cluster::new("bigs3", true, None);
+    s3.set("nodePools", pools);
+    s3.expect(0, &["plan", "-o", "plan.json"]);
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(s3.path("plan.json")).unwrap()).unwrap();
+    let url = plan["stack"]["template_url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!(
+            "https://{}.s3.us-west-2.amazonaws.com/",
+            s3.bucket.as_ref().unwrap()
+        )),
+        "{url}"
+    );
+    assert!(plan["template"].as_str().unwrap().len() > 51_200);
+    s3.expect(0, &["apply", "plan.json"]);
+}
+
+#[test]
+fn a_hosted_zone_that_is_not_a_parent_of_the_dns_name_is_refused() {
+    let c = Cluster::new("zone", false, None);
+    let other = moto().create_zone("unrelated.org");
+    c.set("hostedZoneId", &other);
+    let out = c.expect(1, &["plan"]);
+    assert!(
+        stderr(&out).contains("hosted zone unrelated.org"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "is not a parent of externalDNSName api.{}.example.com",
+            c.name
+        )),
+        "{}",
+        stderr(&out)
+    );
+    c.set("hostedZoneId", "Z0000000000000000MISSING");
+    let out = c.expect(1, &["plan"]);
+    assert!(
+        stderr(&out).contains("hosted zone Z0000000000000000MISSING does not exist"),
+        "{}",
+        stderr(&out)
+    );
+}
