@@ -249,7 +249,9 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         if !c.changed_properties.is_empty() {
             line.push_str(&format!(" [{}]", c.changed_properties.join(", ")));
         }
-        if let Some(r) = &c.replacement
+        if c.rolling.is_some() {
+            line.push_str(": instances replaced by a rolling update");
+        } else if let Some(r) = &c.replacement
             && c.action == "Modify"
         {
             line.push_str(&format!(
@@ -268,6 +270,9 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 "{}",
                 p.replace.apply_to(format!("      {}", rolling_text(r)))
             );
+        }
+        for detail in &c.details {
+            let _ = writeln!(out, "{}", p.dim.apply_to(format!("      {detail}")));
         }
     }
     let records: Vec<_> = plan.records.iter().collect();
@@ -590,4 +595,158 @@ pub fn status_text(s: &Status) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::assets::AssetKind;
+    use crate::audit::ChangeSummary;
+    use crate::planfile::{
+        AssetChange, Certificate, PriorBinding, RecordChange, ResourceChange, RollingForecast,
+        StackChange,
+    };
+    use crate::state::State;
+
+    fn sha(c: char) -> Option<String> {
+        Some(c.to_string().repeat(64))
+    }
+
+    /// A fixed plan for the change every operator makes: a new worker instance type.
+    fn rolling_plan() -> Plan {
+        let mut new_state = State::new("demo", "5b0f6c1e-8d0a-4c57-9a3e-2f6b1d7c9e41".into());
+        new_state.serial = 4;
+        Plan {
+            format_version: 1,
+            tool_version: "0.1.0".into(),
+            kind: PlanKind::Apply,
+            cluster_name: "demo".into(),
+            offline: false,
+            skipped: vec![],
+            prior: PriorBinding {
+                lineage: Some(new_state.lineage.clone()),
+                serial: 3,
+                state_sha256: sha('d'),
+                version_id: None,
+            },
+            assets: vec![
+                AssetChange {
+                    path: "stack-template.json".into(),
+                    kind: AssetKind::StackTemplate,
+                    action: Action::Update,
+                    old_sha256: sha('a'),
+                    new_sha256: sha('b'),
+                    diff: Some("--- a/stack-template.json\n+++ b/stack-template.json\n@@ -1,3 +1,3 @@\n   \"ImageId\": \"ami-0f1a7c00000000001\",\n-  \"InstanceType\": \"t3.medium\",\n+  \"InstanceType\": \"m5.large\",\n".into()),
+                    reason: None,
+                },
+                AssetChange {
+                    path: "tls/ca".into(),
+                    kind: AssetKind::Tls,
+                    action: Action::NoOp,
+                    old_sha256: sha('c'),
+                    new_sha256: sha('c'),
+                    diff: None,
+                    reason: None,
+                },
+            ],
+            stack: StackChange {
+                name: "demo".into(),
+                action: Action::Update,
+                change_set_name: Some("kube-aws-0123456789ab".into()),
+                change_set_arn: Some("arn:aws:cloudformation:us-west-2:123456789012:changeSet/kube-aws-0123456789ab/1".into()),
+                template_sha256: sha('b'),
+                template_url: None,
+                resource_changes: vec![
+                    ResourceChange {
+                        action: "Modify".into(),
+                        logical_id: "AutoScaleWorkers".into(),
+                        resource_type: "AWS::AutoScaling::AutoScalingGroup".into(),
+                        physical_id: None,
+                        replacement: Some("False".into()),
+                        replacement_source: Some("forecast".into()),
+                        scope: vec![],
+                        details: vec![],
+                        changed_properties: vec![],
+                        rolling: Some(RollingForecast {
+                            instances: 3,
+                            max_batch_size: 1,
+                            batches: 3,
+                            min_in_service: 3,
+                            pause_time: "PT3M".into(),
+                        }),
+                    },
+                    ResourceChange {
+                        action: "Modify".into(),
+                        logical_id: "LaunchTemplateWorkers".into(),
+                        resource_type: "AWS::EC2::LaunchTemplate".into(),
+                        physical_id: Some("lt-0123".into()),
+                        replacement: Some("False".into()),
+                        replacement_source: Some("forecast".into()),
+                        scope: vec![],
+                        details: vec![
+                            "every instance launched from it is replaced: AutoScaleWorkers rolls"
+                                .into(),
+                        ],
+                        changed_properties: vec!["LaunchTemplateData".into()],
+                        rolling: None,
+                    },
+                ],
+            },
+            records: vec![RecordChange {
+                action: "no-op".into(),
+                hosted_zone_id: "Z0123".into(),
+                name: "demo.example.com.".into(),
+                record_type: "A".into(),
+                ttl: 300,
+                old_values: Some(vec!["203.0.113.10".into()]),
+                new_values: vec!["203.0.113.10".into()],
+            }],
+            certificates: vec![Certificate {
+                name: "ca".into(),
+                not_after: "2036-11-25T21:00:00Z".into(),
+                action: "keep".into(),
+                reason: None,
+            }],
+            template: None,
+            new_state,
+            summary: ChangeSummary {
+                add: 0,
+                change: 1,
+                remove: 0,
+                replace: 1,
+            },
+            plan_sha256: String::new(),
+        }
+        .seal()
+    }
+
+    #[test]
+    fn plan_text_snapshot() {
+        insta::assert_snapshot!(plan_text(&rolling_plan(), false));
+    }
+
+    #[test]
+    fn plan_markdown_snapshot() {
+        insta::assert_snapshot!(plan_markdown(&rolling_plan()));
+    }
+
+    #[test]
+    fn plan_json_snapshot() {
+        let json = String::from_utf8(crate::planfile::encode(&rolling_plan())).unwrap();
+        insta::assert_snapshot!(json);
+    }
+
+    #[test]
+    fn colour_is_only_used_when_asked() {
+        let plain = plan_text(&rolling_plan(), false);
+        let coloured = plan_text(&rolling_plan(), true);
+        assert!(!plain.contains('\u{1b}'));
+        assert!(
+            coloured.contains("\u{1b}[31m\u{1b}[1m"),
+            "replacements are bold red"
+        );
+        let _ = BTreeMap::<String, String>::new();
+    }
 }

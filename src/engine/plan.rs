@@ -694,6 +694,18 @@ fn resource_changes(
             }
         })
         .collect();
+    // The launch template behind a rolling group names what its change does to instances.
+    for group in rolling.keys() {
+        let launch_template = new_template["Resources"][group]["Properties"]["LaunchTemplate"]
+            ["LaunchTemplateId"]["Ref"]
+            .as_str()
+            .unwrap_or_default();
+        if let Some(lt) = out.iter_mut().find(|c| c.logical_id == launch_template) {
+            lt.details.push(format!(
+                "every instance launched from it is replaced: {group} rolls"
+            ));
+        }
+    }
     // Groups whose instances roll although the group itself is unchanged in the template.
     for (id, forecast) in rolling {
         if let Some(existing) = out.iter_mut().find(|c| c.logical_id == id) {
