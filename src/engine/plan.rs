@@ -174,6 +174,80 @@ struct Desired {
     content: Option<String>,
 }
 
+/// Every asset a render produces, by path, with its hash and (for text assets) its content.
+fn desired_assets(
+    config: &ClusterConfig,
+    rendered: &render::Rendered,
+    tls: &crate::assets::TlsAssets,
+) -> BTreeMap<String, Desired> {
+    let template: Value =
+        serde_json::from_str(&rendered.stack_template).expect("render checked the JSON");
+    let mut desired: BTreeMap<String, Desired> = BTreeMap::new();
+    let mut add = |kind, name: &str, sha256: String, content: Option<String>| {
+        desired.insert(
+            asset_path(kind, name),
+            Desired {
+                asset: AssetRecord { kind, sha256 },
+                content,
+            },
+        );
+    };
+    add(
+        AssetKind::StackTemplate,
+        "",
+        sha256_hex(&rendered.stack_template),
+        Some(readable_template(&template)),
+    );
+    for (name, text) in &rendered.cloud_configs {
+        add(AssetKind::CloudConfig, name, sha256_hex(text), Some(text.clone()));
+    }
+    for (name, asset) in tls {
+        add(AssetKind::Tls, name, asset.spec_sha256.clone(), None);
+    }
+    if config.create_record_set {
+        let spec = desired_record_spec(config);
+        let hash = sha256_hex(canonical_json(&spec).expect("serialises"));
+        add(AssetKind::Record, &spec.name, hash, None);
+    }
+    desired
+}
+
+/// The state an apply of this render writes (stack id and record values aside, which only the
+/// apply itself learns). Plans carry it as `new_state`.
+pub fn applied_state(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    image: &ImageState,
+    tls: &crate::assets::TlsAssets,
+    rendered: &render::Rendered,
+) -> State {
+    State {
+        format_version: crate::state::FORMAT_VERSION,
+        lineage: prior
+            .map(|s| s.lineage.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        serial: prior.map_or(0, |s| s.serial) + 1,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        cluster_name: config.cluster_name.clone(),
+        stack: Some(StackState {
+            name: config.stack_name(),
+            id: prior
+                .and_then(|s| s.stack.as_ref())
+                .and_then(|s| s.id.clone()),
+            template_sha256: sha256_hex(&rendered.stack_template),
+            parameters: BTreeMap::new(),
+            tags: config.stack_tags.clone(),
+        }),
+        assets: desired_assets(config, rendered, tls)
+            .into_iter()
+            .map(|(path, d)| (path, d.asset))
+            .collect(),
+        tls: tls.clone(),
+        image: Some(image.clone()),
+        records: prior.map(|s| s.records.clone()).unwrap_or_default(),
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // one call site; the pieces are the plan's inputs
 async fn plan_apply(
     dir: &Path,
@@ -218,56 +292,10 @@ async fn plan_apply(
         serde_json::from_str(&rendered.stack_template).expect("render checked the JSON");
 
     // The desired assets, by path.
-    let mut desired: BTreeMap<String, Desired> = BTreeMap::new();
-    desired.insert(
-        asset_path(AssetKind::StackTemplate, ""),
-        Desired {
-            asset: AssetRecord {
-                kind: AssetKind::StackTemplate,
-                sha256: template_sha256.clone(),
-            },
-            content: Some(readable_template(&new_template)),
-        },
-    );
-    for (name, text) in &rendered.cloud_configs {
-        desired.insert(
-            asset_path(AssetKind::CloudConfig, name),
-            Desired {
-                asset: AssetRecord {
-                    kind: AssetKind::CloudConfig,
-                    sha256: sha256_hex(text),
-                },
-                content: Some(text.clone()),
-            },
-        );
-    }
-    for (name, asset) in &tls.assets {
-        desired.insert(
-            asset_path(AssetKind::Tls, name),
-            Desired {
-                asset: AssetRecord {
-                    kind: AssetKind::Tls,
-                    sha256: asset.spec_sha256.clone(),
-                },
-                content: None,
-            },
-        );
-    }
+    let desired = desired_assets(config, &rendered, &tls.assets);
     let record_spec = config
         .create_record_set
         .then(|| desired_record_spec(config));
-    if let Some(spec) = &record_spec {
-        desired.insert(
-            asset_path(AssetKind::Record, &spec.name),
-            Desired {
-                asset: AssetRecord {
-                    kind: AssetKind::Record,
-                    sha256: sha256_hex(canonical_json(spec).expect("serialises")),
-                },
-                content: None,
-            },
-        );
-    }
 
     // The stack.
     let stack_name = config.stack_name();
@@ -534,39 +562,21 @@ async fn plan_apply(
         })
         .collect();
 
-    let new_state = State {
-        format_version: crate::state::FORMAT_VERSION,
-        lineage: prior_state
-            .map(|s| s.lineage.clone())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        serial: binding.serial + 1,
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        cluster_name: config.cluster_name.clone(),
-        stack: Some(StackState {
-            name: stack_name,
-            id: stack_id,
-            template_sha256: template_sha256.clone(),
-            parameters: BTreeMap::new(),
-            tags: config.stack_tags.clone(),
-        }),
-        assets: desired
-            .into_iter()
-            .map(|(path, d)| (path, d.asset))
-            .collect(),
-        tls: tls.assets.clone(),
-        image: Some(image),
-        records: records
-            .iter()
-            .filter(|r| r.action != "DELETE")
-            .map(|r| RecordState {
-                hosted_zone_id: r.hosted_zone_id.clone(),
-                name: r.name.clone(),
-                record_type: r.record_type.clone(),
-                ttl: r.ttl,
-                values: r.new_values.clone(),
-            })
-            .collect(),
-    };
+    let mut new_state = applied_state(config, prior_state, &image, &tls.assets, &rendered);
+    if let Some(stack) = new_state.stack.as_mut() {
+        stack.id = stack_id;
+    }
+    new_state.records = records
+        .iter()
+        .filter(|r| r.action != "DELETE")
+        .map(|r| RecordState {
+            hosted_zone_id: r.hosted_zone_id.clone(),
+            name: r.name.clone(),
+            record_type: r.record_type.clone(),
+            ttl: r.ttl,
+            values: r.new_values.clone(),
+        })
+        .collect();
     let summary = summarize(&stack, &records, &assets);
     Ok(Plan {
         format_version: crate::planfile::FORMAT_VERSION,
