@@ -20,10 +20,19 @@ use zeroize::Zeroizing;
 struct SeedVault;
 
 impl KeyVault for SeedVault {
-    async fn encrypt(&self, _: &str, plaintext: &[u8], _: &BTreeMap<String, String>) -> Result<Vec<u8>, AwsError> {
+    async fn encrypt(
+        &self,
+        _: &str,
+        plaintext: &[u8],
+        _: &BTreeMap<String, String>,
+    ) -> Result<Vec<u8>, AwsError> {
         Ok(kube_aws::hash::sha256_hex(plaintext).into_bytes())
     }
-    async fn decrypt(&self, _: &[u8], _: &BTreeMap<String, String>) -> Result<Zeroizing<Vec<u8>>, AwsError> {
+    async fn decrypt(
+        &self,
+        _: &[u8],
+        _: &BTreeMap<String, String>,
+    ) -> Result<Zeroizing<Vec<u8>>, AwsError> {
         unreachable!("seeding issues the CA itself")
     }
 }
@@ -48,14 +57,29 @@ fn cluster_yaml(pools: usize) -> String {
 
 fn seed(dir: &Path, pools: usize) {
     std::fs::write(dir.join("cluster.yaml"), cluster_yaml(pools)).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let config = ClusterConfig::load(dir).unwrap();
         let now = time::OffsetDateTime::now_utc();
-        let build = engine::build(dir, config, None, &SeedVault, &NoImages, now).await.unwrap();
-        let state = applied_state(&build.config, None, &build.image, &build.tls.assets, &build.rendered);
+        let build = engine::build(dir, config, None, &SeedVault, &NoImages, now)
+            .await
+            .unwrap();
+        let state = applied_state(
+            &build.config,
+            None,
+            &build.image,
+            &build.tls.assets,
+            &build.rendered,
+        );
         let backend = Backend::local(dir);
-        let lock = backend.store.lock("bench", "seed", now, time::Duration::minutes(5)).await.unwrap();
+        let lock = backend
+            .store
+            .lock("bench", "seed", now, time::Duration::minutes(5))
+            .await
+            .unwrap();
         backend.store.persist(&state, None, &lock).await.unwrap();
         backend.store.unlock(&lock).await.unwrap();
         let _ = ChangeSummary::default();
@@ -84,21 +108,32 @@ fn time_it(runs: usize, expect: i32, mut command: impl FnMut() -> Command) -> Du
 
 fn terraform(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new("terraform");
-    cmd.current_dir(dir).args(args).env("TF_IN_AUTOMATION", "1").env("CHECKPOINT_DISABLE", "1");
+    cmd.current_dir(dir)
+        .args(args)
+        .env("TF_IN_AUTOMATION", "1")
+        .env("CHECKPOINT_DISABLE", "1");
     cmd
 }
 
 fn main() {
     let kube_aws = env!("CARGO_BIN_EXE_kube-aws");
-    let has_terraform = Command::new("terraform").arg("version").output().is_ok_and(|o| o.status.success());
+    let has_terraform = Command::new("terraform")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     println!("offline no-op plan, median wall time (kube-aws: 7 runs; terraform: 3 runs)");
-    println!("{:>6}  {:>12}  {:>16}  {:>8}", "pools", "kube-aws", "terraform plan", "ratio");
+    println!(
+        "{:>6}  {:>12}  {:>16}  {:>8}",
+        "pools", "kube-aws", "terraform plan", "ratio"
+    );
     for pools in [1usize, 20, 1000] {
         let dir = tempfile::tempdir().unwrap();
         seed(dir.path(), pools);
         let ours = time_it(7, 0, || {
             let mut cmd = Command::new(kube_aws);
-            cmd.current_dir(dir.path()).args(["plan", "--offline", "--detailed-exitcode"]).env("NO_COLOR", "1");
+            cmd.current_dir(dir.path())
+                .args(["plan", "--offline", "--detailed-exitcode"])
+                .env("NO_COLOR", "1");
             cmd
         });
         let theirs = has_terraform.then(|| {
@@ -119,7 +154,12 @@ fn main() {
                 t.as_secs_f64() * 1e3,
                 t.as_secs_f64() / ours.as_secs_f64()
             ),
-            None => println!("{pools:>6}  {:>10.1}ms  {:>16}  {:>8}", ours.as_secs_f64() * 1e3, "(no terraform)", "-"),
+            None => println!(
+                "{pools:>6}  {:>10.1}ms  {:>16}  {:>8}",
+                ours.as_secs_f64() * 1e3,
+                "(no terraform)",
+                "-"
+            ),
         }
     }
 }

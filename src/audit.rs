@@ -14,8 +14,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// `prev_sha256` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const HEAD: &str = "HEAD";
-/// How often append retries when another writer took the sequence number it wanted.
-const APPEND_ATTEMPTS: usize = 8;
+/// How often append retries when another writer took the sequence number it wanted; each
+/// retry waits a little, at random, so racing writers spread out.
+const APPEND_ATTEMPTS: usize = 40;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -270,7 +271,10 @@ impl<O: ObjectStore> AuditLog<O> {
                         .await?;
                     return Ok(entry);
                 }
-                Err(StoreError::PreconditionFailed { .. }) => continue,
+                Err(StoreError::PreconditionFailed { .. }) => {
+                    let jitter = (uuid::Uuid::new_v4().as_u128() % 40) as u64;
+                    tokio::time::sleep(std::time::Duration::from_millis(5 + jitter)).await;
+                }
                 Err(e) => return Err(e.into()),
             }
         }

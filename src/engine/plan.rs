@@ -199,7 +199,12 @@ fn desired_assets(
         Some(readable_template(&template)),
     );
     for (name, text) in &rendered.cloud_configs {
-        add(AssetKind::CloudConfig, name, sha256_hex(text), Some(text.clone()));
+        add(
+            AssetKind::CloudConfig,
+            name,
+            sha256_hex(text),
+            Some(text.clone()),
+        );
     }
     for (name, asset) in tls {
         add(AssetKind::Tls, name, asset.spec_sha256.clone(), None);

@@ -27,6 +27,30 @@ impl S3Objects {
         &self.bucket
     }
 
+    async fn read_object(
+        &self,
+        key: &str,
+        out: aws_sdk_s3::operation::get_object::GetObjectOutput,
+    ) -> Result<Object, StoreError> {
+        let etag = out.e_tag.clone().unwrap_or_default();
+        let version_id = out.version_id.clone().filter(|v| v != "null");
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Failed {
+                location: self.location(key),
+                message: format!("reading the object body: {e}"),
+            })?
+            .into_bytes()
+            .to_vec();
+        Ok(Object {
+            bytes,
+            etag,
+            version_id,
+        })
+    }
+
     fn failed<E>(&self, key: &str, operation: &'static str, e: E) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -71,23 +95,7 @@ impl ObjectStore for S3Objects {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(self.failed(key, "GetObject", e)),
         };
-        let etag = out.e_tag.clone().unwrap_or_default();
-        let version_id = out.version_id.clone().filter(|v| v != "null");
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Failed {
-                location: self.location(key),
-                message: format!("reading the object body: {e}"),
-            })?
-            .into_bytes()
-            .to_vec();
-        Ok(Some(Object {
-            bytes,
-            etag,
-            version_id,
-        }))
+        self.read_object(key, out).await.map(Some)
     }
 
     async fn put(
@@ -224,21 +232,6 @@ impl ObjectStore for S3Objects {
             .send()
             .await
             .map_err(|e| self.failed(key, "GetObject", e))?;
-        let etag = out.e_tag.clone().unwrap_or_default();
-        let bytes = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Failed {
-                location: self.location(key),
-                message: format!("reading the object body: {e}"),
-            })?
-            .into_bytes()
-            .to_vec();
-        Ok(Object {
-            bytes,
-            etag,
-            version_id: Some(version_id.to_string()),
-        })
+        self.read_object(key, out).await
     }
 }

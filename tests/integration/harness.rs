@@ -339,16 +339,22 @@ pub fn init_cluster(moto: &Moto, prefix: &str) -> (tempfile::TempDir, String) {
 
 /// Like [`init_cluster`], with extra `init` flags.
 pub fn init_cluster_with(moto: &Moto, prefix: &str, extra: &[&str]) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
     let name = unique_cluster(prefix);
+    let dir = init_named(moto, &name, &format!("{name}.example.com"), extra);
+    (dir, name)
+}
+
+/// `kube-aws init` cluster `name` serving the API at `dns_name`, with a fresh KMS key.
+pub fn init_named(moto: &Moto, name: &str, dns_name: &str, extra: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
     let key = moto.create_kms_key();
     let out = kube_aws(moto, dir.path())
         .args([
             "init",
             "--cluster-name",
-            &name,
+            name,
             "--external-dns-name",
-            &format!("{name}.example.com"),
+            dns_name,
             "--region",
             "us-west-2",
             "--availability-zone",
@@ -366,5 +372,5 @@ pub fn init_cluster_with(moto: &Moto, prefix: &str, extra: &[&str]) -> (tempfile
         "init failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    (dir, name)
+    dir
 }

