@@ -42,7 +42,9 @@ pub struct StackState {
     pub id: Option<String>,
     pub template_sha256: String,
     pub parameters: BTreeMap<String, String>,
-    /// `stackTags` as applied: a change to them alone is a stack update too.
+    /// `stackTags` as applied: a change to them alone is a stack update too. Defaults to none
+    /// for v1 states written before the field existed.
+    #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
 
