@@ -14,7 +14,7 @@ mod output;
 #[derive(Debug, Parser)]
 #[command(
     name = "kube-aws",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KUBE_AWS_GIT_COMMIT"), ")"),
     about = "Deploy secure, auditable and reproducible Kubernetes clusters on AWS"
 )]
 pub struct Cli {
@@ -74,6 +74,10 @@ enum Command {
     },
     /// Stack status and events, outputs, records, lock holder, state serial, last audit entry.
     Status,
+    /// Print a shell completion script: `source <(kube-aws completions bash)`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), generated from the same definitions as --help.
+    Man,
     /// Decrypt the admin credentials through KMS and write a kubeconfig (mode 0600).
     Kubeconfig {
         /// Where to write it.
@@ -318,6 +322,24 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
             output,
             auto_approve,
         } => destroy_command(&cli.dir, &aws, plan_only, output, auto_approve),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut command, "kube-aws", &mut out);
+            write_stdout(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut out)
+                .map_err(|source| EngineError::Io {
+                    path: PathBuf::from("<man page>"),
+                    source,
+                })?;
+            write_stdout(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status => {
             let status = runtime().block_on(engine::status::status(&cli.dir, &aws))?;
             print!("{}", output::status_text(&status));

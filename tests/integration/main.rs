@@ -11,4 +11,5 @@ mod kms;
 mod proxy;
 mod schemas;
 mod served;
+mod team;
 mod workflow;

@@ -21,6 +21,8 @@ pub struct Seen {
     pub service: String,
     /// `X-Amz-Target`, the query `Action`, or `METHOD /path` for REST services.
     pub operation: String,
+    /// The URL's query string (REST services put sub-operations there: `?versions`).
+    pub query: String,
     /// Whether a fault was injected instead of forwarding.
     pub fault: Option<Fault>,
 }
@@ -280,6 +282,10 @@ impl Shared {
         self.seen.lock().unwrap().push(Seen {
             service: service.clone(),
             operation: operation.clone(),
+            query: path_and_query
+                .split_once('?')
+                .map(|(_, q)| q.to_string())
+                .unwrap_or_default(),
             fault,
         });
         let interceptor = self.interceptor.lock().unwrap().clone();
