@@ -159,6 +159,12 @@ enum StateCommand {
     Versions,
     /// Write the current state, exactly as stored, to standard output.
     Pull,
+    /// Write a state file (from `state pull`) to this cluster's backend: moves a cluster from
+    /// local to S3 state. Refuses another lineage or an older serial.
+    Push {
+        /// The state file.
+        file: PathBuf,
+    },
     /// Remove a lock left by a run that died; recorded in the audit log.
     Unlock {
         /// The lock id, as `status` or the lock error shows it.
@@ -582,6 +588,20 @@ fn state_command(
             print!(
                 "{}",
                 output::versions_table(&rt.block_on(history::state_versions(dir, aws))?)
+            );
+        }
+        StateCommand::Push { file } => {
+            let bytes = std::fs::read(&file).map_err(|source| EngineError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            let now = time::OffsetDateTime::now_utc();
+            let origin = file.display().to_string();
+            let (state, entry) =
+                rt.block_on(history::state_push(dir, aws, &origin, &bytes, now))?;
+            eprintln!(
+                "Pushed {origin}: lineage {}, serial {}; recorded as audit entry {}",
+                state.lineage, state.serial, entry.seq
             );
         }
         StateCommand::Unlock { lock_id } => {

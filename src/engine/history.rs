@@ -86,6 +86,55 @@ pub async fn current_lock(dir: &Path, aws: &AwsOptions) -> Result<Option<LockInf
     Ok(backend.store.current_lock().await?.map(|(info, _)| info))
 }
 
+/// `state push`: writes a state file (e.g. from `state pull` on another backend) to this
+/// cluster's backend, under the lock, and records it in this backend's audit log.
+pub async fn state_push(
+    dir: &Path,
+    aws: &AwsOptions,
+    origin: &str,
+    bytes: &[u8],
+    now: OffsetDateTime,
+) -> Result<(State, AuditEntry), EngineError> {
+    let state = crate::state::decode(origin, bytes)?;
+    let (config, context, backend) = open(dir, aws).await?;
+    if state.cluster_name != config.cluster_name {
+        return Err(EngineError::Refused(format!(
+            "{origin} is the state of cluster \"{}\", but cluster.yaml names \"{}\"",
+            state.cluster_name, config.cluster_name
+        )));
+    }
+    let actor = context.actor().await;
+    let lock = backend
+        .store
+        .lock(
+            &actor,
+            "state push",
+            now,
+            crate::state::store::DEFAULT_LEASE,
+        )
+        .await?;
+    let result = async {
+        let loaded = backend.store.push(&state, &lock).await?;
+        let new = NewEntry {
+            actor: actor.clone(),
+            command: "state push".into(),
+            result: Some(AuditResult::Succeeded),
+            state_serial_after: Some(state.serial),
+            message: Some(format!(
+                "pushed {origin} (lineage {}, serial {}, sha256 {})",
+                state.lineage, state.serial, loaded.sha256
+            )),
+            ..NewEntry::default()
+        };
+        Ok::<_, EngineError>(backend.audit.append(now, new).await?)
+    }
+    .await;
+    let released = backend.store.unlock(&lock).await;
+    let entry = result?;
+    released?;
+    Ok((state, entry))
+}
+
 /// Removes the lock `id` and records who forced it.
 pub async fn state_unlock(
     dir: &Path,

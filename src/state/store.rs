@@ -262,6 +262,55 @@ impl<O: ObjectStore> StateStore<O> {
         }
     }
 
+    /// Writes `state` as it is (for `state push`): into an empty backend, or over a state of
+    /// the same lineage with a lower serial. Never over another lineage or a newer serial.
+    pub async fn push(&self, state: &State, lock: &HeldLock) -> Result<Loaded, StateError> {
+        let current = self.load().await?;
+        let condition = match &current {
+            None => Precondition::IfAbsent,
+            Some(c) if c.state.lineage != state.lineage => {
+                return Err(StateError::Stale {
+                    message: format!(
+                        "{} holds lineage {}, not the pushed {}; refusing to replace another cluster's history",
+                        self.location(),
+                        c.state.lineage,
+                        state.lineage
+                    ),
+                });
+            }
+            Some(c) if c.state.serial >= state.serial => {
+                return Err(StateError::Stale {
+                    message: format!(
+                        "{} is at serial {}, not older than the pushed serial {}",
+                        self.location(),
+                        c.state.serial,
+                        state.serial
+                    ),
+                });
+            }
+            Some(c) => Precondition::IfMatch(c.etag.clone()),
+        };
+        match self.current_lock().await? {
+            Some((info, _)) if info.id == lock.info.id => {}
+            _ => {
+                return Err(StateError::LockLost {
+                    id: lock.info.id.clone(),
+                });
+            }
+        }
+        let bytes = encode(state);
+        let written = self
+            .objects
+            .put(&self.layout.state, &bytes, condition)
+            .await?;
+        Ok(Loaded {
+            state: state.clone(),
+            sha256: sha256_hex(&bytes),
+            etag: written.etag,
+            version_id: written.version_id,
+        })
+    }
+
     /// Every stored version, newest first, each with the serial it holds.
     pub async fn versions(&self) -> Result<Vec<StateVersion>, StateError> {
         let mut out = Vec::new();

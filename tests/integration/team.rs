@@ -272,3 +272,37 @@ fn the_example_ci_workflow_passes_actionlint_and_the_check_can_fail() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("missing-job"));
 }
+
+#[test]
+fn moving_from_local_to_s3_state_with_pull_and_push() {
+    let c = Cluster::new("migrate", false, None);
+    c.plan_and_apply();
+    let pulled = c.expect(0, &["state", "pull"]).stdout;
+    std::fs::write(c.path("local-state.json"), &pulled).unwrap();
+
+    // Point cluster.yaml at a versioned bucket, push, and carry on there.
+    let bucket = crate::harness::moto().create_bucket("migrate", true);
+    c.set(
+        "state",
+        &format!(
+            "{{backend: s3, bucket: {bucket}, key: {}/state.json}}",
+            c.name
+        ),
+    );
+    let out = c.expect(0, &["state", "push", "local-state.json"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serial 1; recorded as audit entry 1"));
+    assert_eq!(
+        c.expect(0, &["state", "pull"]).stdout,
+        pulled,
+        "the S3 state is the local one, byte for byte"
+    );
+    // Pushing the same serial again is refused: nothing newer is ever replaced.
+    let again = c.expect(1, &["state", "push", "local-state.json"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not older than the pushed serial 1"));
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+    c.set("workerCount", "2");
+    c.plan_and_apply();
+    let state: Value = serde_json::from_slice(&c.expect(0, &["state", "pull"]).stdout).unwrap();
+    assert_eq!(state["serial"], 2);
+    c.expect(0, &["history", "--verify"]);
+}
