@@ -12,3 +12,4 @@ pub mod hash;
 pub mod planfile;
 pub mod render;
 pub mod state;
+pub mod validate;

@@ -85,6 +85,8 @@ pub trait StackService {
     async fn get_template(&self, stack: &str, change_set: Option<&str>)
     -> Result<String, AwsError>;
     async fn delete_stack(&self, stack: &str) -> Result<(), AwsError>;
+    /// CloudFormation's own check of a template body.
+    async fn validate_template(&self, body: &str) -> Result<(), AwsError>;
     /// The stack's events, newest first, stopping at `until_id` (exclusive).
     async fn events_since(
         &self,
@@ -301,6 +303,16 @@ impl StackService for CloudFormation {
             .send()
             .await
             .map_err(err("DeleteStack"))?;
+        Ok(())
+    }
+
+    async fn validate_template(&self, body: &str) -> Result<(), AwsError> {
+        self.client
+            .validate_template()
+            .template_body(body)
+            .send()
+            .await
+            .map_err(err("ValidateTemplate"))?;
         Ok(())
     }
 

@@ -39,6 +39,37 @@ impl KmsVault {
     }
 }
 
+impl KmsVault {
+    /// Why `key_id` cannot seal keys for this caller (missing, disabled, not allowed to
+    /// Encrypt with `context`), or `None` when it can.
+    pub async fn check_key(
+        &self,
+        key_id: &str,
+        context: &BTreeMap<String, String>,
+    ) -> Result<Option<String>, AwsError> {
+        let described = self.client.describe_key().key_id(key_id).send().await;
+        let metadata = match described {
+            Ok(out) => out.key_metadata,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_not_found_exception()) =>
+            {
+                return Ok(Some(format!("KMS key {key_id} does not exist")));
+            }
+            Err(e) => return Err(AwsError::from_sdk("KMS", "DescribeKey", e)),
+        };
+        if metadata.as_ref().is_some_and(|m| !m.enabled) {
+            return Ok(Some(format!("KMS key {key_id} is disabled")));
+        }
+        match self.encrypt(key_id, b"kube-aws validate", context).await {
+            Ok(_) => Ok(None),
+            Err(e) => Ok(Some(format!(
+                "this caller cannot Encrypt with KMS key {key_id}: {e}"
+            ))),
+        }
+    }
+}
+
 fn to_hash_map(context: &BTreeMap<String, String>) -> HashMap<String, String> {
     context
         .iter()

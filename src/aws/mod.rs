@@ -5,6 +5,7 @@ pub mod cloudformation;
 pub mod identity;
 pub mod images;
 pub mod kms;
+pub mod network;
 pub mod route53;
 
 use std::fmt::Debug;
@@ -110,6 +111,10 @@ impl AwsContext {
 
     pub fn route53(&self) -> route53::Route53 {
         route53::Route53::new(aws_sdk_route53::Client::new(&self.sdk))
+    }
+
+    pub fn network(&self) -> network::Ec2Network {
+        network::Ec2Network::new(aws_sdk_ec2::Client::new(&self.sdk))
     }
 
     pub fn images(&self) -> images::Ec2Images {

@@ -50,6 +50,19 @@ enum Command {
         #[arg(long, value_name = "PLAN")]
         plan: Option<PathBuf>,
     },
+    /// Check cluster.yaml, every cloud-config and the stack template (and, online, the AWS
+    /// resources they rely on); every finding with its file and line.
+    Validate {
+        /// Only the checks that need no AWS.
+        #[arg(long)]
+        offline: bool,
+        /// How to print the findings.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Show what apply would change: assets, the CloudFormation change set, Route53 records.
     Plan(PlanArgs),
     /// Execute a reviewed plan file (or plan, show and ask first).
@@ -322,6 +335,33 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
         }
         Command::State(command) => state_command(&cli.dir, &aws, command),
         Command::Plan(args) => plan_command(&cli.dir, &aws, args),
+        Command::Validate {
+            offline,
+            format,
+            strict,
+        } => {
+            let now = time::OffsetDateTime::now_utc();
+            let findings =
+                runtime().block_on(engine::validate::validate(&cli.dir, &aws, offline, now))?;
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == crate::validate::Severity::Error)
+                .count();
+            let warnings = findings.len() - errors;
+            match format {
+                Format::Json => print_json(&serde_json::json!({
+                    "findings": findings,
+                    "errors": errors,
+                    "warnings": warnings,
+                }))?,
+                _ => print!("{}", output::findings_text(&findings, stdout_color())),
+            }
+            Ok(if errors > 0 || (strict && warnings > 0) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Apply { plan, auto_approve } => apply_command(&cli.dir, &aws, plan, auto_approve),
         Command::Destroy {
             plan_only,

@@ -7,6 +7,7 @@ pub mod history;
 pub mod pki;
 pub mod plan;
 pub mod status;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

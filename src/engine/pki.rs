@@ -82,7 +82,8 @@ fn placeholder(spec: &TlsSpec) -> TlsAsset {
             spec.name
         ),
         certificate_sha256: String::new(),
-        key_ciphertext: String::new(),
+        // Base64 of "(sealed when planned online)": renders like a real ciphertext would.
+        key_ciphertext: BASE64.encode("(sealed when planned online)"),
         not_after: String::new(),
     }
 }

@@ -292,6 +292,19 @@ async fn plan_apply(
             tls: &tls.assets,
         },
     )?;
+    // The offline part of validate runs first: a plan is never made of files it rejects.
+    let errors: Vec<String> = super::validate::check_rendered(&rendered, &templates, false)
+        .into_iter()
+        .filter(|f| f.severity == crate::validate::Severity::Error)
+        .map(|f| f.to_string())
+        .collect();
+    if !errors.is_empty() {
+        return Err(EngineError::Refused(format!(
+            "validation found {} error(s); nothing was planned (`kube-aws validate` shows every finding):\n{}",
+            errors.len(),
+            errors.join("\n")
+        )));
+    }
     let template_sha256 = sha256_hex(&rendered.stack_template);
     let new_template: Value =
         serde_json::from_str(&rendered.stack_template).expect("render checked the JSON");

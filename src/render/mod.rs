@@ -73,6 +73,10 @@ impl Templates {
         Templates::with_overrides(BTreeMap::new())
     }
 
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.sources.get(name).map(|(text, _)| text.as_str())
+    }
+
     pub fn origin(&self, name: &str) -> Option<&Origin> {
         self.sources.get(name).map(|(_, origin)| origin)
     }

@@ -1,0 +1,274 @@
+//! `validate`: cluster.yaml, every rendered cloud-config and the stack template offline, then
+//! (online) CloudFormation ValidateTemplate and the external resources the stack relies on.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use super::{AwsOptions, EngineError, load_templates, pki};
+use crate::aws::AwsContext;
+use crate::aws::cloudformation::StackService;
+use crate::aws::kms::KmsVault;
+use crate::aws::route53::DnsService;
+use crate::config::{CLUSTER_FILE, ClusterConfig};
+use crate::render::{self, RenderError, RenderInputs, Rendered, Templates};
+use crate::validate::{Finding, cloudconfig, template};
+
+/// The role name the original kube-aws used for each cloud-config.
+fn role(asset: &str) -> String {
+    match asset {
+        "cloud-config-controller" => "UserDataController".into(),
+        "cloud-config-etcd" => "UserDataEtcd".into(),
+        "cloud-config-worker" => "UserDataWorker".into(),
+        other => format!(
+            "UserDataWorker[{}]",
+            other.trim_start_matches("cloud-config-worker-")
+        ),
+    }
+}
+
+fn template_of(asset: &str) -> &'static str {
+    match asset {
+        "cloud-config-controller" => render::CONTROLLER,
+        "cloud-config-etcd" => render::ETCD,
+        _ => render::WORKER,
+    }
+}
+
+/// Checks rendered output: every cloud-config (`all_pools`, or one per template) and the stack.
+pub fn check_rendered(rendered: &Rendered, templates: &Templates, all_pools: bool) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut checked = BTreeSet::new();
+    let mut said = BTreeSet::new();
+    for (asset, text) in &rendered.cloud_configs {
+        let source = template_of(asset);
+        if !all_pools && !checked.insert(source) {
+            continue;
+        }
+        for f in cloudconfig::check(&role(asset), text, templates.text(source)) {
+            // Every pool renders the same template: say each of its problems once.
+            if said.insert((source, f.line, f.message.clone())) {
+                findings.push(f);
+            }
+        }
+    }
+    findings.extend(template::check(&rendered.stack_template));
+    findings
+}
+
+fn render_finding(e: &RenderError) -> Finding {
+    match e {
+        RenderError::Template {
+            template,
+            line,
+            message,
+        } => Finding::error(template, *line, message.clone()),
+        RenderError::StackJson { line, .. } => {
+            Finding::error(render::STACK, Some(*line), e.to_string())
+        }
+        RenderError::MissingTls(_) => Finding::error(render::STACK, None, e.to_string()),
+    }
+}
+
+/// Everything that needs no AWS. Certificates and the AMI are stand-ins: only the shape of
+/// the rendered files is checked.
+pub async fn offline(
+    dir: &Path,
+    now: OffsetDateTime,
+) -> Result<(Option<ClusterConfig>, Vec<Finding>), EngineError> {
+    let config = match ClusterConfig::load(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            let findings = e
+                .problems
+                .iter()
+                .map(|p| {
+                    let message = if p.field.is_empty() {
+                        p.message.clone()
+                    } else {
+                        format!("{}: {}", p.field, p.message)
+                    };
+                    Finding::error(CLUSTER_FILE, p.line, message)
+                })
+                .collect();
+            return Ok((None, findings));
+        }
+    };
+    let templates = load_templates(dir)?;
+    let tls = pki::resolve::<KmsVault>(
+        &config,
+        &Default::default(),
+        None,
+        now,
+        super::DEFAULT_RENEW_BEFORE,
+    )
+    .await?;
+    let ami = config
+        .ami_id
+        .clone()
+        .unwrap_or_else(|| "ami-00000000000000000".into());
+    let findings = match render::render(
+        &templates,
+        &RenderInputs {
+            config: &config,
+            ami_id: &ami,
+            tls: &tls.assets,
+        },
+    ) {
+        Ok(rendered) => check_rendered(&rendered, &templates, true),
+        Err(e) => vec![render_finding(&e)],
+    };
+    Ok((Some(config), findings))
+}
+
+/// The external resources: the KMS key, the hosted zone, an existing VPC and route table, the
+/// key pair; and CloudFormation's own ValidateTemplate.
+async fn online(
+    config: &ClusterConfig,
+    context: &AwsContext,
+    stack_template: Option<&str>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let external = "AWS";
+    match context
+        .kms()
+        .check_key(
+            &config.kms_key_arn,
+            &crate::assets::encryption_context(&config.cluster_name, "validate"),
+        )
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(problem)) => out.push(Finding::error(
+            external,
+            None,
+            format!("kmsKeyArn: {problem}"),
+        )),
+        Err(e) => out.push(Finding::error(external, None, format!("kmsKeyArn: {e}"))),
+    }
+    if config.create_record_set {
+        let dns = context.route53();
+        let zone = match (&config.hosted_zone_id, &config.hosted_zone) {
+            (Some(id), _) => dns.zone_by_id(id).await,
+            (None, Some(name)) => dns.zone_by_name(name).await,
+            (None, None) => Ok(None),
+        };
+        let name = config.external_dns_name.trim_end_matches('.');
+        match zone {
+            Ok(None) => out.push(Finding::error(external, None, "hostedZoneId: the hosted zone does not exist")),
+            Ok(Some(z)) if !(name == z.name || name.ends_with(&format!(".{}", z.name))) => out.push(Finding::error(
+                external,
+                None,
+                format!("hostedZoneId: hosted zone {} ({}) is not a parent of externalDNSName {name}", z.name, z.id),
+            )),
+            Ok(Some(_)) => {}
+            Err(e) => out.push(Finding::error(external, None, format!("hostedZoneId: {e}"))),
+        }
+    }
+    let network = context.network();
+    if let Some(vpc_id) = &config.vpc_id {
+        match network.vpc(vpc_id).await {
+            Ok(None) => out.push(Finding::error(
+                external,
+                None,
+                format!("vpcId: VPC {vpc_id} does not exist"),
+            )),
+            Ok(Some(vpc)) => {
+                for subnet in config.effective_subnets() {
+                    if !vpc.cidrs.iter().any(|c| c.contains(&subnet.instance_cidr)) {
+                        out.push(Finding::error(
+                            external,
+                            None,
+                            format!(
+                                "instanceCIDR {} is not inside VPC {vpc_id} ({})",
+                                subnet.instance_cidr,
+                                vpc.cidrs
+                                    .iter()
+                                    .map(|c| c.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
+                    }
+                    for existing in &vpc.subnets {
+                        if existing.contains(&subnet.instance_cidr.network())
+                            || subnet.instance_cidr.contains(&existing.network())
+                        {
+                            out.push(Finding::error(external, None, format!("instanceCIDR {} overlaps existing subnet {existing} of VPC {vpc_id}", subnet.instance_cidr)));
+                        }
+                    }
+                }
+            }
+            Err(e) => out.push(Finding::error(external, None, format!("vpcId: {e}"))),
+        }
+        if let Some(rtb) = &config.route_table_id {
+            match network.route_table_exists(rtb).await {
+                Ok(true) => {}
+                Ok(false) => out.push(Finding::error(
+                    external,
+                    None,
+                    format!("routeTableId: route table {rtb} does not exist"),
+                )),
+                Err(e) => out.push(Finding::error(external, None, format!("routeTableId: {e}"))),
+            }
+        }
+    }
+    match network.key_pair_exists(&config.key_name).await {
+        Ok(true) => {}
+        Ok(false) => out.push(Finding::error(
+            external,
+            None,
+            format!("keyName: EC2 key pair {} does not exist", config.key_name),
+        )),
+        Err(e) => out.push(Finding::error(external, None, format!("keyName: {e}"))),
+    }
+    if let Some(body) = stack_template.filter(|t| t.len() <= template::INLINE_LIMIT)
+        && let Err(e) = context.cloudformation().validate_template(body).await
+    {
+        out.push(Finding::error(
+            render::STACK,
+            None,
+            format!("CloudFormation ValidateTemplate: {e}"),
+        ));
+    }
+    out
+}
+
+/// `kube-aws validate`: all findings, offline part first.
+pub async fn validate(
+    dir: &Path,
+    aws: &AwsOptions,
+    offline_only: bool,
+    now: OffsetDateTime,
+) -> Result<Vec<Finding>, EngineError> {
+    let (config, mut findings) = offline(dir, now).await?;
+    if let (false, Some(config)) = (offline_only, config) {
+        let context = aws.context(&config).await;
+        let templates = load_templates(dir)?;
+        let tls = pki::resolve::<KmsVault>(
+            &config,
+            &Default::default(),
+            None,
+            now,
+            super::DEFAULT_RENEW_BEFORE,
+        )
+        .await?;
+        let ami = config
+            .ami_id
+            .clone()
+            .unwrap_or_else(|| "ami-00000000000000000".into());
+        let stack = render::render(
+            &templates,
+            &RenderInputs {
+                config: &config,
+                ami_id: &ami,
+                tls: &tls.assets,
+            },
+        )
+        .ok()
+        .map(|r| r.stack_template);
+        findings.extend(online(&config, &context, stack.as_deref()).await);
+    }
+    Ok(findings)
+}
