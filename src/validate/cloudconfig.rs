@@ -268,11 +268,9 @@ impl Checker<'_> {
                 for (k, v) in map.iter() {
                     let Some(name) = key_text(k) else { continue };
                     match fields.iter().find(|(f, _)| *f == name) {
-                        Some((_, kind)) => self.check(
-                            format!("{path}.{name}").trim_start_matches('.'),
-                            v,
-                            *kind,
-                        ),
+                        Some((_, kind)) => {
+                            self.check(format!("{path}.{name}").trim_start_matches('.'), v, *kind)
+                        }
                         None => self.push(Finding::warning(
                             self.file,
                             Some(line(k)),

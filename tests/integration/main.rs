@@ -12,4 +12,5 @@ mod proxy;
 mod schemas;
 mod served;
 mod team;
+mod validate;
 mod workflow;

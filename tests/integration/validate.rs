@@ -1,0 +1,207 @@
+//! `kube-aws validate`: every finding with its file and line, in one run; the external
+//! resources against moto; and the built-in templates clean, by us and by cfn-lint.
+
+use std::process::Command;
+
+use crate::harness::{block_on, moto};
+use crate::workflow::{Cluster, stderr, stdout};
+
+fn lines(out: &std::process::Output) -> Vec<String> {
+    stdout(out).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_worker_cloud_config_with_two_misspelled_keys_reports_both_with_their_lines() {
+    let c = Cluster::new("valcc", false, None);
+    c.expect(0, &["render"]);
+    let path = c.path("userdata/cloud-config-worker");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Line 4 of the rendered file is this header comment: put a misspelled key there, and
+    // misspell `enable` of the first unit deeper in coreos.units.
+    let mut lines_of: Vec<String> = text.lines().map(str::to_string).collect();
+    lines_of.insert(3, "hostnme: worker".to_string());
+    let text = lines_of.join("\n") + "\n";
+    let text = text.replacen("      enable: true", "      enabel: true", 1);
+    std::fs::write(&path, &text).unwrap();
+
+    let out = c.expect(1, &["validate", "--offline", "--strict"]);
+    let found = lines(&out);
+    assert!(
+        found.contains(
+            &"UserDataWorker: line 4: warning: unrecognized key \"hostnme\" (template line 4)"
+                .to_string()
+        ),
+        "{found:#?}"
+    );
+    let unit_line = text.lines().position(|l| l.contains("enabel")).unwrap() + 1;
+    assert!(
+        found.iter().any(|l| l.starts_with(&format!(
+            "UserDataWorker: line {unit_line}: warning: unrecognized key \"enabel\""
+        ))),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn warnings_pass_unless_strict_and_the_built_ins_validate_clean() {
+    let c = Cluster::new("valok", false, None);
+    let out = c.expect(0, &["validate", "--offline"]);
+    assert_eq!(stdout(&out).trim(), "Validation OK");
+    c.expect(0, &["render"]);
+    let path = c.path("userdata/cloud-config-etcd");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("  update:", "  updat:", 1);
+    std::fs::write(&path, text).unwrap();
+    c.expect(0, &["validate", "--offline"]);
+    c.expect(1, &["validate", "--offline", "--strict"]);
+    let json: serde_json::Value = serde_json::from_slice(
+        &c.expect(0, &["validate", "--offline", "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["warnings"], 1);
+    assert_eq!(json["findings"][0]["file"], "UserDataEtcd");
+}
+
+#[test]
+fn a_cluster_yaml_with_three_mistakes_gives_three_findings_in_one_run() {
+    let c = Cluster::new("valcfg", false, None);
+    let path = c.path("cluster.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("workerInstanceTyp: m5.large\ndnsServiceIP: 10.9.9.9\nsubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.0.0/25\n");
+    std::fs::write(&path, &text).unwrap();
+    let out = c.expect(1, &["validate", "--offline"]);
+    let found: Vec<String> = lines(&out)
+        .into_iter()
+        .filter(|l| l.starts_with("cluster.yaml"))
+        .collect();
+    assert_eq!(found.len(), 3, "{found:#?}");
+    let at = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    assert!(
+        found.iter().any(|l| l.starts_with(&format!(
+            "cluster.yaml: line {}: error: workerInstanceTyp: unknown key",
+            at("workerInstanceTyp:")
+        ))),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|l| l.starts_with(&format!(
+            "cluster.yaml: line {}: error: dnsServiceIP:",
+            at("dnsServiceIP: 10.9.9.9")
+        ))),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|l| l.starts_with(&format!(
+            "cluster.yaml: line {}: error: subnets[1].instanceCIDR:",
+            at("    instanceCIDR: 10.0.0.0/25")
+        ))),
+        "{found:#?}"
+    );
+    // plan refuses to plan a configuration validate rejects.
+    let plan = c.expect(1, &["plan"]);
+    assert!(stderr(&plan).contains("cluster.yaml"), "{}", stderr(&plan));
+}
+
+#[test]
+fn a_template_with_a_missing_ref_and_oversized_userdata_reports_both_and_plan_refuses() {
+    let c = Cluster::new("valtpl", false, None);
+    c.expect(0, &["render"]);
+    let stack = c.path("stack-template.json");
+    let text = std::fs::read_to_string(&stack).unwrap().replacen(
+        "{\"Ref\": \"SecurityGroupEtcd\"}",
+        "{\"Ref\": \"SecurityGroupGhost\"}",
+        1,
+    );
+    std::fs::write(&stack, text).unwrap();
+    // 48,000 hex digits of hashes (4 bits each, barely compressible) in the etcd cloud-config
+    // push its gzipped userdata over 16 KiB.
+    let etcd = c.path("userdata/cloud-config-etcd");
+    let noise: String = (0..750u32)
+        .map(|i| kube_aws::hash::sha256_hex(i.to_string()))
+        .collect();
+    let mut cc = std::fs::read_to_string(&etcd).unwrap();
+    cc.push_str(&format!("  - path: /etc/noise\n    content: {noise}\n"));
+    std::fs::write(&etcd, cc).unwrap();
+
+    let out = c.expect(1, &["validate", "--offline"]);
+    let found = lines(&out);
+    assert!(
+        found.iter().any(|l| l.contains(
+            "error: Ref names \"SecurityGroupGhost\", which is not a resource or parameter"
+        )),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|l| l.contains("InstanceEtcd0: UserData is")
+                && l.contains("over EC2's 16384-byte limit")),
+        "{found:#?}"
+    );
+    let plan = c.expect(1, &["plan"]);
+    assert!(
+        stderr(&plan).contains("validation found 2 error(s)"),
+        "{}",
+        stderr(&plan)
+    );
+    assert!(
+        c.proxy.forwarded(Some("cloudformation")).is_empty(),
+        "nothing reached CloudFormation"
+    );
+}
+
+#[test]
+fn against_moto_a_missing_kms_key_a_foreign_zone_and_a_missing_vpc_are_findings() {
+    let c = Cluster::new("valaws", false, None);
+    block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&moto().sdk_config().await);
+        ec2.create_key_pair()
+            .key_name("test-key")
+            .send()
+            .await
+            .unwrap();
+    });
+    c.expect(0, &["validate"]);
+    c.set(
+        "kmsKeyArn",
+        "\"arn:aws:kms:us-west-2:123456789012:key/00000000-0000-0000-0000-000000000000\"",
+    );
+    c.set("hostedZoneId", &moto().create_zone("elsewhere.org"));
+    c.set("vpcId", "vpc-0123456789abcdef0");
+    let out = c.expect(1, &["validate"]);
+    let found = lines(&out);
+    assert!(found.iter().any(|l| l.contains("kmsKeyArn: KMS key arn:aws:kms:us-west-2:123456789012:key/00000000-0000-0000-0000-000000000000 does not exist")), "{found:#?}");
+    assert!(
+        found
+            .iter()
+            .any(|l| l.contains("hostedZoneId: hosted zone elsewhere.org")
+                && l.contains("is not a parent of externalDNSName")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|l| l.contains("vpcId: VPC vpc-0123456789abcdef0 does not exist")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn cfn_lint_reports_no_errors_on_the_exported_template() {
+    let c = Cluster::new("cfnlint", false, None);
+    c.expect(0, &["export", "-o", "stack.json"]);
+    let out = Command::new("cfn-lint")
+        .arg(c.path("stack.json"))
+        .output()
+        .expect("cfn-lint runs (scripts/ensure-tools installs it)");
+    // cfn-lint's exit code is a bit field: 2 errors, 4 warnings, 8 informational.
+    let code = out.status.code().unwrap();
+    assert_eq!(
+        code & 2,
+        0,
+        "cfn-lint errors:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
