@@ -93,8 +93,17 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         into.extend(c.proxy.forwarded(None).iter().map(iam_action));
         c.proxy.reset();
     };
-    // First plan and apply, then a change that renews certificates and rolls workers, and
-    // what auditors run: every call each role makes.
+    // First validate, plan and apply, then a change that renews certificates and rolls
+    // workers, and what auditors run: every call each role makes.
+    crate::harness::block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&crate::harness::moto().sdk_config().await);
+        ec2.create_key_pair()
+            .key_name("test-key")
+            .send()
+            .await
+            .unwrap();
+    });
+    c.expect(0, &["validate"]);
     c.expect(0, &["plan", "-o", "plan.json"]);
     record(&mut plan_needs, &c);
     c.expect(0, &["apply", "plan.json"]);
@@ -244,6 +253,7 @@ fn the_example_ci_workflow_passes_actionlint_and_the_check_can_fail() {
         String::from_utf8_lossy(&out.stdout)
     );
     let text = std::fs::read_to_string(&workflow).unwrap();
+    assert!(text.contains("run: kube-aws validate"));
     assert!(text.contains("--detailed-exitcode"));
     assert!(
         text.contains("if [ \"$code\" -eq 1 ]; then exit 1; fi"),
