@@ -234,6 +234,23 @@ impl Moto {
         name
     }
 
+    /// Makes sure the EC2 key pair every test cluster names (`test-key`) exists.
+    pub fn ensure_key_pair(&self) {
+        block_on(async {
+            let ec2 = aws_sdk_ec2::Client::new(&self.sdk_config().await);
+            let exists = ec2
+                .describe_key_pairs()
+                .key_names("test-key")
+                .send()
+                .await
+                .is_ok_and(|out| !out.key_pairs().is_empty());
+            if !exists {
+                // Another test may create it at the same moment; either way it then exists.
+                let _ = ec2.create_key_pair().key_name("test-key").send().await;
+            }
+        });
+    }
+
     /// Creates a public hosted zone and returns its id (without `/hostedzone/`).
     pub fn create_zone(&self, name: &str) -> String {
         block_on(async {

@@ -95,14 +95,7 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
     };
     // First validate, plan and apply, then a change that renews certificates and rolls
     // workers, and what auditors run: every call each role makes.
-    crate::harness::block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&crate::harness::moto().sdk_config().await);
-        ec2.create_key_pair()
-            .key_name("test-key")
-            .send()
-            .await
-            .unwrap();
-    });
+    crate::harness::moto().ensure_key_pair();
     c.expect(0, &["validate"]);
     c.expect(0, &["plan", "-o", "plan.json"]);
     record(&mut plan_needs, &c);

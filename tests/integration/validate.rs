@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::harness::{block_on, moto};
+use crate::harness::moto;
 use crate::workflow::{Cluster, stderr, stdout};
 
 fn lines(out: &std::process::Output) -> Vec<String> {
@@ -155,14 +155,7 @@ fn a_template_with_a_missing_ref_and_oversized_userdata_reports_both_and_plan_re
 #[test]
 fn against_moto_a_missing_kms_key_a_foreign_zone_and_a_missing_vpc_are_findings() {
     let c = Cluster::new("valaws", false, None);
-    block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&moto().sdk_config().await);
-        ec2.create_key_pair()
-            .key_name("test-key")
-            .send()
-            .await
-            .unwrap();
-    });
+    moto().ensure_key_pair();
     c.expect(0, &["validate"]);
     c.set(
         "kmsKeyArn",
