@@ -71,12 +71,16 @@ fn render_finding(e: &RenderError) -> Finding {
     }
 }
 
+/// What the offline checks found, and what they rendered (for the online checks).
+pub struct Offline {
+    pub config: Option<ClusterConfig>,
+    pub stack_template: Option<String>,
+    pub findings: Vec<Finding>,
+}
+
 /// Everything that needs no AWS. Certificates and the AMI are stand-ins: only the shape of
 /// the rendered files is checked.
-pub async fn offline(
-    dir: &Path,
-    now: OffsetDateTime,
-) -> Result<(Option<ClusterConfig>, Vec<Finding>), EngineError> {
+pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineError> {
     let config = match ClusterConfig::load(dir) {
         Ok(c) => c,
         Err(e) => {
@@ -92,7 +96,11 @@ pub async fn offline(
                     Finding::error(CLUSTER_FILE, p.line, message)
                 })
                 .collect();
-            return Ok((None, findings));
+            return Ok(Offline {
+                config: None,
+                stack_template: None,
+                findings,
+            });
         }
     };
     let templates = load_templates(dir)?;
@@ -108,7 +116,7 @@ pub async fn offline(
         .ami_id
         .clone()
         .unwrap_or_else(|| "ami-00000000000000000".into());
-    let findings = match render::render(
+    let (stack_template, findings) = match render::render(
         &templates,
         &RenderInputs {
             config: &config,
@@ -116,10 +124,17 @@ pub async fn offline(
             tls: &tls.assets,
         },
     ) {
-        Ok(rendered) => check_rendered(&rendered, &templates, true),
-        Err(e) => vec![render_finding(&e)],
+        Ok(rendered) => {
+            let findings = check_rendered(&rendered, &templates, true);
+            (Some(rendered.stack_template), findings)
+        }
+        Err(e) => (None, vec![render_finding(&e)]),
     };
-    Ok((Some(config), findings))
+    Ok(Offline {
+        config: Some(config),
+        stack_template,
+        findings,
+    })
 }
 
 /// The external resources: the KMS key, the hosted zone, an existing VPC and route table, the
@@ -242,33 +257,14 @@ pub async fn validate(
     offline_only: bool,
     now: OffsetDateTime,
 ) -> Result<Vec<Finding>, EngineError> {
-    let (config, mut findings) = offline(dir, now).await?;
+    let Offline {
+        config,
+        stack_template,
+        mut findings,
+    } = offline(dir, now).await?;
     if let (false, Some(config)) = (offline_only, config) {
         let context = aws.context(&config).await;
-        let templates = load_templates(dir)?;
-        let tls = pki::resolve::<KmsVault>(
-            &config,
-            &Default::default(),
-            None,
-            now,
-            super::DEFAULT_RENEW_BEFORE,
-        )
-        .await?;
-        let ami = config
-            .ami_id
-            .clone()
-            .unwrap_or_else(|| "ami-00000000000000000".into());
-        let stack = render::render(
-            &templates,
-            &RenderInputs {
-                config: &config,
-                ami_id: &ami,
-                tls: &tls.assets,
-            },
-        )
-        .ok()
-        .map(|r| r.stack_template);
-        findings.extend(online(&config, &context, stack.as_deref()).await);
+        findings.extend(online(&config, &context, stack_template.as_deref()).await);
     }
     Ok(findings)
 }
