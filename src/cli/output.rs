@@ -90,7 +90,7 @@ pub fn versions_table(versions: &[StateVersion]) -> String {
             ]
         })
         .collect();
-    table(&["VERSION", "LAST MODIFIED", "SERIAL", ""], &rows)
+    table(&["VERSION", "LAST MODIFIED", "SERIAL", "LATEST"], &rows)
 }
 
 use console::Style;

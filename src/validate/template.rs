@@ -16,6 +16,8 @@ pub const USERDATA_LIMIT: usize = 16 * 1024;
 /// CloudFormation's limits on a template: inline, and through S3.
 pub const INLINE_LIMIT: usize = 51_200;
 pub const S3_LIMIT: usize = 1_000_000;
+/// CloudFormation's limit on resources in one stack.
+pub const RESOURCE_LIMIT: usize = 500;
 
 /// The 1-based line of the first occurrence of `needle`.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
@@ -171,7 +173,9 @@ pub fn check(text: &str) -> Vec<Finding> {
 
     let types = known_types();
     for (id, resource) in &resources {
-        let here = line_of(text, &format!("\"{id}\": {{"));
+        // Only findings need a line: searching the text for every resource would make
+        // validation quadratic in the template's size.
+        let here = || line_of(text, &format!("\"{id}\": {{"));
         let depends: Vec<&str> = match &resource["DependsOn"] {
             Value::String(s) => vec![s.as_str()],
             Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
@@ -179,17 +183,17 @@ pub fn check(text: &str) -> Vec<Finding> {
         };
         for target in depends {
             if !resources.contains_key(target) {
-                out.push(Finding::error(FILE, here, format!("{id}: DependsOn names \"{target}\", which is not a resource of the template")));
+                out.push(Finding::error(FILE, here(), format!("{id}: DependsOn names \"{target}\", which is not a resource of the template")));
             }
         }
         match resource["Type"].as_str() {
-            None => out.push(Finding::error(FILE, here, format!("{id}: has no Type"))),
+            None => out.push(Finding::error(FILE, here(), format!("{id}: has no Type"))),
             Some(t)
                 if !types.contains(t)
                     && !t.starts_with("Custom::")
                     && !t.starts_with("AWS::CloudFormation::") =>
             {
-                out.push(Finding::warning(FILE, here, format!("{id}: resource type {t} is not one the built-in template uses; kube-aws cannot forecast its replacements")));
+                out.push(Finding::warning(FILE, here(), format!("{id}: resource type {t} is not one the built-in template uses; kube-aws cannot forecast its replacements")));
             }
             Some(_) => {}
         }
@@ -201,13 +205,16 @@ pub fn check(text: &str) -> Vec<Finding> {
             match BASE64.decode(u) {
                 Ok(bytes) if bytes.len() > USERDATA_LIMIT => out.push(Finding::error(
                     FILE,
-                    here,
+                    here(),
                     format!("{id}: UserData is {} bytes before base64, over EC2's {USERDATA_LIMIT}-byte limit", bytes.len()),
                 )),
                 Ok(_) => {}
-                Err(e) => out.push(Finding::error(FILE, here, format!("{id}: UserData is not base64: {e}"))),
+                Err(e) => out.push(Finding::error(FILE, here(), format!("{id}: UserData is not base64: {e}"))),
             }
         }
+    }
+    if resources.len() > RESOURCE_LIMIT {
+        out.push(Finding::error(FILE, None, format!("the template has {} resources, over CloudFormation's {RESOURCE_LIMIT}-resource limit per stack", resources.len())));
     }
     if text.len() > S3_LIMIT {
         out.push(Finding::error(
@@ -267,6 +274,21 @@ mod tests {
             "{found:#?}"
         );
         assert_eq!(found.len(), 6, "{found:#?}");
+    }
+
+    #[test]
+    fn more_than_500_resources_is_an_error() {
+        let resources: Vec<String> = (0..501)
+            .map(|i| format!("\"R{i}\": {{\"Type\": \"AWS::EC2::EIP\"}}"))
+            .collect();
+        let text = format!("{{\"Resources\": {{{}}}}}", resources.join(", "));
+        let found: Vec<String> = check(&text).iter().map(|f| f.to_string()).collect();
+        assert_eq!(
+            found,
+            vec![
+                "stack-template.json: error: the template has 501 resources, over CloudFormation's 500-resource limit per stack"
+            ]
+        );
     }
 
     #[test]
