@@ -200,10 +200,13 @@ pub fn forecast_replacement(resource_type: &str, changed: &[String]) -> Option<&
     }
 }
 
-/// Auto Scaling groups of `template` whose instances roll when one of `changed` (logical
-/// ids of modified resources) changes: their launch template, or the group itself.
+/// Auto Scaling groups of `template` whose instances roll because their launch template is
+/// one of `changed` (logical ids of modified resources). The instances that roll are those
+/// running now: the group's size in the `deployed` template; new ones start on the new
+/// version anyway.
 pub fn rolling_forecasts(
     template: &Value,
+    deployed: &Value,
     changed: &BTreeSet<String>,
 ) -> BTreeMap<String, RollingForecast> {
     let mut out = BTreeMap::new();
@@ -222,9 +225,14 @@ pub fn rolling_forecasts(
                 .map(|n| n as u32)
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         };
-        let props = &resource["Properties"];
-        let instances = number(&props["DesiredCapacity"])
-            .or_else(|| number(&props["MinSize"]))
+        let size = |r: &Value| {
+            number(&r["Properties"]["DesiredCapacity"])
+                .or_else(|| number(&r["Properties"]["MinSize"]))
+        };
+        let instances = deployed["Resources"]
+            .get(&id)
+            .and_then(size)
+            .or_else(|| size(&resource))
             .unwrap_or(0);
         let policy = &resource["UpdatePolicy"]["AutoScalingRollingUpdate"];
         let max_batch_size = number(&policy["MaxBatchSize"]).unwrap_or(1).max(1);
@@ -310,7 +318,7 @@ mod tests {
                 "UpdatePolicy": {"AutoScalingRollingUpdate": {"MaxBatchSize": "2", "MinInstancesInService": "5", "PauseTime": "PT3M"}}},
         }});
         let changed = BTreeSet::from(["LaunchTemplateWorkers".to_string()]);
-        let forecast = &rolling_forecasts(&template, &changed)["AutoScaleWorkers"];
+        let forecast = &rolling_forecasts(&template, &template, &changed)["AutoScaleWorkers"];
         assert_eq!(
             (
                 forecast.instances,
@@ -319,6 +327,11 @@ mod tests {
             ),
             (5, 2, 3)
         );
-        assert!(rolling_forecasts(&template, &BTreeSet::new()).is_empty());
+        assert!(rolling_forecasts(&template, &template, &BTreeSet::new()).is_empty());
+        // Growing the group from 2 to 5: the 2 running instances roll, in one batch of 2.
+        let mut deployed = template.clone();
+        deployed["Resources"]["AutoScaleWorkers"]["Properties"]["DesiredCapacity"] = json!("2");
+        let forecast = &rolling_forecasts(&template, &deployed, &changed)["AutoScaleWorkers"];
+        assert_eq!((forecast.instances, forecast.batches), (2, 1));
     }
 }

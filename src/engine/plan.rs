@@ -688,10 +688,9 @@ fn resource_changes(
                 .map(|c| c.logical_id.clone()),
         )
         .collect();
-    let rolling = if deployed.is_some() {
-        diff::rolling_forecasts(new_template, &modified)
-    } else {
-        BTreeMap::new()
+    let rolling = match deployed {
+        Some(deployed) => diff::rolling_forecasts(new_template, deployed, &modified),
+        None => BTreeMap::new(),
     };
     let mut out: Vec<ResourceChange> = changes
         .iter()
