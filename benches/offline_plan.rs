@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kube_aws::audit::ChangeSummary;
 use kube_aws::aws::AwsError;
 use kube_aws::aws::images::ImageCatalog;
 use kube_aws::aws::kms::KeyVault;
@@ -84,7 +83,6 @@ fn seed(dir: &Path, pools: usize) {
             .unwrap();
         backend.store.persist(&state, None, &lock).await.unwrap();
         backend.store.unlock(&lock).await.unwrap();
-        let _ = ChangeSummary::default();
     });
 }
 

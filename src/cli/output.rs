@@ -640,8 +640,6 @@ pub fn status_text(s: &Status) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::assets::AssetKind;
     use crate::audit::ChangeSummary;
@@ -788,6 +786,5 @@ mod tests {
             coloured.contains("\u{1b}[31m\u{1b}[1m"),
             "replacements are bold red"
         );
-        let _ = BTreeMap::<String, String>::new();
     }
 }

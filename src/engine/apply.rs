@@ -163,7 +163,7 @@ async fn locked(
         };
 
     // Step 4.
-    let first = backend
+    backend
         .audit
         .append(now(), entry(AuditResult::Started, None, None))
         .await?;
@@ -180,7 +180,6 @@ async fn locked(
             })
         }
     };
-    let _ = first;
 
     // Steps 5 and 6.
     let cfn = context.cloudformation();
