@@ -27,10 +27,10 @@ impl Backend {
         Backend::over(objects, layout, None)
     }
 
-    /// The S3 backend in `bucket` at `key`.
-    pub fn s3(client: aws_sdk_s3::Client, bucket: &str, key: &str) -> Backend {
-        let objects = Objects::S3(S3Objects::new(client, bucket));
-        Backend::over(objects, Layout::s3(key), Some(bucket.to_string()))
+    /// The S3 backend: `objects` in its bucket, the state at `key`.
+    pub fn s3(objects: S3Objects, key: &str) -> Backend {
+        let bucket = objects.bucket().to_string();
+        Backend::over(Objects::S3(objects), Layout::s3(key), Some(bucket))
     }
 
     fn over(objects: Objects, layout: Layout, versioned_bucket: Option<String>) -> Backend {
@@ -47,9 +47,9 @@ impl Backend {
             StateBackendKind::Local => Backend::local(dir),
             StateBackendKind::S3 => {
                 let region = config.state.region.as_deref().unwrap_or(&config.region);
+                let bucket = config.state.bucket.as_deref().unwrap_or_default();
                 Backend::s3(
-                    aws.s3(Some(region)),
-                    config.state.bucket.as_deref().unwrap_or_default(),
+                    S3Objects::connect(aws, region, bucket),
                     config.state.key.as_deref().unwrap_or_default(),
                 )
             }

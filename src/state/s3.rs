@@ -23,6 +23,11 @@ impl S3Objects {
         }
     }
 
+    /// Objects in `bucket` through the context's credentials, in the bucket's `region`.
+    pub fn connect(aws: &crate::aws::AwsContext, region: &str, bucket: &str) -> S3Objects {
+        S3Objects::new(aws.s3(Some(region)), bucket)
+    }
+
     pub fn bucket(&self) -> &str {
         &self.bucket
     }

@@ -6,6 +6,7 @@ use time::{Duration, OffsetDateTime};
 use kube_aws::audit::{AuditResult, NewEntry};
 use kube_aws::engine::backend::Backend;
 use kube_aws::state::objects::{ObjectStore, Precondition};
+use kube_aws::state::s3::S3Objects;
 use kube_aws::state::store::Loaded;
 use kube_aws::state::{State, StateError};
 
@@ -30,7 +31,7 @@ pub fn s3() -> Fixture {
     let bucket = moto.create_bucket("suite", true);
     let client = block_on(moto.s3());
     Fixture {
-        backend: Backend::s3(client, &bucket, "clusters/demo/state.json"),
+        backend: Backend::s3(S3Objects::new(client, &bucket), "clusters/demo/state.json"),
         _dir: None,
     }
 }
@@ -418,7 +419,7 @@ backend_suite!(s3);
 fn an_unversioned_bucket_is_refused_with_how_to_enable_versioning() {
     let moto = moto();
     let bucket = moto.create_bucket("plain", false);
-    let backend = Backend::s3(block_on(moto.s3()), &bucket, "state.json");
+    let backend = Backend::s3(S3Objects::new(block_on(moto.s3()), &bucket), "state.json");
     let err = block_on(backend.store.lock("me", "apply", now(), lease())).unwrap_err();
     let message = err.to_string();
     assert!(
@@ -440,7 +441,7 @@ fn twenty_racing_writers_never_lose_an_update() {
     let moto = moto();
     let bucket = moto.create_bucket("race", true);
     let client = block_on(moto.s3());
-    let backend = Backend::s3(client, &bucket, "race/state.json");
+    let backend = Backend::s3(S3Objects::new(client, &bucket), "race/state.json");
     block_on(bump(&backend, None)).unwrap();
     let seeded = block_on(backend.store.load()).unwrap().unwrap();
 
@@ -530,7 +531,10 @@ fn twenty_racing_writers_never_lose_an_update() {
 fn twenty_sequential_rounds_under_contention_count_every_increment() {
     let moto = moto();
     let bucket = moto.create_bucket("rounds", true);
-    let backend = Backend::s3(block_on(moto.s3()), &bucket, "rounds/state.json");
+    let backend = Backend::s3(
+        S3Objects::new(block_on(moto.s3()), &bucket),
+        "rounds/state.json",
+    );
     block_on(bump(&backend, None)).unwrap();
 
     // Each writer reads after taking the lock, so every writer that gets the lock succeeds.

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use kube_aws::audit::{self, AuditResult, ChangeSummary, NewEntry};
 use kube_aws::engine::backend::Backend;
 use kube_aws::state::objects::{ObjectStore, Precondition};
+use kube_aws::state::s3::S3Objects;
 
 use crate::harness::{block_on, init_cluster_with, kube_aws, moto};
 
@@ -53,7 +54,7 @@ fn history_limit_20_over_10000_s3_entries_makes_at_most_25_requests() {
     let t0 = OffsetDateTime::now_utc();
     let entries = audit::chain((0..10_000u64).map(|i| (t0, entry(i))));
     let client = block_on(moto.s3());
-    let backend = Backend::s3(client, &bucket, "h/state.json");
+    let backend = Backend::s3(S3Objects::new(client, &bucket), "h/state.json");
     let chunks: Vec<Vec<audit::AuditEntry>> = entries.chunks(625).map(|c| c.to_vec()).collect();
     let writers: Vec<_> = chunks
         .into_iter()
@@ -142,7 +143,7 @@ fn state_show_redacts_pull_is_exact_and_unlock_is_audited() {
         "statecli",
         &["--state-bucket", &bucket, "--state-key", "s/state.json"],
     );
-    let backend = Backend::s3(block_on(moto.s3()), &bucket, "s/state.json");
+    let backend = Backend::s3(S3Objects::new(block_on(moto.s3()), &bucket), "s/state.json");
     let now = OffsetDateTime::now_utc();
 
     let mut state =
