@@ -172,6 +172,11 @@ impl<O: ObjectStore> AuditLog<O> {
         format!("{}{seq:08}.json", self.prefix)
     }
 
+    /// The hint naming the newest sequence number.
+    fn head_key(&self) -> String {
+        format!("{}{HEAD}", self.prefix)
+    }
+
     fn seq_of(&self, key: &str) -> Option<u64> {
         key.strip_prefix(&self.prefix)?
             .strip_suffix(".json")?
@@ -200,7 +205,7 @@ impl<O: ObjectStore> AuditLog<O> {
     /// The highest sequence number in the log (0 when empty): the HEAD hint, then a listing
     /// of anything after it, since a writer may have died between its entry and the hint.
     pub async fn latest_seq(&self) -> Result<u64, StateError> {
-        let head_key = format!("{}{HEAD}", self.prefix);
+        let head_key = self.head_key();
         let hint = match self.objects.get(&head_key).await? {
             Some(object) => String::from_utf8_lossy(&object.bytes)
                 .trim()
@@ -261,7 +266,7 @@ impl<O: ObjectStore> AuditLog<O> {
                 .await
             {
                 Ok(_) => {
-                    let head_key = format!("{}{HEAD}", self.prefix);
+                    let head_key = self.head_key();
                     self.objects
                         .put(
                             &head_key,
@@ -341,7 +346,7 @@ impl<O: ObjectStore> AuditLog<O> {
             }
             expected = seq + 1;
         }
-        let head_key = format!("{}{HEAD}", self.prefix);
+        let head_key = self.head_key();
         if let Some(object) = self.objects.get(&head_key).await?
             && let Ok(head) = String::from_utf8_lossy(&object.bytes).trim().parse::<u64>()
             && head >= expected

@@ -169,50 +169,34 @@ fn readable_template(template: &Value) -> String {
         .expect("UTF-8")
 }
 
-struct Desired {
-    asset: AssetRecord,
-    content: Option<String>,
-}
-
-/// Every asset a render produces, by path, with its hash and (for text assets) its content.
+/// Every asset a render produces, by path, with its hash.
 fn desired_assets(
     config: &ClusterConfig,
     rendered: &render::Rendered,
     tls: &crate::assets::TlsAssets,
-) -> BTreeMap<String, Desired> {
-    let template: Value =
-        serde_json::from_str(&rendered.stack_template).expect("render checked the JSON");
-    let mut desired: BTreeMap<String, Desired> = BTreeMap::new();
-    let mut add = |kind, name: &str, sha256: String, content: Option<String>| {
-        desired.insert(
-            asset_path(kind, name),
-            Desired {
-                asset: AssetRecord { kind, sha256 },
-                content,
-            },
-        );
+) -> BTreeMap<String, AssetRecord> {
+    let mut desired = BTreeMap::new();
+    let mut add = |kind, name: &str, sha256: String| {
+        desired.insert(asset_path(kind, name), AssetRecord { kind, sha256 });
     };
     add(
         AssetKind::StackTemplate,
         "",
         sha256_hex(&rendered.stack_template),
-        Some(readable_template(&template)),
     );
     for (name, text) in &rendered.cloud_configs {
-        add(
-            AssetKind::CloudConfig,
-            name,
-            sha256_hex(text),
-            Some(text.clone()),
-        );
+        add(AssetKind::CloudConfig, name, sha256_hex(text));
     }
     for (name, asset) in tls {
-        add(AssetKind::Tls, name, asset.spec_sha256.clone(), None);
+        add(AssetKind::Tls, name, asset.spec_sha256.clone());
     }
     if config.create_record_set {
         let spec = desired_record_spec(config);
-        let hash = sha256_hex(canonical_json(&spec).expect("serialises"));
-        add(AssetKind::Record, &spec.name, hash, None);
+        add(
+            AssetKind::Record,
+            &spec.name,
+            sha256_hex(canonical_json(&spec).expect("serialises")),
+        );
     }
     desired
 }
@@ -243,10 +227,7 @@ pub fn applied_state(
             parameters: BTreeMap::new(),
             tags: config.stack_tags.clone(),
         }),
-        assets: desired_assets(config, rendered, tls)
-            .into_iter()
-            .map(|(path, d)| (path, d.asset))
-            .collect(),
+        assets: desired_assets(config, rendered, tls),
         tls: tls.clone(),
         image: Some(image.clone()),
         records: prior.map(|s| s.records.clone()).unwrap_or_default(),
@@ -309,8 +290,10 @@ async fn plan_apply(
     let new_template: Value =
         serde_json::from_str(&rendered.stack_template).expect("render checked the JSON");
 
-    // The desired assets, by path.
-    let desired = desired_assets(config, &rendered, &tls.assets);
+    // The state this plan writes, and so the desired assets by path (stack id and records are
+    // filled in below, once known).
+    let mut new_state = applied_state(config, prior_state, &image, &tls.assets, &rendered);
+    let desired = new_state.assets.clone();
     let record_spec = config
         .create_record_set
         .then(|| desired_record_spec(config));
@@ -501,11 +484,11 @@ async fn plan_apply(
         let action = match (old, new) {
             (None, Some(_)) => Action::Create,
             (Some(_), None) => Action::Delete,
-            (Some(o), Some(n)) if o.sha256 != n.asset.sha256 => Action::Update,
+            (Some(o), Some(n)) if o.sha256 != n.sha256 => Action::Update,
             _ => Action::NoOp,
         };
         let kind = new
-            .map(|n| n.asset.kind)
+            .map(|n| n.kind)
             .or(old.map(|o| o.kind))
             .expect("one side exists");
         let mut reason = None;
@@ -524,7 +507,14 @@ async fn plan_apply(
         let diff = if action != Action::Update {
             None
         } else {
-            let new_text = new.and_then(|n| n.content.clone());
+            let new_text = match kind {
+                AssetKind::StackTemplate => Some(readable_template(&new_template)),
+                AssetKind::CloudConfig => rendered
+                    .cloud_configs
+                    .get(path.trim_start_matches("userdata/"))
+                    .cloned(),
+                _ => None,
+            };
             let old_text = match kind {
                 AssetKind::StackTemplate => deployed_template.as_ref().map(readable_template),
                 AssetKind::CloudConfig => {
@@ -555,7 +545,7 @@ async fn plan_apply(
             kind,
             action,
             old_sha256: old.map(|o| o.sha256.clone()),
-            new_sha256: new.map(|n| n.asset.sha256.clone()),
+            new_sha256: new.map(|n| n.sha256.clone()),
             diff,
             reason,
         });
@@ -580,7 +570,6 @@ async fn plan_apply(
         })
         .collect();
 
-    let mut new_state = applied_state(config, prior_state, &image, &tls.assets, &rendered);
     if let Some(stack) = new_state.stack.as_mut() {
         stack.id = stack_id;
     }
