@@ -33,6 +33,10 @@ pub struct TlsAsset {
     pub certificate_pem: String,
     /// SHA-256 of the certificate's DER: leaves name their issuer by it.
     pub certificate_sha256: String,
+    /// The public key as a PKIX PEM, for assets whose consumer wants the bare public key (the
+    /// service-account key pair). Absent in states written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_pem: Option<String>,
     /// Base64 of the KMS ciphertext blob of the PKCS#8 private key.
     pub key_ciphertext: String,
     /// RFC 3339, UTC.

@@ -17,8 +17,13 @@ use crate::hash::{canonical_json, sha256_hex};
 /// Name of the cluster CA asset; every other certificate is issued by it.
 pub const CA: &str = "ca";
 
-/// Every TLS asset, CA first, in the order [`leaf_specs`] lists the rest.
-pub const NAMES: [&str; 9] = [
+/// Name of the service-account signing key pair: not a TLS certificate, but kept, sealed and
+/// reused like one. Its spec depends on nothing a certificate renewal changes.
+pub const SERVICE_ACCOUNT: &str = "service-account";
+
+/// Every TLS asset, CA first, in the order [`leaf_specs`] lists the rest, then the
+/// service-account key pair.
+pub const NAMES: [&str; 10] = [
     CA,
     "apiserver",
     "apiserver-kubelet-client",
@@ -28,6 +33,7 @@ pub const NAMES: [&str; 9] = [
     "admin",
     "etcd-server",
     "etcd-client",
+    SERVICE_ACCOUNT,
 ];
 
 pub fn all_names() -> impl Iterator<Item = &'static str> {
@@ -66,6 +72,9 @@ impl TlsSpec {
 }
 
 const KEY_ALGORITHM: &str = "ecdsa-p256-sha256";
+/// kube-apiserver signs service-account tokens with this key; RSA as kubeadm's `sa.key`, which
+/// every token verifier accepts.
+const SERVICE_ACCOUNT_KEY_ALGORITHM: &str = "rsa-2048-sha256";
 
 /// The CA's spec.
 pub fn ca_spec(c: &ClusterConfig) -> TlsSpec {
@@ -103,7 +112,13 @@ pub fn leaf_specs(c: &ClusterConfig, ca_sha256: &str) -> Vec<TlsSpec> {
         "kubernetes.default.svc.cluster.local".into(),
         c.external_dns_name.clone(),
     ];
-    apiserver.ip_addresses = vec![c.kubernetes_service_ip(), c.controller_ip];
+    apiserver.dns_names.push("localhost".into());
+    // 127.0.0.1: every kubeconfig on a controller talks to its own apiserver there.
+    apiserver.ip_addresses = vec![
+        c.kubernetes_service_ip(),
+        Ipv4Addr::LOCALHOST,
+        c.controller_ip,
+    ];
 
     let mut worker = leaf(
         "worker",
@@ -119,9 +134,11 @@ pub fn leaf_specs(c: &ClusterConfig, ca_sha256: &str) -> Vec<TlsSpec> {
         None,
         vec![Usage::ServerAuth, Usage::ClientAuth],
     );
-    etcd_server.dns_names = vec!["localhost".into()];
-    etcd_server.ip_addresses = c.etcd_ips();
-    etcd_server.ip_addresses.push(Ipv4Addr::LOCALHOST);
+    // Members know each other and are reached by their names, which follow them to a new
+    // instance; etcd checks a peer's client certificate against these names too.
+    etcd_server.dns_names = c.etcd_members().into_iter().map(|m| m.host).collect();
+    etcd_server.dns_names.push("localhost".into());
+    etcd_server.ip_addresses = vec![Ipv4Addr::LOCALHOST];
 
     vec![
         apiserver,
@@ -160,9 +177,35 @@ pub fn leaf_specs(c: &ClusterConfig, ca_sha256: &str) -> Vec<TlsSpec> {
     ]
 }
 
+/// The service-account signing key pair's spec. It is self-signed (the certificate only carries
+/// the public key) and has no issuer, so a new CA or a certificate renewal never changes it.
+pub fn service_account_spec(c: &ClusterConfig) -> TlsSpec {
+    TlsSpec {
+        name: SERVICE_ACCOUNT.to_string(),
+        common_name: "service-accounts".to_string(),
+        organization: Some(format!("kube-aws:{}", c.cluster_name)),
+        dns_names: vec![],
+        ip_addresses: vec![],
+        usages: vec![],
+        // Nothing checks this certificate's validity; a fixed value keeps the key independent
+        // of every certificate setting.
+        validity_days: 3650,
+        issuer_sha256: None,
+        key_algorithm: SERVICE_ACCOUNT_KEY_ALGORITHM,
+    }
+}
+
+/// Whether the asset is renewed when it nears its `not_after`. The service-account key is not:
+/// nothing checks its certificate's validity, and a new key would invalidate every token.
+pub fn renews_on_expiry(name: &str) -> bool {
+    name != SERVICE_ACCOUNT
+}
+
 /// A freshly issued certificate with its plaintext key, which lives only in memory.
 pub struct Issued {
     pub certificate_pem: String,
+    /// The public key as a PKIX "PUBLIC KEY" PEM.
+    pub public_key_pem: String,
     pub certificate_sha256: String,
     pub key_pem: Zeroizing<String>,
     pub not_after: OffsetDateTime,
@@ -266,7 +309,12 @@ pub fn issue(
         name: spec.name.clone(),
         source,
     };
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(fail)?;
+    let algorithm = if spec.key_algorithm == SERVICE_ACCOUNT_KEY_ALGORITHM {
+        &rcgen::PKCS_RSA_SHA256
+    } else {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    };
+    let key = KeyPair::generate_for(algorithm).map_err(fail)?;
     let params = params_for(spec, now);
     let not_after = params.not_after;
     let certificate = match ca {
@@ -276,6 +324,7 @@ pub fn issue(
     .map_err(fail)?;
     Ok(Issued {
         certificate_pem: certificate.pem(),
+        public_key_pem: key.public_key_pem(),
         certificate_sha256: sha256_hex(certificate.der()),
         key_pem: Zeroizing::new(key.serialize_pem()),
         not_after,

@@ -60,6 +60,17 @@ pub struct ClusterConfig {
     pub etcd_count: u32,
     #[serde(default = "defaults::instance_type")]
     pub etcd_instance_type: String,
+    /// GiB of each member's own data volume (gp3, encrypted), which outlives its instances.
+    #[serde(default = "defaults::etcd_data_volume_size")]
+    pub etcd_data_volume_size: u32,
+    #[serde(default = "defaults::root_volume_type")]
+    pub etcd_data_volume_type: String,
+    /// systemd calendar expression of the snapshots the leader saves to S3.
+    #[serde(default = "defaults::etcd_snapshot_schedule")]
+    pub etcd_snapshot_schedule: String,
+    /// Days a snapshot is kept in the snapshot bucket.
+    #[serde(default = "defaults::etcd_snapshot_retention_days")]
+    pub etcd_snapshot_retention_days: u32,
     #[serde(default = "defaults::one")]
     pub worker_count: u32,
     #[serde(default = "defaults::instance_type")]
@@ -202,6 +213,21 @@ pub struct WorkerPool {
     pub taints: Vec<TaintConfig>,
 }
 
+/// One etcd member as the templates see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdMember {
+    pub index: usize,
+    /// `etcd-<index>`: the member's etcd name.
+    pub name: String,
+    /// The DNS name peers and clients use; the member points it at whichever instance it runs on.
+    pub host: String,
+    /// Logical id of the member's Auto Scaling group (one instance), which it signals.
+    pub logical_id: String,
+    pub subnet_index: usize,
+    pub availability_zone: String,
+}
+
 /// Name of the implicit pool made from the top-level `worker*` settings.
 pub const DEFAULT_POOL: &str = "workers";
 
@@ -300,14 +326,34 @@ impl ClusterConfig {
         self.cluster_name.clone()
     }
 
-    /// Private IPs of the etcd members: member `i` sits in subnet `i mod n` at offset 20 + i,
-    /// so the addresses (and the etcd certificate's SANs) are known before anything runs.
-    pub fn etcd_ips(&self) -> Vec<Ipv4Addr> {
+    /// The private DNS zone in which each etcd member keeps its name pointed at its instance.
+    pub fn etcd_domain(&self) -> String {
+        format!(
+            "{}.kube-aws.internal",
+            self.cluster_name.to_ascii_lowercase()
+        )
+    }
+
+    /// The etcd members: member `i` is `etcd-i`, known to its peers and clients by
+    /// `etcd-i.<etcd_domain>` (so its certificate's SANs are known before anything runs), and
+    /// placed in subnet `i mod n`.
+    pub fn etcd_members(&self) -> Vec<EtcdMember> {
         let subnets = self.effective_subnets();
+        let domain = self.etcd_domain();
         (0..self.etcd_count as usize)
-            .map(|i| {
-                let base = u32::from(subnets[i % subnets.len()].instance_cidr.network());
-                Ipv4Addr::from(base + 20 + i as u32)
+            .map(|index| {
+                let subnet_index = index % subnets.len().max(1);
+                EtcdMember {
+                    index,
+                    name: format!("etcd-{index}"),
+                    host: format!("etcd-{index}.{domain}"),
+                    logical_id: format!("AutoScaleEtcd{index}"),
+                    subnet_index,
+                    availability_zone: subnets
+                        .get(subnet_index)
+                        .map(|s| s.availability_zone.clone())
+                        .unwrap_or_default(),
+                }
             })
             .collect()
     }
@@ -371,6 +417,15 @@ mod defaults {
     }
     pub fn kubernetes_version() -> String {
         crate::render::DEFAULT_KUBERNETES_VERSION.to_string()
+    }
+    pub fn etcd_data_volume_size() -> u32 {
+        30
+    }
+    pub fn etcd_snapshot_schedule() -> String {
+        "hourly".to_string()
+    }
+    pub fn etcd_snapshot_retention_days() -> u32 {
+        7
     }
     pub fn ca_days() -> u32 {
         3650

@@ -36,7 +36,12 @@ fn minimal_config_gets_the_original_defaults() {
     assert_eq!(c.release_channel, ReleaseChannel::Stable);
     assert_eq!(c.state.backend, StateBackendKind::Local);
     assert_eq!(c.kubernetes_service_ip().to_string(), "10.3.0.1");
-    assert_eq!(c.etcd_ips(), vec![Ipv4Addr::new(10, 0, 0, 20)]);
+    let members = c.etcd_members();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].host, "etcd-0.demo.kube-aws.internal");
+    assert_eq!(members[0].logical_id, "AutoScaleEtcd0");
+    assert_eq!(c.etcd_data_volume_size, 30);
+    assert_eq!(c.etcd_snapshot_retention_days, 7);
 }
 
 #[test]

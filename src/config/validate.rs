@@ -185,6 +185,39 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             ),
         );
     }
+    if !(1..=16_384).contains(&c.etcd_data_volume_size) {
+        problem(
+            &[key("etcdDataVolumeSize")],
+            format!(
+                "must be between 1 and 16384 GiB, the EBS limit (got {})",
+                c.etcd_data_volume_size
+            ),
+        );
+    }
+    if !(1..=3_650).contains(&c.etcd_snapshot_retention_days) {
+        problem(
+            &[key("etcdSnapshotRetentionDays")],
+            format!(
+                "must be between 1 and 3650 days (got {})",
+                c.etcd_snapshot_retention_days
+            ),
+        );
+    }
+    // It lands in a unit file: one line of calendar-expression characters, nothing else.
+    let schedule_ok = !c.etcd_snapshot_schedule.trim().is_empty()
+        && c.etcd_snapshot_schedule.len() <= 100
+        && c.etcd_snapshot_schedule
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || " *-:/.,~".contains(ch));
+    if !schedule_ok {
+        problem(
+            &[key("etcdSnapshotSchedule")],
+            format!(
+                "\"{}\" is not a systemd calendar expression such as hourly, daily or *-*-* 00/6:00:00",
+                c.etcd_snapshot_schedule
+            ),
+        );
+    }
     if c.tls_ca_duration_days == 0 {
         problem(&[key("tlsCADurationDays")], "must be at least 1".into());
     }

@@ -41,6 +41,9 @@ fn reusable(
     if asset.spec_sha256 != spec.sha256() {
         return Err(IssueReason::SpecChanged);
     }
+    if !tls::renews_on_expiry(&spec.name) {
+        return Ok(());
+    }
     match OffsetDateTime::parse(&asset.not_after, &Rfc3339) {
         Ok(not_after) if not_after - renew_before > now => Ok(()),
         _ => Err(IssueReason::Expiring {
@@ -63,6 +66,7 @@ async fn seal<V: KeyVault>(
         name: spec.name.clone(),
         spec_sha256: spec.sha256(),
         certificate_pem: issued.certificate_pem.clone(),
+        public_key_pem: (spec.name == tls::SERVICE_ACCOUNT).then(|| issued.public_key_pem.clone()),
         certificate_sha256: issued.certificate_sha256.clone(),
         key_ciphertext: BASE64.encode(ciphertext),
         not_after: issued
@@ -81,6 +85,12 @@ fn placeholder(spec: &TlsSpec) -> TlsAsset {
             "-----BEGIN CERTIFICATE-----\n(issued when planned online: {})\n-----END CERTIFICATE-----\n",
             spec.name
         ),
+        public_key_pem: (spec.name == tls::SERVICE_ACCOUNT).then(|| {
+            format!(
+                "-----BEGIN PUBLIC KEY-----\n(generated when planned online: {})\n-----END PUBLIC KEY-----\n",
+                spec.name
+            )
+        }),
         certificate_sha256: String::new(),
         // Base64 of "(sealed when planned online)": renders like a real ciphertext would.
         key_ciphertext: BASE64.encode("(sealed when planned online)"),
@@ -147,6 +157,27 @@ pub async fn resolve<V: KeyVault>(
             }
         }
     }
+    // The service-account key pair is self-signed: it never needs the CA key.
+    let sa_spec = tls::service_account_spec(config);
+    let sa = match reusable(
+        previous.get(tls::SERVICE_ACCOUNT),
+        &sa_spec,
+        now,
+        renew_before,
+    ) {
+        Ok(()) => previous[tls::SERVICE_ACCOUNT].clone(),
+        Err(reason) => {
+            issued_now.push((tls::SERVICE_ACCOUNT.to_string(), reason));
+            match vault {
+                None => placeholder(&sa_spec),
+                Some(vault) => {
+                    let issued = tls::issue(&sa_spec, None, now)?;
+                    seal(vault, config, &sa_spec, &issued).await?
+                }
+            }
+        }
+    };
+    assets.insert(tls::SERVICE_ACCOUNT.to_string(), sa);
     assets.insert(tls::CA.to_string(), ca);
     Ok(ResolvedTls {
         assets,

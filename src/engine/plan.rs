@@ -495,7 +495,7 @@ async fn plan_apply(
         if kind == AssetKind::Tls {
             let name = path.trim_start_matches("tls/");
             if let Some(r) = reasons.get(name) {
-                reason = Some(describe_reason(r));
+                reason = Some(describe_reason(name, r));
             }
         }
         let action = if kind == AssetKind::Tls && action == Action::NoOp && reason.is_some() {
@@ -566,7 +566,9 @@ async fn plan_apply(
             } else {
                 "keep".into()
             },
-            reason: reasons.get(a.name.as_str()).map(|r| describe_reason(r)),
+            reason: reasons
+                .get(a.name.as_str())
+                .map(|r| describe_reason(&a.name, r)),
         })
         .collect();
 
@@ -605,7 +607,15 @@ async fn plan_apply(
     .seal())
 }
 
-fn describe_reason(reason: &pki::IssueReason) -> String {
+fn describe_reason(name: &str, reason: &pki::IssueReason) -> String {
+    if name == crate::assets::tls::SERVICE_ACCOUNT {
+        return match reason {
+            pki::IssueReason::New => {
+                "new service-account signing key pair, kept across certificate renewals".into()
+            }
+            _ => "the service-account key pair is replaced: every service-account token signed so far stops working".into(),
+        };
+    }
     match reason {
         pki::IssueReason::New => "new certificate".into(),
         pki::IssueReason::SpecChanged => {

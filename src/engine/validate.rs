@@ -19,8 +19,13 @@ use crate::validate::{Finding, cloudconfig, template};
 fn role(asset: &str) -> String {
     match asset {
         "cloud-config-controller" => "UserDataController".into(),
-        "cloud-config-etcd" => "UserDataEtcd".into(),
         "cloud-config-worker" => "UserDataWorker".into(),
+        etcd if etcd.starts_with("cloud-config-etcd-") => {
+            format!(
+                "UserDataEtcd[{}]",
+                etcd.trim_start_matches("cloud-config-etcd-")
+            )
+        }
         other => format!(
             "UserDataWorker[{}]",
             other.trim_start_matches("cloud-config-worker-")
@@ -31,7 +36,7 @@ fn role(asset: &str) -> String {
 fn template_of(asset: &str) -> &'static str {
     match asset {
         "cloud-config-controller" => render::CONTROLLER,
-        "cloud-config-etcd" => render::ETCD,
+        etcd if etcd.starts_with("cloud-config-etcd-") => render::ETCD,
         _ => render::WORKER,
     }
 }
@@ -103,6 +108,7 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
             });
         }
     };
+    let mut lifecycle = end_of_life_findings(dir, &config, now);
     let templates = load_templates(dir)?;
     let tls = pki::resolve::<KmsVault>(
         &config,
@@ -130,11 +136,55 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
         }
         Err(e) => (None, vec![render_finding(&e)]),
     };
+    lifecycle.extend(findings);
     Ok(Offline {
         config: Some(config),
         stack_template,
-        findings,
+        findings: lifecycle,
     })
+}
+
+/// Upstream end of life of the cluster's Kubernetes minor: an error once it has passed (the
+/// version gets no security fixes), a warning in the 90 days before.
+fn end_of_life_findings(dir: &Path, config: &ClusterConfig, now: OffsetDateTime) -> Vec<Finding> {
+    let version = &config.kubernetes_version;
+    let Some(end) = render::end_of_life(version) else {
+        return Vec::new();
+    };
+    let Ok(end_date) = time::Date::parse(
+        end,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    ) else {
+        return Vec::new();
+    };
+    let line = std::fs::read_to_string(dir.join(CLUSTER_FILE))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .position(|l| l.starts_with("kubernetesVersion:"))
+                .map(|i| i + 1)
+        });
+    let today = now.date();
+    if end_date < today {
+        vec![Finding::error(
+            CLUSTER_FILE,
+            line,
+            format!(
+                "kubernetesVersion: {version} reached its upstream end of life on {end} and gets no security fixes; the default is {}",
+                render::DEFAULT_KUBERNETES_VERSION
+            ),
+        )]
+    } else if end_date - today < time::Duration::days(90) {
+        vec![Finding::warning(
+            CLUSTER_FILE,
+            line,
+            format!(
+                "kubernetesVersion: {version} reaches its upstream end of life on {end}; plan an upgrade"
+            ),
+        )]
+    } else {
+        Vec::new()
+    }
 }
 
 /// The external resources: the KMS key, the hosted zone, an existing VPC and route table, the

@@ -10,24 +10,61 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::assets::TlsAssets;
 use crate::config::ClusterConfig;
 
-/// Kubernetes version used when `kubernetesVersion` is not set.
-pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.31.4";
-/// Minor versions whose control-plane flags the built-in templates are written for.
-const SUPPORTED_MINORS: std::ops::RangeInclusive<u32> = 29..=32;
+/// Kubernetes version used when `kubernetesVersion` is not set: the newest minor with at least
+/// six months of upstream support left (see `data/kubernetes-releases.json`).
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.37.1";
+
+/// The Kubernetes releases the templates are written for, their end of life and pinned images.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Releases {
+    pub default: String,
+    pub minors: Vec<MinorRelease>,
+    pub etcd: EtcdRelease,
+    pub awscli: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MinorRelease {
+    pub minor: u32,
+    /// Upstream end of maintenance, `YYYY-MM-DD`.
+    pub end_of_life: String,
+    pub patch: String,
+    /// Image digests of `patch`, by image name, where a published one was found.
+    pub digests: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EtcdRelease {
+    pub version: String,
+    pub image: String,
+}
+
+/// `data/kubernetes-releases.json`, parsed once.
+pub fn releases() -> &'static Releases {
+    static RELEASES: std::sync::LazyLock<Releases> = std::sync::LazyLock::new(|| {
+        serde_json::from_str(include_str!("../../data/kubernetes-releases.json"))
+            .expect("data/kubernetes-releases.json is checked by a unit test")
+    });
+    &RELEASES
+}
 
 /// Template paths, relative to the cluster directory (and to `templates/` in this repository).
 pub const CONTROLLER: &str = "userdata/cloud-config-controller";
 pub const WORKER: &str = "userdata/cloud-config-worker";
 pub const ETCD: &str = "userdata/cloud-config-etcd";
+/// Macros (scripts and units) the cloud-configs import; rendered only through them.
+pub const SCRIPTS: &str = "userdata/scripts.j2";
 pub const STACK: &str = "stack-template.json";
 
 /// Every template, with its built-in text.
-pub const BUILT_IN: [(&str, &str); 4] = [
+pub const BUILT_IN: [(&str, &str); 5] = [
     (
         CONTROLLER,
         include_str!("../../templates/userdata/cloud-config-controller"),
@@ -41,6 +78,7 @@ pub const BUILT_IN: [(&str, &str); 4] = [
         include_str!("../../templates/userdata/cloud-config-etcd"),
     ),
     (STACK, include_str!("../../templates/stack-template.json")),
+    (SCRIPTS, include_str!("../../templates/userdata/scripts.j2")),
 ];
 
 /// Where a template's text came from, so errors and `validate` can name the right file.
@@ -85,7 +123,7 @@ impl Templates {
 /// What a render produces: decoded cloud-configs by asset name and the stack template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
-    /// `cloud-config-controller`, `cloud-config-etcd`, `cloud-config-worker` and one
+    /// `cloud-config-controller`, one `cloud-config-etcd-<i>` per member, `cloud-config-worker` and one
     /// `cloud-config-worker-<pool>` per node pool.
     pub cloud_configs: BTreeMap<String, String>,
     /// The CloudFormation template as canonical JSON (sorted keys, two-space indent).
@@ -141,14 +179,29 @@ pub fn check_kubernetes_version(version: &str) -> Result<(), String> {
     let minor = parse_minor(version).ok_or_else(|| {
         format!("\"{version}\" is not a Kubernetes version like {DEFAULT_KUBERNETES_VERSION}")
     })?;
-    if !SUPPORTED_MINORS.contains(&minor) {
+    if minor_release(minor).is_none() {
+        let supported: Vec<String> = releases()
+            .minors
+            .iter()
+            .map(|m| format!("v1.{} (until {})", m.minor, m.end_of_life))
+            .collect();
         return Err(format!(
-            "Kubernetes {version} is not supported by the built-in templates (v1.{}–v1.{})",
-            SUPPORTED_MINORS.start(),
-            SUPPORTED_MINORS.end()
+            "Kubernetes {version} is not a supported release (supported: {}); the default is {DEFAULT_KUBERNETES_VERSION}",
+            supported.join(", ")
         ));
     }
     Ok(())
+}
+
+/// The end of life (`YYYY-MM-DD`) of `version`'s minor, if it is one the templates support.
+pub fn end_of_life(version: &str) -> Option<&'static str> {
+    parse_minor(version)
+        .and_then(minor_release)
+        .map(|m| m.end_of_life.as_str())
+}
+
+fn minor_release(minor: u32) -> Option<&'static MinorRelease> {
+    releases().minors.iter().find(|m| m.minor == minor)
 }
 
 fn parse_minor(version: &str) -> Option<u32> {
@@ -168,19 +221,29 @@ struct Images {
     controller_manager: String,
     scheduler: String,
     proxy: String,
-    etcd_tag: &'static str,
-    awscli: &'static str,
+    etcd: String,
+    etcd_version: String,
+    awscli: String,
 }
 
 fn images(version: &str) -> Images {
-    let image = |name: &str| format!("registry.k8s.io/{name}:{version}");
+    let pinned = parse_minor(version)
+        .and_then(minor_release)
+        .filter(|m| m.patch == version);
+    // By digest where one is recorded for exactly this patch release, else by tag.
+    let image = |name: &str| match pinned.and_then(|m| m.digests.get(name)) {
+        Some(digest) => format!("registry.k8s.io/{name}:{version}@{digest}"),
+        None => format!("registry.k8s.io/{name}:{version}"),
+    };
+    let data = releases();
     Images {
         apiserver: image("kube-apiserver"),
         controller_manager: image("kube-controller-manager"),
         scheduler: image("kube-scheduler"),
         proxy: image("kube-proxy"),
-        etcd_tag: "v3.5.17",
-        awscli: "public.ecr.aws/aws-cli/aws-cli:2.22.35",
+        etcd: format!("{}:{}", data.etcd.image, data.etcd.version),
+        etcd_version: data.etcd.version.clone(),
+        awscli: data.awscli.clone(),
     }
 }
 
@@ -234,7 +297,11 @@ fn tls_context(
             .ok_or_else(|| RenderError::MissingTls(name.to_string()))?;
         out.insert(
             name.to_string(),
-            context! { cert => asset.certificate_pem.clone(), keyCiphertext => asset.key_ciphertext.clone() },
+            context! {
+                cert => asset.certificate_pem.clone(),
+                keyCiphertext => asset.key_ciphertext.clone(),
+                publicKey => asset.public_key_pem.clone(),
+            },
         );
     }
     Ok(out)
@@ -244,15 +311,15 @@ fn tls_context(
 pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Rendered, RenderError> {
     let env = environment(templates)?;
     let c = inputs.config;
-    let etcd_ips = c.etcd_ips();
-    let etcd_endpoints = etcd_ips
+    let members = c.etcd_members();
+    let etcd_endpoints = members
         .iter()
-        .map(|ip| format!("https://{ip}:2379"))
+        .map(|m| format!("https://{}:2379", m.host))
         .collect::<Vec<_>>()
         .join(",");
-    let etcd_initial_cluster = etcd_ips
+    let etcd_initial_cluster = members
         .iter()
-        .map(|ip| format!("etcd-{ip}=https://{ip}:2380"))
+        .map(|m| format!("{}=https://{}:2380", m.name, m.host))
         .collect::<Vec<_>>()
         .join(",");
     let version = c.kubernetes_version.as_str();
@@ -261,6 +328,8 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         stackName => c.stack_name(),
         etcdEndpoints => etcd_endpoints,
         etcdInitialCluster => etcd_initial_cluster,
+        etcdDomain => c.etcd_domain(),
+        etcdVolumeLabel => ETCD_VOLUME_LABEL,
         kubernetesServiceIP => c.kubernetes_service_ip().to_string(),
         k8s => context! {
             version => version,
@@ -283,10 +352,12 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         "cloud-config-controller".to_string(),
         render_one(CONTROLLER, context! {})?,
     );
-    cloud_configs.insert(
-        "cloud-config-etcd".to_string(),
-        render_one(ETCD, context! {})?,
-    );
+    let mut etcd_userdata = Vec::new();
+    for member in &members {
+        let text = render_one(ETCD, context! { member => Serde(member) })?;
+        etcd_userdata.push(gzip_base64(&text));
+        cloud_configs.insert(etcd_asset_name(member.index), text);
+    }
     let pools = c.worker_pools();
     let mut worker_userdata = BTreeMap::new();
     for pool in &pools {
@@ -307,11 +378,6 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
     }
 
     let subnets = c.effective_subnets();
-    let etcd_members: Vec<_> = etcd_ips
-        .iter()
-        .enumerate()
-        .map(|(i, ip)| context! { index => i, ip => ip.to_string(), subnetIndex => i % subnets.len() })
-        .collect();
     let vpc_ref = match &c.vpc_id {
         Some(id) => serde_json::to_string(id).expect("a string serialises"),
         None => r#"{"Ref": "VPC"}"#.to_string(),
@@ -327,12 +393,13 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             amiId => inputs.ami_id,
             subnets => Serde(subnets),
             workerPools => Serde(&pools),
-            etcdMembers => etcd_members,
+            etcdMembers => Serde(&members),
+            decryptableAssets => decryptable_assets(),
             vpcRef => minijinja::Value::from_safe_string(vpc_ref),
             routeTableRef => route_table_ref.map(minijinja::Value::from_safe_string),
             userdata => context! {
                 controller => gzip_base64(&cloud_configs["cloud-config-controller"]),
-                etcd => gzip_base64(&cloud_configs["cloud-config-etcd"]),
+                etcd => etcd_userdata,
                 workers => worker_userdata,
             },
         },
@@ -342,6 +409,35 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         cloud_configs,
         stack_template,
     })
+}
+
+/// Filesystem label of each etcd member's data volume; its mount unit finds it by this label.
+const ETCD_VOLUME_LABEL: &str = "kube-aws-etcd";
+
+/// Asset name of an etcd member's cloud-config.
+pub fn etcd_asset_name(index: usize) -> String {
+    format!("cloud-config-etcd-{index}")
+}
+
+/// The key assets each instance role may decrypt: exactly those its cloud-config carries, so
+/// a worker's role cannot decrypt the CA's or etcd's key even with their ciphertexts.
+fn decryptable_assets() -> BTreeMap<&'static str, Vec<&'static str>> {
+    BTreeMap::from([
+        (
+            "Controller",
+            vec![
+                "apiserver",
+                "apiserver-kubelet-client",
+                "etcd-client",
+                "kube-controller-manager",
+                "kube-scheduler",
+                crate::assets::tls::SERVICE_ACCOUNT,
+                "worker",
+            ],
+        ),
+        ("Etcd", vec!["etcd-server"]),
+        ("Worker", vec!["worker"]),
+    ])
 }
 
 /// Asset name of a pool's worker cloud-config: the default pool keeps the original name.

@@ -25,6 +25,9 @@ fn tls() -> TlsAssets {
                     certificate_pem: format!(
                         "-----BEGIN CERTIFICATE-----\n{name}\n-----END CERTIFICATE-----\n"
                     ),
+                    public_key_pem: (name == crate::assets::tls::SERVICE_ACCOUNT).then(|| {
+                        "-----BEGIN PUBLIC KEY-----\nsa\n-----END PUBLIC KEY-----\n".to_string()
+                    }),
                     certificate_sha256: format!("sha-{name}"),
                     key_ciphertext: format!("Q0lQSEVS{}", name.len()),
                     not_after: "2030-01-01T00:00:00Z".into(),
@@ -187,17 +190,17 @@ fn decrypt_unit_runs_before_kubelet_and_etcd_with_the_same_context() {
     for (name, before) in [
         ("cloud-config-controller", "kubelet.service"),
         ("cloud-config-worker", "kubelet.service"),
-        ("cloud-config-etcd", "etcd-member.service"),
+        ("cloud-config-etcd-0", "etcd.service"),
     ] {
         let text = &rendered.cloud_configs[name];
-        let unit_start = text.find("- name: decrypt-tls-assets.service").unwrap();
+        let unit_start = text.find("- name: decrypt-assets.service").unwrap();
         let before_line = text[unit_start..]
             .lines()
             .find(|l| l.trim_start().starts_with("Before="))
             .unwrap();
         assert!(before_line.contains(before), "{name}: {before_line}");
         assert!(
-            text.contains("--encryption-context \"kube-aws:cluster=demo,kube-aws:asset=$asset\""),
+            text.contains("--encryption-context \"kube-aws:cluster=demo,kube-aws:asset=$2\""),
             "{name}"
         );
         let parsed: serde_norway::Value = serde_norway::from_str(text).unwrap();
@@ -233,7 +236,41 @@ fn invalid_stack_json_names_line_and_column() {
 
 #[test]
 fn kubernetes_versions_are_checked() {
-    assert!(check_kubernetes_version("v1.31.4").is_ok());
-    assert!(check_kubernetes_version("1.31.4").is_err());
+    assert!(check_kubernetes_version(DEFAULT_KUBERNETES_VERSION).is_ok());
+    assert!(check_kubernetes_version("v1.36.5").is_ok());
+    assert!(check_kubernetes_version("1.36.5").is_err());
+    // End of life upstream: refused with the supported list.
+    let err = check_kubernetes_version("v1.31.4").unwrap_err();
+    assert!(err.contains("v1.37 (until 2027-10-28)"), "{err}");
     assert!(check_kubernetes_version("v1.20.0").is_err());
+}
+
+#[test]
+fn the_default_version_is_the_release_data_default_and_newest_minor() {
+    let data = releases();
+    assert_eq!(data.default, DEFAULT_KUBERNETES_VERSION);
+    let newest = data.minors.iter().map(|m| m.minor).max().unwrap();
+    let default = data
+        .minors
+        .iter()
+        .find(|m| m.patch == DEFAULT_KUBERNETES_VERSION)
+        .expect("the default is a pinned patch release");
+    assert_eq!(default.minor, newest);
+    // At least six months of upstream support from the day the data was checked.
+    assert!(default.end_of_life.as_str() >= "2027-05-26", "{default:?}");
+}
+
+#[test]
+fn images_are_pinned_by_digest_where_one_is_recorded() {
+    let pinned = images("v1.36.5");
+    assert!(
+        pinned
+            .apiserver
+            .starts_with("registry.k8s.io/kube-apiserver:v1.36.5@sha256:"),
+        "{}",
+        pinned.apiserver
+    );
+    let tagged = images("v1.37.1");
+    assert_eq!(tagged.apiserver, "registry.k8s.io/kube-apiserver:v1.37.1");
+    assert_eq!(tagged.etcd, "quay.io/coreos/etcd:v3.6.8");
 }

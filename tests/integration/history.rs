@@ -155,6 +155,7 @@ fn state_show_redacts_pull_is_exact_and_unlock_is_audited() {
             name: "admin".into(),
             spec_sha256: "s".into(),
             certificate_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+            public_key_pem: None,
             certificate_sha256: "c".into(),
             key_ciphertext: "U0VDUkVUQ0lQSEVSVEVYVA==".into(),
             not_after: "2030-01-01T00:00:00Z".into(),

@@ -8,6 +8,7 @@ mod export;
 mod harness;
 mod history;
 mod kms;
+mod payload;
 mod proxy;
 mod schemas;
 mod served;

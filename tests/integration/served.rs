@@ -144,8 +144,8 @@ fn replacement_details_from_the_change_set_are_shown_as_cloudformation_gave_them
         change["details"][0],
         "Properties.ImageId (recreation Always, Static)"
     );
-    // The new AMI also rolls the workers (their launch template changes).
-    assert_eq!(plan["summary"]["replace"], 2);
+    // The new AMI also rolls the workers and the etcd member (their launch templates change).
+    assert_eq!(plan["summary"]["replace"], 3);
     let text = stdout(&c.expect(0, &["plan"]));
     assert!(
         text.contains("± InstanceController (AWS::EC2::Instance) [ImageId] replacement: True\n"),

@@ -33,10 +33,12 @@ fn a_worker_cloud_config_with_two_misspelled_keys_reports_both_with_their_lines(
         ),
         "{found:#?}"
     );
+    // The template's `import` line renders to nothing, so the rendered line is one less.
     let unit_line = text.lines().position(|l| l.contains("enabel")).unwrap() + 1;
     assert!(
         found.iter().any(|l| l.starts_with(&format!(
-            "UserDataWorker: line {unit_line}: warning: unrecognized key \"enabel\""
+            "UserDataWorker: line {}: warning: unrecognized key \"enabel\" (template line {unit_line})",
+            unit_line - 1
         ))),
         "{found:#?}"
     );
@@ -61,7 +63,7 @@ fn warnings_pass_unless_strict_and_the_built_ins_validate_clean() {
     )
     .unwrap();
     assert_eq!(json["warnings"], 1);
-    assert_eq!(json["findings"][0]["file"], "UserDataEtcd");
+    assert_eq!(json["findings"][0]["file"], "UserDataEtcd[0]");
 }
 
 #[test]
@@ -136,7 +138,7 @@ fn a_template_with_a_missing_ref_and_oversized_userdata_reports_both_and_plan_re
     assert!(
         found
             .iter()
-            .any(|l| l.contains("InstanceEtcd0: UserData is")
+            .any(|l| l.contains("LaunchTemplateEtcd0: UserData is")
                 && l.contains("over EC2's 16384-byte limit")),
         "{found:#?}"
     );
@@ -197,4 +199,50 @@ fn cfn_lint_reports_no_errors_on_the_exported_template() {
         "cfn-lint errors:\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn an_end_of_life_kubernetes_version_is_an_error_and_a_near_one_a_warning() {
+    let c = Cluster::new("valeol", false, None);
+    c.set("kubernetesVersion", "v1.35.8");
+    let findings_on = |date: time::Date| {
+        let now = date.with_hms(12, 0, 0).unwrap().assume_utc();
+        crate::harness::block_on(kube_aws::engine::validate::offline(c.dir.path(), now))
+            .expect("validate runs")
+            .findings
+    };
+    let line = std::fs::read_to_string(c.path("cluster.yaml"))
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("kubernetesVersion:"))
+        .map(|i| i + 1);
+    let after = findings_on(time::macros::date!(2027 - 03 - 01));
+    let eol = after
+        .iter()
+        .find(|f| f.message.contains("end of life"))
+        .expect("a finding");
+    assert_eq!(eol.severity, kube_aws::validate::Severity::Error);
+    assert_eq!((eol.file.as_str(), eol.line), ("cluster.yaml", line));
+    assert!(
+        eol.message
+            .contains("v1.35.8 reached its upstream end of life on 2027-02-28"),
+        "{}",
+        eol.message
+    );
+    let near = findings_on(time::macros::date!(2027 - 01 - 15));
+    let warning = near
+        .iter()
+        .find(|f| f.message.contains("end of life"))
+        .expect("a warning");
+    assert_eq!(warning.severity, kube_aws::validate::Severity::Warning);
+    let today = findings_on(time::macros::date!(2026 - 11 - 26));
+    assert!(
+        !today.iter().any(|f| f.message.contains("end of life")),
+        "{today:?}"
+    );
+    // An unsupported minor is refused before anything renders, with the supported list.
+    c.set("kubernetesVersion", "v1.31.4");
+    let out = c.expect(1, &["validate", "--offline"]);
+    let text = stdout(&out) + &stderr(&out);
+    assert!(text.contains("Kubernetes v1.31.4 is not a supported release (supported: v1.35 (until 2027-02-28), v1.36 (until 2027-06-28), v1.37 (until 2027-10-28))"), "{text}");
 }

@@ -110,7 +110,12 @@ fn plan_from_nothing_creates_every_asset_the_stack_and_the_record() {
     let plan = c.plan_file("plan.json");
     crate::schemas::assert_valid("plan.schema.json", &plan);
     let assets = plan["assets"].as_array().unwrap();
-    assert_eq!(assets.len(), 1 + 3 + 9 + 1, "{assets:#?}");
+    // The stack, the controller, etcd member and worker cloud-configs, every key asset, the record.
+    assert_eq!(
+        assets.len(),
+        1 + 3 + kube_aws::assets::tls::NAMES.len() + 1,
+        "{assets:#?}"
+    );
     assert!(
         assets.iter().all(|a| a["action"] == "create"),
         "{assets:#?}"

@@ -31,6 +31,7 @@ fn names_match_the_spec_list() {
     let c = config();
     let mut names = vec![ca_spec(&c).name];
     names.extend(leaf_specs(&c, "x").into_iter().map(|s| s.name));
+    names.push(service_account_spec(&c).name);
     assert_eq!(names, NAMES.to_vec());
 }
 
@@ -74,10 +75,14 @@ fn apiserver_certificate_has_every_san_and_chains_to_the_ca() {
                 "kubernetes.default",
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
-                "k8s.example.com"
+                "k8s.example.com",
+                "localhost"
             ]
         );
-        assert_eq!(ips, vec![vec![10, 3, 0, 1], vec![10, 0, 0, 50]]);
+        assert_eq!(
+            ips,
+            vec![vec![10, 3, 0, 1], vec![127, 0, 0, 1], vec![10, 0, 0, 50]]
+        );
         assert_eq!(
             cert.subject()
                 .iter_common_name()
@@ -116,25 +121,47 @@ fn etcd_server_certificate_names_every_member() {
     let etcd = issue(&spec, Some(&signer), now()).unwrap();
     with_cert(&etcd.certificate_pem, |cert| {
         let san = cert.subject_alternative_name().unwrap().unwrap();
-        let ips: Vec<_> = san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|n| match n {
-                GeneralName::IPAddress(ip) => Some(ip.to_vec()),
-                _ => None,
-            })
-            .collect();
+        let mut dns = Vec::new();
+        let mut ips = Vec::new();
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                GeneralName::IPAddress(ip) => ips.push(ip.to_vec()),
+                _ => {}
+            }
+        }
         assert_eq!(
-            ips,
+            dns,
             vec![
-                vec![10, 0, 0, 20],
-                vec![10, 0, 0, 21],
-                vec![10, 0, 0, 22],
-                vec![127, 0, 0, 1]
+                "etcd-0.demo.kube-aws.internal",
+                "etcd-1.demo.kube-aws.internal",
+                "etcd-2.demo.kube-aws.internal",
+                "localhost"
             ]
         );
+        assert_eq!(ips, vec![vec![127, 0, 0, 1]]);
     });
+}
+
+#[test]
+fn service_account_key_pair_is_rsa_with_a_pkix_public_key_and_ignores_certificate_settings() {
+    let c = config();
+    let spec = service_account_spec(&c);
+    let issued = issue(&spec, None, now()).unwrap();
+    assert!(
+        issued
+            .public_key_pem
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+    // PKCS#8 RSA: what client-go's keyutil accepts for --service-account-signing-key-file.
+    assert!(issued.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let key = KeyPair::from_pem(&issued.key_pem).unwrap();
+    assert!(key.is_compatible(&rcgen::PKCS_RSA_SHA256));
+    let mut other = c.clone();
+    other.tls_cert_duration_days = 30;
+    other.tls_ca_duration_days = 100;
+    assert_eq!(spec.sha256(), service_account_spec(&other).sha256());
+    assert!(!renews_on_expiry(SERVICE_ACCOUNT));
 }
 
 #[test]

@@ -1,0 +1,927 @@
+//! The cluster a plan deploys, checked with the real components wherever they run here: the
+//! rendered etcd members form a cluster under Debian's etcd in a network namespace, with keys
+//! decrypted through moto's KMS by the rendered script; openssl checks every certificate
+//! against its consumers; shellcheck and systemd-analyze check every script and unit.
+//! Tests that need root (network and mount namespaces) say so and fail without it.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use kube_aws::aws::images::Ec2Images;
+use kube_aws::aws::kms::KmsVault;
+use kube_aws::config::ClusterConfig;
+use kube_aws::engine;
+use kube_aws::render::Rendered;
+
+use crate::harness::{Moto, aws_env, block_on, init_cluster_with, moto};
+
+/// A cluster as configured, and what plan would render for it, with certificates issued and
+/// keys sealed through moto's KMS.
+pub struct RenderedCluster {
+    /// Keeps the cluster directory (and its state) alive as long as the rendered cluster.
+    pub _dir: tempfile::TempDir,
+    pub config: ClusterConfig,
+    pub rendered: Rendered,
+}
+
+pub const THREE_AND_THREE: &str = "controllerCount: 3\netcdCount: 3\nsubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\nnodePools:\n  - name: gpu\n    count: 2\n";
+
+pub fn render_cluster(prefix: &str, extra: &str) -> RenderedCluster {
+    let moto = moto();
+    let (dir, _cluster) = init_cluster_with(moto, prefix, &[]);
+    let file = dir.path().join("cluster.yaml");
+    let mut text = std::fs::read_to_string(&file).expect("cluster.yaml");
+    text.push_str(extra);
+    std::fs::write(&file, text).expect("write cluster.yaml");
+    let config = ClusterConfig::load(dir.path()).expect("cluster.yaml parses");
+    let rendered = block_on(async {
+        let sdk = moto.sdk_config().await;
+        let vault = KmsVault::new(aws_sdk_kms::Client::new(&sdk));
+        let images = Ec2Images::new(aws_sdk_ec2::Client::new(&sdk));
+        let now = time::OffsetDateTime::now_utc();
+        engine::build(dir.path(), config.clone(), None, &vault, &images, now)
+            .await
+            .expect("build")
+            .rendered
+    });
+    RenderedCluster {
+        _dir: dir,
+        config,
+        rendered,
+    }
+}
+
+/// A file a cloud-config writes.
+pub struct WrittenFile {
+    pub path: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
+/// A unit a cloud-config installs (drop-ins appended, as systemd would read them).
+pub struct WrittenUnit {
+    pub name: String,
+    pub content: Option<String>,
+    pub drop_ins: Vec<(String, String)>,
+}
+
+/// The files and units of one rendered cloud-config, as coreos-cloudinit would write them
+/// (with `$private_ipv4` substituted when an address is given).
+pub fn cloud_config_parts(
+    text: &str,
+    private_ipv4: Option<&str>,
+) -> (Vec<WrittenFile>, Vec<WrittenUnit>) {
+    let text = match private_ipv4 {
+        Some(ip) => text.replace("$private_ipv4", ip),
+        None => text.to_string(),
+    };
+    let doc: serde_norway::Value = serde_norway::from_str(&text).expect("cloud-config is YAML");
+    let str_of =
+        |v: &serde_norway::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let files = doc["write_files"]
+        .as_sequence()
+        .expect("write_files")
+        .iter()
+        .map(|f| {
+            let raw = str_of(f, "content").unwrap_or_default();
+            let content = match str_of(f, "encoding").as_deref() {
+                Some("base64") | Some("b64") => BASE64.decode(raw.trim()).expect("base64 content"),
+                None => raw.into_bytes(),
+                Some(other) => panic!("encoding {other} is not used by the templates"),
+            };
+            let mode = str_of(f, "permissions")
+                .map(|p| u32::from_str_radix(&p, 8).expect("octal permissions"))
+                .unwrap_or(0o644);
+            WrittenFile {
+                path: str_of(f, "path").expect("path"),
+                content,
+                mode,
+            }
+        })
+        .collect();
+    let units = doc["coreos"]["units"]
+        .as_sequence()
+        .expect("coreos.units")
+        .iter()
+        .map(|u| WrittenUnit {
+            name: str_of(u, "name").expect("unit name"),
+            content: str_of(u, "content"),
+            drop_ins: u
+                .get("drop-ins")
+                .and_then(|d| d.as_sequence())
+                .map(|d| {
+                    d.iter()
+                        .map(|x| (str_of(x, "name").unwrap(), str_of(x, "content").unwrap()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    (files, units)
+}
+
+fn run(command: &mut Command) -> Output {
+    let shown = format!("{command:?}");
+    command.output().unwrap_or_else(|e| panic!("{shown}: {e}"))
+}
+
+fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed: run scripts/ensure-tools. These tests check the payload with \
+         the real component and do not skip without it."
+    );
+}
+
+fn require_root() {
+    let uid = run(Command::new("id").arg("-u"));
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this test needs root (it creates network and mount namespaces); CI runs as root"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// openssl
+
+fn write_pems(dir: &Path, files: &[WrittenFile]) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    for f in files {
+        let Some(name) = f.path.strip_prefix("/etc/kubernetes/ssl/") else {
+            continue;
+        };
+        if !(name.ends_with(".pem") || name.ends_with(".pub")) || name.ends_with("-key.pem") {
+            continue;
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, &f.content).unwrap();
+        out.insert(name.to_string(), path);
+    }
+    out
+}
+
+fn openssl(args: &[&str]) -> (bool, String) {
+    let out = run(Command::new("openssl").args(args));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Every `server:` of every kubeconfig a cloud-config writes.
+fn kubeconfig_servers(files: &[WrittenFile]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for f in files.iter().filter(|f| f.path.ends_with("kubeconfig.yaml")) {
+        let text = String::from_utf8_lossy(&f.content);
+        for line in text.lines() {
+            if let Some(server) = line.trim().strip_prefix("server: ") {
+                out.push((f.path.clone(), server.to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn check_certificates_with_openssl(cluster: &RenderedCluster) -> Vec<String> {
+    let work = tempfile::tempdir().unwrap();
+    let mut report = Vec::new();
+    let mut all = BTreeMap::new();
+    let mut servers = Vec::new();
+    let mut etcd_servers = Vec::new();
+    for (name, text) in &cluster.rendered.cloud_configs {
+        let (files, _) = cloud_config_parts(text, Some("10.0.0.99"));
+        all.extend(write_pems(work.path(), &files));
+        servers.extend(
+            kubeconfig_servers(&files)
+                .into_iter()
+                .map(|s| (name.clone(), s)),
+        );
+        for f in &files {
+            let text = String::from_utf8_lossy(&f.content);
+            for line in text.lines() {
+                if let Some(list) = line.trim().strip_prefix("- --etcd-servers=") {
+                    etcd_servers.extend(list.split(',').map(str::to_string));
+                }
+            }
+        }
+    }
+    let ca = all["ca.pem"].display().to_string();
+    // What each certificate's consumer needs it to be good for.
+    let usages: BTreeMap<&str, &[&str]> = BTreeMap::from([
+        ("apiserver.pem", &["TLS Web Server Authentication"][..]),
+        (
+            "apiserver-kubelet-client.pem",
+            &["TLS Web Client Authentication"][..],
+        ),
+        (
+            "kube-controller-manager.pem",
+            &["TLS Web Client Authentication"][..],
+        ),
+        ("kube-scheduler.pem", &["TLS Web Client Authentication"][..]),
+        (
+            "worker.pem",
+            &[
+                "TLS Web Server Authentication",
+                "TLS Web Client Authentication",
+            ][..],
+        ),
+        ("etcd-client.pem", &["TLS Web Client Authentication"][..]),
+        // Peers present it as server and as client.
+        (
+            "etcd-server.pem",
+            &[
+                "TLS Web Server Authentication",
+                "TLS Web Client Authentication",
+            ][..],
+        ),
+    ]);
+    for (name, path) in &all {
+        if name == "ca.pem" || name.ends_with(".pub") {
+            continue;
+        }
+        let path = path.display().to_string();
+        let (ok, text) = openssl(&["verify", "-CAfile", &ca, &path]);
+        assert!(ok, "{name} does not chain to the CA: {text}");
+        report.push(format!(
+            "openssl verify {name}: {}",
+            text.trim().rsplit(' ').next().unwrap_or("")
+        ));
+        let needed = usages
+            .get(name.as_str())
+            .unwrap_or_else(|| panic!("{name}: no consumer usage recorded for this certificate"));
+        let (ok, eku) = openssl(&["x509", "-in", &path, "-noout", "-ext", "extendedKeyUsage"]);
+        assert!(ok, "{name}: {eku}");
+        for usage in *needed {
+            assert!(eku.contains(usage), "{name} lacks {usage}: {eku}");
+        }
+    }
+    let apiserver = all["apiserver.pem"].display().to_string();
+    assert!(!servers.is_empty());
+    for (asset, (file, server)) in &servers {
+        let host = server
+            .trim_start_matches("https://")
+            .split(':')
+            .next()
+            .unwrap()
+            .to_string();
+        let flag = if host.parse::<std::net::Ipv4Addr>().is_ok() {
+            "-checkip"
+        } else {
+            "-checkhost"
+        };
+        let (ok, text) = openssl(&["x509", "-in", &apiserver, "-noout", flag, &host]);
+        assert!(
+            ok && text.contains("does match"),
+            "{asset} {file}: server {server} is not covered by the apiserver certificate: {text}"
+        );
+        report.push(format!("{asset} {file}: {server} {}", text.trim()));
+    }
+    let etcd = all["etcd-server.pem"].display().to_string();
+    assert_eq!(etcd_servers.len(), cluster.config.etcd_count as usize);
+    for url in &etcd_servers {
+        let host = url
+            .trim_start_matches("https://")
+            .split(':')
+            .next()
+            .unwrap();
+        let (ok, text) = openssl(&["x509", "-in", &etcd, "-noout", "-checkhost", host]);
+        assert!(ok && text.contains("does match"), "{url}: {text}");
+        report.push(format!("etcd-server.pem: {url} {}", text.trim()));
+    }
+    let sa = all["service-account.pub"].display().to_string();
+    let (ok, text) = openssl(&["pkey", "-pubin", "-in", &sa, "-noout", "-text_pub"]);
+    assert!(ok && text.contains("Public-Key: (2048 bit)"), "{text}");
+    report.push("service-account.pub: openssl pkey -pubin: RSA Public-Key (2048 bit)".into());
+    report
+}
+
+#[test]
+fn openssl_checks_every_certificate_against_its_consumers() {
+    require("openssl");
+    for (prefix, extra) in [("ossl", ""), ("ossl3", THREE_AND_THREE)] {
+        let cluster = render_cluster(prefix, extra);
+        let report = check_certificates_with_openssl(&cluster);
+        println!("{prefix}:\n  {}", report.join("\n  "));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// shellcheck and systemd-analyze
+
+/// Every script and unit the cloud-configs write, checked by shellcheck and systemd-analyze.
+fn lint_cloud_configs(cluster: &RenderedCluster) -> (usize, usize) {
+    let mut scripts = 0;
+    let mut units = 0;
+    for (asset, text) in &cluster.rendered.cloud_configs {
+        let (files, written_units) = cloud_config_parts(text, Some("10.0.0.99"));
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        // The image's units (targets, sockets) and stubs for what Flatcar or boot provides.
+        std::fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
+        assert!(
+            run(Command::new("cp")
+                .args(["-r", "/lib/systemd/system"])
+                .arg(r.join("usr/lib/systemd")))
+            .status
+            .success()
+        );
+        let unit_dir = r.join("etc/systemd/system");
+        std::fs::create_dir_all(&unit_dir).unwrap();
+        for stub in ["docker.service", "containerd.service"] {
+            std::fs::write(
+                unit_dir.join(stub),
+                "[Unit]\nDescription=stub of Flatcar's unit\n[Service]\nExecStart=/usr/bin/true\n",
+            )
+            .unwrap();
+        }
+        // What the units run from the host image: a copy of this machine's binary of that path.
+        for u in &written_units {
+            for line in u.content.as_deref().unwrap_or("").lines() {
+                let Some((key, command)) = line.split_once('=') else {
+                    continue;
+                };
+                if !key.starts_with("Exec") {
+                    continue;
+                }
+                let program = command.trim_start_matches(['-', '@', '+', '!']);
+                let program = program.split_whitespace().next().unwrap_or("");
+                let host = Path::new(program);
+                let target = r.join(program.trim_start_matches('/'));
+                if program.starts_with("/usr/") && host.exists() && !target.exists() {
+                    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                    std::fs::copy(host, &target).unwrap();
+                }
+            }
+        }
+        for exe in ["usr/bin/docker", "opt/bin/kubelet"] {
+            let path = r.join(exe);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        for f in &files {
+            let path = r.join(f.path.trim_start_matches('/'));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &f.content).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).unwrap();
+            if f.content.starts_with(b"#!/bin/bash") {
+                let out = run(Command::new("shellcheck")
+                    .args(["-S", "warning", "-s", "bash"])
+                    .arg(&path));
+                assert!(
+                    out.status.success(),
+                    "{asset}: shellcheck {}:\n{}",
+                    f.path,
+                    String::from_utf8_lossy(&out.stdout)
+                );
+                scripts += 1;
+            }
+        }
+        let mut names = Vec::new();
+        for u in &written_units {
+            if let Some(content) = &u.content {
+                std::fs::write(unit_dir.join(&u.name), content).unwrap();
+                names.push(u.name.clone());
+            }
+            if !u.drop_ins.is_empty() {
+                let d = unit_dir.join(format!("{}.d", u.name));
+                std::fs::create_dir_all(&d).unwrap();
+                for (name, content) in &u.drop_ins {
+                    std::fs::write(d.join(name), content).unwrap();
+                }
+            }
+        }
+        assert!(!names.is_empty(), "{asset} writes no unit");
+        let out = run(Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", r.display()))
+            .args(&names));
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{asset}: systemd-analyze verify {names:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        units += names.len();
+    }
+    (scripts, units)
+}
+
+#[test]
+fn shellcheck_and_systemd_analyze_are_clean_on_every_script_and_unit() {
+    require("shellcheck");
+    require("systemd-analyze");
+    for (prefix, extra) in [("lint", ""), ("lint3", THREE_AND_THREE)] {
+        let cluster = render_cluster(prefix, extra);
+        let (scripts, units) = lint_cloud_configs(&cluster);
+        println!(
+            "{prefix}: {} cloud-configs, shellcheck -S warning clean on {scripts} scripts, systemd-analyze verify clean on {units} units",
+            cluster.rendered.cloud_configs.len()
+        );
+        assert!(scripts >= 3 * cluster.rendered.cloud_configs.len());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// real etcd in a network namespace
+
+/// A network namespace with the planned member addresses, member names resolving to them,
+/// moto reachable inside it, and every process started in it; all removed on drop.
+struct EtcdLab {
+    netns: String,
+    work: tempfile::TempDir,
+    processes: Vec<Child>,
+    moto_port: u16,
+    made_dirs: Vec<PathBuf>,
+}
+
+impl EtcdLab {
+    fn new(moto: &Moto, hosts: &[(String, String)]) -> EtcdLab {
+        let netns = format!("kaws-etcd-{}", std::process::id());
+        let moto_port: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+        let mut lab = EtcdLab {
+            netns: netns.clone(),
+            work: tempfile::tempdir().unwrap(),
+            processes: Vec::new(),
+            moto_port,
+            made_dirs: Vec::new(),
+        };
+        assert!(
+            run(Command::new("ip").args(["netns", "add", &netns]))
+                .status
+                .success()
+        );
+        // The sandbox kernel has no dummy interfaces; loopback holds the planned addresses.
+        lab.ip(&["link", "set", "lo", "up"]);
+        for (_, ip) in hosts {
+            lab.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
+        }
+        // `ip netns exec` bind-mounts /etc/netns/NAME/hosts over /etc/hosts.
+        let etc = PathBuf::from(format!("/etc/netns/{netns}"));
+        std::fs::create_dir_all(&etc).unwrap();
+        let mut text = String::from("127.0.0.1 localhost\n");
+        for (name, ip) in hosts {
+            text.push_str(&format!("{ip} {name}\n"));
+        }
+        std::fs::write(etc.join("hosts"), text).unwrap();
+        // Mount points the members' files are bound onto, each in its own mount namespace.
+        for dir in ["/etc/kubernetes/ssl", "/etc/etcd", "/var/lib/etcd"] {
+            let path = PathBuf::from(dir);
+            if !path.exists() {
+                std::fs::create_dir_all(&path).unwrap();
+                lab.made_dirs.push(path);
+            }
+        }
+        // moto listens on the host's loopback: a unix socket carries it into the namespace.
+        let socket = lab.work.path().join("moto.sock");
+        lab.processes.push(
+            Command::new("socat")
+                .arg(format!("UNIX-LISTEN:{},fork", socket.display()))
+                .arg(format!("TCP:127.0.0.1:{moto_port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        lab.processes.push(
+            Command::new("ip")
+                .args(["netns", "exec", &netns, "socat"])
+                .arg(format!(
+                    "TCP-LISTEN:{moto_port},bind=127.0.0.1,fork,reuseaddr"
+                ))
+                .arg(format!("UNIX-CONNECT:{}", socket.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        lab
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let out = run(Command::new("ip")
+            .args(["netns", "exec", &self.netns, "ip"])
+            .args(args));
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A command run inside the namespace with `member`'s files bound at their real paths.
+    fn member_command(&self, member: &Path, program: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns, "sh", "-c"])
+            .arg(
+                "set -e; mount --bind \"$1/etc/kubernetes/ssl\" /etc/kubernetes/ssl; \
+                 mount --bind \"$1/etc/etcd\" /etc/etcd; \
+                 mount --bind \"$1/var/lib/etcd\" /var/lib/etcd; shift; exec \"$@\"",
+            )
+            .arg("member")
+            .arg(member)
+            .args(program);
+        let path = std::env::var("PATH").unwrap_or_default();
+        c.env("PATH", path);
+        for (k, v) in aws_env(moto()) {
+            c.env(k, v);
+        }
+        c.env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", self.moto_port),
+        );
+        c
+    }
+}
+
+impl Drop for EtcdLab {
+    fn drop(&mut self) {
+        for p in &mut self.processes {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        let _ = Command::new("sh")
+            .args([
+                "-c",
+                "ip netns pids \"$1\" | xargs -r kill -9",
+                "kill",
+                &self.netns,
+            ])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.netns));
+        for dir in self.made_dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Writes a cloud-config's files under `root` at their paths, with their modes.
+fn lay_out(root: &Path, files: &[WrittenFile]) {
+    for dir in ["etc/kubernetes/ssl", "etc/etcd", "var/lib/etcd", "opt/bin"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    for f in files {
+        let path = root.join(f.path.trim_start_matches('/'));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &f.content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).unwrap();
+    }
+}
+
+fn env_file(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("KEY=VALUE");
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn unit_lines<'a>(units: &'a [WrittenUnit], name: &str, key: &str) -> Vec<&'a str> {
+    let unit = units.iter().find(|u| u.name == name).expect("unit");
+    unit.content
+        .as_deref()
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.strip_prefix(key))
+        .collect()
+}
+
+fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+struct Member {
+    name: String,
+    host: String,
+    root: PathBuf,
+    env: Vec<(String, String)>,
+    start_pre: Vec<String>,
+}
+
+fn etcdctl(lab: &EtcdLab, client: &Path, endpoints: &str, args: &[&str]) -> Output {
+    let ssl = client.join("etc/kubernetes/ssl");
+    let mut c = lab.member_command(client, &["etcdctl"]);
+    c.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .arg(format!("--cacert={}", ssl.join("ca.pem").display()))
+        .arg(format!("--cert={}", ssl.join("etcd-client.pem").display()))
+        .arg(format!(
+            "--key={}",
+            ssl.join("etcd-client-key.pem").display()
+        ))
+        .arg("--dial-timeout=5s")
+        .args(args);
+    run(&mut c)
+}
+
+fn start_member(lab: &mut EtcdLab, m: &Member) {
+    // The unit's ExecStartPre that prepares the data directory, as the unit runs it.
+    for pre in &m.start_pre {
+        if pre.starts_with("-/usr/bin/docker") {
+            continue;
+        }
+        let words: Vec<&str> = pre.split_whitespace().collect();
+        let out = run(&mut lab.member_command(&m.root, &words));
+        assert!(
+            out.status.success(),
+            "{}: {pre}: {}",
+            m.name,
+            output_text(&out)
+        );
+    }
+    let log = std::fs::File::create(m.root.join("etcd.log")).unwrap();
+    let mut c = lab.member_command(
+        &m.root,
+        &[
+            "setpriv",
+            "--reuid=232",
+            "--regid=232",
+            "--clear-groups",
+            "etcd",
+        ],
+    );
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(m.env.iter().cloned())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    lab.processes.push(c.spawn().expect("etcd starts"));
+}
+
+fn wait_healthy(lab: &EtcdLab, client: &Path, endpoints: &str, members: &[Member]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = etcdctl(lab, client, endpoints, &["endpoint", "health"]);
+        let text = output_text(&out);
+        if out.status.success() && text.matches("is healthy").count() == members.len() {
+            return text;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = members
+                .iter()
+                .map(|m| {
+                    let log = std::fs::read_to_string(m.root.join("etcd.log")).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                    format!(
+                        "{}:\n{}",
+                        m.name,
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    )
+                })
+                .collect();
+            panic!(
+                "members not healthy within 60 s: {text}\n{}",
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn stop_members(lab: &mut EtcdLab) {
+    // Keeps the two socat bridges (started first); stops every etcd.
+    for mut p in lab.processes.split_off(2) {
+        let _ = Command::new("kill").arg(p.id().to_string()).status();
+        let _ = p.wait();
+    }
+    // `ip netns exec` forks etcd under setpriv; make sure nothing listens any more.
+    let _ = Command::new("sh")
+        .args(["-c", "ip netns pids \"$1\" | xargs -r ps -o pid=,comm= -p | awk '$2==\"etcd\"{print $1}' | xargs -r kill", "k", &lab.netns])
+        .status();
+    std::thread::sleep(Duration::from_secs(1));
+}
+
+#[test]
+fn real_etcd_forms_the_rendered_three_member_cluster_and_restores_a_snapshot() {
+    require_root();
+    for tool in ["etcd", "etcdctl", "aws", "socat", "setpriv", "ip"] {
+        require(tool);
+    }
+    let moto = moto();
+    let cluster = render_cluster("etcdlab", THREE_AND_THREE);
+    let members_config = cluster.config.etcd_members();
+    let addresses: Vec<String> = (0..members_config.len())
+        .map(|i| format!("10.0.0.{}", 10 + i))
+        .collect();
+    let hosts: Vec<(String, String)> = members_config
+        .iter()
+        .zip(&addresses)
+        .map(|(m, ip)| (m.host.clone(), ip.clone()))
+        .collect();
+    let mut lab = EtcdLab::new(moto, &hosts);
+
+    // Each member's files, laid out as its cloud-config writes them; keys decrypted by the
+    // rendered script through moto's KMS.
+    let mut members = Vec::new();
+    for (m, ip) in members_config.iter().zip(&addresses) {
+        let text = &cluster.rendered.cloud_configs[&format!("cloud-config-etcd-{}", m.index)];
+        let (files, units) = cloud_config_parts(text, Some(ip));
+        let root = lab.work.path().join(&m.name);
+        lay_out(&root, &files);
+        let out = run(&mut lab.member_command(
+            &root,
+            &[
+                "/bin/bash",
+                root.join("opt/bin/decrypt-assets").to_str().unwrap(),
+            ],
+        ));
+        assert!(
+            out.status.success(),
+            "{}: decrypt-assets: {}",
+            m.name,
+            output_text(&out)
+        );
+        let key = root.join("etc/kubernetes/ssl/etcd-server-key.pem");
+        let meta = std::fs::metadata(&key).expect("decrypt-assets wrote the key");
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (232, 232, 0o400),
+            "{}",
+            m.name
+        );
+        members.push(Member {
+            name: m.name.clone(),
+            host: m.host.clone(),
+            root: root.clone(),
+            env: env_file(&root.join("etc/etcd/etcd.env")),
+            start_pre: unit_lines(&units, "etcd.service", "ExecStartPre=")
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        });
+    }
+    // The apiserver's etcd client certificate, decrypted by the controller's rendered script.
+    let client = lab.work.path().join("controller");
+    let (files, _) = cloud_config_parts(
+        &cluster.rendered.cloud_configs["cloud-config-controller"],
+        Some("10.0.0.50"),
+    );
+    lay_out(&client, &files);
+    let out = run(&mut lab.member_command(
+        &client,
+        &[
+            "/bin/bash",
+            client.join("opt/bin/decrypt-assets").to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        out.status.success(),
+        "controller decrypt-assets: {}",
+        output_text(&out)
+    );
+
+    for m in &members {
+        start_member(&mut lab, m);
+    }
+    let endpoints: String = members
+        .iter()
+        .map(|m| format!("https://{}:2379", m.host))
+        .collect::<Vec<_>>()
+        .join(",");
+    let health = wait_healthy(&lab, &client, &endpoints, &members);
+    println!("{}", health.trim());
+    let list = etcdctl(&lab, &client, &endpoints, &["member", "list"]);
+    let list_text = output_text(&list);
+    assert!(list.status.success(), "{list_text}");
+    assert_eq!(list_text.matches(", started, ").count(), 3, "{list_text}");
+    println!("{}", list_text.trim());
+
+    // A write on one member is read on another.
+    let first = format!("https://{}:2379", members[0].host);
+    let last = format!("https://{}:2379", members[2].host);
+    let put = etcdctl(
+        &lab,
+        &client,
+        &first,
+        &["put", "/kube-aws/probe", "written-on-etcd-0"],
+    );
+    assert!(put.status.success(), "{}", output_text(&put));
+    let get = etcdctl(
+        &lab,
+        &client,
+        &last,
+        &["get", "/kube-aws/probe", "--print-value-only"],
+    );
+    assert_eq!(output_text(&get).trim(), "written-on-etcd-0");
+    println!(
+        "put on {} and read on {}: {}",
+        members[0].name,
+        members[2].name,
+        output_text(&get).trim()
+    );
+
+    // A client without a certificate is refused.
+    let ssl = client.join("etc/kubernetes/ssl");
+    let anonymous = run(lab
+        .member_command(&client, &["etcdctl"])
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={first}"))
+        .arg(format!("--cacert={}", ssl.join("ca.pem").display()))
+        .args([
+            "--dial-timeout=3s",
+            "--command-timeout=5s",
+            "get",
+            "/kube-aws/probe",
+        ]));
+    assert!(
+        !anonymous.status.success(),
+        "a client without a certificate was served"
+    );
+    println!(
+        "without a client certificate: exit {:?}: {}",
+        anonymous.status.code(),
+        output_text(&anonymous).lines().last().unwrap_or("")
+    );
+
+    // Snapshot with the rendered script (the leader uploads to S3), wipe, restore, read back.
+    for i in 0..10 {
+        let put = etcdctl(
+            &lab,
+            &client,
+            &first,
+            &["put", &format!("/kube-aws/key-{i}"), &format!("value-{i}")],
+        );
+        assert!(put.status.success());
+    }
+    let bucket = moto.create_bucket("etcd-snapshots", true);
+    let mut uploaded = Vec::new();
+    for m in &members {
+        let script = m.root.join("opt/bin/etcd-snapshot");
+        let out = run(
+            &mut lab.member_command(&m.root, &["/bin/bash", script.to_str().unwrap(), &bucket])
+        );
+        let text = output_text(&out);
+        assert!(out.status.success(), "{}: etcd-snapshot: {text}", m.name);
+        if let Some(uri) = text.lines().find_map(|l| l.strip_prefix("saved ")) {
+            uploaded.push(uri.to_string());
+        }
+    }
+    assert_eq!(
+        uploaded.len(),
+        1,
+        "exactly the leader saves a snapshot: {uploaded:?}"
+    );
+    let snapshot = uploaded.pop().unwrap();
+    println!("snapshot: {snapshot}");
+    stop_members(&mut lab);
+    for m in &members {
+        let data = m.root.join("var/lib/etcd/data");
+        std::fs::remove_dir_all(&data).unwrap();
+        let script = m.root.join("opt/bin/etcd-restore");
+        let out =
+            run(&mut lab
+                .member_command(&m.root, &["/bin/bash", script.to_str().unwrap(), &snapshot]));
+        assert!(
+            out.status.success(),
+            "{}: etcd-restore: {}",
+            m.name,
+            output_text(&out)
+        );
+        let meta = std::fs::metadata(&data).expect("restore wrote the data dir");
+        assert_eq!((meta.uid(), meta.mode() & 0o777), (232, 0o700));
+    }
+    for m in &members {
+        start_member(&mut lab, m);
+    }
+    wait_healthy(&lab, &client, &endpoints, &members);
+    let get = etcdctl(
+        &lab,
+        &client,
+        &last,
+        &["get", "/kube-aws/", "--prefix", "--keys-only"],
+    );
+    let keys = output_text(&get);
+    assert_eq!(
+        keys.lines()
+            .filter(|l| l.starts_with("/kube-aws/key-"))
+            .count(),
+        10,
+        "{keys}"
+    );
+    assert!(keys.contains("/kube-aws/probe"), "{keys}");
+    println!("after wiping every member and restoring {snapshot}: 11 keys back");
+}
