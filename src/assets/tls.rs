@@ -21,19 +21,24 @@ pub const CA: &str = "ca";
 /// reused like one. Its spec depends on nothing a certificate renewal changes.
 pub const SERVICE_ACCOUNT: &str = "service-account";
 
-/// Every TLS asset, CA first, in the order [`leaf_specs`] lists the rest, then the
-/// service-account key pair.
-pub const NAMES: [&str; 10] = [
+/// Name of the kubelet bootstrap token (`<id>.<secret>`): a sealed secret with no certificate.
+/// Nodes present it once to obtain their own client certificate.
+pub const BOOTSTRAP_TOKEN: &str = "bootstrap-token";
+
+/// Every sealed asset, CA first, in the order [`leaf_specs`] lists the rest, then the
+/// service-account key pair and the bootstrap token.
+pub const NAMES: [&str; 11] = [
     CA,
     "apiserver",
     "apiserver-kubelet-client",
     "kube-controller-manager",
     "kube-scheduler",
-    "worker",
+    "kube-addons",
     "admin",
     "etcd-server",
     "etcd-client",
     SERVICE_ACCOUNT,
+    BOOTSTRAP_TOKEN,
 ];
 
 pub fn all_names() -> impl Iterator<Item = &'static str> {
@@ -120,14 +125,6 @@ pub fn leaf_specs(c: &ClusterConfig, ca_sha256: &str) -> Vec<TlsSpec> {
         c.controller_ip,
     ];
 
-    let mut worker = leaf(
-        "worker",
-        "system:node:kube-worker",
-        Some("system:nodes"),
-        vec![Usage::ServerAuth, Usage::ClientAuth],
-    );
-    worker.dns_names = vec!["*.*.compute.internal".into(), "*.ec2.internal".into()];
-
     let mut etcd_server = leaf(
         "etcd-server",
         "kube-etcd",
@@ -160,7 +157,14 @@ pub fn leaf_specs(c: &ClusterConfig, ca_sha256: &str) -> Vec<TlsSpec> {
             None,
             vec![Usage::ClientAuth],
         ),
-        worker,
+        // What the controllers apply the add-ons with. system:masters gives no more than the
+        // controllers already hold: the CA key that signs node certificates.
+        leaf(
+            "kube-addons",
+            "kube-aws:addon-manager",
+            Some("system:masters"),
+            vec![Usage::ClientAuth],
+        ),
         leaf(
             "admin",
             "kube-admin",
@@ -198,7 +202,52 @@ pub fn service_account_spec(c: &ClusterConfig) -> TlsSpec {
 /// Whether the asset is renewed when it nears its `not_after`. The service-account key is not:
 /// nothing checks its certificate's validity, and a new key would invalidate every token.
 pub fn renews_on_expiry(name: &str) -> bool {
-    name != SERVICE_ACCOUNT
+    name != SERVICE_ACCOUNT && name != BOOTSTRAP_TOKEN
+}
+
+const BOOTSTRAP_TOKEN_FORMAT: &str = "kubernetes-bootstrap-token-v1";
+
+/// The bootstrap token's spec: nothing of the cluster's settings changes it, so it is generated
+/// once. Its usages are those of a kubelet bootstrap token (authentication only).
+pub fn bootstrap_token_spec(c: &ClusterConfig) -> TlsSpec {
+    TlsSpec {
+        name: BOOTSTRAP_TOKEN.to_string(),
+        common_name: String::new(),
+        organization: Some(format!("kube-aws:{}", c.cluster_name)),
+        dns_names: vec![],
+        ip_addresses: vec![],
+        usages: vec![Usage::ClientAuth],
+        validity_days: 0,
+        issuer_sha256: None,
+        key_algorithm: BOOTSTRAP_TOKEN_FORMAT,
+    }
+}
+
+/// Whether `spec` is a bootstrap token rather than a key pair.
+pub fn is_token(spec: &TlsSpec) -> bool {
+    spec.key_algorithm == BOOTSTRAP_TOKEN_FORMAT
+}
+
+/// A new bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}` as kube-apiserver's bootstrap token
+/// authenticator requires, from the operating system's random source.
+pub fn generate_bootstrap_token() -> Result<Zeroizing<String>, getrandom::Error> {
+    const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = Zeroizing::new(String::with_capacity(23));
+    let mut buf = Zeroizing::new([0u8; 64]);
+    while out.len() < 23 {
+        getrandom::fill(&mut buf[..])?;
+        // Rejection sampling: 252 = 7 * 36, so every kept byte maps to a character uniformly.
+        for &b in buf.iter().filter(|&&b| b < 252) {
+            if out.len() == 6 {
+                out.push('.');
+            }
+            if out.len() == 23 {
+                break;
+            }
+            out.push(ALPHABET[usize::from(b % 36)] as char);
+        }
+    }
+    Ok(out)
 }
 
 /// A freshly issued certificate with its plaintext key, which lives only in memory.

@@ -81,6 +81,13 @@ pub struct ClusterConfig {
     pub worker_root_volume_type: String,
     #[serde(default)]
     pub worker_spot_price: Option<String>,
+    /// How long CloudFormation waits for a new controller to signal that its API server is
+    /// ready (ISO 8601 duration); a controller that does not makes the stack roll back.
+    #[serde(default = "defaults::create_timeout")]
+    pub controller_create_timeout: String,
+    /// How long CloudFormation waits for a new worker to signal that its Node is Ready.
+    #[serde(default = "defaults::create_timeout")]
+    pub worker_create_timeout: String,
     #[serde(default)]
     pub node_pools: Vec<NodePoolConfig>,
     #[serde(rename = "controllerIP", default = "defaults::controller_ip")]
@@ -365,6 +372,62 @@ impl ClusterConfig {
     }
 }
 
+/// What kubelet and the NodeRestriction admission plugin refuse (`data/kubelet-rules.json`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletRules {
+    pub removed_flags: Vec<RemovedFlag>,
+    pub cloud_provider_values: Vec<String>,
+    pub allowed_labels: Vec<String>,
+    pub allowed_label_namespaces: Vec<String>,
+    pub restricted_label_namespaces: Vec<String>,
+    pub forbidden_label_namespaces: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedFlag {
+    pub flag: String,
+    /// The minor release that removed it.
+    pub removed_in: u32,
+}
+
+impl KubeletRules {
+    /// `data/kubelet-rules.json`, parsed once.
+    pub fn get() -> &'static KubeletRules {
+        static RULES: std::sync::LazyLock<KubeletRules> = std::sync::LazyLock::new(|| {
+            serde_json::from_str(include_str!("../../data/kubelet-rules.json"))
+                .expect("data/kubelet-rules.json is checked by a unit test")
+        });
+        &RULES
+    }
+
+    /// Why kubelet (`--node-labels`) or NodeRestriction would refuse label `key`, if they would.
+    pub fn label_refusal(&self, key: &str) -> Option<String> {
+        let namespace = key.split_once('/').map(|(ns, _)| ns).unwrap_or("");
+        let within = |ns: &str, list: &[String]| {
+            list.iter()
+                .any(|n| ns == n || ns.ends_with(&format!(".{n}")))
+        };
+        if within(namespace, &self.forbidden_label_namespaces) {
+            return Some(format!(
+                "the {namespace} namespace is reserved for labels only administrators set; kubelet may not"
+            ));
+        }
+        if within(namespace, &self.restricted_label_namespaces)
+            && !self.allowed_labels.iter().any(|l| l == key)
+            && !within(namespace, &self.allowed_label_namespaces)
+        {
+            return Some(format!(
+                "kubelet refuses --node-labels in the kubernetes.io and k8s.io namespaces except {} and the {} prefixes",
+                self.allowed_labels.join(", "),
+                self.allowed_label_namespaces.join(", ")
+            ));
+        }
+        None
+    }
+}
+
 /// `gpu-large` → `GpuLarge`: node pool names become parts of CloudFormation logical ids.
 pub fn logical_name(name: &str) -> String {
     name.split('-')
@@ -417,6 +480,9 @@ mod defaults {
     }
     pub fn kubernetes_version() -> String {
         crate::render::DEFAULT_KUBERNETES_VERSION.to_string()
+    }
+    pub fn create_timeout() -> String {
+        "PT15M".to_string()
     }
     pub fn etcd_data_volume_size() -> u32 {
         30

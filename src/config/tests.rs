@@ -181,3 +181,40 @@ fn unsupported_kubernetes_version_is_refused() {
     let found = problems(&format!("{MINIMAL}kubernetesVersion: v1.12.0\n"));
     assert_eq!(found[0].field, "kubernetesVersion");
 }
+
+#[test]
+fn pool_labels_kubelet_would_refuse_are_errors_naming_the_label() {
+    let text = format!(
+        "{MINIMAL}nodePools:\n  - name: gpu\n    labels:\n      node-role.kubernetes.io/gpu: \"\"\n      node.kubernetes.io/accelerator: nvidia\n      team: ml\n      node-restriction.kubernetes.io/trusted: \"yes\"\n"
+    );
+    let err = parse(&text).unwrap_err();
+    let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "nodePools[0].labels.node-restriction.kubernetes.io/trusted",
+            "nodePools[0].labels.node-role.kubernetes.io/gpu",
+        ],
+        "{err}"
+    );
+    assert!(err.problems.iter().all(|p| p.line.is_some()), "{err}");
+    assert!(
+        err.to_string().contains("kubelet refuses --node-labels"),
+        "{err}"
+    );
+}
+
+#[test]
+fn kubelet_rules_data_parses_and_names_its_sources() {
+    let rules = KubeletRules::get();
+    assert!(
+        rules
+            .removed_flags
+            .iter()
+            .any(|f| f.flag == "--pod-infra-container-image" && f.removed_in == 35)
+    );
+    assert_eq!(rules.label_refusal("node.kubernetes.io/pool"), None);
+    assert_eq!(rules.label_refusal("example.com/team"), None);
+    assert!(rules.label_refusal("kubernetes.io/role").is_some());
+    assert!(include_str!("../../data/kubelet-rules.json").contains("well_known_labels.go"));
+}

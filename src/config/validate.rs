@@ -28,6 +28,24 @@ fn is_dns_label_list(name: &str) -> bool {
         })
 }
 
+/// Minutes of an ISO 8601 duration of hours, minutes and seconds (`PT1H30M`), as CloudFormation
+/// takes for signal timeouts.
+fn iso_minutes(value: &str) -> Option<u64> {
+    let mut rest = value.strip_prefix("PT")?;
+    let mut seconds = 0u64;
+    if rest.is_empty() {
+        return None;
+    }
+    for (unit, factor) in [('H', 3600u64), ('M', 60), ('S', 1)] {
+        if let Some(at) = rest.find(unit) {
+            let number: u64 = rest[..at].parse().ok()?;
+            seconds = seconds.checked_add(number.checked_mul(factor)?)?;
+            rest = &rest[at + 1..];
+        }
+    }
+    rest.is_empty().then_some(seconds / 60)
+}
+
 /// Every semantic problem, each positioned at the field it is about.
 pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -218,6 +236,19 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             ),
         );
     }
+    for (field, value) in [
+        ("controllerCreateTimeout", &c.controller_create_timeout),
+        ("workerCreateTimeout", &c.worker_create_timeout),
+    ] {
+        if iso_minutes(value).is_none_or(|m| !(1..=720).contains(&m)) {
+            problem(
+                &[key(field)],
+                format!(
+                    "\"{value}\" is not a duration like PT15M or PT1H between 1 minute and 12 hours (CloudFormation's limit)"
+                ),
+            );
+        }
+    }
     if c.tls_ca_duration_days == 0 {
         problem(&[key("tlsCADurationDays")], "must be at least 1".into());
     }
@@ -253,6 +284,19 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
                     pool.name
                 ),
             );
+        }
+        for label in pool.labels.keys() {
+            if let Some(why) = super::KubeletRules::get().label_refusal(label) {
+                problem(
+                    &[
+                        key("nodePools"),
+                        Segment::Index(i),
+                        key("labels"),
+                        key(label),
+                    ],
+                    format!("label \"{label}\": {why}"),
+                );
+            }
         }
         if !seen.insert(pool.name.clone()) {
             let why = if pool.name == DEFAULT_POOL {

@@ -76,8 +76,43 @@ async fn seal<V: KeyVault>(
     })
 }
 
+/// Generates the bootstrap token and seals it; it has no certificate and no expiry.
+async fn seal_token<V: KeyVault>(
+    vault: &V,
+    config: &ClusterConfig,
+    spec: &TlsSpec,
+) -> Result<TlsAsset, EngineError> {
+    let token = tls::generate_bootstrap_token().map_err(|e| {
+        EngineError::Refused(format!("the operating system's random source failed: {e}"))
+    })?;
+    let context = encryption_context(&config.cluster_name, &spec.name);
+    let ciphertext = vault
+        .encrypt(&config.kms_key_arn, token.as_bytes(), &context)
+        .await?;
+    Ok(TlsAsset {
+        name: spec.name.clone(),
+        spec_sha256: spec.sha256(),
+        certificate_pem: String::new(),
+        public_key_pem: None,
+        certificate_sha256: String::new(),
+        key_ciphertext: BASE64.encode(ciphertext),
+        not_after: String::new(),
+    })
+}
+
 /// Stands in for a certificate an offline plan would issue: it renders, and is plainly not real.
 fn placeholder(spec: &TlsSpec) -> TlsAsset {
+    if tls::is_token(spec) {
+        return TlsAsset {
+            name: spec.name.clone(),
+            spec_sha256: spec.sha256(),
+            certificate_pem: String::new(),
+            public_key_pem: None,
+            certificate_sha256: String::new(),
+            key_ciphertext: BASE64.encode("(sealed when planned online)"),
+            not_after: String::new(),
+        };
+    }
     TlsAsset {
         name: spec.name.clone(),
         spec_sha256: spec.sha256(),
@@ -178,6 +213,23 @@ pub async fn resolve<V: KeyVault>(
         }
     };
     assets.insert(tls::SERVICE_ACCOUNT.to_string(), sa);
+    let token_spec = tls::bootstrap_token_spec(config);
+    let token = match reusable(
+        previous.get(tls::BOOTSTRAP_TOKEN),
+        &token_spec,
+        now,
+        renew_before,
+    ) {
+        Ok(()) => previous[tls::BOOTSTRAP_TOKEN].clone(),
+        Err(reason) => {
+            issued_now.push((tls::BOOTSTRAP_TOKEN.to_string(), reason));
+            match vault {
+                None => placeholder(&token_spec),
+                Some(vault) => seal_token(vault, config, &token_spec).await?,
+            }
+        }
+    };
+    assets.insert(tls::BOOTSTRAP_TOKEN.to_string(), token);
     assets.insert(tls::CA.to_string(), ca);
     Ok(ResolvedTls {
         assets,

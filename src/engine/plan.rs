@@ -373,16 +373,9 @@ async fn plan_apply(
                         .expect("serialises")
                     )[..12]
                 );
-                let template_url = if rendered.stack_template.len() > INLINE_TEMPLATE_LIMIT {
-                    Some(
-                        upload_template(
-                            config,
-                            backend,
-                            &template_sha256,
-                            &rendered.stack_template,
-                        )
-                        .await?,
-                    )
+                let body = render::submitted_stack(&rendered.stack_template);
+                let template_url = if body.len() > INLINE_TEMPLATE_LIMIT {
+                    Some(upload_template(config, backend, &template_sha256, &body).await?)
                 } else {
                     None
                 };
@@ -390,9 +383,7 @@ async fn plan_apply(
                     stack_name: stack_name.clone(),
                     change_set_name: change_set_name.clone(),
                     create: !exists,
-                    template_body: template_url
-                        .is_none()
-                        .then(|| rendered.stack_template.clone()),
+                    template_body: template_url.is_none().then_some(body),
                     template_url: template_url.clone(),
                     tags: config.stack_tags.clone(),
                     description: format!(
@@ -556,7 +547,9 @@ async fn plan_apply(
         .values()
         .map(|a| Certificate {
             name: a.name.clone(),
-            not_after: if a.not_after.is_empty() {
+            not_after: if a.name == crate::assets::tls::BOOTSTRAP_TOKEN {
+                "never (rotated only when its spec changes)".into()
+            } else if a.not_after.is_empty() {
                 KNOWN_AFTER_APPLY.into()
             } else {
                 a.not_after.clone()
@@ -608,6 +601,13 @@ async fn plan_apply(
 }
 
 fn describe_reason(name: &str, reason: &pki::IssueReason) -> String {
+    if name == crate::assets::tls::BOOTSTRAP_TOKEN {
+        return match reason {
+            pki::IssueReason::New => "new kubelet bootstrap token".into(),
+            _ => "the bootstrap token is replaced: nodes that have not joined yet need the new one"
+                .into(),
+        };
+    }
     if name == crate::assets::tls::SERVICE_ACCOUNT {
         return match reason {
             pki::IssueReason::New => {

@@ -288,8 +288,10 @@ async fn online(
         )),
         Err(e) => out.push(Finding::error(external, None, format!("keyName: {e}"))),
     }
-    if let Some(body) = stack_template.filter(|t| t.len() <= template::INLINE_LIMIT)
-        && let Err(e) = context.cloudformation().validate_template(body).await
+    if let Some(body) = stack_template
+        .map(render::submitted_stack)
+        .filter(|t| t.len() <= template::INLINE_LIMIT)
+        && let Err(e) = context.cloudformation().validate_template(&body).await
     {
         out.push(Finding::error(
             render::STACK,

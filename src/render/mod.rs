@@ -27,6 +27,18 @@ pub struct Releases {
     pub minors: Vec<MinorRelease>,
     pub etcd: EtcdRelease,
     pub awscli: String,
+    pub addons: AddonImages,
+}
+
+/// Images of the add-ons the control plane applies, and the CNI plugins release every node
+/// installs.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddonImages {
+    pub coredns: String,
+    pub flannel: String,
+    pub flannel_cni_plugin: String,
+    pub cni_plugins: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,10 +73,18 @@ pub const WORKER: &str = "userdata/cloud-config-worker";
 pub const ETCD: &str = "userdata/cloud-config-etcd";
 /// Macros (scripts and units) the cloud-configs import; rendered only through them.
 pub const SCRIPTS: &str = "userdata/scripts.j2";
+/// The add-ons the controllers apply, in the order they are applied.
+pub const ADDONS: [&str; 5] = [
+    "manifests/node-bootstrap.yaml",
+    "manifests/bootstrap-token.yaml",
+    "manifests/kube-proxy.yaml",
+    "manifests/flannel.yaml",
+    "manifests/coredns.yaml",
+];
 pub const STACK: &str = "stack-template.json";
 
 /// Every template, with its built-in text.
-pub const BUILT_IN: [(&str, &str); 5] = [
+pub const BUILT_IN: [(&str, &str); 10] = [
     (
         CONTROLLER,
         include_str!("../../templates/userdata/cloud-config-controller"),
@@ -79,6 +99,26 @@ pub const BUILT_IN: [(&str, &str); 5] = [
     ),
     (STACK, include_str!("../../templates/stack-template.json")),
     (SCRIPTS, include_str!("../../templates/userdata/scripts.j2")),
+    (
+        ADDONS[0],
+        include_str!("../../templates/manifests/node-bootstrap.yaml"),
+    ),
+    (
+        ADDONS[1],
+        include_str!("../../templates/manifests/bootstrap-token.yaml"),
+    ),
+    (
+        ADDONS[2],
+        include_str!("../../templates/manifests/kube-proxy.yaml"),
+    ),
+    (
+        ADDONS[3],
+        include_str!("../../templates/manifests/flannel.yaml"),
+    ),
+    (
+        ADDONS[4],
+        include_str!("../../templates/manifests/coredns.yaml"),
+    ),
 ];
 
 /// Where a template's text came from, so errors and `validate` can name the right file.
@@ -128,6 +168,9 @@ pub struct Rendered {
     pub cloud_configs: BTreeMap<String, String>,
     /// The CloudFormation template as canonical JSON (sorted keys, two-space indent).
     pub stack_template: String,
+    /// The add-on manifests the controllers apply, by file name (`coredns.yaml`); they are part
+    /// of the controller cloud-config, so its hash covers them.
+    pub manifests: BTreeMap<String, String>,
 }
 
 /// Everything a render needs besides the templates.
@@ -224,6 +267,9 @@ struct Images {
     etcd: String,
     etcd_version: String,
     awscli: String,
+    coredns: String,
+    flannel: String,
+    flannel_cni_plugin: String,
 }
 
 fn images(version: &str) -> Images {
@@ -244,6 +290,9 @@ fn images(version: &str) -> Images {
         etcd: format!("{}:{}", data.etcd.image, data.etcd.version),
         etcd_version: data.etcd.version.clone(),
         awscli: data.awscli.clone(),
+        coredns: data.addons.coredns.clone(),
+        flannel: data.addons.flannel.clone(),
+        flannel_cni_plugin: data.addons.flannel_cni_plugin.clone(),
     }
 }
 
@@ -251,6 +300,15 @@ fn images(version: &str) -> Images {
 fn kubeconfig(cluster: &str, server: &str, user: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n  - name: {cluster}\n    cluster:\n      certificate-authority: /etc/kubernetes/ssl/ca.pem\n      server: {server}\nusers:\n  - name: {user}\n    user:\n      client-certificate: /etc/kubernetes/ssl/{user}.pem\n      client-key: /etc/kubernetes/ssl/{user}-key.pem\ncontexts:\n  - name: {cluster}\n    context:\n      cluster: {cluster}\n      user: {user}\ncurrent-context: {cluster}\n"
+    )
+}
+
+/// The kubeconfig a kubelet bootstraps with: the cluster's bootstrap token, read from the file
+/// `decrypt-assets` writes, so the token itself is never in the rendered file.
+fn bootstrap_kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n  - name: cluster\n    cluster:\n      certificate-authority: /etc/kubernetes/ssl/ca.pem\n      server: {server}\nusers:\n  - name: kubelet-bootstrap\n    user:\n      tokenFile: /etc/kubernetes/ssl/{}\ncontexts:\n  - name: bootstrap\n    context:\n      cluster: cluster\n      user: kubelet-bootstrap\ncurrent-context: bootstrap\n",
+        crate::assets::tls::BOOTSTRAP_TOKEN
     )
 }
 
@@ -279,6 +337,7 @@ fn environment(templates: &Templates) -> Result<Environment<'static>, RenderErro
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_syntax(keep_trailing_newline());
     env.add_function("kubeconfig", kubeconfig);
+    env.add_function("bootstrap_kubeconfig", bootstrap_kubeconfig);
     for (name, (text, _)) in &templates.sources {
         env.add_template_owned(*name, text.clone())
             .map_err(|e| RenderError::from_minijinja(name, &e))?;
@@ -333,8 +392,10 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         kubernetesServiceIP => c.kubernetes_service_ip().to_string(),
         k8s => context! {
             version => version,
-            kubeletUrl => format!("https://dl.k8s.io/release/{version}/bin/linux/amd64/kubelet"),
+            releaseUrl => format!("https://dl.k8s.io/release/{version}/bin/linux/amd64"),
         },
+        cniPlugins => releases().addons.cni_plugins.clone(),
+        apiServerURL => format!("https://{}", c.external_dns_name),
         images => Serde(images(version)),
         tls => tls_context(inputs)?,
     };
@@ -347,10 +408,30 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             .map_err(|e| RenderError::from_minijinja(name, &e))
     };
 
+    let mut manifests = BTreeMap::new();
+    for name in ADDONS {
+        let file = name.trim_start_matches("manifests/").to_string();
+        manifests.insert(file, render_one(name, context! {})?);
+    }
+    let addons: Vec<_> = ADDONS
+        .iter()
+        .map(|name| {
+            let file = name.trim_start_matches("manifests/");
+            context! { name => file, text => manifests[file].clone() }
+        })
+        .collect();
+    let controller_logical_id = if c.controller_count == 1 {
+        "InstanceController"
+    } else {
+        "AutoScaleController"
+    };
     let mut cloud_configs = BTreeMap::new();
     cloud_configs.insert(
         "cloud-config-controller".to_string(),
-        render_one(CONTROLLER, context! {})?,
+        render_one(
+            CONTROLLER,
+            context! { addons => addons, controllerLogicalId => controller_logical_id },
+        )?,
     );
     let mut etcd_userdata = Vec::new();
     for member in &members {
@@ -370,7 +451,8 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             .collect::<Vec<_>>()
             .join(",");
         let pool_context = context! { pool => context! {
-            name => pool.name.clone(), nodeLabels => labels.join(","), nodeTaints => taints,
+            name => pool.name.clone(), logicalName => pool.logical_name.clone(),
+            nodeLabels => labels.join(","), nodeTaints => taints,
         }};
         let text = render_one(WORKER, pool_context)?;
         worker_userdata.insert(pool.name.clone(), gzip_base64(&text));
@@ -408,6 +490,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
     Ok(Rendered {
         cloud_configs,
         stack_template,
+        manifests,
     })
 }
 
@@ -428,15 +511,17 @@ fn decryptable_assets() -> BTreeMap<&'static str, Vec<&'static str>> {
             vec![
                 "apiserver",
                 "apiserver-kubelet-client",
+                crate::assets::tls::BOOTSTRAP_TOKEN,
+                crate::assets::tls::CA,
                 "etcd-client",
+                "kube-addons",
                 "kube-controller-manager",
                 "kube-scheduler",
                 crate::assets::tls::SERVICE_ACCOUNT,
-                "worker",
             ],
         ),
         ("Etcd", vec!["etcd-server"]),
-        ("Worker", vec!["worker"]),
+        ("Worker", vec![crate::assets::tls::BOOTSTRAP_TOKEN]),
     ])
 }
 
@@ -446,6 +531,19 @@ pub fn worker_asset_name(pool: &str) -> String {
         "cloud-config-worker".to_string()
     } else {
         format!("cloud-config-worker-{pool}")
+    }
+}
+
+/// The stack template as CloudFormation receives it: the same canonical JSON without
+/// indentation, so more fits under the 51,200-byte inline limit. apply re-canonicalises what
+/// CloudFormation returns before comparing it with the reviewed template.
+pub fn submitted_stack(stack_template: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(stack_template) {
+        Ok(value) => {
+            String::from_utf8(crate::hash::canonical_json(&value).expect("a JSON value serialises"))
+                .expect("serde_json writes UTF-8")
+        }
+        Err(_) => stack_template.to_string(),
     }
 }
 

@@ -274,3 +274,150 @@ fn images_are_pinned_by_digest_where_one_is_recorded() {
     assert_eq!(tagged.apiserver, "registry.k8s.io/kube-apiserver:v1.37.1");
     assert_eq!(tagged.etcd, "quay.io/coreos/etcd:v3.6.8");
 }
+
+const THREE_POOLS: &str = "nodePools:\n  - name: gpu\n    labels: {accelerator: nvidia, node.kubernetes.io/pool-kind: gpu}\n    taints: [{key: nvidia.com/gpu, value: \"true\", effect: NoSchedule}]\n  - name: batch\n  - name: spot\n    spotPrice: \"0.1\"\n";
+
+/// The kubelet command line a rendered cloud-config starts.
+fn kubelet_command(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("ExecStart=/opt/bin/kubelet "))
+        .expect("a kubelet unit")
+}
+
+#[test]
+fn nodes_bootstrap_their_own_identity_and_carry_no_etcd_or_ca_credentials() {
+    let rendered = render_with(&config(THREE_POOLS), &Templates::built_in()).unwrap();
+    let workers: Vec<_> = rendered
+        .cloud_configs
+        .iter()
+        .filter(|(name, _)| name.starts_with("cloud-config-worker"))
+        .collect();
+    assert_eq!(workers.len(), 4);
+    for (name, text) in workers {
+        for secret in ["etcd-client", "etcd-server", "ca-key.pem", "kube-addons"] {
+            assert!(!text.contains(secret), "{name} carries {secret}");
+        }
+        let keys: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- path: /etc/kubernetes/ssl/"))
+            .filter(|p| p.ends_with(".enc"))
+            .collect();
+        assert_eq!(keys, vec!["bootstrap-token.enc"], "{name}");
+        let kubelet = kubelet_command(text);
+        assert!(
+            kubelet.contains("--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubeconfig.yaml")
+        );
+        assert!(kubelet.contains("--kubeconfig=/var/lib/kubelet/kubeconfig"));
+        assert!(text.contains("tokenFile: /etc/kubernetes/ssl/bootstrap-token"));
+        assert!(text.contains("rotateCertificates: true"));
+    }
+}
+
+#[test]
+fn every_kubelet_flag_is_one_the_target_version_accepts() {
+    let rules = crate::config::KubeletRules::get();
+    for extra in ["", THREE_POOLS] {
+        let c = config(extra);
+        let minor = parse_minor(&c.kubernetes_version).unwrap();
+        let rendered = render_with(&c, &Templates::built_in()).unwrap();
+        for (name, text) in rendered
+            .cloud_configs
+            .iter()
+            .filter(|(n, _)| !n.starts_with("cloud-config-etcd"))
+        {
+            for arg in kubelet_command(text).split_whitespace() {
+                let (flag, value) = arg.split_once('=').unwrap_or((arg, ""));
+                if let Some(removed) = rules
+                    .removed_flags
+                    .iter()
+                    .find(|r| r.flag == flag && r.removed_in <= minor)
+                {
+                    panic!(
+                        "{name}: kubelet 1.{minor} no longer has {flag} (removed in 1.{})",
+                        removed.removed_in
+                    );
+                }
+                if flag == "--node-labels" {
+                    for label in value.split(',') {
+                        let key = label.split('=').next().unwrap();
+                        assert_eq!(rules.label_refusal(key), None, "{name}: {label}");
+                    }
+                }
+                if flag == "--cloud-provider" {
+                    assert!(
+                        rules.cloud_provider_values.iter().any(|v| v == value),
+                        "{name}: {arg}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_image_is_pinned_to_an_exact_version() {
+    let rendered = render_with(&config(THREE_POOLS), &Templates::built_in()).unwrap();
+    let mut texts: Vec<&String> = rendered.manifests.values().collect();
+    texts.extend(rendered.cloud_configs.values());
+    let mut images = BTreeSet::new();
+    for text in texts {
+        for line in text.lines() {
+            if let Some(image) = line.trim().trim_start_matches("- ").strip_prefix("image: ") {
+                images.insert(image.to_string());
+            }
+        }
+    }
+    assert!(images.len() >= 7, "{images:?}");
+    for image in &images {
+        let reference = image
+            .split_once('@')
+            .map_or(image.as_str(), |(r, _digest)| r);
+        let (_, tag) = reference
+            .rsplit_once(':')
+            .filter(|(name, _)| !name.is_empty())
+            .unwrap_or_else(|| panic!("{image} has no tag"));
+        let version = tag.trim_start_matches('v');
+        let numeric: Vec<&str> = version.split(['.', '-']).take(3).collect();
+        assert!(
+            numeric.len() == 3 && numeric.iter().all(|p| p.parse::<u32>().is_ok()),
+            "{image} is not pinned to an exact version"
+        );
+    }
+}
+
+#[test]
+fn every_group_and_the_controller_wait_for_their_instances_to_signal() {
+    for extra in [
+        "",
+        "controllerCount: 3\netcdCount: 3\nsubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\n",
+        THREE_POOLS,
+    ] {
+        let rendered = render_with(&config(extra), &Templates::built_in()).unwrap();
+        let stack = stack(&rendered);
+        let resources = stack["Resources"].as_object().unwrap();
+        let mut waiting = 0;
+        for (id, r) in resources {
+            let kind = r["Type"].as_str().unwrap();
+            if kind == "AWS::AutoScaling::AutoScalingGroup" {
+                assert!(
+                    r["CreationPolicy"]["ResourceSignal"]["Count"]
+                        .as_u64()
+                        .unwrap()
+                        >= 1,
+                    "{id}"
+                );
+                assert_eq!(
+                    r["UpdatePolicy"]["AutoScalingRollingUpdate"]["WaitOnResourceSignals"], true,
+                    "{id}"
+                );
+                waiting += 1;
+            }
+            if id == "InstanceController" {
+                assert_eq!(r["CreationPolicy"]["ResourceSignal"]["Count"], 1);
+                waiting += 1;
+            }
+        }
+        assert!(waiting >= 3, "{extra}: {waiting}");
+    }
+}

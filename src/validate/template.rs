@@ -216,17 +216,18 @@ pub fn check(text: &str) -> Vec<Finding> {
     if resources.len() > RESOURCE_LIMIT {
         out.push(Finding::error(FILE, None, format!("the template has {} resources, over CloudFormation's {RESOURCE_LIMIT}-resource limit per stack", resources.len())));
     }
-    if text.len() > S3_LIMIT {
+    // CloudFormation's limits apply to what plan submits: the template without indentation.
+    let submitted = crate::render::submitted_stack(text).len();
+    if submitted > S3_LIMIT {
         out.push(Finding::error(
             FILE,
             None,
             format!(
-                "the template is {} bytes, over CloudFormation's {S3_LIMIT}-byte limit",
-                text.len()
+                "the template is {submitted} bytes, over CloudFormation's {S3_LIMIT}-byte limit"
             ),
         ));
-    } else if text.len() > INLINE_LIMIT {
-        out.push(Finding::warning(FILE, None, format!("the template is {} bytes, over the {INLINE_LIMIT}-byte inline limit: plans upload it to the state bucket, which needs the s3 state backend", text.len())));
+    } else if submitted > INLINE_LIMIT {
+        out.push(Finding::warning(FILE, None, format!("the template is {submitted} bytes, over the {INLINE_LIMIT}-byte inline limit: plans upload it to the state bucket, which needs the s3 state backend")));
     }
     out
 }

@@ -231,13 +231,7 @@ fn check_certificates_with_openssl(cluster: &RenderedCluster) -> Vec<String> {
             &["TLS Web Client Authentication"][..],
         ),
         ("kube-scheduler.pem", &["TLS Web Client Authentication"][..]),
-        (
-            "worker.pem",
-            &[
-                "TLS Web Server Authentication",
-                "TLS Web Client Authentication",
-            ][..],
-        ),
+        ("kube-addons.pem", &["TLS Web Client Authentication"][..]),
         ("etcd-client.pem", &["TLS Web Client Authentication"][..]),
         // Peers present it as server and as client.
         (
@@ -924,4 +918,115 @@ fn real_etcd_forms_the_rendered_three_member_cluster_and_restores_a_snapshot() {
     );
     assert!(keys.contains("/kube-aws/probe"), "{keys}");
     println!("after wiping every member and restoring {snapshot}: 11 keys back");
+}
+
+// ---------------------------------------------------------------------------------------------
+// kubernetes-validate and kubectl
+
+const THREE_POOLS: &str = "nodePools:\n  - name: gpu\n    labels: {accelerator: nvidia}\n  - name: batch\n  - name: spot\n    spotPrice: \"0.1\"\n";
+
+fn kubernetes_validate() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/kubernetes-validate/bin/kubernetes-validate");
+    assert!(
+        path.exists(),
+        "kubernetes-validate is not installed at {}: run scripts/ensure-tools. These tests do not skip without it.",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn kubernetes_validate_and_kubectl_read_every_manifest_and_kubeconfig() {
+    let validator = kubernetes_validate();
+    require("kubectl");
+    for (prefix, extra) in [("kv", ""), ("kv3", THREE_POOLS)] {
+        let cluster = render_cluster(prefix, extra);
+        let work = tempfile::tempdir().unwrap();
+        let mut manifests = Vec::new();
+        for (name, text) in &cluster.rendered.manifests {
+            // What apply-addons fills in at boot from the decrypted token.
+            let text = text
+                .replace("${TOKEN_ID}", "abcdef")
+                .replace("${TOKEN_SECRET}", "0123456789abcdef");
+            let path = work.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            manifests.push(path);
+        }
+        let mut kubeconfigs = Vec::new();
+        for (asset, text) in &cluster.rendered.cloud_configs {
+            let (files, _) = cloud_config_parts(text, Some("10.0.0.99"));
+            for f in files {
+                let file_name = f.path.rsplit('/').next().unwrap().to_string();
+                if f.path.starts_with("/etc/kubernetes/manifests/") {
+                    let path = work.path().join(format!("static-{file_name}"));
+                    std::fs::write(&path, &f.content).unwrap();
+                    manifests.push(path);
+                } else if f.path.ends_with("kubeconfig.yaml") {
+                    let path = work.path().join(format!("{asset}-{file_name}"));
+                    std::fs::write(&path, &f.content).unwrap();
+                    kubeconfigs.push(path);
+                }
+            }
+        }
+        let minor = cluster.config.kubernetes_version.trim_start_matches('v');
+        let minor = minor.rsplit_once('.').unwrap().0;
+        let out = run(Command::new(&validator)
+            .args(["--strict", "-k", &format!("{minor}.0")])
+            .args(&manifests));
+        let text = output_text(&out);
+        assert!(
+            out.status.success(),
+            "kubernetes-validate --strict -k {minor}.0:\n{text}"
+        );
+        let passed = text.matches(" passed for resource ").count();
+        assert!(passed >= 20, "{text}");
+        println!(
+            "{prefix}: kubernetes-validate --strict -k {minor}.0: {passed} resources in {} files passed",
+            manifests.len()
+        );
+        for path in &manifests {
+            // Reads and parses every object without a server (apply --dry-run=client needs
+            // the API's discovery to map kinds).
+            let out = run(Command::new("kubectl")
+                .args([
+                    "annotate",
+                    "--local",
+                    "-o",
+                    "name",
+                    "kube-aws/checked=true",
+                    "-f",
+                ])
+                .arg(path));
+            assert!(
+                out.status.success(),
+                "kubectl {}: {}",
+                path.display(),
+                output_text(&out)
+            );
+        }
+        for path in &kubeconfigs {
+            let out = run(Command::new("kubectl")
+                .args([
+                    "config",
+                    "view",
+                    "-o",
+                    "jsonpath={.clusters[0].cluster.server}",
+                    "--kubeconfig",
+                ])
+                .arg(path));
+            let server = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(
+                out.status.success() && server.starts_with("https://"),
+                "kubectl config view {}: {}",
+                path.display(),
+                output_text(&out)
+            );
+        }
+        println!(
+            "{prefix}: kubectl read {} manifest files and {} kubeconfigs",
+            manifests.len(),
+            kubeconfigs.len()
+        );
+    }
 }

@@ -37,17 +37,12 @@ fn event(name: &str, n: u32, logical: &str, kind: &str, status: &str, reason: &s
     )
 }
 
-#[test]
-fn a_rolled_back_update_exits_1_keeps_the_serial_and_audits_the_failing_resource() {
-    let c = Cluster::new("rollback", false, None);
-    c.plan_and_apply();
-    c.set("workerInstanceType", "x9.mega");
-    c.expect(0, &["plan", "-o", "plan.json"]);
-
+/// Serves CloudFormation's side of an update that rolls back: `events` (newest first) once the
+/// change set is executed, and the stack in UPDATE_ROLLBACK_COMPLETE for `stack_reason`.
+fn serve_rolled_back_update(c: &Cluster, events: Vec<String>, stack_reason: &'static str) {
     let name = c.name.clone();
     let executed = Arc::new(AtomicBool::new(false));
-    let reason =
-        "The instance type x9.mega is not supported in us-west-2a (Service: Ec2, Status Code: 400)";
+    let events = events.join("");
     c.proxy.intercept(Arc::new(move |req| {
         if req.service != "cloudformation" {
             return None;
@@ -57,24 +52,72 @@ fn a_rolled_back_update_exits_1_keeps_the_serial_and_audits_the_failing_resource
                 executed.store(true, Ordering::SeqCst);
                 Some((200, format!(r#"<ExecuteChangeSetResponse xmlns="{NS}"><ExecuteChangeSetResult/><ResponseMetadata><RequestId>e1</RequestId></ResponseMetadata></ExecuteChangeSetResponse>"#)))
             }
-            "DescribeStackEvents" if executed.load(Ordering::SeqCst) => {
-                let events = [
-                    event(&name, 9, &name, "AWS::CloudFormation::Stack", "UPDATE_ROLLBACK_COMPLETE", ""),
-                    event(&name, 8, "LaunchTemplateWorkers", "AWS::EC2::LaunchTemplate", "UPDATE_COMPLETE", ""),
-                    event(&name, 7, &name, "AWS::CloudFormation::Stack", "UPDATE_ROLLBACK_IN_PROGRESS", "The following resource(s) failed to update: [LaunchTemplateWorkers]."),
-                    event(&name, 6, "LaunchTemplateWorkers", "AWS::EC2::LaunchTemplate", "UPDATE_FAILED", reason),
-                    event(&name, 5, "LaunchTemplateWorkers", "AWS::EC2::LaunchTemplate", "UPDATE_IN_PROGRESS", ""),
-                ]
-                .join("");
-                Some((200, format!(r#"<DescribeStackEventsResponse xmlns="{NS}"><DescribeStackEventsResult><StackEvents>{events}</StackEvents></DescribeStackEventsResult><ResponseMetadata><RequestId>e2</RequestId></ResponseMetadata></DescribeStackEventsResponse>"#)))
-            }
+            "DescribeStackEvents" if executed.load(Ordering::SeqCst) => Some((200, format!(r#"<DescribeStackEventsResponse xmlns="{NS}"><DescribeStackEventsResult><StackEvents>{events}</StackEvents></DescribeStackEventsResult><ResponseMetadata><RequestId>e2</RequestId></ResponseMetadata></DescribeStackEventsResponse>"#))),
             "DescribeStacks" if executed.load(Ordering::SeqCst) => Some((
                 200,
-                describe_stacks(&name, "UPDATE_ROLLBACK_COMPLETE", "The following resource(s) failed to update: [LaunchTemplateWorkers]."),
+                describe_stacks(&name, "UPDATE_ROLLBACK_COMPLETE", stack_reason),
             )),
             _ => None,
         }
     }));
+}
+
+#[test]
+fn a_rolled_back_update_exits_1_keeps_the_serial_and_audits_the_failing_resource() {
+    let c = Cluster::new("rollback", false, None);
+    c.plan_and_apply();
+    c.set("workerInstanceType", "x9.mega");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+
+    let name = c.name.clone();
+    let reason =
+        "The instance type x9.mega is not supported in us-west-2a (Service: Ec2, Status Code: 400)";
+    serve_rolled_back_update(
+        &c,
+        vec![
+            event(
+                &name,
+                9,
+                &name,
+                "AWS::CloudFormation::Stack",
+                "UPDATE_ROLLBACK_COMPLETE",
+                "",
+            ),
+            event(
+                &name,
+                8,
+                "LaunchTemplateWorkers",
+                "AWS::EC2::LaunchTemplate",
+                "UPDATE_COMPLETE",
+                "",
+            ),
+            event(
+                &name,
+                7,
+                &name,
+                "AWS::CloudFormation::Stack",
+                "UPDATE_ROLLBACK_IN_PROGRESS",
+                "The following resource(s) failed to update: [LaunchTemplateWorkers].",
+            ),
+            event(
+                &name,
+                6,
+                "LaunchTemplateWorkers",
+                "AWS::EC2::LaunchTemplate",
+                "UPDATE_FAILED",
+                reason,
+            ),
+            event(
+                &name,
+                5,
+                "LaunchTemplateWorkers",
+                "AWS::EC2::LaunchTemplate",
+                "UPDATE_IN_PROGRESS",
+                "",
+            ),
+        ],
+        "The following resource(s) failed to update: [LaunchTemplateWorkers].",
+    );
 
     let out = c.expect(1, &["apply", "plan.json"]);
     let message = stderr(&out);
@@ -102,6 +145,80 @@ fn a_rolled_back_update_exits_1_keeps_the_serial_and_audits_the_failing_resource
     assert_eq!(history[0]["state_serial_after"], Value::Null);
     let status = stdout(&c.expect(0, &["status"]));
     assert!(status.contains("Lock: free"), "{status}");
+}
+
+#[test]
+fn a_node_that_never_signals_ready_rolls_the_update_back_and_apply_names_the_group() {
+    let c = Cluster::new("nosignal", false, None);
+    c.plan_and_apply();
+    c.set("workerInstanceType", "m5.large");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let name = c.name.clone();
+    // CloudFormation's words when a rolling update's new instance never signals (its
+    // signal-node-ready unit found no Ready node, or the instance died first).
+    let timeout = "Received 0 SUCCESS signal(s) out of 1. Unable to satisfy 100% MinSuccessfulInstancesPercent requirement";
+    serve_rolled_back_update(
+        &c,
+        vec![
+            event(
+                &name,
+                9,
+                &name,
+                "AWS::CloudFormation::Stack",
+                "UPDATE_ROLLBACK_COMPLETE",
+                "",
+            ),
+            event(
+                &name,
+                8,
+                "AutoScaleWorkers",
+                "AWS::AutoScaling::AutoScalingGroup",
+                "UPDATE_COMPLETE",
+                "",
+            ),
+            event(
+                &name,
+                7,
+                &name,
+                "AWS::CloudFormation::Stack",
+                "UPDATE_ROLLBACK_IN_PROGRESS",
+                "The following resource(s) failed to update: [AutoScaleWorkers].",
+            ),
+            event(
+                &name,
+                6,
+                "AutoScaleWorkers",
+                "AWS::AutoScaling::AutoScalingGroup",
+                "UPDATE_FAILED",
+                timeout,
+            ),
+            event(
+                &name,
+                5,
+                "AutoScaleWorkers",
+                "AWS::AutoScaling::AutoScalingGroup",
+                "UPDATE_IN_PROGRESS",
+                "Rolling update initiated. Terminating 1 obsolete instance(s) in batches of 1, while keeping at least 1 instance(s) in service. Waiting on resource signals with a timeout of PT15M when new instances are added to the autoscaling group.",
+            ),
+        ],
+        "The following resource(s) failed to update: [AutoScaleWorkers].",
+    );
+    let out = c.expect(1, &["apply", "plan.json"]);
+    let message = stderr(&out);
+    assert!(message.contains("apply rolled_back"), "{message}");
+    assert!(
+        message.contains("AutoScaleWorkers (AWS::AutoScaling::AutoScalingGroup): UPDATE_FAILED Received 0 SUCCESS signal(s) out of 1"),
+        "{message}"
+    );
+    println!("{}", message.trim());
+    let history: Value = serde_json::from_str(&stdout(
+        &c.expect(0, &["history", "--json", "--limit", "1"]),
+    ))
+    .unwrap();
+    assert_eq!(history[0]["result"], "rolled_back");
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    assert_eq!(state["serial"], 1, "the state stays at its prior serial");
 }
 
 fn change_set(name: &str, stack: &str, status: &str, reason: &str, changes: &str) -> String {

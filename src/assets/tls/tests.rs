@@ -32,6 +32,7 @@ fn names_match_the_spec_list() {
     let mut names = vec![ca_spec(&c).name];
     names.extend(leaf_specs(&c, "x").into_iter().map(|s| s.name));
     names.push(service_account_spec(&c).name);
+    names.push(bootstrap_token_spec(&c).name);
     assert_eq!(names, NAMES.to_vec());
 }
 
@@ -45,8 +46,9 @@ fn spec_hash_is_stable_and_sensitive_to_every_input() {
     let mut other = c.clone();
     other.external_dns_name = "other.example.com".into();
     assert_ne!(a[0].sha256(), leaf_specs(&other, "ca1")[0].sha256());
-    // The worker certificate does not name the DNS name, so it is unaffected.
-    assert_eq!(a[4].sha256(), leaf_specs(&other, "ca1")[4].sha256());
+    // The admin certificate does not name the DNS name, so it is unaffected.
+    assert_eq!(a[5].name, "admin");
+    assert_eq!(a[5].sha256(), leaf_specs(&other, "ca1")[5].sha256());
 }
 
 #[test]
@@ -171,4 +173,21 @@ fn issued_debug_output_never_shows_the_key() {
     let shown = format!("{ca:?}");
     assert!(!shown.contains("PRIVATE KEY"), "{shown}");
     assert!(shown.contains("<redacted>"));
+}
+
+#[test]
+fn bootstrap_tokens_have_the_authenticator_format_and_differ() {
+    let a = generate_bootstrap_token().unwrap();
+    let b = generate_bootstrap_token().unwrap();
+    for token in [&a, &b] {
+        let (id, secret) = token.split_once('.').unwrap();
+        assert_eq!((id.len(), secret.len()), (6, 16), "{}", token.as_str());
+        assert!(
+            token
+                .chars()
+                .all(|c| c == '.' || c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+    }
+    assert_ne!(a.as_str(), b.as_str());
+    assert!(!renews_on_expiry(BOOTSTRAP_TOKEN));
 }
