@@ -196,9 +196,10 @@ struct InitArgs {
     /// Availability zone for the instances.
     #[arg(long)]
     availability_zone: String,
-    /// EC2 key pair for SSH access.
+    /// EC2 key pair for SSH access (SSH itself stays closed unless sshAccessAllowedSourceCIDRs
+    /// opens it).
     #[arg(long)]
-    key_name: String,
+    key_name: Option<String>,
     /// ARN of the KMS key that encrypts the TLS private keys.
     #[arg(long = "kms-key-arn")]
     kms_key_arn: String,

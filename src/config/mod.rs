@@ -27,8 +27,28 @@ pub struct ClusterConfig {
     pub region: String,
     #[serde(default)]
     pub availability_zone: Option<String>,
-    pub key_name: String,
+    /// EC2 key pair for SSH; optional, since SSH is closed unless `sshAccessAllowedSourceCIDRs`
+    /// opens it (and `ssmSessionManager` gives shell access without one).
+    #[serde(default)]
+    pub key_name: Option<String>,
     pub kms_key_arn: String,
+    /// Sources allowed to SSH (port 22) to the instances; none by default.
+    #[serde(rename = "sshAccessAllowedSourceCIDRs", default)]
+    pub ssh_access_allowed_source_cidrs: Vec<Ipv4Net>,
+    /// Sources allowed to reach the Kubernetes API (port 443); everywhere by default, which
+    /// `validate` warns about.
+    #[serde(
+        rename = "apiAccessAllowedSourceCIDRs",
+        default = "defaults::api_access_allowed_source_cidrs"
+    )]
+    pub api_access_allowed_source_cidrs: Vec<Ipv4Net>,
+    /// Lets AWS Systems Manager Session Manager open shells on the instances (their roles get
+    /// AmazonSSMManagedInstanceCore): shell access without SSH, a key pair or an open port.
+    #[serde(default)]
+    pub ssm_session_manager: bool,
+    /// Customer managed KMS key that encrypts every EBS volume; the AWS-managed EBS key if unset.
+    #[serde(default)]
+    pub ebs_kms_key_arn: Option<String>,
     #[serde(default)]
     pub create_record_set: bool,
     #[serde(default)]
@@ -480,6 +500,9 @@ mod defaults {
     }
     pub fn kubernetes_version() -> String {
         crate::render::DEFAULT_KUBERNETES_VERSION.to_string()
+    }
+    pub fn api_access_allowed_source_cidrs() -> Vec<Ipv4Net> {
+        vec!["0.0.0.0/0".parse().expect("valid literal")]
     }
     pub fn create_timeout() -> String {
         "PT15M".to_string()

@@ -104,6 +104,20 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             );
         }
     }
+    if let Some(arn) = &c.ebs_kms_key_arn
+        && (!arn.starts_with("arn:") || !arn.contains(":kms:"))
+    {
+        problem(
+            &[key("ebsKmsKeyArn")],
+            format!("\"{arn}\" is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"),
+        );
+    }
+    if c.api_access_allowed_source_cidrs.is_empty() {
+        problem(
+            &[key("apiAccessAllowedSourceCIDRs")],
+            "must allow at least one source, or nothing (not even kubectl) reaches the API".into(),
+        );
+    }
     if c.route_table_id.is_some() && c.vpc_id.is_none() {
         problem(
             &[key("routeTableId")],

@@ -74,7 +74,7 @@ pub struct InitOptions {
     pub external_dns_name: String,
     pub region: String,
     pub availability_zone: String,
-    pub key_name: String,
+    pub key_name: Option<String>,
     pub kms_key_arn: String,
     pub hosted_zone_id: Option<String>,
     pub state_bucket: Option<String>,

@@ -109,6 +109,7 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
         }
     };
     let mut lifecycle = end_of_life_findings(dir, &config, now);
+    lifecycle.extend(weakening_findings(dir, &config));
     let templates = load_templates(dir)?;
     let tls = pki::resolve::<KmsVault>(
         &config,
@@ -144,6 +145,35 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
     })
 }
 
+/// The line of top-level `key:` in cluster.yaml, for findings about settings.
+fn setting_line(dir: &Path, key: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(dir.join(CLUSTER_FILE)).ok()?;
+    text.lines()
+        .position(|l| l.starts_with(&format!("{key}:")))
+        .map(|i| i + 1)
+}
+
+/// A warning for every weakening of the secure defaults the configuration opts into.
+fn weakening_findings(dir: &Path, config: &ClusterConfig) -> Vec<Finding> {
+    let everywhere = |cidrs: &[ipnet::Ipv4Net]| cidrs.iter().any(|c| c.prefix_len() == 0);
+    let mut out = Vec::new();
+    if everywhere(&config.ssh_access_allowed_source_cidrs) {
+        out.push(Finding::warning(
+            CLUSTER_FILE,
+            setting_line(dir, "sshAccessAllowedSourceCIDRs"),
+            "sshAccessAllowedSourceCIDRs: SSH (port 22) is open to the whole internet on every instance, etcd included; allow your own networks, or use ssmSessionManager instead",
+        ));
+    }
+    if everywhere(&config.api_access_allowed_source_cidrs) {
+        out.push(Finding::warning(
+            CLUSTER_FILE,
+            setting_line(dir, "apiAccessAllowedSourceCIDRs"),
+            "apiAccessAllowedSourceCIDRs: the Kubernetes API (port 443) is reachable from the whole internet (the default); list the networks your users and CI reach it from",
+        ));
+    }
+    out
+}
+
 /// Upstream end of life of the cluster's Kubernetes minor: an error once it has passed (the
 /// version gets no security fixes), a warning in the 90 days before.
 fn end_of_life_findings(dir: &Path, config: &ClusterConfig, now: OffsetDateTime) -> Vec<Finding> {
@@ -157,13 +187,7 @@ fn end_of_life_findings(dir: &Path, config: &ClusterConfig, now: OffsetDateTime)
     ) else {
         return Vec::new();
     };
-    let line = std::fs::read_to_string(dir.join(CLUSTER_FILE))
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .position(|l| l.starts_with("kubernetesVersion:"))
-                .map(|i| i + 1)
-        });
+    let line = setting_line(dir, "kubernetesVersion");
     let today = now.date();
     if end_date < today {
         vec![Finding::error(
@@ -279,14 +303,16 @@ async fn online(
             }
         }
     }
-    match network.key_pair_exists(&config.key_name).await {
-        Ok(true) => {}
-        Ok(false) => out.push(Finding::error(
-            external,
-            None,
-            format!("keyName: EC2 key pair {} does not exist", config.key_name),
-        )),
-        Err(e) => out.push(Finding::error(external, None, format!("keyName: {e}"))),
+    if let Some(key_name) = &config.key_name {
+        match network.key_pair_exists(key_name).await {
+            Ok(true) => {}
+            Ok(false) => out.push(Finding::error(
+                external,
+                None,
+                format!("keyName: EC2 key pair {} does not exist", key_name),
+            )),
+            Err(e) => out.push(Finding::error(external, None, format!("keyName: {e}"))),
+        }
     }
     if let Some(body) = stack_template
         .map(render::submitted_stack)

@@ -395,7 +395,14 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             releaseUrl => format!("https://dl.k8s.io/release/{version}/bin/linux/amd64"),
         },
         cniPlugins => releases().addons.cni_plugins.clone(),
-        apiServerURL => format!("https://{}", c.external_dns_name),
+        // How nodes reach the API: a single controller at its fixed private address (so a
+        // narrowed apiAccessAllowedSourceCIDRs does not lock the cluster's own nodes out),
+        // several through the API load balancer.
+        apiServerURL => if c.controller_count == 1 {
+            format!("https://{}:443", c.controller_ip)
+        } else {
+            format!("https://{}", c.external_dns_name)
+        },
         images => Serde(images(version)),
         tls => tls_context(inputs)?,
     };

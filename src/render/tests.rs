@@ -9,7 +9,7 @@ use crate::assets::TlsAsset;
 
 fn config(extra: &str) -> ClusterConfig {
     let text = format!(
-        "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkeyName: k\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\n{extra}"
+        "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\n{extra}"
     );
     ClusterConfig::parse(Path::new("cluster.yaml"), &text).unwrap()
 }
@@ -419,5 +419,141 @@ fn every_group_and_the_controller_wait_for_their_instances_to_signal() {
             }
         }
         assert!(waiting >= 3, "{extra}: {waiting}");
+    }
+}
+
+/// The assets whose sealed keys a cloud-config carries (`/etc/kubernetes/ssl/*.enc`).
+fn sealed_assets(cloud_config: &str) -> BTreeSet<String> {
+    cloud_config
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- path: /etc/kubernetes/ssl/"))
+        .filter_map(|p| p.strip_suffix(".enc"))
+        .map(|p| p.trim_end_matches("-key.pem").to_string())
+        .collect()
+}
+
+#[test]
+fn each_role_may_decrypt_exactly_the_assets_its_cloud_configs_carry() {
+    let rendered = render_with(&config(THREE_POOLS), &Templates::built_in()).unwrap();
+    let stack = stack(&rendered);
+    for (role, prefix) in [
+        ("IAMRoleController", "cloud-config-controller"),
+        ("IAMRoleWorker", "cloud-config-worker"),
+        ("IAMRoleEtcd", "cloud-config-etcd"),
+    ] {
+        let carried: BTreeSet<String> = rendered
+            .cloud_configs
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .flat_map(|(_, text)| sealed_assets(text))
+            .collect();
+        assert!(!carried.is_empty(), "{role}");
+        let statements =
+            &stack["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
+        let decrypt = statements
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Action"] == "kms:Decrypt")
+            .unwrap();
+        let allowed = &decrypt["Condition"]["StringEquals"]["kms:EncryptionContext:kube-aws:asset"];
+        let allowed: BTreeSet<String> = match allowed {
+            Value::String(one) => BTreeSet::from([one.clone()]),
+            Value::Array(many) => many
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect(),
+            other => panic!("{role}: no asset condition: {other}"),
+        };
+        assert_eq!(allowed, carried, "{role}");
+    }
+}
+
+#[test]
+fn secure_defaults_no_ssh_imdsv2_encrypted_volumes_and_opt_ins_render_as_asked() {
+    let rendered = render_with(&config(THREE_POOLS), &Templates::built_in()).unwrap();
+    let text = &rendered.stack_template;
+    assert!(!text.contains("\"FromPort\": 22"), "no SSH rule by default");
+    let template = stack(&rendered);
+    let resources = template["Resources"].as_object().unwrap();
+    let mut launch_configs = 0;
+    for (id, r) in resources {
+        let data = match r["Type"].as_str().unwrap() {
+            "AWS::EC2::LaunchTemplate" => &r["Properties"]["LaunchTemplateData"],
+            "AWS::EC2::Instance" => &r["Properties"],
+            "AWS::EC2::Volume" => {
+                assert_eq!(r["Properties"]["Encrypted"], true, "{id}");
+                continue;
+            }
+            _ => continue,
+        };
+        launch_configs += 1;
+        assert_eq!(data["MetadataOptions"]["HttpTokens"], "required", "{id}");
+        assert_eq!(
+            data["MetadataOptions"]["HttpPutResponseHopLimit"], 1,
+            "{id}"
+        );
+        for device in data["BlockDeviceMappings"].as_array().unwrap() {
+            assert_eq!(device["Ebs"]["Encrypted"], true, "{id}");
+        }
+        assert!(
+            data.get("KeyName").is_none(),
+            "{id}: no key pair unless configured"
+        );
+    }
+    assert_eq!(
+        launch_configs,
+        1 + 1 + 4,
+        "controller, etcd member, four pools"
+    );
+
+    let opted = config(
+        "keyName: ops\nsshAccessAllowedSourceCIDRs: [203.0.113.0/24]\napiAccessAllowedSourceCIDRs: [198.51.100.0/24, 192.0.2.0/24]\nssmSessionManager: true\nebsKmsKeyArn: arn:aws:kms:us-west-2:1:key/ebs\n",
+    );
+    let rendered = render_with(&opted, &Templates::built_in()).unwrap();
+    let stack = stack(&rendered);
+    let r = &stack["Resources"];
+    let ingress = r["SecurityGroupController"]["Properties"]["SecurityGroupIngress"]
+        .as_array()
+        .unwrap();
+    let rules: Vec<(u64, &str)> = ingress
+        .iter()
+        .map(|i| {
+            (
+                i["FromPort"].as_u64().unwrap(),
+                i["CidrIp"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            (443, "198.51.100.0/24"),
+            (443, "192.0.2.0/24"),
+            (22, "203.0.113.0/24")
+        ]
+    );
+    assert!(ingress.iter().all(|i| i["Description"].is_string()));
+    assert_eq!(
+        r["SecurityGroupEtcd"]["Properties"]["SecurityGroupIngress"][0]["CidrIp"],
+        "203.0.113.0/24"
+    );
+    assert_eq!(r["InstanceController"]["Properties"]["KeyName"], "ops");
+    assert_eq!(
+        r["InstanceController"]["Properties"]["BlockDeviceMappings"][0]["Ebs"]["KmsKeyId"],
+        "arn:aws:kms:us-west-2:1:key/ebs"
+    );
+    assert_eq!(
+        r["VolumeEtcd0"]["Properties"]["KmsKeyId"],
+        "arn:aws:kms:us-west-2:1:key/ebs"
+    );
+    for role in ["IAMRoleController", "IAMRoleWorker", "IAMRoleEtcd"] {
+        assert!(
+            r[role]["Properties"]["ManagedPolicyArns"][0]["Fn::Sub"]
+                .as_str()
+                .unwrap()
+                .ends_with("AmazonSSMManagedInstanceCore"),
+            "{role}"
+        );
     }
 }

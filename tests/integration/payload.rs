@@ -1030,3 +1030,155 @@ fn kubernetes_validate_and_kubectl_read_every_manifest_and_kubeconfig() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// checkov
+
+fn checkov() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/checkov/bin/checkov");
+    assert!(
+        path.exists(),
+        "checkov is not installed at {}: run scripts/ensure-tools. These tests do not skip without it.",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn checkov_finds_nothing_but_the_listed_exemptions_in_the_exported_templates() {
+    let checkov = checkov();
+    let exemptions: serde_json::Value =
+        serde_json::from_str(include_str!("../../data/checkov-exemptions.json")).unwrap();
+    let exempt: Vec<(String, String)> = exemptions["exemptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert!(
+                !e["reason"].as_str().unwrap_or("").is_empty(),
+                "{e}: every exemption says why"
+            );
+            (
+                e["check"].as_str().unwrap().to_string(),
+                e["resource"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut used = std::collections::BTreeSet::new();
+    for (prefix, extra) in [
+        ("ckv", ""),
+        ("ckv3", THREE_AND_THREE),
+        (
+            "ckvopt",
+            "ssmSessionManager: true\nebsKmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/ebs\napiAccessAllowedSourceCIDRs: [198.51.100.0/24]\nnodePools:\n  - name: batch\n  - name: spot\n    spotPrice: \"0.1\"\n",
+        ),
+    ] {
+        let cluster = render_cluster(prefix, extra);
+        let work = tempfile::tempdir().unwrap();
+        let file = work.path().join("stack.json");
+        std::fs::write(&file, &cluster.rendered.stack_template).unwrap();
+        let out = run(Command::new(&checkov)
+            .args([
+                "--framework",
+                "cloudformation",
+                "--skip-download",
+                "--quiet",
+                "-o",
+                "json",
+                "-f",
+            ])
+            .arg(&file)
+            .current_dir(work.path()));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("checkov output is not JSON ({e}): {}", output_text(&out)));
+        let summary = &report["summary"];
+        let failed: Vec<(String, String)> = report["results"]["failed_checks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| {
+                        (
+                            f["check_id"].as_str().unwrap().to_string(),
+                            f["resource"].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unexpected: Vec<&(String, String)> =
+            failed.iter().filter(|f| !exempt.contains(f)).collect();
+        assert!(
+            unexpected.is_empty(),
+            "{prefix}: checkov findings not in data/checkov-exemptions.json: {unexpected:?}"
+        );
+        used.extend(failed.iter().cloned());
+        assert_eq!(summary["parsing_errors"], 0, "{prefix}: {summary}");
+        println!(
+            "{prefix}: checkov {}: passed {}, failed {} (all exempted: {:?}), resources {}",
+            summary["checkov_version"],
+            summary["passed"],
+            summary["failed"],
+            failed,
+            summary["resource_count"]
+        );
+    }
+    for e in &exempt {
+        assert!(
+            used.contains(e),
+            "exemption {e:?} matches no finding any more: remove it"
+        );
+    }
+}
+
+#[test]
+fn applied_launch_templates_require_imdsv2_and_encrypt_every_volume_on_moto() {
+    // S3 state: with a second pool the template is over the inline limit and is uploaded.
+    let c = crate::workflow::Cluster::new("imds", true, None);
+    c.set("nodePools", "[{name: batch}]");
+    c.plan_and_apply();
+    let checked = block_on(async {
+        let sdk = moto().sdk_config().await;
+        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let resources = cfn
+            .describe_stack_resources()
+            .stack_name(&c.name)
+            .send()
+            .await
+            .expect("describe stack resources");
+        let mut checked = Vec::new();
+        for r in resources.stack_resources() {
+            if r.resource_type() != Some("AWS::EC2::LaunchTemplate") {
+                continue;
+            }
+            let id = r.physical_resource_id().expect("a launch template id");
+            let versions = ec2
+                .describe_launch_template_versions()
+                .launch_template_id(id)
+                .versions("$Latest")
+                .send()
+                .await
+                .expect("describe launch template versions");
+            let data = versions.launch_template_versions()[0]
+                .launch_template_data()
+                .expect("launch template data");
+            let logical = r.logical_resource_id().unwrap_or_default().to_string();
+            let metadata = data.metadata_options().expect("metadata options");
+            assert_eq!(
+                metadata.http_tokens().map(|t| t.as_str()),
+                Some("required"),
+                "{logical}"
+            );
+            assert_eq!(metadata.http_put_response_hop_limit(), Some(1), "{logical}");
+            let devices = data.block_device_mappings();
+            assert!(!devices.is_empty(), "{logical}");
+            for d in devices {
+                assert_eq!(d.ebs().and_then(|e| e.encrypted()), Some(true), "{logical}");
+            }
+            checked.push(logical);
+        }
+        checked
+    });
+    checked.iter().for_each(|l| println!("{l}: HttpTokens required, hop limit 1, every block device encrypted (DescribeLaunchTemplateVersions)"));
+    assert_eq!(checked.len(), 3, "{checked:?}");
+}
