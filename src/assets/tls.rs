@@ -25,9 +25,13 @@ pub const SERVICE_ACCOUNT: &str = "service-account";
 /// Nodes present it once to obtain their own client certificate.
 pub const BOOTSTRAP_TOKEN: &str = "bootstrap-token";
 
+/// Name of kube-apiserver's EncryptionConfiguration, a sealed secret (it holds the key that
+/// encrypts Secrets in etcd), decrypted on the controllers only.
+pub const SECRETS_ENCRYPTION: &str = "secrets-encryption";
+
 /// Every sealed asset, CA first, in the order [`leaf_specs`] lists the rest, then the
 /// service-account key pair and the bootstrap token.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     CA,
     "apiserver",
     "apiserver-kubelet-client",
@@ -39,6 +43,7 @@ pub const NAMES: [&str; 11] = [
     "etcd-client",
     SERVICE_ACCOUNT,
     BOOTSTRAP_TOKEN,
+    SECRETS_ENCRYPTION,
 ];
 
 pub fn all_names() -> impl Iterator<Item = &'static str> {
@@ -199,33 +204,68 @@ pub fn service_account_spec(c: &ClusterConfig) -> TlsSpec {
     }
 }
 
-/// Whether the asset is renewed when it nears its `not_after`. The service-account key is not:
-/// nothing checks its certificate's validity, and a new key would invalidate every token.
+/// Whether the asset is renewed when it nears its `not_after`. Keys that something was signed or
+/// encrypted with are not: the service-account key (a new one voids every token), the bootstrap
+/// token (nodes still joining hold it) and the Secrets encryption key (etcd holds its data).
 pub fn renews_on_expiry(name: &str) -> bool {
-    name != SERVICE_ACCOUNT && name != BOOTSTRAP_TOKEN
+    ![SERVICE_ACCOUNT, BOOTSTRAP_TOKEN, SECRETS_ENCRYPTION].contains(&name)
 }
 
 const BOOTSTRAP_TOKEN_FORMAT: &str = "kubernetes-bootstrap-token-v1";
+const SECRETS_ENCRYPTION_FORMAT: &str = "encryption-configuration-secretbox-v1";
 
-/// The bootstrap token's spec: nothing of the cluster's settings changes it, so it is generated
-/// once. Its usages are those of a kubelet bootstrap token (authentication only).
-pub fn bootstrap_token_spec(c: &ClusterConfig) -> TlsSpec {
+/// The spec of a sealed secret: nothing of the cluster's settings changes it, so it is made
+/// once and kept.
+fn sealed_secret_spec(c: &ClusterConfig, name: &str, format: &'static str) -> TlsSpec {
     TlsSpec {
-        name: BOOTSTRAP_TOKEN.to_string(),
+        name: name.to_string(),
         common_name: String::new(),
         organization: Some(format!("kube-aws:{}", c.cluster_name)),
         dns_names: vec![],
         ip_addresses: vec![],
-        usages: vec![Usage::ClientAuth],
+        usages: vec![],
         validity_days: 0,
         issuer_sha256: None,
-        key_algorithm: BOOTSTRAP_TOKEN_FORMAT,
+        key_algorithm: format,
     }
 }
 
-/// Whether `spec` is a bootstrap token rather than a key pair.
-pub fn is_token(spec: &TlsSpec) -> bool {
-    spec.key_algorithm == BOOTSTRAP_TOKEN_FORMAT
+/// The bootstrap token's spec.
+pub fn bootstrap_token_spec(c: &ClusterConfig) -> TlsSpec {
+    sealed_secret_spec(c, BOOTSTRAP_TOKEN, BOOTSTRAP_TOKEN_FORMAT)
+}
+
+/// The Secrets encryption configuration's spec.
+pub fn secrets_encryption_spec(c: &ClusterConfig) -> TlsSpec {
+    sealed_secret_spec(c, SECRETS_ENCRYPTION, SECRETS_ENCRYPTION_FORMAT)
+}
+
+/// Whether `spec` is a sealed secret (no certificate) rather than a key pair.
+pub fn is_sealed_secret(spec: &TlsSpec) -> bool {
+    [BOOTSTRAP_TOKEN_FORMAT, SECRETS_ENCRYPTION_FORMAT].contains(&spec.key_algorithm)
+}
+
+/// The plaintext of a new sealed secret of `spec`'s kind.
+pub fn generate_sealed_secret(spec: &TlsSpec) -> Result<Zeroizing<String>, getrandom::Error> {
+    if spec.key_algorithm == SECRETS_ENCRYPTION_FORMAT {
+        generate_encryption_configuration()
+    } else {
+        generate_bootstrap_token()
+    }
+}
+
+/// kube-apiserver's EncryptionConfiguration with a new random 32-byte secretbox key for Secrets.
+/// `identity` comes second so Secrets written before encryption was enabled stay readable; each
+/// is encrypted the next time it is written.
+pub fn generate_encryption_configuration() -> Result<Zeroizing<String>, getrandom::Error> {
+    use base64::Engine;
+    let mut key = Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut key[..])?;
+    let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&key[..]));
+    Ok(Zeroizing::new(format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources:\n      - secrets\n    providers:\n      - secretbox:\n          keys:\n            - name: key1\n              secret: {}\n      - identity: {{}}\n",
+        encoded.as_str()
+    )))
 }
 
 /// A new bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}` as kube-apiserver's bootstrap token

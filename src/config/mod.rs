@@ -68,6 +68,13 @@ pub struct ClusterConfig {
     pub instance_cidr: Ipv4Net,
     #[serde(default)]
     pub subnets: Vec<SubnetConfig>,
+    /// When set, every instance runs in these subnets, without a public address, reaching out
+    /// through NAT gateways in `subnets`, which then hold only those and the API load balancer.
+    #[serde(default)]
+    pub private_subnets: Vec<SubnetConfig>,
+    /// `perAZ` (a NAT gateway in each zone of the private subnets) or `single` (one, shared).
+    #[serde(default)]
+    pub nat_gateways: NatGateways,
     #[serde(default = "defaults::one")]
     pub controller_count: u32,
     #[serde(default = "defaults::instance_type")]
@@ -178,6 +185,18 @@ pub enum TaintEffect {
     NoSchedule,
     PreferNoSchedule,
     NoExecute,
+}
+
+/// How many NAT gateways the private subnets route through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NatGateways {
+    /// One per availability zone of the private subnets: a zone's outage leaves the others' egress.
+    #[default]
+    #[serde(rename = "perAZ")]
+    PerAz,
+    /// One for all: cheaper, and a single point of failure for egress.
+    Single,
 }
 
 /// Flatcar Container Linux release channel whose newest AMI is used when `amiId` is not set.
@@ -312,6 +331,21 @@ impl ClusterConfig {
         }]
     }
 
+    /// The subnets instances run in: the private subnets when there are any, else the public ones.
+    pub fn node_subnets(&self) -> Vec<SubnetConfig> {
+        if self.private_subnets.is_empty() {
+            self.effective_subnets()
+        } else {
+            self.private_subnets.clone()
+        }
+    }
+
+    /// Whether the controllers sit behind the API load balancer (an Auto Scaling group) rather
+    /// than being one instance with an Elastic IP: with several controllers, or in private subnets.
+    pub fn controllers_behind_load_balancer(&self) -> bool {
+        self.controller_count > 1 || !self.private_subnets.is_empty()
+    }
+
     /// The default worker pool followed by every node pool, with defaults filled in.
     pub fn worker_pools(&self) -> Vec<WorkerPool> {
         let default_pool = WorkerPool {
@@ -365,7 +399,7 @@ impl ClusterConfig {
     /// `etcd-i.<etcd_domain>` (so its certificate's SANs are known before anything runs), and
     /// placed in subnet `i mod n`.
     pub fn etcd_members(&self) -> Vec<EtcdMember> {
-        let subnets = self.effective_subnets();
+        let subnets = self.node_subnets();
         let domain = self.etcd_domain();
         (0..self.etcd_count as usize)
             .map(|index| {

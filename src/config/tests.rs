@@ -218,3 +218,26 @@ fn kubelet_rules_data_parses_and_names_its_sources() {
     assert!(rules.label_refusal("kubernetes.io/role").is_some());
     assert!(include_str!("../../data/kubelet-rules.json").contains("well_known_labels.go"));
 }
+
+#[test]
+fn private_subnets_need_a_public_subnet_in_their_zone_and_must_not_overlap() {
+    let text = format!(
+        "{MINIMAL}subnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\nprivateSubnets:\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.10.0/24\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.128/25\n"
+    );
+    let err = parse(&text).unwrap_err();
+    let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "privateSubnets[0].availabilityZone",
+            "privateSubnets[1].instanceCIDR"
+        ],
+        "{err}"
+    );
+    let single = format!(
+        "{MINIMAL}natGateways: single\nprivateSubnets:\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.10.0/24\n"
+    );
+    let c = parse(&single).unwrap();
+    assert!(c.controllers_behind_load_balancer());
+    assert_eq!(c.etcd_members()[0].availability_zone, "us-west-2b");
+}

@@ -191,7 +191,60 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             ),
         );
     }
+    // Private subnets: inside the VPC, disjoint from every other subnet, each with a public
+    // subnet in its zone for its NAT gateway.
+    for (i, private) in c.private_subnets.iter().enumerate() {
+        let path = [
+            key("privateSubnets"),
+            Segment::Index(i),
+            key("instanceCIDR"),
+        ];
+        if !c.vpc_cidr.contains(&private.instance_cidr) {
+            problem(
+                &path,
+                format!(
+                    "{} is not inside vpcCIDR {}",
+                    private.instance_cidr, c.vpc_cidr
+                ),
+            );
+        }
+        let clash = subnets
+            .iter()
+            .map(|s| s.instance_cidr)
+            .chain(c.private_subnets[..i].iter().map(|s| s.instance_cidr))
+            .find(|other| overlaps(&private.instance_cidr, other));
+        if let Some(other) = clash {
+            problem(
+                &path,
+                format!("{} overlaps subnet {other}", private.instance_cidr),
+            );
+        }
+        if c.nat_gateways == super::NatGateways::PerAz
+            && !subnets
+                .iter()
+                .any(|s| s.availability_zone == private.availability_zone)
+        {
+            problem(
+                &[
+                    key("privateSubnets"),
+                    Segment::Index(i),
+                    key("availabilityZone"),
+                ],
+                format!(
+                    "{} has no public subnet (in `subnets`) for its NAT gateway; add one, or use natGateways: single",
+                    private.availability_zone
+                ),
+            );
+        }
+    }
+    if !c.private_subnets.is_empty() && c.vpc_id.is_some() {
+        problem(
+            &[key("privateSubnets")],
+            "private subnets are created only in a VPC kube-aws creates (without vpcId)".into(),
+        );
+    }
     if let Some(first) = subnets.first()
+        && !c.controllers_behind_load_balancer()
         && c.controller_count == 1
         && !first.instance_cidr.contains(&c.controller_ip)
     {

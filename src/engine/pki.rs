@@ -76,18 +76,19 @@ async fn seal<V: KeyVault>(
     })
 }
 
-/// Generates the bootstrap token and seals it; it has no certificate and no expiry.
-async fn seal_token<V: KeyVault>(
+/// Generates a sealed secret (bootstrap token, Secrets encryption configuration) and seals it;
+/// it has no certificate and no expiry.
+async fn seal_secret<V: KeyVault>(
     vault: &V,
     config: &ClusterConfig,
     spec: &TlsSpec,
 ) -> Result<TlsAsset, EngineError> {
-    let token = tls::generate_bootstrap_token().map_err(|e| {
+    let plaintext = tls::generate_sealed_secret(spec).map_err(|e| {
         EngineError::Refused(format!("the operating system's random source failed: {e}"))
     })?;
     let context = encryption_context(&config.cluster_name, &spec.name);
     let ciphertext = vault
-        .encrypt(&config.kms_key_arn, token.as_bytes(), &context)
+        .encrypt(&config.kms_key_arn, plaintext.as_bytes(), &context)
         .await?;
     Ok(TlsAsset {
         name: spec.name.clone(),
@@ -102,7 +103,7 @@ async fn seal_token<V: KeyVault>(
 
 /// Stands in for a certificate an offline plan would issue: it renders, and is plainly not real.
 fn placeholder(spec: &TlsSpec) -> TlsAsset {
-    if tls::is_token(spec) {
+    if tls::is_sealed_secret(spec) {
         return TlsAsset {
             name: spec.name.clone(),
             spec_sha256: spec.sha256(),
@@ -213,23 +214,22 @@ pub async fn resolve<V: KeyVault>(
         }
     };
     assets.insert(tls::SERVICE_ACCOUNT.to_string(), sa);
-    let token_spec = tls::bootstrap_token_spec(config);
-    let token = match reusable(
-        previous.get(tls::BOOTSTRAP_TOKEN),
-        &token_spec,
-        now,
-        renew_before,
-    ) {
-        Ok(()) => previous[tls::BOOTSTRAP_TOKEN].clone(),
-        Err(reason) => {
-            issued_now.push((tls::BOOTSTRAP_TOKEN.to_string(), reason));
-            match vault {
-                None => placeholder(&token_spec),
-                Some(vault) => seal_token(vault, config, &token_spec).await?,
+    for spec in [
+        tls::bootstrap_token_spec(config),
+        tls::secrets_encryption_spec(config),
+    ] {
+        let sealed = match reusable(previous.get(&spec.name), &spec, now, renew_before) {
+            Ok(()) => previous[&spec.name].clone(),
+            Err(reason) => {
+                issued_now.push((spec.name.clone(), reason));
+                match vault {
+                    None => placeholder(&spec),
+                    Some(vault) => seal_secret(vault, config, &spec).await?,
+                }
             }
-        }
-    };
-    assets.insert(tls::BOOTSTRAP_TOKEN.to_string(), token);
+        };
+        assets.insert(spec.name.clone(), sealed);
+    }
     assets.insert(tls::CA.to_string(), ca);
     Ok(ResolvedTls {
         assets,

@@ -547,7 +547,12 @@ async fn plan_apply(
         .values()
         .map(|a| Certificate {
             name: a.name.clone(),
-            not_after: if a.name == crate::assets::tls::BOOTSTRAP_TOKEN {
+            not_after: if [
+                crate::assets::tls::BOOTSTRAP_TOKEN,
+                crate::assets::tls::SECRETS_ENCRYPTION,
+            ]
+            .contains(&a.name.as_str())
+            {
                 "never (rotated only when its spec changes)".into()
             } else if a.not_after.is_empty() {
                 KNOWN_AFTER_APPLY.into()
@@ -606,6 +611,14 @@ fn describe_reason(name: &str, reason: &pki::IssueReason) -> String {
             pki::IssueReason::New => "new kubelet bootstrap token".into(),
             _ => "the bootstrap token is replaced: nodes that have not joined yet need the new one"
                 .into(),
+        };
+    }
+    if name == crate::assets::tls::SECRETS_ENCRYPTION {
+        return match reason {
+            pki::IssueReason::New => {
+                "new key that encrypts Secrets in etcd (secretbox), kept from now on".into()
+            }
+            _ => "the Secrets encryption key is replaced: Secrets written with the old key can no longer be read".into(),
         };
     }
     if name == crate::assets::tls::SERVICE_ACCOUNT {
@@ -769,10 +782,10 @@ struct RecordSpec {
 fn desired_record_spec(config: &ClusterConfig) -> RecordSpec {
     RecordSpec {
         name: fqdn(&config.external_dns_name),
-        record_type: if config.controller_count == 1 {
-            "A"
-        } else {
+        record_type: if config.controllers_behind_load_balancer() {
             "CNAME"
+        } else {
+            "A"
         }
         .into(),
         ttl: config.record_set_ttl,

@@ -398,11 +398,12 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         // How nodes reach the API: a single controller at its fixed private address (so a
         // narrowed apiAccessAllowedSourceCIDRs does not lock the cluster's own nodes out),
         // several through the API load balancer.
-        apiServerURL => if c.controller_count == 1 {
-            format!("https://{}:443", c.controller_ip)
-        } else {
+        apiServerURL => if c.controllers_behind_load_balancer() {
             format!("https://{}", c.external_dns_name)
+        } else {
+            format!("https://{}:443", c.controller_ip)
         },
+        controllerGroup => c.controllers_behind_load_balancer(),
         images => Serde(images(version)),
         tls => tls_context(inputs)?,
     };
@@ -427,10 +428,10 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             context! { name => file, text => manifests[file].clone() }
         })
         .collect();
-    let controller_logical_id = if c.controller_count == 1 {
-        "InstanceController"
-    } else {
+    let controller_logical_id = if c.controllers_behind_load_balancer() {
         "AutoScaleController"
+    } else {
+        "InstanceController"
     };
     let mut cloud_configs = BTreeMap::new();
     cloud_configs.insert(
@@ -467,6 +468,41 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
     }
 
     let subnets = c.effective_subnets();
+    // Instances go to the private subnets when there are any; each routes out through the NAT
+    // gateway in its zone's public subnet (perAZ), or all through the first one (single).
+    let private_subnets: Vec<_> = c
+        .private_subnets
+        .iter()
+        .map(|p| {
+            let nat_subnet = match c.nat_gateways {
+                crate::config::NatGateways::Single => 0,
+                crate::config::NatGateways::PerAz => subnets
+                    .iter()
+                    .position(|s| s.availability_zone == p.availability_zone)
+                    .unwrap_or(0),
+            };
+            context! {
+                availabilityZone => p.availability_zone.clone(),
+                instanceCIDR => p.instance_cidr.to_string(),
+                natSubnet => nat_subnet,
+            }
+        })
+        .collect();
+    let nat_subnets: std::collections::BTreeSet<usize> = private_subnets
+        .iter()
+        .filter_map(|p| {
+            p.get_attr("natSubnet")
+                .ok()
+                .and_then(|v| usize::try_from(v).ok())
+        })
+        .collect();
+    let node_subnet_refs: Vec<String> = if c.private_subnets.is_empty() {
+        (0..subnets.len()).map(|i| format!("Subnet{i}")).collect()
+    } else {
+        (0..c.private_subnets.len())
+            .map(|i| format!("PrivateSubnet{i}"))
+            .collect()
+    };
     let vpc_ref = match &c.vpc_id {
         Some(id) => serde_json::to_string(id).expect("a string serialises"),
         None => r#"{"Ref": "VPC"}"#.to_string(),
@@ -481,6 +517,9 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         context! {
             amiId => inputs.ami_id,
             subnets => Serde(subnets),
+            privateSubnets => private_subnets,
+            natSubnets => nat_subnets.into_iter().collect::<Vec<_>>(),
+            nodeSubnetRefs => node_subnet_refs,
             workerPools => Serde(&pools),
             etcdMembers => Serde(&members),
             decryptableAssets => decryptable_assets(),
@@ -524,6 +563,7 @@ fn decryptable_assets() -> BTreeMap<&'static str, Vec<&'static str>> {
                 "kube-addons",
                 "kube-controller-manager",
                 "kube-scheduler",
+                crate::assets::tls::SECRETS_ENCRYPTION,
                 crate::assets::tls::SERVICE_ACCOUNT,
             ],
         ),

@@ -557,3 +557,76 @@ fn secure_defaults_no_ssh_imdsv2_encrypted_volumes_and_opt_ins_render_as_asked()
         );
     }
 }
+
+const PRIVATE: &str = "subnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\nprivateSubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.10.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.11.0/24\netcdCount: 3\n";
+
+#[test]
+fn private_subnets_hold_every_instance_behind_nat_and_public_ones_only_load_balancer_and_nat() {
+    for (nat, gateways) in [
+        ("", vec!["NatGateway0", "NatGateway1"]),
+        ("natGateways: single\n", vec!["NatGateway0", "NatGateway0"]),
+    ] {
+        let rendered =
+            render_with(&config(&format!("{PRIVATE}{nat}")), &Templates::built_in()).unwrap();
+        let template = stack(&rendered);
+        assert_references_resolve(&template);
+        let r = template["Resources"].as_object().unwrap();
+        assert!(
+            !r.contains_key("InstanceController"),
+            "controllers sit behind the load balancer"
+        );
+        assert!(!r.contains_key("EIPController"));
+        for (id, resource) in r {
+            if resource["Type"] == "AWS::AutoScaling::AutoScalingGroup" {
+                for subnet in resource["Properties"]["VPCZoneIdentifier"]
+                    .as_array()
+                    .unwrap()
+                {
+                    assert!(
+                        subnet["Ref"].as_str().unwrap().starts_with("PrivateSubnet"),
+                        "{id}: {subnet}"
+                    );
+                }
+            }
+            if resource["Type"] == "AWS::EC2::Subnet" {
+                assert_eq!(resource["Properties"]["MapPublicIpOnLaunch"], false, "{id}");
+            }
+        }
+        for subnet in r["ElbAPIServer"]["Properties"]["Subnets"]
+            .as_array()
+            .unwrap()
+        {
+            assert!(
+                subnet["Ref"].as_str().unwrap().starts_with("Subnet"),
+                "{subnet}"
+            );
+        }
+        let routes: Vec<&str> = (0..2)
+            .map(|i| {
+                r[&format!("PrivateRouteToNat{i}")]["Properties"]["NatGatewayId"]["Ref"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(routes, gateways);
+        let nat_rules = r["SecurityGroupController"]["Properties"]["SecurityGroupIngress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|rule| rule["CidrIp"].get("Fn::Join").is_some())
+            .count();
+        assert_eq!(
+            nat_rules,
+            if nat.is_empty() { 2 } else { 1 },
+            "the nodes reach the API from their NAT addresses"
+        );
+        assert!(
+            kubelet_command(&rendered.cloud_configs["cloud-config-worker"])
+                .contains("--bootstrap-kubeconfig")
+        );
+        assert!(
+            rendered.cloud_configs["cloud-config-worker"]
+                .contains("server: https://k8s.example.com\n")
+        );
+    }
+}

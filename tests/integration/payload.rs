@@ -608,6 +608,18 @@ fn output_text(out: &Output) -> String {
     )
 }
 
+/// Runs the rendered `decrypt-assets` of the instance laid out at `root`, through moto's KMS.
+fn decrypt_assets(lab: &EtcdLab, root: &Path) {
+    let script = root.join("opt/bin/decrypt-assets");
+    let out = run(&mut lab.member_command(root, &["/bin/bash", script.to_str().unwrap()]));
+    assert!(
+        out.status.success(),
+        "{}: decrypt-assets: {}",
+        root.display(),
+        output_text(&out)
+    );
+}
+
 struct Member {
     name: String,
     host: String,
@@ -736,19 +748,7 @@ fn real_etcd_forms_the_rendered_three_member_cluster_and_restores_a_snapshot() {
         let (files, units) = cloud_config_parts(text, Some(ip));
         let root = lab.work.path().join(&m.name);
         lay_out(&root, &files);
-        let out = run(&mut lab.member_command(
-            &root,
-            &[
-                "/bin/bash",
-                root.join("opt/bin/decrypt-assets").to_str().unwrap(),
-            ],
-        ));
-        assert!(
-            out.status.success(),
-            "{}: decrypt-assets: {}",
-            m.name,
-            output_text(&out)
-        );
+        decrypt_assets(&lab, &root);
         let key = root.join("etc/kubernetes/ssl/etcd-server-key.pem");
         let meta = std::fs::metadata(&key).expect("decrypt-assets wrote the key");
         assert_eq!(
@@ -775,18 +775,7 @@ fn real_etcd_forms_the_rendered_three_member_cluster_and_restores_a_snapshot() {
         Some("10.0.0.50"),
     );
     lay_out(&client, &files);
-    let out = run(&mut lab.member_command(
-        &client,
-        &[
-            "/bin/bash",
-            client.join("opt/bin/decrypt-assets").to_str().unwrap(),
-        ],
-    ));
-    assert!(
-        out.status.success(),
-        "controller decrypt-assets: {}",
-        output_text(&out)
-    );
+    decrypt_assets(&lab, &client);
 
     for m in &members {
         start_member(&mut lab, m);
@@ -1069,6 +1058,10 @@ fn checkov_finds_nothing_but_the_listed_exemptions_in_the_exported_templates() {
         ("ckv", ""),
         ("ckv3", THREE_AND_THREE),
         (
+            "ckvpriv",
+            "subnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\nprivateSubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.10.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.11.0/24\netcdCount: 3\n",
+        ),
+        (
             "ckvopt",
             "ssmSessionManager: true\nebsKmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/ebs\napiAccessAllowedSourceCIDRs: [198.51.100.0/24]\nnodePools:\n  - name: batch\n  - name: spot\n    spotPrice: \"0.1\"\n",
         ),
@@ -1181,4 +1174,43 @@ fn applied_launch_templates_require_imdsv2_and_encrypt_every_volume_on_moto() {
     });
     checked.iter().for_each(|l| println!("{l}: HttpTokens required, hop limit 1, every block device encrypted (DescribeLaunchTemplateVersions)"));
     assert_eq!(checked.len(), 3, "{checked:?}");
+}
+
+#[test]
+fn a_private_subnet_cluster_plans_and_applies_on_moto_with_its_nat_gateways() {
+    let c = crate::workflow::Cluster::new("private", true, None);
+    c.set(
+        "subnets",
+        "[{availabilityZone: us-west-2a, instanceCIDR: 10.0.0.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.1.0/24}]",
+    );
+    c.set(
+        "privateSubnets",
+        "[{availabilityZone: us-west-2a, instanceCIDR: 10.0.10.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.11.0/24}]",
+    );
+    c.plan_and_apply();
+    let (gateways, private) = block_on(async {
+        let sdk = moto().sdk_config().await;
+        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+        let resources = cfn
+            .describe_stack_resources()
+            .stack_name(&c.name)
+            .send()
+            .await
+            .expect("describe stack resources");
+        let count = |kind: &str, prefix: &str| {
+            resources
+                .stack_resources()
+                .iter()
+                .filter(|r| r.resource_type() == Some(kind))
+                .filter(|r| r.logical_resource_id().unwrap_or("").starts_with(prefix))
+                .count()
+        };
+        (
+            count("AWS::EC2::NatGateway", "NatGateway"),
+            count("AWS::EC2::Subnet", "PrivateSubnet"),
+        )
+    });
+    println!("private cluster on moto: {gateways} NAT gateways, {private} private subnets");
+    assert_eq!((gateways, private), (2, 2));
+    c.expect(0, &["plan", "--detailed-exitcode"]);
 }

@@ -37,6 +37,39 @@ fn event(name: &str, n: u32, logical: &str, kind: &str, status: &str, reason: &s
     )
 }
 
+/// The events of an update in which `logical` fails for `reason` and the stack rolls back,
+/// newest first, as DescribeStackEvents lists them.
+fn rollback_events(
+    stack: &str,
+    logical: &str,
+    kind: &str,
+    reason: &str,
+    started: &str,
+) -> Vec<String> {
+    let failed = format!("The following resource(s) failed to update: [{logical}].");
+    vec![
+        event(
+            stack,
+            9,
+            stack,
+            "AWS::CloudFormation::Stack",
+            "UPDATE_ROLLBACK_COMPLETE",
+            "",
+        ),
+        event(stack, 8, logical, kind, "UPDATE_COMPLETE", ""),
+        event(
+            stack,
+            7,
+            stack,
+            "AWS::CloudFormation::Stack",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            &failed,
+        ),
+        event(stack, 6, logical, kind, "UPDATE_FAILED", reason),
+        event(stack, 5, logical, kind, "UPDATE_IN_PROGRESS", started),
+    ]
+}
+
 /// Serves CloudFormation's side of an update that rolls back: `events` (newest first) once the
 /// change set is executed, and the stack in UPDATE_ROLLBACK_COMPLETE for `stack_reason`.
 fn serve_rolled_back_update(c: &Cluster, events: Vec<String>, stack_reason: &'static str) {
@@ -74,48 +107,13 @@ fn a_rolled_back_update_exits_1_keeps_the_serial_and_audits_the_failing_resource
         "The instance type x9.mega is not supported in us-west-2a (Service: Ec2, Status Code: 400)";
     serve_rolled_back_update(
         &c,
-        vec![
-            event(
-                &name,
-                9,
-                &name,
-                "AWS::CloudFormation::Stack",
-                "UPDATE_ROLLBACK_COMPLETE",
-                "",
-            ),
-            event(
-                &name,
-                8,
-                "LaunchTemplateWorkers",
-                "AWS::EC2::LaunchTemplate",
-                "UPDATE_COMPLETE",
-                "",
-            ),
-            event(
-                &name,
-                7,
-                &name,
-                "AWS::CloudFormation::Stack",
-                "UPDATE_ROLLBACK_IN_PROGRESS",
-                "The following resource(s) failed to update: [LaunchTemplateWorkers].",
-            ),
-            event(
-                &name,
-                6,
-                "LaunchTemplateWorkers",
-                "AWS::EC2::LaunchTemplate",
-                "UPDATE_FAILED",
-                reason,
-            ),
-            event(
-                &name,
-                5,
-                "LaunchTemplateWorkers",
-                "AWS::EC2::LaunchTemplate",
-                "UPDATE_IN_PROGRESS",
-                "",
-            ),
-        ],
+        rollback_events(
+            &name,
+            "LaunchTemplateWorkers",
+            "AWS::EC2::LaunchTemplate",
+            reason,
+            "",
+        ),
         "The following resource(s) failed to update: [LaunchTemplateWorkers].",
     );
 
@@ -159,48 +157,13 @@ fn a_node_that_never_signals_ready_rolls_the_update_back_and_apply_names_the_gro
     let timeout = "Received 0 SUCCESS signal(s) out of 1. Unable to satisfy 100% MinSuccessfulInstancesPercent requirement";
     serve_rolled_back_update(
         &c,
-        vec![
-            event(
-                &name,
-                9,
-                &name,
-                "AWS::CloudFormation::Stack",
-                "UPDATE_ROLLBACK_COMPLETE",
-                "",
-            ),
-            event(
-                &name,
-                8,
-                "AutoScaleWorkers",
-                "AWS::AutoScaling::AutoScalingGroup",
-                "UPDATE_COMPLETE",
-                "",
-            ),
-            event(
-                &name,
-                7,
-                &name,
-                "AWS::CloudFormation::Stack",
-                "UPDATE_ROLLBACK_IN_PROGRESS",
-                "The following resource(s) failed to update: [AutoScaleWorkers].",
-            ),
-            event(
-                &name,
-                6,
-                "AutoScaleWorkers",
-                "AWS::AutoScaling::AutoScalingGroup",
-                "UPDATE_FAILED",
-                timeout,
-            ),
-            event(
-                &name,
-                5,
-                "AutoScaleWorkers",
-                "AWS::AutoScaling::AutoScalingGroup",
-                "UPDATE_IN_PROGRESS",
-                "Rolling update initiated. Terminating 1 obsolete instance(s) in batches of 1, while keeping at least 1 instance(s) in service. Waiting on resource signals with a timeout of PT15M when new instances are added to the autoscaling group.",
-            ),
-        ],
+        rollback_events(
+            &name,
+            "AutoScaleWorkers",
+            "AWS::AutoScaling::AutoScalingGroup",
+            timeout,
+            "Rolling update initiated. Terminating 1 obsolete instance(s) in batches of 1, while keeping at least 1 instance(s) in service. Waiting on resource signals with a timeout of PT15M when new instances are added to the autoscaling group.",
+        ),
         "The following resource(s) failed to update: [AutoScaleWorkers].",
     );
     let out = c.expect(1, &["apply", "plan.json"]);

@@ -33,6 +33,7 @@ fn names_match_the_spec_list() {
     names.extend(leaf_specs(&c, "x").into_iter().map(|s| s.name));
     names.push(service_account_spec(&c).name);
     names.push(bootstrap_token_spec(&c).name);
+    names.push(secrets_encryption_spec(&c).name);
     assert_eq!(names, NAMES.to_vec());
 }
 
@@ -190,4 +191,30 @@ fn bootstrap_tokens_have_the_authenticator_format_and_differ() {
     }
     assert_ne!(a.as_str(), b.as_str());
     assert!(!renews_on_expiry(BOOTSTRAP_TOKEN));
+}
+
+#[test]
+fn the_encryption_configuration_encrypts_secrets_with_a_fresh_32_byte_key_and_reads_old_ones() {
+    use base64::Engine;
+    let a = generate_encryption_configuration().unwrap();
+    let b = generate_encryption_configuration().unwrap();
+    assert_ne!(a.as_str(), b.as_str());
+    let doc: serde_json::Value = serde_norway::from_str(&a).unwrap();
+    assert_eq!(doc["apiVersion"], "apiserver.config.k8s.io/v1");
+    assert_eq!(doc["kind"], "EncryptionConfiguration");
+    let rule = &doc["resources"][0];
+    assert_eq!(rule["resources"][0], "secrets");
+    let secret = rule["providers"][0]["secretbox"]["keys"][0]["secret"]
+        .as_str()
+        .unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret)
+        .unwrap();
+    assert_eq!(key.len(), 32, "secretbox takes a 32-byte key");
+    assert!(
+        rule["providers"][1]["identity"].is_object(),
+        "identity last: old Secrets stay readable"
+    );
+    assert!(!renews_on_expiry(SECRETS_ENCRYPTION));
+    assert!(is_sealed_secret(&secrets_encryption_spec(&config())));
 }
