@@ -10,7 +10,15 @@ use super::AwsError;
 #[derive(Debug, Clone)]
 pub struct Vpc {
     pub cidrs: Vec<Ipv4Net>,
-    pub subnets: Vec<Ipv4Net>,
+    pub subnets: Vec<ExistingSubnet>,
+}
+
+/// A subnet the VPC already has.
+#[derive(Debug, Clone)]
+pub struct ExistingSubnet {
+    pub id: String,
+    pub cidr: Ipv4Net,
+    pub availability_zone: String,
 }
 
 #[derive(Clone, Debug)]
@@ -54,7 +62,13 @@ impl Ec2Network {
             .map_err(|e| AwsError::from_sdk("EC2", "DescribeSubnets", e))?
             .subnets()
             .iter()
-            .filter_map(|s| s.cidr_block().and_then(|c| c.parse().ok()))
+            .filter_map(|s| {
+                Some(ExistingSubnet {
+                    id: s.subnet_id()?.to_string(),
+                    cidr: s.cidr_block()?.parse().ok()?,
+                    availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+                })
+            })
             .collect();
         Ok(Some(Vpc { cidrs, subnets }))
     }

@@ -249,7 +249,7 @@ mod tests {
         assert!(fields.contains(&"nodePools"));
         assert_eq!(
             struct_fields::<SubnetConfig>(),
-            &["availabilityZone", "instanceCIDR"]
+            &["id", "availabilityZone", "instanceCIDR"]
         );
     }
 

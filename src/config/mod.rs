@@ -145,6 +145,10 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SubnetConfig {
+    /// An existing subnet of `vpcId` to use instead of creating one; its zone and CIDR must be
+    /// given too (validate checks them against AWS).
+    #[serde(default)]
+    pub id: Option<String>,
     pub availability_zone: String,
     #[serde(rename = "instanceCIDR")]
     pub instance_cidr: Ipv4Net,
@@ -326,6 +330,7 @@ impl ClusterConfig {
             return self.subnets.clone();
         }
         vec![SubnetConfig {
+            id: None,
             availability_zone: self.availability_zone.clone().unwrap_or_default(),
             instance_cidr: self.instance_cidr,
         }]

@@ -241,3 +241,22 @@ fn private_subnets_need_a_public_subnet_in_their_zone_and_must_not_overlap() {
     assert!(c.controllers_behind_load_balancer());
     assert_eq!(c.etcd_members()[0].availability_zone, "us-west-2b");
 }
+
+#[test]
+fn an_existing_subnet_needs_the_vpc_it_belongs_to() {
+    let text = format!(
+        "{MINIMAL}subnets:\n  - id: subnet-0123\n    availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - id: sub-x\n    availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\n"
+    );
+    let err = parse(&text).unwrap_err();
+    let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec!["subnets[0].id", "subnets[1].id", "subnets[1].id"],
+        "{err}"
+    );
+    assert!(err.to_string().contains("needs `vpcId`"), "{err}");
+    assert!(
+        err.to_string().contains("\"sub-x\" is not a subnet id"),
+        "{err}"
+    );
+}

@@ -134,6 +134,20 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             vec![key("subnets"), Segment::Index(i), key("instanceCIDR")]
         }
     };
+    for (i, subnet) in c.subnets.iter().enumerate() {
+        if let Some(id) = &subnet.id {
+            let path = [key("subnets"), Segment::Index(i), key("id")];
+            if c.vpc_id.is_none() {
+                problem(
+                    &path,
+                    "an existing subnet needs `vpcId`, the VPC it belongs to".into(),
+                );
+            }
+            if !id.starts_with("subnet-") {
+                problem(&path, format!("\"{id}\" is not a subnet id (subnet-…)"));
+            }
+        }
+    }
     for (i, subnet) in subnets.iter().enumerate() {
         if !c.vpc_cidr.contains(&subnet.instance_cidr) {
             problem(

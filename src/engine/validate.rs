@@ -280,11 +280,30 @@ async fn online(
                             ),
                         ));
                     }
+                    if let Some(id) = &subnet.id {
+                        // An existing subnet: it must be this VPC's, with the zone and CIDR given.
+                        match vpc.subnets.iter().find(|e| &e.id == id) {
+                            None => out.push(Finding::error(external, None, format!("subnets: subnet {id} is not a subnet of VPC {vpc_id}"))),
+                            Some(e) if e.cidr != subnet.instance_cidr || e.availability_zone != subnet.availability_zone => out.push(Finding::error(external, None, format!(
+                                "subnets: subnet {id} is {} in {}, not {} in {} as cluster.yaml says",
+                                e.cidr, e.availability_zone, subnet.instance_cidr, subnet.availability_zone
+                            ))),
+                            Some(_) => {}
+                        }
+                        continue;
+                    }
                     for existing in &vpc.subnets {
-                        if existing.contains(&subnet.instance_cidr.network())
-                            || subnet.instance_cidr.contains(&existing.network())
+                        if existing.cidr.contains(&subnet.instance_cidr.network())
+                            || subnet.instance_cidr.contains(&existing.cidr.network())
                         {
-                            out.push(Finding::error(external, None, format!("instanceCIDR {} overlaps existing subnet {existing} of VPC {vpc_id}", subnet.instance_cidr)));
+                            out.push(Finding::error(
+                                external,
+                                None,
+                                format!(
+                                    "instanceCIDR {} overlaps existing subnet {} of VPC {vpc_id}",
+                                    subnet.instance_cidr, existing.cidr
+                                ),
+                            ));
                         }
                     }
                 }

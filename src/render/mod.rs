@@ -496,11 +496,23 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
                 .and_then(|v| usize::try_from(v).ok())
         })
         .collect();
-    let node_subnet_refs: Vec<String> = if c.private_subnets.is_empty() {
-        (0..subnets.len()).map(|i| format!("Subnet{i}")).collect()
+    // How the template names each subnet: an existing one by its id, one it creates by Ref.
+    let public_subnet_refs: Vec<minijinja::Value> = subnets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match &s.id {
+            Some(id) => serde_json::to_string(id).expect("a string serialises"),
+            None => format!(r#"{{"Ref": "Subnet{i}"}}"#),
+        })
+        .map(minijinja::Value::from_safe_string)
+        .collect();
+    let node_subnet_refs: Vec<minijinja::Value> = if c.private_subnets.is_empty() {
+        public_subnet_refs.clone()
     } else {
         (0..c.private_subnets.len())
-            .map(|i| format!("PrivateSubnet{i}"))
+            .map(|i| {
+                minijinja::Value::from_safe_string(format!(r#"{{"Ref": "PrivateSubnet{i}"}}"#))
+            })
             .collect()
     };
     let vpc_ref = match &c.vpc_id {
@@ -520,6 +532,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             privateSubnets => private_subnets,
             natSubnets => nat_subnets.into_iter().collect::<Vec<_>>(),
             nodeSubnetRefs => node_subnet_refs,
+            publicSubnetRefs => public_subnet_refs,
             workerPools => Serde(&pools),
             etcdMembers => Serde(&members),
             decryptableAssets => decryptable_assets(),

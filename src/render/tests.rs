@@ -630,3 +630,23 @@ fn private_subnets_hold_every_instance_behind_nat_and_public_ones_only_load_bala
         );
     }
 }
+
+#[test]
+fn existing_subnets_are_referenced_by_id_and_not_created() {
+    let c = config(
+        "vpcId: vpc-123\nsubnets:\n  - id: subnet-aaa\n    availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\ncontrollerCount: 3\n",
+    );
+    let rendered = render_with(&c, &Templates::built_in()).unwrap();
+    let template = stack(&rendered);
+    assert_references_resolve(&template);
+    let r = &template["Resources"];
+    assert!(
+        r.get("Subnet0").is_none(),
+        "the existing subnet is not created"
+    );
+    assert_eq!(r["Subnet1"]["Properties"]["CidrBlock"], "10.0.1.0/24");
+    let zones = &r["AutoScaleWorkers"]["Properties"]["VPCZoneIdentifier"];
+    assert_eq!(zones[0], "subnet-aaa");
+    assert_eq!(zones[1]["Ref"], "Subnet1");
+    assert_eq!(r["ElbAPIServer"]["Properties"]["Subnets"][0], "subnet-aaa");
+}

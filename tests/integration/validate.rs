@@ -268,3 +268,95 @@ fn an_end_of_life_kubernetes_version_is_an_error_and_a_near_one_a_warning() {
     let text = stdout(&out) + &stderr(&out);
     assert!(text.contains("Kubernetes v1.31.4 is not a supported release (supported: v1.35 (until 2027-02-28), v1.36 (until 2027-06-28), v1.37 (until 2027-10-28))"), "{text}");
 }
+
+#[test]
+fn existing_subnets_by_id_are_checked_against_aws_and_used_by_the_stack() {
+    let c = Cluster::new("valsub", false, None);
+    moto().ensure_key_pair();
+    let (vpc, subnet) = crate::harness::block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&moto().sdk_config().await);
+        let vpc = ec2
+            .create_vpc()
+            .cidr_block("10.20.0.0/16")
+            .send()
+            .await
+            .unwrap()
+            .vpc()
+            .and_then(|v| v.vpc_id())
+            .unwrap()
+            .to_string();
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block("10.20.1.0/24")
+            .availability_zone("us-west-2a")
+            .send()
+            .await
+            .unwrap()
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .unwrap()
+            .to_string();
+        (vpc, subnet)
+    });
+    c.set("vpcId", &vpc);
+    c.set("vpcCIDR", "10.20.0.0/16");
+    c.set("controllerIP", "10.20.1.50");
+    c.set("apiAccessAllowedSourceCIDRs", "[198.51.100.0/24]");
+    c.set(
+        "subnets",
+        &format!("[{{id: {subnet}, availabilityZone: us-west-2b, instanceCIDR: 10.20.1.0/24}}]"),
+    );
+    let found = lines(&c.expect(1, &["validate"]));
+    assert!(
+        found.iter().any(|l| l.contains(&format!(
+            "subnets: subnet {subnet} is 10.20.1.0/24 in us-west-2a, not 10.20.1.0/24 in us-west-2b as cluster.yaml says"
+        ))),
+        "{found:#?}"
+    );
+    c.set(
+        "subnets",
+        &format!("[{{id: {subnet}, availabilityZone: us-west-2a, instanceCIDR: 10.20.1.0/24}}]"),
+    );
+    assert_eq!(stdout(&c.expect(0, &["validate"])).trim(), "Validation OK");
+    c.plan_and_apply();
+    let (created_subnets, controller_subnet) = crate::harness::block_on(async {
+        let sdk = moto().sdk_config().await;
+        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+        let resources = cfn
+            .describe_stack_resources()
+            .stack_name(&c.name)
+            .send()
+            .await
+            .unwrap();
+        let created = resources
+            .stack_resources()
+            .iter()
+            .filter(|r| r.resource_type() == Some("AWS::EC2::Subnet"))
+            .count();
+        let instance = resources
+            .stack_resources()
+            .iter()
+            .find(|r| r.logical_resource_id() == Some("InstanceController"))
+            .and_then(|r| r.physical_resource_id())
+            .unwrap()
+            .to_string();
+        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+        let described = ec2
+            .describe_instances()
+            .instance_ids(&instance)
+            .send()
+            .await
+            .unwrap();
+        let subnet = described.reservations()[0].instances()[0]
+            .subnet_id()
+            .unwrap_or_default()
+            .to_string();
+        (created, subnet)
+    });
+    assert_eq!(
+        created_subnets, 0,
+        "the existing subnet is used, none is created"
+    );
+    assert_eq!(controller_subnet, subnet);
+}
