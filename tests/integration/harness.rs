@@ -298,6 +298,27 @@ impl Moto {
             .load()
             .await
     }
+
+    /// What CloudFormation created for `stack`: (logical id, type, physical id) of each resource.
+    pub async fn stack_resources(&self, stack: &str) -> Vec<(String, String, String)> {
+        let cfn = aws_sdk_cloudformation::Client::new(&self.sdk_config().await);
+        let out = cfn
+            .describe_stack_resources()
+            .stack_name(stack)
+            .send()
+            .await
+            .expect("describe stack resources");
+        out.stack_resources()
+            .iter()
+            .map(|r| {
+                (
+                    r.logical_resource_id().unwrap_or_default().to_string(),
+                    r.resource_type().unwrap_or_default().to_string(),
+                    r.physical_resource_id().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
 }
 
 /// Runs a future to completion on a fresh current-thread runtime.

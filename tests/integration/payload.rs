@@ -1131,23 +1131,15 @@ fn applied_launch_templates_require_imdsv2_and_encrypt_every_volume_on_moto() {
     c.plan_and_apply();
     let checked = block_on(async {
         let sdk = moto().sdk_config().await;
-        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
         let ec2 = aws_sdk_ec2::Client::new(&sdk);
-        let resources = cfn
-            .describe_stack_resources()
-            .stack_name(&c.name)
-            .send()
-            .await
-            .expect("describe stack resources");
         let mut checked = Vec::new();
-        for r in resources.stack_resources() {
-            if r.resource_type() != Some("AWS::EC2::LaunchTemplate") {
+        for (logical, kind, id) in moto().stack_resources(&c.name).await {
+            if kind != "AWS::EC2::LaunchTemplate" {
                 continue;
             }
-            let id = r.physical_resource_id().expect("a launch template id");
             let versions = ec2
                 .describe_launch_template_versions()
-                .launch_template_id(id)
+                .launch_template_id(&id)
                 .versions("$Latest")
                 .send()
                 .await
@@ -1155,7 +1147,6 @@ fn applied_launch_templates_require_imdsv2_and_encrypt_every_volume_on_moto() {
             let data = versions.launch_template_versions()[0]
                 .launch_template_data()
                 .expect("launch template data");
-            let logical = r.logical_resource_id().unwrap_or_default().to_string();
             let metadata = data.metadata_options().expect("metadata options");
             assert_eq!(
                 metadata.http_tokens().map(|t| t.as_str()),
@@ -1188,28 +1179,17 @@ fn a_private_subnet_cluster_plans_and_applies_on_moto_with_its_nat_gateways() {
         "[{availabilityZone: us-west-2a, instanceCIDR: 10.0.10.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.11.0/24}]",
     );
     c.plan_and_apply();
-    let (gateways, private) = block_on(async {
-        let sdk = moto().sdk_config().await;
-        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
-        let resources = cfn
-            .describe_stack_resources()
-            .stack_name(&c.name)
-            .send()
-            .await
-            .expect("describe stack resources");
-        let count = |kind: &str, prefix: &str| {
-            resources
-                .stack_resources()
-                .iter()
-                .filter(|r| r.resource_type() == Some(kind))
-                .filter(|r| r.logical_resource_id().unwrap_or("").starts_with(prefix))
-                .count()
-        };
-        (
-            count("AWS::EC2::NatGateway", "NatGateway"),
-            count("AWS::EC2::Subnet", "PrivateSubnet"),
-        )
-    });
+    let resources = block_on(moto().stack_resources(&c.name));
+    let count = |kind: &str, prefix: &str| {
+        resources
+            .iter()
+            .filter(|(logical, k, _)| k == kind && logical.starts_with(prefix))
+            .count()
+    };
+    let (gateways, private) = (
+        count("AWS::EC2::NatGateway", "NatGateway"),
+        count("AWS::EC2::Subnet", "PrivateSubnet"),
+    );
     println!("private cluster on moto: {gateways} NAT gateways, {private} private subnets");
     assert_eq!((gateways, private), (2, 2));
     c.expect(0, &["plan", "--detailed-exitcode"]);

@@ -321,27 +321,17 @@ fn existing_subnets_by_id_are_checked_against_aws_and_used_by_the_stack() {
     assert_eq!(stdout(&c.expect(0, &["validate"])).trim(), "Validation OK");
     c.plan_and_apply();
     let (created_subnets, controller_subnet) = crate::harness::block_on(async {
-        let sdk = moto().sdk_config().await;
-        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
-        let resources = cfn
-            .describe_stack_resources()
-            .stack_name(&c.name)
-            .send()
-            .await
-            .unwrap();
+        let resources = moto().stack_resources(&c.name).await;
         let created = resources
-            .stack_resources()
             .iter()
-            .filter(|r| r.resource_type() == Some("AWS::EC2::Subnet"))
+            .filter(|(_, kind, _)| kind == "AWS::EC2::Subnet")
             .count();
         let instance = resources
-            .stack_resources()
             .iter()
-            .find(|r| r.logical_resource_id() == Some("InstanceController"))
-            .and_then(|r| r.physical_resource_id())
-            .unwrap()
-            .to_string();
-        let ec2 = aws_sdk_ec2::Client::new(&sdk);
+            .find(|(logical, _, _)| logical == "InstanceController")
+            .map(|(_, _, id)| id.clone())
+            .unwrap();
+        let ec2 = aws_sdk_ec2::Client::new(&moto().sdk_config().await);
         let described = ec2
             .describe_instances()
             .instance_ids(&instance)
