@@ -470,30 +470,28 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
     let subnets = c.effective_subnets();
     // Instances go to the private subnets when there are any; each routes out through the NAT
     // gateway in its zone's public subnet (perAZ), or all through the first one (single).
+    let nat_subnet_of: Vec<usize> = c
+        .private_subnets
+        .iter()
+        .map(|p| match c.nat_gateways {
+            crate::config::NatGateways::Single => 0,
+            crate::config::NatGateways::PerAz => subnets
+                .iter()
+                .position(|s| s.availability_zone == p.availability_zone)
+                .unwrap_or(0),
+        })
+        .collect();
+    let nat_subnets: std::collections::BTreeSet<usize> = nat_subnet_of.iter().copied().collect();
     let private_subnets: Vec<_> = c
         .private_subnets
         .iter()
-        .map(|p| {
-            let nat_subnet = match c.nat_gateways {
-                crate::config::NatGateways::Single => 0,
-                crate::config::NatGateways::PerAz => subnets
-                    .iter()
-                    .position(|s| s.availability_zone == p.availability_zone)
-                    .unwrap_or(0),
-            };
+        .zip(&nat_subnet_of)
+        .map(|(p, nat)| {
             context! {
                 availabilityZone => p.availability_zone.clone(),
                 instanceCIDR => p.instance_cidr.to_string(),
-                natSubnet => nat_subnet,
+                natSubnet => *nat,
             }
-        })
-        .collect();
-    let nat_subnets: std::collections::BTreeSet<usize> = private_subnets
-        .iter()
-        .filter_map(|p| {
-            p.get_attr("natSubnet")
-                .ok()
-                .and_then(|v| usize::try_from(v).ok())
         })
         .collect();
     // How the template names each subnet: an existing one by its id, one it creates by Ref.

@@ -26,6 +26,21 @@ fn with_cert<R>(
     f(&cert)
 }
 
+/// A certificate's DNS and IP subject alternative names, in order.
+fn sans(cert: &x509_parser::certificate::X509Certificate<'_>) -> (Vec<String>, Vec<Vec<u8>>) {
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    for name in &san.value.general_names {
+        match name {
+            GeneralName::DNSName(d) => dns.push(d.to_string()),
+            GeneralName::IPAddress(ip) => ips.push(ip.to_vec()),
+            _ => {}
+        }
+    }
+    (dns, ips)
+}
+
 #[test]
 fn names_match_the_spec_list() {
     let c = config();
@@ -61,16 +76,7 @@ fn apiserver_certificate_has_every_san_and_chains_to_the_ca() {
     let apiserver = issue(&specs[0], Some(&signer), now()).unwrap();
 
     with_cert(&apiserver.certificate_pem, |cert| {
-        let san = cert.subject_alternative_name().unwrap().unwrap();
-        let mut dns = Vec::new();
-        let mut ips = Vec::new();
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => dns.push(d.to_string()),
-                GeneralName::IPAddress(ip) => ips.push(ip.to_vec()),
-                _ => {}
-            }
-        }
+        let (dns, ips) = sans(cert);
         assert_eq!(
             dns,
             vec![
@@ -123,16 +129,7 @@ fn etcd_server_certificate_names_every_member() {
         .unwrap();
     let etcd = issue(&spec, Some(&signer), now()).unwrap();
     with_cert(&etcd.certificate_pem, |cert| {
-        let san = cert.subject_alternative_name().unwrap().unwrap();
-        let mut dns = Vec::new();
-        let mut ips = Vec::new();
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => dns.push(d.to_string()),
-                GeneralName::IPAddress(ip) => ips.push(ip.to_vec()),
-                _ => {}
-            }
-        }
+        let (dns, ips) = sans(cert);
         assert_eq!(
             dns,
             vec![
