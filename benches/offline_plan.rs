@@ -48,7 +48,7 @@ impl ImageCatalog for NoImages {
 
 fn cluster_yaml(pools: usize) -> String {
     let mut text = String::from(
-        "clusterName: bench\nexternalDNSName: bench.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkeyName: k\nkmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/bench\namiId: ami-0123456789abcdef0\nnodePools:\n",
+        "clusterName: bench\nexternalDNSName: bench.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkeyName: k\nkmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/bench\namiId: ami-0123456789abcdef0\ntemplateBucket: bench-artifacts\nnodePools:\n",
     );
     for i in 0..pools {
         text.push_str(&format!("  - name: pool{i}\n"));

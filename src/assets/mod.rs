@@ -15,6 +15,8 @@ pub enum AssetKind {
     CloudConfig,
     Tls,
     Record,
+    /// An add-on manifest the controllers fetch from the artifact bucket.
+    Manifest,
 }
 
 /// One rendered asset: its identity and content hash. For TLS assets the hash is the spec hash.
@@ -62,5 +64,6 @@ pub fn asset_path(kind: AssetKind, name: &str) -> String {
         AssetKind::CloudConfig => format!("userdata/{name}"),
         AssetKind::Tls => format!("tls/{name}"),
         AssetKind::Record => format!("route53/{name}"),
+        AssetKind::Manifest => format!("addons/{name}"),
     }
 }

@@ -212,6 +212,10 @@ struct InitArgs {
     /// Object key of the state in the bucket (default: CLUSTER/state.json).
     #[arg(long, requires = "state_bucket")]
     state_key: Option<String>,
+    /// S3 bucket (in the cluster's region) for the add-on manifests the controllers fetch and
+    /// for large templates; needed with local state, defaults to the state bucket.
+    #[arg(long, required_unless_present = "state_bucket")]
+    template_bucket: Option<String>,
 }
 
 /// Parses the arguments, runs the command and returns the exit code.
@@ -255,6 +259,7 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
                     hosted_zone_id: args.hosted_zone_id,
                     state_bucket: args.state_bucket,
                     state_key: args.state_key,
+                    template_bucket: args.template_bucket,
                 },
             )?;
             eprintln!("Wrote {}", path.display());

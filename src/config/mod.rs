@@ -139,6 +139,40 @@ pub struct ClusterConfig {
     pub stack_tags: BTreeMap<String, String>,
     #[serde(default)]
     pub state: StateConfig,
+    /// S3 bucket (in `region`) for what the stack reads from S3: the add-on manifests the
+    /// controllers fetch at boot and templates over the inline limit. Defaults to the state
+    /// bucket; required with local state, since EC2 user data holds only 16 KB.
+    #[serde(default)]
+    pub template_bucket: Option<String>,
+}
+
+/// Where plan uploads what the stack reads from S3, under content-addressed keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactLocation {
+    pub bucket: String,
+    pub region: String,
+    /// Prepended to `templates/…` and `addons/…`.
+    pub prefix: String,
+}
+
+impl ArtifactLocation {
+    /// The key of an add-on manifest with this content hash.
+    pub fn addon_key(&self, sha256: &str) -> String {
+        format!("{}addons/{sha256}.yaml", self.prefix)
+    }
+
+    /// The key of a stack template with this content hash.
+    pub fn template_key(&self, sha256: &str) -> String {
+        format!("{}templates/{sha256}.json", self.prefix)
+    }
+
+    /// The HTTPS URL CloudFormation reads an object from.
+    pub fn url(&self, key: &str) -> String {
+        format!(
+            "https://{}.s3.{}.amazonaws.com/{key}",
+            self.bucket, self.region
+        )
+    }
 }
 
 /// One instance subnet. Without `subnets`, `availabilityZone` + `instanceCIDR` make the only one.
@@ -385,6 +419,26 @@ impl ClusterConfig {
             taints: p.taints.clone(),
         });
         std::iter::once(default_pool).chain(pools).collect()
+    }
+
+    /// The bucket and key prefix for uploads: `templateBucket` under `CLUSTER/`, else the state
+    /// bucket beside the state object (`KEY.templates/`, `KEY.addons/`).
+    pub fn artifacts(&self) -> Option<ArtifactLocation> {
+        if let Some(bucket) = &self.template_bucket {
+            return Some(ArtifactLocation {
+                bucket: bucket.clone(),
+                region: self.region.clone(),
+                prefix: format!("{}/", self.cluster_name),
+            });
+        }
+        match (&self.state.backend, &self.state.bucket, &self.state.key) {
+            (StateBackendKind::S3, Some(bucket), Some(key)) => Some(ArtifactLocation {
+                bucket: bucket.clone(),
+                region: self.state.region.clone().unwrap_or(self.region.clone()),
+                prefix: format!("{key}."),
+            }),
+            _ => None,
+        }
     }
 
     /// CloudFormation stack name for this cluster.

@@ -9,6 +9,7 @@ region: us-west-2
 availabilityZone: us-west-2a
 keyName: demo-key
 kmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/0000
+templateBucket: demo-artifacts
 ";
 
 fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
@@ -50,11 +51,11 @@ fn unknown_key_names_file_line_column_and_suggests_the_real_key() {
     let err = parse(&text).unwrap_err();
     assert_eq!(err.problems.len(), 1);
     let p = &err.problems[0];
-    assert_eq!((p.line, p.column), (Some(7), Some(1)));
+    assert_eq!((p.line, p.column), (Some(8), Some(1)));
     assert_eq!(p.field, "workerInstanceTyp");
     assert_eq!(
         err.to_string(),
-        "cluster.yaml:7:1: workerInstanceTyp: unknown key \"workerInstanceTyp\" (did you mean \"workerInstanceType\"?)"
+        "cluster.yaml:8:1: workerInstanceTyp: unknown key \"workerInstanceTyp\" (did you mean \"workerInstanceType\"?)"
     );
 }
 
@@ -68,8 +69,8 @@ fn every_unknown_key_is_reported_including_nested_ones() {
     assert_eq!(
         fields,
         vec![
-            ("nodePools[0].instanceTyp", Some(9)),
-            ("state.bucke", Some(11))
+            ("nodePools[0].instanceTyp", Some(10)),
+            ("state.bucke", Some(12))
         ]
     );
     assert!(found[0].message.contains("did you mean \"instanceType\""));
@@ -82,17 +83,17 @@ fn wrong_type_names_the_field_and_its_position() {
     let err = parse(&text).unwrap_err();
     let p = &err.problems[0];
     assert_eq!(p.field, "workerCount");
-    assert_eq!(p.line, Some(7));
+    assert_eq!(p.line, Some(8));
     assert!(p.column.is_some());
     assert!(p.message.contains("invalid type"), "{}", p.message);
-    assert!(err.to_string().starts_with("cluster.yaml:7:"), "{err}");
+    assert!(err.to_string().starts_with("cluster.yaml:8:"), "{err}");
 }
 
 #[test]
 fn invalid_cidr_is_a_positioned_error() {
     let text = format!("{MINIMAL}vpcCIDR: 10.0.0.0/99\n");
     let p = &problems(&text)[0];
-    assert_eq!((p.field.as_str(), p.line), ("vpcCIDR", Some(7)));
+    assert_eq!((p.field.as_str(), p.line), ("vpcCIDR", Some(8)));
 }
 
 #[test]
@@ -116,7 +117,7 @@ fn overlapping_subnets_name_the_later_subnet() {
     let found = problems(&text);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].field, "subnets[1].instanceCIDR");
-    assert_eq!(found[0].line, Some(11));
+    assert_eq!(found[0].line, Some(12));
     assert!(found[0].message.contains("overlaps subnets[0]"));
 }
 
@@ -258,5 +259,46 @@ fn an_existing_subnet_needs_the_vpc_it_belongs_to() {
     assert!(
         err.to_string().contains("\"sub-x\" is not a subnet id"),
         "{err}"
+    );
+}
+
+#[test]
+fn local_state_needs_a_template_bucket_with_a_valid_name() {
+    let without = MINIMAL.replace("templateBucket: demo-artifacts\n", "");
+    let found = problems(&without);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].field, "templateBucket");
+    assert!(
+        found[0]
+            .message
+            .starts_with("required with the local state backend"),
+        "{found:?}"
+    );
+
+    let s3_state =
+        format!("{without}state:\n  backend: s3\n  bucket: team-state\n  key: demo/state.json\n");
+    let config = parse(&s3_state).expect("the state bucket is the default");
+    let artifacts = config.artifacts().expect("a location");
+    assert_eq!(artifacts.bucket, "team-state");
+    assert_eq!(artifacts.addon_key("ab"), "demo/state.json.addons/ab.yaml");
+
+    let bad = MINIMAL.replace("demo-artifacts", "Demo_Artifacts");
+    let found = problems(&bad);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].field.as_str(), found[0].line),
+        ("templateBucket", Some(7))
+    );
+    assert!(
+        found[0].message.contains("is not an S3 bucket name"),
+        "{found:?}"
+    );
+
+    let config = parse(MINIMAL).unwrap();
+    let artifacts = config.artifacts().unwrap();
+    assert_eq!(artifacts.template_key("cd"), "demo/templates/cd.json");
+    assert_eq!(
+        artifacts.url("demo/templates/cd.json"),
+        "https://demo-artifacts.s3.us-west-2.amazonaws.com/demo/templates/cd.json"
     );
 }

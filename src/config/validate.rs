@@ -407,5 +407,34 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             }
         }
     }
+    if let Some(bucket) = &c.template_bucket
+        && !is_bucket_name(bucket)
+    {
+        problem(
+            &[key("templateBucket")],
+            format!(
+                "\"{bucket}\" is not an S3 bucket name (3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit)"
+            ),
+        );
+    }
+    if c.state.backend != StateBackendKind::S3 && c.template_bucket.is_none() {
+        out.push(Problem {
+            field: "templateBucket".into(),
+            line: None,
+            column: None,
+            message: "required with the local state backend: the controllers fetch their add-on manifests from S3 at boot (EC2 user data holds only 16 KB), and large templates go there too; name an S3 bucket in the cluster's region (or use state.backend s3, whose bucket is the default)".into(),
+        });
+    }
     out
+}
+
+/// S3's general purpose bucket naming rules, the part that can be checked without AWS.
+fn is_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '.' || ch == '-')
+        && name.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+        && name.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+        && !name.contains("..")
 }

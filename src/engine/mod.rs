@@ -79,6 +79,7 @@ pub struct InitOptions {
     pub hosted_zone_id: Option<String>,
     pub state_bucket: Option<String>,
     pub state_key: Option<String>,
+    pub template_bucket: Option<String>,
 }
 
 /// Writes a commented `cluster.yaml`; refuses to replace one. The result is parsed back before
@@ -113,6 +114,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<PathBuf, EngineError> {
                 kubernetesVersion => render::DEFAULT_KUBERNETES_VERSION,
                 stateBucket => options.state_bucket.clone(),
                 stateKey => state_key,
+                templateBucket => options.template_bucket.clone(),
             },
         )
         .map_err(|e| EngineError::Refused(format!("cannot render cluster.yaml: {e}")))?;

@@ -74,10 +74,7 @@ pub async fn plan(
     if options.destroy {
         plan_destroy(&config, prior, online, progress).await
     } else {
-        plan_apply(
-            dir, &config, &backend, prior, online, options, now, progress,
-        )
-        .await
+        plan_apply(dir, &config, prior, online, options, now, progress).await
     }
 }
 
@@ -187,6 +184,9 @@ fn desired_assets(
     for (name, text) in &rendered.cloud_configs {
         add(AssetKind::CloudConfig, name, sha256_hex(text));
     }
+    for object in &rendered.addon_objects {
+        add(AssetKind::Manifest, &object.name, object.sha256.clone());
+    }
     for (name, asset) in tls {
         add(AssetKind::Tls, name, asset.spec_sha256.clone());
     }
@@ -238,7 +238,6 @@ pub fn applied_state(
 async fn plan_apply(
     dir: &Path,
     config: &ClusterConfig,
-    backend: &Backend,
     prior: Option<Loaded>,
     online: Option<&AwsContext>,
     options: &PlanOptions,
@@ -374,11 +373,9 @@ async fn plan_apply(
                     )[..12]
                 );
                 let body = render::submitted_stack(&rendered.stack_template);
-                let template_url = if body.len() > INLINE_TEMPLATE_LIMIT {
-                    Some(upload_template(config, backend, &template_sha256, &body).await?)
-                } else {
-                    None
-                };
+                progress("uploading the add-on manifests");
+                let template_url =
+                    upload_artifacts(config, context, &rendered, &template_sha256, &body).await?;
                 let request = ChangeSetRequest {
                     stack_name: stack_name.clone(),
                     change_set_name: change_set_name.clone(),
@@ -467,6 +464,10 @@ async fn plan_apply(
     let prior_assets = prior_state.map(|s| s.assets.clone()).unwrap_or_default();
     let reasons: BTreeMap<&str, &pki::IssueReason> =
         tls.issued.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let old_manifests = match online {
+        Some(context) => previous_manifests(config, context, &prior_assets, &desired).await,
+        None => BTreeMap::new(),
+    };
     let mut assets = Vec::new();
     let paths: BTreeSet<&String> = desired.keys().chain(prior_assets.keys()).collect();
     for path in paths {
@@ -504,6 +505,10 @@ async fn plan_apply(
                     .cloud_configs
                     .get(path.trim_start_matches("userdata/"))
                     .cloned(),
+                AssetKind::Manifest => rendered
+                    .manifests
+                    .get(path.trim_start_matches("addons/"))
+                    .cloned(),
                 _ => None,
             };
             let old_text = match kind {
@@ -520,6 +525,7 @@ async fn plan_apply(
                         .and_then(|id| old_userdata.get(&id))
                         .and_then(|u| diff::decode_userdata(u))
                 }
+                AssetKind::Manifest => old_manifests.get(path.as_str()).cloned(),
                 _ => None,
             };
             match (old_text, new_text) {
@@ -911,33 +917,76 @@ fn summarize(
     s
 }
 
-/// Uploads a template too large to pass inline to the state bucket; returns its URL.
-async fn upload_template(
+/// The deployed text of each add-on manifest that changes, read back from the artifact bucket
+/// by its old hash so plan can show a diff. One that cannot be read is listed by hash alone.
+async fn previous_manifests(
     config: &ClusterConfig,
-    backend: &Backend,
-    sha256: &str,
-    body: &str,
-) -> Result<String, EngineError> {
-    use crate::state::objects::{ObjectStore, Objects, Precondition};
-    let (Objects::S3(objects), Some(bucket), Some(key)) = (
-        backend.store.objects(),
-        config.state.bucket.as_deref(),
-        config.state.key.as_deref(),
-    ) else {
-        return Err(EngineError::Refused(format!(
-            "the stack template is {} bytes, over CloudFormation's {INLINE_TEMPLATE_LIMIT}-byte inline limit; it must be uploaded to S3, so use the s3 state backend (state: backend: s3)",
-            body.len()
-        )));
+    context: &AwsContext,
+    prior: &BTreeMap<String, AssetRecord>,
+    desired: &BTreeMap<String, AssetRecord>,
+) -> BTreeMap<String, String> {
+    use crate::state::objects::ObjectStore;
+    let mut found = BTreeMap::new();
+    let Some(artifacts) = config.artifacts() else {
+        return found;
     };
-    let object_key = format!("{key}.templates/{sha256}.json");
-    objects
-        .put(&object_key, body.as_bytes(), Precondition::Overwrite)
-        .await
-        .map_err(crate::state::StateError::from)?;
-    let region = config.state.region.as_deref().unwrap_or(&config.region);
-    Ok(format!(
-        "https://{bucket}.s3.{region}.amazonaws.com/{object_key}"
-    ))
+    let objects =
+        crate::state::s3::S3Objects::connect(context, &artifacts.region, &artifacts.bucket);
+    for (path, new) in desired {
+        let Some(old) = prior.get(path) else { continue };
+        if new.kind != AssetKind::Manifest || old.sha256 == new.sha256 {
+            continue;
+        }
+        if let Ok(Some(object)) = objects.get(&artifacts.addon_key(&old.sha256)).await
+            && sha256_hex(&object.bytes) == old.sha256
+            && let Ok(text) = String::from_utf8(object.bytes)
+        {
+            found.insert(path.clone(), text);
+        }
+    }
+    found
+}
+
+/// Uploads what the stack reads from S3 to the artifact bucket under content-addressed keys:
+/// every add-on manifest, and the template when it is over the inline limit (its URL is
+/// returned). Overwriting is safe because a key names its content's hash, and it restores an
+/// object someone changed: the controllers refuse one that does not match.
+async fn upload_artifacts(
+    config: &ClusterConfig,
+    context: &AwsContext,
+    rendered: &render::Rendered,
+    template_sha256: &str,
+    body: &str,
+) -> Result<Option<String>, EngineError> {
+    use crate::state::objects::{ObjectStore, Precondition};
+    let artifacts = config.artifacts().ok_or_else(|| {
+        EngineError::Refused(
+            "no bucket for the add-on manifests and large templates: set templateBucket in cluster.yaml (or use the s3 state backend)".into(),
+        )
+    })?;
+    let objects =
+        crate::state::s3::S3Objects::connect(context, &artifacts.region, &artifacts.bucket);
+    let put = |key: String, bytes: Vec<u8>| {
+        let objects = &objects;
+        async move {
+            objects
+                .put(&key, &bytes, Precondition::Overwrite)
+                .await
+                .map_err(crate::state::StateError::from)
+        }
+    };
+    for object in &rendered.addon_objects {
+        let text = rendered.manifests.get(&object.name).ok_or_else(|| {
+            EngineError::Refused(format!("add-on {} was not rendered", object.name))
+        })?;
+        put(object.key.clone(), text.clone().into_bytes()).await?;
+    }
+    if body.len() <= INLINE_TEMPLATE_LIMIT {
+        return Ok(None);
+    }
+    let key = artifacts.template_key(template_sha256);
+    put(key.clone(), body.as_bytes().to_vec()).await?;
+    Ok(Some(artifacts.url(&key)))
 }
 
 /// The plan for `destroy`: delete the stack and the records this tool created.

@@ -39,6 +39,12 @@ pub struct AddonImages {
     pub flannel: String,
     pub flannel_cni_plugin: String,
     pub cni_plugins: String,
+    pub ebs_csi_driver: String,
+    pub csi_provisioner: String,
+    pub csi_attacher: String,
+    pub csi_resizer: String,
+    pub liveness_probe: String,
+    pub node_driver_registrar: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +54,8 @@ pub struct MinorRelease {
     /// Upstream end of maintenance, `YYYY-MM-DD`.
     pub end_of_life: String,
     pub patch: String,
+    /// The AWS cloud controller manager of this minor's release line.
+    pub cloud_controller_manager: String,
     /// Image digests of `patch`, by image name, where a published one was found.
     pub digests: BTreeMap<String, String>,
 }
@@ -74,17 +82,19 @@ pub const ETCD: &str = "userdata/cloud-config-etcd";
 /// Macros (scripts and units) the cloud-configs import; rendered only through them.
 pub const SCRIPTS: &str = "userdata/scripts.j2";
 /// The add-ons the controllers apply, in the order they are applied.
-pub const ADDONS: [&str; 5] = [
+pub const ADDONS: [&str; 7] = [
     "manifests/node-bootstrap.yaml",
     "manifests/bootstrap-token.yaml",
     "manifests/kube-proxy.yaml",
     "manifests/flannel.yaml",
+    "manifests/aws-cloud-controller-manager.yaml",
     "manifests/coredns.yaml",
+    "manifests/aws-ebs-csi-driver.yaml",
 ];
 pub const STACK: &str = "stack-template.json";
 
 /// Every template, with its built-in text.
-pub const BUILT_IN: [(&str, &str); 10] = [
+pub const BUILT_IN: [(&str, &str); 12] = [
     (
         CONTROLLER,
         include_str!("../../templates/userdata/cloud-config-controller"),
@@ -117,7 +127,15 @@ pub const BUILT_IN: [(&str, &str); 10] = [
     ),
     (
         ADDONS[4],
+        include_str!("../../templates/manifests/aws-cloud-controller-manager.yaml"),
+    ),
+    (
+        ADDONS[5],
         include_str!("../../templates/manifests/coredns.yaml"),
+    ),
+    (
+        ADDONS[6],
+        include_str!("../../templates/manifests/aws-ebs-csi-driver.yaml"),
     ),
 ];
 
@@ -168,9 +186,21 @@ pub struct Rendered {
     pub cloud_configs: BTreeMap<String, String>,
     /// The CloudFormation template as canonical JSON (sorted keys, two-space indent).
     pub stack_template: String,
-    /// The add-on manifests the controllers apply, by file name (`coredns.yaml`); they are part
-    /// of the controller cloud-config, so its hash covers them.
+    /// The add-on manifests the controllers apply, by file name (`coredns.yaml`).
     pub manifests: BTreeMap<String, String>,
+    /// Where each manifest is uploaded; the controller cloud-config names each key with its
+    /// hash, so its own hash covers the manifests.
+    pub addon_objects: Vec<AddonObject>,
+}
+
+/// One add-on manifest as the controllers fetch it from S3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddonObject {
+    /// File name, e.g. `coredns.yaml`.
+    pub name: String,
+    /// Content-addressed object key in the artifact bucket.
+    pub key: String,
+    pub sha256: String,
 }
 
 /// Everything a render needs besides the templates.
@@ -198,6 +228,10 @@ pub enum RenderError {
     },
     #[error("TLS asset {0} is missing; it must be issued before rendering")]
     MissingTls(String),
+    #[error(
+        "templateBucket: no bucket for the add-on manifests (set templateBucket or use the s3 state backend)"
+    )]
+    NoArtifactBucket,
 }
 
 impl RenderError {
@@ -270,6 +304,13 @@ struct Images {
     coredns: String,
     flannel: String,
     flannel_cni_plugin: String,
+    cloud_controller_manager: String,
+    ebs_csi_driver: String,
+    csi_provisioner: String,
+    csi_attacher: String,
+    csi_resizer: String,
+    liveness_probe: String,
+    node_driver_registrar: String,
 }
 
 fn images(version: &str) -> Images {
@@ -293,6 +334,17 @@ fn images(version: &str) -> Images {
         coredns: data.addons.coredns.clone(),
         flannel: data.addons.flannel.clone(),
         flannel_cni_plugin: data.addons.flannel_cni_plugin.clone(),
+        cloud_controller_manager: parse_minor(version)
+            .and_then(minor_release)
+            .or_else(|| data.minors.last())
+            .map(|m| m.cloud_controller_manager.clone())
+            .unwrap_or_default(),
+        ebs_csi_driver: data.addons.ebs_csi_driver.clone(),
+        csi_provisioner: data.addons.csi_provisioner.clone(),
+        csi_attacher: data.addons.csi_attacher.clone(),
+        csi_resizer: data.addons.csi_resizer.clone(),
+        liveness_probe: data.addons.liveness_probe.clone(),
+        node_driver_registrar: data.addons.node_driver_registrar.clone(),
     }
 }
 
@@ -421,13 +473,33 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         let file = name.trim_start_matches("manifests/").to_string();
         manifests.insert(file, render_one(name, context! {})?);
     }
-    let addons: Vec<_> = ADDONS
+    let artifacts = c.artifacts().ok_or(RenderError::NoArtifactBucket)?;
+    let addon_objects: Vec<AddonObject> = manifests
         .iter()
-        .map(|name| {
-            let file = name.trim_start_matches("manifests/");
-            context! { name => file, text => manifests[file].clone() }
+        .map(|(file, text)| {
+            let sha256 = crate::hash::sha256_hex(text);
+            AddonObject {
+                name: file.clone(),
+                key: artifacts.addon_key(&sha256),
+                sha256,
+            }
         })
         .collect();
+    // In ADDONS order, which is the order the controller applies them in.
+    let addons: Vec<_> = ADDONS
+        .iter()
+        .filter_map(|name| {
+            let file = name.trim_start_matches("manifests/");
+            let object = addon_objects.iter().find(|o| o.name == file)?;
+            Some(context! {
+                name => file, text => manifests[file].clone(),
+                key => object.key.clone(), sha256 => object.sha256.clone(),
+            })
+        })
+        .collect();
+    let artifact_context = context! {
+        bucket => artifacts.bucket.clone(), region => artifacts.region.clone(),
+    };
     let controller_logical_id = if c.controllers_behind_load_balancer() {
         "AutoScaleController"
     } else {
@@ -438,7 +510,10 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         "cloud-config-controller".to_string(),
         render_one(
             CONTROLLER,
-            context! { addons => addons, controllerLogicalId => controller_logical_id },
+            context! {
+                addons => addons.clone(), artifacts => artifact_context.clone(),
+                controllerLogicalId => controller_logical_id,
+            },
         )?,
     );
     let mut etcd_userdata = Vec::new();
@@ -532,6 +607,8 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             nodeSubnetRefs => node_subnet_refs,
             publicSubnetRefs => public_subnet_refs,
             workerPools => Serde(&pools),
+            addons => addons,
+            artifacts => artifact_context,
             etcdMembers => Serde(&members),
             decryptableAssets => decryptable_assets(),
             vpcRef => minijinja::Value::from_safe_string(vpc_ref),
@@ -548,6 +625,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         cloud_configs,
         stack_template,
         manifests,
+        addon_objects,
     })
 }
 

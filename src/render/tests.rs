@@ -9,7 +9,7 @@ use crate::assets::TlsAsset;
 
 fn config(extra: &str) -> ClusterConfig {
     let text = format!(
-        "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\n{extra}"
+        "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\ntemplateBucket: demo-artifacts\n{extra}"
     );
     ClusterConfig::parse(Path::new("cluster.yaml"), &text).unwrap()
 }

@@ -13,6 +13,7 @@ region: us-west-2
 availabilityZone: us-west-2a
 keyName: demo-key
 kmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/0000
+templateBucket: demo-artifacts
 ";
 
 fn kube_aws(dir: &Path) -> Command {
@@ -42,7 +43,7 @@ fn unknown_key_is_an_error_with_file_line_and_column() {
     assert_eq!(code, 1);
     assert_eq!(
         stderr.trim(),
-        "error: ./cluster.yaml:7:1: workerCont: unknown key \"workerCont\" (did you mean \"workerCount\"?)"
+        "error: ./cluster.yaml:8:1: workerCont: unknown key \"workerCont\" (did you mean \"workerCount\"?)"
     );
 }
 
@@ -51,7 +52,7 @@ fn wrong_type_is_an_error_with_file_line_and_column() {
     let (code, stderr) = export_with(&format!("{MINIMAL}controllerCount: three\n"));
     assert_eq!(code, 1);
     assert!(
-        stderr.starts_with("error: ./cluster.yaml:7:18: controllerCount: invalid type"),
+        stderr.starts_with("error: ./cluster.yaml:8:18: controllerCount: invalid type"),
         "{stderr}"
     );
 }
@@ -64,7 +65,7 @@ fn overlapping_subnet_is_an_error_naming_the_field_and_line() {
     assert_eq!(code, 1);
     assert!(
         stderr.contains(
-            "./cluster.yaml:11:5: subnets[1].instanceCIDR: 10.0.0.0/25 overlaps subnets[0] 10.0.0.0/24"
+            "./cluster.yaml:12:5: subnets[1].instanceCIDR: 10.0.0.0/25 overlaps subnets[0] 10.0.0.0/24"
         ),
         "{stderr}"
     );
@@ -89,6 +90,8 @@ fn init_refuses_to_overwrite_cluster_yaml() {
             "k",
             "--kms-key-arn",
             "arn:aws:kms:us-west-2:1:key/x",
+            "--template-bucket",
+            "demo-artifacts",
         ])
         .output()
         .unwrap();

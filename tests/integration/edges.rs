@@ -268,16 +268,24 @@ fn certificates_near_expiry_are_reissued_and_every_not_after_is_in_the_plan() {
 }
 
 #[test]
-fn a_template_over_51200_bytes_goes_through_the_state_bucket_and_is_refused_without_one() {
+fn a_template_over_51200_bytes_goes_through_the_template_bucket_or_the_state_bucket() {
     let pools = "[{name: a}, {name: b}, {name: c}, {name: d}]";
     let local = Cluster::new("biglocal", false, None);
     local.set("nodePools", pools);
-    let out = local.expect(1, &["plan"]);
-    assert!(
-        stderr(&out).contains("over CloudFormation's 51200-byte inline limit"),
-        "{}",
-        stderr(&out)
+    local.expect(0, &["plan", "-o", "plan.json"]);
+    let plan: Value =
+        serde_json::from_slice(&std::fs::read(local.path("plan.json")).unwrap()).unwrap();
+    let url = plan["stack"]["template_url"].as_str().unwrap();
+    let sha256 = plan["stack"]["template_sha256"].as_str().unwrap();
+    assert_eq!(
+        url,
+        format!(
+            "https://{}.s3.us-west-2.amazonaws.com/{}/templates/{sha256}.json",
+            moto().artifact_bucket(),
+            local.name
+        )
     );
+    local.expect(0, &["apply", "plan.json"]);
 
     let s3 = Cluster::new("bigs3", true, None);
     s3.set("nodePools", pools);

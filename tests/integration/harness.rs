@@ -234,6 +234,12 @@ impl Moto {
         name
     }
 
+    /// The one bucket every local-state test cluster names as its `templateBucket`.
+    pub fn artifact_bucket(&self) -> &str {
+        static BUCKET: OnceLock<String> = OnceLock::new();
+        BUCKET.get_or_init(|| self.create_bucket("artifacts", false))
+    }
+
     /// Makes sure the EC2 key pair every test cluster names (`test-key`) exists.
     pub fn ensure_key_pair(&self) {
         block_on(async {
@@ -403,6 +409,11 @@ pub fn init_named(moto: &Moto, name: &str, dns_name: &str, extra: &[&str]) -> te
             &key,
         ])
         .args(extra)
+        .args(if extra.contains(&"--state-bucket") {
+            vec![]
+        } else {
+            vec!["--template-bucket", moto.artifact_bucket()]
+        })
         .output()
         .expect("kube-aws runs");
     assert!(

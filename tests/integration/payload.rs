@@ -1194,3 +1194,130 @@ fn a_private_subnet_cluster_plans_and_applies_on_moto_with_its_nat_gateways() {
     assert_eq!((gateways, private), (2, 2));
     c.expect(0, &["plan", "--detailed-exitcode"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Add-on manifests through S3
+
+/// Runs the rendered `fetch-addons` of the controller laid out at `root`, with `/etc/kubernetes`
+/// bound to the one under `root` in a private mount namespace, and the AWS CLI pointed at moto.
+fn fetch_addons(root: &Path) -> Output {
+    let host_dir = Path::new("/etc/kubernetes");
+    let made = !host_dir.exists();
+    std::fs::create_dir_all(host_dir).expect("create the /etc/kubernetes mount point");
+    let script = root.join("opt/bin/fetch-addons");
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "sh", "-c"])
+        .arg("set -e; mount --bind \"$1/etc/kubernetes\" /etc/kubernetes; exec /bin/bash \"$2\"")
+        .arg("fetch")
+        .arg(root)
+        .arg(&script);
+    for (k, v) in aws_env(moto()) {
+        command.env(k, v);
+    }
+    let out = run(&mut command);
+    if made {
+        let _ = std::fs::remove_dir(host_dir);
+    }
+    out
+}
+
+#[test]
+fn the_controller_fetches_exactly_the_planned_addons_from_s3_and_refuses_a_changed_one() {
+    require_root();
+    require("aws");
+    require("unshare");
+    let cluster = crate::workflow::Cluster::new("fetch", false, None);
+    cluster.expect(0, &["plan", "-o", "plan.json"]);
+    let plan = cluster.plan_file("plan.json");
+    let template: serde_json::Value =
+        serde_json::from_str(plan["template"].as_str().expect("the plan's template")).unwrap();
+    let userdata = template["Resources"]["InstanceController"]["Properties"]["UserData"]
+        .as_str()
+        .expect("controller user data");
+    let cloud_config = kube_aws::diff::decode_userdata(userdata).expect("gzip+base64");
+    let (files, _) = cloud_config_parts(&cloud_config, None);
+    let planned: BTreeMap<String, String> = plan["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "manifest")
+        .map(|a| {
+            let name = a["path"].as_str().unwrap().trim_start_matches("addons/");
+            (
+                name.to_string(),
+                a["new_sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(planned.len(), kube_aws::render::ADDONS.len(), "{planned:?}");
+
+    let first = tempfile::tempdir().unwrap();
+    lay_out(first.path(), &files);
+    let out = fetch_addons(first.path());
+    assert!(out.status.success(), "fetch-addons: {}", output_text(&out));
+    let mut fetched = BTreeMap::new();
+    for entry in std::fs::read_dir(first.path().join("etc/kubernetes/addons")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        fetched.insert(
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            kube_aws::hash::sha256_hex(&bytes),
+        );
+    }
+    assert_eq!(
+        fetched, planned,
+        "the files fetched are the manifests the plan lists"
+    );
+
+    // Someone with write access to the bucket swaps a manifest: the controller stops there.
+    let key = format!(
+        "{}/addons/{}.yaml",
+        cluster.name, planned["aws-cloud-controller-manager.yaml"]
+    );
+    block_on(async {
+        moto()
+            .s3()
+            .await
+            .put_object()
+            .bucket(moto().artifact_bucket())
+            .key(&key)
+            .body(
+                b"apiVersion: v1\nkind: Namespace\nmetadata: {name: planted}\n"
+                    .to_vec()
+                    .into(),
+            )
+            .send()
+            .await
+            .expect("moto stores the swapped object")
+    });
+    let second = tempfile::tempdir().unwrap();
+    lay_out(second.path(), &files);
+    let out = fetch_addons(second.path());
+    let said = output_text(&out);
+    assert!(
+        !out.status.success(),
+        "a changed manifest was accepted: {said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "s3://{}/{key} does not have SHA-256 {}",
+            moto().artifact_bucket(),
+            planned["aws-cloud-controller-manager.yaml"]
+        )),
+        "{said}"
+    );
+    assert!(
+        !second
+            .path()
+            .join("etc/kubernetes/addons/aws-cloud-controller-manager.yaml")
+            .exists()
+    );
+
+    // The next plan puts the reviewed content back (its key names its hash).
+    cluster.expect(0, &["plan", "-o", "plan.json"]);
+    let third = tempfile::tempdir().unwrap();
+    lay_out(third.path(), &files);
+    let out = fetch_addons(third.path());
+    assert!(out.status.success(), "fetch-addons: {}", output_text(&out));
+}

@@ -8,7 +8,7 @@ use super::*;
 fn config() -> ClusterConfig {
     ClusterConfig::parse(
         Path::new("cluster.yaml"),
-        "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkeyName: k\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\netcdCount: 3\n",
+        "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkeyName: k\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\ntemplateBucket: demo-artifacts\netcdCount: 3\n",
     )
     .unwrap()
 }
