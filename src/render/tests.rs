@@ -650,3 +650,122 @@ fn existing_subnets_are_referenced_by_id_and_not_created() {
     assert_eq!(zones[1]["Ref"], "Subnet1");
     assert_eq!(r["ElbAPIServer"]["Properties"]["Subnets"][0], "subnet-aaa");
 }
+
+#[test]
+fn the_controller_role_writes_only_to_this_clusters_resources_and_reads_only_its_addons() {
+    let c = config("ebsKmsKeyArn: arn:aws:kms:us-west-2:1:key/ebs\n");
+    let rendered = render_with(&c, &Templates::built_in()).unwrap();
+    let stack = stack(&rendered);
+    let statements = stack["Resources"]["IAMRoleController"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let actions = |s: &Value| -> Vec<String> {
+        match &s["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(list) => list
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect(),
+            _ => panic!("statement without actions: {s}"),
+        }
+    };
+    let read_only = |action: &str| {
+        let verb = action.split(':').nth(1).unwrap();
+        ["Describe", "Get", "List"]
+            .iter()
+            .any(|p| verb.starts_with(p))
+            || matches!(
+                action,
+                "ecr:BatchCheckLayerAvailability" | "ecr:BatchGetImage"
+            )
+    };
+    let cluster_conditions = [
+        "aws:RequestTag/kubernetes.io/cluster/demo",
+        "aws:ResourceTag/kubernetes.io/cluster/demo",
+        "aws:RequestTag/ebs.csi.aws.com/cluster-name",
+        "ec2:ResourceTag/ebs.csi.aws.com/cluster-name",
+    ];
+    let mut writes = 0;
+    for s in &statements {
+        let all: Vec<String> = actions(s);
+        if all.iter().all(|a| read_only(a)) || s["Sid"] == "SignalBootHealth" {
+            continue;
+        }
+        writes += 1;
+        let resources = s["Resource"].to_string();
+        assert!(
+            !resources.contains("\"*\""),
+            "a write on every resource: {s}"
+        );
+        let condition = s["Condition"].to_string();
+        let scoped = cluster_conditions.iter().any(|k| condition.contains(k))
+            || condition.contains("\"demo\"")
+            || condition.contains("ec2:CreateAction")
+            || condition.contains("kms:GrantIsForAWSResource")
+            || condition.contains("kms:ViaService")
+            || condition.contains("iam:AWSServiceName")
+            // Creating a security group cannot carry a tag condition; tagging it can.
+            || all == ["ec2:CreateSecurityGroup"]
+            || s["Sid"] == "FetchTheAddonManifests";
+        assert!(scoped, "a write not scoped to this cluster: {s}");
+    }
+    assert!(writes >= 8, "{statements:#?}");
+
+    let fetch = statements
+        .iter()
+        .find(|s| s["Sid"] == "FetchTheAddonManifests")
+        .expect("the add-on read statement");
+    assert_eq!(actions(fetch), ["s3:GetObject"]);
+    let readable = fetch["Resource"].to_string();
+    for object in &rendered.addon_objects {
+        assert!(
+            readable.contains(&format!("demo-artifacts/{}", object.key)),
+            "{readable}"
+        );
+    }
+    assert_eq!(
+        fetch["Resource"].as_array().unwrap().len(),
+        rendered.addon_objects.len()
+    );
+    let storage_class = &rendered.manifests["aws-ebs-csi-driver.yaml"];
+    assert!(storage_class.contains("kmsKeyId: arn:aws:kms:us-west-2:1:key/ebs"));
+}
+
+#[test]
+fn kubelets_leave_node_initialisation_to_the_cloud_controller_manager() {
+    let rendered = render_with(&config(THREE_POOLS), &Templates::built_in()).unwrap();
+    for (name, text) in &rendered.cloud_configs {
+        if name.starts_with("cloud-config-etcd") {
+            continue;
+        }
+        assert!(
+            kubelet_command(text).contains(" --cloud-provider=external"),
+            "{name}"
+        );
+    }
+    let ccm = &rendered.manifests["aws-cloud-controller-manager.yaml"];
+    assert!(ccm.contains("KubernetesClusterID = demo"), "{ccm}");
+    assert!(ccm.contains("- --configure-cloud-routes=false"), "{ccm}");
+    assert!(ccm.contains("hostNetwork: true"), "{ccm}");
+    let stack = stack(&rendered);
+    let tags = |id: &str| stack["Resources"][id]["Properties"]["Tags"].to_string();
+    for id in ["SecurityGroupWorker", "SecurityGroupController", "Subnet0"] {
+        assert!(
+            tags(id).contains("\"Key\":\"kubernetes.io/cluster/demo\",\"Value\":\"owned\""),
+            "{id}: {}",
+            tags(id)
+        );
+    }
+    assert!(
+        !tags("SecurityGroupEtcd").contains("kubernetes.io/cluster/"),
+        "one tagged group per node: etcd members are not nodes"
+    );
+    for id in ["AutoScaleWorkers", "AutoScaleGpu"] {
+        assert!(
+            tags(id).contains("\"Key\":\"ebs.csi.aws.com/cluster-name\""),
+            "{id}"
+        );
+    }
+}
