@@ -146,6 +146,10 @@ pub struct ClusterConfig {
     pub template_bucket: Option<String>,
 }
 
+/// Why a cluster on local state needs `templateBucket`. Only rendering needs it, so a cluster
+/// from before add-ons moved to S3 can still be inspected and destroyed without one.
+pub const MISSING_TEMPLATE_BUCKET: &str = "required with the local state backend: the controllers fetch their add-on manifests from S3 at boot (EC2 user data holds only 16 KB), and large templates go there too; name an S3 bucket in the cluster's region (or use state.backend s3, whose bucket is the default)";
+
 /// Where plan uploads what the stack reads from S3, under content-addressed keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactLocation {
@@ -156,9 +160,14 @@ pub struct ArtifactLocation {
 }
 
 impl ArtifactLocation {
+    /// Where the add-on manifests are, as a key prefix.
+    pub fn addons_prefix(&self) -> String {
+        format!("{}addons/", self.prefix)
+    }
+
     /// The key of an add-on manifest with this content hash.
     pub fn addon_key(&self, sha256: &str) -> String {
-        format!("{}addons/{sha256}.yaml", self.prefix)
+        format!("{}{sha256}.yaml", self.addons_prefix())
     }
 
     /// The key of a stack template with this content hash.

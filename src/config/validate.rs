@@ -417,14 +417,6 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             ),
         );
     }
-    if c.state.backend != StateBackendKind::S3 && c.template_bucket.is_none() {
-        out.push(Problem {
-            field: "templateBucket".into(),
-            line: None,
-            column: None,
-            message: "required with the local state backend: the controllers fetch their add-on manifests from S3 at boot (EC2 user data holds only 16 KB), and large templates go there too; name an S3 bucket in the cluster's region (or use state.backend s3, whose bucket is the default)".into(),
-        });
-    }
     out
 }
 

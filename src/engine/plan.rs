@@ -426,6 +426,10 @@ async fn plan_apply(
                         );
                     }
                 }
+            } else {
+                // The stack stays as it is, but a replaced controller fetches its add-ons
+                // again: put back any object that was deleted since (one listing).
+                restore_missing_addons(config, context, &rendered).await?;
             }
         }
     }
@@ -799,6 +803,40 @@ fn desired_record_spec(config: &ClusterConfig) -> RecordSpec {
     }
 }
 
+/// The id of the zone cluster.yaml names, after checking that it exists and is a parent of
+/// the record's name.
+async fn checked_zone<D: DnsService>(
+    config: &ClusterConfig,
+    spec: &RecordSpec,
+    dns: &D,
+    progress: Progress<'_>,
+) -> Result<String, EngineError> {
+    progress("looking up the hosted zone");
+    let zone = match (&config.hosted_zone_id, &config.hosted_zone) {
+        (Some(id), _) => dns.zone_by_id(id).await?,
+        (None, Some(name)) => dns.zone_by_name(name).await?,
+        (None, None) => None,
+    }
+    .ok_or_else(|| {
+        EngineError::Refused(format!(
+            "hosted zone {} does not exist (hostedZoneId/hostedZone in cluster.yaml)",
+            config
+                .hosted_zone_id
+                .clone()
+                .or(config.hosted_zone.clone())
+                .unwrap_or_default()
+        ))
+    })?;
+    let name = spec.name.trim_end_matches('.');
+    if !(name == zone.name || name.ends_with(&format!(".{}", zone.name))) {
+        return Err(EngineError::Refused(format!(
+            "hosted zone {} ({}) is not a parent of externalDNSName {name}",
+            zone.name, zone.id
+        )));
+    }
+    Ok(zone.id)
+}
+
 async fn plan_records<D: DnsService>(
     config: &ClusterConfig,
     prior: Option<&State>,
@@ -810,29 +848,23 @@ async fn plan_records<D: DnsService>(
 ) -> Result<Vec<RecordChange>, EngineError> {
     let mut out = Vec::new();
     if let Some(spec) = spec {
-        progress("looking up the hosted zone");
-        let zone = match (&config.hosted_zone_id, &config.hosted_zone) {
-            (Some(id), _) => dns.zone_by_id(id).await?,
-            (None, Some(name)) => dns.zone_by_name(name).await?,
-            (None, None) => None,
-        }
-        .ok_or_else(|| {
-            EngineError::Refused(format!(
-                "hosted zone {} does not exist (hostedZoneId/hostedZone in cluster.yaml)",
-                config
-                    .hosted_zone_id
-                    .clone()
-                    .or(config.hosted_zone.clone())
-                    .unwrap_or_default()
-            ))
-        })?;
-        let name = spec.name.trim_end_matches('.');
-        if !(name == zone.name || name.ends_with(&format!(".{}", zone.name))) {
-            return Err(EngineError::Refused(format!(
-                "hosted zone {} ({}) is not a parent of externalDNSName {name}",
-                zone.name, zone.id
-            )));
-        }
+        // A zone this record was already applied in was checked then: reading the record is
+        // enough (and fails clearly if the zone is gone), which keeps a no-op plan cheap.
+        let applied_in = config.hosted_zone_id.as_ref().and_then(|id| {
+            prior?
+                .records
+                .iter()
+                .find(|r| {
+                    r.hosted_zone_id.trim_start_matches("/hostedzone/")
+                        == id.trim_start_matches("/hostedzone/")
+                        && fqdn(&r.name) == fqdn(&spec.name)
+                })
+                .map(|r| r.hosted_zone_id.clone())
+        });
+        let zone_id = match applied_in {
+            Some(id) => id,
+            None => checked_zone(config, spec, dns, progress).await?,
+        };
         // The endpoint is known from the live stack unless the resource behind it is new or
         // replaced by this plan.
         let endpoint_changes = stack.resource_changes.iter().any(|c| {
@@ -846,14 +878,14 @@ async fn plan_records<D: DnsService>(
             _ => vec![KNOWN_AFTER_APPLY.to_string()],
         };
         progress("reading the record");
-        let live = dns.record(&zone.id, &spec.name, &spec.record_type).await?;
+        let live = dns.record(&zone_id, &spec.name, &spec.record_type).await?;
         let action = match &live {
             Some(l) if l.values == new_values && l.ttl == spec.ttl => "no-op",
             _ => "UPSERT",
         };
         out.push(RecordChange {
             action: action.into(),
-            hosted_zone_id: zone.id.clone(),
+            hosted_zone_id: zone_id,
             name: spec.name.clone(),
             record_type: spec.record_type.clone(),
             ttl: spec.ttl,
@@ -930,8 +962,7 @@ async fn previous_manifests(
     let Some(artifacts) = config.artifacts() else {
         return found;
     };
-    let objects =
-        crate::state::s3::S3Objects::connect(context, &artifacts.region, &artifacts.bucket);
+    let objects = artifact_objects(context, &artifacts);
     for (path, new) in desired {
         let Some(old) = prior.get(path) else { continue };
         if new.kind != AssetKind::Manifest || old.sha256 == new.sha256 {
@@ -947,6 +978,47 @@ async fn previous_manifests(
     found
 }
 
+fn artifact_objects(
+    context: &AwsContext,
+    artifacts: &crate::config::ArtifactLocation,
+) -> crate::state::s3::S3Objects {
+    crate::state::s3::S3Objects::connect(context, &artifacts.region, &artifacts.bucket)
+}
+
+/// Uploads the add-on objects the deployed stack names that are no longer in the bucket.
+/// Changed content is not looked for here: the controllers refuse it at boot, and every plan
+/// that changes the stack uploads all of them again.
+async fn restore_missing_addons(
+    config: &ClusterConfig,
+    context: &AwsContext,
+    rendered: &render::Rendered,
+) -> Result<(), EngineError> {
+    use crate::state::objects::{ObjectStore, Precondition};
+    let artifacts = config
+        .artifacts()
+        .ok_or(render::RenderError::NoArtifactBucket)?;
+    let objects = artifact_objects(context, &artifacts);
+    let present: BTreeSet<String> = objects
+        .list(&artifacts.addons_prefix(), None, 100_000)
+        .await
+        .map_err(crate::state::StateError::from)?
+        .into_iter()
+        .collect();
+    for object in &rendered.addon_objects {
+        if present.contains(&object.key) {
+            continue;
+        }
+        let text = rendered.manifests.get(&object.name).ok_or_else(|| {
+            EngineError::Refused(format!("add-on {} was not rendered", object.name))
+        })?;
+        objects
+            .put(&object.key, text.as_bytes(), Precondition::Overwrite)
+            .await
+            .map_err(crate::state::StateError::from)?;
+    }
+    Ok(())
+}
+
 /// Uploads what the stack reads from S3 to the artifact bucket under content-addressed keys:
 /// every add-on manifest, and the template when it is over the inline limit (its URL is
 /// returned). Overwriting is safe because a key names its content's hash, and it restores an
@@ -959,13 +1031,10 @@ async fn upload_artifacts(
     body: &str,
 ) -> Result<Option<String>, EngineError> {
     use crate::state::objects::{ObjectStore, Precondition};
-    let artifacts = config.artifacts().ok_or_else(|| {
-        EngineError::Refused(
-            "no bucket for the add-on manifests and large templates: set templateBucket in cluster.yaml (or use the s3 state backend)".into(),
-        )
-    })?;
-    let objects =
-        crate::state::s3::S3Objects::connect(context, &artifacts.region, &artifacts.bucket);
+    let artifacts = config
+        .artifacts()
+        .ok_or(render::RenderError::NoArtifactBucket)?;
+    let objects = artifact_objects(context, &artifacts);
     let put = |key: String, bytes: Vec<u8>| {
         let objects = &objects;
         async move {

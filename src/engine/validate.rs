@@ -73,7 +73,11 @@ fn render_finding(e: &RenderError) -> Finding {
             Finding::error(render::STACK, Some(*line), e.to_string())
         }
         RenderError::MissingTls(_) => Finding::error(render::STACK, None, e.to_string()),
-        RenderError::NoArtifactBucket => Finding::error("cluster.yaml", None, e.to_string()),
+        RenderError::NoArtifactBucket => Finding::error(
+            "cluster.yaml",
+            None,
+            format!("templateBucket: {}", crate::config::MISSING_TEMPLATE_BUCKET),
+        ),
     }
 }
 

@@ -229,7 +229,8 @@ pub enum RenderError {
     #[error("TLS asset {0} is missing; it must be issued before rendering")]
     MissingTls(String),
     #[error(
-        "templateBucket: no bucket for the add-on manifests (set templateBucket or use the s3 state backend)"
+        "cluster.yaml: templateBucket: {}",
+        crate::config::MISSING_TEMPLATE_BUCKET
     )]
     NoArtifactBucket,
 }

@@ -702,14 +702,26 @@ fn the_controller_role_writes_only_to_this_clusters_resources_and_reads_only_its
         let condition = s["Condition"].to_string();
         let scoped = cluster_conditions.iter().any(|k| condition.contains(k))
             || condition.contains("\"demo\"")
-            || condition.contains("ec2:CreateAction")
+            || condition.contains(":CreateAction")
             || condition.contains("kms:GrantIsForAWSResource")
             || condition.contains("kms:ViaService")
             || condition.contains("iam:AWSServiceName")
-            // Creating a security group cannot carry a tag condition; tagging it can.
-            || all == ["ec2:CreateSecurityGroup"]
+            // A security group is created in the cluster's VPC (the group itself needs the tag).
+            || (all == ["ec2:CreateSecurityGroup"] && resources.contains(":vpc/${Vpc}"))
             || s["Sid"] == "FetchTheAddonManifests";
         assert!(scoped, "a write not scoped to this cluster: {s}");
+        // Tagging is how a resource becomes this cluster's: only at creation, or on what is
+        // already owned, else the role could adopt any load balancer or group in the account.
+        if all
+            .iter()
+            .any(|a| a.ends_with(":AddTags") || a.ends_with(":CreateTags"))
+        {
+            assert!(
+                condition.contains("CreateAction")
+                    || condition.contains("aws:ResourceTag/kubernetes.io/cluster/demo"),
+                "tags any resource: {s}"
+            );
+        }
     }
     assert!(writes >= 8, "{statements:#?}");
 
@@ -768,4 +780,16 @@ fn kubelets_leave_node_initialisation_to_the_cloud_controller_manager() {
             "{id}"
         );
     }
+}
+
+#[test]
+fn rendering_needs_a_bucket_for_the_addons() {
+    let text = "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\n";
+    let c = ClusterConfig::parse(Path::new("cluster.yaml"), text).unwrap();
+    let e = render_with(&c, &Templates::built_in()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("cluster.yaml: templateBucket: required with the local state backend"),
+        "{e}"
+    );
 }

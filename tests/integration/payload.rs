@@ -1320,4 +1320,40 @@ fn the_controller_fetches_exactly_the_planned_addons_from_s3_and_refuses_a_chang
     lay_out(third.path(), &files);
     let out = fetch_addons(third.path());
     assert!(out.status.success(), "fetch-addons: {}", output_text(&out));
+
+    // After the apply, a plan with nothing to change still puts back a deleted object, which a
+    // controller the group replaces would need.
+    cluster.expect(0, &["apply", "plan.json"]);
+    let exists = |key: &str| {
+        block_on(async {
+            moto()
+                .s3()
+                .await
+                .head_object()
+                .bucket(moto().artifact_bucket())
+                .key(key)
+                .send()
+                .await
+                .is_ok()
+        })
+    };
+    block_on(async {
+        moto()
+            .s3()
+            .await
+            .delete_object()
+            .bucket(moto().artifact_bucket())
+            .key(&key)
+            .send()
+            .await
+            .expect("moto deletes the object")
+    });
+    assert!(!exists(&key));
+    let out = cluster.expect(0, &["plan", "--detailed-exitcode"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No changes."),
+        "{}",
+        output_text(&out)
+    );
+    assert!(exists(&key), "the no-op plan restored {key}");
 }
