@@ -258,14 +258,109 @@ pub fn generate_sealed_secret(spec: &TlsSpec) -> Result<Zeroizing<String>, getra
 /// `identity` comes second so Secrets written before encryption was enabled stay readable; each
 /// is encrypted the next time it is written.
 pub fn generate_encryption_configuration() -> Result<Zeroizing<String>, getrandom::Error> {
+    Ok(encryption_configuration(&[(1, new_secretbox_key()?)]))
+}
+
+/// A random 32-byte secretbox key, base64-encoded.
+fn new_secretbox_key() -> Result<Zeroizing<String>, getrandom::Error> {
     use base64::Engine;
     let mut key = Zeroizing::new([0u8; 32]);
     getrandom::fill(&mut key[..])?;
-    let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&key[..]));
-    Ok(Zeroizing::new(format!(
-        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources:\n      - secrets\n    providers:\n      - secretbox:\n          keys:\n            - name: key1\n              secret: {}\n      - identity: {{}}\n",
-        encoded.as_str()
-    )))
+    Ok(Zeroizing::new(
+        base64::engine::general_purpose::STANDARD.encode(&key[..]),
+    ))
+}
+
+/// The configuration with these secretbox keys (`keyN`, secret), the first one encrypting.
+fn encryption_configuration(keys: &[(u32, Zeroizing<String>)]) -> Zeroizing<String> {
+    let mut text = Zeroizing::new(String::from(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources:\n      - secrets\n    providers:\n      - secretbox:\n          keys:\n",
+    ));
+    for (number, secret) in keys {
+        text.push_str(&format!(
+            "            - name: key{number}\n              secret: {}\n",
+            secret.as_str()
+        ));
+    }
+    text.push_str("      - identity: {}\n");
+    text
+}
+
+/// One step of rotating the key that encrypts Secrets; each is its own plan and apply, so
+/// every API server can read a key before any writes with it, and drops one only after the
+/// Secrets were rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationStep {
+    /// A new key is added for reading only (`[current, new]`).
+    AddNewKey,
+    /// The new key encrypts, the old one still reads, and the controllers rewrite every Secret
+    /// with the new key as they start (`[new, old]`).
+    EncryptWithNewKey,
+    /// The old key is removed (`[new]`).
+    RemoveOldKey,
+}
+
+impl RotationStep {
+    /// What the step does, for plan.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RotationStep::AddNewKey => {
+                "Secrets key rotation, step 1 of 3: a new key is added, for reading only; apply, then plan --rotate-secrets-key again"
+            }
+            RotationStep::EncryptWithNewKey => {
+                "Secrets key rotation, step 2 of 3: the new key encrypts and the controllers rewrite every Secret with it; the old key still reads; apply, then plan --rotate-secrets-key again"
+            }
+            RotationStep::RemoveOldKey => {
+                "Secrets key rotation, step 3 of 3: the old key is removed (every Secret was rewritten in step 2)"
+            }
+        }
+    }
+}
+
+/// The next rotation step from the configuration `current`, and the configuration after it.
+/// The plaintext comes from KMS and goes back to it; it is never written anywhere else.
+pub fn rotate_encryption_configuration(
+    current: &str,
+) -> Result<(RotationStep, Zeroizing<String>), String> {
+    let doc: serde_json::Value = serde_norway::from_str(current)
+        .map_err(|e| format!("the Secrets encryption configuration does not parse: {e}"))?;
+    let keys = doc["resources"][0]["providers"][0]["secretbox"]["keys"]
+        .as_array()
+        .ok_or("the Secrets encryption configuration has no secretbox keys")?;
+    let mut parsed = Vec::new();
+    for key in keys {
+        let number = key["name"]
+            .as_str()
+            .and_then(|n| n.strip_prefix("key"))
+            .and_then(|n| n.parse::<u32>().ok())
+            .ok_or("a secretbox key is not named keyN")?;
+        let secret = key["secret"]
+            .as_str()
+            .ok_or("a secretbox key has no secret")?;
+        parsed.push((number, Zeroizing::new(secret.to_string())));
+    }
+    let random = |e: getrandom::Error| format!("the operating system's random source failed: {e}");
+    match parsed.as_slice() {
+        [(n, current)] => Ok((
+            RotationStep::AddNewKey,
+            encryption_configuration(&[
+                (*n, current.clone()),
+                (n + 1, new_secretbox_key().map_err(random)?),
+            ]),
+        )),
+        [(old, old_secret), (new, new_secret)] if new > old => Ok((
+            RotationStep::EncryptWithNewKey,
+            encryption_configuration(&[(*new, new_secret.clone()), (*old, old_secret.clone())]),
+        )),
+        [(new, new_secret), (old, _)] if new > old => Ok((
+            RotationStep::RemoveOldKey,
+            encryption_configuration(&[(*new, new_secret.clone())]),
+        )),
+        _ => Err(format!(
+            "the Secrets encryption configuration has {} keys in an order no rotation step leaves",
+            parsed.len()
+        )),
+    }
 }
 
 /// A new bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}` as kube-apiserver's bootstrap token

@@ -149,6 +149,10 @@ struct PlanArgs {
     /// Re-issue certificates that expire within this many days.
     #[arg(long, default_value_t = 30, value_name = "DAYS")]
     renew_before: i64,
+    /// Move the key that encrypts Secrets in etcd one rotation step on (three plans and applies:
+    /// add a new key for reading, encrypt with it and rewrite every Secret, remove the old one).
+    #[arg(long)]
+    rotate_secrets_key: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -467,6 +471,7 @@ fn plan_command(
         offline: args.offline,
         renew_before: time::Duration::days(args.renew_before),
         destroy: false,
+        rotate_secrets_key: args.rotate_secrets_key,
     };
     let plan = make_plan(dir, aws, &options)?;
     if let Some(path) = &args.output {

@@ -19,7 +19,11 @@ use crate::config::ClusterConfig;
 pub enum IssueReason {
     New,
     SpecChanged,
-    Expiring { not_after: String },
+    Expiring {
+        not_after: String,
+    },
+    /// `plan --rotate-secrets-key` moved the Secrets encryption key one step on.
+    Rotated(tls::RotationStep),
 }
 
 /// The TLS assets after resolution, and which were issued now (and why).
@@ -235,6 +239,48 @@ pub async fn resolve<V: KeyVault>(
         assets,
         issued: issued_now,
     })
+}
+
+/// Moves the Secrets encryption configuration one rotation step on: decrypts it (the plan
+/// role may, with this asset's context only), adds, promotes or removes a key, and seals the
+/// result before it leaves this function.
+pub async fn rotate_secrets_key<V: KeyVault>(
+    config: &ClusterConfig,
+    tls_assets: &mut ResolvedTls,
+    vault: &V,
+) -> Result<tls::RotationStep, EngineError> {
+    let name = tls::SECRETS_ENCRYPTION;
+    if tls_assets.issued.iter().any(|(issued, _)| issued == name) {
+        return Err(EngineError::Refused(
+            "the Secrets encryption key is new in this plan: there is nothing to rotate yet".into(),
+        ));
+    }
+    let current = tls_assets.assets.get(name).ok_or_else(|| {
+        EngineError::Refused("the state has no Secrets encryption key to rotate".into())
+    })?;
+    let ciphertext = BASE64.decode(&current.key_ciphertext).map_err(|e| {
+        EngineError::Refused(format!(
+            "the state's Secrets encryption ciphertext is not base64: {e}"
+        ))
+    })?;
+    let context = encryption_context(&config.cluster_name, name);
+    let plaintext = vault.decrypt(&ciphertext, &context).await?;
+    let text = Zeroizing::new(String::from_utf8(plaintext.to_vec()).map_err(|_| {
+        EngineError::Refused("the decrypted Secrets encryption configuration is not text".into())
+    })?);
+    let (step, next) = tls::rotate_encryption_configuration(&text).map_err(EngineError::Refused)?;
+    let sealed = vault
+        .encrypt(&config.kms_key_arn, next.as_bytes(), &context)
+        .await?;
+    let rotated = TlsAsset {
+        key_ciphertext: BASE64.encode(sealed),
+        ..current.clone()
+    };
+    tls_assets.assets.insert(name.to_string(), rotated);
+    tls_assets
+        .issued
+        .push((name.to_string(), IssueReason::Rotated(step)));
+    Ok(step)
 }
 
 async fn decrypt_ca_key<V: KeyVault>(

@@ -36,6 +36,8 @@ pub struct PlanOptions {
     pub offline: bool,
     pub renew_before: Duration,
     pub destroy: bool,
+    /// Move the Secrets encryption key one rotation step on.
+    pub rotate_secrets_key: bool,
 }
 
 impl Default for PlanOptions {
@@ -44,6 +46,7 @@ impl Default for PlanOptions {
             offline: false,
             renew_before: super::DEFAULT_RENEW_BEFORE,
             destroy: false,
+            rotate_secrets_key: false,
         }
     }
 }
@@ -255,7 +258,7 @@ async fn plan_apply(
     if online.is_none() {
         skipped.push("issuing certificates (KMS Encrypt): new ones are shown, not made".into());
     }
-    let tls = pki::resolve(
+    let mut tls = pki::resolve(
         config,
         previous_tls,
         kms.as_ref(),
@@ -263,6 +266,16 @@ async fn plan_apply(
         options.renew_before,
     )
     .await?;
+    if options.rotate_secrets_key {
+        let Some(kms) = kms.as_ref() else {
+            return Err(EngineError::Refused(
+                "--rotate-secrets-key decrypts the key through KMS: it cannot be planned --offline"
+                    .into(),
+            ));
+        };
+        progress("rotating the Secrets encryption key");
+        pki::rotate_secrets_key(config, &mut tls, kms).await?;
+    }
     let templates = super::load_templates(dir)?;
     let rendered = render::render(
         &templates,
@@ -557,19 +570,18 @@ async fn plan_apply(
         .values()
         .map(|a| Certificate {
             name: a.name.clone(),
-            not_after: if [
-                crate::assets::tls::BOOTSTRAP_TOKEN,
-                crate::assets::tls::SECRETS_ENCRYPTION,
-            ]
-            .contains(&a.name.as_str())
-            {
+            not_after: if a.name == crate::assets::tls::BOOTSTRAP_TOKEN {
                 "never (rotated only when its spec changes)".into()
+            } else if a.name == crate::assets::tls::SECRETS_ENCRYPTION {
+                "never (rotated by plan --rotate-secrets-key)".into()
             } else if a.not_after.is_empty() {
                 KNOWN_AFTER_APPLY.into()
             } else {
                 a.not_after.clone()
             },
-            action: if reasons.contains_key(a.name.as_str()) {
+            action: if let Some(pki::IssueReason::Rotated(_)) = reasons.get(a.name.as_str()) {
+                "rotate".into()
+            } else if reasons.contains_key(a.name.as_str()) {
                 "issue".into()
             } else {
                 "keep".into()
@@ -623,6 +635,9 @@ fn describe_reason(name: &str, reason: &pki::IssueReason) -> String {
                 .into(),
         };
     }
+    if let pki::IssueReason::Rotated(step) = reason {
+        return step.describe().into();
+    }
     if name == crate::assets::tls::SECRETS_ENCRYPTION {
         return match reason {
             pki::IssueReason::New => {
@@ -647,6 +662,7 @@ fn describe_reason(name: &str, reason: &pki::IssueReason) -> String {
         pki::IssueReason::Expiring { not_after } => {
             format!("expires {not_after}, within the renewal window")
         }
+        pki::IssueReason::Rotated(step) => step.describe().into(),
     }
 }
 

@@ -526,3 +526,93 @@ fn twenty_plan_apply_rounds_with_ten_percent_injected_faults_lose_nothing() {
     let verify = c.run(&["history", "--verify"]);
     assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
 }
+
+/// The secretbox key names of the cluster's Secrets encryption configuration, write key first,
+/// decrypted from the state through moto's KMS with the asset's context.
+fn secrets_keys(c: &Cluster) -> Vec<String> {
+    use base64::Engine;
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    let ciphertext = base64::engine::general_purpose::STANDARD
+        .decode(
+            state["tls"]["secrets-encryption"]["key_ciphertext"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    let plaintext = block_on(async {
+        let kms = aws_sdk_kms::Client::new(&moto().sdk_config().await);
+        let mut request = kms
+            .decrypt()
+            .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(ciphertext));
+        for (k, v) in kube_aws::assets::encryption_context(&c.name, "secrets-encryption") {
+            request = request.encryption_context(k, v);
+        }
+        request
+            .send()
+            .await
+            .expect("moto decrypts with the asset's context")
+    });
+    let text = String::from_utf8(plaintext.plaintext().unwrap().as_ref().to_vec()).unwrap();
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn rotating_the_secrets_key_takes_three_reviewed_plans_and_never_drops_a_key_in_use() {
+    let c = Cluster::new("rotate", false, None);
+    c.plan_and_apply();
+    assert_eq!(secrets_keys(&c), ["key1"]);
+
+    let out = c.expect(1, &["plan", "--offline", "--rotate-secrets-key"]);
+    assert!(
+        stderr(&out).contains("--rotate-secrets-key decrypts the key through KMS"),
+        "{}",
+        stderr(&out)
+    );
+
+    for (step, keys) in [
+        (
+            "step 1 of 3: a new key is added, for reading only",
+            vec!["key1", "key2"],
+        ),
+        ("step 2 of 3: the new key encrypts", vec!["key2", "key1"]),
+        ("step 3 of 3: the old key is removed", vec!["key2"]),
+    ] {
+        let out = c.expect(
+            2,
+            &[
+                "plan",
+                "--rotate-secrets-key",
+                "-o",
+                "plan.json",
+                "--detailed-exitcode",
+            ],
+        );
+        let text = stdout(&out);
+        assert!(text.contains(step), "{text}");
+        assert!(
+            text.contains("~ userdata/cloud-config-controller"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("secret: "),
+            "the configuration's keys never reach the plan output"
+        );
+        let plan = c.plan_file("plan.json");
+        crate::schemas::assert_valid("plan.schema.json", &plan);
+        let certificate = plan["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "secrets-encryption")
+            .unwrap();
+        assert_eq!(certificate["action"], "rotate", "{certificate}");
+        c.expect(0, &["apply", "plan.json"]);
+        assert_eq!(secrets_keys(&c), keys, "after {step}");
+    }
+    let out = c.expect(0, &["plan", "--detailed-exitcode"]);
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+}

@@ -220,3 +220,52 @@ fn the_encryption_configuration_encrypts_secrets_with_a_fresh_32_byte_key_and_re
     assert!(!renews_on_expiry(SECRETS_ENCRYPTION));
     assert!(is_sealed_secret(&secrets_encryption_spec(&config())));
 }
+
+#[test]
+fn rotating_the_secrets_key_takes_three_steps_that_never_drop_a_key_still_needed() {
+    let names_and_secrets = |text: &str| -> Vec<(String, String)> {
+        let doc: serde_json::Value = serde_norway::from_str(text).unwrap();
+        let rule = &doc["resources"][0];
+        assert!(
+            rule["providers"][1]["identity"].is_object(),
+            "identity stays last"
+        );
+        rule["providers"][0]["secretbox"]["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["name"].as_str().unwrap().to_string(),
+                    k["secret"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let start = generate_encryption_configuration().unwrap();
+    let k1 = names_and_secrets(&start)[0].clone();
+
+    let (step, one) = rotate_encryption_configuration(&start).unwrap();
+    assert_eq!(step, RotationStep::AddNewKey);
+    let after_one = names_and_secrets(&one);
+    assert_eq!(after_one[0], k1, "the current key still encrypts");
+    assert_eq!(after_one[1].0, "key2");
+    assert_ne!(after_one[1].1, k1.1);
+    let k2 = after_one[1].clone();
+
+    let (step, two) = rotate_encryption_configuration(&one).unwrap();
+    assert_eq!(step, RotationStep::EncryptWithNewKey);
+    assert_eq!(names_and_secrets(&two), vec![k2.clone(), k1.clone()]);
+
+    let (step, three) = rotate_encryption_configuration(&two).unwrap();
+    assert_eq!(step, RotationStep::RemoveOldKey);
+    assert_eq!(names_and_secrets(&three), vec![k2.clone()]);
+
+    // The next rotation starts over from key2.
+    let (step, again) = rotate_encryption_configuration(&three).unwrap();
+    assert_eq!(step, RotationStep::AddNewKey);
+    assert_eq!(names_and_secrets(&again)[0], k2);
+    assert_eq!(names_and_secrets(&again)[1].0, "key3");
+
+    assert!(rotate_encryption_configuration("kind: Nonsense\n").is_err());
+}
