@@ -75,6 +75,11 @@ pub struct ClusterConfig {
     /// `perAZ` (a NAT gateway in each zone of the private subnets) or `single` (one, shared).
     #[serde(default)]
     pub nat_gateways: NatGateways,
+    /// The load balancer in front of the API servers. Setting it puts the controllers behind
+    /// one even when there is a single controller; without it, several controllers (or private
+    /// subnets) get the classic ELB of earlier releases.
+    #[serde(default)]
+    pub api_endpoint_load_balancer: Option<ApiLoadBalancer>,
     #[serde(default = "defaults::one")]
     pub controller_count: u32,
     #[serde(default = "defaults::instance_type")]
@@ -234,6 +239,38 @@ pub enum TaintEffect {
     NoExecute,
 }
 
+/// The API servers' load balancer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiLoadBalancer {
+    #[serde(default, rename = "type")]
+    pub kind: LoadBalancerKind,
+    #[serde(default)]
+    pub scheme: LoadBalancerScheme,
+}
+
+/// Which Elastic Load Balancing generation fronts the API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadBalancerKind {
+    /// A network load balancer: TCP pass-through (TLS ends at the API servers), its own
+    /// security group, cross-zone.
+    #[default]
+    Network,
+    /// The classic ELB of earlier releases.
+    Classic,
+}
+
+/// Whether the API is reachable from the internet or only from inside the VPC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadBalancerScheme {
+    #[default]
+    InternetFacing,
+    /// Private addresses only, in the private subnets when there are some.
+    Internal,
+}
+
 /// How many NAT gateways the private subnets route through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -391,7 +428,20 @@ impl ClusterConfig {
     /// Whether the controllers sit behind the API load balancer (an Auto Scaling group) rather
     /// than being one instance with an Elastic IP: with several controllers, or in private subnets.
     pub fn controllers_behind_load_balancer(&self) -> bool {
-        self.controller_count > 1 || !self.private_subnets.is_empty()
+        self.controller_count > 1
+            || !self.private_subnets.is_empty()
+            || self.api_endpoint_load_balancer.is_some()
+    }
+
+    /// The API load balancer the controllers are behind, if they are behind one.
+    pub fn api_load_balancer(&self) -> Option<ApiLoadBalancer> {
+        if !self.controllers_behind_load_balancer() {
+            return None;
+        }
+        Some(self.api_endpoint_load_balancer.unwrap_or(ApiLoadBalancer {
+            kind: LoadBalancerKind::Classic,
+            scheme: LoadBalancerScheme::InternetFacing,
+        }))
     }
 
     /// The default worker pool followed by every node pool, with defaults filled in.

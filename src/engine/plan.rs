@@ -884,10 +884,12 @@ async fn plan_records<D: DnsService>(
         // The endpoint is known from the live stack unless the resource behind it is new or
         // replaced by this plan.
         let endpoint_changes = stack.resource_changes.iter().any(|c| {
-            matches!(c.logical_id.as_str(), "EIPController" | "ElbAPIServer")
-                && (c.action == "Add"
-                    || c.replaces()
-                    || c.replacement.as_deref() == Some("Conditional"))
+            matches!(
+                c.logical_id.as_str(),
+                "EIPController" | "ElbAPIServer" | "NlbAPIServer"
+            ) && (c.action == "Add"
+                || c.replaces()
+                || c.replacement.as_deref() == Some("Conditional"))
         });
         let new_values = match outputs.get("ControllerEndpoint") {
             Some(v) if !endpoint_changes && stack.action != Action::Create => vec![v.clone()],

@@ -169,7 +169,10 @@ fn weakening_findings(dir: &Path, config: &ClusterConfig) -> Vec<Finding> {
             "sshAccessAllowedSourceCIDRs: SSH (port 22) is open to the whole internet on every instance, etcd included; allow your own networks, or use ssmSessionManager instead",
         ));
     }
-    if everywhere(&config.api_access_allowed_source_cidrs) {
+    let internal = config
+        .api_load_balancer()
+        .is_some_and(|lb| lb.scheme == crate::config::LoadBalancerScheme::Internal);
+    if everywhere(&config.api_access_allowed_source_cidrs) && !internal {
         out.push(Finding::warning(
             CLUSTER_FILE,
             setting_line(dir, "apiAccessAllowedSourceCIDRs"),

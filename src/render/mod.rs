@@ -589,6 +589,16 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             })
             .collect()
     };
+    // An internal API load balancer sits beside the nodes; an internet-facing one in the
+    // public subnets.
+    let api_load_balancer = c.api_load_balancer().map(|lb| {
+        let internal = lb.scheme == crate::config::LoadBalancerScheme::Internal;
+        context! {
+            type => if lb.kind == crate::config::LoadBalancerKind::Network { "network" } else { "classic" },
+            scheme => if internal { "internal" } else { "internet-facing" },
+            subnetRefs => if internal { node_subnet_refs.clone() } else { public_subnet_refs.clone() },
+        }
+    });
     let vpc_ref = match &c.vpc_id {
         Some(id) => serde_json::to_string(id).expect("a string serialises"),
         None => r#"{"Ref": "VPC"}"#.to_string(),
@@ -607,6 +617,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             natSubnets => nat_subnets.into_iter().collect::<Vec<_>>(),
             nodeSubnetRefs => node_subnet_refs,
             publicSubnetRefs => public_subnet_refs,
+            apiLoadBalancer => api_load_balancer,
             workerPools => Serde(&pools),
             addons => addons,
             artifacts => artifact_context,

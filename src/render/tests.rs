@@ -793,3 +793,68 @@ fn rendering_needs_a_bucket_for_the_addons() {
         "{e}"
     );
 }
+
+#[test]
+fn the_api_can_sit_behind_an_internal_or_internet_facing_network_load_balancer() {
+    let private = "subnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\nprivateSubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.10.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.11.0/24\n";
+    for (extra, scheme, subnets) in [
+        (
+            format!("apiEndpointLoadBalancer: {{scheme: internal}}\n{private}"),
+            "internal",
+            vec!["PrivateSubnet0", "PrivateSubnet1"],
+        ),
+        (
+            "apiEndpointLoadBalancer: {type: network}\n".to_string(),
+            "internet-facing",
+            vec!["Subnet0"],
+        ),
+    ] {
+        let rendered = render_with(&config(&extra), &Templates::built_in()).unwrap();
+        let stack = stack(&rendered);
+        assert_references_resolve(&stack);
+        let resources = &stack["Resources"];
+        assert!(resources.get("ElbAPIServer").is_none());
+        assert!(
+            resources.get("InstanceController").is_none(),
+            "controllers move behind it"
+        );
+        let nlb = &resources["NlbAPIServer"]["Properties"];
+        assert_eq!(nlb["Type"], "network");
+        assert_eq!(nlb["Scheme"], scheme);
+        let refs: Vec<&str> = nlb["Subnets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["Ref"].as_str().unwrap())
+            .collect();
+        assert_eq!(refs, subnets);
+        assert_eq!(nlb["SecurityGroups"][0]["Ref"], "SecurityGroupController");
+        let targets = &resources["NlbAPIServerTargets"]["Properties"];
+        assert_eq!(
+            (targets["Protocol"].as_str(), targets["Port"].as_u64()),
+            (Some("TCP"), Some(443))
+        );
+        assert!(
+            targets["TargetGroupAttributes"]
+                .to_string()
+                .contains(r#"{"Key":"preserve_client_ip.enabled","Value":"false"}"#)
+        );
+        assert_eq!(
+            resources["AutoScaleController"]["Properties"]["TargetGroupARNs"][0]["Ref"],
+            "NlbAPIServerTargets"
+        );
+        assert_eq!(
+            stack["Outputs"]["ControllerEndpoint"]["Value"]["Fn::GetAtt"][0],
+            "NlbAPIServer"
+        );
+        // Nodes reach the API by its name, through the load balancer.
+        assert!(
+            rendered.cloud_configs["cloud-config-worker"]
+                .contains("server: https://k8s.example.com")
+        );
+    }
+    // Without the setting, several controllers keep the classic ELB of earlier releases.
+    let classic = render_with(&config("controllerCount: 2\n"), &Templates::built_in()).unwrap();
+    assert!(stack(&classic)["Resources"].get("ElbAPIServer").is_some());
+    assert!(stack(&classic)["Resources"].get("NlbAPIServer").is_none());
+}

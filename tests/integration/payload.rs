@@ -1062,6 +1062,10 @@ fn checkov_finds_nothing_but_the_listed_exemptions_in_the_exported_templates() {
             "subnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\nprivateSubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.10.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.11.0/24\netcdCount: 3\n",
         ),
         (
+            "ckvnlb",
+            "apiEndpointLoadBalancer: {type: network, scheme: internal}\nsubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\nprivateSubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.10.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.11.0/24\n",
+        ),
+        (
             "ckvopt",
             "ssmSessionManager: true\nebsKmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/ebs\napiAccessAllowedSourceCIDRs: [198.51.100.0/24]\nnodePools:\n  - name: batch\n  - name: spot\n    spotPrice: \"0.1\"\n",
         ),

@@ -273,3 +273,135 @@ fn a_failed_change_set_is_a_no_op_when_nothing_changes_and_an_error_otherwise() 
         stderr(&out)
     );
 }
+
+/// Serves CloudFormation's side of a create that succeeds (moto cannot create network load
+/// balancers): the stack in CREATE_COMPLETE with `outputs`, and `events` (newest first), once
+/// the change set is executed. The change set itself, its template and everything else is moto.
+fn serve_created_stack(c: &Cluster, events: Vec<String>, outputs: &[(&str, &str)]) {
+    let name = c.name.clone();
+    let executed = Arc::new(AtomicBool::new(false));
+    let events = events.join("");
+    let outputs: String = outputs
+        .iter()
+        .map(|(k, v)| {
+            format!("<member><OutputKey>{k}</OutputKey><OutputValue>{v}</OutputValue></member>")
+        })
+        .collect();
+    let described = describe_stacks(&name, "CREATE_COMPLETE", "")
+        .replace("<Outputs/>", &format!("<Outputs>{outputs}</Outputs>"));
+    c.proxy.intercept(Arc::new(move |req| {
+        if req.service != "cloudformation" {
+            return None;
+        }
+        match req.operation {
+            "ExecuteChangeSet" => {
+                executed.store(true, Ordering::SeqCst);
+                Some((200, format!(r#"<ExecuteChangeSetResponse xmlns="{NS}"><ExecuteChangeSetResult/><ResponseMetadata><RequestId>e1</RequestId></ResponseMetadata></ExecuteChangeSetResponse>"#)))
+            }
+            "DescribeStackEvents" if executed.load(Ordering::SeqCst) => Some((200, format!(r#"<DescribeStackEventsResponse xmlns="{NS}"><DescribeStackEventsResult><StackEvents>{events}</StackEvents></DescribeStackEventsResult><ResponseMetadata><RequestId>e2</RequestId></ResponseMetadata></DescribeStackEventsResponse>"#))),
+            "DescribeStacks" if executed.load(Ordering::SeqCst) => Some((200, described.clone())),
+            _ => None,
+        }
+    }));
+}
+
+#[test]
+fn an_internal_network_load_balancer_plans_on_moto_applies_and_points_the_record_at_it() {
+    let c = Cluster::new("nlb", false, None);
+    c.set(
+        "apiEndpointLoadBalancer",
+        "{type: network, scheme: internal}",
+    );
+    let text = stdout(&c.expect(2, &["plan", "-o", "plan.json", "--detailed-exitcode"]));
+    let plan = c.plan_file("plan.json");
+    let added: Vec<&str> = plan["stack"]["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "Add")
+        .map(|r| r["logical_id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "NlbAPIServer",
+        "NlbAPIServerTargets",
+        "NlbAPIServerListener",
+        "AutoScaleController",
+    ] {
+        assert!(added.contains(&id), "{id} in {added:?}");
+    }
+    assert!(!added.contains(&"ElbAPIServer") && !added.contains(&"InstanceController"));
+    assert!(
+        text.contains("CNAME"),
+        "the record points at the load balancer's name: {text}"
+    );
+
+    let nlb = "kube-aws-nlb-0123456789abcdef.elb.us-west-2.amazonaws.com";
+    let name = c.name.clone();
+    serve_created_stack(
+        &c,
+        vec![
+            event(
+                &name,
+                4,
+                &name,
+                "AWS::CloudFormation::Stack",
+                "CREATE_COMPLETE",
+                "",
+            ),
+            event(
+                &name,
+                3,
+                "NlbAPIServerListener",
+                "AWS::ElasticLoadBalancingV2::Listener",
+                "CREATE_COMPLETE",
+                "",
+            ),
+            event(
+                &name,
+                2,
+                "NlbAPIServer",
+                "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                "CREATE_COMPLETE",
+                "",
+            ),
+            event(
+                &name,
+                1,
+                "NlbAPIServer",
+                "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                "CREATE_IN_PROGRESS",
+                "",
+            ),
+        ],
+        &[
+            ("ControllerEndpoint", nlb),
+            ("APIEndpoint", &format!("https://api.{name}.example.com")),
+        ],
+    );
+    let out = c.expect(0, &["apply", "plan.json"]);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("Apply complete"), "{said}");
+    let record = crate::harness::block_on(async {
+        let r53 = aws_sdk_route53::Client::new(&crate::harness::moto().sdk_config().await);
+        r53.list_resource_record_sets()
+            .hosted_zone_id(&c.zone_id)
+            .send()
+            .await
+            .expect("moto lists the zone")
+            .resource_record_sets()
+            .iter()
+            .find(|r| r.name().trim_end_matches('.') == format!("api.{name}.example.com"))
+            .map(|r| {
+                (
+                    r.r#type().as_str().to_string(),
+                    r.resource_records()
+                        .iter()
+                        .map(|v| v.value().to_string())
+                        .collect::<Vec<_>>(),
+                )
+            })
+    });
+    assert_eq!(record, Some(("CNAME".to_string(), vec![nlb.to_string()])));
+    let out = c.expect(0, &["plan", "--detailed-exitcode"]);
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+}
