@@ -31,6 +31,7 @@ impl KeyVault for SeedVault {
     }
     async fn decrypt(
         &self,
+        _: &str,
         _: &[u8],
         _: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<Vec<u8>>, AwsError> {

@@ -152,7 +152,24 @@ pub struct Plan {
     pub new_state: State,
     pub summary: ChangeSummary,
     pub plan_sha256: String,
+    /// KMS's signature of `plan_sha256` with `planSigningKeyArn`; like the hash, it is not part
+    /// of what it covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<PlanSignature>,
 }
+
+/// A plan's signature: who can make it is whoever may `kms:Sign` with that key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSignature {
+    pub key_arn: String,
+    /// Always `ECDSA_SHA_256`, over the 32 bytes `plan_sha256` spells in hex.
+    pub algorithm: String,
+    /// Base64 of the DER signature.
+    pub value: String,
+}
+
+/// The fields a plan's hash does not cover: the hash itself and the signature of it.
+const UNHASHED: [&str; 2] = ["plan_sha256", "signature"];
 
 impl Plan {
     /// Whether applying this plan changes anything.
@@ -166,7 +183,9 @@ impl Plan {
     pub fn compute_sha256(&self) -> String {
         let mut value = serde_json::to_value(self).expect("a plan serialises");
         if let Some(map) = value.as_object_mut() {
-            map.remove("plan_sha256");
+            for field in UNHASHED {
+                map.remove(field);
+            }
         }
         sha256_hex(canonical_json(&value).expect("a value serialises"))
     }
@@ -175,6 +194,37 @@ impl Plan {
     pub fn seal(mut self) -> Plan {
         self.plan_sha256 = self.compute_sha256();
         self
+    }
+
+    /// The template the change set applies, checked against the hash the plan records for it
+    /// (`None` when the plan changes no template).
+    pub fn reviewed_template(&self) -> Result<Option<&str>, String> {
+        let Some(template) = &self.template else {
+            return Ok(None);
+        };
+        let actual = sha256_hex(template);
+        match &self.stack.template_sha256 {
+            Some(recorded) if *recorded == actual => Ok(Some(template)),
+            recorded => Err(format!(
+                "the plan's template hashes to {actual}, not to the template_sha256 it records ({})",
+                recorded.as_deref().unwrap_or("none")
+            )),
+        }
+    }
+
+    /// The 32 bytes a signature covers: `plan_sha256` decoded from hex.
+    pub fn digest(&self) -> Option<Vec<u8>> {
+        let hex = self.plan_sha256.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        hex.chunks(2)
+            .map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+            })
+            .collect()
     }
 }
 
@@ -228,7 +278,9 @@ pub fn decode(origin: &str, bytes: &[u8]) -> Result<Plan, PlanError> {
         .to_string();
     let mut rest = value.clone();
     if let Some(map) = rest.as_object_mut() {
-        map.remove("plan_sha256");
+        for field in UNHASHED {
+            map.remove(field);
+        }
     }
     let actual = sha256_hex(canonical_json(&rest).expect("a value serialises"));
     if actual != recorded {

@@ -19,9 +19,12 @@ pub trait KeyVault {
         context: &BTreeMap<String, String>,
     ) -> Result<Vec<u8>, AwsError>;
 
-    /// Decrypts a ciphertext blob; fails unless `context` is the one it was encrypted with.
+    /// Decrypts a ciphertext blob with `key_id` only (KMS refuses a blob another key sealed,
+    /// instead of using whichever key the blob names); fails unless `context` is the one it was
+    /// encrypted with.
     async fn decrypt(
         &self,
+        key_id: &str,
         ciphertext: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<Vec<u8>>, AwsError>;
@@ -70,6 +73,64 @@ impl KmsVault {
     }
 }
 
+/// The one signing algorithm plans use: ECDSA on P-256 over the plan's SHA-256.
+pub const PLAN_SIGNING_ALGORITHM: &str = "ECDSA_SHA_256";
+
+impl KmsVault {
+    /// Signs a SHA-256 digest with an asymmetric `ECC_NIST_P256` key; the private key never
+    /// leaves KMS.
+    pub async fn sign_digest(&self, key_id: &str, digest: &[u8]) -> Result<Vec<u8>, AwsError> {
+        use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
+        let out = self
+            .client
+            .sign()
+            .key_id(key_id)
+            .message(Blob::new(digest))
+            .message_type(MessageType::Digest)
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("KMS", "Sign", e))?;
+        out.signature.map(Blob::into_inner).ok_or_else(|| AwsError {
+            service: "KMS",
+            operation: "Sign",
+            code: None,
+            message: "the response carried no Signature".into(),
+        })
+    }
+
+    /// Whether `signature` is `key_id`'s signature of `digest`. KMS answers an invalid
+    /// signature with KMSInvalidSignatureException, which is `false` here, not an error.
+    pub async fn verify_digest(
+        &self,
+        key_id: &str,
+        digest: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, AwsError> {
+        use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
+        let out = self
+            .client
+            .verify()
+            .key_id(key_id)
+            .message(Blob::new(digest))
+            .message_type(MessageType::Digest)
+            .signature(Blob::new(signature))
+            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.signature_valid),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_kms_invalid_signature_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(AwsError::from_sdk("KMS", "Verify", e)),
+        }
+    }
+}
+
 fn to_hash_map(context: &BTreeMap<String, String>) -> HashMap<String, String> {
     context
         .iter()
@@ -105,12 +166,14 @@ impl KeyVault for KmsVault {
 
     async fn decrypt(
         &self,
+        key_id: &str,
         ciphertext: &[u8],
         context: &BTreeMap<String, String>,
     ) -> Result<Zeroizing<Vec<u8>>, AwsError> {
         let out = self
             .client
             .decrypt()
+            .key_id(key_id)
             .ciphertext_blob(Blob::new(ciphertext))
             .set_encryption_context(Some(to_hash_map(context)))
             .send()

@@ -220,6 +220,13 @@ struct InitArgs {
     /// for large templates; needed with local state, defaults to the state bucket.
     #[arg(long, required_unless_present = "state_bucket")]
     template_bucket: Option<String>,
+    /// Asymmetric KMS key (ECC_NIST_P256, SIGN_VERIFY) that signs every plan; apply refuses a
+    /// plan it did not sign.
+    #[arg(long, required_unless_present = "unsigned_plans")]
+    plan_signing_key_arn: Option<String>,
+    /// Accept unsigned plans instead (not for production: an edited plan file would apply).
+    #[arg(long, conflicts_with = "plan_signing_key_arn")]
+    unsigned_plans: bool,
 }
 
 /// Parses the arguments, runs the command and returns the exit code.
@@ -264,6 +271,8 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
                     state_bucket: args.state_bucket,
                     state_key: args.state_key,
                     template_bucket: args.template_bucket,
+                    plan_signing_key_arn: args.plan_signing_key_arn,
+                    unsigned_plans: args.unsigned_plans,
                 },
             )?;
             eprintln!("Wrote {}", path.display());
@@ -279,12 +288,15 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
             let template = match plan {
                 Some(path) => {
                     let plan = read_plan_file(&path)?;
-                    plan.template.ok_or_else(|| {
-                        EngineError::Refused(format!(
-                            "{}: this plan changes no template",
-                            path.display()
-                        ))
-                    })?
+                    plan.reviewed_template()
+                        .map_err(|e| EngineError::Refused(format!("{}: {e}", path.display())))?
+                        .ok_or_else(|| {
+                            EngineError::Refused(format!(
+                                "{}: this plan changes no template",
+                                path.display()
+                            ))
+                        })?
+                        .to_string()
                 }
                 None => {
                     let now = time::OffsetDateTime::now_utc();

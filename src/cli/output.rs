@@ -757,6 +757,7 @@ mod tests {
                 replace: 1,
             },
             plan_sha256: String::new(),
+            signature: None,
         }
         .seal()
     }

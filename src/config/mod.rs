@@ -149,11 +149,23 @@ pub struct ClusterConfig {
     /// bucket; required with local state, since EC2 user data holds only 16 KB.
     #[serde(default)]
     pub template_bucket: Option<String>,
+    /// Asymmetric KMS key (`ECC_NIST_P256`, `SIGN_VERIFY`) that signs every plan; apply
+    /// verifies the signature first, so a plan edited and re-hashed in the artifact store is
+    /// refused. The plan role may `kms:Sign` with it, the apply role `kms:Verify`.
+    #[serde(default)]
+    pub plan_signing_key_arn: Option<String>,
+    /// Accept unsigned plans: the explicit opt-out when there is no `planSigningKeyArn`.
+    #[serde(default)]
+    pub unsigned_plans: bool,
 }
 
 /// Why a cluster on local state needs `templateBucket`. Only rendering needs it, so a cluster
 /// from before add-ons moved to S3 can still be inspected and destroyed without one.
 pub const MISSING_TEMPLATE_BUCKET: &str = "required with the local state backend: the controllers fetch their add-on manifests from S3 at boot (EC2 user data holds only 16 KB), and large templates go there too; name an S3 bucket in the cluster's region (or use state.backend s3, whose bucket is the default)";
+
+/// Why a cluster needs `planSigningKeyArn` (or the explicit opt-out). Only plan and apply
+/// need it, so an older cluster can still be inspected without one.
+pub const MISSING_PLAN_SIGNING_KEY: &str = "planSigningKeyArn: required: plans are signed with an asymmetric KMS key (KeySpec ECC_NIST_P256, KeyUsage SIGN_VERIFY) and apply verifies the signature, so a plan edited after review is refused; name one, or set unsignedPlans: true to accept unsigned plans";
 
 /// Where plan uploads what the stack reads from S3, under content-addressed keys.
 #[derive(Debug, Clone, PartialEq, Eq)]

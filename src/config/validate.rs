@@ -407,6 +407,19 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             }
         }
     }
+    if let Some(arn) = &c.plan_signing_key_arn {
+        if !arn.starts_with("arn:") || !arn.contains(":kms:") {
+            problem(
+                &[key("planSigningKeyArn")],
+                format!("\"{arn}\" is not a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)"),
+            );
+        } else if c.unsigned_plans {
+            problem(
+                &[key("unsignedPlans")],
+                "unsignedPlans: true contradicts planSigningKeyArn: apply would still refuse unsigned plans; remove one".into(),
+            );
+        }
+    }
     if let Some(bucket) = &c.template_bucket
         && !is_bucket_name(bucket)
     {

@@ -72,6 +72,9 @@ pub async fn apply(
         )));
     }
     let context = aws.context(&config).await;
+    // Step 1 ends with the signature: nothing else is trusted from a plan that fails it.
+    observer(ApplyEvent::Step("verifying the plan's signature"));
+    verify_signature(&config, plan, &context.kms()).await?;
     let backend = Backend::open(dir, &config, &context);
     let actor = context.actor().await;
 
@@ -89,6 +92,49 @@ pub async fn apply(
     let outcome = outcome?;
     released?;
     Ok(outcome)
+}
+
+/// Refuses a plan that `planSigningKeyArn` did not sign as it stands. The key comes from
+/// cluster.yaml, never from the plan, so a plan re-signed with another key is refused too.
+async fn verify_signature(
+    config: &ClusterConfig,
+    plan: &Plan,
+    kms: &crate::aws::kms::KmsVault,
+) -> Result<(), EngineError> {
+    use base64::Engine;
+    let Some(key) = &config.plan_signing_key_arn else {
+        return if config.unsigned_plans {
+            Ok(())
+        } else {
+            Err(EngineError::Refused(format!(
+                "cluster.yaml: {}",
+                crate::config::MISSING_PLAN_SIGNING_KEY
+            )))
+        };
+    };
+    let Some(signature) = &plan.signature else {
+        return Err(EngineError::Refused(format!(
+            "the plan is not signed, and cluster.yaml requires plans signed with {key}; make the plan with kube-aws plan"
+        )));
+    };
+    if &signature.key_arn != key {
+        return Err(EngineError::Refused(format!(
+            "the plan is signed with {}, not with planSigningKeyArn {key}; it was not made for this cluster",
+            signature.key_arn
+        )));
+    }
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(&signature.value)
+        .map_err(|e| EngineError::Refused(format!("the plan's signature is not base64: {e}")))?;
+    let digest = plan
+        .digest()
+        .ok_or_else(|| EngineError::Refused("the plan's plan_sha256 is not a SHA-256".into()))?;
+    if !kms.verify_digest(key, &digest, &value).await? {
+        return Err(EngineError::Refused(format!(
+            "the plan's signature does not verify with {key}: it was changed after it was signed; make a new plan"
+        )));
+    }
+    Ok(())
 }
 
 /// Says what changed since the plan was made, or `None` if the state is the one it was made

@@ -80,6 +80,8 @@ pub struct InitOptions {
     pub state_bucket: Option<String>,
     pub state_key: Option<String>,
     pub template_bucket: Option<String>,
+    pub plan_signing_key_arn: Option<String>,
+    pub unsigned_plans: bool,
 }
 
 /// Writes a commented `cluster.yaml`; refuses to replace one. The result is parsed back before
@@ -115,6 +117,8 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<PathBuf, EngineError> {
                 stateBucket => options.state_bucket.clone(),
                 stateKey => state_key,
                 templateBucket => options.template_bucket.clone(),
+                planSigningKeyArn => options.plan_signing_key_arn.clone(),
+                unsignedPlans => options.unsigned_plans,
             },
         )
         .map_err(|e| EngineError::Refused(format!("cannot render cluster.yaml: {e}")))?;

@@ -264,7 +264,9 @@ pub async fn rotate_secrets_key<V: KeyVault>(
         ))
     })?;
     let context = encryption_context(&config.cluster_name, name);
-    let plaintext = vault.decrypt(&ciphertext, &context).await?;
+    let plaintext = vault
+        .decrypt(&config.kms_key_arn, &ciphertext, &context)
+        .await?;
     let text = Zeroizing::new(String::from_utf8(plaintext.to_vec()).map_err(|_| {
         EngineError::Refused("the decrypted Secrets encryption configuration is not text".into())
     })?);
@@ -293,6 +295,7 @@ async fn decrypt_ca_key<V: KeyVault>(
     })?;
     let plaintext = vault
         .decrypt(
+            &config.kms_key_arn,
             &ciphertext,
             &encryption_context(&config.cluster_name, tls::CA),
         )

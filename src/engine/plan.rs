@@ -69,16 +69,49 @@ pub async fn plan(
                 .into(),
         ));
     }
+    if !options.offline && config.plan_signing_key_arn.is_none() && !config.unsigned_plans {
+        return Err(EngineError::Refused(format!(
+            "{}: {}",
+            dir.join(crate::config::CLUSTER_FILE).display(),
+            crate::config::MISSING_PLAN_SIGNING_KEY
+        )));
+    }
     let context = aws.context(&config).await;
     let backend = Backend::open(dir, &config, &context);
     progress("reading the state");
     let prior = backend.load(&config).await?;
     let online = (!options.offline).then_some(&context);
-    if options.destroy {
-        plan_destroy(&config, prior, online, progress).await
+    let plan = if options.destroy {
+        plan_destroy(&config, prior, online, progress).await?
     } else {
-        plan_apply(dir, &config, prior, online, options, now, progress).await
+        plan_apply(dir, &config, prior, online, options, now, progress).await?
+    };
+    match (online, &config.plan_signing_key_arn) {
+        (Some(context), Some(key)) => {
+            progress("signing the plan");
+            sign(plan, &context.kms(), key).await
+        }
+        _ => Ok(plan),
     }
+}
+
+/// Signs the sealed plan's hash with the plan signing key, through KMS.
+async fn sign(
+    mut plan: Plan,
+    kms: &crate::aws::kms::KmsVault,
+    key: &str,
+) -> Result<Plan, EngineError> {
+    use base64::Engine;
+    let digest = plan
+        .digest()
+        .ok_or_else(|| EngineError::Refused("the plan was not sealed before signing".into()))?;
+    let signature = kms.sign_digest(key, &digest).await?;
+    plan.signature = Some(crate::planfile::PlanSignature {
+        key_arn: key.to_string(),
+        algorithm: crate::aws::kms::PLAN_SIGNING_ALGORITHM.into(),
+        value: base64::engine::general_purpose::STANDARD.encode(signature),
+    });
+    Ok(plan)
 }
 
 fn prior_binding(prior: Option<&Loaded>) -> PriorBinding {
@@ -623,6 +656,7 @@ async fn plan_apply(
         new_state,
         summary,
         plan_sha256: String::new(),
+        signature: None,
     }
     .seal())
 }
@@ -1169,6 +1203,7 @@ async fn plan_destroy(
         new_state,
         summary,
         plan_sha256: String::new(),
+        signature: None,
     }
     .seal())
 }

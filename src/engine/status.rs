@@ -118,6 +118,7 @@ pub async fn kubeconfig(
     let key = context
         .kms()
         .decrypt(
+            &config.kms_key_arn,
             &ciphertext,
             &encryption_context(&config.cluster_name, "admin"),
         )

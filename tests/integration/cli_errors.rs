@@ -92,6 +92,7 @@ fn init_refuses_to_overwrite_cluster_yaml() {
             "arn:aws:kms:us-west-2:1:key/x",
             "--template-bucket",
             "demo-artifacts",
+            "--unsigned-plans",
         ])
         .output()
         .unwrap();
@@ -125,6 +126,8 @@ fn init_writes_a_commented_config_that_parses() {
             "Z123",
             "--state-bucket",
             "my-state",
+            "--plan-signing-key-arn",
+            "arn:aws:kms:eu-west-1:1:key/sign",
         ])
         .output()
         .unwrap();

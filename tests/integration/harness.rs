@@ -234,6 +234,26 @@ impl Moto {
         name
     }
 
+    /// The asymmetric KMS key every test cluster signs its plans with.
+    pub fn plan_signing_key(&self) -> &str {
+        static KEY: OnceLock<String> = OnceLock::new();
+        KEY.get_or_init(|| {
+            block_on(async {
+                aws_sdk_kms::Client::new(&self.sdk_config().await)
+                    .create_key()
+                    .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+                    .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+                    .send()
+                    .await
+                    .expect("moto creates a signing key")
+                    .key_metadata
+                    .expect("key metadata")
+                    .arn
+                    .expect("key arn")
+            })
+        })
+    }
+
     /// The one bucket every local-state test cluster names as its `templateBucket`.
     pub fn artifact_bucket(&self) -> &str {
         static BUCKET: OnceLock<String> = OnceLock::new();
@@ -414,6 +434,7 @@ pub fn init_named(moto: &Moto, name: &str, dns_name: &str, extra: &[&str]) -> te
         } else {
             vec!["--template-bucket", moto.artifact_bucket()]
         })
+        .args(["--plan-signing-key-arn", moto.plan_signing_key()])
         .output()
         .expect("kube-aws runs");
     assert!(

@@ -8,6 +8,7 @@ use kube_aws::aws::kms::{KeyVault, KmsVault};
 fn decrypt_with_the_same_context_succeeds_and_with_another_fails() {
     let moto = moto();
     let key = moto.create_kms_key();
+    let other = moto.create_kms_key();
     block_on(async {
         let vault = KmsVault::new(aws_sdk_kms::Client::new(&moto.sdk_config().await));
         let context = encryption_context("ctx-test", "apiserver");
@@ -17,7 +18,7 @@ fn decrypt_with_the_same_context_succeeds_and_with_another_fails() {
             .unwrap();
         assert!(!ciphertext.windows(6).any(|w| w == b"secret"));
 
-        let plaintext = vault.decrypt(&ciphertext, &context).await.unwrap();
+        let plaintext = vault.decrypt(&key, &ciphertext, &context).await.unwrap();
         assert_eq!(&plaintext[..], b"secret key bytes");
 
         for wrong in [
@@ -25,7 +26,7 @@ fn decrypt_with_the_same_context_succeeds_and_with_another_fails() {
             encryption_context("other-cluster", "apiserver"),
             Default::default(),
         ] {
-            let err = vault.decrypt(&ciphertext, &wrong).await.unwrap_err();
+            let err = vault.decrypt(&key, &ciphertext, &wrong).await.unwrap_err();
             assert_eq!(err.operation, "Decrypt");
             assert_eq!(
                 err.code.as_deref(),
@@ -33,5 +34,12 @@ fn decrypt_with_the_same_context_succeeds_and_with_another_fails() {
                 "{err}"
             );
         }
+        // Decrypt names the key: a blob sealed under another key is refused, not decrypted
+        // with whichever key it names.
+        let err = vault
+            .decrypt(&other, &ciphertext, &context)
+            .await
+            .unwrap_err();
+        assert_eq!(err.operation, "Decrypt");
     });
 }

@@ -1174,14 +1174,7 @@ fn applied_launch_templates_require_imdsv2_and_encrypt_every_volume_on_moto() {
 #[test]
 fn a_private_subnet_cluster_plans_and_applies_on_moto_with_its_nat_gateways() {
     let c = crate::workflow::Cluster::new("private", true, None);
-    c.set(
-        "subnets",
-        "[{availabilityZone: us-west-2a, instanceCIDR: 10.0.0.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.1.0/24}]",
-    );
-    c.set(
-        "privateSubnets",
-        "[{availabilityZone: us-west-2a, instanceCIDR: 10.0.10.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.11.0/24}]",
-    );
+    c.use_private_subnets();
     c.plan_and_apply();
     let resources = block_on(moto().stack_resources(&c.name));
     let count = |kind: &str, prefix: &str| {

@@ -73,7 +73,16 @@ fn rollback_events(
 /// Serves CloudFormation's side of an update that rolls back: `events` (newest first) once the
 /// change set is executed, and the stack in UPDATE_ROLLBACK_COMPLETE for `stack_reason`.
 fn serve_rolled_back_update(c: &Cluster, events: Vec<String>, stack_reason: &'static str) {
-    let name = c.name.clone();
+    serve_execution(
+        c,
+        events,
+        describe_stacks(&c.name, "UPDATE_ROLLBACK_COMPLETE", stack_reason),
+    );
+}
+
+/// Once the change set is executed (which is served too), DescribeStackEvents lists `events`
+/// (newest first) and DescribeStacks answers `described`; everything before is moto.
+fn serve_execution(c: &Cluster, events: Vec<String>, described: String) {
     let executed = Arc::new(AtomicBool::new(false));
     let events = events.join("");
     c.proxy.intercept(Arc::new(move |req| {
@@ -86,10 +95,7 @@ fn serve_rolled_back_update(c: &Cluster, events: Vec<String>, stack_reason: &'st
                 Some((200, format!(r#"<ExecuteChangeSetResponse xmlns="{NS}"><ExecuteChangeSetResult/><ResponseMetadata><RequestId>e1</RequestId></ResponseMetadata></ExecuteChangeSetResponse>"#)))
             }
             "DescribeStackEvents" if executed.load(Ordering::SeqCst) => Some((200, format!(r#"<DescribeStackEventsResponse xmlns="{NS}"><DescribeStackEventsResult><StackEvents>{events}</StackEvents></DescribeStackEventsResult><ResponseMetadata><RequestId>e2</RequestId></ResponseMetadata></DescribeStackEventsResponse>"#))),
-            "DescribeStacks" if executed.load(Ordering::SeqCst) => Some((
-                200,
-                describe_stacks(&name, "UPDATE_ROLLBACK_COMPLETE", stack_reason),
-            )),
+            "DescribeStacks" if executed.load(Ordering::SeqCst) => Some((200, described.clone())),
             _ => None,
         }
     }));
@@ -278,31 +284,15 @@ fn a_failed_change_set_is_a_no_op_when_nothing_changes_and_an_error_otherwise() 
 /// balancers): the stack in CREATE_COMPLETE with `outputs`, and `events` (newest first), once
 /// the change set is executed. The change set itself, its template and everything else is moto.
 fn serve_created_stack(c: &Cluster, events: Vec<String>, outputs: &[(&str, &str)]) {
-    let name = c.name.clone();
-    let executed = Arc::new(AtomicBool::new(false));
-    let events = events.join("");
     let outputs: String = outputs
         .iter()
         .map(|(k, v)| {
             format!("<member><OutputKey>{k}</OutputKey><OutputValue>{v}</OutputValue></member>")
         })
         .collect();
-    let described = describe_stacks(&name, "CREATE_COMPLETE", "")
+    let described = describe_stacks(&c.name, "CREATE_COMPLETE", "")
         .replace("<Outputs/>", &format!("<Outputs>{outputs}</Outputs>"));
-    c.proxy.intercept(Arc::new(move |req| {
-        if req.service != "cloudformation" {
-            return None;
-        }
-        match req.operation {
-            "ExecuteChangeSet" => {
-                executed.store(true, Ordering::SeqCst);
-                Some((200, format!(r#"<ExecuteChangeSetResponse xmlns="{NS}"><ExecuteChangeSetResult/><ResponseMetadata><RequestId>e1</RequestId></ResponseMetadata></ExecuteChangeSetResponse>"#)))
-            }
-            "DescribeStackEvents" if executed.load(Ordering::SeqCst) => Some((200, format!(r#"<DescribeStackEventsResponse xmlns="{NS}"><DescribeStackEventsResult><StackEvents>{events}</StackEvents></DescribeStackEventsResult><ResponseMetadata><RequestId>e2</RequestId></ResponseMetadata></DescribeStackEventsResponse>"#))),
-            "DescribeStacks" if executed.load(Ordering::SeqCst) => Some((200, described.clone())),
-            _ => None,
-        }
-    }));
+    serve_execution(c, events, described);
 }
 
 #[test]

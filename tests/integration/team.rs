@@ -142,6 +142,10 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         assert!(!plan_needs.contains(action), "plan called {action}");
     }
 
+    // Only plans sign; apply only verifies, so the apply role cannot make a plan of its own.
+    assert!(!allows(&apply_policy, "kms:Sign"));
+    assert!(plan_needs.contains("kms:Sign") && apply_needs.contains("kms:Verify"));
+
     // The check can fail: without CreateChangeSet the plan policy falls behind the code.
     let mut weakened = plan_policy.clone();
     for statement in weakened["Statement"].as_array_mut().unwrap() {

@@ -229,14 +229,7 @@ fn cfn_lint_reports_no_errors_on_the_exported_template() {
         "apiEndpointLoadBalancer",
         "{type: network, scheme: internal}",
     );
-    c.set(
-        "subnets",
-        "[{availabilityZone: us-west-2a, instanceCIDR: 10.0.0.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.1.0/24}]",
-    );
-    c.set(
-        "privateSubnets",
-        "[{availabilityZone: us-west-2a, instanceCIDR: 10.0.10.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.11.0/24}]",
-    );
+    c.use_private_subnets();
     lint(&c);
 }
 

@@ -62,6 +62,18 @@ impl Cluster {
         out
     }
 
+    /// Two public subnets and two private ones (us-west-2a and b), where the nodes go.
+    pub fn use_private_subnets(&self) {
+        self.set(
+            "subnets",
+            "[{availabilityZone: us-west-2a, instanceCIDR: 10.0.0.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.1.0/24}]",
+        );
+        self.set(
+            "privateSubnets",
+            "[{availabilityZone: us-west-2a, instanceCIDR: 10.0.10.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.11.0/24}]",
+        );
+    }
+
     /// Sets a top-level key of cluster.yaml (uncommenting the default `init` wrote, if any).
     pub fn set(&self, key: &str, value: &str) {
         let path = self.path("cluster.yaml");
@@ -277,6 +289,113 @@ fn a_plan_with_one_byte_changed_is_refused_before_any_aws_call() {
     );
     assert!(c.proxy.seen().is_empty(), "{:?}", c.proxy.seen());
     assert!(!c.path("state/state.json").exists());
+}
+
+#[test]
+fn a_re_hashed_plan_is_refused_by_its_signature_and_a_re_signed_one_by_its_key() {
+    use base64::Engine;
+    let c = Cluster::new("signed", false, None);
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let reviewed = std::fs::read(c.path("plan.json")).unwrap();
+    let plan = kube_aws::planfile::decode("plan.json", &reviewed).unwrap();
+    let signature = plan.signature.clone().expect("plans are signed");
+    assert_eq!(signature.key_arn, moto().plan_signing_key());
+
+    // What an attacker with write access to the artifact store does: point the record
+    // elsewhere, plant a CA, and re-hash, which the hash alone would accept.
+    let mut forged = plan.clone();
+    for record in &mut forged.records {
+        record.new_values = vec!["203.0.113.66".into()];
+    }
+    if let Some(ca) = forged.new_state.tls.get_mut("ca") {
+        ca.certificate_pem =
+            "-----BEGIN CERTIFICATE-----\nforged\n-----END CERTIFICATE-----\n".into();
+    }
+    let forged = forged.seal();
+    assert_ne!(forged.plan_sha256, plan.plan_sha256);
+    let attempts = [
+        (
+            "re-hashed, signature kept",
+            forged.clone(),
+            "does not verify with",
+        ),
+        (
+            "re-hashed and re-signed with the attacker's own key",
+            {
+                let own = block_on(async {
+                    let kms = aws_sdk_kms::Client::new(&moto().sdk_config().await);
+                    let key = kms
+                        .create_key()
+                        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+                        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+                        .send()
+                        .await
+                        .unwrap()
+                        .key_metadata
+                        .unwrap()
+                        .arn
+                        .unwrap();
+                    let signed = kube_aws::aws::kms::KmsVault::new(kms)
+                        .sign_digest(&key, &forged.digest().unwrap())
+                        .await
+                        .unwrap();
+                    (key, signed)
+                });
+                let mut resigned = forged.clone();
+                resigned.signature = Some(kube_aws::planfile::PlanSignature {
+                    key_arn: own.0,
+                    algorithm: "ECDSA_SHA_256".into(),
+                    value: base64::engine::general_purpose::STANDARD.encode(own.1),
+                });
+                resigned
+            },
+            "not with planSigningKeyArn",
+        ),
+        (
+            "signature removed",
+            {
+                let mut unsigned = forged.clone();
+                unsigned.signature = None;
+                unsigned
+            },
+            "the plan is not signed",
+        ),
+    ];
+    for (what, attempt, refusal) in attempts {
+        std::fs::write(c.path("forged.json"), kube_aws::planfile::encode(&attempt)).unwrap();
+        c.proxy.reset();
+        let out = c.expect(1, &["apply", "forged.json"]);
+        assert!(stderr(&out).contains(refusal), "{what}: {}", stderr(&out));
+        let calls: Vec<String> = c.proxy.seen().iter().map(|r| r.operation.clone()).collect();
+        assert!(
+            calls.iter().all(|op| op.ends_with("Verify")),
+            "{what}: only the signature was checked before the refusal: {calls:?}"
+        );
+        assert!(!c.path("state/state.json").exists(), "{what}");
+    }
+
+    // export --plan writes exactly the reviewed template, and refuses one that is not.
+    c.expect(0, &["export", "--plan", "plan.json", "-o", "reviewed.json"]);
+    assert_eq!(
+        std::fs::read_to_string(c.path("reviewed.json")).unwrap(),
+        plan.template.clone().unwrap()
+    );
+    let mut swapped = plan.clone();
+    swapped.template = Some(swapped.template.unwrap().replace("t3.medium", "t3.nano"));
+    std::fs::write(
+        c.path("swapped.json"),
+        kube_aws::planfile::encode(&swapped.seal()),
+    )
+    .unwrap();
+    let out = c.expect(1, &["export", "--plan", "swapped.json"]);
+    assert!(
+        stderr(&out).contains("not to the template_sha256 it records"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The reviewed plan, untouched, applies.
+    c.expect(0, &["apply", "plan.json"]);
 }
 
 #[test]
