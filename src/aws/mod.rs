@@ -99,6 +99,11 @@ impl AwsContext {
     }
 
     /// Who is acting: the STS caller ARN, or `user@host` when STS cannot be reached.
+    /// The caller's ARN from STS, failing when STS does.
+    pub async fn caller(&self) -> Result<String, AwsError> {
+        identity::caller_arn(&self.sdk).await
+    }
+
     pub async fn actor(&self) -> String {
         identity::caller_arn(&self.sdk)
             .await

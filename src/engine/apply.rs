@@ -71,7 +71,7 @@ pub async fn apply(
             plan.cluster_name, config.cluster_name
         )));
     }
-    let context = aws.context(&config).await;
+    let context = aws.context(&config).await?;
     // Step 1 ends with the signature: nothing else is trusted from a plan that fails it.
     observer(ApplyEvent::Step("verifying the plan's signature"));
     verify_signature(&config, plan, &context.kms()).await?;
@@ -235,14 +235,20 @@ async fn locked(
         (_, Action::NoOp) => {}
         (PlanKind::Destroy, _) => {
             observer(ApplyEvent::Step("deleting the stack"));
+            // By the id the state records: a name could reach another stack of that name.
             // A deleted stack is only describable by its id, not its name.
-            let id = match cfn.describe_stack(stack_name).await {
+            let target = loaded
+                .as_ref()
+                .and_then(|l| l.state.stack.as_ref())
+                .and_then(|s| s.id.clone())
+                .unwrap_or_else(|| stack_name.clone());
+            let id = match cfn.describe_stack(&target).await {
                 Ok(Some(d)) => d.id,
-                Ok(None) => stack_name.clone(),
+                Ok(None) => target.clone(),
                 Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
             };
             let last = last_event_id(&cfn, &id).await;
-            if let Err(e) = cfn.delete_stack(stack_name).await {
+            if let Err(e) = cfn.delete_stack(&id).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
             stack_outcome = match follow(&cfn, &id, last, interrupt, observer).await {

@@ -61,9 +61,19 @@ pub struct AwsOptions {
 }
 
 impl AwsOptions {
-    pub async fn context(&self, config: &ClusterConfig) -> AwsContext {
-        let region = self.region.as_deref().unwrap_or(&config.region);
-        AwsContext::load(region, self.profile.as_deref()).await
+    /// The AWS context for `config`'s cluster, in its region. A `--region` (or `AWS_REGION`)
+    /// naming another region is refused rather than followed: the cluster lives in one region,
+    /// and planning it elsewhere would plan a second cluster.
+    pub async fn context(&self, config: &ClusterConfig) -> Result<AwsContext, EngineError> {
+        if let Some(region) = self.region.as_deref()
+            && region != config.region
+        {
+            return Err(EngineError::Refused(format!(
+                "--region (or AWS_REGION) is {region} but cluster.yaml's region is {}: a cluster lives in one region; unset it, or change cluster.yaml if the cluster really moved",
+                config.region
+            )));
+        }
+        Ok(AwsContext::load(&config.region, self.profile.as_deref()).await)
     }
 }
 
@@ -256,7 +266,7 @@ pub async fn open(
     aws: &AwsOptions,
 ) -> Result<(ClusterConfig, AwsContext, Backend), EngineError> {
     let config = ClusterConfig::load(dir)?;
-    let context = aws.context(&config).await;
+    let context = aws.context(&config).await?;
     let backend = Backend::open(dir, &config, &context);
     Ok((config, context, backend))
 }

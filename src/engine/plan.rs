@@ -76,7 +76,7 @@ pub async fn plan(
             crate::config::MISSING_PLAN_SIGNING_KEY
         )));
     }
-    let context = aws.context(&config).await;
+    let context = aws.context(&config).await?;
     let backend = Backend::open(dir, &config, &context);
     progress("reading the state");
     let prior = backend.load(&config).await?;
@@ -92,6 +92,66 @@ pub async fn plan(
             sign(plan, &context.kms(), key).await
         }
         _ => Ok(plan),
+    }
+}
+
+/// The region and account a stack ARN (`arn:PARTITION:cloudformation:REGION:ACCOUNT:stack/…`)
+/// names.
+fn stack_arn_place(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.split(':');
+    let (Some("arn"), Some(_), Some("cloudformation"), Some(region), Some(account)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    Some((region, account))
+}
+
+/// Refuses to plan a stack other than the one the state records: another region, another
+/// account's stack of the same name, or none at all where another account is asked. Without
+/// this, credentials for the wrong account plan (and apply) a second cluster.
+async fn check_stack_binding(
+    config: &ClusterConfig,
+    recorded: &str,
+    live: Option<&str>,
+    context: &AwsContext,
+) -> Result<(), EngineError> {
+    let Some((region, account)) = stack_arn_place(recorded) else {
+        return Err(EngineError::Refused(format!(
+            "the state records stack id {recorded}, which is not a CloudFormation stack ARN"
+        )));
+    };
+    if region != config.region {
+        return Err(EngineError::Refused(format!(
+            "the state records the stack in {region} ({recorded}) but cluster.yaml's region is {}: a cluster lives in one region",
+            config.region
+        )));
+    }
+    match live {
+        Some(id) if id == recorded => Ok(()),
+        Some(id) => Err(EngineError::Refused(format!(
+            "the stack named {} here is {id}, not the stack the state records ({recorded}): these credentials reach another account's (or a re-created) stack; nothing was planned",
+            config.stack_name()
+        ))),
+        None => {
+            let caller = context.caller().await.map_err(|e| {
+                EngineError::Refused(format!(
+                    "the stack the state records ({recorded}) is not here, and STS cannot say which account this is: {e}"
+                ))
+            })?;
+            let caller_account = caller.split(':').nth(4).unwrap_or_default();
+            if caller_account != account {
+                return Err(EngineError::Refused(format!(
+                    "the state records the stack in account {account} ({recorded}) but these credentials are for account {caller_account} ({caller}); nothing was planned"
+                )));
+            }
+            // Deleted outside kube-aws, in this account: planning creates it again.
+            Ok(())
+        }
     }
 }
 
@@ -395,6 +455,18 @@ async fn plan_apply(
                 }
                 Some(_) => true,
             };
+            if let Some(recorded) = prior_state
+                .and_then(|s| s.stack.as_ref())
+                .and_then(|s| s.id.as_deref())
+            {
+                check_stack_binding(
+                    config,
+                    recorded,
+                    live.as_ref().map(|s| s.id.as_str()),
+                    context,
+                )
+                .await?;
+            }
             if let Some(s) = &live {
                 stack_id = Some(s.id.clone());
                 live_outputs = s.outputs.clone();

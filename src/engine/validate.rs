@@ -368,7 +368,7 @@ pub async fn validate(
         mut findings,
     } = offline(dir, now).await?;
     if let (false, Some(config)) = (offline_only, config) {
-        let context = aws.context(&config).await;
+        let context = aws.context(&config).await?;
         findings.extend(online(&config, &context, stack_template.as_deref()).await);
     }
     Ok(findings)

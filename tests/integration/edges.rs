@@ -331,3 +331,50 @@ fn a_hosted_zone_that_is_not_a_parent_of_the_dns_name_is_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn another_region_or_another_accounts_stack_is_refused_before_anything_is_planned() {
+    let c = Cluster::new("bind", false, None);
+    c.plan_and_apply();
+
+    // --region elsewhere would have planned a second cluster there.
+    c.proxy.reset();
+    let out = c.expect(1, &["plan", "--region", "us-east-1"]);
+    assert!(
+        stderr(&out).contains(
+            "--region (or AWS_REGION) is us-east-1 but cluster.yaml's region is us-west-2"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert!(c.proxy.seen().is_empty(), "{:?}", c.proxy.seen());
+
+    // Credentials for another account that has a stack of the same name.
+    let name = c.name.clone();
+    let other = format!(
+        "arn:aws:cloudformation:us-west-2:210987654321:stack/{name}/00000000-0000-4000-8000-00000000beef"
+    );
+    let served = other.clone();
+    c.proxy.intercept(std::sync::Arc::new(move |req| {
+        (req.service == "cloudformation" && req.operation == "DescribeStacks").then(|| {
+            (200, format!(
+                r#"<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>{name}</StackName><StackId>{served}</StackId><CreationTime>2026-11-25T20:00:00.000Z</CreationTime><StackStatus>CREATE_COMPLETE</StackStatus><Outputs/></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>b1</RequestId></ResponseMetadata></DescribeStacksResponse>"#
+            ))
+        })
+    }));
+    c.proxy.reset();
+    let out = c.expect(1, &["plan"]);
+    assert!(
+        stderr(&out).contains(&format!("here is {other}, not the stack the state records")),
+        "{}",
+        stderr(&out)
+    );
+    let writes: Vec<String> = c
+        .proxy
+        .seen()
+        .iter()
+        .map(|r| r.operation.clone())
+        .filter(|op| op.contains("ChangeSet"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+}
