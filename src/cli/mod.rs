@@ -147,7 +147,7 @@ struct PlanArgs {
     #[arg(long)]
     offline: bool,
     /// Re-issue certificates that expire within this many days.
-    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    #[arg(long, default_value_t = 30, value_name = "DAYS", value_parser = clap::value_parser!(i64).range(0..=36_500))]
     renew_before: i64,
     /// Move the key that encrypts Secrets in etcd one rotation step on (three plans and applies:
     /// add a new key for reading, encrypt with it and rewrite every Secret, remove the old one).
@@ -231,6 +231,7 @@ struct InitArgs {
 
 /// Parses the arguments, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
+    install_panic_hook();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -239,6 +240,31 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A panic is a bug whatever the input: say so in one line with the version and where, and
+/// keep the backtrace for those who ask for it with RUST_BACKTRACE.
+fn install_panic_hook() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: this is a bug in kube-aws {} ({}), not a problem with your input: {message}{place}\nPlease report it; RUST_BACKTRACE=1 shows a backtrace.",
+            env!("CARGO_PKG_VERSION"),
+            env!("KUBE_AWS_GIT_COMMIT"),
+        );
+    }));
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -370,6 +370,66 @@ pub struct EtcdMember {
     pub availability_zone: String,
 }
 
+/// The largest cluster.yaml kube-aws reads; real ones are a few kilobytes.
+const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+/// The deepest nesting kube-aws reads; cluster.yaml needs five levels.
+const MAX_NESTING: usize = 64;
+
+/// Why `text` is too large or too deeply nested to parse, at the line where it gets so. Depth
+/// is over-estimated (each indentation column and each `- ` counts as a level, plus open flow
+/// brackets), which is safe: the parsers' recursion is what must stay bounded.
+fn beyond_bounds(text: &str) -> Option<Problem> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Some(Problem::general(format!(
+            "{} bytes: larger than the {MAX_CONFIG_BYTES} bytes kube-aws reads",
+            text.len()
+        )));
+    }
+    let mut flow = 0usize;
+    for (index, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let mut rest = line.trim_start_matches(' ');
+        let mut dashes = 0;
+        while let Some(after) = rest
+            .strip_prefix("- ")
+            .or_else(|| (rest == "-").then_some(""))
+        {
+            dashes += 1;
+            rest = after.trim_start_matches(' ');
+            if rest.is_empty() {
+                break;
+            }
+        }
+        let mut deepest_flow = flow;
+        let mut quoted: Option<char> = None;
+        for ch in rest.chars() {
+            match (quoted, ch) {
+                (Some(q), c) if c == q => quoted = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quoted = Some(ch),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    deepest_flow = deepest_flow.max(flow);
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if indent + dashes + deepest_flow > MAX_NESTING {
+            return Some(Problem {
+                field: String::new(),
+                line: Some(index + 1),
+                column: None,
+                message: format!(
+                    "nested more than {MAX_NESTING} levels deep, which no cluster.yaml needs"
+                ),
+            });
+        }
+    }
+    None
+}
+
 /// Name of the implicit pool made from the top-level `worker*` settings.
 pub const DEFAULT_POOL: &str = "workers";
 
@@ -380,6 +440,10 @@ impl ClusterConfig {
             file: file.to_path_buf(),
             problems,
         };
+        // The parsers recurse per nesting level: bound the input before either sees it.
+        if let Some(problem) = beyond_bounds(text) {
+            return Err(err(vec![problem]));
+        }
         let locator = Locator::new(text).map_err(|p| err(vec![p]))?;
         let mut unknown = Vec::new();
         let de = serde_norway::Deserializer::from_str(text);

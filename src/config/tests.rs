@@ -296,3 +296,109 @@ fn the_artifact_bucket_is_the_template_bucket_or_the_state_bucket_and_has_a_vali
         "https://demo-artifacts.s3.us-west-2.amazonaws.com/demo/templates/cd.json"
     );
 }
+
+#[test]
+fn pools_whose_names_give_one_logical_id_are_an_error_naming_both() {
+    let found = problems(&format!(
+        "{MINIMAL}nodePools:\n  - name: gpu-large\n    count: 3\n  - name: gpu-large-\n  - name: workers-\n"
+    ));
+    let messages: Vec<(&str, &str)> = found
+        .iter()
+        .map(|p| (p.field.as_str(), p.message.as_str()))
+        .collect();
+    assert!(
+        messages.iter().any(|(f, m)| *f == "nodePools[1].name"
+            && m.contains(
+                "\"gpu-large-\" and \"gpu-large\" both name CloudFormation resources GpuLarge"
+            )),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|(f, m)| *f == "nodePools[2].name"
+            && m.contains(
+                "\"workers-\" and \"workers\" both name CloudFormation resources Workers"
+            )),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn extreme_numbers_are_range_errors_not_allocations_or_panics() {
+    for (setting, field, words) in [
+        ("etcdCount: 20001", "etcdCount", "must be at most 9"),
+        ("etcdCount: 4294967295", "etcdCount", "must be at most 9"),
+        (
+            "tlsCADurationDays: 4000000",
+            "tlsCADurationDays",
+            "between 1 and 36500",
+        ),
+        (
+            "controllerCount: 100000",
+            "controllerCount",
+            "between 1 and 50",
+        ),
+        ("workerCount: 5000000", "workerCount", "at most 1000"),
+        (
+            "workerRootVolumeSize: 0",
+            "workerRootVolumeSize",
+            "between 8 and 16384",
+        ),
+        (
+            "recordSetTTL: 4294967295",
+            "recordSetTTL",
+            "between 1 and 604800",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let found = problems(&format!("{MINIMAL}{setting}\n"));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.field == field && p.message.contains(words) && p.line == Some(8)),
+            "{setting}: {found:?}"
+        );
+        // Not a timing test: a runaway (the old etcdCount: 20001 took a minute) fails loudly.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{setting}"
+        );
+    }
+}
+
+#[test]
+fn deep_or_huge_yaml_is_refused_before_the_parsers_recurse() {
+    let deep = format!("{MINIMAL}nodePools:\n{}\n", "- ".repeat(20_000));
+    let found = problems(&deep);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].line, Some(9));
+    let alone = problems(&"- ".repeat(20_000));
+    assert!(
+        alone[0].message.contains("nested more than 64 levels"),
+        "{alone:?}"
+    );
+    assert!(
+        found[0].message.contains("nested more than 64 levels"),
+        "{found:?}"
+    );
+
+    let flow = format!(
+        "{MINIMAL}stackTags: {}{}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let found = problems(&flow);
+    assert!(
+        found[0].message.contains("nested more than 64 levels"),
+        "{found:?}"
+    );
+
+    let huge = format!("{MINIMAL}# {}\n", "x".repeat(2 * 1024 * 1024));
+    let found = problems(&huge);
+    assert!(
+        found[0].message.contains("larger than the 1048576 bytes"),
+        "{found:?}"
+    );
+
+    // Ordinary nesting is untouched.
+    parse(&format!("{MINIMAL}nodePools:\n  - name: gpu\n    labels: {{a: b}}\n    taints: [{{key: k, value: v, effect: NoSchedule}}]\n")).unwrap();
+}

@@ -271,11 +271,22 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
         );
     }
 
-    // Counts.
-    if c.controller_count == 0 {
-        problem(&[key("controllerCount")], "must be at least 1".into());
+    // Counts and sizes, within what AWS, CloudFormation and etcd allow.
+    if !(1..=50).contains(&c.controller_count) {
+        problem(
+            &[key("controllerCount")],
+            format!("must be between 1 and 50 (got {})", c.controller_count),
+        );
     }
-    if c.etcd_count == 0 || c.etcd_count.is_multiple_of(2) {
+    if c.etcd_count > 9 {
+        problem(
+            &[key("etcdCount")],
+            format!(
+                "must be at most 9 (got {}): etcd recommends 3, 5 or 7 members, and each member is its own stack resources",
+                c.etcd_count
+            ),
+        );
+    } else if c.etcd_count == 0 || c.etcd_count.is_multiple_of(2) {
         problem(
             &[key("etcdCount")],
             format!(
@@ -330,8 +341,46 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             );
         }
     }
-    if c.tls_ca_duration_days == 0 {
-        problem(&[key("tlsCADurationDays")], "must be at least 1".into());
+    if !(1..=36_500).contains(&c.tls_ca_duration_days) {
+        problem(
+            &[key("tlsCADurationDays")],
+            format!(
+                "must be between 1 and 36500 days (100 years) (got {})",
+                c.tls_ca_duration_days
+            ),
+        );
+    }
+    let too_many = |count: u32| format!("must be at most 1000 instances per group (got {count})");
+    if c.worker_count > 1_000 {
+        problem(&[key("workerCount")], too_many(c.worker_count));
+    }
+    for (i, pool) in c.node_pools.iter().enumerate() {
+        if let Some(count) = pool.count.filter(|n| *n > 1_000) {
+            problem(
+                &[key("nodePools"), Segment::Index(i), key("count")],
+                too_many(count),
+            );
+        }
+    }
+    for (field, size) in [
+        ("controllerRootVolumeSize", c.controller_root_volume_size),
+        ("workerRootVolumeSize", c.worker_root_volume_size),
+    ] {
+        if !(8..=16_384).contains(&size) {
+            problem(
+                &[key(field)],
+                format!("must be between 8 and 16384 GiB (got {size})"),
+            );
+        }
+    }
+    if !(1..=604_800).contains(&c.record_set_ttl) {
+        problem(
+            &[key("recordSetTTL")],
+            format!(
+                "must be between 1 and 604800 seconds (got {})",
+                c.record_set_ttl
+            ),
+        );
     }
     if c.tls_cert_duration_days == 0 || c.tls_cert_duration_days > c.tls_ca_duration_days {
         problem(
@@ -346,9 +395,26 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
         problem(&[key("kubernetesVersion")], message);
     }
 
-    // Node pools: unique, usable as logical-id fragments.
+    // Node pools: unique, usable as logical-id fragments, and no two with the same fragment
+    // (`gpu-large` and `gpu-large-` are both GpuLarge: the stack would keep one group).
     let mut seen = BTreeSet::from([DEFAULT_POOL.to_string()]);
+    let mut logical_ids =
+        std::collections::BTreeMap::from([(super::logical_name(DEFAULT_POOL), DEFAULT_POOL)]);
     for (i, pool) in c.node_pools.iter().enumerate() {
+        let logical = super::logical_name(&pool.name);
+        if let Some(other) = logical_ids.get(&logical)
+            && *other != pool.name
+        {
+            problem(
+                &[key("nodePools"), Segment::Index(i), key("name")],
+                format!(
+                    "\"{}\" and \"{other}\" both name CloudFormation resources {logical} (AutoScale{logical}, LaunchTemplate{logical}); rename one",
+                    pool.name
+                ),
+            );
+        } else {
+            logical_ids.insert(logical, &pool.name);
+        }
         let path = [key("nodePools"), Segment::Index(i), key("name")];
         let valid = !pool.name.is_empty()
             && pool.name.len() <= 40
