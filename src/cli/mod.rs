@@ -510,6 +510,8 @@ fn plan_command(
         renew_before: time::Duration::days(args.renew_before),
         destroy: false,
         rotate_secrets_key: args.rotate_secrets_key,
+        // Only a plan written to a file can be applied later; one only shown needs no signature.
+        sign: args.output.is_some(),
     };
     let plan = make_plan(dir, aws, &options)?;
     if let Some(path) = &args.output {

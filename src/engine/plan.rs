@@ -38,6 +38,9 @@ pub struct PlanOptions {
     pub destroy: bool,
     /// Move the Secrets encryption key one rotation step on.
     pub rotate_secrets_key: bool,
+    /// Sign the plan (with `planSigningKeyArn`, when cluster.yaml names one). Off only for a
+    /// plan that is shown and never applied, which saves its KMS call.
+    pub sign: bool,
 }
 
 impl Default for PlanOptions {
@@ -47,6 +50,7 @@ impl Default for PlanOptions {
             renew_before: super::DEFAULT_RENEW_BEFORE,
             destroy: false,
             rotate_secrets_key: false,
+            sign: true,
         }
     }
 }
@@ -87,7 +91,7 @@ pub async fn plan(
         plan_apply(dir, &config, prior, online, options, now, progress).await?
     };
     match (online, &config.plan_signing_key_arn) {
-        (Some(context), Some(key)) => {
+        (Some(context), Some(key)) if options.sign => {
             progress("signing the plan");
             sign(plan, &context.kms(), key).await
         }
