@@ -1,5 +1,5 @@
-//! Who is acting: the STS caller ARN online, `user@host` offline; audit entries and locks
-//! name it.
+//! Who is acting: the STS caller ARN, which audit entries and locks name; a run that cannot
+//! learn it is refused rather than recorded under an unverified name.
 
 use super::AwsError;
 
@@ -16,18 +16,4 @@ pub async fn caller_arn(sdk: &aws_config::SdkConfig) -> Result<String, AwsError>
         code: None,
         message: "the response carried no Arn".into(),
     })
-}
-
-/// `user@host` for offline runs.
-pub fn local_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{user}@{host}")
 }

@@ -98,16 +98,10 @@ impl AwsContext {
         aws_sdk_s3::Client::from_conf(builder.build())
     }
 
-    /// Who is acting: the STS caller ARN, or `user@host` when STS cannot be reached.
-    /// The caller's ARN from STS, failing when STS does.
-    pub async fn caller(&self) -> Result<String, AwsError> {
+    /// Who this run is, for the audit log: the STS caller ARN. When STS cannot say, the run
+    /// is refused rather than recorded under a name nobody verified.
+    pub async fn actor(&self) -> Result<String, AwsError> {
         identity::caller_arn(&self.sdk).await
-    }
-
-    pub async fn actor(&self) -> String {
-        identity::caller_arn(&self.sdk)
-            .await
-            .unwrap_or_else(|_| identity::local_actor())
     }
 
     pub fn cloudformation(&self) -> cloudformation::CloudFormation {

@@ -76,7 +76,7 @@ pub async fn apply(
     observer(ApplyEvent::Step("verifying the plan's signature"));
     verify_signature(&config, plan, &context.kms()).await?;
     let backend = Backend::open(dir, &config, &context);
-    let actor = context.actor().await;
+    let actor = context.actor().await.map_err(unverified_actor)?;
 
     // Step 2: the lock. From here on, every path releases it.
     observer(ApplyEvent::Step("taking the state lock"));
@@ -92,6 +92,13 @@ pub async fn apply(
     let outcome = outcome?;
     released?;
     Ok(outcome)
+}
+
+/// Why a run that cannot name its caller is refused: the audit log records who did what.
+pub fn unverified_actor(e: crate::aws::AwsError) -> EngineError {
+    EngineError::Refused(format!(
+        "STS cannot say who this caller is ({e}); the audit log records the caller's ARN and kube-aws does not guess one, so nothing was done"
+    ))
 }
 
 /// Refuses a plan that `planSigningKeyArn` did not sign as it stands. The key comes from

@@ -103,7 +103,10 @@ pub async fn state_push(
             state.cluster_name, config.cluster_name
         )));
     }
-    let actor = context.actor().await;
+    let actor = context
+        .actor()
+        .await
+        .map_err(super::apply::unverified_actor)?;
     let lock = backend
         .store
         .lock(
@@ -143,8 +146,13 @@ pub async fn state_unlock(
     now: OffsetDateTime,
 ) -> Result<(LockInfo, AuditEntry), EngineError> {
     let (_, context, backend) = open(dir, aws).await?;
+    // Who unlocks is known before the lock goes, so the unlock is never left unaudited for
+    // want of a name.
+    let actor = context
+        .actor()
+        .await
+        .map_err(super::apply::unverified_actor)?;
     let info = backend.store.force_unlock(id).await?;
-    let actor = context.actor().await;
     let entry = backend
         .audit
         .append(

@@ -142,7 +142,7 @@ async fn check_stack_binding(
             config.stack_name()
         ))),
         None => {
-            let caller = context.caller().await.map_err(|e| {
+            let caller = context.actor().await.map_err(|e| {
                 EngineError::Refused(format!(
                     "the stack the state records ({recorded}) is not here, and STS cannot say which account this is: {e}"
                 ))

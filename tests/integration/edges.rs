@@ -378,3 +378,28 @@ fn another_region_or_another_accounts_stack_is_refused_before_anything_is_planne
         .collect();
     assert!(writes.is_empty(), "{writes:?}");
 }
+
+#[test]
+fn an_apply_whose_caller_sts_cannot_name_is_refused_before_the_lock() {
+    let c = Cluster::new("nosts", false, None);
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    c.proxy.intercept(std::sync::Arc::new(|req| {
+        (req.service == "sts").then(|| {
+            (403, r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not allowed</Message></Error><RequestId>s1</RequestId></ErrorResponse>"#.to_string())
+        })
+    }));
+    let out = c.expect(1, &["apply", "plan.json"]);
+    assert!(
+        stderr(&out).contains("STS cannot say who this caller is"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!c.path("state/state.lock").exists());
+    assert!(!c.path("state/state.json").exists());
+    let history = stdout(&c.expect(0, &["history", "--json"]));
+    assert_eq!(
+        history.trim(),
+        "[]",
+        "no audit entry under an unverified name"
+    );
+}
