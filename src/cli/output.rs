@@ -635,6 +635,9 @@ pub fn status_text(s: &Status) -> String {
             );
         }
     }
+    if let Some(warning) = &s.unfinished_apply {
+        let _ = writeln!(out, "Warning: {warning}");
+    }
     out
 }
 

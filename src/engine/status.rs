@@ -34,6 +34,9 @@ pub struct Status {
     pub lock_expired: bool,
     pub serial: Option<u64>,
     pub last_audit: Option<AuditEntry>,
+    /// An apply that recorded `started` and nothing after it, while nobody holds the lock: the
+    /// process died mid-run. What it means and what to do.
+    pub unfinished_apply: Option<String>,
 }
 
 pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError> {
@@ -72,7 +75,28 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
     let lock_expired = lock
         .as_ref()
         .is_some_and(|l| l.expired_at(time::OffsetDateTime::now_utc()));
-    let last_audit = backend.audit.newest(1).await?.into_iter().next();
+    let recent = backend.audit.newest(10).await?;
+    let last_audit = recent.first().cloned();
+    let unfinished_apply = unfinished(&recent).map(|e| {
+        format!(
+            "apply #{} (`{}` by {}, {}) recorded `started` and nothing after it: {}. Its change set {} {}; the state is at serial {}. Run `kube-aws plan` to see what is left to converge.",
+            e.seq,
+            e.command,
+            e.actor,
+            e.time,
+            if lock.is_some() && !lock_expired {
+                "it is still running, or it stopped while holding the lock"
+            } else {
+                "it stopped mid-run"
+            },
+            e.change_set_arn.as_deref().unwrap_or("(none)"),
+            match &stack {
+                Some(s) => format!("left the stack in {}", s.status),
+                None => "left no stack".into(),
+            },
+            loaded.as_ref().map_or(0, |l| l.state.serial),
+        )
+    });
     Ok(Status {
         stack_name,
         stack,
@@ -82,7 +106,26 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
         lock_expired,
         serial: loaded.map(|l| l.state.serial),
         last_audit,
+        unfinished_apply,
     })
+}
+
+/// The newest `started` entry (of `newest`, newest first) that no later entry closes: a later
+/// entry of the same plan with another result closes it, and a later successful apply
+/// supersedes everything before it.
+fn unfinished(newest: &[AuditEntry]) -> Option<&AuditEntry> {
+    use crate::audit::AuditResult;
+    let mut closed = std::collections::BTreeSet::new();
+    for entry in newest {
+        match entry.result {
+            AuditResult::Started if !closed.contains(&entry.plan_sha256) => return Some(entry),
+            AuditResult::Succeeded if entry.plan_sha256.is_some() => return None,
+            _ => {
+                closed.insert(entry.plan_sha256.clone());
+            }
+        }
+    }
+    None
 }
 
 /// Decrypts the admin key with its encryption context and writes a kubeconfig (mode 0600)

@@ -31,6 +31,7 @@ fn killed_at_every_request_of_an_apply_nothing_is_corrupt_and_the_next_plan_conv
     assert!(requests > 10, "{:?}", c.proxy.seen());
 
     let mut killed_holding_lock = 0;
+    let mut flagged_unfinished = 0;
     for k in 1..=requests {
         c.set("workerCount", if k % 2 == 0 { "2" } else { "3" });
         c.expect(0, &["plan", "-o", "plan.json"]);
@@ -69,6 +70,9 @@ fn killed_at_every_request_of_an_apply_nothing_is_corrupt_and_the_next_plan_conv
 
         // A lock left behind is shown, and cleared with an audit entry.
         let status = stdout(&c.expect(0, &["status"]));
+        if status.contains("recorded `started` and nothing after it") {
+            flagged_unfinished += 1;
+        }
         if let Some(id) = lock_id(&status) {
             killed_holding_lock += 1;
             c.expect(0, &["state", "unlock", &id]);
@@ -85,7 +89,8 @@ fn killed_at_every_request_of_an_apply_nothing_is_corrupt_and_the_next_plan_conv
         c.expect(0, &["history", "--verify"]);
     }
     eprintln!(
-        "killed an apply at each of its {requests} requests; {killed_holding_lock} kills left a lock that state unlock cleared"
+        "killed an apply at each of its {requests} requests; {killed_holding_lock} kills left a lock that state unlock cleared; status flagged {flagged_unfinished} unfinished applies"
     );
     assert!(killed_holding_lock > 0);
+    assert!(flagged_unfinished > 0);
 }
