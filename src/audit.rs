@@ -173,7 +173,7 @@ impl<O: ObjectStore> AuditLog<O> {
     }
 
     /// The hint naming the newest sequence number.
-    fn head_key(&self) -> String {
+    pub fn head_key(&self) -> String {
         format!("{}{HEAD}", self.prefix)
     }
 
@@ -203,16 +203,21 @@ impl<O: ObjectStore> AuditLog<O> {
     }
 
     /// The highest sequence number in the log (0 when empty): the HEAD hint, then a listing
-    /// of anything after it, since a writer may have died between its entry and the hint.
+    /// of anything after it, since a writer may have died between its entry and the hint. The
+    /// hint is trusted only as far as an entry exists there; a HEAD that names a missing entry
+    /// (deleted, or edited to any number) is ignored and the whole log listed instead.
     pub async fn latest_seq(&self) -> Result<u64, StateError> {
         let head_key = self.head_key();
-        let hint = match self.objects.get(&head_key).await? {
+        let mut hint = match self.objects.get(&head_key).await? {
             Some(object) => String::from_utf8_lossy(&object.bytes)
                 .trim()
                 .parse()
                 .unwrap_or(0),
             None => 0,
         };
+        if hint > 0 && self.objects.get(&self.entry_key(hint)).await?.is_none() {
+            hint = 0;
+        }
         let after = (hint > 0).then(|| self.entry_key(hint));
         let newer = self
             .objects
@@ -351,9 +356,18 @@ impl<O: ObjectStore> AuditLog<O> {
             && let Ok(head) = String::from_utf8_lossy(&object.bytes).trim().parse::<u64>()
             && head >= expected
         {
-            for missing in expected..=head {
+            // One line per missing entry while that is readable; HEAD is only a hint, and one
+            // edited to 2^64-1 must cost one line, not 2^64.
+            if head - expected < 20 {
+                for missing in expected..=head {
+                    problems.push(format!(
+                        "entry {missing} is missing (the log's HEAD is {head})"
+                    ));
+                }
+            } else {
                 problems.push(format!(
-                    "entry {missing} is missing (the log's HEAD is {head})"
+                    "entries {expected} to {head} are missing, or HEAD was edited: the log's HEAD is {head} but its last entry is {}",
+                    expected - 1
                 ));
             }
         }

@@ -346,6 +346,44 @@ async fn verify_names_edited_missing_and_reordered_entries(backend: Backend) {
         "{:?}",
         report.problems
     );
+
+    // HEAD is a hint: edited to 2^64-1 it costs one line and no more work, and neither
+    // reading nor appending trusts it past the entries that exist.
+    objects
+        .put(
+            &backend.audit.head_key(),
+            u64::MAX.to_string().as_bytes(),
+            Precondition::Overwrite,
+        )
+        .await
+        .unwrap();
+    assert_eq!(backend.audit.latest_seq().await.unwrap(), 4);
+    let report = backend.audit.verify().await.unwrap();
+    assert!(
+        report.problems.contains(&format!(
+            "entries 5 to {} are missing, or HEAD was edited: the log's HEAD is {} but its last entry is 4",
+            u64::MAX,
+            u64::MAX
+        )),
+        "{:?}",
+        report.problems
+    );
+    assert!(report.problems.len() < 10, "{:?}", report.problems);
+    let newest: Vec<u64> = backend
+        .audit
+        .newest(3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(newest, [4, 3]);
+    let appended = backend
+        .audit
+        .append(now(), entry("after HEAD was edited"))
+        .await
+        .unwrap();
+    assert_eq!(appended.seq, 5);
 }
 
 macro_rules! backend_suite {
