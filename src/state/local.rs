@@ -18,6 +18,8 @@ use crate::hash::sha256_hex;
 pub const STATE_DIR: &str = "state";
 const VERSIONS_DIR: &str = "versions";
 const CAS_LOCK: &str = ".cas.lock";
+/// How long a write waits for the compare-and-swap lock before giving up.
+const CAS_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct LocalObjects {
@@ -58,7 +60,30 @@ impl LocalObjects {
             .write(true)
             .open(self.root.join(CAS_LOCK))
             .map_err(|e| self.failed(key, e))?;
-        lock.lock().map_err(|e| self.failed(key, e))?;
+        // A compare-and-swap holds it for milliseconds; waiting longer means another process
+        // stopped while holding it (a killed one releases it), so say so instead of hanging.
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < CAS_LOCK_WAIT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(self.failed(
+                        key,
+                        format!(
+                            "another process has held {} for over {} s; a kube-aws that was stopped (Ctrl-Z, a debugger) keeps it until it resumes or exits",
+                            self.root.join(CAS_LOCK).display(),
+                            CAS_LOCK_WAIT.as_secs()
+                        ),
+                    ));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(self.failed(key, e)),
+            }
+        }
         let result = f();
         let _ = lock.unlock();
         result

@@ -403,3 +403,26 @@ fn an_apply_whose_caller_sts_cannot_name_is_refused_before_the_lock() {
         "no audit entry under an unverified name"
     );
 }
+
+#[test]
+fn a_local_state_write_behind_a_stopped_holder_gives_up_with_a_reason() {
+    let c = Cluster::new("caslock", false, None);
+    c.plan_and_apply();
+    // What a kube-aws stopped inside a compare-and-swap holds.
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(c.path("state/.cas.lock"))
+        .expect("the lock file exists after an apply");
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    held.lock().unwrap();
+    let out = c.expect(1, &["apply", "plan.json"]);
+    assert!(
+        stderr(&out).contains("a kube-aws that was stopped (Ctrl-Z, a debugger) keeps it"),
+        "{}",
+        stderr(&out)
+    );
+    held.unlock().unwrap();
+    // Nothing was half-done: the same reviewed plan applies once the holder is gone.
+    c.expect(0, &["apply", "plan.json"]);
+}
