@@ -90,7 +90,11 @@ pub async fn apply(
     .await;
     let released = backend.store.unlock(&lock).await;
     let outcome = outcome?;
-    released?;
+    match released {
+        // Someone removed it mid-run: the outcome (and its audit entry) already says so.
+        Err(StateError::LockLost { .. }) if outcome.result != AuditResult::Succeeded => {}
+        other => other?,
+    }
     Ok(outcome)
 }
 
@@ -255,6 +259,9 @@ async fn locked(
                 Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
             };
             let last = last_event_id(&cfn, &id).await;
+            if let Some(why) = lock_lost(backend, lock).await {
+                return finish(AuditResult::Failed, None, Some(why)).await;
+            }
             if let Err(e) = cfn.delete_stack(&id).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
@@ -272,6 +279,10 @@ async fn locked(
                 "executing change set {change_set}"
             )));
             let last = last_event_id(&cfn, stack_name).await;
+            // The last moment to find out the lock is gone: after this, AWS changes.
+            if let Some(why) = lock_lost(backend, lock).await {
+                return finish(AuditResult::Failed, None, Some(why)).await;
+            }
             if let Err(e) = cfn.execute_change_set(stack_name, &change_set).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
@@ -379,7 +390,17 @@ async fn locked(
     records.sort_by(|a, b| (&a.name, &a.record_type).cmp(&(&b.name, &b.record_type)));
     next.records = records;
     observer(ApplyEvent::Step("writing the state"));
-    let written = backend.store.persist(&next, loaded.as_ref(), lock).await?;
+    let written = match backend.store.persist(&next, loaded.as_ref(), lock).await {
+        Ok(written) => written,
+        Err(e) => {
+            // The stack changed but the state could not be written (the lock was removed
+            // mid-run, or the store failed): the audit log still says how this run ended.
+            let message = format!(
+                "lock lost or state write failed after the stack was applied ({e}); the state is unchanged, so run `kube-aws plan`: it shows what the stack now differs from the state"
+            );
+            return finish(AuditResult::Failed, None, Some(message)).await;
+        }
+    };
 
     // Step 9.
     if records_ok {
@@ -395,6 +416,21 @@ async fn locked(
             Some(message),
         )
         .await
+    }
+}
+
+/// Why this apply may not change AWS any more: its lock was removed (`state unlock`) or
+/// replaced by another run's. `None` while it still holds it.
+async fn lock_lost(backend: &Backend, lock: &HeldLock) -> Option<String> {
+    match backend.store.still_holds(lock).await {
+        Ok(true) => None,
+        Ok(false) => Some(format!(
+            "the state lock {} was removed or taken over while this apply ran; nothing was executed. Make a new plan once no other run is active.",
+            lock.info.id
+        )),
+        Err(e) => Some(format!(
+            "the state lock could not be re-checked ({e}); nothing was executed"
+        )),
     }
 }
 

@@ -111,6 +111,14 @@ impl<O: ObjectStore> StateStore<O> {
     }
 
     /// The lock as it stands, with its ETag.
+    /// Whether `lock` is still the lock on the state (nobody removed or replaced it).
+    pub async fn still_holds(&self, lock: &HeldLock) -> Result<bool, StateError> {
+        Ok(self
+            .current_lock()
+            .await?
+            .is_some_and(|(info, etag)| info.id == lock.info.id && etag == lock.etag))
+    }
+
     pub async fn current_lock(&self) -> Result<Option<(LockInfo, String)>, StateError> {
         let Some(object) = self.objects.get(&self.layout.lock).await? else {
             return Ok(None);

@@ -94,3 +94,84 @@ fn killed_at_every_request_of_an_apply_nothing_is_corrupt_and_the_next_plan_conv
     assert!(killed_holding_lock > 0);
     assert!(flagged_unfinished > 0);
 }
+
+#[test]
+fn a_lock_removed_before_execution_stops_the_apply_and_the_log_says_so() {
+    let c = Cluster::new("lostlock", false, None);
+    c.plan_and_apply();
+
+    // Where in an apply the change set is checked, one step before it is executed.
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    c.proxy.reset();
+    c.expect(0, &["apply", "plan.json"]);
+    let at = c
+        .proxy
+        .seen()
+        .iter()
+        .position(|r| r.operation == "DescribeChangeSet")
+        .expect("apply describes the change set") as u64
+        + 1;
+
+    c.set("workerCount", "3");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    c.proxy.reset();
+    c.proxy.hold_request(at);
+    let child = kube_aws(moto(), c.dir.path())
+        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+        .args(["apply", "plan.json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !c.proxy.holding() {
+        assert!(
+            Instant::now() < deadline,
+            "apply never reached request {at}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Someone runs `state unlock` on the running apply's lock (straight to moto).
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.lock")).unwrap()).unwrap();
+    let id = lock["id"].as_str().unwrap().to_string();
+    let unlocked = kube_aws(moto(), c.dir.path())
+        .args(["state", "unlock", &id])
+        .output()
+        .unwrap();
+    assert!(
+        unlocked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unlocked.stderr)
+    );
+    c.proxy.release();
+
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("the state lock {id} was removed or taken over while this apply ran; nothing was executed")),
+        "{said}"
+    );
+    let executed: Vec<String> = c
+        .proxy
+        .seen()
+        .iter()
+        .map(|r| r.operation.clone())
+        .filter(|op| op == "ExecuteChangeSet")
+        .collect();
+    assert!(executed.is_empty(), "{executed:?}");
+    let last: Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
+            .unwrap();
+    assert_eq!(last[0]["result"], "failed", "the started entry is closed");
+    assert!(
+        last[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was executed")
+    );
+    // The reviewed plan is still good: nothing changed.
+    c.expect(0, &["apply", "plan.json"]);
+}
