@@ -1113,29 +1113,32 @@ fn artifact_objects(
     crate::state::s3::S3Objects::connect(context, &artifacts.region, &artifacts.bucket)
 }
 
-/// Uploads the add-on objects the deployed stack names that are no longer in the bucket.
-/// Changed content is not looked for here: the controllers refuse it at boot, and every plan
-/// that changes the stack uploads all of them again.
-async fn restore_missing_addons(
+/// The artifact bucket's location and objects; rendering already refused a cluster without one.
+fn artifact_store(
     config: &ClusterConfig,
     context: &AwsContext,
-    rendered: &render::Rendered,
-) -> Result<(), EngineError> {
-    use crate::state::objects::{ObjectStore, Precondition};
+) -> Result<(crate::config::ArtifactLocation, crate::state::s3::S3Objects), EngineError> {
     let artifacts = config
         .artifacts()
         .ok_or(render::RenderError::NoArtifactBucket)?;
     let objects = artifact_objects(context, &artifacts);
-    let present: BTreeSet<String> = objects
-        .list(&artifacts.addons_prefix(), None, 100_000)
-        .await
-        .map_err(crate::state::StateError::from)?
-        .into_iter()
-        .collect();
-    for object in &rendered.addon_objects {
-        if present.contains(&object.key) {
-            continue;
-        }
+    Ok((artifacts, objects))
+}
+
+/// Uploads every add-on manifest whose key is not in `present`. Overwriting is safe because a
+/// key names its content's hash, and it restores an object someone changed: the controllers
+/// refuse one that does not match.
+async fn upload_addons(
+    objects: &crate::state::s3::S3Objects,
+    rendered: &render::Rendered,
+    present: &BTreeSet<String>,
+) -> Result<(), EngineError> {
+    use crate::state::objects::{ObjectStore, Precondition};
+    for object in rendered
+        .addon_objects
+        .iter()
+        .filter(|o| !present.contains(&o.key))
+    {
         let text = rendered.manifests.get(&object.name).ok_or_else(|| {
             EngineError::Refused(format!("add-on {} was not rendered", object.name))
         })?;
@@ -1147,10 +1150,28 @@ async fn restore_missing_addons(
     Ok(())
 }
 
+/// Uploads the add-on objects the deployed stack names that are no longer in the bucket.
+/// Changed content is not looked for here: the controllers refuse it at boot, and every plan
+/// that changes the stack uploads all of them again.
+async fn restore_missing_addons(
+    config: &ClusterConfig,
+    context: &AwsContext,
+    rendered: &render::Rendered,
+) -> Result<(), EngineError> {
+    use crate::state::objects::ObjectStore;
+    let (artifacts, objects) = artifact_store(config, context)?;
+    let present: BTreeSet<String> = objects
+        .list(&artifacts.addons_prefix(), None, 100_000)
+        .await
+        .map_err(crate::state::StateError::from)?
+        .into_iter()
+        .collect();
+    upload_addons(&objects, rendered, &present).await
+}
+
 /// Uploads what the stack reads from S3 to the artifact bucket under content-addressed keys:
 /// every add-on manifest, and the template when it is over the inline limit (its URL is
-/// returned). Overwriting is safe because a key names its content's hash, and it restores an
-/// object someone changed: the controllers refuse one that does not match.
+/// returned).
 async fn upload_artifacts(
     config: &ClusterConfig,
     context: &AwsContext,
@@ -1159,30 +1180,16 @@ async fn upload_artifacts(
     body: &str,
 ) -> Result<Option<String>, EngineError> {
     use crate::state::objects::{ObjectStore, Precondition};
-    let artifacts = config
-        .artifacts()
-        .ok_or(render::RenderError::NoArtifactBucket)?;
-    let objects = artifact_objects(context, &artifacts);
-    let put = |key: String, bytes: Vec<u8>| {
-        let objects = &objects;
-        async move {
-            objects
-                .put(&key, &bytes, Precondition::Overwrite)
-                .await
-                .map_err(crate::state::StateError::from)
-        }
-    };
-    for object in &rendered.addon_objects {
-        let text = rendered.manifests.get(&object.name).ok_or_else(|| {
-            EngineError::Refused(format!("add-on {} was not rendered", object.name))
-        })?;
-        put(object.key.clone(), text.clone().into_bytes()).await?;
-    }
+    let (artifacts, objects) = artifact_store(config, context)?;
+    upload_addons(&objects, rendered, &BTreeSet::new()).await?;
     if body.len() <= INLINE_TEMPLATE_LIMIT {
         return Ok(None);
     }
     let key = artifacts.template_key(template_sha256);
-    put(key.clone(), body.as_bytes().to_vec()).await?;
+    objects
+        .put(&key, body.as_bytes(), Precondition::Overwrite)
+        .await
+        .map_err(crate::state::StateError::from)?;
     Ok(Some(artifacts.url(&key)))
 }
 
