@@ -49,6 +49,17 @@ pub struct PriorBinding {
     pub version_id: Option<String>,
 }
 
+/// Where the plan applies. apply refuses to run it against another region, account or stack,
+/// whatever credentials or flags it is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub region: String,
+    /// Unknown only in an offline plan.
+    pub account_id: Option<String>,
+    /// The stack's ARN; unknown only in an offline plan of a cluster never applied.
+    pub stack_id: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssetChange {
     pub path: String,
@@ -142,6 +153,7 @@ pub struct Plan {
     /// What an offline plan did not look at.
     pub skipped: Vec<String>,
     pub prior: PriorBinding,
+    pub target: Target,
     pub assets: Vec<AssetChange>,
     pub stack: StackChange,
     pub records: Vec<RecordChange>,

@@ -648,7 +648,7 @@ mod tests {
     use crate::audit::ChangeSummary;
     use crate::planfile::{
         AssetChange, Certificate, PriorBinding, RecordChange, ResourceChange, RollingForecast,
-        StackChange,
+        StackChange, Target,
     };
     use crate::state::State;
 
@@ -672,6 +672,11 @@ mod tests {
                 serial: 3,
                 state_sha256: sha('d'),
                 version_id: None,
+            },
+            target: Target {
+                region: "us-west-2".into(),
+                account_id: Some("123456789012".into()),
+                stack_id: Some("arn:aws:cloudformation:us-west-2:123456789012:stack/demo/1".into()),
             },
             assets: vec![
                 AssetChange {

@@ -10,7 +10,7 @@ use std::time::{Duration as StdDuration, Instant};
 use time::OffsetDateTime;
 
 use super::backend::Backend;
-use super::{AwsOptions, EngineError};
+use super::{AwsOptions, EngineError, plan_checks};
 use crate::audit::{AuditResult, NewEntry};
 use crate::aws::AwsContext;
 use crate::aws::cloudformation::{StackEvent, StackService};
@@ -203,6 +203,12 @@ async fn locked(
             message: format!("{why}; nothing was executed. Make a new plan."),
         }));
     }
+    // Nothing from the plan is used before it is checked against what this run derives itself.
+    let prior_state = loaded.as_ref().map(|l| &l.state);
+    plan_checks::check_target(config, plan, super::plan::arn_account(actor), prior_state)?;
+    plan_checks::check_new_state(config, plan, prior_state)?;
+    let looked_up_zone = zone_to_look_up(config, plan, prior_state, context).await?;
+    plan_checks::check_records(config, plan, prior_state, looked_up_zone.as_deref())?;
     let serial_before = loaded.as_ref().map_or(0, |l| l.state.serial);
     let entry =
         |result: AuditResult, serial_after: Option<u64>, message: Option<String>| NewEntry {
@@ -271,7 +277,13 @@ async fn locked(
             };
         }
         (PlanKind::Apply, _) => {
-            let change_set = plan.stack.change_set_name.clone().unwrap_or_default();
+            // By its ARN: a change set of the same name on another stack is never executed.
+            let change_set = plan
+                .stack
+                .change_set_arn
+                .clone()
+                .or(plan.stack.change_set_name.clone())
+                .unwrap_or_default();
             if let Err(why) = check_change_set(&cfn, plan, &change_set).await {
                 return finish(AuditResult::Failed, None, Some(why)).await;
             }
@@ -324,9 +336,28 @@ async fn locked(
         let dns = context.route53();
         let mut by_zone: BTreeMap<&str, Vec<DnsChange>> = BTreeMap::new();
         for r in &changes {
-            let values = if r.new_values.iter().any(|v| v == KNOWN_AFTER_APPLY) {
+            // The API record always points where the stack says its endpoint is, whatever
+            // value the plan carries; a deletion removes exactly what the state recorded.
+            let values = if r.action == "DELETE" {
+                r.new_values.clone()
+            } else {
                 match outputs.get("ControllerEndpoint") {
-                    Some(v) => vec![v.clone()],
+                    Some(v)
+                        if r.new_values
+                            .iter()
+                            .all(|n| n == v || n == KNOWN_AFTER_APPLY) =>
+                    {
+                        vec![v.clone()]
+                    }
+                    Some(v) => {
+                        records_ok = false;
+                        record_error = Some(format!(
+                            "the plan points {} at {} but the stack's endpoint is {v}; the record was left as it is",
+                            r.name,
+                            r.new_values.join(", ")
+                        ));
+                        continue;
+                    }
                     None => {
                         records_ok = false;
                         record_error = Some(
@@ -336,8 +367,6 @@ async fn locked(
                         continue;
                     }
                 }
-            } else {
-                r.new_values.clone()
             };
             by_zone
                 .entry(&r.hosted_zone_id)
@@ -419,6 +448,30 @@ async fn locked(
     }
 }
 
+/// The zone an UPSERT's hosted zone must be, looked up by the name cluster.yaml gives when
+/// neither cluster.yaml nor the state names its id.
+async fn zone_to_look_up(
+    config: &ClusterConfig,
+    plan: &Plan,
+    prior: Option<&crate::state::State>,
+    context: &AwsContext,
+) -> Result<Option<String>, EngineError> {
+    let Some(upsert) = plan.records.iter().find(|r| r.action == "UPSERT") else {
+        return Ok(None);
+    };
+    if plan_checks::expected_zone(config, prior, &upsert.name).is_some() {
+        return Ok(None);
+    }
+    let Some(name) = &config.hosted_zone else {
+        return Ok(None);
+    };
+    Ok(context
+        .route53()
+        .zone_by_name(name)
+        .await?
+        .map(|z| z.id.trim_start_matches("/hostedzone/").to_string()))
+}
+
 /// Why this apply may not change AWS any more: its lock was removed (`state unlock`) or
 /// replaced by another run's. `None` while it still holds it.
 async fn lock_lost(backend: &Backend, lock: &HeldLock) -> Option<String> {
@@ -444,7 +497,17 @@ async fn check_change_set<C: StackService>(
     let described = cfn
         .describe_change_set(stack, change_set)
         .await
-        .map_err(|e| format!("change set {change_set} is gone or unreadable: {e}"))?;
+        .map_err(|e| {
+            format!("change set {change_set} is gone or unreadable ({e}); nothing was executed")
+        })?;
+    if let Some(expected) = &plan.target.stack_id
+        && described.stack_id.as_ref() != Some(expected)
+    {
+        return Err(format!(
+            "change set {change_set} belongs to stack {}, not the planned {expected}; nothing was executed",
+            described.stack_id.as_deref().unwrap_or("(unknown)")
+        ));
+    }
     if described.status != "CREATE_COMPLETE" || described.execution_status != "AVAILABLE" {
         return Err(format!(
             "change set {change_set} is {} / {}, not AVAILABLE; nothing was executed. Make a new plan.",

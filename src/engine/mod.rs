@@ -6,6 +6,7 @@ pub mod backend;
 pub mod history;
 pub mod pki;
 pub mod plan;
+mod plan_checks;
 pub mod status;
 pub mod validate;
 

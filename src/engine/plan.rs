@@ -22,7 +22,7 @@ use crate::diff;
 use crate::hash::{canonical_json, sha256_hex};
 use crate::planfile::{
     Action, AssetChange, Certificate, KNOWN_AFTER_APPLY, Plan, PlanKind, PriorBinding,
-    RecordChange, ResourceChange, StackChange,
+    RecordChange, ResourceChange, StackChange, Target,
 };
 use crate::render::{self, RenderInputs};
 use crate::state::store::Loaded;
@@ -115,6 +115,11 @@ fn stack_arn_place(arn: &str) -> Option<(&str, &str)> {
     Some((region, account))
 }
 
+/// The account a stack ARN names.
+pub(crate) fn stack_account(arn: &str) -> Option<String> {
+    stack_arn_place(arn).map(|(_, account)| account.to_string())
+}
+
 /// Refuses to plan a stack other than the one the state records: another region, another
 /// account's stack of the same name, or none at all where another account is asked. Without
 /// this, credentials for the wrong account plan (and apply) a second cluster.
@@ -147,7 +152,7 @@ async fn check_stack_binding(
                     "the stack the state records ({recorded}) is not here, and STS cannot say which account this is: {e}"
                 ))
             })?;
-            let caller_account = caller.split(':').nth(4).unwrap_or_default();
+            let caller_account = arn_account(&caller);
             if caller_account != account {
                 return Err(EngineError::Refused(format!(
                     "the state records the stack in account {account} ({recorded}) but these credentials are for account {caller_account} ({caller}); nothing was planned"
@@ -157,6 +162,20 @@ async fn check_stack_binding(
             Ok(())
         }
     }
+}
+
+/// The account an ARN names (its fifth field).
+pub(crate) fn arn_account(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or_default()
+}
+
+/// The account these credentials belong to, from STS.
+async fn caller_account(context: &AwsContext) -> Result<String, EngineError> {
+    let caller = context
+        .actor()
+        .await
+        .map_err(super::apply::unverified_actor)?;
+    Ok(arn_account(&caller).to_string())
 }
 
 /// Signs the sealed plan's hash with the plan signing key, through KMS.
@@ -331,6 +350,8 @@ pub fn applied_state(
         tls: tls.clone(),
         image: Some(image.clone()),
         records: prior.map(|s| s.records.clone()).unwrap_or_default(),
+        account_id: prior.and_then(|s| s.account_id.clone()),
+        region: Some(config.region.clone()),
     }
 }
 
@@ -701,6 +722,13 @@ async fn plan_apply(
         })
         .collect();
 
+    let target = Target {
+        region: config.region.clone(),
+        account_id: stack_id.as_deref().and_then(stack_account),
+        stack_id: stack_id.clone(),
+    };
+    new_state.region = Some(target.region.clone());
+    new_state.account_id = target.account_id.clone();
     if let Some(stack) = new_state.stack.as_mut() {
         stack.id = stack_id;
     }
@@ -724,6 +752,7 @@ async fn plan_apply(
         offline: online.is_none(),
         skipped,
         prior: binding,
+        target,
         assets,
         template: (stack.action != Action::NoOp).then(|| rendered.stack_template.clone()),
         stack,
@@ -1210,6 +1239,28 @@ async fn plan_destroy(
     progress("describing the stack");
     let live = context.cloudformation().describe_stack(&stack_name).await?;
     let prior_state = prior.as_ref().map(|p| p.state.clone());
+    let recorded_id = prior_state
+        .as_ref()
+        .and_then(|s| s.stack.as_ref())
+        .and_then(|s| s.id.clone());
+    if let Some(recorded) = &recorded_id {
+        check_stack_binding(
+            config,
+            recorded,
+            live.as_ref().map(|s| s.id.as_str()),
+            context,
+        )
+        .await?;
+    }
+    let stack_id = live.as_ref().map(|s| s.id.clone()).or(recorded_id);
+    let target = Target {
+        region: config.region.clone(),
+        account_id: match stack_id.as_deref().and_then(stack_account) {
+            Some(account) => Some(account),
+            None => Some(caller_account(context).await?),
+        },
+        stack_id,
+    };
     let stack = StackChange {
         name: stack_name.clone(),
         action: if live.is_some() {
@@ -1278,6 +1329,7 @@ async fn plan_destroy(
         offline: false,
         skipped: Vec::new(),
         prior: binding,
+        target,
         assets,
         template: None,
         stack,

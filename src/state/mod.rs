@@ -34,6 +34,12 @@ pub struct State {
     pub image: Option<ImageState>,
     /// Route53 records this tool created, and only those.
     pub records: Vec<RecordState>,
+    /// The account and region the cluster lives in, once applied; absent in states written
+    /// before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +84,8 @@ impl State {
             tls: TlsAssets::new(),
             image: None,
             records: Vec::new(),
+            account_id: None,
+            region: None,
         }
     }
 }

@@ -735,3 +735,153 @@ fn rotating_the_secrets_key_takes_three_reviewed_plans_and_never_drops_a_key_in_
     let out = c.expect(0, &["plan", "--detailed-exitcode"]);
     assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
 }
+
+/// With signing switched off, apply still re-derives where a plan applies, which records it
+/// may write and what state it may keep: each forged field below is refused before anything
+/// is executed, and the untouched plan then applies.
+#[test]
+fn an_unsigned_plan_edited_and_re_hashed_is_refused_by_what_apply_re_derives() {
+    let c = Cluster::new("rederive", false, None);
+    c.set("planSigningKeyArn", "null");
+    c.set("unsignedPlans", "true");
+    c.plan_and_apply();
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let plan =
+        kube_aws::planfile::decode("plan.json", &std::fs::read(c.path("plan.json")).unwrap())
+            .unwrap();
+    assert!(plan.signature.is_none());
+    assert_eq!(plan.target.region, "us-west-2");
+    assert_eq!(plan.target.account_id.as_deref(), Some("123456789012"));
+    assert!(
+        plan.target
+            .stack_id
+            .as_deref()
+            .unwrap()
+            .starts_with("arn:aws:cloudformation:us-west-2:123456789012:stack/")
+    );
+    let serial = |c: &Cluster| {
+        crate::schemas::json(&c.path("state/state.json"))["serial"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = serial(&c);
+    let sa_cert = plan.new_state.tls["service-account"].clone();
+
+    type Edit = Box<dyn Fn(&mut kube_aws::planfile::Plan)>;
+    let attempts: Vec<(&str, Edit, &str)> = vec![
+        (
+            "record renamed",
+            Box::new(|p| {
+                p.records[0].name = "evil.example.com.".into();
+                p.records[0].action = "UPSERT".into();
+            }),
+            "the plan writes A evil.example.com.",
+        ),
+        (
+            "record moved to another zone",
+            Box::new(|p| {
+                p.records[0].hosted_zone_id = "/hostedzone/ZEVIL".into();
+                p.records[0].action = "UPSERT".into();
+            }),
+            "in zone /hostedzone/ZEVIL",
+        ),
+        (
+            "a record the cluster never made deleted",
+            Box::new(|p| {
+                let mut other = p.records[0].clone();
+                other.action = "DELETE".into();
+                other.name = "www.example.com.".into();
+                p.records.push(other);
+            }),
+            "which the state does not record as this cluster's",
+        ),
+        (
+            "a kept certificate swapped",
+            Box::new(move |p| {
+                let api = p.new_state.tls.get_mut("apiserver").unwrap();
+                api.certificate_pem = sa_cert.certificate_pem.clone();
+                api.certificate_sha256 = sa_cert.certificate_sha256.clone();
+            }),
+            "changes certificate apiserver, which the plan says it keeps",
+        ),
+        (
+            "a certificate the CA did not issue, declared as issued",
+            Box::new(|p| {
+                let sa = p.new_state.tls["service-account"].clone();
+                let api = p.new_state.tls.get_mut("apiserver").unwrap();
+                api.certificate_pem = sa.certificate_pem;
+                api.certificate_sha256 = sa.certificate_sha256;
+                for cert in &mut p.certificates {
+                    if cert.name == "apiserver" {
+                        cert.action = "issue".into();
+                    }
+                }
+            }),
+            "holds certificate apiserver, which the state's CA did not issue",
+        ),
+        (
+            "an asset hash in new_state",
+            Box::new(|p| {
+                p.new_state
+                    .assets
+                    .get_mut("userdata/cloud-config-worker")
+                    .unwrap()
+                    .sha256 = "0".repeat(64);
+            }),
+            "holds other assets than the plan lists: userdata/cloud-config-worker",
+        ),
+        (
+            "another region",
+            Box::new(|p| p.target.region = "us-east-1".into()),
+            "the plan is for region us-east-1",
+        ),
+        (
+            "another account",
+            Box::new(|p| p.target.account_id = Some("210987654321".into())),
+            "the plan is for account 210987654321 but these credentials are for account 123456789012",
+        ),
+        (
+            "another stack",
+            Box::new(|p| {
+                p.target.stack_id =
+                    Some("arn:aws:cloudformation:us-west-2:123456789012:stack/other/1".into())
+            }),
+            "the plan is for stack arn:aws:cloudformation:us-west-2:123456789012:stack/other/1",
+        ),
+        (
+            "another change set",
+            Box::new(|p| {
+                p.stack.change_set_arn = Some(
+                    "arn:aws:cloudformation:us-west-2:123456789012:changeSet/kube-aws-evil/1"
+                        .into(),
+                )
+            }),
+            "is gone or unreadable",
+        ),
+    ];
+    for (what, edit, refusal) in attempts {
+        let mut forged = plan.clone();
+        edit(&mut forged);
+        let forged = forged.seal();
+        std::fs::write(c.path("forged.json"), kube_aws::planfile::encode(&forged)).unwrap();
+        c.proxy.reset();
+        let out = c.expect(1, &["apply", "forged.json"]);
+        assert!(stderr(&out).contains(refusal), "{what}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("nothing was executed"),
+            "{what}: {}",
+            stderr(&out)
+        );
+        let calls: Vec<String> = c.proxy.seen().iter().map(|r| r.operation.clone()).collect();
+        assert!(
+            !calls
+                .iter()
+                .any(|op| op == "ExecuteChangeSet" || op == "ChangeResourceRecordSets"),
+            "{what}: {calls:?}"
+        );
+        assert_eq!(serial(&c), before, "{what}");
+    }
+    c.expect(0, &["apply", "plan.json"]);
+    assert_eq!(serial(&c), before + 1);
+}

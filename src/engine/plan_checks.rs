@@ -1,0 +1,316 @@
+//! What apply re-derives instead of trusting a plan: where it applies, which records it may
+//! touch, and that the state it writes is the one the plan summarises. A signed plan already
+//! holds; these checks are what stands when a cluster opts out of signing, and they catch a
+//! plan made by a buggy or older tool either way.
+
+use std::collections::BTreeMap;
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::EngineError;
+use crate::assets::TlsAsset;
+use crate::assets::tls::{CA, SERVICE_ACCOUNT};
+use crate::aws::route53::fqdn;
+use crate::config::ClusterConfig;
+use crate::hash::sha256_hex;
+use crate::planfile::{Plan, PlanKind, RecordChange};
+use crate::state::State;
+
+fn refused(what: String) -> EngineError {
+    EngineError::Refused(format!("{what}; nothing was executed"))
+}
+
+/// The plan must be for this region, this account and the stack the state records.
+pub fn check_target(
+    config: &ClusterConfig,
+    plan: &Plan,
+    caller_account: &str,
+    prior: Option<&State>,
+) -> Result<(), EngineError> {
+    let target = &plan.target;
+    if target.region != config.region {
+        return Err(refused(format!(
+            "the plan is for region {} but cluster.yaml's region is {}",
+            target.region, config.region
+        )));
+    }
+    if let Some(account) = &target.account_id
+        && account != caller_account
+    {
+        return Err(refused(format!(
+            "the plan is for account {account} but these credentials are for account {caller_account}"
+        )));
+    }
+    if let Some(state) = prior {
+        if let Some(account) = &state.account_id
+            && account != caller_account
+        {
+            return Err(refused(format!(
+                "the state records account {account} but these credentials are for account {caller_account}"
+            )));
+        }
+        if let Some(region) = &state.region
+            && region != &config.region
+        {
+            return Err(refused(format!(
+                "the state records region {region} but cluster.yaml's region is {}",
+                config.region
+            )));
+        }
+        let recorded = state.stack.as_ref().and_then(|s| s.id.as_deref());
+        if let Some(recorded) = recorded
+            && target.stack_id.as_deref() != Some(recorded)
+        {
+            return Err(refused(format!(
+                "the plan is for stack {} but the state records stack {recorded}",
+                target.stack_id.as_deref().unwrap_or("(none)")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The hosted zone a record of this cluster may live in: the one cluster.yaml names by id, or
+/// the one the state already applied it in. `None` when only a zone name is configured and
+/// nothing was applied yet: the caller looks that one up.
+pub fn expected_zone(config: &ClusterConfig, prior: Option<&State>, name: &str) -> Option<String> {
+    if let Some(id) = &config.hosted_zone_id {
+        return Some(bare_zone(id).to_string());
+    }
+    prior?
+        .records
+        .iter()
+        .find(|r| fqdn(&r.name) == fqdn(name))
+        .map(|r| bare_zone(&r.hosted_zone_id).to_string())
+}
+
+fn bare_zone(id: &str) -> &str {
+    id.trim_start_matches("/hostedzone/")
+}
+
+/// Each record change must be the API record cluster.yaml asks for (its name, type, TTL and
+/// zone), or the removal of a record the state says this tool created.
+pub fn check_records(
+    config: &ClusterConfig,
+    plan: &Plan,
+    prior: Option<&State>,
+    looked_up_zone: Option<&str>,
+) -> Result<(), EngineError> {
+    let owned = prior.map(|s| s.records.as_slice()).unwrap_or_default();
+    for r in plan.records.iter().filter(|r| r.action != "no-op") {
+        match r.action.as_str() {
+            "DELETE" => {
+                let is_owned = owned.iter().any(|o| {
+                    fqdn(&o.name) == fqdn(&r.name)
+                        && o.record_type == r.record_type
+                        && bare_zone(&o.hosted_zone_id) == bare_zone(&r.hosted_zone_id)
+                        && o.values == r.new_values
+                });
+                if !is_owned {
+                    return Err(refused(format!(
+                        "the plan deletes {} {} in zone {}, which the state does not record as this cluster's",
+                        r.record_type, r.name, r.hosted_zone_id
+                    )));
+                }
+            }
+            "UPSERT" if plan.kind == PlanKind::Apply => {
+                check_upsert(config, prior, r, looked_up_zone)?
+            }
+            other => {
+                return Err(refused(format!(
+                    "the plan has a record action {other:?} for {}; only UPSERT and DELETE are known",
+                    r.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_upsert(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    r: &RecordChange,
+    looked_up_zone: Option<&str>,
+) -> Result<(), EngineError> {
+    let wanted_type = if config.controllers_behind_load_balancer() {
+        "CNAME"
+    } else {
+        "A"
+    };
+    if !config.create_record_set
+        || fqdn(&r.name) != fqdn(&config.external_dns_name)
+        || r.record_type != wanted_type
+        || r.ttl != config.record_set_ttl
+    {
+        return Err(refused(format!(
+            "the plan writes {} {} (TTL {}), but cluster.yaml asks for {}",
+            r.record_type,
+            r.name,
+            r.ttl,
+            if config.create_record_set {
+                format!(
+                    "{wanted_type} {} (TTL {})",
+                    fqdn(&config.external_dns_name),
+                    config.record_set_ttl
+                )
+            } else {
+                "no record (createRecordSet: false)".to_string()
+            }
+        )));
+    }
+    let zone = expected_zone(config, prior, &r.name).or(looked_up_zone.map(str::to_string));
+    if zone.as_deref() != Some(bare_zone(&r.hosted_zone_id)) {
+        return Err(refused(format!(
+            "the plan writes {} in zone {}, but cluster.yaml and the state put it in {}",
+            r.name,
+            r.hosted_zone_id,
+            zone.as_deref().unwrap_or("(no zone)")
+        )));
+    }
+    Ok(())
+}
+
+/// `new_state` must be what the plan shows: the same cluster and lineage, the reviewed
+/// template, exactly the listed asset hashes, kept certificates unchanged and new ones issued
+/// by the state's CA (or by a CA the plan itself says is new).
+pub fn check_new_state(
+    config: &ClusterConfig,
+    plan: &Plan,
+    prior: Option<&State>,
+) -> Result<(), EngineError> {
+    let next = &plan.new_state;
+    let mismatch = |what: String| refused(format!("the plan's new_state {what}"));
+    if next.cluster_name != config.cluster_name {
+        return Err(mismatch(format!(
+            "is for cluster {}, not {}",
+            next.cluster_name, config.cluster_name
+        )));
+    }
+    if let Some(prior) = prior
+        && prior.lineage != next.lineage
+    {
+        return Err(mismatch(format!(
+            "has lineage {}, not the state's {}",
+            next.lineage, prior.lineage
+        )));
+    }
+    let listed: BTreeMap<&str, &str> = plan
+        .assets
+        .iter()
+        .filter_map(|a| Some((a.path.as_str(), a.new_sha256.as_deref()?)))
+        .collect();
+    let written: BTreeMap<&str, &str> = next
+        .assets
+        .iter()
+        .map(|(path, a)| (path.as_str(), a.sha256.as_str()))
+        .collect();
+    if plan.kind == PlanKind::Apply && listed != written {
+        let differing: Vec<&str> = listed
+            .keys()
+            .chain(written.keys())
+            .filter(|p| listed.get(*p) != written.get(*p))
+            .copied()
+            .collect();
+        return Err(mismatch(format!(
+            "holds other assets than the plan lists: {}",
+            differing.join(", ")
+        )));
+    }
+    if plan.kind == PlanKind::Apply {
+        let template = next.stack.as_ref().map(|s| s.template_sha256.as_str());
+        if template != plan.stack.template_sha256.as_deref() {
+            return Err(mismatch(format!(
+                "records template {} but the plan reviewed {}",
+                template.unwrap_or("(none)"),
+                plan.stack.template_sha256.as_deref().unwrap_or("(none)")
+            )));
+        }
+    }
+    check_certificates(plan, prior, &mismatch)
+}
+
+fn check_certificates(
+    plan: &Plan,
+    prior: Option<&State>,
+    mismatch: &dyn Fn(String) -> EngineError,
+) -> Result<(), EngineError> {
+    let next = &plan.new_state;
+    let empty = BTreeMap::new();
+    let before = prior.map(|s| &s.tls).unwrap_or(&empty);
+    let action = |name: &str| {
+        plan.certificates
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.action.as_str())
+    };
+    // A destroy keeps every certificate; an apply says per certificate what it does.
+    let issued = |name: &str| {
+        plan.kind == PlanKind::Apply && matches!(action(name), Some("issue" | "rotate"))
+    };
+    for (name, asset) in next.tls.iter() {
+        if !issued(name) && before.get(name) != Some(asset) {
+            return Err(mismatch(format!(
+                "changes certificate {name}, which the plan says it keeps"
+            )));
+        }
+    }
+    let Some(ca) = next.tls.get(CA) else {
+        return Ok(());
+    };
+    let ca_der = certificate_der(ca)
+        .ok_or_else(|| mismatch("holds a CA certificate that is not PEM".into()))?;
+    let (_, ca_cert) = X509Certificate::from_der(&ca_der)
+        .map_err(|e| mismatch(format!("holds a CA certificate that does not parse: {e}")))?;
+    for (name, asset) in next.tls.iter().filter(|(n, _)| issued(n)) {
+        if asset.certificate_pem.is_empty() {
+            continue; // a sealed secret (bootstrap token, Secrets key): no certificate
+        }
+        let der = certificate_der(asset)
+            .ok_or_else(|| mismatch(format!("holds certificate {name}, which is not PEM")))?;
+        if sha256_hex(&der) != asset.certificate_sha256 {
+            return Err(mismatch(format!(
+                "holds certificate {name} whose certificate_sha256 is not its hash"
+            )));
+        }
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| {
+            mismatch(format!(
+                "holds certificate {name}, which does not parse: {e}"
+            ))
+        })?;
+        // The CA and the service-account key pair sign themselves; every other certificate is
+        // the CA's.
+        let self_signed = name == CA || name == SERVICE_ACCOUNT;
+        let issuer = if self_signed {
+            cert.public_key()
+        } else {
+            ca_cert.public_key()
+        };
+        if cert.verify_signature(Some(issuer)).is_err() {
+            return Err(mismatch(if self_signed {
+                format!("holds certificate {name}, which is not signed by its own key")
+            } else {
+                format!(
+                    "holds certificate {name}, which the {} CA did not issue",
+                    if issued(CA) { "new" } else { "state's" }
+                )
+            }));
+        }
+        if name == SERVICE_ACCOUNT && before.contains_key(name) {
+            return Err(mismatch(
+                "replaces the service-account key, which is never re-issued (every token would be void)".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn certificate_der(asset: &TlsAsset) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let body: String = asset
+        .certificate_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
