@@ -26,6 +26,9 @@ pub enum AuditResult {
     Failed,
     RolledBack,
     Interrupted,
+    /// The stack changed, but the run's lock was removed or taken over meanwhile, so it did
+    /// not write the state.
+    LockLost,
 }
 
 impl AuditResult {
@@ -36,6 +39,7 @@ impl AuditResult {
             AuditResult::Failed => "failed",
             AuditResult::RolledBack => "rolled_back",
             AuditResult::Interrupted => "interrupted",
+            AuditResult::LockLost => "lock_lost",
         }
     }
 }

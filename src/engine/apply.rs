@@ -2,6 +2,7 @@
 //! after: verify the plan, lock, refuse a stale plan, audit `started`, check the change set,
 //! execute and follow it, apply the records, write the state, audit the result and unlock.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
@@ -80,15 +81,14 @@ pub async fn apply(
 
     // Step 2: the lock. From here on, every path releases it.
     observer(ApplyEvent::Step("taking the state lock"));
-    let lock = backend
-        .store
-        .lock(&actor, command, now(), DEFAULT_LEASE)
-        .await?;
+    let length = lease_length();
+    let lock = backend.store.lock(&actor, command, now(), length).await?;
+    let lease = Lease::new(&backend, lock, length);
     let outcome = locked(
-        &config, &context, &backend, &lock, plan, &actor, command, interrupt, observer,
+        &config, &context, &backend, &lease, plan, &actor, command, interrupt, observer,
     )
     .await;
-    let released = backend.store.unlock(&lock).await;
+    let released = backend.store.unlock(&lease.current()).await;
     let outcome = outcome?;
     match released {
         // Someone removed it mid-run: the outcome (and its audit entry) already says so.
@@ -184,12 +184,70 @@ fn staleness(plan: &Plan, current: Option<&Loaded>) -> Option<String> {
     }
 }
 
+/// How long the lock's lease runs: an hour, or `KUBE_AWS_LOCK_LEASE_SECONDS` (at least 3).
+fn lease_length() -> time::Duration {
+    std::env::var("KUBE_AWS_LOCK_LEASE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+        .filter(|s| (3..=86_400).contains(s))
+        .map_or(DEFAULT_LEASE, time::Duration::seconds)
+}
+
+/// The lock this apply holds, renewed while it waits on CloudFormation so that a long rolling
+/// update never shows an expired, removable lock.
+struct Lease<'a> {
+    backend: &'a Backend,
+    held: RefCell<HeldLock>,
+    length: time::Duration,
+    renewed: Cell<Instant>,
+    /// Set when a renewal found the lock removed or replaced.
+    lost: RefCell<Option<String>>,
+}
+
+impl<'a> Lease<'a> {
+    fn new(backend: &'a Backend, lock: HeldLock, length: time::Duration) -> Lease<'a> {
+        Lease {
+            backend,
+            held: RefCell::new(lock),
+            length,
+            renewed: Cell::new(Instant::now()),
+            lost: RefCell::new(None),
+        }
+    }
+
+    fn current(&self) -> HeldLock {
+        self.held.borrow().clone()
+    }
+
+    /// Renews the lease once a third of it has run. A renewal that fails for another reason
+    /// than a lost lock is tried again at the next poll, while two thirds of the lease remain.
+    async fn keep_alive(&self) {
+        let third = StdDuration::from_secs_f64(self.length.as_seconds_f64() / 3.0);
+        if self.lost.borrow().is_some() || self.renewed.get().elapsed() < third {
+            return;
+        }
+        let lock = self.current();
+        match self.backend.store.renew(&lock, now(), self.length).await {
+            Ok(renewed) => {
+                *self.held.borrow_mut() = renewed;
+                self.renewed.set(Instant::now());
+            }
+            Err(StateError::LockLost { id }) => {
+                *self.lost.borrow_mut() = Some(format!(
+                    "the state lock {id} was removed or taken over while the stack was changing"
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)] // the steps share these; one call site
 async fn locked(
     config: &ClusterConfig,
     context: &AwsContext,
     backend: &Backend,
-    lock: &HeldLock,
+    lease: &Lease<'_>,
     plan: &Plan,
     actor: &str,
     command: &str,
@@ -265,13 +323,13 @@ async fn locked(
                 Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
             };
             let last = last_event_id(&cfn, &id).await;
-            if let Some(why) = lock_lost(backend, lock).await {
+            if let Some(why) = lock_lost(backend, &lease.current()).await {
                 return finish(AuditResult::Failed, None, Some(why)).await;
             }
             if let Err(e) = cfn.delete_stack(&id).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
-            stack_outcome = match follow(&cfn, &id, last, interrupt, observer).await {
+            stack_outcome = match follow(&cfn, &id, last, lease, interrupt, observer).await {
                 Ok(outcome) => outcome,
                 Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
             };
@@ -292,13 +350,13 @@ async fn locked(
             )));
             let last = last_event_id(&cfn, stack_name).await;
             // The last moment to find out the lock is gone: after this, AWS changes.
-            if let Some(why) = lock_lost(backend, lock).await {
+            if let Some(why) = lock_lost(backend, &lease.current()).await {
                 return finish(AuditResult::Failed, None, Some(why)).await;
             }
             if let Err(e) = cfn.execute_change_set(stack_name, &change_set).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
-            stack_outcome = match follow(&cfn, stack_name, last, interrupt, observer).await {
+            stack_outcome = match follow(&cfn, stack_name, last, lease, interrupt, observer).await {
                 Ok(outcome) => outcome,
                 Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
             };
@@ -419,8 +477,23 @@ async fn locked(
     records.sort_by(|a, b| (&a.name, &a.record_type).cmp(&(&b.name, &b.record_type)));
     next.records = records;
     observer(ApplyEvent::Step("writing the state"));
-    let written = match backend.store.persist(&next, loaded.as_ref(), lock).await {
+    let lost = lease.lost.borrow().clone();
+    let written = match backend
+        .store
+        .persist(&next, loaded.as_ref(), &lease.current())
+        .await
+    {
         Ok(written) => written,
+        Err(StateError::LockLost { id }) => {
+            // Whoever removed the lock may be writing now: the state is theirs to write.
+            let message = format!(
+                "{}; the stack was applied but the state was not written. Make sure no other run is active, then run `kube-aws plan`: it shows what the stack now differs from the state",
+                lost.unwrap_or_else(|| format!(
+                    "the state lock {id} was removed or taken over while this apply ran"
+                ))
+            );
+            return finish(AuditResult::LockLost, None, Some(message)).await;
+        }
         Err(e) => {
             // The stack changed but the state could not be written (the lock was removed
             // mid-run, or the store failed): the audit log still says how this run ended.
@@ -558,6 +631,7 @@ async fn follow<C: StackService>(
     cfn: &C,
     stack: &str,
     mut last_event: Option<String>,
+    lease: &Lease<'_>,
     interrupt: impl Future<Output = ()>,
     observer: Observer<'_>,
 ) -> Result<StackOutcome, EngineError> {
@@ -623,6 +697,7 @@ async fn follow<C: StackService>(
             }
             _ => {}
         }
+        lease.keep_alive().await;
         tokio::select! {
             () = &mut interrupt => return Ok(StackOutcome::Interrupted),
             () = tokio::time::sleep(delay) => {}

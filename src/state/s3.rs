@@ -72,7 +72,8 @@ impl S3Objects {
 fn is_precondition_failure(code: Option<&str>) -> bool {
     matches!(
         code,
-        Some("PreconditionFailed") | Some("ConditionalRequestConflict")
+        // NoSuchKey: a conditional write of an object that is gone (a removed lock).
+        Some("PreconditionFailed") | Some("ConditionalRequestConflict") | Some("NoSuchKey")
     )
 }
 

@@ -10,6 +10,8 @@ use super::{State, StateError, decode, encode};
 use crate::hash::sha256_hex;
 
 /// Default lock lease: long enough for a slow stack update, short enough to notice a crash.
+/// apply renews it while it follows the stack, so the lease bounds how long a dead run holds
+/// the lock, not how long a live one may take.
 pub const DEFAULT_LEASE: Duration = Duration::hours(1);
 
 /// A state as read, with what identifies that read for the conditional write that follows.
@@ -174,6 +176,39 @@ impl<O: ObjectStore> StateStore<O> {
                 // Released between our attempt and our read: report it as contention.
                 None => Err(StateError::LockContended),
             },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Extends the lease of a lock this process holds to `now + lease`, only if nobody removed
+    /// or replaced it since: the returned lock carries the new ETag.
+    pub async fn renew(
+        &self,
+        lock: &HeldLock,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<HeldLock, StateError> {
+        let info = LockInfo {
+            lease_expires: (now + lease).format(&Rfc3339).expect("RFC 3339 formats"),
+            ..lock.info.clone()
+        };
+        let bytes = crate::hash::canonical_json_pretty(&info).expect("a lock serialises");
+        match self
+            .objects
+            .put(
+                &self.layout.lock,
+                &bytes,
+                Precondition::IfMatch(lock.etag.clone()),
+            )
+            .await
+        {
+            Ok(written) => Ok(HeldLock {
+                info,
+                etag: written.etag,
+            }),
+            Err(StoreError::PreconditionFailed { .. }) => Err(StateError::LockLost {
+                id: lock.info.id.clone(),
+            }),
             Err(e) => Err(e.into()),
         }
     }

@@ -216,6 +216,32 @@ async fn persist_needs_the_lock_still_held(backend: Backend) {
     assert_eq!(backend.store.load().await.unwrap().unwrap().state.serial, 1);
 }
 
+async fn a_renewed_lease_moves_on_and_a_removed_lock_cannot_be_renewed(backend: Backend) {
+    let lock = backend
+        .store
+        .lock("slow", "apply", now(), lease())
+        .await
+        .unwrap();
+    let later = now() + Duration::minutes(20);
+    let renewed = backend.store.renew(&lock, later, lease()).await.unwrap();
+    assert_eq!(renewed.info.id, lock.info.id);
+    assert!(renewed.info.lease_expires > lock.info.lease_expires);
+    let (stored, _) = backend.store.current_lock().await.unwrap().unwrap();
+    assert_eq!(stored.lease_expires, renewed.info.lease_expires);
+    // The old handle is stale; the renewed one still holds the lock.
+    assert!(!backend.store.still_holds(&lock).await.unwrap());
+    assert!(backend.store.still_holds(&renewed).await.unwrap());
+    backend.store.force_unlock(&lock.info.id).await.unwrap();
+    let err = backend
+        .store
+        .renew(&renewed, later, lease())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StateError::LockLost { .. }), "{err}");
+    // Renewing never re-creates a removed lock.
+    assert!(backend.store.current_lock().await.unwrap().is_none());
+}
+
 async fn versions_are_listed_newest_first_with_serials(backend: Backend) {
     let mut prior = None;
     for _ in 0..3 {
@@ -424,6 +450,15 @@ macro_rules! backend_suite {
             fn persist_needs_the_lock_still_held() {
                 let f = super::$backend();
                 block_on(super::persist_needs_the_lock_still_held(f.backend.clone()));
+            }
+            #[test]
+            fn a_renewed_lease_moves_on_and_a_removed_lock_cannot_be_renewed() {
+                let f = super::$backend();
+                block_on(
+                    super::a_renewed_lease_moves_on_and_a_removed_lock_cannot_be_renewed(
+                        f.backend.clone(),
+                    ),
+                );
             }
             #[test]
             fn versions_are_listed_newest_first_with_serials() {

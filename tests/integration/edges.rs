@@ -426,3 +426,142 @@ fn a_local_state_write_behind_a_stopped_holder_gives_up_with_a_reason() {
     // Nothing was half-done: the same reviewed plan applies once the holder is gone.
     c.expect(0, &["apply", "plan.json"]);
 }
+
+/// Serves `UPDATE_IN_PROGRESS` for the stack for `busy` after ExecuteChangeSet reaches moto,
+/// then lets moto answer again; returns whether apply has started following.
+fn hold_stack_in_progress(c: &Cluster, busy: Duration) -> Arc<AtomicBool> {
+    let executed: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let polled = Arc::new(AtomicBool::new(false));
+    let name = c.name.clone();
+    let (e, p) = (executed.clone(), polled.clone());
+    c.proxy.intercept(Arc::new(move |req| {
+        if req.service != "cloudformation" {
+            return None;
+        }
+        match req.operation {
+            "ExecuteChangeSet" => {
+                *e.lock().unwrap() = Some(Instant::now());
+                None
+            }
+            "DescribeStacks" => {
+                let since = (*e.lock().unwrap())?;
+                if since.elapsed() > busy {
+                    return None;
+                }
+                p.store(true, Ordering::SeqCst);
+                Some((200, format!(r#"<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-west-2:123456789012:stack/{name}/1</StackId><CreationTime>2026-11-25T20:00:00.000Z</CreationTime><StackStatus>UPDATE_IN_PROGRESS</StackStatus></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>y</RequestId></ResponseMetadata></DescribeStacksResponse>"#)))
+            }
+            _ => None,
+        }
+    }));
+    polled
+}
+
+fn read_lock(c: &Cluster) -> Option<Value> {
+    let bytes = std::fs::read(c.path("state/state.lock")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[test]
+fn a_stack_update_longer_than_the_lease_keeps_the_lock_renewed_and_never_expired() {
+    let c = Cluster::new("lease", false, None);
+    c.plan_and_apply();
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let polled = hold_stack_in_progress(&c, Duration::from_secs(8));
+    // A 3-second lease over an 8-second update: without renewal it expires twice over.
+    let child = kube_aws(moto(), c.dir.path())
+        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+        .env("KUBE_AWS_LOCK_LEASE_SECONDS", "3")
+        .args(["apply", "plan.json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut leases = std::collections::BTreeSet::new();
+    let mut expired_seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_lock(&c).is_none() || !polled.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "apply never followed the stack");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    while let Some(lock) = read_lock(&c) {
+        let expires = lock["lease_expires"].as_str().unwrap().to_string();
+        let at =
+            time::OffsetDateTime::parse(&expires, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        // One second of slack for the file's whole-second timestamps.
+        if at + time::Duration::seconds(1) < time::OffsetDateTime::now_utc() {
+            expired_seen.push(expires.clone());
+        }
+        leases.insert(expires);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "lease: 3 s lease over an 8 s update: {} distinct lease_expires values seen, {} expired",
+        leases.len(),
+        expired_seen.len()
+    );
+    assert!(
+        leases.len() >= 3,
+        "the lease was renewed while following: {leases:?}"
+    );
+    assert!(
+        expired_seen.is_empty(),
+        "the lock looked expired: {expired_seen:?}"
+    );
+    let history: Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
+            .unwrap();
+    assert_eq!(history[0]["result"], "succeeded");
+}
+
+#[test]
+fn a_lock_removed_while_the_stack_changes_ends_the_apply_as_lock_lost_without_writing_state() {
+    let c = Cluster::new("lostlock", false, None);
+    c.plan_and_apply();
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let polled = hold_stack_in_progress(&c, Duration::from_secs(5));
+    let child = kube_aws(moto(), c.dir.path())
+        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+        .env("KUBE_AWS_LOCK_LEASE_SECONDS", "3")
+        .args(["apply", "plan.json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !polled.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "apply never followed the stack");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = read_lock(&c).unwrap()["id"].as_str().unwrap().to_string();
+    c.expect(0, &["state", "unlock", &id]);
+    let out = child.wait_with_output().unwrap();
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains(&format!("the state lock {id} was removed or taken over")),
+        "{message}"
+    );
+    assert!(message.contains("the state was not written"), "{message}");
+    let history: Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "3"]).stdout)
+            .unwrap();
+    assert_eq!(history[0]["result"], "lock_lost", "{history}");
+    assert_eq!(history[1]["command"], "state unlock", "{history}");
+    assert_eq!(history[2]["result"], "started", "{history}");
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    assert_eq!(state["serial"], 1);
+    // Nobody holds the lock now; the next plan shows what the stack differs from the state.
+    c.expect(0, &["plan"]);
+}
