@@ -80,14 +80,62 @@ impl KmsVault {
     /// Signs a SHA-256 digest with an asymmetric `ECC_NIST_P256` key; the private key never
     /// leaves KMS.
     pub async fn sign_digest(&self, key_id: &str, digest: &[u8]) -> Result<Vec<u8>, AwsError> {
-        use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
+        self.sign(key_id, digest, aws_sdk_kms::types::MessageType::Digest)
+            .await
+    }
+
+    /// Whether `signature` is `key_id`'s signature of `digest`.
+    pub async fn verify_digest(
+        &self,
+        key_id: &str,
+        digest: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, AwsError> {
+        self.verify(
+            key_id,
+            digest,
+            signature,
+            aws_sdk_kms::types::MessageType::Digest,
+        )
+        .await
+    }
+
+    /// Signs a short message that KMS hashes itself (audit entries sign their hash's hex this
+    /// way, so the apply role can be allowed RAW signing only and never sign a plan digest).
+    pub async fn sign_raw(&self, key_id: &str, message: &[u8]) -> Result<Vec<u8>, AwsError> {
+        self.sign(key_id, message, aws_sdk_kms::types::MessageType::Raw)
+            .await
+    }
+
+    /// Whether `signature` is `key_id`'s RAW signature of `message`.
+    pub async fn verify_raw(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, AwsError> {
+        self.verify(
+            key_id,
+            message,
+            signature,
+            aws_sdk_kms::types::MessageType::Raw,
+        )
+        .await
+    }
+
+    async fn sign(
+        &self,
+        key_id: &str,
+        message: &[u8],
+        message_type: aws_sdk_kms::types::MessageType,
+    ) -> Result<Vec<u8>, AwsError> {
         let out = self
             .client
             .sign()
             .key_id(key_id)
-            .message(Blob::new(digest))
-            .message_type(MessageType::Digest)
-            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .message(Blob::new(message))
+            .message_type(message_type)
+            .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("KMS", "Sign", e))?;
@@ -99,23 +147,23 @@ impl KmsVault {
         })
     }
 
-    /// Whether `signature` is `key_id`'s signature of `digest`. KMS answers an invalid
-    /// signature with KMSInvalidSignatureException, which is `false` here, not an error.
-    pub async fn verify_digest(
+    /// KMS answers an invalid signature with KMSInvalidSignatureException, which is `false`
+    /// here, not an error.
+    async fn verify(
         &self,
         key_id: &str,
-        digest: &[u8],
+        message: &[u8],
         signature: &[u8],
+        message_type: aws_sdk_kms::types::MessageType,
     ) -> Result<bool, AwsError> {
-        use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
         let out = self
             .client
             .verify()
             .key_id(key_id)
-            .message(Blob::new(digest))
-            .message_type(MessageType::Digest)
+            .message(Blob::new(message))
+            .message_type(message_type)
             .signature(Blob::new(signature))
-            .signing_algorithm(SigningAlgorithmSpec::EcdsaSha256)
+            .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
             .send()
             .await;
         match out {

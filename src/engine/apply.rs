@@ -20,7 +20,7 @@ use crate::config::ClusterConfig;
 use crate::hash::{canonical_json_pretty, sha256_hex};
 use crate::planfile::{self, Action, KNOWN_AFTER_APPLY, Plan, PlanKind};
 use crate::state::store::{DEFAULT_LEASE, HeldLock, Loaded};
-use crate::state::{RecordState, StateError};
+use crate::state::{AuditHead, PendingAssets, RecordState, StateError};
 
 /// What apply reports while it works, for the progress display.
 pub enum ApplyEvent<'a> {
@@ -264,7 +264,21 @@ async fn locked(
     // Nothing from the plan is used before it is checked against what this run derives itself.
     let prior_state = loaded.as_ref().map(|l| &l.state);
     plan_checks::check_target(config, plan, super::plan::arn_account(actor), prior_state)?;
-    plan_checks::check_new_state(config, plan, prior_state)?;
+    let shipped = if plan_checks::keeps_unrecorded_certificates(plan, prior_state) {
+        backend
+            .store
+            .load_pending()
+            .await?
+            .filter(|(p, _)| p.applies_to(prior_state))
+    } else {
+        None
+    };
+    plan_checks::check_new_state(
+        config,
+        plan,
+        prior_state,
+        shipped.as_ref().map(|(p, _)| &p.tls),
+    )?;
     let looked_up_zone = zone_to_look_up(config, plan, prior_state, context).await?;
     plan_checks::check_records(config, plan, prior_state, looked_up_zone.as_deref())?;
     let serial_before = loaded.as_ref().map_or(0, |l| l.state.serial);
@@ -283,15 +297,14 @@ async fn locked(
             message,
         };
 
-    // Step 4.
-    backend
-        .audit
-        .append(now(), entry(AuditResult::Started, None, None))
+    // Step 4. The state this run writes names this entry, so the log cannot lose it unseen.
+    let started_entry = backend
+        .append_audit(now(), entry(AuditResult::Started, None, None))
         .await?;
     let finish = |result: AuditResult, serial_after: Option<u64>, message: Option<String>| {
         let new = entry(result, serial_after, message.clone());
         async move {
-            let written = backend.audit.append(now(), new).await?;
+            let written = backend.append_audit(now(), new).await?;
             Ok::<ApplyOutcome, EngineError>(ApplyOutcome {
                 result,
                 serial_before,
@@ -306,6 +319,9 @@ async fn locked(
     let cfn = context.cloudformation();
     let stack_name = &plan.stack.name;
     let mut stack_outcome = StackOutcome::Unchanged;
+    // The pending assets this run clears once the state holds them: the ones it reuses from
+    // an interrupted apply, or its own.
+    let mut pending_etag = shipped.map(|(_, etag)| etag);
     match (plan.kind, plan.stack.action) {
         (_, Action::NoOp) => {}
         (PlanKind::Destroy, _) => {
@@ -352,6 +368,30 @@ async fn locked(
             // The last moment to find out the lock is gone: after this, AWS changes.
             if let Some(why) = lock_lost(backend, &lease.current()).await {
                 return finish(AuditResult::Failed, None, Some(why)).await;
+            }
+            // Certificates this plan issued ship with the change set: kept aside first, so a
+            // run that dies before the state write does not lose them (the next plan reuses).
+            if issues_assets(plan) {
+                let pending = PendingAssets {
+                    format_version: 1,
+                    lineage: loaded.as_ref().map(|l| l.state.lineage.clone()),
+                    prior_serial: serial_before,
+                    plan_sha256: plan.plan_sha256.clone(),
+                    change_set_arn: plan.stack.change_set_arn.clone(),
+                    written: now()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    tls: plan.new_state.tls.clone(),
+                };
+                match backend.store.put_pending(&pending, &lease.current()).await {
+                    Ok(etag) => pending_etag = Some(etag),
+                    Err(e) => {
+                        let message = format!(
+                            "the certificates this plan issues could not be kept aside before execution ({e}); nothing was executed"
+                        );
+                        return finish(AuditResult::Failed, None, Some(message)).await;
+                    }
+                }
             }
             if let Err(e) = cfn.execute_change_set(stack_name, &change_set).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
@@ -476,6 +516,10 @@ async fn locked(
     }
     records.sort_by(|a, b| (&a.name, &a.record_type).cmp(&(&b.name, &b.record_type)));
     next.records = records;
+    next.audit_head = Some(AuditHead {
+        seq: started_entry.seq,
+        entry_sha256: started_entry.entry_sha256.clone(),
+    });
     observer(ApplyEvent::Step("writing the state"));
     let lost = lease.lost.borrow().clone();
     let written = match backend
@@ -503,6 +547,11 @@ async fn locked(
             return finish(AuditResult::Failed, None, Some(message)).await;
         }
     };
+
+    if let Some(etag) = &pending_etag {
+        // The state holds them now; a leftover is ignored once the serial moves on anyway.
+        let _ = backend.store.clear_pending(etag).await;
+    }
 
     // Step 9.
     if records_ok {
@@ -543,6 +592,14 @@ async fn zone_to_look_up(
         .zone_by_name(name)
         .await?
         .map(|z| z.id.trim_start_matches("/hostedzone/").to_string()))
+}
+
+/// Whether the plan ships assets the state does not hold yet: a certificate or key issued or
+/// rotated by this plan.
+fn issues_assets(plan: &Plan) -> bool {
+    plan.certificates
+        .iter()
+        .any(|c| matches!(c.action.as_str(), "issue" | "rotate"))
 }
 
 /// Why this apply may not change AWS any more: its lock was removed (`state unlock`) or

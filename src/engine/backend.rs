@@ -2,21 +2,31 @@
 
 use std::path::Path;
 
-use crate::audit::AuditLog;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEntry, AuditLog, EntrySignature, NewEntry};
 use crate::aws::AwsContext;
+use crate::aws::kms::{KmsVault, PLAN_SIGNING_ALGORITHM};
 use crate::config::{ClusterConfig, StateBackendKind};
+use crate::state::StateError;
 use crate::state::local::LocalObjects;
-use crate::state::objects::{Layout, Objects};
+use crate::state::objects::{Layout, Objects, StoreError};
 use crate::state::s3::S3Objects;
 use crate::state::store::{Loaded, StateStore};
 
 use super::EngineError;
 
-/// The state store and audit log of one cluster.
+/// The state store and audit log of one cluster, and the key its audit entries are signed
+/// with.
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub store: StateStore<Objects>,
     pub audit: AuditLog<Objects>,
+    /// `planSigningKeyArn`: entries are signed with it (as RAW messages) when the cluster has
+    /// one, and `history --verify` then insists on every signature.
+    signer: Option<(KmsVault, String)>,
 }
 
 impl Backend {
@@ -38,12 +48,81 @@ impl Backend {
         Backend {
             store: StateStore::new(objects, layout, versioned_bucket),
             audit,
+            signer: None,
+        }
+    }
+
+    /// Signs audit entries with `key` from now on.
+    pub fn signing_with(mut self, kms: KmsVault, key: &str) -> Backend {
+        self.signer = Some((kms, key.to_string()));
+        self
+    }
+
+    /// Appends an audit entry, signed when the cluster has a signing key.
+    pub async fn append_audit(
+        &self,
+        now: OffsetDateTime,
+        new: NewEntry,
+    ) -> Result<AuditEntry, EngineError> {
+        let entry = self
+            .audit
+            .append_with(now, new, async |sha256: &str| {
+                let Some((kms, key)) = &self.signer else {
+                    return Ok(None);
+                };
+                let signature = kms.sign_raw(key, sha256.as_bytes()).await.map_err(|e| {
+                    StateError::Store(StoreError::Failed {
+                        location: key.clone(),
+                        message: format!("cannot sign the audit entry: {e}"),
+                    })
+                })?;
+                Ok(Some(EntrySignature {
+                    key_arn: key.clone(),
+                    algorithm: PLAN_SIGNING_ALGORITHM.into(),
+                    value: BASE64.encode(signature),
+                }))
+            })
+            .await?;
+        Ok(entry)
+    }
+
+    /// Whether an entry's signature holds, as a problem for `history --verify` if not.
+    pub async fn entry_signature_problem(&self, entry: &AuditEntry) -> Option<String> {
+        let (kms, key) = self.signer.as_ref()?;
+        let Some(signature) = &entry.signature else {
+            return Some(format!(
+                "entry {} is not signed, and cluster.yaml signs every entry with {key}: it was written before entries were signed, or rewritten",
+                entry.seq
+            ));
+        };
+        if &signature.key_arn != key {
+            return Some(format!(
+                "entry {} is signed with {}, not with {key}",
+                entry.seq, signature.key_arn
+            ));
+        }
+        let Ok(value) = BASE64.decode(&signature.value) else {
+            return Some(format!("entry {}'s signature is not base64", entry.seq));
+        };
+        match kms
+            .verify_raw(key, entry.entry_sha256.as_bytes(), &value)
+            .await
+        {
+            Ok(true) => None,
+            Ok(false) => Some(format!(
+                "entry {} was edited: its signature does not verify with {key}",
+                entry.seq
+            )),
+            Err(e) => Some(format!(
+                "entry {}'s signature could not be checked: {e}",
+                entry.seq
+            )),
         }
     }
 
     /// The backend `config` names; `aws` is needed only for S3.
     pub fn open(dir: &Path, config: &ClusterConfig, aws: &AwsContext) -> Backend {
-        match config.state.backend {
+        let backend = match config.state.backend {
             StateBackendKind::Local => Backend::local(dir),
             StateBackendKind::S3 => {
                 let region = config.state.region.as_deref().unwrap_or(&config.region);
@@ -53,6 +132,10 @@ impl Backend {
                     config.state.key.as_deref().unwrap_or_default(),
                 )
             }
+        };
+        match &config.plan_signing_key_arn {
+            Some(key) => backend.signing_with(aws.kms(), key),
+            None => backend,
         }
     }
 

@@ -33,10 +33,77 @@ pub async fn history_entry(
         .ok_or_else(|| EngineError::Refused(format!("there is no audit entry {seq}")))
 }
 
-/// Checks every entry and link of the audit log.
+/// Checks every entry and link of the audit log, every entry's signature (when the cluster
+/// signs them), and the log against the state: it must still hold the entry the current state
+/// names and the entry that wrote it, and every state an entry says it wrote must be stored.
 pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification, EngineError> {
-    let (_, _, backend) = open(dir, aws).await?;
-    Ok(backend.audit.verify().await?)
+    let (config, _, backend) = open(dir, aws).await?;
+    let writes = std::cell::RefCell::new(Vec::new());
+    let commands = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    let mut verification = backend
+        .audit
+        .verify_with(async |entry: &AuditEntry| {
+            writes
+                .borrow_mut()
+                .push((entry.seq, entry.result, entry.state_serial_after));
+            commands
+                .borrow_mut()
+                .insert(entry.seq, entry.command.clone());
+            backend.entry_signature_problem(entry).await
+        })
+        .await?;
+    let writes = writes.into_inner();
+    let commands = commands.into_inner();
+    let Some(loaded) = backend.load(&config).await? else {
+        return Ok(verification);
+    };
+    let state = &loaded.state;
+    let problems = &mut verification.problems;
+    // A pushed state keeps the anchor of the log it came from: the signed `state push` entry
+    // that wrote it is what this log holds of it.
+    let pushed = writes.iter().any(|(seq, _, serial)| {
+        *serial == Some(state.serial) && commands.get(seq).is_some_and(|c| c == "state push")
+    });
+    if let Some(head) = state.audit_head.as_ref().filter(|_| !pushed) {
+        match backend.audit.read(head.seq).await {
+            Ok(Some(entry)) if entry.entry_sha256 == head.entry_sha256 => {}
+            Ok(Some(entry)) => problems.push(format!(
+                "entry {} is not the entry the state (serial {}) records: it hashes to {}, the state says {}; it was rewritten",
+                head.seq, state.serial, entry.entry_sha256, head.entry_sha256
+            )),
+            Ok(None) => problems.push(format!(
+                "entry {} is missing: the state (serial {}) was written by the run it records, so the newest entries were deleted",
+                head.seq, state.serial
+            )),
+            Err(e) => problems.push(format!("entry {} is unreadable: {e}", head.seq)),
+        }
+        if !writes
+            .iter()
+            .any(|(_, _, serial)| *serial == Some(state.serial))
+        {
+            problems.push(format!(
+                "no entry records writing the current state (serial {}): the entry that closed its run was deleted",
+                state.serial
+            ));
+        }
+    }
+    let stored: std::collections::BTreeSet<u64> = backend
+        .store
+        .versions()
+        .await?
+        .iter()
+        .filter_map(|v| v.serial)
+        .collect();
+    for (seq, result, serial) in &writes {
+        if let (AuditResult::Succeeded, Some(serial)) = (result, serial)
+            && !stored.contains(serial)
+        {
+            problems.push(format!(
+                "entry {seq} says it wrote state serial {serial}, which no stored version of the state holds"
+            ));
+        }
+    }
+    Ok(verification)
 }
 
 /// The current state with key ciphertexts replaced by a short fingerprint, unless `raw`.
@@ -129,7 +196,7 @@ pub async fn state_push(
             )),
             ..NewEntry::default()
         };
-        Ok::<_, EngineError>(backend.audit.append(now, new).await?)
+        backend.append_audit(now, new).await
     }
     .await;
     let released = backend.store.unlock(&lock).await;
@@ -154,8 +221,7 @@ pub async fn state_unlock(
         .map_err(super::apply::unverified_actor)?;
     let info = backend.store.force_unlock(id).await?;
     let entry = backend
-        .audit
-        .append(
+        .append_audit(
             now,
             NewEntry {
                 actor,

@@ -88,7 +88,10 @@ pub async fn plan(
     let plan = if options.destroy {
         plan_destroy(&config, prior, online, progress).await?
     } else {
-        plan_apply(dir, &config, prior, online, options, now, progress).await?
+        plan_apply(
+            dir, &config, &backend, prior, online, options, now, progress,
+        )
+        .await?
     };
     match (online, &config.plan_signing_key_arn) {
         (Some(context), Some(key)) if options.sign => {
@@ -351,6 +354,7 @@ pub fn applied_state(
         image: Some(image.clone()),
         records: prior.map(|s| s.records.clone()).unwrap_or_default(),
         account_id: prior.and_then(|s| s.account_id.clone()),
+        audit_head: prior.and_then(|s| s.audit_head.clone()),
         region: Some(config.region.clone()),
     }
 }
@@ -359,6 +363,7 @@ pub fn applied_state(
 async fn plan_apply(
     dir: &Path,
     config: &ClusterConfig,
+    backend: &Backend,
     prior: Option<Loaded>,
     online: Option<&AwsContext>,
     options: &PlanOptions,
@@ -371,8 +376,28 @@ async fn plan_apply(
 
     progress("rendering assets");
     let empty = Default::default();
-    let previous_tls = prior_state.map(|s| &s.tls).unwrap_or(&empty);
+    let mut previous_tls = prior_state.map(|s| &s.tls).unwrap_or(&empty);
     let kms = online.map(AwsContext::kms);
+    let shipped;
+    let mut shipped_by: Option<String> = None;
+    if online.is_some()
+        && let Some(pending) =
+            shipped_by_interrupted_apply(config, backend, prior_state, previous_tls, now, options)
+                .await?
+    {
+        progress(&format!(
+            "reusing the certificates the interrupted apply of plan {} shipped",
+            &pending.plan_sha256[..pending.plan_sha256.len().min(12)]
+        ));
+        shipped_by = Some(format!(
+            "shipped by the interrupted apply of plan {} and kept",
+            &pending.plan_sha256[..pending.plan_sha256.len().min(12)]
+        ));
+        let mut merged = previous_tls.clone();
+        merged.extend(pending.tls);
+        shipped = merged;
+        previous_tls = &shipped;
+    }
     if online.is_none() {
         skipped.push("issuing certificates (KMS Encrypt): new ones are shown, not made".into());
     }
@@ -716,9 +741,14 @@ async fn plan_apply(
             } else {
                 "keep".into()
             },
-            reason: reasons
-                .get(a.name.as_str())
-                .map(|r| describe_reason(&a.name, r)),
+            reason: match reasons.get(a.name.as_str()) {
+                Some(r) => Some(describe_reason(&a.name, r)),
+                // Not in the state, yet kept: the interrupted apply's.
+                None if prior_state.and_then(|s| s.tls.get(&a.name)) != Some(a) => {
+                    shipped_by.clone()
+                }
+                None => None,
+            },
         })
         .collect();
 
@@ -764,6 +794,36 @@ async fn plan_apply(
         signature: None,
     }
     .seal())
+}
+
+/// The assets an apply shipped but never recorded (it died between executing its change set
+/// and writing the state), when this plan would otherwise issue new ones. Looked for only
+/// then, so a plan that issues nothing makes no extra request.
+async fn shipped_by_interrupted_apply(
+    config: &ClusterConfig,
+    backend: &Backend,
+    prior: Option<&State>,
+    previous_tls: &crate::assets::TlsAssets,
+    now: OffsetDateTime,
+    options: &PlanOptions,
+) -> Result<Option<crate::state::PendingAssets>, EngineError> {
+    let preview = pki::resolve::<crate::aws::kms::KmsVault>(
+        config,
+        previous_tls,
+        None,
+        now,
+        options.renew_before,
+    )
+    .await?;
+    if preview.issued.is_empty() {
+        return Ok(None);
+    }
+    Ok(backend
+        .store
+        .load_pending()
+        .await?
+        .map(|(pending, _)| pending)
+        .filter(|p| p.applies_to(prior)))
 }
 
 fn describe_reason(name: &str, reason: &pki::IssueReason) -> String {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::EngineError;
-use crate::assets::TlsAsset;
 use crate::assets::tls::{CA, SERVICE_ACCOUNT};
+use crate::assets::{TlsAsset, TlsAssets};
 use crate::aws::route53::fqdn;
 use crate::config::ClusterConfig;
 use crate::hash::sha256_hex;
@@ -174,10 +174,13 @@ fn check_upsert(
 /// `new_state` must be what the plan shows: the same cluster and lineage, the reviewed
 /// template, exactly the listed asset hashes, kept certificates unchanged and new ones issued
 /// by the state's CA (or by a CA the plan itself says is new).
+/// `shipped` are the assets an interrupted apply shipped on top of `prior` (see
+/// [`crate::state::PendingAssets`]): a plan may keep those too.
 pub fn check_new_state(
     config: &ClusterConfig,
     plan: &Plan,
     prior: Option<&State>,
+    shipped: Option<&TlsAssets>,
 ) -> Result<(), EngineError> {
     let next = &plan.new_state;
     let mismatch = |what: String| refused(format!("the plan's new_state {what}"));
@@ -227,12 +230,25 @@ pub fn check_new_state(
             )));
         }
     }
-    check_certificates(plan, prior, &mismatch)
+    check_certificates(plan, prior, shipped, &mismatch)
+}
+
+/// Whether the plan keeps a certificate the state does not hold as it is (one an interrupted
+/// apply shipped, or a forged one).
+pub fn keeps_unrecorded_certificates(plan: &Plan, prior: Option<&State>) -> bool {
+    plan.new_state.tls.iter().any(|(name, asset)| {
+        let kept = plan
+            .certificates
+            .iter()
+            .any(|c| &c.name == name && c.action == "keep");
+        kept && prior.and_then(|s| s.tls.get(name)) != Some(asset)
+    })
 }
 
 fn check_certificates(
     plan: &Plan,
     prior: Option<&State>,
+    shipped: Option<&TlsAssets>,
     mismatch: &dyn Fn(String) -> EngineError,
 ) -> Result<(), EngineError> {
     let next = &plan.new_state;
@@ -249,7 +265,9 @@ fn check_certificates(
         plan.kind == PlanKind::Apply && matches!(action(name), Some("issue" | "rotate"))
     };
     for (name, asset) in next.tls.iter() {
-        if !issued(name) && before.get(name) != Some(asset) {
+        let known =
+            before.get(name) == Some(asset) || shipped.is_some_and(|s| s.get(name) == Some(asset));
+        if !issued(name) && !known {
             return Err(mismatch(format!(
                 "changes certificate {name}, which the plan says it keeps"
             )));

@@ -77,9 +77,39 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
         .is_some_and(|l| l.expired_at(time::OffsetDateTime::now_utc()));
     let recent = backend.audit.newest(10).await?;
     let last_audit = recent.first().cloned();
-    let unfinished_apply = unfinished(&recent).map(|e| {
-        format!(
-            "apply #{} (`{}` by {}, {}) recorded `started` and nothing after it: {}. Its change set {} {}; the state is at serial {}. Run `kube-aws plan` to see what is left to converge.",
+    let mut unfinished_apply = None;
+    if let Some(e) = unfinished(&recent) {
+        let change_set = match &e.change_set_arn {
+            None => "made no change set".to_string(),
+            Some(arn) => {
+                let fate = match cfn.describe_change_set(&stack_name, arn).await {
+                    Ok(cs) => match cs.execution_status.as_str() {
+                        "AVAILABLE" => "was never executed".to_string(),
+                        "EXECUTE_COMPLETE" => "was executed".to_string(),
+                        "EXECUTE_IN_PROGRESS" => "is executing".to_string(),
+                        "EXECUTE_FAILED" => "failed to execute".to_string(),
+                        other => format!("is {other}"),
+                    },
+                    Err(_) => "is gone (executed, or deleted)".to_string(),
+                };
+                format!("change set {arn} {fate}")
+            }
+        };
+        let prior = loaded.as_ref().map(|l| &l.state);
+        let kept = backend
+            .store
+            .load_pending()
+            .await?
+            .map(|(pending, _)| pending)
+            .filter(|p| p.applies_to(prior) && Some(&p.plan_sha256) == e.plan_sha256.as_ref())
+            .map_or(String::new(), |p| {
+                format!(
+                    " The {} certificates and keys it shipped were kept aside; the next plan reuses them rather than issuing new ones.",
+                    p.tls.len()
+                )
+            });
+        unfinished_apply = Some(format!(
+            "apply #{} (`{}` by {}, {}) recorded `started` and nothing after it: {}. Its {}, {}; the state is at serial {}.{kept} Run `kube-aws plan` to see what is left to converge.",
             e.seq,
             e.command,
             e.actor,
@@ -89,14 +119,14 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
             } else {
                 "it stopped mid-run"
             },
-            e.change_set_arn.as_deref().unwrap_or("(none)"),
+            change_set,
             match &stack {
-                Some(s) => format!("left the stack in {}", s.status),
-                None => "left no stack".into(),
+                Some(s) => format!("the stack is {}", s.status),
+                None => "there is no stack".into(),
             },
             loaded.as_ref().map_or(0, |l| l.state.serial),
-        )
-    });
+        ));
+    }
     Ok(Status {
         stack_name,
         stack,

@@ -40,6 +40,17 @@ pub struct State {
     pub account_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// The audit entry of the run that wrote this state (its `started` entry): `history
+    /// --verify` checks the log still reaches it, so deleting the newest entries shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<AuditHead>,
+}
+
+/// Which audit entry a state write belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub entry_sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +97,35 @@ impl State {
             records: Vec::new(),
             account_id: None,
             region: None,
+            audit_head: None,
+        }
+    }
+}
+
+/// The TLS assets an apply is about to ship, written under its lock just before it executes
+/// the change set. If the run dies before it writes the state, the next plan reuses them, so
+/// the cluster that now runs with them is not re-keyed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingAssets {
+    pub format_version: u32,
+    /// The state the apply started from; pending assets apply only while it is current.
+    pub lineage: Option<String>,
+    pub prior_serial: u64,
+    pub plan_sha256: String,
+    pub change_set_arn: Option<String>,
+    /// RFC 3339, UTC.
+    pub written: String,
+    pub tls: TlsAssets,
+}
+
+impl PendingAssets {
+    /// Whether these assets were shipped on top of `current` (and not superseded since).
+    pub fn applies_to(&self, current: Option<&State>) -> bool {
+        match current {
+            None => self.prior_serial == 0,
+            Some(s) => {
+                self.prior_serial == s.serial && self.lineage.as_deref() == Some(s.lineage.as_str())
+            }
         }
     }
 }

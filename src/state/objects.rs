@@ -141,30 +141,35 @@ impl ObjectStore for Objects {
     }
 }
 
-/// The keys one backend uses: the state, its lock, and the audit entries' prefix.
+/// The keys one backend uses: the state, its lock, the audit entries' prefix, and the assets
+/// an apply shipped before it could write the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub state: String,
     pub lock: String,
     pub audit_prefix: String,
+    pub pending: String,
 }
 
 impl Layout {
-    /// Local: `state.json`, `state.lock`, `audit/` under the cluster's `state/` folder.
+    /// Local: `state.json`, `state.lock`, `audit/`, `pending.json` under the cluster's
+    /// `state/` folder.
     pub fn local() -> Layout {
         Layout {
             state: "state.json".into(),
             lock: "state.lock".into(),
             audit_prefix: "audit/".into(),
+            pending: "pending.json".into(),
         }
     }
 
-    /// S3: `<key>`, `<key>.lock`, `<key>.audit/`.
+    /// S3: `<key>`, `<key>.lock`, `<key>.audit/`, `<key>.pending`.
     pub fn s3(key: &str) -> Layout {
         Layout {
             state: key.to_string(),
             lock: format!("{key}.lock"),
             audit_prefix: format!("{key}.audit/"),
+            pending: format!("{key}.pending"),
         }
     }
 }

@@ -354,6 +354,49 @@ impl<O: ObjectStore> StateStore<O> {
         })
     }
 
+    /// Records the assets an apply is about to ship, under its lock; returns the ETag that
+    /// [`StateStore::clear_pending`] removes.
+    pub async fn put_pending(
+        &self,
+        pending: &super::PendingAssets,
+        lock: &HeldLock,
+    ) -> Result<String, StateError> {
+        if !self.still_holds(lock).await? {
+            return Err(StateError::LockLost {
+                id: lock.info.id.clone(),
+            });
+        }
+        let bytes = crate::hash::canonical_json_pretty(pending).expect("pending assets serialise");
+        let written = self
+            .objects
+            .put(&self.layout.pending, &bytes, Precondition::Overwrite)
+            .await?;
+        Ok(written.etag)
+    }
+
+    /// The pending assets of an apply that died before writing the state, if any, with the
+    /// ETag that [`StateStore::clear_pending`] removes.
+    pub async fn load_pending(&self) -> Result<Option<(super::PendingAssets, String)>, StateError> {
+        let Some(object) = self.objects.get(&self.layout.pending).await? else {
+            return Ok(None);
+        };
+        let pending =
+            serde_json::from_slice(&object.bytes).map_err(|source| StateError::Malformed {
+                origin: self.objects.location(&self.layout.pending),
+                source,
+            })?;
+        Ok(Some((pending, object.etag)))
+    }
+
+    /// Removes the pending assets this run wrote (ETag `etag`) once the state holds them.
+    pub async fn clear_pending(&self, etag: &str) -> Result<(), StateError> {
+        match self.objects.delete(&self.layout.pending, etag).await {
+            // Replaced by a later run's: theirs to clear.
+            Ok(()) | Err(StoreError::PreconditionFailed { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Every stored version, newest first, each with the serial it holds.
     pub async fn versions(&self) -> Result<Vec<StateVersion>, StateError> {
         let mut out = Vec::new();

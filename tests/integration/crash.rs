@@ -175,3 +175,83 @@ fn a_lock_removed_before_execution_stops_the_apply_and_the_log_says_so() {
     // The reviewed plan is still good: nothing changed.
     c.expect(0, &["apply", "plan.json"]);
 }
+
+/// The worst moment to die: the first apply's change set has executed (the cluster now runs
+/// with the CA and keys that plan issued) and the state is not written yet. The next plan
+/// reuses exactly those certificates instead of issuing a new CA that would re-key it.
+#[test]
+fn killed_after_executing_before_the_state_write_the_next_plan_reuses_the_shipped_certificates() {
+    let c = Cluster::new("shipped", false, None);
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let first =
+        kube_aws::planfile::decode("plan.json", &std::fs::read(c.path("plan.json")).unwrap())
+            .unwrap();
+    assert!(first.certificates.iter().all(|cert| cert.action == "issue"));
+    let polled = crate::edges::hold_stack_in_progress(&c, Duration::from_secs(3));
+    let mut child = kube_aws(moto(), c.dir.path())
+        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+        .args(["apply", "plan.json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !polled.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "apply never followed the stack");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !c.path("state/state.json").exists(),
+        "killed before the state write"
+    );
+    std::thread::sleep(Duration::from_secs(4)); // moto answers for the stack again
+
+    let status = stdout(&c.expect(0, &["status"]));
+    println!("status after the kill:\n{status}");
+    assert!(
+        status.contains("recorded `started` and nothing after it"),
+        "{status}"
+    );
+    assert!(status.contains("was executed"), "{status}");
+    assert!(
+        status.contains("were kept aside; the next plan reuses them"),
+        "{status}"
+    );
+    let id = lock_id(&status).expect("the killed apply left its lock");
+    c.expect(0, &["state", "unlock", &id]);
+
+    let out = c.expect(0, &["plan", "-o", "again.json"]);
+    assert!(
+        stdout(&out).contains("shipped by the interrupted apply of plan"),
+        "{}",
+        stdout(&out)
+    );
+    let again =
+        kube_aws::planfile::decode("again.json", &std::fs::read(c.path("again.json")).unwrap())
+            .unwrap();
+    let issued: Vec<&str> = again
+        .certificates
+        .iter()
+        .filter(|cert| cert.action != "keep")
+        .map(|cert| cert.name.as_str())
+        .collect();
+    assert!(issued.is_empty(), "re-issued after the crash: {issued:?}");
+    assert_eq!(
+        again.new_state.tls, first.new_state.tls,
+        "the shipped CA and keys, unchanged"
+    );
+    c.expect(0, &["apply", "again.json"]);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    assert_eq!(
+        state["tls"]["ca"]["certificate_sha256"],
+        first.new_state.tls["ca"].certificate_sha256.as_str()
+    );
+    assert!(
+        !c.path("state/pending.json").exists(),
+        "cleared once the state holds them"
+    );
+    assert!(stdout(&c.expect(0, &["plan"])).contains("No changes."));
+}

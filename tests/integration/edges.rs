@@ -429,7 +429,7 @@ fn a_local_state_write_behind_a_stopped_holder_gives_up_with_a_reason() {
 
 /// Serves `UPDATE_IN_PROGRESS` for the stack for `busy` after ExecuteChangeSet reaches moto,
 /// then lets moto answer again; returns whether apply has started following.
-fn hold_stack_in_progress(c: &Cluster, busy: Duration) -> Arc<AtomicBool> {
+pub(crate) fn hold_stack_in_progress(c: &Cluster, busy: Duration) -> Arc<AtomicBool> {
     let executed: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
     let polled = Arc::new(AtomicBool::new(false));
     let name = c.name.clone();
@@ -457,7 +457,7 @@ fn hold_stack_in_progress(c: &Cluster, busy: Duration) -> Arc<AtomicBool> {
     polled
 }
 
-fn read_lock(c: &Cluster) -> Option<Value> {
+pub(crate) fn read_lock(c: &Cluster) -> Option<Value> {
     let bytes = std::fs::read(c.path("state/state.lock")).ok()?;
     serde_json::from_slice(&bytes).ok()
 }

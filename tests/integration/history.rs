@@ -101,9 +101,13 @@ fn history_limit_20_over_10000_s3_entries_makes_at_most_25_requests() {
 fn history_json_show_and_verify_from_the_cli() {
     let moto = moto();
     let (dir, _) = init_cluster_with(moto, "histcli", &[]);
-    let backend = Backend::local(dir.path());
+    // Signed like every entry of a cluster with a signing key.
+    let kms = block_on(async {
+        kube_aws::aws::kms::KmsVault::new(aws_sdk_kms::Client::new(&moto.sdk_config().await))
+    });
+    let backend = Backend::local(dir.path()).signing_with(kms, moto.plan_signing_key());
     for i in 0..3 {
-        block_on(backend.audit.append(OffsetDateTime::now_utc(), entry(i))).unwrap();
+        block_on(backend.append_audit(OffsetDateTime::now_utc(), entry(i))).unwrap();
     }
     let (code, stdout, _) = run(dir.path(), &["history", "--json"]);
     assert_eq!(code, 0);
@@ -228,4 +232,94 @@ fn an_unknown_state_format_version_is_refused() {
         stderr.contains("state format_version 2 is not known"),
         "{stderr}"
     );
+}
+
+/// What an attacker with write access to the state bucket does to hide the newest
+/// deployments: delete their entries and HEAD, or edit the newest entry and recompute its
+/// hash. The state names the entry of the run that wrote it, and entries are signed, so
+/// `history --verify` exits 1 and says what is missing or edited.
+#[test]
+fn deleting_or_rewriting_the_newest_entries_fails_verify_with_what_is_missing() {
+    use crate::workflow::{Cluster, stderr, stdout};
+    let c = Cluster::new("anchor", false, None);
+    c.plan_and_apply();
+    c.set("workerCount", "2");
+    c.plan_and_apply();
+    c.proxy.reset();
+    let ok = stdout(&c.expect(0, &["history", "--verify"]));
+    println!("intact: {}", ok.trim());
+    let verifies = c
+        .proxy
+        .seen()
+        .iter()
+        .filter(|r| r.operation.ends_with("Verify"))
+        .count();
+    assert_eq!(verifies, 4, "one KMS Verify per entry");
+    let audit = c.path("state/audit");
+    let entry_path = |seq: u64| audit.join(format!("{seq:08}.json"));
+    let saved: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&audit)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    let restore = || {
+        for (p, bytes) in &saved {
+            std::fs::write(p, bytes).unwrap();
+        }
+    };
+
+    // The second apply's two entries and HEAD deleted: the chain alone still verifies.
+    std::fs::remove_file(entry_path(4)).unwrap();
+    std::fs::remove_file(entry_path(3)).unwrap();
+    std::fs::remove_file(audit.join("HEAD")).unwrap();
+    let out = c.expect(1, &["history", "--verify"]);
+    let report = format!("{}{}", stdout(&out), stderr(&out));
+    println!("deleted 3, 4 and HEAD:\n{report}");
+    assert!(
+        report
+            .contains("entry 3 is missing: the state (serial 2) was written by the run it records"),
+        "{report}"
+    );
+    assert!(
+        report.contains("no entry records writing the current state (serial 2)"),
+        "{report}"
+    );
+    restore();
+    c.expect(0, &["history", "--verify"]);
+
+    // Only the closing entry deleted (HEAD edited back): the state's write is unrecorded.
+    std::fs::remove_file(entry_path(4)).unwrap();
+    std::fs::write(audit.join("HEAD"), "3").unwrap();
+    let out = c.expect(1, &["history", "--verify"]);
+    let report = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        report.contains("no entry records writing the current state (serial 2)"),
+        "{report}"
+    );
+    restore();
+
+    // The newest entry edited and its hash recomputed: the chain holds, the signature does not.
+    let mut newest: kube_aws::audit::AuditEntry =
+        serde_json::from_slice(&std::fs::read(entry_path(4)).unwrap()).unwrap();
+    newest.actor = "arn:aws:iam::123456789012:user/someone-else".into();
+    newest.entry_sha256 = newest.compute_sha256();
+    std::fs::write(entry_path(4), kube_aws::audit::encode(&newest)).unwrap();
+    let out = c.expect(1, &["history", "--verify"]);
+    let report = format!("{}{}", stdout(&out), stderr(&out));
+    println!("entry 4 edited and re-hashed:\n{report}");
+    assert!(
+        report.contains("entry 4 was edited: its signature does not verify with"),
+        "{report}"
+    );
+    // Its signature stripped instead: every entry of a signing cluster must carry one.
+    newest.signature = None;
+    std::fs::write(entry_path(4), kube_aws::audit::encode(&newest)).unwrap();
+    let out = c.expect(1, &["history", "--verify"]);
+    let report = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(report.contains("entry 4 is not signed"), "{report}");
+    restore();
+    c.expect(0, &["history", "--verify"]);
 }

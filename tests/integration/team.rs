@@ -142,9 +142,34 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         assert!(!plan_needs.contains(action), "plan called {action}");
     }
 
-    // Only plans sign; apply only verifies, so the apply role cannot make a plan of its own.
-    assert!(!allows(&apply_policy, "kms:Sign"));
+    // Plans are signed as a DIGEST by the plan role only. The apply role signs audit entries
+    // as RAW messages (KMS hashes them), which can never pass for a plan's signature: it cannot
+    // make a plan of its own.
+    let message_types = |policy: &Value| -> Vec<String> {
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["Action"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|a| a == "kms:Sign"))
+            })
+            .map(|s| {
+                s["Condition"]["StringEquals"]["kms:MessageType"]
+                    .as_str()
+                    .unwrap_or("ANY")
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(message_types(&apply_policy), vec!["RAW".to_string()]);
+    assert_eq!(message_types(&plan_policy), vec!["DIGEST".to_string()]);
     assert!(plan_needs.contains("kms:Sign") && apply_needs.contains("kms:Verify"));
+    assert!(
+        apply_needs.contains("kms:Sign"),
+        "apply signs its audit entries"
+    );
 
     // The check can fail: without CreateChangeSet the plan policy falls behind the code.
     let mut weakened = plan_policy.clone();
