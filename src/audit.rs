@@ -53,6 +53,26 @@ pub struct ChangeSummary {
     pub replace: u32,
 }
 
+/// Where a run came from: the cluster directory's git commit, and its CI run and pull request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_commit: Option<String>,
+    /// Whether the cluster directory had uncommitted changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_dirty: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_run_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<String>,
+}
+
+impl Provenance {
+    pub fn is_empty(&self) -> bool {
+        *self == Provenance::default()
+    }
+}
+
 /// What the caller says about an event; the log adds sequence, chain and hash.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewEntry {
@@ -66,6 +86,7 @@ pub struct NewEntry {
     pub duration_ms: Option<u64>,
     pub summary: Option<ChangeSummary>,
     pub message: Option<String>,
+    pub provenance: Option<Provenance>,
 }
 
 /// One audit entry as stored.
@@ -86,6 +107,9 @@ pub struct AuditEntry {
     pub duration_ms: Option<u64>,
     pub summary: Option<ChangeSummary>,
     pub message: Option<String>,
+    /// Where the run came from; absent in entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
     pub tool_version: String,
     /// SHA-256 of the canonical JSON of every other field.
     pub entry_sha256: String,
@@ -136,6 +160,7 @@ impl AuditEntry {
             duration_ms: new.duration_ms,
             summary: new.summary,
             message: new.message,
+            provenance: new.provenance.filter(|p| !p.is_empty()),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             entry_sha256: String::new(),
             signature: None,

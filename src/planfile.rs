@@ -168,6 +168,9 @@ pub struct Plan {
     /// of what it covers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<PlanSignature>,
+    /// Where the plan was made: commit, CI run, pull request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::audit::Provenance>,
 }
 
 /// A plan's signature: who can make it is whoever may `kms:Sign` with that key.

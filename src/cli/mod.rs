@@ -161,6 +161,9 @@ enum HistoryCommand {
     Show {
         /// Sequence number of the entry.
         seq: u64,
+        /// Print the entry as JSON (without the plan).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -344,11 +347,18 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::History {
-            show: Some(HistoryCommand::Show { seq }),
+            show: Some(HistoryCommand::Show { seq, json }),
             ..
         } => {
-            let entry = runtime().block_on(history::history_entry(&cli.dir, &aws, seq))?;
-            print_json(&entry)?;
+            let (entry, plan) = runtime().block_on(history::history_entry(&cli.dir, &aws, seq))?;
+            if json {
+                print_json(&entry)?;
+            } else {
+                print!(
+                    "{}",
+                    output::history_entry_text(&entry, plan.as_ref(), stdout_color())
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::History { verify: true, .. } => {

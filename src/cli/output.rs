@@ -68,6 +68,81 @@ pub fn history_table(entries: &[AuditEntry]) -> String {
     )
 }
 
+/// `history show SEQ`: the entry, where it came from, and the plan it applied as it was
+/// reviewed (diffs redacted when the plan was made; keys are only ever KMS ciphertext).
+pub fn history_entry_text(entry: &AuditEntry, plan: Option<&Plan>, color: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Audit entry {}: `{}` {}",
+        entry.seq,
+        entry.command,
+        entry.result.as_str()
+    );
+    let mut field = |name: &str, value: String| {
+        let _ = writeln!(out, "  {name:<13} {value}");
+    };
+    field("time", entry.time.clone());
+    field("actor", entry.actor.clone());
+    match (entry.state_serial_before, entry.state_serial_after) {
+        (Some(a), Some(b)) => field("state serial", format!("{a} → {b}")),
+        (Some(a), None) => field("state serial", format!("{a} (not written)")),
+        (None, Some(b)) => field("state serial", b.to_string()),
+        (None, None) => {}
+    }
+    if let Some(s) = entry.summary {
+        field(
+            "changes",
+            format!(
+                "{} to add, {} to change, {} to remove, {} to replace",
+                s.add, s.change, s.remove, s.replace
+            ),
+        );
+    }
+    if let Some(arn) = &entry.change_set_arn {
+        field("change set", arn.clone());
+    }
+    if let Some(p) = &entry.provenance {
+        if let Some(commit) = &p.git_commit {
+            let dirty = match p.git_dirty {
+                Some(true) => " (with uncommitted changes)",
+                _ => "",
+            };
+            field("git commit", format!("{commit}{dirty}"));
+        }
+        if let Some(url) = &p.ci_run_url {
+            field("CI run", url.clone());
+        }
+        if let Some(pr) = &p.pull_request {
+            field("pull request", pr.clone());
+        }
+    }
+    if let Some(message) = &entry.message {
+        field("message", message.clone());
+    }
+    field(
+        "signed",
+        entry
+            .signature
+            .as_ref()
+            .map_or("no".to_string(), |s| format!("by {}", s.key_arn)),
+    );
+    match (plan, &entry.plan_sha256) {
+        (Some(plan), _) => {
+            let _ = writeln!(out, "\nThe plan it applied, as reviewed:\n");
+            out.push_str(&plan_text(plan, color));
+        }
+        (None, Some(sha256)) => {
+            let _ = writeln!(
+                out,
+                "\nPlan {sha256} was not kept (applied before kube-aws kept plans)."
+            );
+        }
+        (None, None) => {}
+    }
+    out
+}
+
 /// `state versions`: newest first.
 pub fn versions_table(versions: &[StateVersion]) -> String {
     if versions.is_empty() {
@@ -766,6 +841,7 @@ mod tests {
             },
             plan_sha256: String::new(),
             signature: None,
+            provenance: None,
         }
         .seal()
     }

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::backend::Backend;
 use super::{AwsOptions, EngineError, plan_checks};
-use crate::audit::{AuditResult, NewEntry};
+use crate::audit::{AuditResult, NewEntry, Provenance};
 use crate::aws::AwsContext;
 use crate::aws::cloudformation::{StackEvent, StackService};
 use crate::aws::route53::{DnsService, RecordChange as DnsChange};
@@ -84,8 +84,23 @@ pub async fn apply(
     let length = lease_length();
     let lock = backend.store.lock(&actor, command, now(), length).await?;
     let lease = Lease::new(&backend, lock, length);
+    // Applied after the merge, the run knows no pull request; the plan, made in it, does.
+    let mut provenance = super::provenance::collect(dir);
+    if provenance.pull_request.is_none() {
+        provenance.pull_request = plan
+            .provenance
+            .as_ref()
+            .and_then(|p| p.pull_request.clone());
+    }
     let outcome = locked(
-        &config, &context, &backend, &lease, plan, &actor, command, interrupt, observer,
+        &config,
+        &context,
+        &backend,
+        &lease,
+        plan,
+        (&actor, command, &provenance),
+        interrupt,
+        observer,
     )
     .await;
     let released = backend.store.unlock(&lease.current()).await;
@@ -249,8 +264,7 @@ async fn locked(
     backend: &Backend,
     lease: &Lease<'_>,
     plan: &Plan,
-    actor: &str,
-    command: &str,
+    (actor, command, provenance): (&str, &str, &Provenance),
     interrupt: impl Future<Output = ()>,
     observer: Observer<'_>,
 ) -> Result<ApplyOutcome, EngineError> {
@@ -282,6 +296,8 @@ async fn locked(
     let looked_up_zone = zone_to_look_up(config, plan, prior_state, context).await?;
     plan_checks::check_records(config, plan, prior_state, looked_up_zone.as_deref())?;
     let serial_before = loaded.as_ref().map_or(0, |l| l.state.serial);
+    // The reviewed plan is kept beside the log: `history show` prints it from there.
+    backend.keep_plan(plan).await?;
     let entry =
         |result: AuditResult, serial_after: Option<u64>, message: Option<String>| NewEntry {
             actor: actor.to_string(),
@@ -295,6 +311,7 @@ async fn locked(
                 .then(|| started.elapsed().as_millis() as u64),
             summary: Some(plan.summary),
             message,
+            provenance: Some(provenance.clone()),
         };
 
     // Step 4. The state this run writes names this entry, so the log cannot lose it unseen.

@@ -10,9 +10,10 @@ use crate::audit::{AuditEntry, AuditLog, EntrySignature, NewEntry};
 use crate::aws::AwsContext;
 use crate::aws::kms::{KmsVault, PLAN_SIGNING_ALGORITHM};
 use crate::config::{ClusterConfig, StateBackendKind};
+use crate::planfile::{self, Plan};
 use crate::state::StateError;
 use crate::state::local::LocalObjects;
-use crate::state::objects::{Layout, Objects, StoreError};
+use crate::state::objects::{Layout, ObjectStore, Objects, Precondition, StoreError};
 use crate::state::s3::S3Objects;
 use crate::state::store::{Loaded, StateStore};
 
@@ -50,6 +51,51 @@ impl Backend {
             audit,
             signer: None,
         }
+    }
+
+    /// Keeps an applied plan, as it was reviewed, under its hash (once: the key is its hash).
+    pub async fn keep_plan(&self, plan: &Plan) -> Result<(), EngineError> {
+        let key = format!(
+            "{}{}.json",
+            self.store.layout().plans_prefix,
+            plan.plan_sha256
+        );
+        match self
+            .store
+            .objects()
+            .put(&key, &planfile::encode(plan), Precondition::IfAbsent)
+            .await
+        {
+            Ok(_) | Err(StoreError::PreconditionFailed { .. }) => Ok(()),
+            Err(e) => Err(StateError::from(e).into()),
+        }
+    }
+
+    /// The plan an entry applied, if it was kept, checked against its hash.
+    pub async fn kept_plan(&self, plan_sha256: &str) -> Result<Option<Plan>, EngineError> {
+        if plan_sha256.len() != 64 || !plan_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let key = format!("{}{plan_sha256}.json", self.store.layout().plans_prefix);
+        let Some(object) = self
+            .store
+            .objects()
+            .get(&key)
+            .await
+            .map_err(StateError::from)?
+        else {
+            return Ok(None);
+        };
+        let origin = self.store.objects().location(&key);
+        let plan = planfile::decode(&origin, &object.bytes)
+            .map_err(|e| EngineError::Refused(e.to_string()))?;
+        if plan.plan_sha256 != plan_sha256 {
+            return Err(EngineError::Refused(format!(
+                "{origin} holds plan {}, not {plan_sha256}",
+                plan.plan_sha256
+            )));
+        }
+        Ok(Some(plan))
     }
 
     /// Signs audit entries with `key` from now on.

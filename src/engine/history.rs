@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::{AwsOptions, EngineError, open};
 use crate::audit::{AuditEntry, AuditResult, NewEntry, Verification};
+use crate::planfile::Plan;
 use crate::state::State;
 use crate::state::store::{LockInfo, StateVersion};
 
@@ -19,18 +20,23 @@ pub async fn history(
     Ok(backend.audit.newest(limit).await?)
 }
 
-/// One audit entry.
+/// One audit entry, and the plan it applied when that was kept.
 pub async fn history_entry(
     dir: &Path,
     aws: &AwsOptions,
     seq: u64,
-) -> Result<AuditEntry, EngineError> {
+) -> Result<(AuditEntry, Option<Plan>), EngineError> {
     let (_, _, backend) = open(dir, aws).await?;
-    backend
+    let entry = backend
         .audit
         .read(seq)
         .await?
-        .ok_or_else(|| EngineError::Refused(format!("there is no audit entry {seq}")))
+        .ok_or_else(|| EngineError::Refused(format!("there is no audit entry {seq}")))?;
+    let plan = match &entry.plan_sha256 {
+        Some(sha256) => backend.kept_plan(sha256).await?,
+        None => None,
+    };
+    Ok((entry, plan))
 }
 
 /// Checks every entry and link of the audit log, every entry's signature (when the cluster
@@ -189,6 +195,7 @@ pub async fn state_push(
             actor: actor.clone(),
             command: "state push".into(),
             result: Some(AuditResult::Succeeded),
+            provenance: Some(super::provenance::collect(dir)),
             state_serial_after: Some(state.serial),
             message: Some(format!(
                 "pushed {origin} (lineage {}, serial {}, sha256 {})",
@@ -227,6 +234,7 @@ pub async fn state_unlock(
                 actor,
                 command: "state unlock".into(),
                 result: Some(AuditResult::Succeeded),
+                provenance: Some(super::provenance::collect(dir)),
                 message: Some(format!(
                     "forced unlock of lock {} held by {} for `{}` since {} (lease until {})",
                     info.id, info.holder, info.operation, info.created, info.lease_expires

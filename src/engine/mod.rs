@@ -7,6 +7,7 @@ pub mod history;
 pub mod pki;
 pub mod plan;
 mod plan_checks;
+pub mod provenance;
 pub mod status;
 pub mod validate;
 

@@ -93,6 +93,12 @@ pub async fn plan(
         )
         .await?
     };
+    let provenance = super::provenance::collect(dir);
+    let plan = Plan {
+        provenance: (!provenance.is_empty()).then_some(provenance),
+        ..plan
+    }
+    .seal();
     match (online, &config.plan_signing_key_arn) {
         (Some(context), Some(key)) if options.sign => {
             progress("signing the plan");
@@ -792,6 +798,7 @@ async fn plan_apply(
         summary,
         plan_sha256: String::new(),
         signature: None,
+        provenance: None,
     }
     .seal())
 }
@@ -1399,6 +1406,7 @@ async fn plan_destroy(
         summary,
         plan_sha256: String::new(),
         signature: None,
+        provenance: None,
     }
     .seal())
 }

@@ -149,27 +149,31 @@ pub struct Layout {
     pub lock: String,
     pub audit_prefix: String,
     pub pending: String,
+    /// Every applied plan, by its hash, for `history show`.
+    pub plans_prefix: String,
 }
 
 impl Layout {
-    /// Local: `state.json`, `state.lock`, `audit/`, `pending.json` under the cluster's
-    /// `state/` folder.
+    /// Local: `state.json`, `state.lock`, `audit/`, `pending.json`, `plans/` under the
+    /// cluster's `state/` folder.
     pub fn local() -> Layout {
         Layout {
             state: "state.json".into(),
             lock: "state.lock".into(),
             audit_prefix: "audit/".into(),
             pending: "pending.json".into(),
+            plans_prefix: "plans/".into(),
         }
     }
 
-    /// S3: `<key>`, `<key>.lock`, `<key>.audit/`, `<key>.pending`.
+    /// S3: `<key>`, `<key>.lock`, `<key>.audit/`, `<key>.pending`, `<key>.plans/`.
     pub fn s3(key: &str) -> Layout {
         Layout {
             state: key.to_string(),
             lock: format!("{key}.lock"),
             audit_prefix: format!("{key}.audit/"),
             pending: format!("{key}.pending"),
+            plans_prefix: format!("{key}.plans/"),
         }
     }
 }

@@ -115,7 +115,7 @@ fn history_json_show_and_verify_from_the_cli() {
     assert_eq!(json.as_array().unwrap().len(), 3);
     assert_eq!(json[0]["seq"], 3);
 
-    let (code, stdout, _) = run(dir.path(), &["history", "show", "2"]);
+    let (code, stdout, _) = run(dir.path(), &["history", "show", "2", "--json"]);
     assert_eq!(code, 0);
     let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(shown["seq"], 2);
@@ -321,5 +321,98 @@ fn deleting_or_rewriting_the_newest_entries_fails_verify_with_what_is_missing() 
     let report = format!("{}{}", stdout(&out), stderr(&out));
     assert!(report.contains("entry 4 is not signed"), "{report}");
     restore();
+    c.expect(0, &["history", "--verify"]);
+}
+
+/// Each entry says where the run came from (the cluster directory's commit, whether it was
+/// dirty, the CI run and the pull request), and `history show` prints the plan it applied,
+/// kept in the state backend as it was reviewed.
+#[test]
+fn entries_record_commit_ci_run_and_pull_request_and_show_prints_the_kept_plan() {
+    use crate::workflow::{Cluster, stdout};
+    let c = Cluster::new("provenance", false, None);
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(c.dir.path())
+            .args(["-c", "user.name=ci", "-c", "user.email=ci@example.com"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "cluster.yaml"]);
+    git(&["commit", "-q", "-m", "cluster"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    let ci = [
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GITHUB_REPOSITORY", "acme/clusters"),
+        ("GITHUB_RUN_ID", "4242"),
+    ];
+    // The plan is made in the pull request's check, the apply after the merge.
+    let mut plan = kube_aws(moto(), c.dir.path());
+    plan.env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+        .envs(ci)
+        .env("GITHUB_REF", "refs/pull/17/merge")
+        .args(["plan", "-o", "plan.json"]);
+    assert!(plan.output().unwrap().status.success());
+    let mut apply = kube_aws(moto(), c.dir.path());
+    apply
+        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+        .envs(ci)
+        .env("GITHUB_REF", "refs/heads/main")
+        .args(["apply", "plan.json"]);
+    assert!(apply.output().unwrap().status.success());
+
+    let shown = stdout(&c.expect(0, &["history", "show", "2"]));
+    println!("{shown}");
+    assert!(
+        shown.contains(&format!("git commit    {commit}\n")),
+        "clean tree: {shown}"
+    );
+    assert!(
+        shown.contains("CI run        https://github.com/acme/clusters/actions/runs/4242"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("pull request  https://github.com/acme/clusters/pull/17"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("The plan it applied, as reviewed:"),
+        "{shown}"
+    );
+    assert!(shown.contains("Plan: "), "the kept plan's summary: {shown}");
+    assert!(
+        !shown.contains("BEGIN") && !shown.contains("PRIVATE"),
+        "{shown}"
+    );
+    let entry: serde_json::Value =
+        serde_json::from_str(&stdout(&c.expect(0, &["history", "show", "2", "--json"]))).unwrap();
+    assert_eq!(entry["provenance"]["git_dirty"], false);
+    assert!(
+        c.path(&format!(
+            "state/plans/{}.json",
+            entry["plan_sha256"].as_str().unwrap()
+        ))
+        .exists()
+    );
+
+    // An uncommitted change to cluster.yaml is recorded as such.
+    c.set("workerCount", "2");
+    c.plan_and_apply();
+    let shown = stdout(&c.expect(0, &["history", "show", "4"]));
+    assert!(
+        shown.contains(&format!(
+            "git commit    {commit} (with uncommitted changes)"
+        )),
+        "{shown}"
+    );
     c.expect(0, &["history", "--verify"]);
 }
