@@ -241,7 +241,8 @@ impl<O: ObjectStore> AuditLog<O> {
                 source,
             })?;
         match value.get("format_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(FORMAT_VERSION) => serde_json::from_value(value)
+            // From the bytes, not the value: serde's errors then say the line and column.
+            Some(v) if v == u64::from(FORMAT_VERSION) => serde_json::from_slice(bytes)
                 .map_err(|source| StateError::Malformed { origin, source }),
             Some(found) => Err(StateError::UnknownVersion { origin, found }),
             None => Err(StateError::Malformed {

@@ -305,6 +305,7 @@ pub fn decode(origin: &str, bytes: &[u8]) -> Result<Plan, PlanError> {
             actual,
         });
     }
-    let plan: Plan = serde_json::from_value(value).map_err(malformed)?;
+    // From the bytes, not the value: serde's errors then say the line and column.
+    let plan: Plan = serde_json::from_slice(bytes).map_err(malformed)?;
     Ok(plan)
 }

@@ -30,6 +30,60 @@ pub fn display_path(segments: &[Segment]) -> String {
     out
 }
 
+/// Parses a path as serde_norway writes it in its errors (`nodePools[1].count`); `None` for
+/// anything else.
+pub fn parse_path(text: &str) -> Option<Vec<Segment>> {
+    let mut out = Vec::new();
+    for part in text.split('.') {
+        let (key, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            out.push(Segment::Key(key.to_string()));
+        }
+        while let Some(inner) = rest.strip_prefix('[') {
+            let end = inner.find(']')?;
+            out.push(Segment::Index(inner[..end].parse().ok()?));
+            rest = &inner[end + 1..];
+        }
+        if !rest.is_empty() || (key.is_empty() && out.is_empty()) {
+            return None;
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// Removes the field at `path` from `value`; whether there was one.
+pub fn remove_path(value: &mut serde_norway::Value, path: &[Segment]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for segment in parents {
+        let next = match (segment, node) {
+            (Segment::Key(k), serde_norway::Value::Mapping(m)) => m.get_mut(k.as_str()),
+            (Segment::Index(i), serde_norway::Value::Sequence(s)) => s.get_mut(*i),
+            _ => None,
+        };
+        match next {
+            Some(child) => node = child,
+            None => return false,
+        }
+    }
+    match (last, node) {
+        (Segment::Key(k), serde_norway::Value::Mapping(m)) => m.remove(k.as_str()).is_some(),
+        // An element is replaced by null rather than removed, so later indexes keep their
+        // places (and their line numbers).
+        (Segment::Index(i), serde_norway::Value::Sequence(s)) if *i < s.len() => {
+            let was_null = s[*i].is_null();
+            s[*i] = serde_norway::Value::Null;
+            !was_null
+        }
+        _ => false,
+    }
+}
+
 /// Converts serde_ignored's path (innermost last) into segments from the root.
 pub fn segments(path: &serde_ignored::Path<'_>) -> Vec<Segment> {
     let mut out = Vec::new();

@@ -430,6 +430,57 @@ fn beyond_bounds(text: &str) -> Option<Problem> {
     None
 }
 
+/// How many fields that fail to parse are set aside, one at a time, before the rest of the
+/// file is checked without them.
+const MAX_SET_ASIDE: usize = 32;
+
+/// Everything else wrong with a file whose field failed to parse: that field is set aside
+/// (and each next one that fails, up to [`MAX_SET_ASIDE`]), and the rest is parsed and checked
+/// semantically, so one run reports the type errors, the unknown keys and the semantic errors
+/// together. A field that cannot be set aside (a required one) ends the search.
+fn lenient_findings(text: &str, first: &serde_norway::Error, locator: &Locator) -> Vec<Problem> {
+    let mut findings = Vec::new();
+    let Ok(mut value) = serde_norway::from_str::<serde_norway::Value>(text) else {
+        return findings; // not even YAML: the syntax error is the finding
+    };
+    let mut failed = first.to_string();
+    for _ in 0..MAX_SET_ASIDE {
+        let Some(path) = failed
+            .split_once(": ")
+            .and_then(|(path, _)| locate::parse_path(path))
+        else {
+            return findings;
+        };
+        if !locate::remove_path(&mut value, &path) {
+            return findings;
+        }
+        let Ok(rest) = serde_norway::to_string(&value) else {
+            return findings;
+        };
+        let mut unknown = Vec::new();
+        let de = serde_norway::Deserializer::from_str(&rest);
+        let parsed: Result<ClusterConfig, _> =
+            serde_ignored::deserialize(de, |path| unknown.push(locate::segments(&path)));
+        findings.extend(unknown.iter().map(|segments| locator.unknown_key(segments)));
+        match parsed {
+            Ok(config) => {
+                findings.extend(validate::semantic_problems(&config, locator));
+                return findings;
+            }
+            Err(e) => {
+                // Positions in the re-serialised text mean nothing: place it in the original.
+                let problem = Problem::from_yaml_error(&e);
+                match locate::parse_path(&problem.field) {
+                    Some(path) => findings.push(locator.problem(&path, problem.message)),
+                    None => return findings,
+                }
+                failed = e.to_string();
+            }
+        }
+    }
+    findings
+}
+
 /// Name of the implicit pool made from the top-level `worker*` settings.
 pub const DEFAULT_POOL: &str = "workers";
 
@@ -464,7 +515,9 @@ impl ClusterConfig {
             }
             Err(e) => {
                 problems.push(Problem::from_yaml_error(&e));
+                problems.extend(lenient_findings(text, &e, &locator));
                 problems.sort_by_key(|p| (p.line, p.column));
+                problems.dedup();
                 Err(err(problems))
             }
         }

@@ -402,3 +402,68 @@ fn deep_or_huge_yaml_is_refused_before_the_parsers_recurse() {
     // Ordinary nesting is untouched.
     parse(&format!("{MINIMAL}nodePools:\n  - name: gpu\n    labels: {{a: b}}\n    taints: [{{key: k, value: v, effect: NoSchedule}}]\n")).unwrap();
 }
+
+#[test]
+fn a_type_error_does_not_hide_unknown_keys_or_semantic_errors() {
+    // Line 8: an unknown key; line 9: a type error; line 10: an overlap the semantic checks
+    // refuse (which also leaves the default dnsServiceIP outside serviceCIDR); line 12: a
+    // nested type error.
+    let text = format!(
+        "{MINIMAL}recordSetTTLs: 60\nrecordSetTTL: soon\nserviceCIDR: 10.0.0.0/24\nnodePools:\n  - {{name: gpu, count: many}}\n"
+    );
+    let found = problems(&text);
+    let at = |line: usize, field: &str, words: &str| {
+        assert!(
+            found
+                .iter()
+                .any(|p| p.line == Some(line) && p.field == field && p.message.contains(words)),
+            "line {line} {field} {words:?}: {found:?}"
+        );
+    };
+    at(8, "recordSetTTLs", "unknown key");
+    at(9, "recordSetTTL", "invalid type");
+    at(10, "serviceCIDR", "overlaps vpcCIDR");
+    at(12, "nodePools[0].count", "invalid type");
+    assert!(found.iter().any(|p| p.field == "dnsServiceIP"), "{found:?}");
+    // In file order, each once.
+    let lines: Vec<_> = found.iter().map(|p| p.line).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "{found:?}");
+    assert_eq!(found.len(), 5, "{found:?}");
+}
+
+#[test]
+fn a_controller_address_aws_reserves_or_a_dns_ip_at_the_edge_of_its_range_is_refused() {
+    for (setting, field, words) in [
+        (
+            "controllerIP: 10.0.0.1",
+            "controllerIP",
+            "five addresses AWS reserves",
+        ),
+        (
+            "controllerIP: 10.0.0.255",
+            "controllerIP",
+            "five addresses AWS reserves",
+        ),
+        (
+            "dnsServiceIP: 10.3.0.255",
+            "dnsServiceIP",
+            "network or broadcast address",
+        ),
+        (
+            "dnsServiceIP: 10.3.0.1",
+            "dnsServiceIP",
+            "reserved for the kubernetes service",
+        ),
+    ] {
+        let found = problems(&format!("{MINIMAL}{setting}\n"));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.field == field && p.message.contains(words) && p.line == Some(8)),
+            "{setting}: {found:?}"
+        );
+    }
+    parse(&format!("{MINIMAL}controllerIP: 10.0.0.4\n")).unwrap();
+}

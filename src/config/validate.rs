@@ -16,6 +16,13 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// Whether `ip` is one AWS keeps for itself in `subnet`: the network address, the VPC router,
+/// DNS, one reserved for future use, and the last address.
+fn aws_reserved(subnet: &ipnet::Ipv4Net, ip: std::net::Ipv4Addr) -> bool {
+    let offset = u32::from(ip).wrapping_sub(u32::from(subnet.network()));
+    offset < 4 || ip == subnet.broadcast()
+}
+
 fn is_dns_label_list(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
@@ -196,6 +203,16 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
                 c.dns_service_ip, c.service_cidr
             ),
         );
+    } else if c.dns_service_ip == c.service_cidr.network()
+        || c.dns_service_ip == c.service_cidr.broadcast()
+    {
+        problem(
+            &[key("dnsServiceIP")],
+            format!(
+                "{} is the network or broadcast address of serviceCIDR {}, which the API server never allocates",
+                c.dns_service_ip, c.service_cidr
+            ),
+        );
     } else if c.dns_service_ip == c.kubernetes_service_ip() {
         problem(
             &[key("dnsServiceIP")],
@@ -260,15 +277,24 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
     if let Some(first) = subnets.first()
         && !c.controllers_behind_load_balancer()
         && c.controller_count == 1
-        && !first.instance_cidr.contains(&c.controller_ip)
     {
-        problem(
-            &[key("controllerIP")],
-            format!(
-                "{} is not inside the first instance subnet {}",
-                c.controller_ip, first.instance_cidr
-            ),
-        );
+        if !first.instance_cidr.contains(&c.controller_ip) {
+            problem(
+                &[key("controllerIP")],
+                format!(
+                    "{} is not inside the first instance subnet {}",
+                    c.controller_ip, first.instance_cidr
+                ),
+            );
+        } else if aws_reserved(&first.instance_cidr, c.controller_ip) {
+            problem(
+                &[key("controllerIP")],
+                format!(
+                    "{} is one of the five addresses AWS reserves in {} (the first four and the last): no instance can have it",
+                    c.controller_ip, first.instance_cidr
+                ),
+            );
+        }
     }
 
     // Counts and sizes, within what AWS, CloudFormation and etcd allow.

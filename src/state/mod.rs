@@ -186,8 +186,9 @@ pub fn decode(origin: &str, bytes: &[u8]) -> Result<State, StateError> {
     };
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(malformed)?;
     match value.get("format_version").and_then(|v| v.as_u64()) {
+        // From the bytes, not the value: serde's errors then say the line and column.
         Some(v) if v == u64::from(FORMAT_VERSION) => {
-            serde_json::from_value(value).map_err(malformed)
+            serde_json::from_slice(bytes).map_err(malformed)
         }
         Some(found) => Err(StateError::UnknownVersion {
             origin: origin.to_string(),

@@ -5,6 +5,7 @@ mod cli_errors;
 mod crash;
 mod edges;
 mod export;
+mod fuzz;
 mod harness;
 mod history;
 mod kms;
