@@ -448,8 +448,11 @@ async fn plan_apply(
         )));
     }
     let template_sha256 = sha256_hex(&rendered.stack_template);
-    let new_template: Value =
-        serde_json::from_str(&rendered.stack_template).expect("render checked the JSON");
+    // Rendered from the user's template file: render checks it is JSON, and a slip there is
+    // an error here, never a panic.
+    let new_template: Value = serde_json::from_str(&rendered.stack_template).map_err(|e| {
+        EngineError::Refused(format!("the rendered stack template is not JSON: {e}"))
+    })?;
 
     // The state this plan writes, and so the desired assets by path (stack id and records are
     // filled in below, once known).

@@ -178,3 +178,48 @@ fn render_copies_templates_refuses_to_overwrite_and_overrides_take_effect() {
     assert!(forced.status.success());
     assert_ne!(std::fs::read_to_string(&stack).unwrap(), "customised");
 }
+
+#[test]
+fn validate_offline_reports_an_unknown_key_a_type_error_and_an_overlap_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cluster.yaml"),
+        format!("{MINIMAL}workerCont: 3\nrecordSetTTL: soon\nserviceCIDR: 10.0.0.0/24\n"),
+    )
+    .unwrap();
+    let out = kube_aws(dir.path())
+        .args(["validate", "--offline"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for expected in [
+        "cluster.yaml: line 8: error: workerCont: unknown key",
+        "cluster.yaml: line 9: error: recordSetTTL: invalid type",
+        "cluster.yaml: line 10: error: serviceCIDR: 10.0.0.0/24 overlaps vpcCIDR 10.0.0.0/16",
+    ] {
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+}
+
+#[test]
+fn an_out_of_range_renew_before_is_a_usage_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), MINIMAL).unwrap();
+    let out = kube_aws(dir.path())
+        .args(["plan", "--offline", "--renew-before", "999999999999999"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--renew-before"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("this is a bug"),
+        "{stderr}"
+    );
+}
