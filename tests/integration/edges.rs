@@ -565,3 +565,74 @@ fn a_lock_removed_while_the_stack_changes_ends_the_apply_as_lock_lost_without_wr
     // Nobody holds the lock now; the next plan shows what the stack differs from the state.
     c.expect(0, &["plan"]);
 }
+
+/// Real credentials for a second moto account (STS AssumeRole into 210987654321): the
+/// cluster's stack is not there, so plan asks STS, finds another account and refuses; apply of
+/// the reviewed plan with those credentials is refused before the lock. Nothing is written.
+#[test]
+fn credentials_for_a_second_account_are_refused_by_plan_and_apply_before_any_write() {
+    let c = Cluster::new("account", false, None);
+    c.plan_and_apply();
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let creds = block_on(async {
+        let sts = aws_sdk_sts::Client::new(&moto().sdk_config().await);
+        sts.assume_role()
+            .role_arn("arn:aws:iam::210987654321:role/other-team")
+            .role_session_name("elsewhere")
+            .send()
+            .await
+            .unwrap()
+            .credentials
+            .unwrap()
+    });
+    let other = |args: &[&str]| {
+        kube_aws(moto(), c.dir.path())
+            .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+            .env("AWS_ACCESS_KEY_ID", creds.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", creds.secret_access_key())
+            .env("AWS_SESSION_TOKEN", creds.session_token())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let state_before = std::fs::read(c.path("state/state.json")).unwrap();
+    let entries_before = std::fs::read_dir(c.path("state/audit")).unwrap().count();
+    c.proxy.reset();
+    let out = other(&["plan"]);
+    let message = String::from_utf8_lossy(&out.stderr).to_string();
+    println!("plan as 210987654321: {message}");
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("the state records the stack in account 123456789012")
+            && message.contains("these credentials are for account 210987654321"),
+        "{message}"
+    );
+    let out = other(&["apply", "plan.json"]);
+    let message = String::from_utf8_lossy(&out.stderr).to_string();
+    println!("apply as 210987654321: {message}");
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    let writes: Vec<String> = c
+        .proxy
+        .seen()
+        .iter()
+        .map(|r| r.operation.clone())
+        .filter(|op| {
+            op.starts_with("Create")
+                || op.starts_with("Execute")
+                || op.starts_with("PUT")
+                || op.contains("ChangeResourceRecordSets")
+        })
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert_eq!(
+        std::fs::read(c.path("state/state.json")).unwrap(),
+        state_before
+    );
+    assert_eq!(
+        std::fs::read_dir(c.path("state/audit")).unwrap().count(),
+        entries_before,
+        "no audit entry, no lock"
+    );
+    assert!(!c.path("state/state.lock").exists());
+}
