@@ -83,6 +83,8 @@ pub struct NewEntry {
     pub change_set_arn: Option<String>,
     pub state_serial_before: Option<u64>,
     pub state_serial_after: Option<u64>,
+    /// SHA-256 of the state this run wrote, so an edited state shows in `history --verify`.
+    pub state_sha256_after: Option<String>,
     pub duration_ms: Option<u64>,
     pub summary: Option<ChangeSummary>,
     pub message: Option<String>,
@@ -104,6 +106,10 @@ pub struct AuditEntry {
     pub change_set_arn: Option<String>,
     pub state_serial_before: Option<u64>,
     pub state_serial_after: Option<u64>,
+    /// SHA-256 of the state bytes this run wrote; absent in entries written before it was
+    /// recorded and in entries that wrote no state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_sha256_after: Option<String>,
     pub duration_ms: Option<u64>,
     pub summary: Option<ChangeSummary>,
     pub message: Option<String>,
@@ -157,6 +163,7 @@ impl AuditEntry {
             change_set_arn: new.change_set_arn,
             state_serial_before: new.state_serial_before,
             state_serial_after: new.state_serial_after,
+            state_sha256_after: new.state_sha256_after,
             duration_ms: new.duration_ms,
             summary: new.summary,
             message: new.message,
@@ -324,7 +331,14 @@ impl<O: ObjectStore> AuditLog<O> {
                     }
                 }
             };
-            let mut entry = AuditEntry::build(latest + 1, &prev, now, new.clone());
+            let Some(next) = latest.checked_add(1) else {
+                return Err(StateError::Stale {
+                    message: format!(
+                        "the audit log's newest entry claims sequence number {latest}, the largest there is; run `kube-aws history --verify`"
+                    ),
+                });
+            };
+            let mut entry = AuditEntry::build(next, &prev, now, new.clone());
             entry.signature = sign(&entry.entry_sha256).await?;
             let key = self.entry_key(entry.seq);
             match self
@@ -418,7 +432,7 @@ impl<O: ObjectStore> AuditLog<O> {
                     if !prev_hash.is_empty() && entry.prev_sha256 != prev_hash {
                         problems.push(format!(
                             "entry {seq} ({location}) does not chain to entry {}: prev_sha256 differs",
-                            seq - 1
+                            seq.saturating_sub(1)
                         ));
                     }
                     if let Some(problem) = check(&entry).await {
@@ -427,7 +441,7 @@ impl<O: ObjectStore> AuditLog<O> {
                     prev_hash = entry.entry_sha256;
                 }
             }
-            expected = seq + 1;
+            expected = seq.saturating_add(1);
         }
         let head_key = self.head_key();
         if let Some(object) = self.objects.get(&head_key).await?

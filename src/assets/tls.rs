@@ -345,7 +345,12 @@ pub fn rotate_encryption_configuration(
             RotationStep::AddNewKey,
             encryption_configuration(&[
                 (*n, current.clone()),
-                (n + 1, new_secretbox_key().map_err(random)?),
+                (
+                    n.checked_add(1).ok_or_else(|| {
+                        format!("the Secrets key is named key{n}, the last number there is")
+                    })?,
+                    new_secretbox_key().map_err(random)?,
+                ),
             ]),
         )),
         [(old, old_secret), (new, new_secret)] if new > old => Ok((

@@ -13,6 +13,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 pub use locate::Locator;
+use locate::Segment;
 
 /// File name of the cluster definition inside a cluster directory.
 pub const CLUSTER_FILE: &str = "cluster.yaml";
@@ -379,6 +380,12 @@ const MAX_NESTING: usize = 64;
 /// is over-estimated (each indentation column and each `- ` counts as a level, plus open flow
 /// brackets), which is safe: the parsers' recursion is what must stay bounded.
 fn beyond_bounds(text: &str) -> Option<Problem> {
+    nested_beyond(text, MAX_NESTING)
+}
+
+/// [`beyond_bounds`] with another depth: rendered cloud-configs carry scripts and manifests
+/// in block scalars, indented further than any cluster.yaml, and get a wider bound.
+pub(crate) fn nested_beyond(text: &str, max_nesting: usize) -> Option<Problem> {
     if text.len() > MAX_CONFIG_BYTES {
         return Some(Problem::general(format!(
             "{} bytes: larger than the {MAX_CONFIG_BYTES} bytes kube-aws reads",
@@ -390,9 +397,12 @@ fn beyond_bounds(text: &str) -> Option<Problem> {
         let indent = line.len() - line.trim_start_matches(' ').len();
         let mut rest = line.trim_start_matches(' ');
         let mut dashes = 0;
+        // `- `, and the explicit key and value indicators `? ` and `: `, each open a level.
         while let Some(after) = rest
             .strip_prefix("- ")
-            .or_else(|| (rest == "-").then_some(""))
+            .or_else(|| rest.strip_prefix("? "))
+            .or_else(|| rest.strip_prefix(": "))
+            .or_else(|| matches!(rest, "-" | "?" | ":").then_some(""))
         {
             dashes += 1;
             rest = after.trim_start_matches(' ');
@@ -416,13 +426,13 @@ fn beyond_bounds(text: &str) -> Option<Problem> {
                 _ => {}
             }
         }
-        if indent + dashes + deepest_flow > MAX_NESTING {
+        if indent + dashes + deepest_flow > max_nesting {
             return Some(Problem {
                 field: String::new(),
                 line: Some(index + 1),
                 column: None,
                 message: format!(
-                    "nested more than {MAX_NESTING} levels deep, which no cluster.yaml needs"
+                    "nested more than {max_nesting} levels deep, which no file kube-aws reads needs"
                 ),
             });
         }
@@ -444,6 +454,7 @@ fn lenient_findings(text: &str, first: &serde_norway::Error, locator: &Locator) 
         return findings; // not even YAML: the syntax error is the finding
     };
     let mut failed = first.to_string();
+    let mut set_aside: Vec<Vec<Segment>> = Vec::new();
     for _ in 0..MAX_SET_ASIDE {
         let Some(path) = failed
             .split_once(": ")
@@ -454,6 +465,7 @@ fn lenient_findings(text: &str, first: &serde_norway::Error, locator: &Locator) 
         if !locate::remove_path(&mut value, &path) {
             return findings;
         }
+        set_aside.push(path);
         let Ok(rest) = serde_norway::to_string(&value) else {
             return findings;
         };
@@ -471,6 +483,11 @@ fn lenient_findings(text: &str, first: &serde_norway::Error, locator: &Locator) 
                 // Positions in the re-serialised text mean nothing: place it in the original.
                 let problem = Problem::from_yaml_error(&e);
                 match locate::parse_path(&problem.field) {
+                    // An error about what was set aside (a required field now missing, an
+                    // element now null) is that field's finding again, not a new one.
+                    Some(path) if set_aside.iter().any(|gone| gone.starts_with(&path)) => {
+                        return findings;
+                    }
                     Some(path) => findings.push(locator.problem(&path, problem.message)),
                     None => return findings,
                 }

@@ -371,6 +371,11 @@ fn deep_or_huge_yaml_is_refused_before_the_parsers_recurse() {
     let found = problems(&deep);
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].line, Some(9));
+    let explicit = problems(&format!("{MINIMAL}{}a\n", "? ".repeat(200_000)));
+    assert!(
+        explicit[0].message.contains("nested more than 64 levels"),
+        "{explicit:?}"
+    );
     let alone = problems(&"- ".repeat(20_000));
     assert!(
         alone[0].message.contains("nested more than 64 levels"),

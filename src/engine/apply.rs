@@ -282,7 +282,9 @@ async fn locked(
         backend
             .store
             .load_pending()
-            .await?
+            .await
+            .ok()
+            .flatten()
             .filter(|(p, _)| p.applies_to(prior_state))
     } else {
         None
@@ -293,9 +295,10 @@ async fn locked(
         prior_state,
         shipped.as_ref().map(|(p, _)| &p.tls),
     )?;
-    let looked_up_zone = zone_to_look_up(config, plan, prior_state, context).await?;
+    let looked_up_zone = zone_to_look_up(config, plan, context).await?;
     plan_checks::check_records(config, plan, prior_state, looked_up_zone.as_deref())?;
     let serial_before = loaded.as_ref().map_or(0, |l| l.state.serial);
+    let written_sha256: RefCell<Option<String>> = RefCell::new(None);
     // The reviewed plan is kept beside the log: `history show` prints it from there.
     backend.keep_plan(plan).await?;
     let entry =
@@ -307,6 +310,7 @@ async fn locked(
             change_set_arn: plan.stack.change_set_arn.clone(),
             state_serial_before: Some(serial_before),
             state_serial_after: serial_after,
+            state_sha256_after: written_sha256.borrow().clone(),
             duration_ms: (result != AuditResult::Started)
                 .then(|| started.elapsed().as_millis() as u64),
             summary: Some(plan.summary),
@@ -533,6 +537,9 @@ async fn locked(
     }
     records.sort_by(|a, b| (&a.name, &a.record_type).cmp(&(&b.name, &b.record_type)));
     next.records = records;
+    // Where the cluster lives is what this run knows, not what the plan says.
+    next.account_id = Some(super::plan::arn_account(actor).to_string());
+    next.region = Some(config.region.clone());
     next.audit_head = Some(AuditHead {
         seq: started_entry.seq,
         entry_sha256: started_entry.entry_sha256.clone(),
@@ -544,7 +551,10 @@ async fn locked(
         .persist(&next, loaded.as_ref(), &lease.current())
         .await
     {
-        Ok(written) => written,
+        Ok(written) => {
+            *written_sha256.borrow_mut() = Some(written.sha256.clone());
+            written
+        }
         Err(StateError::LockLost { id }) => {
             // Whoever removed the lock may be writing now: the state is theirs to write.
             let message = format!(
@@ -588,17 +598,15 @@ async fn locked(
 }
 
 /// The zone an UPSERT's hosted zone must be, looked up by the name cluster.yaml gives when
-/// neither cluster.yaml nor the state names its id.
+/// it does not name the zone's id.
 async fn zone_to_look_up(
     config: &ClusterConfig,
     plan: &Plan,
-    prior: Option<&crate::state::State>,
     context: &AwsContext,
 ) -> Result<Option<String>, EngineError> {
-    let Some(upsert) = plan.records.iter().find(|r| r.action == "UPSERT") else {
-        return Ok(None);
-    };
-    if plan_checks::expected_zone(config, prior, &upsert.name).is_some() {
+    if !plan.records.iter().any(|r| r.action == "UPSERT")
+        || plan_checks::expected_zone(config).is_some()
+    {
         return Ok(None);
     }
     let Some(name) = &config.hosted_zone else {

@@ -116,12 +116,11 @@ impl Backend {
                 let Some((kms, key)) = &self.signer else {
                     return Ok(None);
                 };
-                let signature = kms.sign_raw(key, sha256.as_bytes()).await.map_err(|e| {
-                    StateError::Store(StoreError::Failed {
-                        location: key.clone(),
-                        message: format!("cannot sign the audit entry: {e}"),
-                    })
-                })?;
+                // The run has already acted: an entry KMS cannot sign is still written,
+                // unsigned, and `history --verify` names it, rather than lost.
+                let Ok(signature) = kms.sign_raw(key, sha256.as_bytes()).await else {
+                    return Ok(None);
+                };
                 Ok(Some(EntrySignature {
                     key_arn: key.clone(),
                     algorithm: PLAN_SIGNING_ALGORITHM.into(),
@@ -130,6 +129,11 @@ impl Backend {
             })
             .await?;
         Ok(entry)
+    }
+
+    /// Whether this cluster signs its audit entries.
+    pub fn signs_entries(&self) -> bool {
+        self.signer.is_some()
     }
 
     /// Whether an entry's signature holds, as a problem for `history --verify` if not.

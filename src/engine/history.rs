@@ -32,8 +32,10 @@ pub async fn history_entry(
         .read(seq)
         .await?
         .ok_or_else(|| EngineError::Refused(format!("there is no audit entry {seq}")))?;
+    // A kept plan that cannot be read (or was planted) is shown as not kept; the entry
+    // itself still prints.
     let plan = match &entry.plan_sha256 {
-        Some(sha256) => backend.kept_plan(sha256).await?,
+        Some(sha256) => backend.kept_plan(sha256).await.ok().flatten(),
         None => None,
     };
     Ok((entry, plan))
@@ -46,18 +48,44 @@ pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification
     let (config, _, backend) = open(dir, aws).await?;
     let writes = std::cell::RefCell::new(Vec::new());
     let commands = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    let signatures = std::cell::RefCell::new(Vec::new());
     let mut verification = backend
         .audit
         .verify_with(async |entry: &AuditEntry| {
-            writes
-                .borrow_mut()
-                .push((entry.seq, entry.result, entry.state_serial_after));
+            writes.borrow_mut().push((
+                entry.seq,
+                entry.result,
+                entry.state_serial_after,
+                entry.state_sha256_after.clone(),
+            ));
             commands
                 .borrow_mut()
                 .insert(entry.seq, entry.command.clone());
-            backend.entry_signature_problem(entry).await
+            let problem = backend.entry_signature_problem(entry).await;
+            signatures
+                .borrow_mut()
+                .push((entry.seq, entry.signature.is_some(), problem));
+            None
         })
         .await?;
+    // Entries written before the cluster signed them stay unsigned; from the first signed
+    // entry on, every entry must be signed, and a log with none signed is a problem too.
+    let signatures = signatures.into_inner();
+    let first_signed = signatures
+        .iter()
+        .find(|(_, signed, _)| *signed)
+        .map(|s| s.0);
+    if first_signed.is_none() && backend.signs_entries() && !signatures.is_empty() {
+        verification.problems.push(
+            "no entry is signed, and cluster.yaml signs every entry: the log was rewritten, or nothing was written since entries were signed".into(),
+        );
+    }
+    for (seq, signed, problem) in signatures {
+        let before_signing = !signed && first_signed.is_none_or(|first| seq < first);
+        if let Some(problem) = problem.filter(|_| !before_signing) {
+            verification.problems.push(problem);
+        }
+    }
     let writes = writes.into_inner();
     let commands = commands.into_inner();
     let Some(loaded) = backend.load(&config).await? else {
@@ -67,7 +95,7 @@ pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification
     let problems = &mut verification.problems;
     // A pushed state keeps the anchor of the log it came from: the signed `state push` entry
     // that wrote it is what this log holds of it.
-    let pushed = writes.iter().any(|(seq, _, serial)| {
+    let pushed = writes.iter().any(|(seq, _, serial, _)| {
         *serial == Some(state.serial) && commands.get(seq).is_some_and(|c| c == "state push")
     });
     if let Some(head) = state.audit_head.as_ref().filter(|_| !pushed) {
@@ -85,7 +113,7 @@ pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification
         }
         if !writes
             .iter()
-            .any(|(_, _, serial)| *serial == Some(state.serial))
+            .any(|(_, _, serial, _)| *serial == Some(state.serial))
         {
             problems.push(format!(
                 "no entry records writing the current state (serial {}): the entry that closed its run was deleted",
@@ -100,7 +128,19 @@ pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification
         .iter()
         .filter_map(|v| v.serial)
         .collect();
-    for (seq, result, serial) in &writes {
+    // The entry that wrote the current serial says what it wrote: an edited state differs.
+    if let Some((seq, _, _, Some(sha256))) = writes
+        .iter()
+        .rev()
+        .find(|(_, _, serial, _)| *serial == Some(state.serial))
+        && *sha256 != loaded.sha256
+    {
+        problems.push(format!(
+            "the current state (serial {}) is not the one entry {seq} wrote: it hashes to {}, the entry says {sha256}; it was edited",
+            state.serial, loaded.sha256
+        ));
+    }
+    for (seq, result, serial, _) in &writes {
         if let (AuditResult::Succeeded, Some(serial)) = (result, serial)
             && !stored.contains(serial)
         {
@@ -197,6 +237,7 @@ pub async fn state_push(
             result: Some(AuditResult::Succeeded),
             provenance: Some(super::provenance::collect(dir)),
             state_serial_after: Some(state.serial),
+            state_sha256_after: Some(loaded.sha256.clone()),
             message: Some(format!(
                 "pushed {origin} (lineage {}, serial {}, sha256 {})",
                 state.lineage, state.serial, loaded.sha256

@@ -393,11 +393,17 @@ async fn plan_apply(
     {
         progress(&format!(
             "reusing the certificates the interrupted apply of plan {} shipped",
-            &pending.plan_sha256[..pending.plan_sha256.len().min(12)]
+            pending
+                .plan_sha256
+                .get(..12)
+                .unwrap_or(&pending.plan_sha256)
         ));
         shipped_by = Some(format!(
             "shipped by the interrupted apply of plan {} and kept",
-            &pending.plan_sha256[..pending.plan_sha256.len().min(12)]
+            pending
+                .plan_sha256
+                .get(..12)
+                .unwrap_or(&pending.plan_sha256)
         ));
         let mut merged = previous_tls.clone();
         merged.extend(pending.tls);
@@ -518,10 +524,14 @@ async fn plan_apply(
                 .and_then(|s| s.stack.as_ref())
                 .and_then(|s| s.id.as_deref())
             {
+                // A stack only in REVIEW_IN_PROGRESS is an earlier plan's change set for a stack
+                // deleted outside kube-aws, not another cluster: checked as an absent one.
                 check_stack_binding(
                     config,
                     recorded,
-                    live.as_ref().map(|s| s.id.as_str()),
+                    live.as_ref()
+                        .filter(|s| s.status != "REVIEW_IN_PROGRESS")
+                        .map(|s| s.id.as_str()),
                     context,
                 )
                 .await?;
@@ -828,10 +838,13 @@ async fn shipped_by_interrupted_apply(
     if preview.issued.is_empty() {
         return Ok(None);
     }
+    // An unreadable pending object only means nothing can be reused; it never blocks a plan.
     Ok(backend
         .store
         .load_pending()
-        .await?
+        .await
+        .ok()
+        .flatten()
         .map(|(pending, _)| pending)
         .filter(|p| p.applies_to(prior)))
 }

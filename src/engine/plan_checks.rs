@@ -57,9 +57,12 @@ pub fn check_target(
                 config.region
             )));
         }
+        // A plan that creates the stack replaces one deleted outside kube-aws (plan checked
+        // it is gone and that the account is the recorded one).
         let recorded = state.stack.as_ref().and_then(|s| s.id.as_deref());
         if let Some(recorded) = recorded
             && target.stack_id.as_deref() != Some(recorded)
+            && plan.stack.action != crate::planfile::Action::Create
         {
             return Err(refused(format!(
                 "the plan is for stack {} but the state records stack {recorded}",
@@ -70,18 +73,14 @@ pub fn check_target(
     Ok(())
 }
 
-/// The hosted zone a record of this cluster may live in: the one cluster.yaml names by id, or
-/// the one the state already applied it in. `None` when only a zone name is configured and
-/// nothing was applied yet: the caller looks that one up.
-pub fn expected_zone(config: &ClusterConfig, prior: Option<&State>, name: &str) -> Option<String> {
-    if let Some(id) = &config.hosted_zone_id {
-        return Some(bare_zone(id).to_string());
-    }
-    prior?
-        .records
-        .iter()
-        .find(|r| fqdn(&r.name) == fqdn(name))
-        .map(|r| bare_zone(&r.hosted_zone_id).to_string())
+/// The hosted zone a record of this cluster may live in when cluster.yaml names it by id.
+/// `None` when it names the zone by name: the caller looks that one up, so moving the zone
+/// is not mistaken for a forged plan.
+pub fn expected_zone(config: &ClusterConfig) -> Option<String> {
+    config
+        .hosted_zone_id
+        .as_deref()
+        .map(|id| bare_zone(id).to_string())
 }
 
 fn bare_zone(id: &str) -> &str {
@@ -113,9 +112,7 @@ pub fn check_records(
                     )));
                 }
             }
-            "UPSERT" if plan.kind == PlanKind::Apply => {
-                check_upsert(config, prior, r, looked_up_zone)?
-            }
+            "UPSERT" if plan.kind == PlanKind::Apply => check_upsert(config, r, looked_up_zone)?,
             other => {
                 return Err(refused(format!(
                     "the plan has a record action {other:?} for {}; only UPSERT and DELETE are known",
@@ -129,7 +126,6 @@ pub fn check_records(
 
 fn check_upsert(
     config: &ClusterConfig,
-    prior: Option<&State>,
     r: &RecordChange,
     looked_up_zone: Option<&str>,
 ) -> Result<(), EngineError> {
@@ -159,7 +155,7 @@ fn check_upsert(
             }
         )));
     }
-    let zone = expected_zone(config, prior, &r.name).or(looked_up_zone.map(str::to_string));
+    let zone = expected_zone(config).or(looked_up_zone.map(str::to_string));
     if zone.as_deref() != Some(bare_zone(&r.hosted_zone_id)) {
         return Err(refused(format!(
             "the plan writes {} in zone {}, but cluster.yaml and the state put it in {}",

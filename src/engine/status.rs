@@ -99,7 +99,9 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
         let kept = backend
             .store
             .load_pending()
-            .await?
+            .await
+            .ok()
+            .flatten()
             .map(|(pending, _)| pending)
             .filter(|p| p.applies_to(prior) && Some(&p.plan_sha256) == e.plan_sha256.as_ref())
             .map_or(String::new(), |p| {

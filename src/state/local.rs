@@ -113,7 +113,16 @@ impl LocalObjects {
         let dir = self.version_dir();
         fs::create_dir_all(&dir).map_err(|e| self.failed(key, e))?;
         let prefix = Self::version_prefix(key);
-        let next = self.version_numbers(key)?.into_iter().max().unwrap_or(0) + 1;
+        let next = self
+            .version_numbers(key)?
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Failed {
+                location: self.location(key),
+                message: "the versions folder already holds the largest version number".into(),
+            })?;
         let path = dir.join(format!("{prefix}{next:08}"));
         create_new_atomically(&path, bytes).map_err(|e| self.failed(key, e))
     }

@@ -121,6 +121,9 @@ pub struct PendingAssets {
 impl PendingAssets {
     /// Whether these assets were shipped on top of `current` (and not superseded since).
     pub fn applies_to(&self, current: Option<&State>) -> bool {
+        if self.format_version != 1 {
+            return false;
+        }
         match current {
             None => self.prior_serial == 0,
             Some(s) => {
@@ -188,7 +191,13 @@ pub fn decode(origin: &str, bytes: &[u8]) -> Result<State, StateError> {
     match value.get("format_version").and_then(|v| v.as_u64()) {
         // From the bytes, not the value: serde's errors then say the line and column.
         Some(v) if v == u64::from(FORMAT_VERSION) => {
-            serde_json::from_slice(bytes).map_err(malformed)
+            let state: State = serde_json::from_slice(bytes).map_err(malformed)?;
+            if state.serial == u64::MAX {
+                return Err(malformed(serde::de::Error::custom(
+                    "serial is 18446744073709551615, which has no successor",
+                )));
+            }
+            Ok(state)
         }
         Some(found) => Err(StateError::UnknownVersion {
             origin: origin.to_string(),

@@ -388,6 +388,11 @@ pub fn check(file: &str, rendered: &str, template: Option<&str>) -> Vec<Finding>
             "the first line must be \"#cloud-config\" or coreos-cloudinit ignores the file",
         ));
     }
+    // The YAML parser recurses per nesting level: bound the input before it sees it.
+    if let Some(problem) = crate::config::nested_beyond(rendered, 1024) {
+        checker.push(Finding::error(file, problem.line, problem.message));
+        return checker.findings;
+    }
     match MarkedYamlOwned::load_from_str(rendered) {
         Err(e) => checker.push(Finding::error(
             file,
@@ -423,6 +428,22 @@ mod tests {
                 "UserDataWorker: line 14: error: write_files: expected a list, found a mapping",
             ]
         );
+    }
+
+    #[test]
+    fn a_cloud_config_nested_beyond_any_real_one_is_an_error_not_a_stack_overflow() {
+        for deep in [
+            format!("#cloud-config\n{}x\n", "- ".repeat(200_000)),
+            format!("#cloud-config\n{}a\n", "? ".repeat(200_000)),
+        ] {
+            let found = check("UserDataWorker", &deep, None);
+            assert!(
+                found[0]
+                    .to_string()
+                    .contains("nested more than 1024 levels"),
+                "{found:?}"
+            );
+        }
     }
 
     #[test]

@@ -322,6 +322,25 @@ fn deleting_or_rewriting_the_newest_entries_fails_verify_with_what_is_missing() 
     assert!(report.contains("entry 4 is not signed"), "{report}");
     restore();
     c.expect(0, &["history", "--verify"]);
+
+    // The state edited in place, serial and anchor kept: a record that is not the cluster's
+    // added, which the next destroy would delete.
+    let state_path = c.path("state/state.json");
+    let original = std::fs::read(&state_path).unwrap();
+    let mut state: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    let mut planted = state["records"][0].clone();
+    planted["name"] = "www.example.com.".into();
+    state["records"].as_array_mut().unwrap().push(planted);
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    let out = c.expect(1, &["history", "--verify"]);
+    let report = format!("{}{}", stdout(&out), stderr(&out));
+    println!("state edited in place:\n{report}");
+    assert!(
+        report.contains("the current state (serial 2) is not the one entry 4 wrote"),
+        "{report}"
+    );
+    std::fs::write(&state_path, original).unwrap();
+    c.expect(0, &["history", "--verify"]);
 }
 
 /// Each entry says where the run came from (the cluster directory's commit, whether it was
