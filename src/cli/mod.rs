@@ -365,7 +365,7 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
             let report = runtime().block_on(history::verify_history(&cli.dir, &aws))?;
             if report.ok() {
                 println!(
-                    "Audit log OK: {} entries, every hash and link verified",
+                    "Audit log OK: {} entries, every hash and link verified, signatures and the state anchor checked",
                     report.entries
                 );
                 Ok(ExitCode::SUCCESS)
