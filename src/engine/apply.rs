@@ -279,13 +279,7 @@ async fn locked(
     let prior_state = loaded.as_ref().map(|l| &l.state);
     plan_checks::check_target(config, plan, super::plan::arn_account(actor), prior_state)?;
     let shipped = if plan_checks::keeps_unrecorded_certificates(plan, prior_state) {
-        backend
-            .store
-            .load_pending()
-            .await
-            .ok()
-            .flatten()
-            .filter(|(p, _)| p.applies_to(prior_state))
+        backend.store.pending_for(prior_state).await
     } else {
         None
     };

@@ -838,15 +838,11 @@ async fn shipped_by_interrupted_apply(
     if preview.issued.is_empty() {
         return Ok(None);
     }
-    // An unreadable pending object only means nothing can be reused; it never blocks a plan.
     Ok(backend
         .store
-        .load_pending()
+        .pending_for(prior)
         .await
-        .ok()
-        .flatten()
-        .map(|(pending, _)| pending)
-        .filter(|p| p.applies_to(prior)))
+        .map(|(pending, _)| pending))
 }
 
 fn describe_reason(name: &str, reason: &pki::IssueReason) -> String {

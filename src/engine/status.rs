@@ -98,12 +98,10 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
         let prior = loaded.as_ref().map(|l| &l.state);
         let kept = backend
             .store
-            .load_pending()
+            .pending_for(prior)
             .await
-            .ok()
-            .flatten()
             .map(|(pending, _)| pending)
-            .filter(|p| p.applies_to(prior) && Some(&p.plan_sha256) == e.plan_sha256.as_ref())
+            .filter(|p| Some(&p.plan_sha256) == e.plan_sha256.as_ref())
             .map_or(String::new(), |p| {
                 format!(
                     " The {} certificates and keys it shipped were kept aside; the next plan reuses them rather than issuing new ones.",

@@ -388,6 +388,19 @@ impl<O: ObjectStore> StateStore<O> {
         Ok(Some((pending, object.etag)))
     }
 
+    /// The pending assets shipped on top of `current`, with their ETag, if there are readable
+    /// ones. An unreadable object only means nothing can be reused: it never blocks a command.
+    pub async fn pending_for(
+        &self,
+        current: Option<&super::State>,
+    ) -> Option<(super::PendingAssets, String)> {
+        self.load_pending()
+            .await
+            .ok()
+            .flatten()
+            .filter(|(pending, _)| pending.applies_to(current))
+    }
+
     /// Removes the pending assets this run wrote (ETag `etag`) once the state holds them.
     pub async fn clear_pending(&self, etag: &str) -> Result<(), StateError> {
         match self.objects.delete(&self.layout.pending, etag).await {
