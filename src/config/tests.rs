@@ -20,6 +20,17 @@ fn problems(text: &str) -> Vec<Problem> {
     parse(text).expect_err("expected a config error").problems
 }
 
+/// `setting`, added as line 8 of the minimal file, is refused there, naming `field`.
+fn refused_at_line_8(setting: &str, field: &str, words: &str) {
+    let found = problems(&format!("{MINIMAL}{setting}\n"));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.field == field && p.message.contains(words) && p.line == Some(8)),
+        "{setting}: {found:?}"
+    );
+}
+
 #[test]
 fn minimal_config_gets_the_original_defaults() {
     let c = parse(MINIMAL).unwrap();
@@ -350,13 +361,7 @@ fn extreme_numbers_are_range_errors_not_allocations_or_panics() {
         ),
     ] {
         let started = std::time::Instant::now();
-        let found = problems(&format!("{MINIMAL}{setting}\n"));
-        assert!(
-            found
-                .iter()
-                .any(|p| p.field == field && p.message.contains(words) && p.line == Some(8)),
-            "{setting}: {found:?}"
-        );
+        refused_at_line_8(setting, field, words);
         // Not a timing test: a runaway (the old etcdCount: 20001 took a minute) fails loudly.
         assert!(
             started.elapsed() < std::time::Duration::from_secs(10),
@@ -462,13 +467,7 @@ fn a_controller_address_aws_reserves_or_a_dns_ip_at_the_edge_of_its_range_is_ref
             "reserved for the kubernetes service",
         ),
     ] {
-        let found = problems(&format!("{MINIMAL}{setting}\n"));
-        assert!(
-            found
-                .iter()
-                .any(|p| p.field == field && p.message.contains(words) && p.line == Some(8)),
-            "{setting}: {found:?}"
-        );
+        refused_at_line_8(setting, field, words);
     }
     parse(&format!("{MINIMAL}controllerIP: 10.0.0.4\n")).unwrap();
 }

@@ -187,19 +187,7 @@ fn killed_after_executing_before_the_state_write_the_next_plan_reuses_the_shippe
         kube_aws::planfile::decode("plan.json", &std::fs::read(c.path("plan.json")).unwrap())
             .unwrap();
     assert!(first.certificates.iter().all(|cert| cert.action == "issue"));
-    let polled = crate::edges::hold_stack_in_progress(&c, Duration::from_secs(3));
-    let mut child = kube_aws(moto(), c.dir.path())
-        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
-        .args(["apply", "plan.json"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !polled.load(std::sync::atomic::Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "apply never followed the stack");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut child = crate::edges::apply_while_the_stack_is_busy(&c, Duration::from_secs(3), &[]);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(

@@ -457,6 +457,30 @@ pub(crate) fn hold_stack_in_progress(c: &Cluster, busy: Duration) -> Arc<AtomicB
     polled
 }
 
+/// Starts `apply plan.json` (with `env`) while CloudFormation is held `UPDATE_IN_PROGRESS` for
+/// `busy` after the change set executes, and returns once apply is following the stack.
+pub(crate) fn apply_while_the_stack_is_busy(
+    c: &Cluster,
+    busy: Duration,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let polled = hold_stack_in_progress(c, busy);
+    let child = kube_aws(moto(), c.dir.path())
+        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+        .envs(env.iter().copied())
+        .args(["apply", "plan.json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !polled.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "apply never followed the stack");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
 pub(crate) fn read_lock(c: &Cluster) -> Option<Value> {
     let bytes = std::fs::read(c.path("state/state.lock")).ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -468,23 +492,14 @@ fn a_stack_update_longer_than_the_lease_keeps_the_lock_renewed_and_never_expired
     c.plan_and_apply();
     c.set("workerCount", "2");
     c.expect(0, &["plan", "-o", "plan.json"]);
-    let polled = hold_stack_in_progress(&c, Duration::from_secs(8));
     // A 3-second lease over an 8-second update: without renewal it expires twice over.
-    let child = kube_aws(moto(), c.dir.path())
-        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
-        .env("KUBE_AWS_LOCK_LEASE_SECONDS", "3")
-        .args(["apply", "plan.json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = apply_while_the_stack_is_busy(
+        &c,
+        Duration::from_secs(8),
+        &[("KUBE_AWS_LOCK_LEASE_SECONDS", "3")],
+    );
     let mut leases = std::collections::BTreeSet::new();
     let mut expired_seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_lock(&c).is_none() || !polled.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "apply never followed the stack");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     while let Some(lock) = read_lock(&c) {
         let expires = lock["lease_expires"].as_str().unwrap().to_string();
         let at =
@@ -529,20 +544,11 @@ fn a_lock_removed_while_the_stack_changes_ends_the_apply_as_lock_lost_without_wr
     c.plan_and_apply();
     c.set("workerCount", "2");
     c.expect(0, &["plan", "-o", "plan.json"]);
-    let polled = hold_stack_in_progress(&c, Duration::from_secs(5));
-    let child = kube_aws(moto(), c.dir.path())
-        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
-        .env("KUBE_AWS_LOCK_LEASE_SECONDS", "3")
-        .args(["apply", "plan.json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !polled.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "apply never followed the stack");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = apply_while_the_stack_is_busy(
+        &c,
+        Duration::from_secs(5),
+        &[("KUBE_AWS_LOCK_LEASE_SECONDS", "3")],
+    );
     let id = read_lock(&c).unwrap()["id"].as_str().unwrap().to_string();
     c.expect(0, &["state", "unlock", &id]);
     let out = child.wait_with_output().unwrap();

@@ -246,7 +246,7 @@ fn apply(damage: &Damage, original: &[u8]) -> Vec<u8> {
                 let mut leaves = 0usize;
                 count_leaves(&doc, &mut leaves);
                 let mut target = which % leaves.max(1);
-                replace_leaf(&mut doc, &mut target, value);
+                replace_leaf(&mut doc, &mut target);
                 bytes = serde_json::to_vec_pretty(&doc).unwrap();
                 // The replacement is raw JSON text; put it in place of the marker.
                 let text = String::from_utf8(bytes).unwrap();
@@ -274,10 +274,10 @@ fn count_leaves(v: &serde_json::Value, n: &mut usize) {
     }
 }
 
-fn replace_leaf(v: &mut serde_json::Value, target: &mut usize, _value: &str) -> bool {
+fn replace_leaf(v: &mut serde_json::Value, target: &mut usize) -> bool {
     match v {
-        serde_json::Value::Array(a) => a.iter_mut().any(|x| replace_leaf(x, target, _value)),
-        serde_json::Value::Object(o) => o.values_mut().any(|x| replace_leaf(x, target, _value)),
+        serde_json::Value::Array(a) => a.iter_mut().any(|x| replace_leaf(x, target)),
+        serde_json::Value::Object(o) => o.values_mut().any(|x| replace_leaf(x, target)),
         leaf => {
             if *target == 0 {
                 *leaf = serde_json::Value::String("\u{0}REPLACED".into());
