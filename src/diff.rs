@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::planfile::RollingForecast;
+use crate::planfile::{Replacement, ResourceAction, RollingForecast};
 
 /// Replaces every secret in `text` with `<redacted sha256:…>`: the given ciphertexts, PEM
 /// private key blocks, and any long base64 token that decodes to key material.
@@ -100,8 +100,8 @@ pub fn decode_userdata(userdata: &str) -> Option<String> {
 pub struct ResourceDiff {
     pub logical_id: String,
     pub resource_type: String,
-    /// `Add`, `Modify` or `Remove`, as CloudFormation names them.
-    pub action: &'static str,
+    /// `Add`, `Modify` or `Remove`.
+    pub action: ResourceAction,
     /// Changed top-level `Properties` keys, and `UpdatePolicy`/`DependsOn`/`Metadata` if those
     /// changed.
     pub changed_properties: Vec<String>,
@@ -127,13 +127,13 @@ pub fn template_diff(old: &Value, new: &Value) -> Vec<ResourceDiff> {
             (None, Some(n)) => out.push(ResourceDiff {
                 logical_id: id.clone(),
                 resource_type: type_of(n),
-                action: "Add",
+                action: ResourceAction::Add,
                 changed_properties: vec![],
             }),
             (Some(o), None) => out.push(ResourceDiff {
                 logical_id: id.clone(),
                 resource_type: type_of(o),
-                action: "Remove",
+                action: ResourceAction::Remove,
                 changed_properties: vec![],
             }),
             (Some(o), Some(n)) if o != n => {
@@ -154,7 +154,7 @@ pub fn template_diff(old: &Value, new: &Value) -> Vec<ResourceDiff> {
                 out.push(ResourceDiff {
                     logical_id: id.clone(),
                     resource_type: type_of(n),
-                    action: "Modify",
+                    action: ResourceAction::Modify,
                     changed_properties: changed,
                 });
             }
@@ -186,17 +186,17 @@ fn create_only_table() -> &'static CreateOnlyTable {
 /// Forecasts CloudFormation's `Replacement` for a modification from the properties that
 /// changed: `True` if any is create-only, `Conditional` if any may force replacement,
 /// `False` otherwise, `None` for types the table does not know.
-pub fn forecast_replacement(resource_type: &str, changed: &[String]) -> Option<&'static str> {
+pub fn forecast_replacement(resource_type: &str, changed: &[String]) -> Option<Replacement> {
     let entry = create_only_table().types.get(resource_type)?;
     if changed
         .iter()
         .any(|p| entry.create_only.contains(p) || p == "Type")
     {
-        Some("True")
+        Some(Replacement::True)
     } else if changed.iter().any(|p| entry.conditional.contains(p)) {
-        Some("Conditional")
+        Some(Replacement::Conditional)
     } else {
-        Some("False")
+        Some(Replacement::False)
     }
 }
 
@@ -287,21 +287,21 @@ mod tests {
         assert_eq!(diff.len(), 3);
         assert_eq!(
             (diff[0].action, diff[0].changed_properties.clone()),
-            ("Modify", vec!["CidrBlock".to_string()])
+            (ResourceAction::Modify, vec!["CidrBlock".to_string()])
         );
-        assert_eq!(diff[1].action, "Remove");
-        assert_eq!(diff[2].action, "Add");
+        assert_eq!(diff[1].action, ResourceAction::Remove);
+        assert_eq!(diff[2].action, ResourceAction::Add);
         assert_eq!(
             forecast_replacement("AWS::EC2::Subnet", &diff[0].changed_properties),
-            Some("True")
+            Some(Replacement::True)
         );
         assert_eq!(
             forecast_replacement("AWS::EC2::Instance", &["InstanceType".into()]),
-            Some("Conditional")
+            Some(Replacement::Conditional)
         );
         assert_eq!(
             forecast_replacement("AWS::EC2::Instance", &["Tags".into()]),
-            Some("False")
+            Some(Replacement::False)
         );
         assert_eq!(
             forecast_replacement("AWS::Unknown::Thing", &["X".into()]),

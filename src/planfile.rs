@@ -39,6 +39,127 @@ impl Action {
     }
 }
 
+/// Defines one word of the plan's vocabulary: an enum whose variants serialise to the given
+/// words (the plan format's bytes), with `as_str`, `Display` and `FromStr` agreeing with serde.
+macro_rules! plan_word {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $word:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $word)] $variant,)+
+        }
+
+        impl $name {
+            /// The word the plan file and the views use.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownWord;
+            fn from_str(word: &str) -> Result<$name, UnknownWord> {
+                match word {
+                    $($word => Ok($name::$variant),)+
+                    _ => Err(UnknownWord {
+                        what: stringify!($name),
+                        word: word.to_string(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+/// A word from outside (CloudFormation's answer) that the plan vocabulary has no variant for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{word:?} is not a {what} kube-aws knows")]
+pub struct UnknownWord {
+    pub what: &'static str,
+    pub word: String,
+}
+
+plan_word! {
+    /// What CloudFormation does to one resource, in its words.
+    ResourceAction {
+        Add = "Add",
+        Modify = "Modify",
+        Remove = "Remove",
+        Import = "Import",
+        /// Decided only while the stack updates (a dynamic reference, a macro).
+        Dynamic = "Dynamic",
+    }
+}
+
+plan_word! {
+    /// Whether a modified resource is replaced, in CloudFormation's words.
+    Replacement {
+        True = "True",
+        False = "False",
+        /// Depends on a value known only during the update.
+        Conditional = "Conditional",
+    }
+}
+
+plan_word! {
+    /// Who forecast a replacement.
+    ReplacementSource {
+        /// CloudFormation said so in the change set.
+        ChangeSet = "change-set",
+        /// Derived from the template's changed properties (data/create-only-properties.json).
+        Forecast = "forecast",
+    }
+}
+
+plan_word! {
+    /// What apply does to a Route53 record: Route53's change actions, and `no-op`.
+    RecordAction {
+        Upsert = "UPSERT",
+        Delete = "DELETE",
+        NoOp = "no-op",
+    }
+}
+
+impl RecordAction {
+    /// Whether apply sends this change to Route53.
+    pub fn changes(self) -> bool {
+        self != RecordAction::NoOp
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            RecordAction::Upsert => "~",
+            RecordAction::Delete => "-",
+            RecordAction::NoOp => " ",
+        }
+    }
+}
+
+plan_word! {
+    /// What the plan does to a certificate or key.
+    CertificateAction {
+        Keep = "keep",
+        Issue = "issue",
+        /// One step of a key rotation (`plan --rotate-secrets-key`).
+        Rotate = "rotate",
+    }
+}
+
+impl CertificateAction {
+    /// Whether the plan ships key material the state does not hold yet.
+    pub fn is_new(self) -> bool {
+        self != CertificateAction::Keep
+    }
+}
+
 /// The state the plan was made against; apply refuses if the state moved on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PriorBinding {
@@ -85,15 +206,13 @@ pub struct RollingForecast {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceChange {
-    /// CloudFormation's action: `Add`, `Modify`, `Remove`, `Dynamic`.
-    pub action: String,
+    pub action: ResourceAction,
     pub logical_id: String,
     pub resource_type: String,
     pub physical_id: Option<String>,
-    /// `True`, `False` or `Conditional`.
-    pub replacement: Option<String>,
-    /// `change-set` when CloudFormation said so, `forecast` when derived from the template.
-    pub replacement_source: Option<String>,
+    pub replacement: Option<Replacement>,
+    /// Who said so: CloudFormation's change set, or a forecast from the template.
+    pub replacement_source: Option<ReplacementSource>,
     pub scope: Vec<String>,
     pub details: Vec<String>,
     /// Properties that differ between the deployed and the new template.
@@ -102,8 +221,27 @@ pub struct ResourceChange {
 }
 
 impl ResourceChange {
+    /// Whether the resource (or the instances behind it) is replaced for certain.
     pub fn replaces(&self) -> bool {
-        self.replacement.as_deref() == Some("True") || self.rolling.is_some()
+        self.replacement == Some(Replacement::True) || self.rolling.is_some()
+    }
+
+    /// Whether the resource may get a new identity: added, or replaced for certain or
+    /// perhaps. What depends on its identity (a DNS record's value) is known only after apply.
+    pub fn may_get_new_identity(&self) -> bool {
+        self.action == ResourceAction::Add
+            || self.replaces()
+            || self.replacement == Some(Replacement::Conditional)
+    }
+
+    /// `+`, `-`, `±` or `~`, as the plan views print it.
+    pub fn symbol(&self) -> &'static str {
+        match self.action {
+            ResourceAction::Add => "+",
+            ResourceAction::Remove => "-",
+            _ if self.replaces() => "±",
+            _ => "~",
+        }
     }
 }
 
@@ -121,8 +259,7 @@ pub struct StackChange {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordChange {
-    /// `UPSERT`, `DELETE` or `no-op`.
-    pub action: String,
+    pub action: RecordAction,
     pub hosted_zone_id: String,
     pub name: String,
     #[serde(rename = "type")]
@@ -137,8 +274,7 @@ pub struct RecordChange {
 pub struct Certificate {
     pub name: String,
     pub not_after: String,
-    /// `keep` or `issue`.
-    pub action: String,
+    pub action: CertificateAction,
     pub reason: Option<String>,
 }
 
@@ -190,7 +326,7 @@ impl Plan {
     /// Whether applying this plan changes anything.
     pub fn has_changes(&self) -> bool {
         self.stack.action != Action::NoOp
-            || self.records.iter().any(|r| r.action != "no-op")
+            || self.records.iter().any(|r| r.action.changes())
             || self.assets.iter().any(|a| a.action != Action::NoOp)
     }
 
@@ -308,4 +444,94 @@ pub fn decode(origin: &str, bytes: &[u8]) -> Result<Plan, PlanError> {
     // From the bytes, not the value: serde's errors then say the line and column.
     let plan: Plan = serde_json::from_slice(bytes).map_err(malformed)?;
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every word serialises to the bytes plans have always carried, and reads back from them.
+    fn words_round_trip<W>(words: &[(W, &str)])
+    where
+        W: Copy + std::fmt::Debug + PartialEq + Serialize + serde::de::DeserializeOwned,
+        W: std::str::FromStr<Err = UnknownWord> + std::fmt::Display,
+    {
+        for (word, text) in words {
+            assert_eq!(serde_json::to_string(word).unwrap(), format!("\"{text}\""));
+            assert_eq!(
+                serde_json::from_str::<W>(&format!("\"{text}\"")).unwrap(),
+                *word
+            );
+            assert_eq!(text.parse::<W>().unwrap(), *word);
+            assert_eq!(word.to_string(), *text);
+        }
+        let unknown = "Teleport".parse::<W>().unwrap_err();
+        assert_eq!(unknown.word, "Teleport");
+    }
+
+    #[test]
+    fn plan_words_keep_their_bytes() {
+        use RecordAction as R;
+        words_round_trip(&[
+            (R::Upsert, "UPSERT"),
+            (R::Delete, "DELETE"),
+            (R::NoOp, "no-op"),
+        ]);
+        use CertificateAction as C;
+        words_round_trip(&[
+            (C::Keep, "keep"),
+            (C::Issue, "issue"),
+            (C::Rotate, "rotate"),
+        ]);
+        use ResourceAction as A;
+        words_round_trip(&[
+            (A::Add, "Add"),
+            (A::Modify, "Modify"),
+            (A::Remove, "Remove"),
+            (A::Import, "Import"),
+            (A::Dynamic, "Dynamic"),
+        ]);
+        use Replacement as P;
+        words_round_trip(&[
+            (P::True, "True"),
+            (P::False, "False"),
+            (P::Conditional, "Conditional"),
+        ]);
+        use ReplacementSource as S;
+        words_round_trip(&[(S::ChangeSet, "change-set"), (S::Forecast, "forecast")]);
+    }
+
+    #[test]
+    fn what_a_resource_change_means_follows_its_words() {
+        let change = |action, replacement| ResourceChange {
+            action,
+            logical_id: "X".into(),
+            resource_type: "AWS::EC2::Instance".into(),
+            physical_id: None,
+            replacement,
+            replacement_source: None,
+            scope: vec![],
+            details: vec![],
+            changed_properties: vec![],
+            rolling: None,
+        };
+        use ResourceAction::*;
+        let cases = [
+            (change(Add, None), "+", false, true),
+            (change(Remove, None), "-", false, false),
+            (change(Modify, Some(Replacement::True)), "±", true, true),
+            (
+                change(Modify, Some(Replacement::Conditional)),
+                "~",
+                false,
+                true,
+            ),
+            (change(Modify, Some(Replacement::False)), "~", false, false),
+        ];
+        for (c, symbol, replaces, new_identity) in cases {
+            assert_eq!(c.symbol(), symbol, "{c:?}");
+            assert_eq!(c.replaces(), replaces, "{c:?}");
+            assert_eq!(c.may_get_new_identity(), new_identity, "{c:?}");
+        }
+    }
 }

@@ -7,6 +7,7 @@ use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Tag};
 
 use super::AwsError;
+use crate::planfile::{Replacement, ResourceAction};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackDescription {
@@ -30,14 +31,14 @@ pub struct ChangeSetRequest {
 }
 
 /// One resource change of a change set, as CloudFormation describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResourceChange {
-    pub action: String,
+    pub action: ResourceAction,
     pub logical_id: String,
     pub resource_type: String,
     pub physical_id: Option<String>,
-    /// `True`, `False` or `Conditional`; absent when the service gives none.
-    pub replacement: Option<String>,
+    /// Absent when the service gives none.
+    pub replacement: Option<Replacement>,
     pub scope: Vec<String>,
     pub details: Vec<String>,
 }
@@ -204,17 +205,17 @@ impl StackService for CloudFormation {
                 .send()
                 .await
                 .map_err(err("DescribeChangeSet"))?;
-            let changes = out.changes().iter().filter_map(|c| {
-                let rc = c.resource_change()?;
-                Some(ResourceChange {
-                    action: rc
-                        .action()
-                        .map(|a| a.as_str().to_string())
-                        .unwrap_or_default(),
+            let mut changes = Vec::new();
+            for rc in out.changes().iter().filter_map(|c| c.resource_change()) {
+                changes.push(ResourceChange {
+                    action: plan_word(rc.action().map_or("", |a| a.as_str()))?,
                     logical_id: rc.logical_resource_id().unwrap_or_default().to_string(),
                     resource_type: rc.resource_type().unwrap_or_default().to_string(),
                     physical_id: rc.physical_resource_id().map(str::to_string),
-                    replacement: rc.replacement().map(|r| r.as_str().to_string()),
+                    replacement: rc
+                        .replacement()
+                        .map(|r| plan_word(r.as_str()))
+                        .transpose()?,
                     scope: rc.scope().iter().map(|s| s.as_str().to_string()).collect(),
                     details: rc
                         .details()
@@ -233,8 +234,8 @@ impl StackService for CloudFormation {
                             ))
                         })
                         .collect(),
-                })
-            });
+                });
+            }
             let entry = description.get_or_insert_with(|| ChangeSetDescription {
                 arn: out.change_set_id().unwrap_or_default().to_string(),
                 stack_id: out.stack_id().map(str::to_string),
@@ -356,4 +357,18 @@ impl StackService for CloudFormation {
         }
         Ok(events)
     }
+}
+
+/// A word of CloudFormation's change set answer as the plan's vocabulary. One the plan has no
+/// word for fails the description: a plan never misstates what a change does.
+fn plan_word<W: std::str::FromStr<Err = crate::planfile::UnknownWord>>(
+    word: &str,
+) -> Result<W, AwsError> {
+    word.parse()
+        .map_err(|e: crate::planfile::UnknownWord| AwsError {
+            service: "CloudFormation",
+            operation: "DescribeChangeSet",
+            code: None,
+            message: e.to_string(),
+        })
 }

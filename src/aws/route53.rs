@@ -6,6 +6,7 @@ use aws_sdk_route53::types::{
 };
 
 use super::AwsError;
+use crate::planfile::RecordAction;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
@@ -23,8 +24,8 @@ pub struct RecordValue {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordChange {
-    /// `UPSERT` or `DELETE`.
-    pub action: String,
+    /// `Upsert` or `Delete`.
+    pub action: RecordAction,
     pub name: String,
     pub record_type: String,
     pub ttl: u32,

@@ -171,7 +171,9 @@ pub fn versions_table(versions: &[StateVersion]) -> String {
 use console::Style;
 
 use crate::engine::status::Status;
-use crate::planfile::{Action, Plan, PlanKind};
+use crate::planfile::{
+    Action, Plan, PlanKind, RecordAction, ReplacementSource, ResourceAction, ResourceChange,
+};
 
 /// Colours for plan output; all plain when colour is off.
 struct Palette {
@@ -208,6 +210,15 @@ fn rolling_text(r: &crate::planfile::RollingForecast) -> String {
         "{} instance(s) will roll, {} at a time ({} batch(es), pause {}, at least {} in service)",
         r.instances, r.max_batch_size, r.batches, r.pause_time, r.min_in_service
     )
+}
+
+/// ` (forecast)` after a replacement kube-aws forecast rather than CloudFormation said.
+fn forecast_mark(c: &ResourceChange) -> &'static str {
+    if c.replacement_source == Some(ReplacementSource::Forecast) {
+        " (forecast)"
+    } else {
+        ""
+    }
 }
 
 fn summary_line(plan: &Plan) -> String {
@@ -314,11 +325,12 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         }
     }
     for c in &stack.resource_changes {
-        let (symbol, style) = match c.action.as_str() {
-            "Add" => ("+", &p.add),
-            "Remove" => ("-", &p.remove),
-            _ if c.replaces() => ("±", &p.replace),
-            _ => ("~", &p.change),
+        let symbol = c.symbol();
+        let style = match c.action {
+            ResourceAction::Add => &p.add,
+            ResourceAction::Remove => &p.remove,
+            _ if c.replaces() => &p.replace,
+            _ => &p.change,
         };
         let mut line = format!("  {symbol} {} ({})", c.logical_id, c.resource_type);
         if !c.changed_properties.is_empty() {
@@ -327,16 +339,9 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         if c.rolling.is_some() {
             line.push_str(": instances replaced by a rolling update");
         } else if let Some(r) = &c.replacement
-            && c.action == "Modify"
+            && c.action == ResourceAction::Modify
         {
-            line.push_str(&format!(
-                " replacement: {r}{}",
-                if c.replacement_source.as_deref() == Some("forecast") {
-                    " (forecast)"
-                } else {
-                    ""
-                }
-            ));
+            line.push_str(&format!(" replacement: {r}{}", forecast_mark(c)));
         }
         let _ = writeln!(out, "{}", style.apply_to(line));
         if let Some(r) = &c.rolling {
@@ -361,11 +366,7 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 .unwrap_or_else(|| "(none)".into());
             let line = format!(
                 "  {} {} {} {} ttl {}: {} → {}",
-                match r.action.as_str() {
-                    "UPSERT" => "~",
-                    "DELETE" => "-",
-                    _ => " ",
-                },
+                r.action.symbol(),
                 r.action,
                 r.name,
                 r.record_type,
@@ -373,10 +374,10 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 old,
                 r.new_values.join(",")
             );
-            let style = match r.action.as_str() {
-                "DELETE" => &p.remove,
-                "UPSERT" => &p.change,
-                _ => &p.dim,
+            let style = match r.action {
+                RecordAction::Delete => &p.remove,
+                RecordAction::Upsert => &p.change,
+                RecordAction::NoOp => &p.dim,
             };
             let _ = writeln!(out, "{}", style.apply_to(line));
         }
@@ -465,25 +466,13 @@ pub fn plan_markdown(plan: &Plan) -> String {
                 .unwrap_or_else(|| format!("{:?}", plan.stack.action))
         );
         for c in &plan.stack.resource_changes {
-            let symbol = match c.action.as_str() {
-                "Add" => "+",
-                "Remove" => "-",
-                _ if c.replaces() => "±",
-                _ => "~",
-            };
+            let symbol = c.symbol();
             let replacement = match (&c.rolling, &c.replacement) {
                 (Some(r), _) => format!(
                     "rolling: {} instance(s), {} at a time",
                     r.instances, r.max_batch_size
                 ),
-                (None, Some(r)) => format!(
-                    "{r}{}",
-                    if c.replacement_source.as_deref() == Some("forecast") {
-                        " (forecast)"
-                    } else {
-                        ""
-                    }
-                ),
+                (None, Some(r)) => format!("{r}{}", forecast_mark(c)),
                 _ => String::new(),
             };
             let _ = writeln!(
@@ -503,11 +492,7 @@ pub fn plan_markdown(plan: &Plan) -> String {
             plan.stack.name, plan.stack.action
         );
     }
-    let records: Vec<_> = plan
-        .records
-        .iter()
-        .filter(|r| r.action != "no-op")
-        .collect();
+    let records: Vec<_> = plan.records.iter().filter(|r| r.action.changes()).collect();
     if !records.is_empty() {
         let _ = writeln!(
             out,
@@ -722,8 +707,8 @@ mod tests {
     use crate::assets::AssetKind;
     use crate::audit::ChangeSummary;
     use crate::planfile::{
-        AssetChange, Certificate, PriorBinding, RecordChange, ResourceChange, RollingForecast,
-        StackChange, Target,
+        AssetChange, Certificate, CertificateAction, PriorBinding, RecordChange, Replacement,
+        RollingForecast, StackChange, Target,
     };
     use crate::state::State;
 
@@ -782,12 +767,12 @@ mod tests {
                 template_url: None,
                 resource_changes: vec![
                     ResourceChange {
-                        action: "Modify".into(),
+                        action: ResourceAction::Modify,
                         logical_id: "AutoScaleWorkers".into(),
                         resource_type: "AWS::AutoScaling::AutoScalingGroup".into(),
                         physical_id: None,
-                        replacement: Some("False".into()),
-                        replacement_source: Some("forecast".into()),
+                        replacement: Some(Replacement::False),
+                        replacement_source: Some(ReplacementSource::Forecast),
                         scope: vec![],
                         details: vec![],
                         changed_properties: vec![],
@@ -800,12 +785,12 @@ mod tests {
                         }),
                     },
                     ResourceChange {
-                        action: "Modify".into(),
+                        action: ResourceAction::Modify,
                         logical_id: "LaunchTemplateWorkers".into(),
                         resource_type: "AWS::EC2::LaunchTemplate".into(),
                         physical_id: Some("lt-0123".into()),
-                        replacement: Some("False".into()),
-                        replacement_source: Some("forecast".into()),
+                        replacement: Some(Replacement::False),
+                        replacement_source: Some(ReplacementSource::Forecast),
                         scope: vec![],
                         details: vec![
                             "every instance launched from it is replaced: AutoScaleWorkers rolls"
@@ -817,7 +802,7 @@ mod tests {
                 ],
             },
             records: vec![RecordChange {
-                action: "no-op".into(),
+                action: RecordAction::NoOp,
                 hosted_zone_id: "Z0123".into(),
                 name: "demo.example.com.".into(),
                 record_type: "A".into(),
@@ -828,7 +813,7 @@ mod tests {
             certificates: vec![Certificate {
                 name: "ca".into(),
                 not_after: "2036-11-25T21:00:00Z".into(),
-                action: "keep".into(),
+                action: CertificateAction::Keep,
                 reason: None,
             }],
             template: None,

@@ -18,7 +18,7 @@ use crate::aws::cloudformation::{StackEvent, StackService};
 use crate::aws::route53::{DnsService, RecordChange as DnsChange};
 use crate::config::ClusterConfig;
 use crate::hash::{canonical_json_pretty, sha256_hex};
-use crate::planfile::{self, Action, KNOWN_AFTER_APPLY, Plan, PlanKind};
+use crate::planfile::{self, Action, KNOWN_AFTER_APPLY, Plan, PlanKind, RecordAction};
 use crate::state::store::{DEFAULT_LEASE, HeldLock, Loaded};
 use crate::state::{AuditHead, PendingAssets, RecordState, StateError};
 
@@ -439,11 +439,7 @@ async fn locked(
     let mut records_ok = true;
     let mut record_error = None;
     let mut applied_records = Vec::new();
-    let changes: Vec<_> = plan
-        .records
-        .iter()
-        .filter(|r| r.action != "no-op")
-        .collect();
+    let changes: Vec<_> = plan.records.iter().filter(|r| r.action.changes()).collect();
     if !changes.is_empty() {
         observer(ApplyEvent::Step("applying Route53 records"));
         let dns = context.route53();
@@ -451,7 +447,7 @@ async fn locked(
         for r in &changes {
             // The API record always points where the stack says its endpoint is, whatever
             // value the plan carries; a deletion removes exactly what the state recorded.
-            let values = if r.action == "DELETE" {
+            let values = if r.action == RecordAction::Delete {
                 r.new_values.clone()
             } else {
                 match outputs.get("ControllerEndpoint") {
@@ -485,7 +481,7 @@ async fn locked(
                 .entry(&r.hosted_zone_id)
                 .or_default()
                 .push(DnsChange {
-                    action: r.action.clone(),
+                    action: r.action,
                     name: r.name.clone(),
                     record_type: r.record_type.clone(),
                     ttl: r.ttl,
@@ -519,7 +515,7 @@ async fn locked(
         .unwrap_or_default();
     for (zone, change) in &applied_records {
         records.retain(|r| !(r.name == change.name && r.record_type == change.record_type));
-        if change.action == "UPSERT" {
+        if change.action == RecordAction::Upsert {
             records.push(RecordState {
                 hosted_zone_id: zone.clone(),
                 name: change.name.clone(),
@@ -598,7 +594,10 @@ async fn zone_to_look_up(
     plan: &Plan,
     context: &AwsContext,
 ) -> Result<Option<String>, EngineError> {
-    if !plan.records.iter().any(|r| r.action == "UPSERT")
+    if !plan
+        .records
+        .iter()
+        .any(|r| r.action == RecordAction::Upsert)
         || plan_checks::expected_zone(config).is_some()
     {
         return Ok(None);
@@ -616,9 +615,7 @@ async fn zone_to_look_up(
 /// Whether the plan ships assets the state does not hold yet: a certificate or key issued or
 /// rotated by this plan.
 fn issues_assets(plan: &Plan) -> bool {
-    plan.certificates
-        .iter()
-        .any(|c| matches!(c.action.as_str(), "issue" | "rotate"))
+    plan.certificates.iter().any(|c| c.action.is_new())
 }
 
 /// Why this apply may not change AWS any more: its lock was removed (`state unlock`) or

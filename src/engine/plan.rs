@@ -21,8 +21,9 @@ use crate::config::{ClusterConfig, StateBackendKind};
 use crate::diff;
 use crate::hash::{canonical_json, sha256_hex};
 use crate::planfile::{
-    Action, AssetChange, Certificate, KNOWN_AFTER_APPLY, Plan, PlanKind, PriorBinding,
-    RecordChange, ResourceChange, StackChange, Target,
+    Action, AssetChange, Certificate, CertificateAction, KNOWN_AFTER_APPLY, Plan, PlanKind,
+    PriorBinding, RecordAction, RecordChange, Replacement, ReplacementSource, ResourceAction,
+    ResourceChange, StackChange, Target,
 };
 use crate::render::{self, RenderInputs};
 use crate::state::store::Loaded;
@@ -753,12 +754,10 @@ async fn plan_apply(
             } else {
                 a.not_after.clone()
             },
-            action: if let Some(pki::IssueReason::Rotated(_)) = reasons.get(a.name.as_str()) {
-                "rotate".into()
-            } else if reasons.contains_key(a.name.as_str()) {
-                "issue".into()
-            } else {
-                "keep".into()
+            action: match reasons.get(a.name.as_str()) {
+                Some(pki::IssueReason::Rotated(_)) => CertificateAction::Rotate,
+                Some(_) => CertificateAction::Issue,
+                None => CertificateAction::Keep,
             },
             reason: match reasons.get(a.name.as_str()) {
                 Some(r) => Some(describe_reason(&a.name, r)),
@@ -783,7 +782,7 @@ async fn plan_apply(
     }
     new_state.records = records
         .iter()
-        .filter(|r| r.action != "DELETE")
+        .filter(|r| r.action != RecordAction::Delete)
         .map(|r| RecordState {
             hosted_zone_id: r.hosted_zone_id.clone(),
             name: r.name.clone(),
@@ -935,12 +934,12 @@ fn resource_changes(
         .collect();
     let modified: BTreeSet<String> = template_diff
         .iter()
-        .filter(|d| d.action == "Modify")
+        .filter(|d| d.action == ResourceAction::Modify)
         .map(|d| d.logical_id.clone())
         .chain(
             changes
                 .iter()
-                .filter(|c| c.action == "Modify")
+                .filter(|c| c.action == ResourceAction::Modify)
                 .map(|c| c.logical_id.clone()),
         )
         .collect();
@@ -955,16 +954,16 @@ fn resource_changes(
                 .get(c.logical_id.as_str())
                 .map(|d| d.changed_properties.clone())
                 .unwrap_or_default();
-            let (replacement, source) = match (&c.replacement, c.action.as_str()) {
-                (Some(r), _) => (Some(r.clone()), Some("change-set".to_string())),
-                (None, "Modify") => (
-                    diff::forecast_replacement(&c.resource_type, &changed).map(str::to_string),
-                    Some("forecast".to_string()),
+            let (replacement, source) = match (c.replacement, c.action) {
+                (Some(r), _) => (Some(r), Some(ReplacementSource::ChangeSet)),
+                (None, ResourceAction::Modify) => (
+                    diff::forecast_replacement(&c.resource_type, &changed),
+                    Some(ReplacementSource::Forecast),
                 ),
                 _ => (None, None),
             };
             ResourceChange {
-                action: c.action.clone(),
+                action: c.action,
                 logical_id: c.logical_id.clone(),
                 resource_type: c.resource_type.clone(),
                 physical_id: c.physical_id.clone(),
@@ -996,12 +995,12 @@ fn resource_changes(
             continue;
         }
         out.push(ResourceChange {
-            action: "Modify".into(),
+            action: ResourceAction::Modify,
             logical_id: id.clone(),
             resource_type: "AWS::AutoScaling::AutoScalingGroup".into(),
             physical_id: None,
-            replacement: Some("False".into()),
-            replacement_source: Some("forecast".into()),
+            replacement: Some(Replacement::False),
+            replacement_source: Some(ReplacementSource::Forecast),
             scope: vec![],
             details: vec![
                 "its launch template changes: instances are replaced by a rolling update".into(),
@@ -1105,9 +1104,7 @@ async fn plan_records<D: DnsService>(
             matches!(
                 c.logical_id.as_str(),
                 "EIPController" | "ElbAPIServer" | "NlbAPIServer"
-            ) && (c.action == "Add"
-                || c.replaces()
-                || c.replacement.as_deref() == Some("Conditional"))
+            ) && c.may_get_new_identity()
         });
         let new_values = match outputs.get("ControllerEndpoint") {
             Some(v) if !endpoint_changes && stack.action != Action::Create => vec![v.clone()],
@@ -1116,11 +1113,11 @@ async fn plan_records<D: DnsService>(
         progress("reading the record");
         let live = dns.record(&zone_id, &spec.name, &spec.record_type).await?;
         let action = match &live {
-            Some(l) if l.values == new_values && l.ttl == spec.ttl => "no-op",
-            _ => "UPSERT",
+            Some(l) if l.values == new_values && l.ttl == spec.ttl => RecordAction::NoOp,
+            _ => RecordAction::Upsert,
         };
         out.push(RecordChange {
-            action: action.into(),
+            action,
             hosted_zone_id: zone_id,
             name: spec.name.clone(),
             record_type: spec.record_type.clone(),
@@ -1136,7 +1133,7 @@ async fn plan_records<D: DnsService>(
             .any(|r| fqdn(&r.name) == fqdn(&owned.name) && r.record_type == owned.record_type);
         if !still_wanted {
             out.push(RecordChange {
-                action: "DELETE".into(),
+                action: RecordAction::Delete,
                 hosted_zone_id: owned.hosted_zone_id.clone(),
                 name: owned.name.clone(),
                 record_type: owned.record_type.clone(),
@@ -1167,19 +1164,19 @@ fn summarize(
         }
     }
     for c in &stack.resource_changes {
-        match c.action.as_str() {
-            "Add" => s.add += 1,
-            "Remove" => s.remove += 1,
+        match c.action {
+            ResourceAction::Add => s.add += 1,
+            ResourceAction::Remove => s.remove += 1,
             _ if c.replaces() => s.replace += 1,
             _ => s.change += 1,
         }
     }
     for r in records {
-        match (r.action.as_str(), &r.old_values) {
-            ("UPSERT", None) => s.add += 1,
-            ("UPSERT", Some(_)) => s.change += 1,
-            ("DELETE", _) => s.remove += 1,
-            _ => {}
+        match (r.action, &r.old_values) {
+            (RecordAction::Upsert, None) => s.add += 1,
+            (RecordAction::Upsert, Some(_)) => s.change += 1,
+            (RecordAction::Delete, _) => s.remove += 1,
+            (RecordAction::NoOp, _) => {}
         }
     }
     s
@@ -1362,7 +1359,7 @@ async fn plan_destroy(
         .unwrap_or_default()
         .into_iter()
         .map(|r| RecordChange {
-            action: "DELETE".into(),
+            action: RecordAction::Delete,
             hosted_zone_id: r.hosted_zone_id,
             name: r.name,
             record_type: r.record_type,

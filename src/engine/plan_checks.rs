@@ -13,7 +13,7 @@ use crate::assets::{TlsAsset, TlsAssets};
 use crate::aws::route53::fqdn;
 use crate::config::ClusterConfig;
 use crate::hash::sha256_hex;
-use crate::planfile::{Plan, PlanKind, RecordChange};
+use crate::planfile::{CertificateAction, Plan, PlanKind, RecordAction, RecordChange};
 use crate::state::State;
 
 fn refused(what: String) -> EngineError {
@@ -96,9 +96,9 @@ pub fn check_records(
     looked_up_zone: Option<&str>,
 ) -> Result<(), EngineError> {
     let owned = prior.map(|s| s.records.as_slice()).unwrap_or_default();
-    for r in plan.records.iter().filter(|r| r.action != "no-op") {
-        match r.action.as_str() {
-            "DELETE" => {
+    for r in plan.records.iter().filter(|r| r.action.changes()) {
+        match r.action {
+            RecordAction::Delete => {
                 let is_owned = owned.iter().any(|o| {
                     fqdn(&o.name) == fqdn(&r.name)
                         && o.record_type == r.record_type
@@ -112,10 +112,12 @@ pub fn check_records(
                     )));
                 }
             }
-            "UPSERT" if plan.kind == PlanKind::Apply => check_upsert(config, r, looked_up_zone)?,
-            other => {
+            RecordAction::Upsert if plan.kind == PlanKind::Apply => {
+                check_upsert(config, r, looked_up_zone)?
+            }
+            RecordAction::Upsert | RecordAction::NoOp => {
                 return Err(refused(format!(
-                    "the plan has a record action {other:?} for {}; only UPSERT and DELETE are known",
+                    "the destroy plan writes record {}; a destroy only deletes records",
                     r.name
                 )));
             }
@@ -236,7 +238,7 @@ pub fn keeps_unrecorded_certificates(plan: &Plan, prior: Option<&State>) -> bool
         let kept = plan
             .certificates
             .iter()
-            .any(|c| &c.name == name && c.action == "keep");
+            .any(|c| &c.name == name && c.action == CertificateAction::Keep);
         kept && prior.and_then(|s| s.tls.get(name)) != Some(asset)
     })
 }
@@ -254,11 +256,11 @@ fn check_certificates(
         plan.certificates
             .iter()
             .find(|c| c.name == name)
-            .map(|c| c.action.as_str())
+            .map(|c| c.action)
     };
     // A destroy keeps every certificate; an apply says per certificate what it does.
     let issued = |name: &str| {
-        plan.kind == PlanKind::Apply && matches!(action(name), Some("issue" | "rotate"))
+        plan.kind == PlanKind::Apply && action(name).is_some_and(CertificateAction::is_new)
     };
     for (name, asset) in next.tls.iter() {
         let known =

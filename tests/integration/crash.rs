@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use kube_aws::planfile::CertificateAction;
 use serde_json::Value;
 
 use crate::harness::{kube_aws, moto};
@@ -186,7 +187,12 @@ fn killed_after_executing_before_the_state_write_the_next_plan_reuses_the_shippe
     let first =
         kube_aws::planfile::decode("plan.json", &std::fs::read(c.path("plan.json")).unwrap())
             .unwrap();
-    assert!(first.certificates.iter().all(|cert| cert.action == "issue"));
+    assert!(
+        first
+            .certificates
+            .iter()
+            .all(|cert| cert.action == CertificateAction::Issue)
+    );
     let mut child = crate::edges::apply_while_the_stack_is_busy(&c, Duration::from_secs(3), &[]);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -222,7 +228,7 @@ fn killed_after_executing_before_the_state_write_the_next_plan_reuses_the_shippe
     let issued: Vec<&str> = again
         .certificates
         .iter()
-        .filter(|cert| cert.action != "keep")
+        .filter(|cert| cert.action != CertificateAction::Keep)
         .map(|cert| cert.name.as_str())
         .collect();
     assert!(issued.is_empty(), "re-issued after the crash: {issued:?}");

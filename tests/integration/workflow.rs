@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
+use kube_aws::planfile::{CertificateAction, RecordAction};
 use serde_json::Value;
 
 use crate::harness::{block_on, init_named, kube_aws, moto, unique_cluster};
@@ -774,7 +775,7 @@ fn an_unsigned_plan_edited_and_re_hashed_is_refused_by_what_apply_re_derives() {
             "record renamed",
             Box::new(|p| {
                 p.records[0].name = "evil.example.com.".into();
-                p.records[0].action = "UPSERT".into();
+                p.records[0].action = RecordAction::Upsert;
             }),
             "the plan writes A evil.example.com.",
         ),
@@ -782,7 +783,7 @@ fn an_unsigned_plan_edited_and_re_hashed_is_refused_by_what_apply_re_derives() {
             "record moved to another zone",
             Box::new(|p| {
                 p.records[0].hosted_zone_id = "/hostedzone/ZEVIL".into();
-                p.records[0].action = "UPSERT".into();
+                p.records[0].action = RecordAction::Upsert;
             }),
             "in zone /hostedzone/ZEVIL",
         ),
@@ -790,7 +791,7 @@ fn an_unsigned_plan_edited_and_re_hashed_is_refused_by_what_apply_re_derives() {
             "a record the cluster never made deleted",
             Box::new(|p| {
                 let mut other = p.records[0].clone();
-                other.action = "DELETE".into();
+                other.action = RecordAction::Delete;
                 other.name = "www.example.com.".into();
                 p.records.push(other);
             }),
@@ -814,7 +815,7 @@ fn an_unsigned_plan_edited_and_re_hashed_is_refused_by_what_apply_re_derives() {
                 api.certificate_sha256 = sa.certificate_sha256;
                 for cert in &mut p.certificates {
                     if cert.name == "apiserver" {
-                        cert.action = "issue".into();
+                        cert.action = CertificateAction::Issue;
                     }
                 }
             }),
