@@ -66,11 +66,12 @@ fn seed(dir: &Path, pools: usize) {
     runtime.block_on(async {
         let config = ClusterConfig::load(dir).unwrap();
         let now = time::OffsetDateTime::now_utc();
-        let build = engine::build(dir, config, None, &SeedVault, &NoImages, now)
+        let inputs = engine::BuildInputs::new(&config, None, now);
+        let build = engine::build(dir, &inputs, Some(&SeedVault), Some(&NoImages), &mut |_| {})
             .await
             .unwrap();
         let state = applied_state(
-            &build.config,
+            &config,
             None,
             &build.image,
             &build.tls.assets,

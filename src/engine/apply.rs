@@ -45,9 +45,14 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// Reads a plan file and checks its hash (step 1 begins here).
+pub fn read_plan_file(path: &Path) -> Result<Plan, EngineError> {
+    read_plan(&path.display().to_string(), &super::read_file(path)?)
+}
+
 /// Reads and verifies a plan file (step 1).
 pub fn read_plan(origin: &str, bytes: &[u8]) -> Result<Plan, EngineError> {
-    planfile::decode(origin, bytes).map_err(|e| EngineError::Refused(e.to_string()))
+    Ok(planfile::decode(origin, bytes)?)
 }
 
 /// Applies `plan`. `interrupt` resolving (Ctrl-C) stops the wait for the stack, never the
@@ -62,22 +67,23 @@ pub async fn apply(
 ) -> Result<ApplyOutcome, EngineError> {
     let config = ClusterConfig::load(dir)?;
     if plan.offline {
-        return Err(EngineError::Refused(
-            "this plan was made with --offline, as a preview; make it online to apply it".into(),
-        ));
+        return Err(EngineError::OfflinePlan);
     }
     if plan.cluster_name != config.cluster_name {
-        return Err(EngineError::Refused(format!(
-            "the plan is for cluster \"{}\" but cluster.yaml names \"{}\"",
-            plan.cluster_name, config.cluster_name
-        )));
+        return Err(EngineError::PlanForOtherCluster {
+            planned: plan.cluster_name.clone(),
+            configured: config.cluster_name.clone(),
+        });
     }
     let context = aws.context(&config).await?;
     // Step 1 ends with the signature: nothing else is trusted from a plan that fails it.
     observer(ApplyEvent::Step("verifying the plan's signature"));
     verify_signature(&config, plan, &context.kms()).await?;
     let backend = Backend::open(dir, &config, &context);
-    let actor = context.actor().await.map_err(unverified_actor)?;
+    let actor = context
+        .actor()
+        .await
+        .map_err(EngineError::ActorUnverified)?;
 
     // Step 2: the lock. From here on, every path releases it.
     observer(ApplyEvent::Step("taking the state lock"));
@@ -113,13 +119,6 @@ pub async fn apply(
     Ok(outcome)
 }
 
-/// Why a run that cannot name its caller is refused: the audit log records who did what.
-pub fn unverified_actor(e: crate::aws::AwsError) -> EngineError {
-    EngineError::Refused(format!(
-        "STS cannot say who this caller is ({e}); the audit log records the caller's ARN and kube-aws does not guess one, so nothing was done"
-    ))
-}
-
 /// Refuses a plan that `planSigningKeyArn` did not sign as it stands. The key comes from
 /// cluster.yaml, never from the plan, so a plan re-signed with another key is refused too.
 async fn verify_signature(
@@ -132,33 +131,28 @@ async fn verify_signature(
         return if config.unsigned_plans {
             Ok(())
         } else {
-            Err(EngineError::Refused(format!(
-                "cluster.yaml: {}",
-                crate::config::MISSING_PLAN_SIGNING_KEY
-            )))
+            Err(EngineError::SigningKeyRequired)
         };
     };
     let Some(signature) = &plan.signature else {
-        return Err(EngineError::Refused(format!(
-            "the plan is not signed, and cluster.yaml requires plans signed with {key}; make the plan with kube-aws plan"
-        )));
+        return Err(EngineError::Unsigned {
+            key: key.to_string(),
+        });
     };
     if &signature.key_arn != key {
-        return Err(EngineError::Refused(format!(
-            "the plan is signed with {}, not with planSigningKeyArn {key}; it was not made for this cluster",
-            signature.key_arn
-        )));
+        return Err(EngineError::SignedWithOtherKey {
+            signed_with: signature.key_arn.clone(),
+            key: key.to_string(),
+        });
     }
     let value = base64::engine::general_purpose::STANDARD
         .decode(&signature.value)
-        .map_err(|e| EngineError::Refused(format!("the plan's signature is not base64: {e}")))?;
-    let digest = plan
-        .digest()
-        .ok_or_else(|| EngineError::Refused("the plan's plan_sha256 is not a SHA-256".into()))?;
+        .map_err(|e| EngineError::SignatureNotBase64(e.to_string()))?;
+    let digest = plan.digest().ok_or(EngineError::DigestNotSha256)?;
     if !kms.verify_digest(key, &digest, &value).await? {
-        return Err(EngineError::Refused(format!(
-            "the plan's signature does not verify with {key}: it was changed after it was signed; make a new plan"
-        )));
+        return Err(EngineError::BadSignature {
+            key: key.to_string(),
+        });
     }
     Ok(())
 }
@@ -208,8 +202,9 @@ fn lease_length() -> time::Duration {
         .map_or(DEFAULT_LEASE, time::Duration::seconds)
 }
 
-/// The lock this apply holds, renewed while it waits on CloudFormation so that a long rolling
-/// update never shows an expired, removable lock.
+/// The lock this apply holds, renewed while it waits on CloudFormation and Route53 and before
+/// each step after them, so that neither a long rolling update nor a slow state or audit write
+/// ever shows an expired, removable lock.
 struct Lease<'a> {
     backend: &'a Backend,
     held: RefCell<HeldLock>,
@@ -277,7 +272,12 @@ async fn locked(
     }
     // Nothing from the plan is used before it is checked against what this run derives itself.
     let prior_state = loaded.as_ref().map(|l| &l.state);
-    plan_checks::check_target(config, plan, super::plan::arn_account(actor), prior_state)?;
+    plan_checks::check_target(
+        config,
+        plan,
+        super::plan::stack::arn_account(actor),
+        prior_state,
+    )?;
     let shipped = if plan_checks::keeps_unrecorded_certificates(plan, prior_state) {
         backend.store.pending_for(prior_state).await
     } else {
@@ -319,6 +319,7 @@ async fn locked(
     let finish = |result: AuditResult, serial_after: Option<u64>, message: Option<String>| {
         let new = entry(result, serial_after, message.clone());
         async move {
+            lease.keep_alive().await;
             let written = backend.append_audit(now(), new).await?;
             Ok::<ApplyOutcome, EngineError>(ApplyOutcome {
                 result,
@@ -432,6 +433,7 @@ async fn locked(
     };
 
     // Step 7: records, with values known only now taken from the stack's outputs.
+    lease.keep_alive().await;
     let outputs: BTreeMap<String, String> = stack
         .as_ref()
         .map(|s| s.outputs.clone())
@@ -489,7 +491,7 @@ async fn locked(
                 });
         }
         for (zone, batch) in &by_zone {
-            match apply_records(&dns, zone, batch).await {
+            match apply_records(&dns, zone, batch, lease).await {
                 Ok(()) => {
                     applied_records.extend(batch.iter().map(|c| (zone.to_string(), c.clone())))
                 }
@@ -528,13 +530,14 @@ async fn locked(
     records.sort_by(|a, b| (&a.name, &a.record_type).cmp(&(&b.name, &b.record_type)));
     next.records = records;
     // Where the cluster lives is what this run knows, not what the plan says.
-    next.account_id = Some(super::plan::arn_account(actor).to_string());
+    next.account_id = Some(super::plan::stack::arn_account(actor).to_string());
     next.region = Some(config.region.clone());
     next.audit_head = Some(AuditHead {
         seq: started_entry.seq,
         entry_sha256: started_entry.entry_sha256.clone(),
     });
     observer(ApplyEvent::Step("writing the state"));
+    lease.keep_alive().await;
     let lost = lease.lost.borrow().clone();
     let written = match backend
         .store
@@ -783,16 +786,18 @@ async fn apply_records<D: DnsService>(
     dns: &D,
     zone: &str,
     batch: &[DnsChange],
+    lease: &Lease<'_>,
 ) -> Result<(), EngineError> {
     let change_id = dns.change(zone, batch).await?;
     let mut delay = StdDuration::from_millis(500);
     let deadline = Instant::now() + StdDuration::from_secs(10 * 60);
     while !dns.in_sync(&change_id).await? {
         if Instant::now() > deadline {
-            return Err(EngineError::Refused(format!(
-                "Route53 change {change_id} was not INSYNC within 10 minutes"
-            )));
+            return Err(EngineError::RecordsNotInSync {
+                change_id: change_id.clone(),
+            });
         }
+        lease.keep_alive().await;
         tokio::time::sleep(delay).await;
         delay = (delay * 3 / 2).min(StdDuration::from_secs(10));
     }

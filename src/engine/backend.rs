@@ -87,13 +87,13 @@ impl Backend {
             return Ok(None);
         };
         let origin = self.store.objects().location(&key);
-        let plan = planfile::decode(&origin, &object.bytes)
-            .map_err(|e| EngineError::Refused(e.to_string()))?;
+        let plan = planfile::decode(&origin, &object.bytes)?;
         if plan.plan_sha256 != plan_sha256 {
-            return Err(EngineError::Refused(format!(
-                "{origin} holds plan {}, not {plan_sha256}",
-                plan.plan_sha256
-            )));
+            return Err(EngineError::KeptPlanMismatch {
+                origin,
+                found: plan.plan_sha256,
+                wanted: plan_sha256.to_string(),
+            });
         }
         Ok(Some(plan))
     }
@@ -195,12 +195,11 @@ impl Backend {
         if let Some(loaded) = &loaded
             && loaded.state.cluster_name != config.cluster_name
         {
-            return Err(EngineError::Refused(format!(
-                "the state at {} belongs to cluster \"{}\" but cluster.yaml names \"{}\"",
-                self.store.location(),
-                loaded.state.cluster_name,
-                config.cluster_name
-            )));
+            return Err(EngineError::StateOfOtherCluster {
+                location: self.store.location(),
+                found: loaded.state.cluster_name.clone(),
+                configured: config.cluster_name.clone(),
+            });
         }
         Ok(loaded)
     }

@@ -1,14 +1,11 @@
-//! `history` and `state`: reading the audit log and the state, and the audited forced unlock.
+//! `history`: the audit log, newest first, one entry with the plan it applied, and `--verify`
+//! (every hash, link and signature, and the log against the state it anchors).
 
 use std::path::Path;
 
-use time::OffsetDateTime;
-
 use super::{AwsOptions, EngineError, open};
-use crate::audit::{AuditEntry, AuditResult, NewEntry, Verification};
+use crate::audit::{AuditEntry, AuditResult, Verification};
 use crate::planfile::Plan;
-use crate::state::State;
-use crate::state::store::{LockInfo, StateVersion};
 
 /// The newest `limit` audit entries, newest first.
 pub async fn history(
@@ -31,7 +28,7 @@ pub async fn history_entry(
         .audit
         .read(seq)
         .await?
-        .ok_or_else(|| EngineError::Refused(format!("there is no audit entry {seq}")))?;
+        .ok_or(EngineError::NoAuditEntry(seq))?;
     // A kept plan that cannot be read (or was planted) is shown as not kept; the entry
     // itself still prints.
     let plan = match &entry.plan_sha256 {
@@ -150,139 +147,4 @@ pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification
         }
     }
     Ok(verification)
-}
-
-/// The current state with key ciphertexts replaced by a short fingerprint, unless `raw`.
-pub async fn state_show(dir: &Path, aws: &AwsOptions, raw: bool) -> Result<State, EngineError> {
-    let (config, _, backend) = open(dir, aws).await?;
-    let mut state = backend
-        .load(&config)
-        .await?
-        .ok_or_else(|| no_state(&backend.store.location()))?
-        .state;
-    if !raw {
-        for asset in state.tls.values_mut() {
-            asset.key_ciphertext = crate::hash::redacted(&asset.key_ciphertext);
-        }
-    }
-    Ok(state)
-}
-
-fn no_state(location: &str) -> EngineError {
-    EngineError::Refused(format!(
-        "there is no state at {location} yet (nothing has been applied)"
-    ))
-}
-
-/// The stored state's exact bytes, for `state pull`.
-pub async fn state_pull(dir: &Path, aws: &AwsOptions) -> Result<Vec<u8>, EngineError> {
-    let (config, _, backend) = open(dir, aws).await?;
-    let loaded = backend
-        .load(&config)
-        .await?
-        .ok_or_else(|| no_state(&backend.store.location()))?;
-    Ok(crate::state::encode(&loaded.state))
-}
-
-/// Every stored version of the state, newest first.
-pub async fn state_versions(
-    dir: &Path,
-    aws: &AwsOptions,
-) -> Result<Vec<StateVersion>, EngineError> {
-    let (_, _, backend) = open(dir, aws).await?;
-    Ok(backend.store.versions().await?)
-}
-
-/// The current lock, if any.
-pub async fn current_lock(dir: &Path, aws: &AwsOptions) -> Result<Option<LockInfo>, EngineError> {
-    let (_, _, backend) = open(dir, aws).await?;
-    Ok(backend.store.current_lock().await?.map(|(info, _)| info))
-}
-
-/// `state push`: writes a state file (e.g. from `state pull` on another backend) to this
-/// cluster's backend, under the lock, and records it in this backend's audit log.
-pub async fn state_push(
-    dir: &Path,
-    aws: &AwsOptions,
-    origin: &str,
-    bytes: &[u8],
-    now: OffsetDateTime,
-) -> Result<(State, AuditEntry), EngineError> {
-    let state = crate::state::decode(origin, bytes)?;
-    let (config, context, backend) = open(dir, aws).await?;
-    if state.cluster_name != config.cluster_name {
-        return Err(EngineError::Refused(format!(
-            "{origin} is the state of cluster \"{}\", but cluster.yaml names \"{}\"",
-            state.cluster_name, config.cluster_name
-        )));
-    }
-    let actor = context
-        .actor()
-        .await
-        .map_err(super::apply::unverified_actor)?;
-    let lock = backend
-        .store
-        .lock(
-            &actor,
-            "state push",
-            now,
-            crate::state::store::DEFAULT_LEASE,
-        )
-        .await?;
-    let result = async {
-        let loaded = backend.store.push(&state, &lock).await?;
-        let new = NewEntry {
-            actor: actor.clone(),
-            command: "state push".into(),
-            result: Some(AuditResult::Succeeded),
-            provenance: Some(super::provenance::collect(dir)),
-            state_serial_after: Some(state.serial),
-            state_sha256_after: Some(loaded.sha256.clone()),
-            message: Some(format!(
-                "pushed {origin} (lineage {}, serial {}, sha256 {})",
-                state.lineage, state.serial, loaded.sha256
-            )),
-            ..NewEntry::default()
-        };
-        backend.append_audit(now, new).await
-    }
-    .await;
-    let released = backend.store.unlock(&lock).await;
-    let entry = result?;
-    released?;
-    Ok((state, entry))
-}
-
-/// Removes the lock `id` and records who forced it.
-pub async fn state_unlock(
-    dir: &Path,
-    aws: &AwsOptions,
-    id: &str,
-    now: OffsetDateTime,
-) -> Result<(LockInfo, AuditEntry), EngineError> {
-    let (_, context, backend) = open(dir, aws).await?;
-    // Who unlocks is known before the lock goes, so the unlock is never left unaudited for
-    // want of a name.
-    let actor = context
-        .actor()
-        .await
-        .map_err(super::apply::unverified_actor)?;
-    let info = backend.store.force_unlock(id).await?;
-    let entry = backend
-        .append_audit(
-            now,
-            NewEntry {
-                actor,
-                command: "state unlock".into(),
-                result: Some(AuditResult::Succeeded),
-                provenance: Some(super::provenance::collect(dir)),
-                message: Some(format!(
-                    "forced unlock of lock {} held by {} for `{}` since {} (lease until {})",
-                    info.id, info.holder, info.operation, info.created, info.lease_expires
-                )),
-                ..NewEntry::default()
-            },
-        )
-        .await?;
-    Ok((info, entry))
 }

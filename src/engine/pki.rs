@@ -87,9 +87,8 @@ async fn seal_secret<V: KeyVault>(
     config: &ClusterConfig,
     spec: &TlsSpec,
 ) -> Result<TlsAsset, EngineError> {
-    let plaintext = tls::generate_sealed_secret(spec).map_err(|e| {
-        EngineError::Refused(format!("the operating system's random source failed: {e}"))
-    })?;
+    let plaintext =
+        tls::generate_sealed_secret(spec).map_err(|e| EngineError::NoRandomness(e.to_string()))?;
     let context = encryption_context(&config.cluster_name, &spec.name);
     let ciphertext = vault
         .encrypt(&config.kms_key_arn, plaintext.as_bytes(), &context)
@@ -251,26 +250,29 @@ pub async fn rotate_secrets_key<V: KeyVault>(
 ) -> Result<tls::RotationStep, EngineError> {
     let name = tls::SECRETS_ENCRYPTION;
     if tls_assets.issued.iter().any(|(issued, _)| issued == name) {
-        return Err(EngineError::Refused(
-            "the Secrets encryption key is new in this plan: there is nothing to rotate yet".into(),
-        ));
+        return Err(EngineError::NothingToRotate);
     }
-    let current = tls_assets.assets.get(name).ok_or_else(|| {
-        EngineError::Refused("the state has no Secrets encryption key to rotate".into())
-    })?;
-    let ciphertext = BASE64.decode(&current.key_ciphertext).map_err(|e| {
-        EngineError::Refused(format!(
-            "the state's Secrets encryption ciphertext is not base64: {e}"
-        ))
-    })?;
+    let current = tls_assets
+        .assets
+        .get(name)
+        .ok_or(EngineError::NoSecretsKey)?;
+    let ciphertext =
+        BASE64
+            .decode(&current.key_ciphertext)
+            .map_err(|e| EngineError::CiphertextNotBase64 {
+                what: "Secrets encryption",
+                reason: e.to_string(),
+            })?;
     let context = encryption_context(&config.cluster_name, name);
     let plaintext = vault
         .decrypt(&config.kms_key_arn, &ciphertext, &context)
         .await?;
-    let text = Zeroizing::new(String::from_utf8(plaintext.to_vec()).map_err(|_| {
-        EngineError::Refused("the decrypted Secrets encryption configuration is not text".into())
-    })?);
-    let (step, next) = tls::rotate_encryption_configuration(&text).map_err(EngineError::Refused)?;
+    let text = Zeroizing::new(
+        String::from_utf8(plaintext.to_vec())
+            .map_err(|_| EngineError::DecryptedNotText("Secrets encryption configuration"))?,
+    );
+    let (step, next) =
+        tls::rotate_encryption_configuration(&text).map_err(EngineError::Rotation)?;
     let sealed = vault
         .encrypt(&config.kms_key_arn, next.as_bytes(), &context)
         .await?;
@@ -290,9 +292,13 @@ async fn decrypt_ca_key<V: KeyVault>(
     config: &ClusterConfig,
     ca: &TlsAsset,
 ) -> Result<Zeroizing<String>, EngineError> {
-    let ciphertext = BASE64.decode(&ca.key_ciphertext).map_err(|e| {
-        EngineError::Refused(format!("the state's CA key ciphertext is not base64: {e}"))
-    })?;
+    let ciphertext =
+        BASE64
+            .decode(&ca.key_ciphertext)
+            .map_err(|e| EngineError::CiphertextNotBase64 {
+                what: "CA key",
+                reason: e.to_string(),
+            })?;
     let plaintext = vault
         .decrypt(
             &config.kms_key_arn,
@@ -301,6 +307,6 @@ async fn decrypt_ca_key<V: KeyVault>(
         )
         .await?;
     let text = String::from_utf8(plaintext.to_vec())
-        .map_err(|_| EngineError::Refused("the decrypted CA key is not PEM text".into()))?;
+        .map_err(|_| EngineError::DecryptedNotText("CA key"))?;
     Ok(Zeroizing::new(text))
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::EngineError;
+use super::plan::records::desired_record_spec;
 use crate::assets::tls::{CA, SERVICE_ACCOUNT};
 use crate::assets::{TlsAsset, TlsAssets};
 use crate::aws::route53::fqdn;
@@ -16,8 +16,77 @@ use crate::hash::sha256_hex;
 use crate::planfile::{CertificateAction, Plan, PlanKind, RecordAction, RecordChange};
 use crate::state::State;
 
-fn refused(what: String) -> EngineError {
-    EngineError::Refused(format!("{what}; nothing was executed"))
+/// How a plan differs from what apply re-derives. Apply adds "nothing was executed".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanMismatch {
+    #[error("the plan is for region {planned} but cluster.yaml's region is {configured}")]
+    Region { planned: String, configured: String },
+    #[error("the plan is for account {planned} but these credentials are for account {caller}")]
+    Account { planned: String, caller: String },
+    #[error("the state records account {recorded} but these credentials are for account {caller}")]
+    StateAccount { recorded: String, caller: String },
+    #[error("the state records region {recorded} but cluster.yaml's region is {configured}")]
+    StateRegion {
+        recorded: String,
+        configured: String,
+    },
+    #[error("the plan is for stack {planned} but the state records stack {recorded}")]
+    Stack { planned: String, recorded: String },
+    #[error(
+        "the plan deletes {record_type} {name} in zone {zone}, which the state does not record as this cluster's"
+    )]
+    DeletesUnowned {
+        record_type: String,
+        name: String,
+        zone: String,
+    },
+    #[error("the destroy plan writes record {name}; a destroy only deletes records")]
+    DestroyWritesRecord { name: String },
+    #[error("the plan writes {record_type} {name} (TTL {ttl}), but cluster.yaml asks for {wanted}")]
+    OtherRecord {
+        record_type: String,
+        name: String,
+        ttl: u32,
+        wanted: String,
+    },
+    #[error(
+        "the plan writes {name} in zone {zone}, but cluster.yaml and the state put it in {wanted}"
+    )]
+    OtherZone {
+        name: String,
+        zone: String,
+        wanted: String,
+    },
+    #[error("the plan's new_state is for cluster {found}, not {configured}")]
+    StateCluster { found: String, configured: String },
+    #[error("the plan's new_state has lineage {found}, not the state's {recorded}")]
+    Lineage { found: String, recorded: String },
+    #[error("the plan's new_state holds other assets than the plan lists: {}", .0.join(", "))]
+    Assets(Vec<String>),
+    #[error("the plan's new_state records template {recorded} but the plan reviewed {reviewed}")]
+    Template { recorded: String, reviewed: String },
+    #[error("the plan's new_state changes certificate {name}, which the plan says it keeps")]
+    ChangesKept { name: String },
+    #[error("the plan's new_state holds a CA certificate that is not PEM")]
+    CaNotPem,
+    #[error("the plan's new_state holds a CA certificate that does not parse: {0}")]
+    CaUnparsable(String),
+    #[error("the plan's new_state holds certificate {name}, which is not PEM")]
+    NotPem { name: String },
+    #[error(
+        "the plan's new_state holds certificate {name} whose certificate_sha256 is not its hash"
+    )]
+    HashMismatch { name: String },
+    #[error("the plan's new_state holds certificate {name}, which does not parse: {reason}")]
+    Unparsable { name: String, reason: String },
+    #[error("the plan's new_state holds certificate {name}, which is not signed by its own key")]
+    NotSelfSigned { name: String },
+    #[error("the plan's new_state holds certificate {name}, which the {ca} CA did not issue")]
+    NotIssuedByCa { name: String, ca: &'static str },
+    #[error(
+        "the plan's new_state replaces the service-account key, which is never re-issued (every token would be void)"
+    )]
+    ServiceAccountReplaced,
 }
 
 /// The plan must be for this region, this account and the stack the state records.
@@ -26,36 +95,38 @@ pub fn check_target(
     plan: &Plan,
     caller_account: &str,
     prior: Option<&State>,
-) -> Result<(), EngineError> {
+) -> Result<(), PlanMismatch> {
     let target = &plan.target;
     if target.region != config.region {
-        return Err(refused(format!(
-            "the plan is for region {} but cluster.yaml's region is {}",
-            target.region, config.region
-        )));
+        return Err(PlanMismatch::Region {
+            planned: target.region.clone(),
+            configured: config.region.clone(),
+        });
     }
     if let Some(account) = &target.account_id
         && account != caller_account
     {
-        return Err(refused(format!(
-            "the plan is for account {account} but these credentials are for account {caller_account}"
-        )));
+        return Err(PlanMismatch::Account {
+            planned: account.clone(),
+            caller: caller_account.to_string(),
+        });
     }
     if let Some(state) = prior {
         if let Some(account) = &state.account_id
             && account != caller_account
         {
-            return Err(refused(format!(
-                "the state records account {account} but these credentials are for account {caller_account}"
-            )));
+            return Err(PlanMismatch::StateAccount {
+                recorded: account.clone(),
+                caller: caller_account.to_string(),
+            });
         }
         if let Some(region) = &state.region
             && region != &config.region
         {
-            return Err(refused(format!(
-                "the state records region {region} but cluster.yaml's region is {}",
-                config.region
-            )));
+            return Err(PlanMismatch::StateRegion {
+                recorded: region.clone(),
+                configured: config.region.clone(),
+            });
         }
         // A plan that creates the stack replaces one deleted outside kube-aws (plan checked
         // it is gone and that the account is the recorded one).
@@ -64,10 +135,10 @@ pub fn check_target(
             && target.stack_id.as_deref() != Some(recorded)
             && plan.stack.action != crate::planfile::Action::Create
         {
-            return Err(refused(format!(
-                "the plan is for stack {} but the state records stack {recorded}",
-                target.stack_id.as_deref().unwrap_or("(none)")
-            )));
+            return Err(PlanMismatch::Stack {
+                planned: target.stack_id.as_deref().unwrap_or("(none)").to_string(),
+                recorded: recorded.to_string(),
+            });
         }
     }
     Ok(())
@@ -94,7 +165,7 @@ pub fn check_records(
     plan: &Plan,
     prior: Option<&State>,
     looked_up_zone: Option<&str>,
-) -> Result<(), EngineError> {
+) -> Result<(), PlanMismatch> {
     let owned = prior.map(|s| s.records.as_slice()).unwrap_or_default();
     for r in plan.records.iter().filter(|r| r.action.changes()) {
         match r.action {
@@ -106,20 +177,20 @@ pub fn check_records(
                         && o.values == r.new_values
                 });
                 if !is_owned {
-                    return Err(refused(format!(
-                        "the plan deletes {} {} in zone {}, which the state does not record as this cluster's",
-                        r.record_type, r.name, r.hosted_zone_id
-                    )));
+                    return Err(PlanMismatch::DeletesUnowned {
+                        record_type: r.record_type.clone(),
+                        name: r.name.clone(),
+                        zone: r.hosted_zone_id.clone(),
+                    });
                 }
             }
             RecordAction::Upsert if plan.kind == PlanKind::Apply => {
                 check_upsert(config, r, looked_up_zone)?
             }
             RecordAction::Upsert | RecordAction::NoOp => {
-                return Err(refused(format!(
-                    "the destroy plan writes record {}; a destroy only deletes records",
-                    r.name
-                )));
+                return Err(PlanMismatch::DestroyWritesRecord {
+                    name: r.name.clone(),
+                });
             }
         }
     }
@@ -130,41 +201,34 @@ fn check_upsert(
     config: &ClusterConfig,
     r: &RecordChange,
     looked_up_zone: Option<&str>,
-) -> Result<(), EngineError> {
-    let wanted_type = if config.controllers_behind_load_balancer() {
-        "CNAME"
-    } else {
-        "A"
-    };
+) -> Result<(), PlanMismatch> {
+    let wanted = desired_record_spec(config);
     if !config.create_record_set
-        || fqdn(&r.name) != fqdn(&config.external_dns_name)
-        || r.record_type != wanted_type
-        || r.ttl != config.record_set_ttl
+        || fqdn(&r.name) != wanted.name
+        || r.record_type != wanted.record_type
+        || r.ttl != wanted.ttl
     {
-        return Err(refused(format!(
-            "the plan writes {} {} (TTL {}), but cluster.yaml asks for {}",
-            r.record_type,
-            r.name,
-            r.ttl,
-            if config.create_record_set {
+        return Err(PlanMismatch::OtherRecord {
+            record_type: r.record_type.clone(),
+            name: r.name.clone(),
+            ttl: r.ttl,
+            wanted: if config.create_record_set {
                 format!(
-                    "{wanted_type} {} (TTL {})",
-                    fqdn(&config.external_dns_name),
-                    config.record_set_ttl
+                    "{} {} (TTL {})",
+                    wanted.record_type, wanted.name, wanted.ttl
                 )
             } else {
                 "no record (createRecordSet: false)".to_string()
-            }
-        )));
+            },
+        });
     }
     let zone = expected_zone(config).or(looked_up_zone.map(str::to_string));
     if zone.as_deref() != Some(bare_zone(&r.hosted_zone_id)) {
-        return Err(refused(format!(
-            "the plan writes {} in zone {}, but cluster.yaml and the state put it in {}",
-            r.name,
-            r.hosted_zone_id,
-            zone.as_deref().unwrap_or("(no zone)")
-        )));
+        return Err(PlanMismatch::OtherZone {
+            name: r.name.clone(),
+            zone: r.hosted_zone_id.clone(),
+            wanted: zone.unwrap_or_else(|| "(no zone)".into()),
+        });
     }
     Ok(())
 }
@@ -179,22 +243,21 @@ pub fn check_new_state(
     plan: &Plan,
     prior: Option<&State>,
     shipped: Option<&TlsAssets>,
-) -> Result<(), EngineError> {
+) -> Result<(), PlanMismatch> {
     let next = &plan.new_state;
-    let mismatch = |what: String| refused(format!("the plan's new_state {what}"));
     if next.cluster_name != config.cluster_name {
-        return Err(mismatch(format!(
-            "is for cluster {}, not {}",
-            next.cluster_name, config.cluster_name
-        )));
+        return Err(PlanMismatch::StateCluster {
+            found: next.cluster_name.clone(),
+            configured: config.cluster_name.clone(),
+        });
     }
     if let Some(prior) = prior
         && prior.lineage != next.lineage
     {
-        return Err(mismatch(format!(
-            "has lineage {}, not the state's {}",
-            next.lineage, prior.lineage
-        )));
+        return Err(PlanMismatch::Lineage {
+            found: next.lineage.clone(),
+            recorded: prior.lineage.clone(),
+        });
     }
     let listed: BTreeMap<&str, &str> = plan
         .assets
@@ -207,28 +270,29 @@ pub fn check_new_state(
         .map(|(path, a)| (path.as_str(), a.sha256.as_str()))
         .collect();
     if plan.kind == PlanKind::Apply && listed != written {
-        let differing: Vec<&str> = listed
+        let differing: Vec<String> = listed
             .keys()
             .chain(written.keys())
             .filter(|p| listed.get(*p) != written.get(*p))
-            .copied()
+            .map(|p| p.to_string())
             .collect();
-        return Err(mismatch(format!(
-            "holds other assets than the plan lists: {}",
-            differing.join(", ")
-        )));
+        return Err(PlanMismatch::Assets(differing));
     }
     if plan.kind == PlanKind::Apply {
         let template = next.stack.as_ref().map(|s| s.template_sha256.as_str());
         if template != plan.stack.template_sha256.as_deref() {
-            return Err(mismatch(format!(
-                "records template {} but the plan reviewed {}",
-                template.unwrap_or("(none)"),
-                plan.stack.template_sha256.as_deref().unwrap_or("(none)")
-            )));
+            return Err(PlanMismatch::Template {
+                recorded: template.unwrap_or("(none)").to_string(),
+                reviewed: plan
+                    .stack
+                    .template_sha256
+                    .as_deref()
+                    .unwrap_or("(none)")
+                    .to_string(),
+            });
         }
     }
-    check_certificates(plan, prior, shipped, &mismatch)
+    check_certificates(plan, prior, shipped)
 }
 
 /// Whether the plan keeps a certificate the state does not hold as it is (one an interrupted
@@ -247,8 +311,7 @@ fn check_certificates(
     plan: &Plan,
     prior: Option<&State>,
     shipped: Option<&TlsAssets>,
-    mismatch: &dyn Fn(String) -> EngineError,
-) -> Result<(), EngineError> {
+) -> Result<(), PlanMismatch> {
     let next = &plan.new_state;
     let empty = BTreeMap::new();
     let before = prior.map(|s| &s.tls).unwrap_or(&empty);
@@ -266,33 +329,27 @@ fn check_certificates(
         let known =
             before.get(name) == Some(asset) || shipped.is_some_and(|s| s.get(name) == Some(asset));
         if !issued(name) && !known {
-            return Err(mismatch(format!(
-                "changes certificate {name}, which the plan says it keeps"
-            )));
+            return Err(PlanMismatch::ChangesKept { name: name.clone() });
         }
     }
     let Some(ca) = next.tls.get(CA) else {
         return Ok(());
     };
-    let ca_der = certificate_der(ca)
-        .ok_or_else(|| mismatch("holds a CA certificate that is not PEM".into()))?;
+    let ca_der = certificate_der(ca).ok_or(PlanMismatch::CaNotPem)?;
     let (_, ca_cert) = X509Certificate::from_der(&ca_der)
-        .map_err(|e| mismatch(format!("holds a CA certificate that does not parse: {e}")))?;
+        .map_err(|e| PlanMismatch::CaUnparsable(e.to_string()))?;
     for (name, asset) in next.tls.iter().filter(|(n, _)| issued(n)) {
         if asset.certificate_pem.is_empty() {
             continue; // a sealed secret (bootstrap token, Secrets key): no certificate
         }
-        let der = certificate_der(asset)
-            .ok_or_else(|| mismatch(format!("holds certificate {name}, which is not PEM")))?;
+        let der =
+            certificate_der(asset).ok_or_else(|| PlanMismatch::NotPem { name: name.clone() })?;
         if sha256_hex(&der) != asset.certificate_sha256 {
-            return Err(mismatch(format!(
-                "holds certificate {name} whose certificate_sha256 is not its hash"
-            )));
+            return Err(PlanMismatch::HashMismatch { name: name.clone() });
         }
-        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| {
-            mismatch(format!(
-                "holds certificate {name}, which does not parse: {e}"
-            ))
+        let (_, cert) = X509Certificate::from_der(&der).map_err(|e| PlanMismatch::Unparsable {
+            name: name.clone(),
+            reason: e.to_string(),
         })?;
         // The CA and the service-account key pair sign themselves; every other certificate is
         // the CA's.
@@ -303,19 +360,17 @@ fn check_certificates(
             ca_cert.public_key()
         };
         if cert.verify_signature(Some(issuer)).is_err() {
-            return Err(mismatch(if self_signed {
-                format!("holds certificate {name}, which is not signed by its own key")
+            return Err(if self_signed {
+                PlanMismatch::NotSelfSigned { name: name.clone() }
             } else {
-                format!(
-                    "holds certificate {name}, which the {} CA did not issue",
-                    if issued(CA) { "new" } else { "state's" }
-                )
-            }));
+                PlanMismatch::NotIssuedByCa {
+                    name: name.clone(),
+                    ca: if issued(CA) { "new" } else { "state's" },
+                }
+            });
         }
         if name == SERVICE_ACCOUNT && before.contains_key(name) {
-            return Err(mismatch(
-                "replaces the service-account key, which is never re-issued (every token would be void)".into(),
-            ));
+            return Err(PlanMismatch::ServiceAccountReplaced);
         }
     }
     Ok(())

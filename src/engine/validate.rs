@@ -6,13 +6,14 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use super::{AwsOptions, EngineError, load_templates, pki};
+use super::plan::records::{ZoneProblem, configured_zone};
+use super::{AwsOptions, BuildInputs, EngineError, build};
 use crate::aws::AwsContext;
 use crate::aws::cloudformation::StackService;
+use crate::aws::images::Ec2Images;
 use crate::aws::kms::KmsVault;
-use crate::aws::route53::DnsService;
 use crate::config::{CLUSTER_FILE, ClusterConfig};
-use crate::render::{self, RenderError, RenderInputs, Rendered, Templates};
+use crate::render::{self, RenderError, Rendered, Templates};
 use crate::validate::{Finding, cloudconfig, template};
 
 /// The role name the original kube-aws used for each cloud-config.
@@ -115,33 +116,20 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
     };
     let mut lifecycle = end_of_life_findings(dir, &config, now);
     lifecycle.extend(weakening_findings(dir, &config));
-    let templates = load_templates(dir)?;
-    let tls = pki::resolve::<KmsVault>(
-        &config,
-        &Default::default(),
-        None,
-        now,
-        super::DEFAULT_RENEW_BEFORE,
-    )
-    .await?;
-    let ami = config
-        .ami_id
-        .clone()
-        .unwrap_or_else(|| "ami-00000000000000000".into());
-    let (stack_template, findings) = match render::render(
-        &templates,
-        &RenderInputs {
-            config: &config,
-            ami_id: &ami,
-            tls: &tls.assets,
-        },
-    ) {
-        Ok(rendered) => {
-            let findings = check_rendered(&rendered, &templates, true);
-            (Some(rendered.stack_template), findings)
-        }
-        Err(e) => (None, vec![render_finding(&e)]),
+    // Without the state: certificates and the AMI are stand-ins, only the shape is checked.
+    let inputs = BuildInputs {
+        offline_ami: "ami-00000000000000000",
+        ..BuildInputs::new(&config, None, now)
     };
+    let (stack_template, findings) =
+        match build::<KmsVault, Ec2Images>(dir, &inputs, None, None, &mut |_| {}).await {
+            Ok(built) => {
+                let findings = check_rendered(&built.rendered, &built.templates, true);
+                (Some(built.rendered.stack_template), findings)
+            }
+            Err(EngineError::Render(e)) => (None, vec![render_finding(&e)]),
+            Err(e) => return Err(e),
+        };
     lifecycle.extend(findings);
     Ok(Offline {
         config: Some(config),
@@ -245,21 +233,13 @@ async fn online(
         Err(e) => out.push(Finding::error(external, None, format!("kmsKeyArn: {e}"))),
     }
     if config.create_record_set {
-        let dns = context.route53();
-        let zone = match (&config.hosted_zone_id, &config.hosted_zone) {
-            (Some(id), _) => dns.zone_by_id(id).await,
-            (None, Some(name)) => dns.zone_by_name(name).await,
-            (None, None) => Ok(None),
-        };
-        let name = config.external_dns_name.trim_end_matches('.');
-        match zone {
-            Ok(None) => out.push(Finding::error(external, None, "hostedZoneId: the hosted zone does not exist")),
-            Ok(Some(z)) if !(name == z.name || name.ends_with(&format!(".{}", z.name))) => out.push(Finding::error(
+        match configured_zone(config, &context.route53()).await {
+            Ok(_) => {}
+            Err(ZoneProblem::Missing(_)) => out.push(Finding::error(
                 external,
                 None,
-                format!("hostedZoneId: hosted zone {} ({}) is not a parent of externalDNSName {name}", z.name, z.id),
+                "hostedZoneId: the hosted zone does not exist",
             )),
-            Ok(Some(_)) => {}
             Err(e) => out.push(Finding::error(external, None, format!("hostedZoneId: {e}"))),
         }
     }

@@ -34,7 +34,8 @@ fn seed_state(dir: &Path, cluster: &str) {
         let images = Ec2Images::new(aws_sdk_ec2::Client::new(&sdk));
         let config = ClusterConfig::load(dir).expect("config");
         let now = time::OffsetDateTime::now_utc();
-        let build = engine::build(dir, config, None, &vault, &images, now)
+        let inputs = engine::BuildInputs::new(&config, None, now);
+        let build = engine::build(dir, &inputs, Some(&vault), Some(&images), &mut |_| {})
             .await
             .expect("build");
         let mut state = State::new(cluster, "11111111-2222-4333-8444-555555555555".into());

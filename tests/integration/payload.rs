@@ -44,10 +44,17 @@ pub fn render_cluster(prefix: &str, extra: &str) -> RenderedCluster {
         let vault = KmsVault::new(aws_sdk_kms::Client::new(&sdk));
         let images = Ec2Images::new(aws_sdk_ec2::Client::new(&sdk));
         let now = time::OffsetDateTime::now_utc();
-        engine::build(dir.path(), config.clone(), None, &vault, &images, now)
-            .await
-            .expect("build")
-            .rendered
+        let inputs = engine::BuildInputs::new(&config, None, now);
+        engine::build(
+            dir.path(),
+            &inputs,
+            Some(&vault),
+            Some(&images),
+            &mut |_| {},
+        )
+        .await
+        .expect("build")
+        .rendered
     });
     RenderedCluster {
         _dir: dir,

@@ -1,0 +1,82 @@
+//! `kube-aws apply [PLAN] [--auto-approve]`: execute a reviewed plan file, or plan, show and
+//! ask first.
+
+use std::process::ExitCode;
+
+use super::Context;
+use super::plan::make_plan;
+use crate::audit::AuditResult;
+use crate::cli::args::ApplyArgs;
+use crate::cli::terminal::{confirm, runtime, spinner, stdout_color};
+use crate::cli::views;
+use crate::engine::apply::ApplyEvent;
+use crate::engine::plan::PlanOptions;
+use crate::engine::{self, EngineError};
+use crate::planfile::Plan;
+
+pub fn run(context: &Context, args: ApplyArgs) -> Result<ExitCode, EngineError> {
+    if let Some(path) = &args.plan {
+        let plan = engine::apply::read_plan_file(path)?;
+        return execute(context, &plan, &format!("apply {}", path.display()));
+    }
+    let plan = make_plan(context, &PlanOptions::default())?;
+    print!("{}", views::plan::plan_text(&plan, stdout_color()));
+    if !plan.has_changes() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.auto_approve && !confirm("apply this plan")? {
+        eprintln!("Apply cancelled.");
+        return Ok(ExitCode::from(1));
+    }
+    execute(context, &plan, "apply")
+}
+
+/// Applies `plan`, showing each step and stack event; Ctrl-C stops the wait, not the stack.
+pub fn execute(context: &Context, plan: &Plan, command: &str) -> Result<ExitCode, EngineError> {
+    let bar = spinner();
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let result = runtime().block_on(engine::apply::apply(
+        &context.dir,
+        &context.aws,
+        plan,
+        command,
+        interrupt,
+        &mut |event| match event {
+            ApplyEvent::Step(step) => bar.set_message(step.to_string()),
+            ApplyEvent::Stack(e) => bar.println(format!(
+                "  {} {} ({}) {}{}",
+                e.timestamp,
+                e.logical_id,
+                e.resource_type,
+                e.status,
+                e.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            )),
+        },
+    ));
+    bar.finish_and_clear();
+    let outcome = result?;
+    match outcome.result {
+        AuditResult::Succeeded => {
+            println!(
+                "Apply complete: state serial {} → {}, audit entry {}.",
+                outcome.serial_before, outcome.serial_after, outcome.audit_seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            eprintln!(
+                "error: apply {}: {} (state serial {}, audit entry {})",
+                other.as_str(),
+                outcome.message.unwrap_or_default(),
+                outcome.serial_after,
+                outcome.audit_seq
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}

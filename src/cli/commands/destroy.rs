@@ -1,0 +1,38 @@
+//! `kube-aws destroy [--plan-only -o FILE] [--auto-approve]`.
+
+use std::process::ExitCode;
+
+use super::Context;
+use super::apply::execute;
+use super::plan::{make_plan, write_plan};
+use crate::cli::args::DestroyArgs;
+use crate::cli::terminal::{confirm, stdout_color};
+use crate::cli::views;
+use crate::engine::EngineError;
+use crate::engine::plan::PlanOptions;
+
+pub fn run(context: &Context, args: DestroyArgs) -> Result<ExitCode, EngineError> {
+    let options = PlanOptions {
+        destroy: true,
+        ..Default::default()
+    };
+    let plan = make_plan(context, &options)?;
+    print!("{}", views::plan::plan_text(&plan, stdout_color()));
+    if let (true, Some(path)) = (args.plan_only, &args.output) {
+        write_plan(path, &plan)?;
+        eprintln!(
+            "Wrote {}; run `kube-aws apply {}` to destroy",
+            path.display(),
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !plan.has_changes() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.auto_approve && !confirm("destroy this cluster")? {
+        eprintln!("Destroy cancelled.");
+        return Ok(ExitCode::from(1));
+    }
+    execute(context, &plan, "destroy")
+}

@@ -1,0 +1,26 @@
+//! `kube-aws export [--plan PLAN] [-o FILE]`.
+
+use std::process::ExitCode;
+
+use super::Context;
+use crate::cli::args::ExportArgs;
+use crate::cli::terminal::{runtime, write_stdout};
+use crate::engine::{self, EngineError};
+
+pub fn run(context: &Context, args: ExportArgs) -> Result<ExitCode, EngineError> {
+    let template = match &args.plan {
+        Some(path) => engine::export::reviewed_template(path)?,
+        None => {
+            let now = time::OffsetDateTime::now_utc();
+            runtime().block_on(engine::export::export(&context.dir, &context.aws, now))?
+        }
+    };
+    match &args.output {
+        Some(path) => {
+            engine::write_file(path, template.as_bytes())?;
+            eprintln!("Wrote {} ({} bytes)", path.display(), template.len());
+        }
+        None => write_stdout(template.as_bytes())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,52 @@
+//! `kube-aws history [--limit N] [--json] [--verify]` and `history show SEQ`.
+
+use std::process::ExitCode;
+
+use super::Context;
+use crate::cli::args::{HistoryArgs, HistoryCommand};
+use crate::cli::terminal::{print_json, runtime, stdout_color};
+use crate::cli::views;
+use crate::engine::{EngineError, history};
+
+pub fn run(context: &Context, args: HistoryArgs) -> Result<ExitCode, EngineError> {
+    let (dir, aws) = (&context.dir, &context.aws);
+    if let Some(HistoryCommand::Show { seq, json }) = args.show {
+        let (entry, plan) = runtime().block_on(history::history_entry(dir, aws, seq))?;
+        if json {
+            print_json(&entry)?;
+        } else {
+            print!(
+                "{}",
+                views::history::history_entry_text(&entry, plan.as_ref(), stdout_color())
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.verify {
+        let report = runtime().block_on(history::verify_history(dir, aws))?;
+        if report.ok() {
+            println!(
+                "Audit log OK: {} entries, every hash and link verified, signatures and the state anchor checked",
+                report.entries
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        for problem in &report.problems {
+            println!("{problem}");
+        }
+        eprintln!(
+            "error: audit log verification failed: {} problem(s) in {} entries; first: {}",
+            report.problems.len(),
+            report.entries,
+            report.problems[0]
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let entries = runtime().block_on(history::history(dir, aws, args.limit))?;
+    if args.json {
+        print_json(&entries)?;
+    } else {
+        print!("{}", views::history::history_table(&entries));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,19 @@
+//! `kube-aws kubeconfig [-o FILE] [--force]`.
+
+use std::process::ExitCode;
+
+use super::Context;
+use crate::cli::args::KubeconfigArgs;
+use crate::cli::terminal::runtime;
+use crate::engine::{self, EngineError};
+
+pub fn run(context: &Context, args: KubeconfigArgs) -> Result<ExitCode, EngineError> {
+    let path = runtime().block_on(engine::kubeconfig::kubeconfig(
+        &context.dir,
+        &context.aws,
+        &args.output,
+        args.force,
+    ))?;
+    eprintln!("Wrote {} (mode 0600)", path.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,25 @@
+//! One file per command, each with one `run` taking its parsed arguments: read the flags,
+//! call the engine, print through a view, return the exit code.
+
+pub mod apply;
+pub mod destroy;
+pub mod export;
+pub mod help;
+pub mod history;
+pub mod init;
+pub mod kubeconfig;
+pub mod plan;
+pub mod render;
+pub mod state;
+pub mod status;
+pub mod validate;
+
+use std::path::PathBuf;
+
+use crate::engine::AwsOptions;
+
+/// The global flags every command sees.
+pub struct Context {
+    pub dir: PathBuf,
+    pub aws: AwsOptions,
+}

@@ -1,0 +1,15 @@
+//! `kube-aws render`.
+
+use std::process::ExitCode;
+
+use super::Context;
+use crate::cli::args::RenderArgs;
+use crate::engine::EngineError;
+use crate::engine::render_templates::render_templates;
+
+pub fn run(context: &Context, args: RenderArgs) -> Result<ExitCode, EngineError> {
+    for path in render_templates(&context.dir, args.force)? {
+        eprintln!("Wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

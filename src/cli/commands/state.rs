@@ -1,0 +1,43 @@
+//! `kube-aws state show|pull|versions|push|unlock`.
+
+use std::process::ExitCode;
+
+use super::Context;
+use crate::cli::args::StateCommand;
+use crate::cli::terminal::{print_json, runtime, write_stdout};
+use crate::cli::views;
+use crate::engine::{self, EngineError, state};
+
+pub fn run(context: &Context, command: StateCommand) -> Result<ExitCode, EngineError> {
+    let (dir, aws) = (&context.dir, &context.aws);
+    let rt = runtime();
+    match command {
+        StateCommand::Show { raw } => print_json(&rt.block_on(state::show(dir, aws, raw))?)?,
+        StateCommand::Pull => write_stdout(&rt.block_on(state::pull(dir, aws))?)?,
+        StateCommand::Versions => {
+            print!(
+                "{}",
+                views::history::versions_table(&rt.block_on(state::versions(dir, aws))?)
+            );
+        }
+        StateCommand::Push { file } => {
+            let bytes = engine::read_file(&file)?;
+            let now = time::OffsetDateTime::now_utc();
+            let origin = file.display().to_string();
+            let (state, entry) = rt.block_on(state::push(dir, aws, &origin, &bytes, now))?;
+            eprintln!(
+                "Pushed {origin}: lineage {}, serial {}; recorded as audit entry {}",
+                state.lineage, state.serial, entry.seq
+            );
+        }
+        StateCommand::Unlock { lock_id } => {
+            let now = time::OffsetDateTime::now_utc();
+            let (info, entry) = rt.block_on(state::unlock(dir, aws, &lock_id, now))?;
+            eprintln!(
+                "Removed lock {} (held by {} for `{}` since {}); recorded as audit entry {}",
+                info.id, info.holder, info.operation, info.created, entry.seq
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

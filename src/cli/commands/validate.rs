@@ -1,0 +1,41 @@
+//! `kube-aws validate [--offline] [--format F] [--strict]`.
+
+use std::process::ExitCode;
+
+use super::Context;
+use crate::cli::args::{Format, ValidateArgs};
+use crate::cli::terminal::{print_json, runtime, stdout_color};
+use crate::cli::views;
+use crate::engine::{self, EngineError};
+use crate::validate::Severity;
+
+pub fn run(context: &Context, args: ValidateArgs) -> Result<ExitCode, EngineError> {
+    let now = time::OffsetDateTime::now_utc();
+    let findings = runtime().block_on(engine::validate::validate(
+        &context.dir,
+        &context.aws,
+        args.offline,
+        now,
+    ))?;
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let warnings = findings.len() - errors;
+    match args.format {
+        Format::Json => print_json(&serde_json::json!({
+            "findings": findings,
+            "errors": errors,
+            "warnings": warnings,
+        }))?,
+        _ => print!(
+            "{}",
+            views::findings::findings_text(&findings, stdout_color())
+        ),
+    }
+    Ok(if errors > 0 || (args.strict && warnings > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,216 @@
+//! Why a command did not do what it was asked: one variant per case a caller may need to tell
+//! apart, with the words the user reads kept here, in `#[error]`, and nowhere else.
+
+use std::path::PathBuf;
+
+use crate::assets::tls::TlsError;
+use crate::aws::AwsError;
+use crate::config::{ConfigError, MISSING_PLAN_SIGNING_KEY};
+use crate::planfile::PlanError;
+use crate::render::RenderError;
+use crate::state::StateError;
+
+use super::plan::records::ZoneProblem;
+use super::plan_checks::PlanMismatch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Render(#[from] RenderError),
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    // Where the cluster lives.
+    #[error(
+        "--region (or AWS_REGION) is {given} but cluster.yaml's region is {configured}: a cluster lives in one region; unset it, or change cluster.yaml if the cluster really moved"
+    )]
+    RegionFlagMismatch { given: String, configured: String },
+    #[error(
+        "STS cannot say who this caller is ({0}); the audit log records the caller's ARN and kube-aws does not guess one, so nothing was done"
+    )]
+    ActorUnverified(AwsError),
+    #[error("the state records stack id {recorded}, which is not a CloudFormation stack ARN")]
+    NotAStackArn { recorded: String },
+    #[error(
+        "the state records the stack in {region} ({recorded}) but cluster.yaml's region is {configured}: a cluster lives in one region"
+    )]
+    StateInOtherRegion {
+        recorded: String,
+        region: String,
+        configured: String,
+    },
+    #[error(
+        "the stack named {stack} here is {live}, not the stack the state records ({recorded}): these credentials reach another account's (or a re-created) stack; nothing was planned"
+    )]
+    OtherStack {
+        stack: String,
+        live: String,
+        recorded: String,
+    },
+    #[error(
+        "the stack the state records ({recorded}) is not here, and STS cannot say which account this is: {source}"
+    )]
+    AccountUnknown { recorded: String, source: AwsError },
+    #[error(
+        "the state records the stack in account {account} ({recorded}) but these credentials are for account {caller_account} ({caller}); nothing was planned"
+    )]
+    StateInOtherAccount {
+        recorded: String,
+        account: String,
+        caller_account: String,
+        caller: String,
+    },
+    #[error(
+        "the state at {location} belongs to cluster \"{found}\" but cluster.yaml names \"{configured}\""
+    )]
+    StateOfOtherCluster {
+        location: String,
+        found: String,
+        configured: String,
+    },
+    #[error(
+        "{origin} is the state of cluster \"{found}\", but cluster.yaml names \"{configured}\""
+    )]
+    PushedStateOfOtherCluster {
+        origin: String,
+        found: String,
+        configured: String,
+    },
+    #[error("there is no state at {0} yet (nothing has been applied)")]
+    NoState(String),
+
+    // Planning.
+    #[error("--offline plans against the local state only, but cluster.yaml keeps the state in S3")]
+    OfflineWithRemoteState,
+    #[error("{}: {MISSING_PLAN_SIGNING_KEY}", file.display())]
+    MissingPlanSigningKey { file: PathBuf },
+    #[error("destroy needs AWS; it cannot be planned --offline")]
+    DestroyOffline,
+    #[error("--rotate-secrets-key decrypts the key through KMS: it cannot be planned --offline")]
+    RotationNeedsKms,
+    #[error("the Secrets encryption key is new in this plan: there is nothing to rotate yet")]
+    NothingToRotate,
+    #[error("the state has no Secrets encryption key to rotate")]
+    NoSecretsKey,
+    #[error("{}", invalid(findings))]
+    Invalid { findings: Vec<String> },
+    #[error("the rendered stack template is not JSON: {0}")]
+    TemplateNotJson(String),
+    #[error(
+        "stack {stack} is in {status} after a failed create and cannot be updated; run `kube-aws destroy`, then plan again"
+    )]
+    StackFailedCreate { stack: String, status: String },
+    #[error(
+        "stack {stack} is busy ({status}); wait for it to finish (`kube-aws status` follows it), then plan again"
+    )]
+    StackBusy { stack: String, status: String },
+    #[error("change set {name} failed: {reason}")]
+    ChangeSetFailed { name: String, reason: String },
+    #[error("change set {name} was not created within 30 minutes")]
+    ChangeSetTimedOut { name: String },
+    #[error(transparent)]
+    Zone(#[from] ZoneProblem),
+    #[error("add-on {name} was not rendered")]
+    AddonNotRendered { name: String },
+    #[error("the plan was not sealed before signing")]
+    Unsealed,
+
+    // Applying.
+    #[error("this plan was made with --offline, as a preview; make it online to apply it")]
+    OfflinePlan,
+    #[error("the plan is for cluster \"{planned}\" but cluster.yaml names \"{configured}\"")]
+    PlanForOtherCluster { planned: String, configured: String },
+    #[error("cluster.yaml: {MISSING_PLAN_SIGNING_KEY}")]
+    SigningKeyRequired,
+    #[error(
+        "the plan is not signed, and cluster.yaml requires plans signed with {key}; make the plan with kube-aws plan"
+    )]
+    Unsigned { key: String },
+    #[error(
+        "the plan is signed with {signed_with}, not with planSigningKeyArn {key}; it was not made for this cluster"
+    )]
+    SignedWithOtherKey { signed_with: String, key: String },
+    #[error("the plan's signature is not base64: {0}")]
+    SignatureNotBase64(String),
+    #[error("the plan's plan_sha256 is not a SHA-256")]
+    DigestNotSha256,
+    #[error(
+        "the plan's signature does not verify with {key}: it was changed after it was signed; make a new plan"
+    )]
+    BadSignature { key: String },
+    #[error("{0}; nothing was executed")]
+    Mismatch(#[from] PlanMismatch),
+    #[error("Route53 change {change_id} was not INSYNC within 10 minutes")]
+    RecordsNotInSync { change_id: String },
+    #[error(
+        "{what} needs confirmation but standard input is not a terminal; review a plan file and `apply` it, or pass --auto-approve"
+    )]
+    NeedsConfirmation { what: String },
+
+    // Keys the state holds.
+    #[error("the operating system's random source failed: {0}")]
+    NoRandomness(String),
+    #[error("the state's {what} ciphertext is not base64: {reason}")]
+    CiphertextNotBase64 { what: &'static str, reason: String },
+    #[error("the decrypted {0} is not text")]
+    DecryptedNotText(&'static str),
+    #[error("{0}")]
+    Rotation(String),
+    #[error("the state holds no admin certificate")]
+    NoAdminCertificate,
+
+    // The files a command writes and reads.
+    #[error("{} already exists; kube-aws init never overwrites it", .0.display())]
+    ClusterFileExists(PathBuf),
+    #[error("cannot render cluster.yaml: {0}")]
+    InitTemplate(String),
+    #[error("{} already exist; use --force to overwrite (your changes would be lost)", join_paths(.0))]
+    TemplatesExist(Vec<PathBuf>),
+    #[error("{} already exists; use --force to replace it", .0.display())]
+    OutputExists(PathBuf),
+    #[error("there is no audit entry {0}")]
+    NoAuditEntry(u64),
+    #[error("{origin} holds plan {found}, not {wanted}")]
+    KeptPlanMismatch {
+        origin: String,
+        found: String,
+        wanted: String,
+    },
+    #[error("{}: {reason}", path.display())]
+    PlanTemplate { path: PathBuf, reason: String },
+    #[error("{}: this plan changes no template", .0.display())]
+    NoTemplateChange(PathBuf),
+    #[error("init needs --region (or AWS_REGION)")]
+    InitNeedsRegion,
+    #[error("cannot serialise output: {0}")]
+    Output(String),
+}
+
+fn invalid(findings: &[String]) -> String {
+    format!(
+        "validation found {} error(s); nothing was planned (`kube-aws validate` shows every finding):\n{}",
+        findings.len(),
+        findings.join("\n")
+    )
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

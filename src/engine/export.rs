@@ -1,0 +1,41 @@
+//! `kube-aws export`: the stack template a plan would submit, rendered against the state, or
+//! the one a plan file applies.
+
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use super::{AwsOptions, BuildInputs, EngineError, build, open};
+
+/// Exactly the template the plan file at `path` applies, checked against the hash it records.
+pub fn reviewed_template(path: &Path) -> Result<String, EngineError> {
+    let plan = super::apply::read_plan_file(path)?;
+    let template = plan
+        .reviewed_template()
+        .map_err(|reason| EngineError::PlanTemplate {
+            path: path.to_path_buf(),
+            reason,
+        })?
+        .ok_or_else(|| EngineError::NoTemplateChange(path.to_path_buf()))?;
+    Ok(template.to_string())
+}
+
+/// The whole stack as one CloudFormation JSON document.
+pub async fn export(
+    dir: &Path,
+    aws: &AwsOptions,
+    now: OffsetDateTime,
+) -> Result<String, EngineError> {
+    let (config, context, backend) = open(dir, aws).await?;
+    let prior = backend.load(&config).await?.map(|l| l.state);
+    let inputs = BuildInputs::new(&config, prior.as_ref(), now);
+    let built = build(
+        dir,
+        &inputs,
+        Some(&context.kms()),
+        Some(&context.images()),
+        &mut |_| {},
+    )
+    .await?;
+    Ok(built.rendered.stack_template)
+}

@@ -1,0 +1,167 @@
+//! Renders the cluster against its state: one build for `plan`, `export` and `validate`,
+//! online (issuing through KMS, the newest AMI from EC2) or offline (stand-ins, listed as
+//! skipped).
+
+use std::path::Path;
+
+use time::{Duration, OffsetDateTime};
+
+use super::Progress;
+use crate::assets::TlsAssets;
+use crate::aws::images::ImageCatalog;
+use crate::aws::kms::KeyVault;
+use crate::config::ClusterConfig;
+use crate::engine::{EngineError, load_templates, pki};
+use crate::planfile::KNOWN_AFTER_APPLY;
+use crate::render::{self, RenderInputs, Rendered, Templates};
+use crate::state::{ImageState, State};
+
+static NO_TLS: TlsAssets = TlsAssets::new();
+
+/// What a build renders from, besides the cluster directory.
+#[derive(Debug, Clone)]
+pub struct BuildInputs<'a> {
+    pub config: &'a ClusterConfig,
+    pub prior: Option<&'a State>,
+    /// The certificates and keys to reuse: the state's, plus any an interrupted apply shipped.
+    pub previous_tls: &'a TlsAssets,
+    pub now: OffsetDateTime,
+    /// Certificates closer than this to expiry are issued again.
+    pub renew_before: Duration,
+    /// Move the Secrets encryption key one rotation step on (needs a vault).
+    pub rotate_secrets_key: bool,
+    /// The AMI id rendered when no image catalog is given and none is pinned.
+    pub offline_ami: &'a str,
+}
+
+impl<'a> BuildInputs<'a> {
+    /// Renders `config` against `prior` as `plan` would: reusing the state's certificates,
+    /// renewing within the default window, rotating nothing.
+    pub fn new(
+        config: &'a ClusterConfig,
+        prior: Option<&'a State>,
+        now: OffsetDateTime,
+    ) -> BuildInputs<'a> {
+        BuildInputs {
+            config,
+            prior,
+            previous_tls: prior.map_or(&NO_TLS, |s| &s.tls),
+            now,
+            renew_before: crate::engine::DEFAULT_RENEW_BEFORE,
+            rotate_secrets_key: false,
+            offline_ami: KNOWN_AFTER_APPLY,
+        }
+    }
+}
+
+/// Everything rendered for one cluster against its state.
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub image: ImageState,
+    pub tls: pki::ResolvedTls,
+    pub templates: Templates,
+    pub rendered: Rendered,
+    /// What was not looked at because there was no vault or catalog (offline).
+    pub skipped: Vec<String>,
+}
+
+/// Renders the cluster in `dir`. With a `vault`, certificates are issued and sealed; without,
+/// what would be issued stands in as a placeholder. With `images`, the AMI is the newest of the
+/// channel when neither cluster.yaml nor the state pins one.
+pub async fn build<V: KeyVault, I: ImageCatalog>(
+    dir: &Path,
+    inputs: &BuildInputs<'_>,
+    vault: Option<&V>,
+    images: Option<&I>,
+    progress: Progress<'_>,
+) -> Result<Build, EngineError> {
+    let config = inputs.config;
+    let mut skipped = Vec::new();
+    let image = resolve_image(inputs, images, &mut skipped).await?;
+    progress("rendering assets");
+    if vault.is_none() {
+        skipped.push("issuing certificates (KMS Encrypt): new ones are shown, not made".into());
+    }
+    let mut tls = pki::resolve(
+        config,
+        inputs.previous_tls,
+        vault,
+        inputs.now,
+        inputs.renew_before,
+    )
+    .await?;
+    if inputs.rotate_secrets_key {
+        let Some(vault) = vault else {
+            return Err(EngineError::RotationNeedsKms);
+        };
+        progress("rotating the Secrets encryption key");
+        pki::rotate_secrets_key(config, &mut tls, vault).await?;
+    }
+    let templates = load_templates(dir)?;
+    let rendered = render::render(
+        &templates,
+        &RenderInputs {
+            config,
+            ami_id: &image.ami_id,
+            tls: &tls.assets,
+        },
+    )?;
+    Ok(Build {
+        image,
+        tls,
+        templates,
+        rendered,
+        skipped,
+    })
+}
+
+impl Build {
+    /// Refuses a render that the offline part of `validate` finds errors in: a plan is never
+    /// made of files it rejects.
+    pub fn refuse_invalid(&self) -> Result<(), EngineError> {
+        let findings: Vec<String> =
+            crate::engine::validate::check_rendered(&self.rendered, &self.templates, false)
+                .into_iter()
+                .filter(|f| f.severity == crate::validate::Severity::Error)
+                .map(|f| f.to_string())
+                .collect();
+        if findings.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::Invalid { findings })
+        }
+    }
+}
+
+/// Picks the AMI: `amiId` if set, else the one the state already uses for this channel, else
+/// the newest of the channel (one EC2 call, only when the state has none), else offline's
+/// stand-in.
+async fn resolve_image<I: ImageCatalog>(
+    inputs: &BuildInputs<'_>,
+    images: Option<&I>,
+    skipped: &mut Vec<String>,
+) -> Result<ImageState, EngineError> {
+    let config = inputs.config;
+    let pinned = config.ami_id.clone().or_else(|| {
+        inputs
+            .prior
+            .and_then(|s| s.image.as_ref())
+            .filter(|i| i.release_channel == config.release_channel)
+            .map(|i| i.ami_id.clone())
+    });
+    let ami_id = match (pinned, images) {
+        (Some(ami), _) => ami,
+        (None, Some(images)) => images.latest_flatcar(config.release_channel).await?,
+        (None, None) => {
+            skipped.push(format!(
+                "the Flatcar {} AMI lookup (EC2 DescribeImages)",
+                config.release_channel.as_str()
+            ));
+            inputs.offline_ami.to_string()
+        }
+    };
+    Ok(ImageState {
+        release_channel: config.release_channel,
+        ami_id,
+    })
+}

@@ -1,0 +1,504 @@
+//! The decisions of a plan, without AWS: which assets change and how (with diffs), what each
+//! certificate does and why, what the change set's resources do (with replacement and
+//! rolling forecasts), the state an apply writes, and the summary line. Everything here is a
+//! function of its inputs, so it is tested without an emulator.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::records::desired_record_spec;
+use crate::assets::tls::{BOOTSTRAP_TOKEN, SECRETS_ENCRYPTION, SERVICE_ACCOUNT};
+use crate::assets::{AssetKind, AssetRecord, TlsAssets, asset_path};
+use crate::audit::ChangeSummary;
+use crate::config::ClusterConfig;
+use crate::diff;
+use crate::engine::pki::IssueReason;
+use crate::hash::{canonical_json, canonical_json_pretty, sha256_hex};
+use crate::planfile::{
+    Action, AssetChange, Certificate, CertificateAction, KNOWN_AFTER_APPLY, RecordAction,
+    RecordChange, Replacement, ReplacementSource, ResourceAction, ResourceChange, StackChange,
+};
+use crate::render::{self, Rendered};
+use crate::state::{ImageState, RecordState, StackState, State};
+
+/// Every `UserData` string in a template, by the logical id of the resource carrying it.
+fn userdata_by_resource(template: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Some(resources) = template["Resources"].as_object() {
+        for (id, resource) in resources {
+            let props = &resource["Properties"];
+            let userdata = props["UserData"]
+                .as_str()
+                .or_else(|| props["LaunchTemplateData"]["UserData"].as_str());
+            if let Some(u) = userdata {
+                out.insert(id.clone(), u.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The template with userdata blobs replaced by their hash, for a readable diff.
+fn readable_template(template: &Value) -> String {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, inner) in map.iter_mut() {
+                    if k == "UserData"
+                        && let Value::String(s) = inner
+                    {
+                        *s = format!(
+                            "<gzip+base64 cloud-config sha256:{}>",
+                            &sha256_hex(&*s)[..12]
+                        );
+                    } else {
+                        walk(inner);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut copy = template.clone();
+    walk(&mut copy);
+    String::from_utf8(canonical_json_pretty(&copy).expect("JSON serialises")).expect("UTF-8")
+}
+
+/// Every asset a render produces, by path, with its hash.
+fn desired_assets(
+    config: &ClusterConfig,
+    rendered: &Rendered,
+    tls: &TlsAssets,
+) -> BTreeMap<String, AssetRecord> {
+    let mut desired = BTreeMap::new();
+    let mut add = |kind, name: &str, sha256: String| {
+        desired.insert(asset_path(kind, name), AssetRecord { kind, sha256 });
+    };
+    add(
+        AssetKind::StackTemplate,
+        "",
+        sha256_hex(&rendered.stack_template),
+    );
+    for (name, text) in &rendered.cloud_configs {
+        add(AssetKind::CloudConfig, name, sha256_hex(text));
+    }
+    for object in &rendered.addon_objects {
+        add(AssetKind::Manifest, &object.name, object.sha256.clone());
+    }
+    for (name, asset) in tls {
+        add(AssetKind::Tls, name, asset.spec_sha256.clone());
+    }
+    if config.create_record_set {
+        let spec = desired_record_spec(config);
+        add(
+            AssetKind::Record,
+            &spec.name,
+            sha256_hex(canonical_json(&spec).expect("serialises")),
+        );
+    }
+    desired
+}
+
+/// The state an apply of this render writes (stack id and record values aside, which only the
+/// apply itself learns). Plans carry it as `new_state`.
+pub fn applied_state(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    image: &ImageState,
+    tls: &TlsAssets,
+    rendered: &Rendered,
+) -> State {
+    State {
+        format_version: crate::state::FORMAT_VERSION,
+        lineage: prior
+            .map(|s| s.lineage.clone())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        serial: prior.map_or(0, |s| s.serial) + 1,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        cluster_name: config.cluster_name.clone(),
+        stack: Some(StackState {
+            name: config.stack_name(),
+            id: prior
+                .and_then(|s| s.stack.as_ref())
+                .and_then(|s| s.id.clone()),
+            template_sha256: sha256_hex(&rendered.stack_template),
+            parameters: BTreeMap::new(),
+            tags: config.stack_tags.clone(),
+        }),
+        assets: desired_assets(config, rendered, tls),
+        tls: tls.clone(),
+        image: Some(image.clone()),
+        records: prior.map(|s| s.records.clone()).unwrap_or_default(),
+        account_id: prior.and_then(|s| s.account_id.clone()),
+        audit_head: prior.and_then(|s| s.audit_head.clone()),
+        region: Some(config.region.clone()),
+    }
+}
+
+fn describe_reason(name: &str, reason: &IssueReason) -> String {
+    if name == BOOTSTRAP_TOKEN {
+        return match reason {
+            IssueReason::New => "new kubelet bootstrap token".into(),
+            _ => "the bootstrap token is replaced: nodes that have not joined yet need the new one"
+                .into(),
+        };
+    }
+    if let IssueReason::Rotated(step) = reason {
+        return step.describe().into();
+    }
+    if name == SECRETS_ENCRYPTION {
+        return match reason {
+            IssueReason::New => {
+                "new key that encrypts Secrets in etcd (secretbox), kept from now on".into()
+            }
+            _ => "the Secrets encryption key is replaced: Secrets written with the old key can no longer be read".into(),
+        };
+    }
+    if name == SERVICE_ACCOUNT {
+        return match reason {
+            IssueReason::New => {
+                "new service-account signing key pair, kept across certificate renewals".into()
+            }
+            _ => "the service-account key pair is replaced: every service-account token signed so far stops working".into(),
+        };
+    }
+    match reason {
+        IssueReason::New => "new certificate".into(),
+        IssueReason::SpecChanged => {
+            "its spec changed (subject, SANs, usages, validity or issuer)".into()
+        }
+        IssueReason::Expiring { not_after } => {
+            format!("expires {not_after}, within the renewal window")
+        }
+        IssueReason::Rotated(step) => step.describe().into(),
+    }
+}
+
+/// The change set's changes, with changed properties from the template diff, a replacement
+/// forecast where CloudFormation gave none, and the instances that will roll.
+pub fn resource_changes(
+    changes: &[crate::aws::cloudformation::ResourceChange],
+    deployed: Option<&Value>,
+    new_template: &Value,
+) -> Vec<ResourceChange> {
+    let empty = Value::Object(Default::default());
+    let template_diff = diff::template_diff(deployed.unwrap_or(&empty), new_template);
+    let by_id: BTreeMap<&str, &diff::ResourceDiff> = template_diff
+        .iter()
+        .map(|d| (d.logical_id.as_str(), d))
+        .collect();
+    let modified: BTreeSet<String> = template_diff
+        .iter()
+        .filter(|d| d.action == ResourceAction::Modify)
+        .map(|d| d.logical_id.clone())
+        .chain(
+            changes
+                .iter()
+                .filter(|c| c.action == ResourceAction::Modify)
+                .map(|c| c.logical_id.clone()),
+        )
+        .collect();
+    let rolling = match deployed {
+        Some(deployed) => diff::rolling_forecasts(new_template, deployed, &modified),
+        None => BTreeMap::new(),
+    };
+    let mut out: Vec<ResourceChange> = changes
+        .iter()
+        .map(|c| {
+            let changed = by_id
+                .get(c.logical_id.as_str())
+                .map(|d| d.changed_properties.clone())
+                .unwrap_or_default();
+            let (replacement, source) = match (c.replacement, c.action) {
+                (Some(r), _) => (Some(r), Some(ReplacementSource::ChangeSet)),
+                (None, ResourceAction::Modify) => (
+                    diff::forecast_replacement(&c.resource_type, &changed),
+                    Some(ReplacementSource::Forecast),
+                ),
+                _ => (None, None),
+            };
+            ResourceChange {
+                action: c.action,
+                logical_id: c.logical_id.clone(),
+                resource_type: c.resource_type.clone(),
+                physical_id: c.physical_id.clone(),
+                replacement,
+                replacement_source: source,
+                scope: c.scope.clone(),
+                details: c.details.clone(),
+                changed_properties: changed,
+                rolling: rolling.get(&c.logical_id).cloned(),
+            }
+        })
+        .collect();
+    // The launch template behind a rolling group names what its change does to instances.
+    for group in rolling.keys() {
+        let launch_template = new_template["Resources"][group]["Properties"]["LaunchTemplate"]
+            ["LaunchTemplateId"]["Ref"]
+            .as_str()
+            .unwrap_or_default();
+        if let Some(lt) = out.iter_mut().find(|c| c.logical_id == launch_template) {
+            lt.details.push(format!(
+                "every instance launched from it is replaced: {group} rolls"
+            ));
+        }
+    }
+    // Groups whose instances roll although the group itself is unchanged in the template.
+    for (id, forecast) in rolling {
+        if let Some(existing) = out.iter_mut().find(|c| c.logical_id == id) {
+            existing.rolling = Some(forecast);
+            continue;
+        }
+        out.push(ResourceChange {
+            action: ResourceAction::Modify,
+            logical_id: id.clone(),
+            resource_type: "AWS::AutoScaling::AutoScalingGroup".into(),
+            physical_id: None,
+            replacement: Some(Replacement::False),
+            replacement_source: Some(ReplacementSource::Forecast),
+            scope: vec![],
+            details: vec![
+                "its launch template changes: instances are replaced by a rolling update".into(),
+            ],
+            changed_properties: vec![],
+            rolling: Some(forecast),
+        });
+    }
+    out.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
+    out
+}
+
+pub fn summarize(
+    stack: &StackChange,
+    records: &[RecordChange],
+    assets: &[AssetChange],
+) -> ChangeSummary {
+    let mut s = ChangeSummary::default();
+    if stack.resource_changes.is_empty() && stack.action != Action::NoOp {
+        // No change set to count (offline): count the assets instead.
+        for a in assets.iter().filter(|a| a.kind != AssetKind::StackTemplate) {
+            match a.action {
+                Action::Create => s.add += 1,
+                Action::Update => s.change += 1,
+                Action::Delete => s.remove += 1,
+                Action::NoOp => {}
+            }
+        }
+    }
+    for c in &stack.resource_changes {
+        match c.action {
+            ResourceAction::Add => s.add += 1,
+            ResourceAction::Remove => s.remove += 1,
+            _ if c.replaces() => s.replace += 1,
+            _ => s.change += 1,
+        }
+    }
+    for r in records {
+        match (r.action, &r.old_values) {
+            (RecordAction::Upsert, None) => s.add += 1,
+            (RecordAction::Upsert, Some(_)) => s.change += 1,
+            (RecordAction::Delete, _) => s.remove += 1,
+            (RecordAction::NoOp, _) => {}
+        }
+    }
+    s
+}
+
+/// What the asset diff compares: the state's assets and the render's, and the texts behind
+/// them where they are known.
+pub struct AssetInputs<'a> {
+    pub prior: &'a BTreeMap<String, AssetRecord>,
+    pub desired: &'a BTreeMap<String, AssetRecord>,
+    pub rendered: &'a Rendered,
+    pub new_template: &'a Value,
+    /// The template the live stack runs, when the stack changes.
+    pub deployed_template: Option<&'a Value>,
+    /// The deployed text of changed add-on manifests, by asset path.
+    pub old_manifests: &'a BTreeMap<String, String>,
+    /// Why each certificate or key is issued.
+    pub issued: &'a [(String, IssueReason)],
+    /// Key ciphertexts, redacted from every diff.
+    pub secrets: Vec<&'a str>,
+}
+
+/// Every asset the state or the render has, with what happens to it and, for changed
+/// templates, cloud-configs and manifests, a redacted diff of what is deployed.
+pub fn asset_changes(inputs: &AssetInputs<'_>) -> Vec<AssetChange> {
+    let old_userdata = inputs
+        .deployed_template
+        .map(userdata_by_resource)
+        .unwrap_or_default();
+    let new_userdata = userdata_by_resource(inputs.new_template);
+    let reasons: BTreeMap<&str, &IssueReason> =
+        inputs.issued.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let paths: BTreeSet<&String> = inputs.desired.keys().chain(inputs.prior.keys()).collect();
+    let mut out = Vec::new();
+    for path in paths {
+        let old = inputs.prior.get(path);
+        let new = inputs.desired.get(path);
+        let kind = match (old, new) {
+            (_, Some(n)) => n.kind,
+            (Some(o), None) => o.kind,
+            (None, None) => continue,
+        };
+        let reason = (kind == AssetKind::Tls)
+            .then(|| path.trim_start_matches("tls/"))
+            .and_then(|name| Some(describe_reason(name, reasons.get(name)?)));
+        let action = match (old, new) {
+            (None, _) => Action::Create,
+            (_, None) => Action::Delete,
+            (Some(o), Some(n)) if o.sha256 != n.sha256 => Action::Update,
+            // A certificate issued again for the same spec (near expiry) changes too.
+            _ if reason.is_some() => Action::Update,
+            _ => Action::NoOp,
+        };
+        // New assets are listed, not printed whole: the resource list says what they add.
+        let diff = if action == Action::Update {
+            let new_text = match kind {
+                AssetKind::StackTemplate => Some(readable_template(inputs.new_template)),
+                AssetKind::CloudConfig => inputs
+                    .rendered
+                    .cloud_configs
+                    .get(path.trim_start_matches("userdata/"))
+                    .cloned(),
+                AssetKind::Manifest => inputs
+                    .rendered
+                    .manifests
+                    .get(path.trim_start_matches("addons/"))
+                    .cloned(),
+                _ => None,
+            };
+            let old_text = match kind {
+                AssetKind::StackTemplate => inputs.deployed_template.map(readable_template),
+                AssetKind::CloudConfig => {
+                    // The deployed cloud-config is the userdata of the resource that carries
+                    // the new one.
+                    let carrier = new_text.as_ref().and_then(|text| {
+                        let encoded = render::gzip_base64(text);
+                        new_userdata
+                            .iter()
+                            .find(|(_, u)| **u == encoded)
+                            .map(|(id, _)| id.clone())
+                    });
+                    carrier
+                        .and_then(|id| old_userdata.get(&id))
+                        .and_then(|u| diff::decode_userdata(u))
+                }
+                AssetKind::Manifest => inputs.old_manifests.get(path.as_str()).cloned(),
+                _ => None,
+            };
+            match (old_text, new_text) {
+                (Some(o), Some(n)) => diff::unified(
+                    path,
+                    &diff::redact(&o, &inputs.secrets),
+                    &diff::redact(&n, &inputs.secrets),
+                ),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        out.push(AssetChange {
+            path: path.clone(),
+            kind,
+            action,
+            old_sha256: old.map(|o| o.sha256.clone()),
+            new_sha256: new.map(|n| n.sha256.clone()),
+            diff,
+            reason,
+        });
+    }
+    out
+}
+
+/// What the plan does to each certificate and key, and why. `shipped_by` names the
+/// interrupted apply whose kept assets are not in the state yet.
+pub fn certificates(
+    tls: &TlsAssets,
+    issued: &[(String, IssueReason)],
+    prior: Option<&State>,
+    shipped_by: Option<&str>,
+) -> Vec<Certificate> {
+    let reasons: BTreeMap<&str, &IssueReason> =
+        issued.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    tls.values()
+        .map(|a| Certificate {
+            name: a.name.clone(),
+            not_after: if a.name == BOOTSTRAP_TOKEN {
+                "never (rotated only when its spec changes)".into()
+            } else if a.name == SECRETS_ENCRYPTION {
+                "never (rotated by plan --rotate-secrets-key)".into()
+            } else if a.not_after.is_empty() {
+                KNOWN_AFTER_APPLY.into()
+            } else {
+                a.not_after.clone()
+            },
+            action: match reasons.get(a.name.as_str()) {
+                Some(IssueReason::Rotated(_)) => CertificateAction::Rotate,
+                Some(_) => CertificateAction::Issue,
+                None => CertificateAction::Keep,
+            },
+            reason: match reasons.get(a.name.as_str()) {
+                Some(r) => Some(describe_reason(&a.name, r)),
+                // Not in the state, yet kept: the interrupted apply's.
+                None if prior.and_then(|s| s.tls.get(&a.name)) != Some(a) => {
+                    shipped_by.map(str::to_string)
+                }
+                None => None,
+            },
+        })
+        .collect()
+}
+
+/// The records the state holds after the plan's changes.
+pub fn recorded_records(records: &[RecordChange]) -> Vec<RecordState> {
+    records
+        .iter()
+        .filter(|r| r.action != RecordAction::Delete)
+        .map(|r| RecordState {
+            hosted_zone_id: r.hosted_zone_id.clone(),
+            name: r.name.clone(),
+            record_type: r.record_type.clone(),
+            ttl: r.ttl,
+            values: r.new_values.clone(),
+        })
+        .collect()
+}
+
+/// What a destroy removes from the state: the stack, its records and every asset but the
+/// certificates (a re-created cluster keeps its CA, and kubeconfigs stay valid).
+pub fn destroyed_state(config: &ClusterConfig, prior: Option<&State>, lineage: String) -> State {
+    let mut next = prior
+        .cloned()
+        .unwrap_or_else(|| State::new(&config.cluster_name, lineage));
+    next.serial = prior.map_or(0, |s| s.serial) + 1;
+    next.tool_version = env!("CARGO_PKG_VERSION").to_string();
+    next.stack = None;
+    next.records = Vec::new();
+    next.assets.retain(|_, a| a.kind == AssetKind::Tls);
+    next
+}
+
+/// The assets a destroy deletes: everything but the certificates.
+pub fn destroyed_assets(prior: Option<&State>) -> Vec<AssetChange> {
+    prior
+        .map(|s| s.assets.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, a)| a.kind != AssetKind::Tls)
+        .map(|(path, a)| AssetChange {
+            path,
+            kind: a.kind,
+            action: Action::Delete,
+            old_sha256: Some(a.sha256),
+            new_sha256: None,
+            diff: None,
+            reason: None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,392 @@
+//! `plan` and the planning half of `destroy`: render against the state, hash and diff every
+//! asset, create and describe the CloudFormation change set, diff the Route53 records, and
+//! seal it all into a plan file. The no-op path makes no KMS call and no CloudFormation write.
+//!
+//! `build` renders, `stack` and `records` ask AWS, `artifacts` uploads what the stack reads,
+//! and `changes` makes every decision from what they found, without AWS.
+
+mod artifacts;
+pub mod build;
+pub mod changes;
+pub mod records;
+pub mod stack;
+
+use std::path::Path;
+
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+use super::backend::Backend;
+use super::{AwsOptions, EngineError};
+use crate::assets::TlsAssets;
+use crate::audit::ChangeSummary;
+use crate::aws::AwsContext;
+use crate::aws::cloudformation::StackService;
+use crate::aws::kms::KmsVault;
+use crate::config::{ClusterConfig, StateBackendKind};
+use crate::planfile::{Action, Plan, PlanKind, PriorBinding, StackChange, Target};
+use crate::state::store::Loaded;
+use crate::state::{PendingAssets, State};
+
+pub use build::{Build, BuildInputs, build};
+pub use changes::applied_state;
+
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub offline: bool,
+    pub renew_before: Duration,
+    pub destroy: bool,
+    /// Move the Secrets encryption key one rotation step on.
+    pub rotate_secrets_key: bool,
+    /// Sign the plan (with `planSigningKeyArn`, when cluster.yaml names one). Off only for a
+    /// plan that is shown and never applied, which saves its KMS call.
+    pub sign: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions {
+            offline: false,
+            renew_before: super::DEFAULT_RENEW_BEFORE,
+            destroy: false,
+            rotate_secrets_key: false,
+            sign: true,
+        }
+    }
+}
+
+/// Reports what planning is doing, for a progress display.
+pub type Progress<'a> = &'a mut dyn FnMut(&str);
+
+/// Makes a plan for the cluster in `dir`.
+pub async fn plan(
+    dir: &Path,
+    aws: &AwsOptions,
+    options: &PlanOptions,
+    now: OffsetDateTime,
+    progress: Progress<'_>,
+) -> Result<Plan, EngineError> {
+    let config = ClusterConfig::load(dir)?;
+    if options.offline && config.state.backend == StateBackendKind::S3 {
+        return Err(EngineError::OfflineWithRemoteState);
+    }
+    if !options.offline && config.plan_signing_key_arn.is_none() && !config.unsigned_plans {
+        return Err(EngineError::MissingPlanSigningKey {
+            file: dir.join(crate::config::CLUSTER_FILE),
+        });
+    }
+    let context = aws.context(&config).await?;
+    let backend = Backend::open(dir, &config, &context);
+    progress("reading the state");
+    let prior = backend.load(&config).await?;
+    let online = (!options.offline).then_some(&context);
+    let plan = if options.destroy {
+        plan_destroy(&config, prior, online, progress).await?
+    } else {
+        plan_apply(
+            dir, &config, &backend, prior, online, options, now, progress,
+        )
+        .await?
+    };
+    let provenance = super::provenance::collect(dir);
+    let plan = Plan {
+        provenance: (!provenance.is_empty()).then_some(provenance),
+        ..plan
+    }
+    .seal();
+    match (online, &config.plan_signing_key_arn) {
+        (Some(context), Some(key)) if options.sign => {
+            progress("signing the plan");
+            sign(plan, &context.kms(), key).await
+        }
+        _ => Ok(plan),
+    }
+}
+
+/// Signs the sealed plan's hash with the plan signing key, through KMS.
+async fn sign(
+    mut plan: Plan,
+    kms: &crate::aws::kms::KmsVault,
+    key: &str,
+) -> Result<Plan, EngineError> {
+    use base64::Engine;
+    let digest = plan.digest().ok_or(EngineError::Unsealed)?;
+    let signature = kms.sign_digest(key, &digest).await?;
+    plan.signature = Some(crate::planfile::PlanSignature {
+        key_arn: key.to_string(),
+        algorithm: crate::aws::kms::PLAN_SIGNING_ALGORITHM.into(),
+        value: base64::engine::general_purpose::STANDARD.encode(signature),
+    });
+    Ok(plan)
+}
+
+fn prior_binding(prior: Option<&Loaded>) -> PriorBinding {
+    PriorBinding {
+        lineage: prior.map(|p| p.state.lineage.clone()),
+        serial: prior.map_or(0, |p| p.state.serial),
+        state_sha256: prior.map(|p| p.sha256.clone()),
+        version_id: prior.and_then(|p| p.version_id.clone()),
+    }
+}
+
+/// A plan's fields that do not depend on what it plans; `plan` seals it once, with its
+/// provenance.
+fn unsealed(
+    config: &ClusterConfig,
+    kind: PlanKind,
+    prior: PriorBinding,
+    target: Target,
+    stack: StackChange,
+) -> Plan {
+    Plan {
+        format_version: crate::planfile::FORMAT_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        kind,
+        cluster_name: config.cluster_name.clone(),
+        offline: false,
+        skipped: Vec::new(),
+        prior,
+        target,
+        assets: Vec::new(),
+        stack,
+        records: Vec::new(),
+        certificates: Vec::new(),
+        template: None,
+        new_state: State::new(&config.cluster_name, String::new()),
+        summary: ChangeSummary::default(),
+        plan_sha256: String::new(),
+        signature: None,
+        provenance: None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; the pieces are the plan's inputs
+async fn plan_apply(
+    dir: &Path,
+    config: &ClusterConfig,
+    backend: &Backend,
+    prior: Option<Loaded>,
+    online: Option<&AwsContext>,
+    options: &PlanOptions,
+    now: OffsetDateTime,
+    progress: Progress<'_>,
+) -> Result<Plan, EngineError> {
+    let binding = prior_binding(prior.as_ref());
+    let prior = prior.as_ref().map(|p| &p.state);
+
+    // What an interrupted apply shipped is reused rather than issued again.
+    let mut inputs = BuildInputs::new(config, prior, now);
+    inputs.renew_before = options.renew_before;
+    inputs.rotate_secrets_key = options.rotate_secrets_key;
+    let shipped = match online {
+        Some(_) => shipped_by_interrupted_apply(backend, &inputs).await?,
+        None => None,
+    };
+    let with_shipped: TlsAssets;
+    let mut shipped_by = None;
+    if let Some(pending) = shipped {
+        let short = pending
+            .plan_sha256
+            .get(..12)
+            .unwrap_or(&pending.plan_sha256);
+        progress(&format!(
+            "reusing the certificates the interrupted apply of plan {short} shipped"
+        ));
+        shipped_by = Some(format!(
+            "shipped by the interrupted apply of plan {short} and kept"
+        ));
+        let mut merged = inputs.previous_tls.clone();
+        merged.extend(pending.tls);
+        with_shipped = merged;
+        inputs.previous_tls = &with_shipped;
+    }
+    let kms = online.map(AwsContext::kms);
+    let images = online.map(AwsContext::images);
+    let built = build(dir, &inputs, kms.as_ref(), images.as_ref(), progress).await?;
+    built.refuse_invalid()?;
+    // Rendered from the user's template file: render checks it is JSON, and a slip there is
+    // an error here, never a panic.
+    let new_template: Value = serde_json::from_str(&built.rendered.stack_template)
+        .map_err(|e| EngineError::TemplateNotJson(e.to_string()))?;
+    let mut skipped = built.skipped.clone();
+
+    let stack = stack::plan_stack(
+        config,
+        prior,
+        &binding,
+        online,
+        &built.rendered,
+        &new_template,
+        progress,
+    )
+    .await?;
+    skipped.extend(stack.skipped.clone());
+    let records = match online {
+        None => {
+            skipped.push("Route53: records were not looked up".into());
+            Vec::new()
+        }
+        Some(context) => {
+            records::plan_records(
+                config,
+                prior,
+                &stack.change,
+                &new_template,
+                &stack.outputs,
+                &context.route53(),
+                progress,
+            )
+            .await?
+        }
+    };
+
+    let mut new_state = applied_state(
+        config,
+        prior,
+        &built.image,
+        &built.tls.assets,
+        &built.rendered,
+    );
+    let prior_assets = prior.map(|s| s.assets.clone()).unwrap_or_default();
+    let old_manifests = match online {
+        Some(context) => {
+            artifacts::previous_manifests(config, context, &prior_assets, &new_state.assets).await
+        }
+        None => Default::default(),
+    };
+    let secrets: Vec<&str> = built
+        .tls
+        .assets
+        .values()
+        .chain(inputs.previous_tls.values())
+        .map(|a| a.key_ciphertext.as_str())
+        .collect();
+    let assets = changes::asset_changes(&changes::AssetInputs {
+        prior: &prior_assets,
+        desired: &new_state.assets,
+        rendered: &built.rendered,
+        new_template: &new_template,
+        deployed_template: stack.deployed_template.as_ref(),
+        old_manifests: &old_manifests,
+        issued: &built.tls.issued,
+        secrets,
+    });
+    let certificates = changes::certificates(
+        &built.tls.assets,
+        &built.tls.issued,
+        prior,
+        shipped_by.as_deref(),
+    );
+
+    let target = Target {
+        region: config.region.clone(),
+        account_id: stack.stack_id.as_deref().and_then(stack::stack_account),
+        stack_id: stack.stack_id.clone(),
+    };
+    new_state.region = Some(target.region.clone());
+    new_state.account_id = target.account_id.clone();
+    if let Some(s) = new_state.stack.as_mut() {
+        s.id = stack.stack_id.clone();
+    }
+    new_state.records = changes::recorded_records(&records);
+    let summary = changes::summarize(&stack.change, &records, &assets);
+    let template = (stack.change.action != Action::NoOp).then_some(built.rendered.stack_template);
+    Ok(Plan {
+        offline: online.is_none(),
+        skipped,
+        assets,
+        template,
+        records,
+        certificates,
+        new_state,
+        summary,
+        ..unsealed(config, PlanKind::Apply, binding, target, stack.change)
+    })
+}
+
+/// The assets an apply shipped but never recorded (it died between executing its change set
+/// and writing the state), when this plan would otherwise issue new ones. Looked for only
+/// then, so a plan that issues nothing makes no extra request.
+async fn shipped_by_interrupted_apply(
+    backend: &Backend,
+    inputs: &BuildInputs<'_>,
+) -> Result<Option<PendingAssets>, EngineError> {
+    let preview = super::pki::resolve::<KmsVault>(
+        inputs.config,
+        inputs.previous_tls,
+        None,
+        inputs.now,
+        inputs.renew_before,
+    )
+    .await?;
+    if preview.issued.is_empty() {
+        return Ok(None);
+    }
+    Ok(backend
+        .store
+        .pending_for(inputs.prior)
+        .await
+        .map(|(pending, _)| pending))
+}
+
+/// The plan for `destroy`: delete the stack and the records this tool created.
+async fn plan_destroy(
+    config: &ClusterConfig,
+    prior: Option<Loaded>,
+    online: Option<&AwsContext>,
+    progress: Progress<'_>,
+) -> Result<Plan, EngineError> {
+    let Some(context) = online else {
+        return Err(EngineError::DestroyOffline);
+    };
+    let binding = prior_binding(prior.as_ref());
+    let prior = prior.as_ref().map(|p| &p.state);
+    let stack_name = config.stack_name();
+    progress("describing the stack");
+    let live = context.cloudformation().describe_stack(&stack_name).await?;
+    let recorded = prior.and_then(|s| s.stack.as_ref());
+    let recorded_id = recorded.and_then(|s| s.id.clone());
+    if let Some(recorded) = &recorded_id {
+        stack::check_stack_binding(
+            config,
+            recorded,
+            live.as_ref().map(|s| s.id.as_str()),
+            context,
+        )
+        .await?;
+    }
+    let stack_id = live.as_ref().map(|s| s.id.clone()).or(recorded_id);
+    let target = Target {
+        region: config.region.clone(),
+        account_id: match stack_id.as_deref().and_then(stack::stack_account) {
+            Some(account) => Some(account),
+            None => Some(stack::caller_account(context).await?),
+        },
+        stack_id,
+    };
+    let stack = StackChange {
+        name: stack_name,
+        action: if live.is_some() {
+            Action::Delete
+        } else {
+            Action::NoOp
+        },
+        change_set_name: None,
+        change_set_arn: None,
+        template_sha256: recorded.map(|s| s.template_sha256.clone()),
+        template_url: None,
+        resource_changes: Vec::new(),
+    };
+    let records = records::removed_records(prior, &[]);
+    let summary = ChangeSummary {
+        remove: u32::from(stack.action == Action::Delete) + records.len() as u32,
+        ..ChangeSummary::default()
+    };
+    Ok(Plan {
+        assets: changes::destroyed_assets(prior),
+        records,
+        new_state: changes::destroyed_state(config, prior, uuid::Uuid::new_v4().to_string()),
+        summary,
+        ..unsealed(config, PlanKind::Destroy, binding, target, stack)
+    })
+}

@@ -1,0 +1,305 @@
+//! The stack half of a plan: checks the live stack is the one the state records, creates and
+//! describes the change set (uploading what the stack reads from S3 first), and says what the
+//! stack would do offline.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Progress, artifacts, changes};
+use crate::aws::AwsContext;
+use crate::aws::cloudformation::{ChangeSetDescription, ChangeSetRequest, StackService};
+use crate::config::ClusterConfig;
+use crate::engine::EngineError;
+use crate::hash::{canonical_json, sha256_hex};
+use crate::planfile::{Action, PriorBinding, StackChange};
+use crate::render::{self, Rendered};
+use crate::state::State;
+
+/// What planning the stack found out.
+#[derive(Debug)]
+pub struct StackPlan {
+    pub change: StackChange,
+    /// The live stack's ARN, or the state's when offline.
+    pub stack_id: Option<String>,
+    /// The template the live stack runs, read only when the stack changes.
+    pub deployed_template: Option<Value>,
+    /// The live stack's outputs.
+    pub outputs: BTreeMap<String, String>,
+    /// What was not looked at (offline).
+    pub skipped: Option<String>,
+}
+
+/// The region and account an ARN names (`arn:PARTITION:SERVICE:REGION:ACCOUNT:…`), when it is
+/// one of `service`'s.
+fn arn_place<'a>(arn: &'a str, service: &str) -> Option<(&'a str, &'a str)> {
+    let mut parts = arn.split(':');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("arn"), Some(_), Some(s), Some(region), Some(account)) if s == service => {
+            Some((region, account))
+        }
+        _ => None,
+    }
+}
+
+/// The account a stack ARN names.
+pub(crate) fn stack_account(arn: &str) -> Option<String> {
+    arn_place(arn, "cloudformation").map(|(_, account)| account.to_string())
+}
+
+/// The account an ARN names (its fifth field), whatever the service.
+pub(crate) fn arn_account(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or_default()
+}
+
+/// Plans the stack: offline from the state alone, online through a change set.
+pub async fn plan_stack(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    binding: &PriorBinding,
+    online: Option<&AwsContext>,
+    rendered: &Rendered,
+    new_template: &Value,
+    progress: Progress<'_>,
+) -> Result<StackPlan, EngineError> {
+    let template_sha256 = sha256_hex(&rendered.stack_template);
+    let recorded = prior.and_then(|s| s.stack.as_ref());
+    let mut plan = StackPlan {
+        change: StackChange {
+            name: config.stack_name(),
+            action: Action::NoOp,
+            change_set_name: None,
+            change_set_arn: None,
+            template_sha256: Some(template_sha256.clone()),
+            template_url: None,
+            resource_changes: Vec::new(),
+        },
+        stack_id: recorded.and_then(|s| s.id.clone()),
+        deployed_template: None,
+        outputs: BTreeMap::new(),
+        skipped: None,
+    };
+    // What the stack was last applied with: its template and its tags.
+    let applied = recorded.map(|s| (&s.template_sha256, &s.tags));
+    let unchanged = applied == Some((&template_sha256, &config.stack_tags));
+    let Some(context) = online else {
+        plan.skipped = Some("CloudFormation: no change set was created or described".into());
+        plan.change.action = match (applied, unchanged) {
+            (None, _) => Action::Create,
+            (Some(_), false) => Action::Update,
+            (Some(_), true) => Action::NoOp,
+        };
+        return Ok(plan);
+    };
+    let cfn = context.cloudformation();
+    let stack_name = &plan.change.name;
+    progress("describing the stack");
+    let live = cfn.describe_stack(stack_name).await?;
+    // A stack only in REVIEW_IN_PROGRESS is an earlier plan's change set for a stack deleted
+    // outside kube-aws, not a stack: planned as an absent one.
+    let live_stack = match &live {
+        Some(s) if s.status == "REVIEW_IN_PROGRESS" => None,
+        Some(s) if s.status == "ROLLBACK_COMPLETE" || s.status == "ROLLBACK_FAILED" => {
+            return Err(EngineError::StackFailedCreate {
+                stack: stack_name.clone(),
+                status: s.status.clone(),
+            });
+        }
+        Some(s) if s.status.ends_with("_IN_PROGRESS") => {
+            return Err(EngineError::StackBusy {
+                stack: stack_name.clone(),
+                status: s.status.clone(),
+            });
+        }
+        other => other.as_ref(),
+    };
+    if let Some(recorded) = recorded.and_then(|s| s.id.as_deref()) {
+        check_stack_binding(config, recorded, live_stack.map(|s| s.id.as_str()), context).await?;
+    }
+    if let Some(s) = &live {
+        plan.stack_id = Some(s.id.clone());
+        plan.outputs = s.outputs.clone();
+    }
+    let exists = live_stack.is_some();
+    if exists && unchanged {
+        // The stack stays as it is, but a replaced controller fetches its add-ons again: put
+        // back any object that was deleted since (one listing).
+        artifacts::restore_missing_addons(config, context, rendered).await?;
+        return Ok(plan);
+    }
+    if exists {
+        progress("reading the deployed template");
+        let body = cfn.get_template(stack_name, None).await?;
+        plan.deployed_template = serde_json::from_str(&body).ok();
+    }
+    let change_set_name = change_set_name(config, binding, &template_sha256);
+    let body = render::submitted_stack(&rendered.stack_template);
+    progress("uploading the add-on manifests");
+    let template_url =
+        artifacts::upload_artifacts(config, context, rendered, &template_sha256, &body).await?;
+    let request = ChangeSetRequest {
+        stack_name: stack_name.clone(),
+        change_set_name: change_set_name.clone(),
+        create: !exists,
+        template_body: template_url.is_none().then_some(body),
+        template_url: template_url.clone(),
+        tags: config.stack_tags.clone(),
+        description: format!(
+            "kube-aws plan for {} (state serial {})",
+            config.cluster_name, binding.serial
+        ),
+    };
+    progress(&format!("creating change set {change_set_name}"));
+    match cfn.create_change_set(&request).await {
+        Ok((_, id)) if !id.is_empty() => plan.stack_id = Some(id),
+        Ok(_) => {}
+        // The same inputs were planned before: that change set is this plan's.
+        Err(e) if e.code.as_deref() == Some("AlreadyExistsException") => {}
+        Err(e) => return Err(e.into()),
+    }
+    match wait_for_change_set(&cfn, stack_name, &change_set_name, progress).await? {
+        None => {
+            progress("no changes: deleting the empty change set");
+            cfn.delete_change_set(stack_name, &change_set_name).await?;
+        }
+        Some(described) => {
+            plan.change.action = if exists {
+                Action::Update
+            } else {
+                Action::Create
+            };
+            plan.change.change_set_name = Some(change_set_name);
+            plan.change.change_set_arn = Some(described.arn.clone());
+            plan.change.template_url = template_url;
+            if let Some(id) = described.stack_id.clone() {
+                plan.stack_id = Some(id);
+            }
+            plan.change.resource_changes = changes::resource_changes(
+                &described.changes,
+                plan.deployed_template.as_ref(),
+                new_template,
+            );
+        }
+    }
+    Ok(plan)
+}
+
+/// The change set's name: the same inputs planned twice name the same change set, so a second
+/// plan reuses the first's rather than piling up change sets.
+fn change_set_name(
+    config: &ClusterConfig,
+    binding: &PriorBinding,
+    template_sha256: &str,
+) -> String {
+    let inputs = (
+        binding,
+        template_sha256,
+        &config.stack_tags,
+        &config.cluster_name,
+    );
+    let digest = sha256_hex(canonical_json(&inputs).expect("plain data serialises"));
+    format!("kube-aws-{}", &digest[..12])
+}
+
+/// Refuses to plan a stack other than the one the state records: another region, another
+/// account's stack of the same name, or none at all where another account is asked. Without
+/// this, credentials for the wrong account plan (and apply) a second cluster.
+pub async fn check_stack_binding(
+    config: &ClusterConfig,
+    recorded: &str,
+    live: Option<&str>,
+    context: &AwsContext,
+) -> Result<(), EngineError> {
+    let Some((region, account)) = arn_place(recorded, "cloudformation") else {
+        return Err(EngineError::NotAStackArn {
+            recorded: recorded.to_string(),
+        });
+    };
+    if region != config.region {
+        return Err(EngineError::StateInOtherRegion {
+            recorded: recorded.to_string(),
+            region: region.to_string(),
+            configured: config.region.clone(),
+        });
+    }
+    match live {
+        Some(id) if id == recorded => Ok(()),
+        Some(id) => Err(EngineError::OtherStack {
+            stack: config.stack_name(),
+            live: id.to_string(),
+            recorded: recorded.to_string(),
+        }),
+        None => {
+            let caller = context
+                .actor()
+                .await
+                .map_err(|source| EngineError::AccountUnknown {
+                    recorded: recorded.to_string(),
+                    source,
+                })?;
+            if arn_account(&caller) != account {
+                return Err(EngineError::StateInOtherAccount {
+                    recorded: recorded.to_string(),
+                    account: account.to_string(),
+                    caller_account: arn_account(&caller).to_string(),
+                    caller,
+                });
+            }
+            // Deleted outside kube-aws, in this account: planning creates it again.
+            Ok(())
+        }
+    }
+}
+
+/// The account these credentials belong to, from STS.
+pub async fn caller_account(context: &AwsContext) -> Result<String, EngineError> {
+    let caller = context
+        .actor()
+        .await
+        .map_err(EngineError::ActorUnverified)?;
+    Ok(arn_account(&caller).to_string())
+}
+
+/// Polls until the change set is created. `None` when CloudFormation found nothing to change.
+async fn wait_for_change_set<C: StackService>(
+    cfn: &C,
+    stack: &str,
+    name: &str,
+    progress: Progress<'_>,
+) -> Result<Option<ChangeSetDescription>, EngineError> {
+    let mut delay = Duration::from_millis(500);
+    let deadline = Instant::now() + Duration::from_secs(30 * 60);
+    loop {
+        let described = cfn.describe_change_set(stack, name).await?;
+        match described.status.as_str() {
+            "CREATE_COMPLETE" => return Ok(Some(described)),
+            "FAILED" => {
+                let reason = described.status_reason.clone().unwrap_or_default();
+                if reason.contains("didn't contain changes")
+                    || reason.contains("No updates are to be performed")
+                {
+                    return Ok(None);
+                }
+                return Err(EngineError::ChangeSetFailed {
+                    name: name.to_string(),
+                    reason,
+                });
+            }
+            status => progress(&format!("change set {name}: {status}")),
+        }
+        if Instant::now() > deadline {
+            return Err(EngineError::ChangeSetTimedOut {
+                name: name.to_string(),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 3 / 2).min(Duration::from_secs(10));
+    }
+}
