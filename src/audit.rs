@@ -3,6 +3,9 @@
 //! entry's hash. A `HEAD` hint lets `history --limit N` read N entries without listing the log.
 
 use serde::{Deserialize, Serialize};
+
+// An entry records the summary and provenance of the plan it applied.
+pub use crate::planfile::{ChangeSummary, Provenance};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -41,35 +44,6 @@ impl AuditResult {
             AuditResult::Interrupted => "interrupted",
             AuditResult::LockLost => "lock_lost",
         }
-    }
-}
-
-/// Counts of what a plan changes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChangeSummary {
-    pub add: u32,
-    pub change: u32,
-    pub remove: u32,
-    pub replace: u32,
-}
-
-/// Where a run came from: the cluster directory's git commit, and its CI run and pull request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Provenance {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git_commit: Option<String>,
-    /// Whether the cluster directory had uncommitted changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub git_dirty: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ci_run_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pull_request: Option<String>,
-}
-
-impl Provenance {
-    pub fn is_empty(&self) -> bool {
-        *self == Provenance::default()
     }
 }
 

@@ -1,20 +1,22 @@
 //! Carries out each command: reads the cluster directory, calls the pure parts (config, render,
 //! assets) and the AWS traits in the right order, and returns results for `cli` to print.
 
-pub mod apply;
+// What the tests and benches reach (`backend`, `plan`, `validate`) is public; the rest is the
+// crate's own, so the compiler reports what nothing uses.
+pub(crate) mod apply;
 pub mod backend;
 mod error;
-pub mod export;
-pub mod history;
-pub mod init;
-pub mod kubeconfig;
-pub mod pki;
+pub(crate) mod export;
+pub(crate) mod history;
+pub(crate) mod init;
+pub(crate) mod kubeconfig;
+pub(crate) mod pki;
 pub mod plan;
 mod plan_checks;
-pub mod provenance;
-pub mod render_templates;
-pub mod state;
-pub mod status;
+pub(crate) mod provenance;
+pub(crate) mod render_templates;
+pub(crate) mod state;
+pub(crate) mod status;
 pub mod validate;
 
 use std::collections::BTreeMap;

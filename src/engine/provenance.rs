@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::audit::Provenance;
+use crate::planfile::Provenance;
 
 /// What git and the environment say about this run.
 pub fn collect(dir: &Path) -> Provenance {

@@ -46,12 +46,6 @@ pub async fn versions(dir: &Path, aws: &AwsOptions) -> Result<Vec<StateVersion>,
     Ok(backend.store.versions().await?)
 }
 
-/// The current lock, if any.
-pub async fn current_lock(dir: &Path, aws: &AwsOptions) -> Result<Option<LockInfo>, EngineError> {
-    let (_, _, backend) = open(dir, aws).await?;
-    Ok(backend.store.current_lock().await?.map(|(info, _)| info))
-}
-
 /// `state push`: writes a state file (e.g. from `state pull` on another backend) to this
 /// cluster's backend, under the lock, and records it in this backend's audit log.
 pub async fn push(

@@ -10,14 +10,14 @@ use serde_json::Value;
 use super::records::desired_record_spec;
 use crate::assets::tls::{BOOTSTRAP_TOKEN, SECRETS_ENCRYPTION, SERVICE_ACCOUNT};
 use crate::assets::{AssetKind, AssetRecord, TlsAssets, asset_path};
-use crate::audit::ChangeSummary;
 use crate::config::ClusterConfig;
 use crate::diff;
 use crate::engine::pki::IssueReason;
 use crate::hash::{canonical_json, canonical_json_pretty, sha256_hex};
 use crate::planfile::{
-    Action, AssetChange, Certificate, CertificateAction, KNOWN_AFTER_APPLY, RecordAction,
-    RecordChange, Replacement, ReplacementSource, ResourceAction, ResourceChange, StackChange,
+    Action, AssetChange, Certificate, CertificateAction, ChangeSummary, KNOWN_AFTER_APPLY,
+    RecordAction, RecordChange, Replacement, ReplacementSource, ResourceAction, ResourceChange,
+    StackChange,
 };
 use crate::render::{self, Rendered};
 use crate::state::{ImageState, RecordState, StackState, State};

@@ -6,10 +6,10 @@
 //! and `changes` makes every decision from what they found, without AWS.
 
 mod artifacts;
-pub mod build;
-pub mod changes;
-pub mod records;
-pub mod stack;
+mod build;
+pub(crate) mod changes;
+pub(crate) mod records;
+pub(crate) mod stack;
 
 use std::path::Path;
 
@@ -19,12 +19,11 @@ use time::{Duration, OffsetDateTime};
 use super::backend::Backend;
 use super::{AwsOptions, EngineError};
 use crate::assets::TlsAssets;
-use crate::audit::ChangeSummary;
 use crate::aws::AwsContext;
 use crate::aws::cloudformation::StackService;
 use crate::aws::kms::KmsVault;
 use crate::config::{ClusterConfig, StateBackendKind};
-use crate::planfile::{Action, Plan, PlanKind, PriorBinding, StackChange, Target};
+use crate::planfile::{Action, ChangeSummary, Plan, PlanKind, PriorBinding, StackChange, Target};
 use crate::state::store::Loaded;
 use crate::state::{PendingAssets, State};
 
