@@ -57,7 +57,16 @@ fn iso_minutes(value: &str) -> Option<u64> {
 pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut problem = |path: &[Segment], message: String| out.push(at.problem(path, message));
+    settings_problems(c, &mut problem);
+    network_problems(c, &mut problem);
+    limit_problems(c, &mut problem);
+    pool_problems(c, &mut problem);
+    storage_problems(c, &mut problem);
+    out
+}
 
+/// The cluster identity, DNS, keys and access: the settings every cluster names.
+fn settings_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
     let name_ok = c.cluster_name.len() <= 64
         && c.cluster_name
             .starts_with(|ch: char| ch.is_ascii_alphabetic())
@@ -131,7 +140,10 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             "only makes sense with `vpcId`".into(),
         );
     }
+}
 
+/// The networking: instance subnets inside the VPC and disjoint, cluster ranges outside it, private subnets with a NAT gateway in their zone.
+fn network_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
     // Networking: instance subnets inside the VPC and disjoint; cluster ranges outside it.
     let subnets = c.effective_subnets();
     let subnet_path = |i: usize| {
@@ -296,7 +308,10 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             );
         }
     }
+}
 
+/// The counts, sizes and durations, within what AWS, CloudFormation and etcd allow.
+fn limit_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
     // Counts and sizes, within what AWS, CloudFormation and etcd allow.
     if !(1..=50).contains(&c.controller_count) {
         problem(
@@ -420,7 +435,10 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
     if let Err(message) = crate::render::check_kubernetes_version(&c.kubernetes_version) {
         problem(&[key("kubernetesVersion")], message);
     }
+}
 
+/// The node pools: unique, usable as logical-id fragments, no two with the same fragment.
+fn pool_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
     // Node pools: unique, usable as logical-id fragments, and no two with the same fragment
     // (`gpu-large` and `gpu-large-` are both GpuLarge: the stack would keep one group).
     let mut seen = BTreeSet::from([DEFAULT_POOL.to_string()]);
@@ -483,7 +501,10 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             );
         }
     }
+}
 
+/// The where the state, the artifacts and the plan signatures live.
+fn storage_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
     if c.state.backend == StateBackendKind::S3 {
         for field in ["bucket", "key"] {
             let value = if field == "bucket" {
@@ -522,7 +543,6 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
             ),
         );
     }
-    out
 }
 
 /// S3's general purpose bucket naming rules, the part that can be checked without AWS.

@@ -11,6 +11,7 @@ use std::time::{Duration as StdDuration, Instant};
 use time::OffsetDateTime;
 
 use super::backend::Backend;
+use super::plan::records::ENDPOINT_OUTPUT;
 use super::{AwsOptions, EngineError, plan_checks};
 use crate::audit::{AuditResult, NewEntry, Provenance};
 use crate::aws::AwsContext;
@@ -271,26 +272,15 @@ async fn locked(
         }));
     }
     // Nothing from the plan is used before it is checked against what this run derives itself.
-    let prior_state = loaded.as_ref().map(|l| &l.state);
-    plan_checks::check_target(
+    let shipped = check_plan(
         config,
+        context,
+        backend,
         plan,
-        super::plan::stack::arn_account(actor),
-        prior_state,
-    )?;
-    let shipped = if plan_checks::keeps_unrecorded_certificates(plan, prior_state) {
-        backend.store.pending_for(prior_state).await
-    } else {
-        None
-    };
-    plan_checks::check_new_state(
-        config,
-        plan,
-        prior_state,
-        shipped.as_ref().map(|(p, _)| &p.tls),
-    )?;
-    let looked_up_zone = zone_to_look_up(config, plan, context).await?;
-    plan_checks::check_records(config, plan, prior_state, looked_up_zone.as_deref())?;
+        loaded.as_ref().map(|l| &l.state),
+        actor,
+    )
+    .await?;
     let serial_before = loaded.as_ref().map_or(0, |l| l.state.serial);
     let written_sha256: RefCell<Option<String>> = RefCell::new(None);
     // The reviewed plan is kept beside the log: `history show` prints it from there.
@@ -438,104 +428,22 @@ async fn locked(
         .as_ref()
         .map(|s| s.outputs.clone())
         .unwrap_or_default();
-    let mut records_ok = true;
-    let mut record_error = None;
-    let mut applied_records = Vec::new();
-    let changes: Vec<_> = plan.records.iter().filter(|r| r.action.changes()).collect();
-    if !changes.is_empty() {
-        observer(ApplyEvent::Step("applying Route53 records"));
-        let dns = context.route53();
-        let mut by_zone: BTreeMap<&str, Vec<DnsChange>> = BTreeMap::new();
-        for r in &changes {
-            // The API record always points where the stack says its endpoint is, whatever
-            // value the plan carries; a deletion removes exactly what the state recorded.
-            let values = if r.action == RecordAction::Delete {
-                r.new_values.clone()
-            } else {
-                match outputs.get("ControllerEndpoint") {
-                    Some(v)
-                        if r.new_values
-                            .iter()
-                            .all(|n| n == v || n == KNOWN_AFTER_APPLY) =>
-                    {
-                        vec![v.clone()]
-                    }
-                    Some(v) => {
-                        records_ok = false;
-                        record_error = Some(format!(
-                            "the plan points {} at {} but the stack's endpoint is {v}; the record was left as it is",
-                            r.name,
-                            r.new_values.join(", ")
-                        ));
-                        continue;
-                    }
-                    None => {
-                        records_ok = false;
-                        record_error = Some(
-                            "the stack has no ControllerEndpoint output to point the record at"
-                                .to_string(),
-                        );
-                        continue;
-                    }
-                }
-            };
-            by_zone
-                .entry(&r.hosted_zone_id)
-                .or_default()
-                .push(DnsChange {
-                    action: r.action,
-                    name: r.name.clone(),
-                    record_type: r.record_type.clone(),
-                    ttl: r.ttl,
-                    values,
-                });
-        }
-        for (zone, batch) in &by_zone {
-            match apply_records(&dns, zone, batch, lease).await {
-                Ok(()) => {
-                    applied_records.extend(batch.iter().map(|c| (zone.to_string(), c.clone())))
-                }
-                Err(e) => {
-                    records_ok = false;
-                    record_error = Some(e.to_string());
-                }
-            }
-        }
-    }
+    let records = apply_plan_records(plan, &outputs, context, lease, observer).await;
 
     // Step 8: the new state; on a record failure it keeps the old records, so the next plan
     // shows the change again.
-    let mut next = plan.new_state.clone();
-    if plan.kind == PlanKind::Apply
-        && let (Some(s), Some(desc)) = (next.stack.as_mut(), stack.as_ref())
-    {
-        s.id = Some(desc.id.clone());
-    }
-    let mut records: Vec<RecordState> = loaded
-        .as_ref()
-        .map(|l| l.state.records.clone())
-        .unwrap_or_default();
-    for (zone, change) in &applied_records {
-        records.retain(|r| !(r.name == change.name && r.record_type == change.record_type));
-        if change.action == RecordAction::Upsert {
-            records.push(RecordState {
-                hosted_zone_id: zone.clone(),
-                name: change.name.clone(),
-                record_type: change.record_type.clone(),
-                ttl: change.ttl,
-                values: change.values.clone(),
-            });
-        }
-    }
-    records.sort_by(|a, b| (&a.name, &a.record_type).cmp(&(&b.name, &b.record_type)));
-    next.records = records;
-    // Where the cluster lives is what this run knows, not what the plan says.
-    next.account_id = Some(super::plan::stack::arn_account(actor).to_string());
-    next.region = Some(config.region.clone());
-    next.audit_head = Some(AuditHead {
-        seq: started_entry.seq,
-        entry_sha256: started_entry.entry_sha256.clone(),
-    });
+    let next = next_state(
+        plan,
+        loaded.as_ref().map(|l| &l.state),
+        stack.as_ref(),
+        &records.applied,
+        // Where the cluster lives is what this run knows, not what the plan says.
+        (super::plan::stack::arn_account(actor), &config.region),
+        AuditHead {
+            seq: started_entry.seq,
+            entry_sha256: started_entry.entry_sha256.clone(),
+        },
+    );
     observer(ApplyEvent::Step("writing the state"));
     lease.keep_alive().await;
     let lost = lease.lost.borrow().clone();
@@ -574,12 +482,12 @@ async fn locked(
     }
 
     // Step 9.
-    if records_ok {
+    if records.error.is_none() {
         finish(AuditResult::Succeeded, Some(written.state.serial), None).await
     } else {
         let message = format!(
             "the stack was applied but Route53 failed: {}; the next plan shows the record change again",
-            record_error.unwrap_or_default()
+            records.error.unwrap_or_default()
         );
         finish(
             AuditResult::Failed,
@@ -588,6 +496,145 @@ async fn locked(
         )
         .await
     }
+}
+
+/// Step 3's checks of what apply re-derives (see `plan_checks`). Returns the assets an
+/// interrupted apply shipped, when the plan keeps some the state does not hold yet.
+async fn check_plan(
+    config: &ClusterConfig,
+    context: &AwsContext,
+    backend: &Backend,
+    plan: &Plan,
+    prior: Option<&crate::state::State>,
+    actor: &str,
+) -> Result<Option<(PendingAssets, String)>, EngineError> {
+    plan_checks::check_target(config, plan, super::plan::stack::arn_account(actor), prior)?;
+    let shipped = if plan_checks::keeps_unrecorded_certificates(plan, prior) {
+        backend.store.pending_for(prior).await
+    } else {
+        None
+    };
+    plan_checks::check_new_state(config, plan, prior, shipped.as_ref().map(|(p, _)| &p.tls))?;
+    let looked_up_zone = zone_to_look_up(config, plan, context).await?;
+    plan_checks::check_records(config, plan, prior, looked_up_zone.as_deref())?;
+    Ok(shipped)
+}
+
+/// What step 7 did to Route53: the changes applied (by zone), and the last failure.
+struct RecordsApplied {
+    applied: Vec<(String, DnsChange)>,
+    error: Option<String>,
+}
+
+/// Step 7: the plan's record changes, each pointing where the stack's endpoint output says.
+async fn apply_plan_records(
+    plan: &Plan,
+    outputs: &BTreeMap<String, String>,
+    context: &AwsContext,
+    lease: &Lease<'_>,
+    observer: Observer<'_>,
+) -> RecordsApplied {
+    let mut record_error = None;
+    let mut applied_records = Vec::new();
+    let changes: Vec<_> = plan.records.iter().filter(|r| r.action.changes()).collect();
+    if changes.is_empty() {
+        return RecordsApplied {
+            applied: applied_records,
+            error: None,
+        };
+    }
+    observer(ApplyEvent::Step("applying Route53 records"));
+    let dns = context.route53();
+    let mut by_zone: BTreeMap<&str, Vec<DnsChange>> = BTreeMap::new();
+    for r in &changes {
+        // The API record always points where the stack says its endpoint is, whatever value
+        // the plan carries; a deletion removes exactly what the state recorded.
+        let values = if r.action == RecordAction::Delete {
+            r.new_values.clone()
+        } else {
+            match outputs.get(ENDPOINT_OUTPUT) {
+                Some(v)
+                    if r.new_values
+                        .iter()
+                        .all(|n| n == v || n == KNOWN_AFTER_APPLY) =>
+                {
+                    vec![v.clone()]
+                }
+                Some(v) => {
+                    record_error = Some(format!(
+                        "the plan points {} at {} but the stack's endpoint is {v}; the record was left as it is",
+                        r.name,
+                        r.new_values.join(", ")
+                    ));
+                    continue;
+                }
+                None => {
+                    record_error = Some(format!(
+                        "the stack has no {ENDPOINT_OUTPUT} output to point the record at"
+                    ));
+                    continue;
+                }
+            }
+        };
+        by_zone
+            .entry(&r.hosted_zone_id)
+            .or_default()
+            .push(DnsChange {
+                action: r.action,
+                name: r.name.clone(),
+                record_type: r.record_type.clone(),
+                ttl: r.ttl,
+                values,
+            });
+    }
+    for (zone, batch) in &by_zone {
+        match apply_records(&dns, zone, batch, lease).await {
+            Ok(()) => applied_records.extend(batch.iter().map(|c| (zone.to_string(), c.clone()))),
+            Err(e) => record_error = Some(e.to_string()),
+        }
+    }
+    RecordsApplied {
+        applied: applied_records,
+        error: record_error,
+    }
+}
+
+/// Step 8's state: the plan's `new_state` with what only this run knows (the stack's id, the
+/// records Route53 took, where the cluster lives, this run's audit entry). On a record failure
+/// it keeps the old records, so the next plan shows the change again.
+fn next_state(
+    plan: &Plan,
+    prior: Option<&crate::state::State>,
+    stack: Option<&crate::aws::cloudformation::StackDescription>,
+    applied: &[(String, DnsChange)],
+    (account, region): (&str, &str),
+    head: AuditHead,
+) -> crate::state::State {
+    let mut next = plan.new_state.clone();
+    if plan.kind == PlanKind::Apply
+        && let (Some(s), Some(desc)) = (next.stack.as_mut(), stack)
+    {
+        s.id = Some(desc.id.clone());
+    }
+    let mut records: Vec<RecordState> = prior.map(|s| s.records.clone()).unwrap_or_default();
+    for (zone, change) in applied {
+        records.retain(|r| !(r.name == change.name && r.record_type == change.record_type));
+        if change.action == RecordAction::Upsert {
+            records.push(RecordState {
+                hosted_zone_id: zone.clone(),
+                name: change.name.clone(),
+                record_type: change.record_type.clone(),
+                ttl: change.ttl,
+                values: change.values.clone(),
+            });
+        }
+    }
+    records.sort_by(|a, b| (&a.name, &a.record_type).cmp(&(&b.name, &b.record_type)));
+    next.records = records;
+    next.account_id = Some(account.to_string());
+    next.region = Some(region.to_string());
+    next.audit_head = Some(head);
+    next
 }
 
 /// The zone an UPSERT's hosted zone must be, looked up by the name cluster.yaml gives when
@@ -802,4 +849,67 @@ async fn apply_records<D: DnsService>(
         delay = (delay * 3 / 2).min(StdDuration::from_secs(10));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planfile::fixtures::rolling_plan;
+
+    #[test]
+    fn the_written_state_takes_what_route53_took_and_where_this_run_found_the_cluster() {
+        let record = |name: &str, value: &str| RecordState {
+            hosted_zone_id: "/hostedzone/Z".into(),
+            name: name.into(),
+            record_type: "A".into(),
+            ttl: 300,
+            values: vec![value.into()],
+        };
+        let mut prior = crate::state::State::new("demo", "l".into());
+        prior.records = vec![record("api.", "10.0.0.1"), record("old.", "10.0.0.2")];
+        let change = |action, name: &str, value: &str| DnsChange {
+            action,
+            name: name.into(),
+            record_type: "A".into(),
+            ttl: 60,
+            values: vec![value.into()],
+        };
+        let applied = [
+            (
+                "Z".to_string(),
+                change(RecordAction::Upsert, "api.", "10.0.0.9"),
+            ),
+            (
+                "Z".to_string(),
+                change(RecordAction::Delete, "old.", "10.0.0.2"),
+            ),
+        ];
+        let head = AuditHead {
+            seq: 7,
+            entry_sha256: "e".into(),
+        };
+        let next = next_state(
+            &rolling_plan(),
+            Some(&prior),
+            None,
+            &applied,
+            ("210987654321", "eu-west-1"),
+            head.clone(),
+        );
+        assert_eq!(next.records.len(), 1);
+        assert_eq!(
+            (
+                next.records[0].name.as_str(),
+                next.records[0].values.as_slice(),
+                next.records[0].ttl
+            ),
+            ("api.", ["10.0.0.9".to_string()].as_slice(), 60)
+        );
+        assert_eq!(next.account_id.as_deref(), Some("210987654321"));
+        assert_eq!(next.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(next.audit_head, Some(head.clone()));
+        // Nothing applied (Route53 failed): the state keeps the records it had.
+        let kept = next_state(&rolling_plan(), Some(&prior), None, &[], ("1", "r"), head);
+        assert_eq!(kept.records, prior.records);
+    }
 }
