@@ -358,6 +358,14 @@ impl Plan {
             || self.assets.iter().any(|a| a.action != Action::NoOp)
     }
 
+    /// The assets the plan creates, updates or deletes.
+    pub fn changed_assets(&self) -> Vec<&AssetChange> {
+        self.assets
+            .iter()
+            .filter(|a| a.action != Action::NoOp)
+            .collect()
+    }
+
     /// The hash over every field but `plan_sha256`.
     pub fn compute_sha256(&self) -> String {
         let mut value = serde_json::to_value(self).expect("a plan serialises");
@@ -480,6 +488,26 @@ pub(crate) mod fixtures {
     use super::*;
     use crate::assets::AssetKind;
     use crate::state::State;
+
+    /// A change-set resource change with only what a test varies.
+    pub fn resource_change(
+        id: &str,
+        action: ResourceAction,
+        replacement: Option<Replacement>,
+    ) -> ResourceChange {
+        ResourceChange {
+            action,
+            logical_id: id.into(),
+            resource_type: "AWS::EC2::Instance".into(),
+            physical_id: None,
+            replacement,
+            replacement_source: None,
+            scope: vec![],
+            details: vec![],
+            changed_properties: vec![],
+            rolling: None,
+        }
+    }
 
     fn sha(c: char) -> Option<String> {
         Some(c.to_string().repeat(64))
@@ -658,18 +686,7 @@ mod tests {
 
     #[test]
     fn what_a_resource_change_means_follows_its_words() {
-        let change = |action, replacement| ResourceChange {
-            action,
-            logical_id: "X".into(),
-            resource_type: "AWS::EC2::Instance".into(),
-            physical_id: None,
-            replacement,
-            replacement_source: None,
-            scope: vec![],
-            details: vec![],
-            changed_properties: vec![],
-            rolling: None,
-        };
+        let change = |action, replacement| fixtures::resource_change("X", action, replacement);
         use ResourceAction::*;
         let cases = [
             (change(Add, None), "+", false, true),

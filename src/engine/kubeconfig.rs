@@ -31,13 +31,7 @@ pub async fn kubeconfig(
     let (Some(admin), Some(ca)) = (state.tls.get("admin"), state.tls.get("ca")) else {
         return Err(EngineError::NoAdminCertificate);
     };
-    let ciphertext =
-        BASE64
-            .decode(&admin.key_ciphertext)
-            .map_err(|e| EngineError::CiphertextNotBase64 {
-                what: "admin key",
-                reason: e.to_string(),
-            })?;
+    let ciphertext = super::pki::sealed_key(admin, "admin key")?;
     let key = context
         .kms()
         .decrypt(

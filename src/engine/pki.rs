@@ -256,13 +256,7 @@ pub async fn rotate_secrets_key<V: KeyVault>(
         .assets
         .get(name)
         .ok_or(EngineError::NoSecretsKey)?;
-    let ciphertext =
-        BASE64
-            .decode(&current.key_ciphertext)
-            .map_err(|e| EngineError::CiphertextNotBase64 {
-                what: "Secrets encryption",
-                reason: e.to_string(),
-            })?;
+    let ciphertext = sealed_key(current, "Secrets encryption")?;
     let context = encryption_context(&config.cluster_name, name);
     let plaintext = vault
         .decrypt(&config.kms_key_arn, &ciphertext, &context)
@@ -287,18 +281,22 @@ pub async fn rotate_secrets_key<V: KeyVault>(
     Ok(step)
 }
 
+/// The KMS ciphertext blob of an asset's private key, as the state keeps it in base64.
+pub(crate) fn sealed_key(asset: &TlsAsset, what: &'static str) -> Result<Vec<u8>, EngineError> {
+    BASE64
+        .decode(&asset.key_ciphertext)
+        .map_err(|e| EngineError::CiphertextNotBase64 {
+            what,
+            reason: e.to_string(),
+        })
+}
+
 async fn decrypt_ca_key<V: KeyVault>(
     vault: &V,
     config: &ClusterConfig,
     ca: &TlsAsset,
 ) -> Result<Zeroizing<String>, EngineError> {
-    let ciphertext =
-        BASE64
-            .decode(&ca.key_ciphertext)
-            .map_err(|e| EngineError::CiphertextNotBase64 {
-                what: "CA key",
-                reason: e.to_string(),
-            })?;
+    let ciphertext = sealed_key(ca, "CA key")?;
     let plaintext = vault
         .decrypt(
             &config.kms_key_arn,

@@ -68,11 +68,7 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
             let _ = writeln!(out, "  - {s}");
         }
     }
-    let changed: Vec<_> = plan
-        .assets
-        .iter()
-        .filter(|a| a.action != Action::NoOp)
-        .collect();
+    let changed = plan.changed_assets();
     if !changed.is_empty() {
         let _ = writeln!(out, "\nAssets:");
         for a in &changed {
@@ -324,11 +320,7 @@ pub fn plan_markdown(plan: &Plan) -> String {
         }
         out.push('\n');
     }
-    let changed: Vec<_> = plan
-        .assets
-        .iter()
-        .filter(|a| a.action != Action::NoOp)
-        .collect();
+    let changed = plan.changed_assets();
     if !changed.is_empty() {
         let _ = writeln!(
             out,

@@ -259,6 +259,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::planfile::fixtures::resource_change as change;
     use crate::planfile::{Replacement, ResourceAction, ResourceChange};
 
     #[test]
@@ -304,25 +305,6 @@ mod tests {
         }
     }
 
-    fn change(
-        id: &str,
-        action: ResourceAction,
-        replacement: Option<Replacement>,
-    ) -> ResourceChange {
-        ResourceChange {
-            action,
-            logical_id: id.into(),
-            resource_type: "T".into(),
-            physical_id: None,
-            replacement,
-            replacement_source: None,
-            scope: vec![],
-            details: vec![],
-            changed_properties: vec![],
-            rolling: None,
-        }
-    }
-
     #[test]
     fn the_record_value_is_known_unless_what_is_behind_the_endpoint_may_change() {
         let template = json!({
@@ -345,30 +327,18 @@ mod tests {
             ["lb.example"],
             "a replaced resource the endpoint does not name changes nothing"
         );
-        for replacement in [Replacement::True, Replacement::Conditional] {
+        for (replacement, expected) in [
+            (Replacement::True, unknown.clone()),
+            (Replacement::Conditional, unknown.clone()),
+            (Replacement::False, vec!["lb.example".to_string()]),
+        ] {
+            let modified = change("MyLoadBalancer", ResourceAction::Modify, Some(replacement));
             assert_eq!(
-                values(stack(
-                    Action::Update,
-                    vec![change(
-                        "MyLoadBalancer",
-                        ResourceAction::Modify,
-                        Some(replacement)
-                    )]
-                )),
-                unknown
+                values(stack(Action::Update, vec![modified])),
+                expected,
+                "{replacement}"
             );
         }
-        assert_eq!(
-            values(stack(
-                Action::Update,
-                vec![change(
-                    "MyLoadBalancer",
-                    ResourceAction::Modify,
-                    Some(Replacement::False)
-                )]
-            )),
-            ["lb.example"]
-        );
         assert_eq!(values(stack(Action::Create, vec![])), unknown);
         assert_eq!(
             endpoint_values(&stack(Action::NoOp, vec![]), &template, &BTreeMap::new()),

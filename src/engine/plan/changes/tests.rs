@@ -7,6 +7,7 @@ use serde_json::json;
 use super::*;
 use crate::assets::TlsAsset;
 use crate::aws::cloudformation::ResourceChange as CfnChange;
+use crate::planfile::fixtures::resource_change;
 
 pub(crate) fn config() -> ClusterConfig {
     let text = "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\ntemplateBucket: demo-artifacts\nhostedZoneId: ZDEMO\ncreateRecordSet: true\n";
@@ -327,18 +328,7 @@ fn the_summary_counts_resources_online_assets_offline_and_every_record_change() 
         (2, 2, 2, 0)
     );
     // Online: the change set's resources are counted, not the assets.
-    let change = |action, replacement| ResourceChange {
-        action,
-        logical_id: "X".into(),
-        resource_type: "T".into(),
-        physical_id: None,
-        replacement,
-        replacement_source: None,
-        scope: vec![],
-        details: vec![],
-        changed_properties: vec![],
-        rolling: None,
-    };
+    let change = |action, replacement| resource_change("X", action, replacement);
     let online = summarize(
         &stack(vec![
             change(ResourceAction::Add, None),
