@@ -73,6 +73,7 @@ fn seed(dir: &Path, pools: usize) {
         let state = applied_state(
             &config,
             None,
+            "11111111-2222-4333-8444-555555555555".into(),
             &build.image,
             &build.tls.assets,
             &build.rendered,

@@ -95,6 +95,8 @@ plan_word! {
         Import = "Import",
         /// Decided only while the stack updates (a dynamic reference, a macro).
         Dynamic = "Dynamic",
+        /// Brings the resource's recorded state in line with what it really is (drift).
+        SyncWithActual = "SyncWithActual",
     }
 }
 
@@ -673,6 +675,7 @@ mod tests {
             (A::Remove, "Remove"),
             (A::Import, "Import"),
             (A::Dynamic, "Dynamic"),
+            (A::SyncWithActual, "SyncWithActual"),
         ]);
         use Replacement as P;
         words_round_trip(&[

@@ -65,7 +65,7 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
     out
 }
 
-/// The cluster identity, DNS, keys and access: the settings every cluster names.
+/// The cluster's identity, DNS, keys and access: the settings every cluster names.
 fn settings_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
     let name_ok = c.cluster_name.len() <= 64
         && c.cluster_name
@@ -142,7 +142,8 @@ fn settings_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], Stri
     }
 }
 
-/// The networking: instance subnets inside the VPC and disjoint, cluster ranges outside it, private subnets with a NAT gateway in their zone.
+/// The networking: instance subnets inside the VPC and disjoint, cluster ranges outside it,
+/// private subnets with a NAT gateway in their zone.
 fn network_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
     // Networking: instance subnets inside the VPC and disjoint; cluster ranges outside it.
     let subnets = c.effective_subnets();
@@ -503,7 +504,7 @@ fn pool_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String))
     }
 }
 
-/// The where the state, the artifacts and the plan signatures live.
+/// Where the state, the artifacts and the plan signatures live.
 fn storage_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
     if c.state.backend == StateBackendKind::S3 {
         for field in ["bucket", "key"] {

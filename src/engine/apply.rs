@@ -52,7 +52,7 @@ pub fn read_plan_file(path: &Path) -> Result<Plan, EngineError> {
 }
 
 /// Reads and verifies a plan file (step 1).
-pub fn read_plan(origin: &str, bytes: &[u8]) -> Result<Plan, EngineError> {
+fn read_plan(origin: &str, bytes: &[u8]) -> Result<Plan, EngineError> {
     Ok(planfile::decode(origin, bytes)?)
 }
 
@@ -303,6 +303,7 @@ async fn locked(
         };
 
     // Step 4. The state this run writes names this entry, so the log cannot lose it unseen.
+    lease.keep_alive().await;
     let started_entry = backend
         .append_audit(now(), entry(AuditResult::Started, None, None))
         .await?;

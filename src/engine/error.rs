@@ -163,12 +163,17 @@ pub enum EngineError {
     // Keys the state holds.
     #[error("the operating system's random source failed: {0}")]
     NoRandomness(String),
-    #[error("the state's {what} ciphertext is not base64: {reason}")]
+    #[error("the {what} ciphertext is not base64: {reason}")]
     CiphertextNotBase64 { what: &'static str, reason: String },
-    #[error("the decrypted {0} is not text")]
-    DecryptedNotText(&'static str),
+    #[error("the decrypted {what} is not {expected}")]
+    DecryptedNotText {
+        what: &'static str,
+        expected: &'static str,
+    },
     #[error("{0}")]
     Rotation(String),
+    #[error("there is no state yet: apply the cluster first")]
+    NotApplied,
     #[error("the state holds no admin certificate")]
     NoAdminCertificate,
 

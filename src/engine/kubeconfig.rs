@@ -26,7 +26,7 @@ pub async fn kubeconfig(
     let state = backend
         .load(&config)
         .await?
-        .ok_or_else(|| EngineError::NoState(backend.store.location()))?
+        .ok_or(EngineError::NotApplied)?
         .state;
     let (Some(admin), Some(ca)) = (state.tls.get("admin"), state.tls.get("ca")) else {
         return Err(EngineError::NoAdminCertificate);

@@ -30,7 +30,9 @@ use crate::render::{self, Templates};
 
 use backend::Backend;
 pub use error::EngineError;
+pub use plan::records::ZoneProblem;
 pub use plan::{Build, BuildInputs, build};
+pub use plan_checks::PlanMismatch;
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
     move |source| EngineError::Io {

@@ -256,15 +256,17 @@ pub async fn rotate_secrets_key<V: KeyVault>(
         .assets
         .get(name)
         .ok_or(EngineError::NoSecretsKey)?;
-    let ciphertext = sealed_key(current, "Secrets encryption")?;
+    let ciphertext = sealed_key(current, "state's Secrets encryption")?;
     let context = encryption_context(&config.cluster_name, name);
     let plaintext = vault
         .decrypt(&config.kms_key_arn, &ciphertext, &context)
         .await?;
-    let text = Zeroizing::new(
-        String::from_utf8(plaintext.to_vec())
-            .map_err(|_| EngineError::DecryptedNotText("Secrets encryption configuration"))?,
-    );
+    let text = Zeroizing::new(String::from_utf8(plaintext.to_vec()).map_err(|_| {
+        EngineError::DecryptedNotText {
+            what: "Secrets encryption configuration",
+            expected: "text",
+        }
+    })?);
     let (step, next) =
         tls::rotate_encryption_configuration(&text).map_err(EngineError::Rotation)?;
     let sealed = vault
@@ -296,7 +298,7 @@ async fn decrypt_ca_key<V: KeyVault>(
     config: &ClusterConfig,
     ca: &TlsAsset,
 ) -> Result<Zeroizing<String>, EngineError> {
-    let ciphertext = sealed_key(ca, "CA key")?;
+    let ciphertext = sealed_key(ca, "state's CA key")?;
     let plaintext = vault
         .decrypt(
             &config.kms_key_arn,
@@ -304,7 +306,10 @@ async fn decrypt_ca_key<V: KeyVault>(
             &encryption_context(&config.cluster_name, tls::CA),
         )
         .await?;
-    let text = String::from_utf8(plaintext.to_vec())
-        .map_err(|_| EngineError::DecryptedNotText("CA key"))?;
+    let text =
+        String::from_utf8(plaintext.to_vec()).map_err(|_| EngineError::DecryptedNotText {
+            what: "CA key",
+            expected: "PEM text",
+        })?;
     Ok(Zeroizing::new(text))
 }

@@ -15,7 +15,7 @@ use crate::state::objects::{ObjectStore, Precondition};
 use crate::state::s3::S3Objects;
 
 /// CloudFormation's limit for a template passed inline; larger ones go through S3.
-pub const INLINE_TEMPLATE_LIMIT: usize = 51_200;
+const INLINE_TEMPLATE_LIMIT: usize = 51_200;
 
 /// The deployed text of each add-on manifest that changes, read back from the artifact bucket
 /// by its old hash so plan can show a diff. One that cannot be read is listed by hash alone.

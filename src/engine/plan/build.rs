@@ -76,6 +76,8 @@ pub async fn build<V: KeyVault, I: ImageCatalog>(
     progress: Progress<'_>,
 ) -> Result<Build, EngineError> {
     let config = inputs.config;
+    // A template that cannot be read fails before any AWS call.
+    let templates = load_templates(dir)?;
     let mut skipped = Vec::new();
     let image = resolve_image(inputs, images, &mut skipped).await?;
     progress("rendering assets");
@@ -97,7 +99,6 @@ pub async fn build<V: KeyVault, I: ImageCatalog>(
         progress("rotating the Secrets encryption key");
         pki::rotate_secrets_key(config, &mut tls, vault).await?;
     }
-    let templates = load_templates(dir)?;
     let rendered = render::render(
         &templates,
         &RenderInputs {

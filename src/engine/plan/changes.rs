@@ -102,19 +102,18 @@ fn desired_assets(
 }
 
 /// The state an apply of this render writes (stack id and record values aside, which only the
-/// apply itself learns). Plans carry it as `new_state`.
+/// apply itself learns). Plans carry it as `new_state`. `lineage` names a cluster's first state.
 pub fn applied_state(
     config: &ClusterConfig,
     prior: Option<&State>,
+    lineage: String,
     image: &ImageState,
     tls: &TlsAssets,
     rendered: &Rendered,
 ) -> State {
     State {
         format_version: crate::state::FORMAT_VERSION,
-        lineage: prior
-            .map(|s| s.lineage.clone())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        lineage: prior.map_or(lineage, |s| s.lineage.clone()),
         serial: prior.map_or(0, |s| s.serial) + 1,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         cluster_name: config.cluster_name.clone(),

@@ -7,7 +7,7 @@
 
 mod artifacts;
 mod build;
-pub(crate) mod changes;
+mod changes;
 pub(crate) mod records;
 pub(crate) mod stack;
 
@@ -177,28 +177,14 @@ async fn plan_apply(
     let mut inputs = BuildInputs::new(config, prior, now);
     inputs.renew_before = options.renew_before;
     inputs.rotate_secrets_key = options.rotate_secrets_key;
-    let shipped = match online {
-        Some(_) => shipped_by_interrupted_apply(backend, &inputs).await?,
+    let reused = match online {
+        Some(_) => reuse_shipped(backend, &inputs, progress).await?,
         None => None,
     };
-    let with_shipped: TlsAssets;
-    let mut shipped_by = None;
-    if let Some(pending) = shipped {
-        let short = pending
-            .plan_sha256
-            .get(..12)
-            .unwrap_or(&pending.plan_sha256);
-        progress(&format!(
-            "reusing the certificates the interrupted apply of plan {short} shipped"
-        ));
-        shipped_by = Some(format!(
-            "shipped by the interrupted apply of plan {short} and kept"
-        ));
-        let mut merged = inputs.previous_tls.clone();
-        merged.extend(pending.tls);
-        with_shipped = merged;
-        inputs.previous_tls = &with_shipped;
+    if let Some((tls, _)) = &reused {
+        inputs.previous_tls = tls;
     }
+    let shipped_by = reused.as_ref().map(|(_, why)| why.as_str());
     let kms = online.map(AwsContext::kms);
     let images = online.map(AwsContext::images);
     let built = build(dir, &inputs, kms.as_ref(), images.as_ref(), progress).await?;
@@ -242,6 +228,7 @@ async fn plan_apply(
     let mut new_state = applied_state(
         config,
         prior,
+        uuid::Uuid::new_v4().to_string(),
         &built.image,
         &built.tls.assets,
         &built.rendered,
@@ -270,12 +257,8 @@ async fn plan_apply(
         issued: &built.tls.issued,
         secrets,
     });
-    let certificates = changes::certificates(
-        &built.tls.assets,
-        &built.tls.issued,
-        prior,
-        shipped_by.as_deref(),
-    );
+    let certificates =
+        changes::certificates(&built.tls.assets, &built.tls.issued, prior, shipped_by);
 
     let target = Target {
         region: config.region.clone(),
@@ -301,6 +284,29 @@ async fn plan_apply(
         summary,
         ..unsealed(config, PlanKind::Apply, binding, target, stack.change)
     })
+}
+
+/// The state's certificates plus those an interrupted apply shipped, and the reason the plan
+/// gives for keeping them; `None` when there are none to reuse.
+async fn reuse_shipped(
+    backend: &Backend,
+    inputs: &BuildInputs<'_>,
+    progress: Progress<'_>,
+) -> Result<Option<(TlsAssets, String)>, EngineError> {
+    let Some(pending) = shipped_by_interrupted_apply(backend, inputs).await? else {
+        return Ok(None);
+    };
+    let short = pending
+        .plan_sha256
+        .get(..12)
+        .unwrap_or(&pending.plan_sha256);
+    progress(&format!(
+        "reusing the certificates the interrupted apply of plan {short} shipped"
+    ));
+    let why = format!("shipped by the interrupted apply of plan {short} and kept");
+    let mut merged = inputs.previous_tls.clone();
+    merged.extend(pending.tls);
+    Ok(Some((merged, why)))
 }
 
 /// The assets an apply shipped but never recorded (it died between executing its change set

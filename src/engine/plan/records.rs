@@ -142,7 +142,7 @@ fn zone_applied_in(
 
 /// The logical ids of the resources the endpoint output names (`Ref`, `Fn::GetAtt`,
 /// `Fn::Sub`). Learned from the template, so a user's template with other names works.
-pub fn endpoint_resources(template: &Value) -> BTreeSet<String> {
+fn endpoint_resources(template: &Value) -> BTreeSet<String> {
     /// Every name a `Ref`, `Fn::GetAtt` or `Fn::Sub` in `value` mentions (`X` of `X.Attr`).
     fn walk<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
         match value {
@@ -192,7 +192,7 @@ pub fn endpoint_resources(template: &Value) -> BTreeSet<String> {
 
 /// What the API record will hold: the live endpoint output, unless the stack is created or a
 /// resource behind the endpoint is added or may be replaced (then it is known after apply).
-pub fn endpoint_values(
+fn endpoint_values(
     stack: &StackChange,
     new_template: &Value,
     outputs: &BTreeMap<String, String>,
@@ -209,7 +209,7 @@ pub fn endpoint_values(
 }
 
 /// The change that makes the live record (if any) the wanted one.
-pub fn record_change(
+fn record_change(
     spec: &RecordSpec,
     zone_id: String,
     live: Option<RecordValue>,

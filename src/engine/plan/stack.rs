@@ -211,7 +211,7 @@ fn change_set_name(
 /// Refuses to plan a stack other than the one the state records: another region, another
 /// account's stack of the same name, or none at all where another account is asked. Without
 /// this, credentials for the wrong account plan (and apply) a second cluster.
-pub async fn check_stack_binding(
+pub(super) async fn check_stack_binding(
     config: &ClusterConfig,
     recorded: &str,
     live: Option<&str>,
@@ -259,7 +259,7 @@ pub async fn check_stack_binding(
 }
 
 /// The account these credentials belong to, from STS.
-pub async fn caller_account(context: &AwsContext) -> Result<String, EngineError> {
+pub(super) async fn caller_account(context: &AwsContext) -> Result<String, EngineError> {
     let caller = context
         .actor()
         .await
