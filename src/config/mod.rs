@@ -222,6 +222,14 @@ pub struct NodePoolConfig {
     pub name: String,
     #[serde(default)]
     pub count: Option<u32>,
+    /// The fewest instances the group may shrink to (cluster-autoscaler, or by hand); `count`
+    /// when unset.
+    #[serde(default)]
+    pub min_size: Option<u32>,
+    /// The most instances the group may grow to; `count + 1` when unset (room for the rolling
+    /// update's extra instance).
+    #[serde(default)]
+    pub max_size: Option<u32>,
     #[serde(default)]
     pub instance_type: Option<String>,
     #[serde(default)]
@@ -347,7 +355,14 @@ pub struct WorkerPool {
     pub name: String,
     /// CloudFormation logical-id fragment, e.g. `Gpu` for `gpu`, `Workers` for the default pool.
     pub logical_name: String,
+    /// How many instances the group starts with (`DesiredCapacity`).
     pub count: u32,
+    pub min_size: u32,
+    pub max_size: u32,
+    /// What a rolling update keeps running: `count`, but always below `max_size`, which
+    /// CloudFormation requires ("Must be less than the Auto Scaling group's Max size",
+    /// UpdatePolicy attribute reference; cfn-lint does not check it).
+    pub min_in_service: u32,
     pub instance_type: String,
     pub spot_price: Option<String>,
     pub root_volume_size: u32,
@@ -596,6 +611,9 @@ impl ClusterConfig {
             name: DEFAULT_POOL.to_string(),
             logical_name: logical_name(DEFAULT_POOL),
             count: self.worker_count,
+            min_size: self.worker_count,
+            max_size: self.worker_count.saturating_add(1),
+            min_in_service: self.worker_count,
             instance_type: self.worker_instance_type.clone(),
             spot_price: self.worker_spot_price.clone(),
             root_volume_size: self.worker_root_volume_size,
@@ -603,25 +621,32 @@ impl ClusterConfig {
             labels: BTreeMap::new(),
             taints: Vec::new(),
         };
-        let pools = self.node_pools.iter().map(|p| WorkerPool {
-            name: p.name.clone(),
-            logical_name: logical_name(&p.name),
-            count: p.count.unwrap_or(self.worker_count),
-            instance_type: p
-                .instance_type
-                .clone()
-                .unwrap_or_else(|| self.worker_instance_type.clone()),
-            spot_price: p
-                .spot_price
-                .clone()
-                .or_else(|| self.worker_spot_price.clone()),
-            root_volume_size: p.root_volume_size.unwrap_or(self.worker_root_volume_size),
-            root_volume_type: p
-                .root_volume_type
-                .clone()
-                .unwrap_or_else(|| self.worker_root_volume_type.clone()),
-            labels: p.labels.clone(),
-            taints: p.taints.clone(),
+        let pools = self.node_pools.iter().map(|p| {
+            let count = p.count.unwrap_or(self.worker_count);
+            let max_size = p.max_size.unwrap_or(count.saturating_add(1));
+            WorkerPool {
+                name: p.name.clone(),
+                logical_name: logical_name(&p.name),
+                count,
+                min_size: p.min_size.unwrap_or(count),
+                max_size,
+                min_in_service: count.min(max_size.saturating_sub(1)),
+                instance_type: p
+                    .instance_type
+                    .clone()
+                    .unwrap_or_else(|| self.worker_instance_type.clone()),
+                spot_price: p
+                    .spot_price
+                    .clone()
+                    .or_else(|| self.worker_spot_price.clone()),
+                root_volume_size: p.root_volume_size.unwrap_or(self.worker_root_volume_size),
+                root_volume_type: p
+                    .root_volume_type
+                    .clone()
+                    .unwrap_or_else(|| self.worker_root_volume_type.clone()),
+                labels: p.labels.clone(),
+                taints: p.taints.clone(),
+            }
         });
         std::iter::once(default_pool).chain(pools).collect()
     }

@@ -471,3 +471,32 @@ fn a_controller_address_aws_reserves_or_a_dns_ip_at_the_edge_of_its_range_is_ref
     }
     parse(&format!("{MINIMAL}controllerIP: 10.0.0.4\n")).unwrap();
 }
+
+#[test]
+fn a_pool_whose_count_is_outside_its_min_and_max_is_refused_at_the_field() {
+    let found = problems(&format!(
+        "{MINIMAL}nodePools:\n  - name: a\n    count: 3\n    minSize: 4\n    maxSize: 2\n  - name: b\n    maxSize: 1001\n  - name: c\n    count: 0\n    maxSize: 0\n"
+    ));
+    let at = |field: &str| found.iter().find(|p| p.field == field);
+    let min = at("nodePools[0].minSize").expect("minSize above count");
+    assert_eq!(min.line, Some(11));
+    assert!(min.message.contains("at most count (3)"), "{min:?}");
+    let max = at("nodePools[0].maxSize").expect("maxSize below count");
+    assert_eq!(max.line, Some(12));
+    assert!(max.message.contains("at least count (3)"), "{max:?}");
+    assert!(
+        at("nodePools[1].maxSize").is_some_and(|p| p.message.contains("at most 1000")),
+        "{found:?}"
+    );
+    assert!(
+        at("nodePools[2].maxSize").is_some(),
+        "a group of at most 0: {found:?}"
+    );
+    assert_eq!(found.len(), 4, "{found:?}");
+    assert!(
+        parse(&format!(
+            "{MINIMAL}nodePools:\n  - name: a\n    count: 3\n    minSize: 1\n    maxSize: 9\n"
+        ))
+        .is_ok()
+    );
+}

@@ -397,10 +397,35 @@ fn limit_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)
         problem(&[key("workerCount")], too_many(c.worker_count));
     }
     for (i, pool) in c.node_pools.iter().enumerate() {
-        if let Some(count) = pool.count.filter(|n| *n > 1_000) {
+        let at = |field: &'static str| [key("nodePools"), Segment::Index(i), key(field)];
+        for (field, size) in [
+            ("count", pool.count),
+            ("minSize", pool.min_size),
+            ("maxSize", pool.max_size),
+        ] {
+            if let Some(size) = size.filter(|n| *n > 1_000) {
+                problem(&at(field), too_many(size));
+            }
+        }
+        // The group starts with `count` instances: CloudFormation refuses a desired capacity
+        // outside [minSize, maxSize].
+        let count = pool.count.unwrap_or(c.worker_count);
+        if let Some(min) = pool.min_size
+            && min > count
+        {
             problem(
-                &[key("nodePools"), Segment::Index(i), key("count")],
-                too_many(count),
+                &at("minSize"),
+                format!(
+                    "must be at most count ({count}), the size the group starts with (got {min})"
+                ),
+            );
+        }
+        if let Some(max) = pool.max_size
+            && (max < count || max == 0)
+        {
+            problem(
+                &at("maxSize"),
+                format!("must be at least count ({count}) and at least 1 (got {max})"),
             );
         }
     }

@@ -119,6 +119,44 @@ fn every_reference_resolves_for_single_and_multi_controller_clusters() {
 }
 
 #[test]
+fn a_pool_sized_by_min_and_max_starts_at_count_and_rolls_below_its_max() {
+    let rendered = render_with(
+        &config(
+            "workerCount: 2\nnodePools:\n  - name: elastic\n    count: 3\n    minSize: 0\n    maxSize: 10\n  - name: fixed\n    count: 2\n    maxSize: 2\n",
+        ),
+        &Templates::built_in(),
+    )
+    .unwrap();
+    let stack = stack(&rendered);
+    // (group, MinSize, MaxSize, DesiredCapacity, MinInstancesInService)
+    for (group, min, max, desired, in_service) in [
+        ("AutoScaleWorkers", "2", "3", "2", "2"),
+        ("AutoScaleElastic", "0", "10", "3", "3"),
+        // CloudFormation wants MinInstancesInService below MaxSize: a full group rolls one
+        // instance at a time with one fewer in service.
+        ("AutoScaleFixed", "2", "2", "2", "1"),
+    ] {
+        let asg = &stack["Resources"][group];
+        let properties = &asg["Properties"];
+        assert_eq!(
+            (
+                &properties["MinSize"],
+                &properties["MaxSize"],
+                &properties["DesiredCapacity"],
+                &asg["UpdatePolicy"]["AutoScalingRollingUpdate"]["MinInstancesInService"],
+            ),
+            (
+                &Value::from(min),
+                &Value::from(max),
+                &Value::from(desired),
+                &Value::from(in_service)
+            ),
+            "{group}"
+        );
+    }
+}
+
+#[test]
 fn one_auto_scaling_group_per_pool_with_a_rolling_update_policy() {
     let rendered = render_with(
         &config("workerCount: 2\nnodePools:\n  - name: gpu-big\n    count: 4\n"),
