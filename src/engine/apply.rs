@@ -660,7 +660,7 @@ async fn zone_to_look_up(
         .route53()
         .zone_by_name(name)
         .await?
-        .map(|z| z.id.trim_start_matches("/hostedzone/").to_string()))
+        .map(|z| super::plan::records::bare_zone(&z.id).to_string()))
 }
 
 /// Whether the plan ships assets the state does not hold yet: a certificate or key issued or

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::plan::records::desired_record_spec;
+use super::plan::records::{bare_zone, desired_record_spec};
 use crate::assets::tls::{CA, SERVICE_ACCOUNT};
 use crate::assets::{TlsAsset, TlsAssets};
 use crate::aws::route53::fqdn;
@@ -152,10 +152,6 @@ pub fn expected_zone(config: &ClusterConfig) -> Option<String> {
         .hosted_zone_id
         .as_deref()
         .map(|id| bare_zone(id).to_string())
-}
-
-fn bare_zone(id: &str) -> &str {
-    id.trim_start_matches("/hostedzone/")
 }
 
 /// Each record change must be the API record cluster.yaml asks for (its name, type, TTL and

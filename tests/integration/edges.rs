@@ -152,38 +152,8 @@ fn ctrl_c_while_the_stack_updates_leaves_it_running_records_interrupted_and_rele
     c.plan_and_apply();
     c.set("workerCount", "2");
     c.expect(0, &["plan", "-o", "plan.json"]);
-    let executed = Arc::new(AtomicBool::new(false));
-    let polled = Arc::new(AtomicBool::new(false));
-    let name = c.name.clone();
-    let (e, p) = (executed.clone(), polled.clone());
-    c.proxy.intercept(Arc::new(move |req| {
-        if req.service != "cloudformation" {
-            return None;
-        }
-        match req.operation {
-            "ExecuteChangeSet" => {
-                e.store(true, Ordering::SeqCst);
-                Some((200, r#"<ExecuteChangeSetResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><ExecuteChangeSetResult/><ResponseMetadata><RequestId>x</RequestId></ResponseMetadata></ExecuteChangeSetResponse>"#.into()))
-            }
-            "DescribeStacks" if e.load(Ordering::SeqCst) => {
-                p.store(true, Ordering::SeqCst);
-                Some((200, format!(r#"<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-west-2:123456789012:stack/{name}/1</StackId><CreationTime>2026-11-25T20:00:00.000Z</CreationTime><StackStatus>UPDATE_IN_PROGRESS</StackStatus></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>y</RequestId></ResponseMetadata></DescribeStacksResponse>"#)))
-            }
-            _ => None,
-        }
-    }));
-    let child = kube_aws(moto(), c.dir.path())
-        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
-        .args(["apply", "plan.json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !polled.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline, "apply never followed the stack");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Held in progress far longer than the test runs: apply is interrupted while following.
+    let child = apply_while_the_stack_is_busy(&c, Duration::from_secs(600), &[]);
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -89,6 +89,12 @@ pub async fn configured_zone<D: DnsService>(
     Ok(zone)
 }
 
+/// A hosted zone id without Route53's `/hostedzone/` prefix, which some answers carry and
+/// others do not.
+pub(crate) fn bare_zone(id: &str) -> &str {
+    id.trim_start_matches("/hostedzone/")
+}
+
 /// Plans the records: reads the API record (and, the first time, its zone) and lists what
 /// changes.
 pub async fn plan_records<D: DnsService>(
@@ -133,9 +139,7 @@ fn zone_applied_in(
         .records
         .iter()
         .find(|r| {
-            r.hosted_zone_id.trim_start_matches("/hostedzone/")
-                == id.trim_start_matches("/hostedzone/")
-                && fqdn(&r.name) == fqdn(&spec.name)
+            bare_zone(&r.hosted_zone_id) == bare_zone(id) && fqdn(&r.name) == fqdn(&spec.name)
         })
         .map(|r| r.hosted_zone_id.clone())
 }
