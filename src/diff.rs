@@ -200,10 +200,12 @@ pub fn forecast_replacement(resource_type: &str, changed: &[String]) -> Option<R
     }
 }
 
-/// Auto Scaling groups of `template` whose instances roll because their launch template is
-/// one of `changed` (logical ids of modified resources). The instances that roll are those
-/// running now: the group's size in the `deployed` template; new ones start on the new
-/// version anyway.
+/// Auto Scaling groups of `template` whose instances roll: their launch template (direct or
+/// in a mixed instances policy) is one of `changed` (logical ids of modified resources), or
+/// the group moves to other subnets (`VPCZoneIdentifier`), the changes the UpdatePolicy
+/// attribute reference lists as starting an AutoScalingRollingUpdate. The instances that roll
+/// are those running now: the group's size in the `deployed` template (its minimum for an
+/// autoscaled group, which has no desired capacity); new ones start on the new version anyway.
 pub fn rolling_forecasts(
     template: &Value,
     deployed: &Value,
@@ -214,10 +216,19 @@ pub fn rolling_forecasts(
         if resource["Type"] != "AWS::AutoScaling::AutoScalingGroup" {
             continue;
         }
-        let launch_template = resource["Properties"]["LaunchTemplate"]["LaunchTemplateId"]["Ref"]
+        let properties = &resource["Properties"];
+        let launch_template = properties["LaunchTemplate"]["LaunchTemplateId"]["Ref"]
             .as_str()
+            .or_else(|| {
+                properties["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"]
+                    ["LaunchTemplateId"]["Ref"]
+                    .as_str()
+            })
             .unwrap_or_default();
-        if !changed.contains(launch_template) {
+        let moves = deployed["Resources"].get(&id).is_some_and(|old| {
+            old["Properties"]["VPCZoneIdentifier"] != properties["VPCZoneIdentifier"]
+        });
+        if !changed.contains(launch_template) && !moves {
             continue;
         }
         let number = |v: &Value| -> Option<u32> {
@@ -306,6 +317,31 @@ mod tests {
         assert_eq!(
             forecast_replacement("AWS::Unknown::Thing", &["X".into()]),
             None
+        );
+    }
+
+    #[test]
+    fn a_mixed_group_rolls_with_its_launch_template_and_any_group_rolls_when_it_moves() {
+        let group = |subnets: Value| {
+            json!({"Resources": {
+                "LaunchTemplateSpot": {"Type": "AWS::EC2::LaunchTemplate"},
+                "AutoScaleSpot": {"Type": "AWS::AutoScaling::AutoScalingGroup",
+                    "Properties": {"MinSize": "0", "MaxSize": "9",
+                        "MixedInstancesPolicy": {"LaunchTemplate": {"LaunchTemplateSpecification": {"LaunchTemplateId": {"Ref": "LaunchTemplateSpot"}}}},
+                        "VPCZoneIdentifier": subnets},
+                    "UpdatePolicy": {"AutoScalingRollingUpdate": {"MinInstancesInService": "0"}}}
+            }})
+        };
+        let here = group(json!([{"Ref": "Subnet0"}]));
+        let changed = BTreeSet::from(["LaunchTemplateSpot".to_string()]);
+        let forecast = &rolling_forecasts(&here, &here, &changed)["AutoScaleSpot"];
+        // No desired capacity (autoscaled): at least its minimum rolls.
+        assert_eq!((forecast.instances, forecast.batches), (0, 0));
+        assert!(rolling_forecasts(&here, &here, &BTreeSet::new()).is_empty());
+        let moved = group(json!([{"Ref": "Subnet0"}, {"Ref": "Subnet1"}]));
+        assert!(
+            rolling_forecasts(&moved, &here, &BTreeSet::new()).contains_key("AutoScaleSpot"),
+            "a new VPCZoneIdentifier rolls the group"
         );
     }
 

@@ -123,6 +123,8 @@ pub struct ClusterConfig {
     pub worker_create_timeout: String,
     #[serde(default)]
     pub node_pools: Vec<NodePoolConfig>,
+    #[serde(default)]
+    pub cluster_autoscaler: ClusterAutoscalerConfig,
     #[serde(rename = "controllerIP", default = "defaults::controller_ip")]
     pub controller_ip: Ipv4Addr,
     #[serde(rename = "serviceCIDR", default = "defaults::service_cidr")]
@@ -232,6 +234,21 @@ pub struct NodePoolConfig {
     pub max_size: Option<u32>,
     #[serde(default)]
     pub instance_type: Option<String>,
+    /// Instance types the group may launch, most preferred first (an Auto Scaling mixed
+    /// instances policy); instead of `instanceType`. Give types of one size (vCPU and memory)
+    /// so the cluster-autoscaler's guesses hold.
+    #[serde(default)]
+    pub instance_types: Vec<String>,
+    /// With `instanceTypes`: how many instances are on-demand before any spot (0 when unset).
+    #[serde(default)]
+    pub on_demand_base_capacity: Option<u32>,
+    /// With `instanceTypes`: the on-demand share, in percent, above the base; 0 (all spot) for
+    /// a pool with a `spotPrice`, else 100 (all on-demand).
+    #[serde(default)]
+    pub on_demand_percentage_above_base_capacity: Option<u32>,
+    /// With `instanceTypes`: how spot capacity is chosen (`price-capacity-optimized` when unset).
+    #[serde(default)]
+    pub spot_allocation_strategy: Option<SpotAllocationStrategy>,
     #[serde(default)]
     pub spot_price: Option<String>,
     #[serde(default)]
@@ -242,6 +259,44 @@ pub struct NodePoolConfig {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub taints: Vec<TaintConfig>,
+    /// Which of the cluster's node subnets the pool runs in, each by availability zone (every
+    /// node subnet in it) or by subnet `id`; all of them when unset.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// IAM managed policies attached to the pool's own role (the pool gets a role of its own,
+    /// with the workers' permissions, instead of sharing theirs).
+    #[serde(default)]
+    pub managed_policies: Vec<String>,
+    /// An existing instance profile the pool's instances run with instead of one kube-aws
+    /// makes; its role must have what the workers' role has (README, "Node pools").
+    #[serde(default)]
+    pub instance_profile_arn: Option<String>,
+    /// The cluster-autoscaler sizes this group between `minSize` and `maxSize` (needs
+    /// `clusterAutoscaler.enabled`); the template then sets no desired capacity, so a stack
+    /// update never undoes its choice.
+    #[serde(default)]
+    pub autoscaled: bool,
+}
+
+/// How an Auto Scaling group picks spot capacity among its instance types (AWS's words).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpotAllocationStrategy {
+    /// AWS's recommendation: the pools least likely to be interrupted, among the cheapest.
+    #[default]
+    PriceCapacityOptimized,
+    CapacityOptimized,
+    CapacityOptimizedPrioritized,
+    LowestPrice,
+}
+
+/// The cluster-autoscaler add-on: it runs on the controllers with their role, whose policy
+/// then lets it resize only the groups tagged as this cluster's autoscaled pools.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterAutoscalerConfig {
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,11 +419,29 @@ pub struct WorkerPool {
     /// UpdatePolicy attribute reference; cfn-lint does not check it).
     pub min_in_service: u32,
     pub instance_type: String,
+    /// A mixed instances policy's types; empty for a group of `instance_type` alone.
+    pub instance_types: Vec<String>,
+    pub on_demand_base_capacity: u32,
+    pub on_demand_percentage_above_base_capacity: u32,
+    pub spot_allocation_strategy: SpotAllocationStrategy,
     pub spot_price: Option<String>,
     pub root_volume_size: u32,
     pub root_volume_type: String,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<TaintConfig>,
+    /// Zones or subnet ids of the node subnets it runs in; empty for all of them.
+    pub subnets: Vec<String>,
+    pub managed_policies: Vec<String>,
+    pub instance_profile_arn: Option<String>,
+    /// The cluster-autoscaler owns its size: no desired capacity in the template.
+    pub autoscaled: bool,
+}
+
+impl WorkerPool {
+    /// Whether the pool runs with a role of its own rather than the workers' shared one.
+    pub fn has_own_role(&self) -> bool {
+        !self.managed_policies.is_empty()
+    }
 }
 
 /// One etcd member as the templates see it.
@@ -615,15 +688,33 @@ impl ClusterConfig {
             max_size: self.worker_count.saturating_add(1),
             min_in_service: self.worker_count,
             instance_type: self.worker_instance_type.clone(),
+            instance_types: Vec::new(),
+            on_demand_base_capacity: 0,
+            on_demand_percentage_above_base_capacity: 100,
+            spot_allocation_strategy: SpotAllocationStrategy::default(),
             spot_price: self.worker_spot_price.clone(),
             root_volume_size: self.worker_root_volume_size,
             root_volume_type: self.worker_root_volume_type.clone(),
             labels: BTreeMap::new(),
             taints: Vec::new(),
+            subnets: Vec::new(),
+            managed_policies: Vec::new(),
+            instance_profile_arn: None,
+            autoscaled: false,
         };
         let pools = self.node_pools.iter().map(|p| {
-            let count = p.count.unwrap_or(self.worker_count);
+            // An autoscaled group starts at minSize and the cluster-autoscaler moves it from
+            // there; `count` (which validate refuses on such a pool) plays no part.
+            let count = if p.autoscaled {
+                p.min_size.unwrap_or(0)
+            } else {
+                p.count.unwrap_or(self.worker_count)
+            };
             let max_size = p.max_size.unwrap_or(count.saturating_add(1));
+            let spot_price = p
+                .spot_price
+                .clone()
+                .or_else(|| self.worker_spot_price.clone());
             WorkerPool {
                 name: p.name.clone(),
                 logical_name: logical_name(&p.name),
@@ -634,11 +725,15 @@ impl ClusterConfig {
                 instance_type: p
                     .instance_type
                     .clone()
+                    .or_else(|| p.instance_types.first().cloned())
                     .unwrap_or_else(|| self.worker_instance_type.clone()),
-                spot_price: p
-                    .spot_price
-                    .clone()
-                    .or_else(|| self.worker_spot_price.clone()),
+                instance_types: p.instance_types.clone(),
+                on_demand_base_capacity: p.on_demand_base_capacity.unwrap_or(0),
+                on_demand_percentage_above_base_capacity: p
+                    .on_demand_percentage_above_base_capacity
+                    .unwrap_or(if spot_price.is_some() { 0 } else { 100 }),
+                spot_allocation_strategy: p.spot_allocation_strategy.unwrap_or_default(),
+                spot_price,
                 root_volume_size: p.root_volume_size.unwrap_or(self.worker_root_volume_size),
                 root_volume_type: p
                     .root_volume_type
@@ -646,6 +741,10 @@ impl ClusterConfig {
                     .unwrap_or_else(|| self.worker_root_volume_type.clone()),
                 labels: p.labels.clone(),
                 taints: p.taints.clone(),
+                subnets: p.subnets.clone(),
+                managed_policies: p.managed_policies.clone(),
+                instance_profile_arn: p.instance_profile_arn.clone(),
+                autoscaled: p.autoscaled,
             }
         });
         std::iter::once(default_pool).chain(pools).collect()

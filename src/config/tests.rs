@@ -500,3 +500,111 @@ fn a_pool_whose_count_is_outside_its_min_and_max_is_refused_at_the_field() {
         .is_ok()
     );
 }
+
+#[test]
+fn pool_zones_instance_mix_iam_and_autoscaling_are_checked_at_the_field() {
+    // Line 8 is `nodePools:`, each pool's fields follow on their own lines.
+    let found = problems(&format!(
+        "{MINIMAL}nodePools:\n  - name: a\n    subnets: [us-west-2a, us-west-2z]\n    instanceType: m5.large\n    instanceTypes: [m6i.large, m6i.large]\n    onDemandPercentageAboveBaseCapacity: 101\n  - name: b\n    onDemandBaseCapacity: 1\n    managedPolicies: [arn:aws:iam::aws:policy/X, not-an-arn]\n    instanceProfileArn: arn:aws:iam::123456789012:instance-profile/p\n  - name: c\n    autoscaled: true\n    count: 2\n    minSize: 3\n    maxSize: 3\n  - name: controller\n  - name: etcd0\n"
+    ));
+    let at = |field: &str| {
+        found
+            .iter()
+            .find(|p| p.field == field)
+            .unwrap_or_else(|| panic!("nothing at {field}: {found:#?}"))
+    };
+    let zone = at("nodePools[0].subnets[1]");
+    assert_eq!(zone.line, Some(10));
+    assert!(
+        zone.message
+            .contains("\"us-west-2z\" is neither the availability zone nor the id")
+            && zone.message.contains("(subnets: us-west-2a)"),
+        "{zone:?}"
+    );
+    assert!(
+        at("nodePools[0].instanceTypes")
+            .message
+            .contains("not both")
+    );
+    assert_eq!(at("nodePools[0].instanceTypes[1]").line, Some(12));
+    assert!(
+        at("nodePools[0].onDemandPercentageAboveBaseCapacity")
+            .message
+            .contains("between 0 and 100")
+    );
+    assert!(
+        at("nodePools[1].onDemandBaseCapacity")
+            .message
+            .contains("only applies to a pool with instanceTypes")
+    );
+    assert!(
+        at("nodePools[1].managedPolicies")
+            .message
+            .contains("attach the policies to it instead")
+    );
+    assert!(
+        at("nodePools[1].managedPolicies[1]")
+            .message
+            .contains("\"not-an-arn\" is not a managed policy ARN")
+    );
+    assert!(
+        at("nodePools[2].autoscaled")
+            .message
+            .contains("clusterAutoscaler.enabled")
+    );
+    assert!(
+        at("nodePools[2].count")
+            .message
+            .contains("give minSize and maxSize instead")
+    );
+    assert!(
+        at("nodePools[2].maxSize")
+            .message
+            .contains("above minSize (3)")
+    );
+    assert!(
+        at("nodePools[3].name")
+            .message
+            .contains("AutoScaleController")
+    );
+    assert!(
+        at("nodePools[4].name")
+            .message
+            .contains("LaunchTemplateEtcd0")
+    );
+    assert_eq!(found.len(), 12, "{found:#?}");
+
+    // The same settings, each where it belongs, pass.
+    let fine = parse(&format!(
+        "{MINIMAL}clusterAutoscaler: {{enabled: true}}\nnodePools:\n  - name: a\n    subnets: [us-west-2a]\n    instanceTypes: [m6i.large, m5.large]\n    onDemandPercentageAboveBaseCapacity: 20\n    spotAllocationStrategy: capacity-optimized\n  - name: b\n    managedPolicies: [arn:aws:iam::aws:policy/X, arn:aws:iam::123456789012:policy/path/Y]\n  - name: c\n    autoscaled: true\n    maxSize: 5\n    instanceProfileArn: arn:aws:iam::123456789012:instance-profile/p\n"
+    ))
+    .expect("valid pools");
+    let pools = fine.worker_pools();
+    assert_eq!(
+        pools[1].instance_type, "m6i.large",
+        "the first type names the launch template's"
+    );
+    assert_eq!(
+        (pools[3].count, pools[3].min_size, pools[3].max_size),
+        (0, 0, 5)
+    );
+}
+
+#[test]
+fn a_spot_pool_with_instance_types_is_all_spot_above_its_base_unless_told_otherwise() {
+    let config = parse(&format!(
+        "{MINIMAL}workerSpotPrice: \"0.05\"\nnodePools:\n  - name: mix\n    instanceTypes: [m6i.large]\n  - name: od\n    instanceTypes: [m6i.large]\n    spotPrice: \"0.1\"\n    onDemandPercentageAboveBaseCapacity: 50\n"
+    ))
+    .unwrap();
+    let pools = config.worker_pools();
+    assert_eq!(pools[1].on_demand_percentage_above_base_capacity, 0);
+    assert_eq!(pools[2].on_demand_percentage_above_base_capacity, 50);
+    let plain = parse(&format!(
+        "{MINIMAL}nodePools:\n  - name: mix\n    instanceTypes: [m6i.large]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        plain.worker_pools()[1].on_demand_percentage_above_base_capacity,
+        100
+    );
+}

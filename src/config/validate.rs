@@ -61,6 +61,7 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
     network_problems(c, &mut problem);
     limit_problems(c, &mut problem);
     pool_problems(c, &mut problem);
+    pool_shape_problems(c, &mut problem);
     storage_problems(c, &mut problem);
     out
 }
@@ -407,6 +408,24 @@ fn limit_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)
                 problem(&at(field), too_many(size));
             }
         }
+        if pool.autoscaled {
+            // Its size is the cluster-autoscaler's, within [minSize, maxSize].
+            match (pool.min_size, pool.max_size) {
+                (_, None) => problem(
+                    &at("autoscaled"),
+                    "an autoscaled pool needs maxSize, the most instances the cluster-autoscaler may start".into(),
+                ),
+                (min, Some(max)) if max <= min.unwrap_or(0) => problem(
+                    &at("maxSize"),
+                    format!(
+                        "must be above minSize ({}), or there is nothing to autoscale (got {max})",
+                        min.unwrap_or(0)
+                    ),
+                ),
+                _ => {}
+            }
+            continue;
+        }
         // The group starts with `count` instances: CloudFormation refuses a desired capacity
         // outside [minSize, maxSize].
         let count = pool.count.unwrap_or(c.worker_count);
@@ -527,6 +546,199 @@ fn pool_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String))
             );
         }
     }
+}
+
+/// What each pool runs as and where: its subnets, instance types and spot mix, IAM, and the
+/// cluster-autoscaler's part.
+fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
+    let node_subnets = c.node_subnets();
+    let node_subnets_field = if c.private_subnets.is_empty() {
+        "subnets"
+    } else {
+        "privateSubnets"
+    };
+    for (i, pool) in c.node_pools.iter().enumerate() {
+        let at = |field: &str| vec![key("nodePools"), Segment::Index(i), key(field)];
+        let at_item = |field: &str, j: usize| {
+            vec![
+                key("nodePools"),
+                Segment::Index(i),
+                key(field),
+                Segment::Index(j),
+            ]
+        };
+        // Its logical ids must not be the control plane's (`controller` would be
+        // AutoScaleController, `etcd0` LaunchTemplateEtcd0).
+        let logical = super::logical_name(&pool.name);
+        let etcd_like = logical
+            .strip_prefix("Etcd")
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|ch| ch.is_ascii_digit()));
+        if logical == "Controller" || etcd_like {
+            problem(
+                &at("name"),
+                format!(
+                    "\"{}\" would name the control plane's resources (AutoScale{logical}, LaunchTemplate{logical}); rename the pool",
+                    pool.name
+                ),
+            );
+        }
+        for (j, wanted) in pool.subnets.iter().enumerate() {
+            let found = node_subnets
+                .iter()
+                .any(|s| s.availability_zone == *wanted || s.id.as_deref() == Some(wanted));
+            if !found {
+                let known: Vec<String> = node_subnets
+                    .iter()
+                    .flat_map(|s| std::iter::once(s.availability_zone.clone()).chain(s.id.clone()))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                problem(
+                    &at_item("subnets", j),
+                    format!(
+                        "\"{wanted}\" is neither the availability zone nor the id of one of the cluster's node subnets ({node_subnets_field}: {})",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+        if !pool.instance_types.is_empty() {
+            if pool.instance_type.is_some() {
+                problem(
+                    &at("instanceTypes"),
+                    "give instanceType or instanceTypes, not both".into(),
+                );
+            }
+            if pool.instance_types.len() > 40 {
+                problem(
+                    &at("instanceTypes"),
+                    format!(
+                        "at most 40 instance types per Auto Scaling group (got {})",
+                        pool.instance_types.len()
+                    ),
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for (j, instance_type) in pool.instance_types.iter().enumerate() {
+                if !seen.insert(instance_type) {
+                    problem(
+                        &at_item("instanceTypes", j),
+                        format!("\"{instance_type}\" is listed twice"),
+                    );
+                }
+            }
+        } else {
+            for (field, given) in [
+                (
+                    "onDemandBaseCapacity",
+                    pool.on_demand_base_capacity.is_some(),
+                ),
+                (
+                    "onDemandPercentageAboveBaseCapacity",
+                    pool.on_demand_percentage_above_base_capacity.is_some(),
+                ),
+                (
+                    "spotAllocationStrategy",
+                    pool.spot_allocation_strategy.is_some(),
+                ),
+            ] {
+                if given {
+                    problem(
+                        &at(field),
+                        "only applies to a pool with instanceTypes (a mixed instances policy)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if let Some(percent) = pool
+            .on_demand_percentage_above_base_capacity
+            .filter(|p| *p > 100)
+        {
+            problem(
+                &at("onDemandPercentageAboveBaseCapacity"),
+                format!("must be between 0 and 100 (got {percent})"),
+            );
+        }
+        if let Some(arn) = &pool.instance_profile_arn {
+            if !pool.managed_policies.is_empty() {
+                problem(
+                    &at("managedPolicies"),
+                    "a pool with instanceProfileArn runs with that profile's role; attach the policies to it instead".into(),
+                );
+            }
+            if !is_iam_arn(arn, "instance-profile/") {
+                problem(
+                    &at("instanceProfileArn"),
+                    format!(
+                        "\"{arn}\" is not an instance profile ARN (arn:aws:iam::123456789012:instance-profile/NAME)"
+                    ),
+                );
+            }
+        }
+        if pool.managed_policies.len() > 20 {
+            problem(
+                &at("managedPolicies"),
+                format!(
+                    "at most 20 managed policies per role (got {})",
+                    pool.managed_policies.len()
+                ),
+            );
+        }
+        for (j, arn) in pool.managed_policies.iter().enumerate() {
+            if !is_iam_arn(arn, "policy/") {
+                problem(
+                    &at_item("managedPolicies", j),
+                    format!(
+                        "\"{arn}\" is not a managed policy ARN (arn:aws:iam::aws:policy/NAME or arn:aws:iam::123456789012:policy/NAME)"
+                    ),
+                );
+            }
+        }
+        if pool.autoscaled {
+            if !c.cluster_autoscaler.enabled {
+                problem(
+                    &at("autoscaled"),
+                    "needs the cluster-autoscaler: set clusterAutoscaler.enabled: true".into(),
+                );
+            }
+            if pool.count.is_some() {
+                problem(
+                    &at("count"),
+                    "an autoscaled pool's size is the cluster-autoscaler's: give minSize and maxSize instead".into(),
+                );
+            }
+            // Auto Scaling groups take 50 tags; kube-aws puts 8 of its own on an autoscaled one.
+            let tags = pool.labels.len() + pool.taints.len();
+            if tags > 40 {
+                problem(
+                    &at("labels"),
+                    format!(
+                        "an autoscaled pool carries each label and taint as a tag of its Auto Scaling group, which takes at most 50, 8 of them kube-aws's: at most 40 labels and taints, leaving room for stackTags (got {tags})"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Whether `arn` is an IAM ARN whose resource starts with `resource` (`policy/`, …):
+/// `arn:PARTITION:iam::ACCOUNT:RESOURCE`, ACCOUNT 12 digits or `aws` for AWS managed policies.
+fn is_iam_arn(arn: &str, resource: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [scheme, partition, service, region, account, rest] = parts[..] else {
+        return false;
+    };
+    let account_ok = (account.len() == 12 && account.chars().all(|ch| ch.is_ascii_digit()))
+        || (account == "aws" && resource == "policy/");
+    scheme == "arn"
+        && partition.starts_with("aws")
+        && service == "iam"
+        && region.is_empty()
+        && account_ok
+        && rest
+            .strip_prefix(resource)
+            .is_some_and(|name| !name.is_empty())
 }
 
 /// Where the state, the artifacts and the plan signatures live.

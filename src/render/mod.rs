@@ -56,6 +56,8 @@ pub struct MinorRelease {
     pub patch: String,
     /// The AWS cloud controller manager of this minor's release line.
     pub cloud_controller_manager: String,
+    /// The cluster-autoscaler of this minor's release line.
+    pub cluster_autoscaler: String,
     /// Image digests of `patch`, by image name, where a published one was found.
     pub digests: BTreeMap<String, String>,
 }
@@ -91,10 +93,21 @@ pub const ADDONS: [&str; 7] = [
     "manifests/coredns.yaml",
     "manifests/aws-ebs-csi-driver.yaml",
 ];
+/// The cluster-autoscaler add-on, applied after `ADDONS` when `clusterAutoscaler.enabled`.
+pub const CLUSTER_AUTOSCALER: &str = "manifests/cluster-autoscaler.yaml";
 pub const STACK: &str = "stack-template.json";
 
+/// The add-ons a cluster gets, in the order the controllers apply them.
+pub fn addons(config: &crate::config::ClusterConfig) -> Vec<&'static str> {
+    let mut out = ADDONS.to_vec();
+    if config.cluster_autoscaler.enabled {
+        out.push(CLUSTER_AUTOSCALER);
+    }
+    out
+}
+
 /// Every template, with its built-in text.
-pub const BUILT_IN: [(&str, &str); 12] = [
+pub const BUILT_IN: [(&str, &str); 13] = [
     (
         CONTROLLER,
         include_str!("../../templates/userdata/cloud-config-controller"),
@@ -136,6 +149,10 @@ pub const BUILT_IN: [(&str, &str); 12] = [
     (
         ADDONS[6],
         include_str!("../../templates/manifests/aws-ebs-csi-driver.yaml"),
+    ),
+    (
+        CLUSTER_AUTOSCALER,
+        include_str!("../../templates/manifests/cluster-autoscaler.yaml"),
     ),
 ];
 
@@ -306,6 +323,7 @@ struct Images {
     flannel: String,
     flannel_cni_plugin: String,
     cloud_controller_manager: String,
+    cluster_autoscaler: String,
     ebs_csi_driver: String,
     csi_provisioner: String,
     csi_attacher: String,
@@ -324,6 +342,11 @@ fn images(version: &str) -> Images {
         None => format!("registry.k8s.io/{name}:{version}"),
     };
     let data = releases();
+    // The add-ons that follow the Kubernetes minor; an unknown minor (which validate refuses)
+    // gets the newest.
+    let release = parse_minor(version)
+        .and_then(minor_release)
+        .or_else(|| data.minors.last());
     Images {
         apiserver: image("kube-apiserver"),
         controller_manager: image("kube-controller-manager"),
@@ -335,10 +358,11 @@ fn images(version: &str) -> Images {
         coredns: data.addons.coredns.clone(),
         flannel: data.addons.flannel.clone(),
         flannel_cni_plugin: data.addons.flannel_cni_plugin.clone(),
-        cloud_controller_manager: parse_minor(version)
-            .and_then(minor_release)
-            .or_else(|| data.minors.last())
+        cloud_controller_manager: release
             .map(|m| m.cloud_controller_manager.clone())
+            .unwrap_or_default(),
+        cluster_autoscaler: release
+            .map(|m| m.cluster_autoscaler.clone())
             .unwrap_or_default(),
         ebs_csi_driver: data.addons.ebs_csi_driver.clone(),
         csi_provisioner: data.addons.csi_provisioner.clone(),
@@ -469,8 +493,9 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             .map_err(|e| RenderError::from_minijinja(name, &e))
     };
 
+    let addon_names = addons(c);
     let mut manifests = BTreeMap::new();
-    for name in ADDONS {
+    for name in &addon_names {
         let file = name.trim_start_matches("manifests/").to_string();
         manifests.insert(file, render_one(name, context! {})?);
     }
@@ -486,8 +511,8 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             }
         })
         .collect();
-    // In ADDONS order, which is the order the controller applies them in.
-    let addons: Vec<_> = ADDONS
+    // In the order the controller applies them.
+    let addons: Vec<_> = addon_names
         .iter()
         .filter_map(|name| {
             let file = name.trim_start_matches("manifests/");
@@ -589,6 +614,37 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             })
             .collect()
     };
+    // Each pool in the node subnets it names (by zone or id), or in all of them.
+    let node_subnets = c.node_subnets();
+    let pool_subnet_refs: BTreeMap<&str, Vec<minijinja::Value>> = pools
+        .iter()
+        .map(|pool| {
+            let refs = node_subnets
+                .iter()
+                .zip(&node_subnet_refs)
+                .filter(|(subnet, _)| {
+                    pool.subnets.is_empty()
+                        || pool.subnets.iter().any(|wanted| {
+                            *wanted == subnet.availability_zone
+                                || subnet.id.as_deref() == Some(wanted.as_str())
+                        })
+                })
+                .map(|(_, reference)| reference.clone())
+                .collect();
+            (pool.name.as_str(), refs)
+        })
+        .collect();
+    // The instance roles: the three shared ones, then one per pool with managed policies.
+    let iam_roles: Vec<minijinja::Value> = ["Controller", "Worker", "Etcd"]
+        .into_iter()
+        .map(|kind| context! { id => kind, kind => kind, managedPolicies => Vec::<String>::new() })
+        .chain(pools.iter().filter(|p| p.has_own_role()).map(|p| {
+            context! {
+                id => format!("Pool{}", p.logical_name), kind => "Worker",
+                managedPolicies => p.managed_policies.clone(),
+            }
+        }))
+        .collect();
     // An internal API load balancer sits beside the nodes; an internet-facing one in the
     // public subnets.
     let api_load_balancer = c.api_load_balancer().map(|lb| {
@@ -616,6 +672,8 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             privateSubnets => private_subnets,
             natSubnets => nat_subnets.into_iter().collect::<Vec<_>>(),
             nodeSubnetRefs => node_subnet_refs,
+            poolSubnetRefs => pool_subnet_refs,
+            iamRoles => iam_roles,
             publicSubnetRefs => public_subnet_refs,
             apiLoadBalancer => api_load_balancer,
             workerPools => Serde(&pools),

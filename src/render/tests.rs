@@ -156,6 +156,175 @@ fn a_pool_sized_by_min_and_max_starts_at_count_and_rolls_below_its_max() {
     }
 }
 
+/// A cluster with three zones and pools that use each new pool setting.
+const SHAPED_POOLS: &str = "subnets:\n  - {availabilityZone: us-west-2a, instanceCIDR: 10.0.0.0/24}\n  - {availabilityZone: us-west-2b, instanceCIDR: 10.0.1.0/24}\n  - {id: subnet-0123456789abcdef0, availabilityZone: us-west-2c, instanceCIDR: 10.0.2.0/24}\nvpcId: vpc-0123456789abcdef0\nrouteTableId: rtb-0123456789abcdef0\nclusterAutoscaler: {enabled: true}\nnodePools:\n  - name: spot\n    count: 4\n    instanceTypes: [m6i.large, m5.large, m5a.large]\n    onDemandBaseCapacity: 1\n    spotPrice: \"0.08\"\n    subnets: [us-west-2b, subnet-0123456789abcdef0]\n  - name: batch\n    autoscaled: true\n    minSize: 0\n    maxSize: 20\n    labels: {workload: batch}\n    taints: [{key: dedicated, value: batch, effect: NoSchedule}]\n    managedPolicies: [arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess]\n  - name: byo\n    count: 1\n    instanceProfileArn: arn:aws:iam::123456789012:instance-profile/byo-nodes\n";
+
+#[test]
+fn pools_take_their_zones_instance_mix_iam_and_autoscaling() {
+    let rendered = render_with(&config(SHAPED_POOLS), &Templates::built_in()).unwrap();
+    let stack = stack(&rendered);
+    let resources = &stack["Resources"];
+    let subnets = |group: &str| resources[group]["Properties"]["VPCZoneIdentifier"].clone();
+    // Every node subnet by default; a pool's own by zone or id.
+    assert_eq!(
+        subnets("AutoScaleWorkers"),
+        serde_json::json!([{"Ref": "Subnet0"}, {"Ref": "Subnet1"}, "subnet-0123456789abcdef0"])
+    );
+    assert_eq!(
+        subnets("AutoScaleSpot"),
+        serde_json::json!([{"Ref": "Subnet1"}, "subnet-0123456789abcdef0"])
+    );
+
+    // Instance types and the spot mix in a mixed instances policy; the spot price there, not
+    // in the launch template (AWS refuses a spot launch template in a mixed group).
+    let spot = &resources["AutoScaleSpot"]["Properties"];
+    assert!(spot.get("LaunchTemplate").is_none(), "{spot:#}");
+    let policy = &spot["MixedInstancesPolicy"];
+    assert_eq!(
+        policy["LaunchTemplate"]["Overrides"],
+        serde_json::json!([{"InstanceType": "m6i.large"}, {"InstanceType": "m5.large"}, {"InstanceType": "m5a.large"}])
+    );
+    assert_eq!(
+        policy["LaunchTemplate"]["LaunchTemplateSpecification"]["LaunchTemplateId"],
+        serde_json::json!({"Ref": "LaunchTemplateSpot"})
+    );
+    assert_eq!(
+        policy["InstancesDistribution"],
+        serde_json::json!({"OnDemandAllocationStrategy": "prioritized", "OnDemandBaseCapacity": 1, "OnDemandPercentageAboveBaseCapacity": 0, "SpotAllocationStrategy": "price-capacity-optimized", "SpotMaxPrice": "0.08"})
+    );
+    let spot_launch = &resources["LaunchTemplateSpot"]["Properties"]["LaunchTemplateData"];
+    assert!(
+        spot_launch.get("InstanceMarketOptions").is_none(),
+        "{spot_launch:#}"
+    );
+    assert_eq!(spot_launch["InstanceType"], "m6i.large");
+
+    // Per-pool IAM: a role of its own with the workers' policy plus the managed ones, or the
+    // user's instance profile and no role at all.
+    let batch_role = &resources["IAMRolePoolBatch"]["Properties"];
+    assert_eq!(
+        batch_role["ManagedPolicyArns"],
+        serde_json::json!(["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"])
+    );
+    assert_eq!(
+        batch_role["Policies"], resources["IAMRoleWorker"]["Properties"]["Policies"],
+        "the pool's role may do what a worker's may, no more"
+    );
+    let profile = |pool: &str| {
+        resources[format!("LaunchTemplate{pool}")]["Properties"]["LaunchTemplateData"]["IamInstanceProfile"]["Arn"].clone()
+    };
+    assert_eq!(
+        profile("Batch"),
+        serde_json::json!({"Fn::GetAtt": ["IAMInstanceProfilePoolBatch", "Arn"]})
+    );
+    assert_eq!(
+        profile("Byo"),
+        serde_json::json!("arn:aws:iam::123456789012:instance-profile/byo-nodes")
+    );
+    assert_eq!(
+        profile("Spot"),
+        serde_json::json!({"Fn::GetAtt": ["IAMInstanceProfileWorker", "Arn"]})
+    );
+    assert!(resources.get("IAMRolePoolByo").is_none());
+    assert!(resources.get("IAMRolePoolSpot").is_none());
+
+    // The autoscaled pool: no desired capacity (CloudFormation keeps the autoscaler's), the
+    // discovery tags and the node-template tags for scaling up from zero.
+    let batch = &resources["AutoScaleBatch"];
+    assert!(
+        batch["Properties"].get("DesiredCapacity").is_none(),
+        "{batch:#}"
+    );
+    assert_eq!(
+        (
+            &batch["Properties"]["MinSize"],
+            &batch["Properties"]["MaxSize"]
+        ),
+        (&Value::from("0"), &Value::from("20"))
+    );
+    assert!(
+        batch.get("CreationPolicy").is_none(),
+        "nothing to signal at zero"
+    );
+    let tags: BTreeMap<String, (String, bool)> = batch["Properties"]["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["Key"].as_str().unwrap().to_string(),
+                (
+                    t["Value"].as_str().unwrap_or_default().to_string(),
+                    t["PropagateAtLaunch"].as_bool().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    for (key, value) in [
+        ("k8s.io/cluster-autoscaler/enabled", "true"),
+        ("k8s.io/cluster-autoscaler/demo", "owned"),
+        (
+            "k8s.io/cluster-autoscaler/node-template/label/kube-aws.coreos.com/pool",
+            "batch",
+        ),
+        (
+            "k8s.io/cluster-autoscaler/node-template/label/workload",
+            "batch",
+        ),
+        (
+            "k8s.io/cluster-autoscaler/node-template/taint/dedicated",
+            "batch:NoSchedule",
+        ),
+    ] {
+        assert_eq!(
+            tags.get(key),
+            Some(&(value.to_string(), false)),
+            "{key}: {tags:#?}"
+        );
+    }
+    let spot_tags = resources["AutoScaleSpot"]["Properties"]["Tags"].to_string();
+    assert!(
+        !spot_tags.contains("cluster-autoscaler"),
+        "a pool not marked autoscaled is never resized: {spot_tags}"
+    );
+
+    // The controllers' role may resize only this cluster's autoscaled groups.
+    let controller_policy =
+        resources["IAMRoleController"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap()
+            .clone();
+    let resize = controller_policy
+        .iter()
+        .find(|s| s["Sid"] == "ResizeOnlyThisClustersAutoscaledPools")
+        .expect("the resize statement");
+    assert_eq!(
+        resize["Condition"],
+        serde_json::json!({"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/demo": "owned"}})
+    );
+    // The add-on itself: applied last, on the controllers, discovering by this cluster's tag.
+    let manifest = &rendered.manifests["cluster-autoscaler.yaml"];
+    assert!(
+        manifest.contains("--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/demo"),
+        "{manifest}"
+    );
+    assert!(manifest.contains("registry.k8s.io/autoscaling/cluster-autoscaler:v1."));
+    let controller = &rendered.cloud_configs["cloud-config-controller"];
+    assert!(
+        controller.contains("cluster-autoscaler.yaml"),
+        "the controller applies it"
+    );
+}
+
+#[test]
+fn the_cluster_autoscaler_is_off_unless_enabled() {
+    let rendered = render_with(&config(""), &Templates::built_in()).unwrap();
+    assert!(!rendered.manifests.contains_key("cluster-autoscaler.yaml"));
+    assert!(!rendered.stack_template.contains("cluster-autoscaler"));
+    assert!(!rendered.stack_template.contains("MixedInstancesPolicy"));
+    assert!(!rendered.stack_template.contains("IAMRolePool"));
+}
+
 #[test]
 fn one_auto_scaling_group_per_pool_with_a_rolling_update_policy() {
     let rendered = render_with(

@@ -4,7 +4,7 @@
 //! against its consumers; shellcheck and systemd-analyze check every script and unit.
 //! Tests that need root (network and mount namespaces) say so and fail without it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -919,6 +919,10 @@ fn real_etcd_forms_the_rendered_three_member_cluster_and_restores_a_snapshot() {
 // ---------------------------------------------------------------------------------------------
 // kubernetes-validate and kubectl
 
+/// Pools with every per-pool setting: zones, an on-demand/spot mix of instance types, a role
+/// of their own or the user's instance profile, and one the cluster-autoscaler sizes.
+pub const SHAPED_POOLS: &str = "subnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\nclusterAutoscaler: {enabled: true}\nnodePools:\n  - name: spot\n    count: 2\n    instanceTypes: [m6i.large, m5.large]\n    onDemandBaseCapacity: 1\n    spotPrice: \"0.08\"\n    subnets: [us-west-2b]\n  - name: batch\n    autoscaled: true\n    minSize: 0\n    maxSize: 20\n    labels: {workload: batch}\n    taints: [{key: dedicated, value: batch, effect: NoSchedule}]\n    managedPolicies: [arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess]\n  - name: byo\n    instanceProfileArn: arn:aws:iam::123456789012:instance-profile/byo-nodes\n";
+
 const THREE_POOLS: &str = "nodePools:\n  - name: gpu\n    labels: {accelerator: nvidia}\n  - name: batch\n  - name: spot\n    spotPrice: \"0.1\"\n";
 
 fn kubernetes_validate() -> PathBuf {
@@ -936,7 +940,7 @@ fn kubernetes_validate() -> PathBuf {
 fn kubernetes_validate_and_kubectl_read_every_manifest_and_kubeconfig() {
     let validator = kubernetes_validate();
     require("kubectl");
-    for (prefix, extra) in [("kv", ""), ("kv3", THREE_POOLS)] {
+    for (prefix, extra) in [("kv", ""), ("kv3", THREE_POOLS), ("kvpools", SHAPED_POOLS)] {
         let cluster = render_cluster(prefix, extra);
         let work = tempfile::tempdir().unwrap();
         let mut manifests = Vec::new();
@@ -1076,6 +1080,7 @@ fn checkov_finds_nothing_but_the_listed_exemptions_in_the_exported_templates() {
             "ckvopt",
             "ssmSessionManager: true\nebsKmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/ebs\napiAccessAllowedSourceCIDRs: [198.51.100.0/24]\nnodePools:\n  - name: batch\n  - name: spot\n    spotPrice: \"0.1\"\n",
         ),
+        ("ckvpools", SHAPED_POOLS),
     ] {
         let cluster = render_cluster(prefix, extra);
         let work = tempfile::tempdir().unwrap();
@@ -1196,6 +1201,52 @@ fn a_private_subnet_cluster_plans_and_applies_on_moto_with_its_nat_gateways() {
     );
     println!("private cluster on moto: {gateways} NAT gateways, {private} private subnets");
     assert_eq!((gateways, private), (2, 2));
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+}
+
+#[test]
+fn shaped_pools_plan_and_apply_on_moto_and_a_second_plan_is_empty() {
+    // Mixed instance types with spot, one zone of two, a pool role of its own, the user's
+    // instance profile, and an autoscaled pool with the cluster-autoscaler add-on.
+    let c = crate::workflow::Cluster::new("pools", true, None);
+    c.use_private_subnets();
+    c.set("clusterAutoscaler", "{enabled: true}");
+    c.set(
+        "nodePools",
+        "[{name: spot, count: 2, instanceTypes: [m6i.large, m5.large], onDemandBaseCapacity: 1, spotPrice: '0.08', subnets: [us-west-2b]}, {name: batch, autoscaled: true, minSize: 0, maxSize: 20, labels: {workload: batch}, managedPolicies: ['arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess']}, {name: byo, instanceProfileArn: 'arn:aws:iam::123456789012:instance-profile/byo-nodes'}]",
+    );
+    c.plan_and_apply();
+    let resources = block_on(moto().stack_resources(&c.name));
+    let logical: BTreeSet<&str> = resources.iter().map(|(l, _, _)| l.as_str()).collect();
+    for wanted in [
+        "AutoScaleSpot",
+        "AutoScaleBatch",
+        "AutoScaleByo",
+        "IAMRolePoolBatch",
+        "IAMInstanceProfilePoolBatch",
+    ] {
+        assert!(logical.contains(wanted), "{wanted} missing: {logical:?}");
+    }
+    assert!(!logical.contains("IAMRolePoolByo"), "{logical:?}");
+    let groups = resources
+        .iter()
+        .filter(|(_, kind, _)| kind == "AWS::AutoScaling::AutoScalingGroup")
+        .count();
+    println!(
+        "shaped pools on moto: {} resources, {groups} Auto Scaling groups",
+        resources.len()
+    );
+    // The cluster-autoscaler's manifest went to the artifact bucket with the others.
+    let plan = c.plan_file("plan.json");
+    assert!(
+        plan["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["path"] == "addons/cluster-autoscaler.yaml"),
+        "{:#?}",
+        plan["assets"]
+    );
     c.expect(0, &["plan", "--detailed-exitcode"]);
 }
 

@@ -238,6 +238,14 @@ fn cfn_lint_reports_no_errors_on_the_exported_template() {
         "[{name: elastic, count: 1, minSize: 0, maxSize: 5}, {name: full, count: 2, maxSize: 2}]",
     );
     lint(&c);
+    // Pools in one zone, of several instance types with spot, with their own role or the
+    // user's instance profile, and one the cluster-autoscaler sizes (no desired capacity).
+    c.set("clusterAutoscaler", "{enabled: true}");
+    c.set(
+        "nodePools",
+        "[{name: spot, count: 2, instanceTypes: [m6i.large, m5.large], onDemandBaseCapacity: 1, spotPrice: '0.08', subnets: [us-west-2b]}, {name: batch, autoscaled: true, minSize: 0, maxSize: 20, labels: {workload: batch}, taints: [{key: dedicated, value: batch, effect: NoSchedule}], managedPolicies: ['arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess']}, {name: byo, instanceProfileArn: 'arn:aws:iam::123456789012:instance-profile/byo-nodes'}]",
+    );
+    lint(&c);
 }
 
 #[test]
