@@ -225,10 +225,15 @@ pub fn rolling_forecasts(
                     .as_str()
             })
             .unwrap_or_default();
-        let moves = deployed["Resources"].get(&id).is_some_and(|old| {
-            old["Properties"]["VPCZoneIdentifier"] != properties["VPCZoneIdentifier"]
+        // A new mixed instances policy (other types, another on-demand/spot split, or a group
+        // that starts or stops using one) replaces instances to match it, as
+        // UpdateAutoScalingGroup documents; counted as rolling so the plan never understates it.
+        let regrouped = deployed["Resources"].get(&id).is_some_and(|old| {
+            let old = &old["Properties"];
+            old["VPCZoneIdentifier"] != properties["VPCZoneIdentifier"]
+                || old["MixedInstancesPolicy"] != properties["MixedInstancesPolicy"]
         });
-        if !changed.contains(launch_template) && !moves {
+        if !changed.contains(launch_template) && !regrouped {
             continue;
         }
         let number = |v: &Value| -> Option<u32> {
@@ -251,6 +256,7 @@ pub fn rolling_forecasts(
             id,
             RollingForecast {
                 instances,
+                autoscaled: resource["Properties"].get("DesiredCapacity").is_none(),
                 max_batch_size,
                 batches: instances.div_ceil(max_batch_size),
                 min_in_service: number(&policy["MinInstancesInService"]).unwrap_or(0),
@@ -335,13 +341,21 @@ mod tests {
         let here = group(json!([{"Ref": "Subnet0"}]));
         let changed = BTreeSet::from(["LaunchTemplateSpot".to_string()]);
         let forecast = &rolling_forecasts(&here, &here, &changed)["AutoScaleSpot"];
-        // No desired capacity (autoscaled): at least its minimum rolls.
+        // No desired capacity (autoscaled): at least its minimum rolls, and the plan says so.
         assert_eq!((forecast.instances, forecast.batches), (0, 0));
+        assert_eq!(forecast.instances_text(), "at least 0 (autoscaled)");
         assert!(rolling_forecasts(&here, &here, &BTreeSet::new()).is_empty());
         let moved = group(json!([{"Ref": "Subnet0"}, {"Ref": "Subnet1"}]));
         assert!(
             rolling_forecasts(&moved, &here, &BTreeSet::new()).contains_key("AutoScaleSpot"),
             "a new VPCZoneIdentifier rolls the group"
+        );
+        let mut retyped = here.clone();
+        retyped["Resources"]["AutoScaleSpot"]["Properties"]["MixedInstancesPolicy"]["LaunchTemplate"]
+            ["Overrides"] = json!([{"InstanceType": "m7i.large"}]);
+        assert!(
+            rolling_forecasts(&retyped, &here, &BTreeSet::new()).contains_key("AutoScaleSpot"),
+            "new instance types replace instances"
         );
     }
 

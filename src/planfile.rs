@@ -227,11 +227,27 @@ pub struct AssetChange {
 /// How an Auto Scaling group's instances will roll when its launch template changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollingForecast {
+    /// The group's size: its desired capacity, or for an autoscaled group (whose size is the
+    /// cluster-autoscaler's and not in the template) its minimum, a lower bound.
     pub instances: u32,
+    /// `instances` is a lower bound: the group has no desired capacity in its template.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub autoscaled: bool,
     pub max_batch_size: u32,
     pub batches: u32,
     pub min_in_service: u32,
     pub pause_time: String,
+}
+
+impl RollingForecast {
+    /// How many instances roll, as the plan views say it.
+    pub fn instances_text(&self) -> String {
+        if self.autoscaled {
+            format!("at least {} (autoscaled)", self.instances)
+        } else {
+            self.instances.to_string()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -577,6 +593,7 @@ pub(crate) mod fixtures {
                         changed_properties: vec![],
                         rolling: Some(RollingForecast {
                             instances: 3,
+                            autoscaled: false,
                             max_batch_size: 1,
                             batches: 3,
                             min_in_service: 3,

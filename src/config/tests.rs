@@ -591,6 +591,59 @@ fn pool_zones_instance_mix_iam_and_autoscaling_are_checked_at_the_field() {
 }
 
 #[test]
+fn an_autoscaled_pools_tags_and_a_pools_iam_are_held_to_aws_limits() {
+    let long_key = format!("example.com/{}", "k".repeat(80));
+    let found = problems(&format!(
+        "region: cn-north-1\nssmSessionManager: true\nstackTags: {{team: a, cost: b}}\nclusterAutoscaler: {{enabled: true}}\n{}nodePools:\n  - name: a\n    autoscaled: true\n    maxSize: 3\n    labels: {{\"{long_key}\": x, kube-aws.coreos.com/pool: other}}\n    taints: [{{key: t, effect: NoSchedule}}, {{key: t, effect: NoExecute}}]\n    managedPolicies: [{}]\n  - name: b\n    instanceTypes: [m6i.large]\n    onDemandPercentageAboveBaseCapacity: 100\n    spotPrice: \"0.1\"\n",
+        MINIMAL.replace("region: us-west-2\n", ""),
+        (0..20)
+            .map(|n| format!("arn:aws:iam::aws:policy/P{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let messages: Vec<String> = found
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect();
+    let has = |field: &str, words: &str| {
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with(&format!("{field}: ")) && m.contains(words)),
+            "{field} / {words}: {messages:#?}"
+        )
+    };
+    has(
+        &format!("nodePools[0].labels.{long_key}"),
+        "at most 82 for the key (got 92)",
+    );
+    has(
+        "nodePools[0].labels.kube-aws.coreos.com/pool",
+        "sets kube-aws.coreos.com/pool to the pool's name itself",
+    );
+    has("nodePools[0].taints[1].key", "\"t\" is tainted twice");
+    has(
+        "nodePools[0].managedPolicies",
+        "at most 20 managed policies to a role (10 unless the account's quota was raised); this role would have 21, AmazonSSMManagedInstanceCore among them",
+    );
+    // cn-north-1 is in aws-cn: arn:aws:… policies are another partition's.
+    has(
+        "nodePools[0].managedPolicies[0]",
+        "is not a managed policy ARN of aws-cn",
+    );
+    has(
+        "nodePools[1].spotPrice",
+        "has no effect: onDemandPercentageAboveBaseCapacity is 100",
+    );
+    // 8 of kube-aws's + 2 labels + 2 taints + 2 stackTags = 14: within 50.
+    assert!(
+        !messages.iter().any(|m| m.contains("Auto Scaling takes 50")),
+        "{messages:#?}"
+    );
+    assert_eq!(found.len(), 25, "{messages:#?}");
+}
+
+#[test]
 fn a_spot_pool_with_instance_types_is_all_spot_above_its_base_unless_told_otherwise() {
     let config = parse(&format!(
         "{MINIMAL}workerSpotPrice: \"0.05\"\nnodePools:\n  - name: mix\n    instanceTypes: [m6i.large]\n  - name: od\n    instanceTypes: [m6i.large]\n    spotPrice: \"0.1\"\n    onDemandPercentageAboveBaseCapacity: 50\n"

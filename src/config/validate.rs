@@ -552,6 +552,7 @@ fn pool_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String))
 /// cluster-autoscaler's part.
 fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
     let node_subnets = c.node_subnets();
+    let partition = partition_of(&c.region);
     let node_subnets_field = if c.private_subnets.is_empty() {
         "subnets"
     } else {
@@ -651,13 +652,39 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
                 }
             }
         }
-        if let Some(percent) = pool
-            .on_demand_percentage_above_base_capacity
-            .filter(|p| *p > 100)
-        {
-            problem(
+        match pool.on_demand_percentage_above_base_capacity {
+            Some(percent) if percent > 100 => problem(
                 &at("onDemandPercentageAboveBaseCapacity"),
                 format!("must be between 0 and 100 (got {percent})"),
+            ),
+            // All on-demand: a spot setting would be dropped without a word.
+            Some(100) => {
+                for (field, given) in [
+                    ("spotPrice", pool.spot_price.is_some()),
+                    (
+                        "spotAllocationStrategy",
+                        pool.spot_allocation_strategy.is_some(),
+                    ),
+                ] {
+                    if given {
+                        problem(
+                            &at(field),
+                            "has no effect: onDemandPercentageAboveBaseCapacity is 100, so the pool runs no spot instances".into(),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        if pool.labels.contains_key(POOL_LABEL) {
+            problem(
+                &[
+                    key("nodePools"),
+                    Segment::Index(i),
+                    key("labels"),
+                    key(POOL_LABEL),
+                ],
+                format!("kube-aws sets {POOL_LABEL} to the pool's name itself"),
             );
         }
         if let Some(arn) = &pool.instance_profile_arn {
@@ -667,30 +694,38 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
                     "a pool with instanceProfileArn runs with that profile's role; attach the policies to it instead".into(),
                 );
             }
-            if !is_iam_arn(arn, "instance-profile/") {
+            if !is_iam_arn(arn, partition, "instance-profile/") {
                 problem(
                     &at("instanceProfileArn"),
                     format!(
-                        "\"{arn}\" is not an instance profile ARN (arn:aws:iam::123456789012:instance-profile/NAME)"
+                        "\"{arn}\" is not an instance profile ARN of {partition} ({} is there): arn:{partition}:iam::123456789012:instance-profile/NAME",
+                        c.region
                     ),
                 );
             }
         }
-        if pool.managed_policies.len() > 20 {
+        // ssmSessionManager attaches one more to every role.
+        let attached = pool.managed_policies.len() + usize::from(c.ssm_session_manager);
+        if attached > 20 {
             problem(
                 &at("managedPolicies"),
                 format!(
-                    "at most 20 managed policies per role (got {})",
-                    pool.managed_policies.len()
+                    "IAM attaches at most 20 managed policies to a role (10 unless the account's quota was raised); this role would have {attached}{}",
+                    if c.ssm_session_manager {
+                        ", AmazonSSMManagedInstanceCore among them"
+                    } else {
+                        ""
+                    }
                 ),
             );
         }
         for (j, arn) in pool.managed_policies.iter().enumerate() {
-            if !is_iam_arn(arn, "policy/") {
+            if !is_iam_arn(arn, partition, "policy/") {
                 problem(
                     &at_item("managedPolicies", j),
                     format!(
-                        "\"{arn}\" is not a managed policy ARN (arn:aws:iam::aws:policy/NAME or arn:aws:iam::123456789012:policy/NAME)"
+                        "\"{arn}\" is not a managed policy ARN of {partition} ({} is there): arn:{partition}:iam::aws:policy/NAME or arn:{partition}:iam::123456789012:policy/NAME",
+                        c.region
                     ),
                 );
             }
@@ -708,31 +743,101 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
                     "an autoscaled pool's size is the cluster-autoscaler's: give minSize and maxSize instead".into(),
                 );
             }
-            // Auto Scaling groups take 50 tags; kube-aws puts 8 of its own on an autoscaled one.
-            let tags = pool.labels.len() + pool.taints.len();
-            if tags > 40 {
+            // Each label and taint becomes a tag of the group: keys of at most 128 characters,
+            // each once, and 50 tags in all, with kube-aws's 8 and the propagated stackTags.
+            let tags = 8 + pool.labels.len() + pool.taints.len() + c.stack_tags.len();
+            if tags > 50 {
                 problem(
                     &at("labels"),
                     format!(
-                        "an autoscaled pool carries each label and taint as a tag of its Auto Scaling group, which takes at most 50, 8 of them kube-aws's: at most 40 labels and taints, leaving room for stackTags (got {tags})"
+                        "an autoscaled pool's group carries each label and taint as a tag, beside kube-aws's 8 and the {} stackTags: {tags} tags, and Auto Scaling takes 50",
+                        c.stack_tags.len()
                     ),
                 );
+            }
+            let longest = 128 - NODE_TEMPLATE_TAINT.len();
+            let longest_label = 128 - NODE_TEMPLATE_LABEL.len();
+            for label in pool.labels.keys().filter(|k| k.len() > longest_label) {
+                problem(
+                    &[
+                        key("nodePools"),
+                        Segment::Index(i),
+                        key("labels"),
+                        key(label),
+                    ],
+                    format!(
+                        "an autoscaled pool's label keys become tags {NODE_TEMPLATE_LABEL}KEY, at most 128 characters: at most {longest_label} for the key (got {})",
+                        label.len()
+                    ),
+                );
+            }
+            let mut taint_keys = BTreeSet::new();
+            for (j, taint) in pool.taints.iter().enumerate() {
+                if taint.key.len() > longest {
+                    problem(
+                        &[
+                            key("nodePools"),
+                            Segment::Index(i),
+                            key("taints"),
+                            Segment::Index(j),
+                            key("key"),
+                        ],
+                        format!(
+                            "an autoscaled pool's taint keys become tags {NODE_TEMPLATE_TAINT}KEY, at most 128 characters: at most {longest} for the key (got {})",
+                            taint.key.len()
+                        ),
+                    );
+                }
+                if !taint_keys.insert(&taint.key) {
+                    problem(
+                        &[
+                            key("nodePools"),
+                            Segment::Index(i),
+                            key("taints"),
+                            Segment::Index(j),
+                            key("key"),
+                        ],
+                        format!(
+                            "\"{}\" is tainted twice; an autoscaled pool's taints are tags, one per key",
+                            taint.key
+                        ),
+                    );
+                }
             }
         }
     }
 }
 
-/// Whether `arn` is an IAM ARN whose resource starts with `resource` (`policy/`, …):
-/// `arn:PARTITION:iam::ACCOUNT:RESOURCE`, ACCOUNT 12 digits or `aws` for AWS managed policies.
-fn is_iam_arn(arn: &str, resource: &str) -> bool {
+/// The label every node carries with its pool's name.
+const POOL_LABEL: &str = "kube-aws.coreos.com/pool";
+/// The tag prefixes of what the cluster-autoscaler assumes of a node of an empty group.
+const NODE_TEMPLATE_LABEL: &str = "k8s.io/cluster-autoscaler/node-template/label/";
+const NODE_TEMPLATE_TAINT: &str = "k8s.io/cluster-autoscaler/node-template/taint/";
+
+/// The AWS partition of a region, as ARNs there spell it.
+fn partition_of(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// Whether `arn` is an IAM ARN of `partition` whose resource starts with `resource`
+/// (`policy/`, …): `arn:PARTITION:iam::ACCOUNT:RESOURCE`, ACCOUNT 12 digits or `aws` for AWS
+/// managed policies.
+fn is_iam_arn(arn: &str, partition: &str, resource: &str) -> bool {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let expected_partition = partition;
     let [scheme, partition, service, region, account, rest] = parts[..] else {
         return false;
     };
     let account_ok = (account.len() == 12 && account.chars().all(|ch| ch.is_ascii_digit()))
         || (account == "aws" && resource == "policy/");
     scheme == "arn"
-        && partition.starts_with("aws")
+        && partition == expected_partition
         && service == "iam"
         && region.is_empty()
         && account_ok

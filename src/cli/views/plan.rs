@@ -17,7 +17,11 @@ fn short(hash: &Option<String>) -> String {
 fn rolling_text(r: &crate::planfile::RollingForecast) -> String {
     format!(
         "{} instance(s) will roll, {} at a time ({} batch(es), pause {}, at least {} in service)",
-        r.instances, r.max_batch_size, r.batches, r.pause_time, r.min_in_service
+        r.instances_text(),
+        r.max_batch_size,
+        r.batches,
+        r.pause_time,
+        r.min_in_service
     )
 }
 
@@ -275,7 +279,8 @@ pub fn plan_markdown(plan: &Plan) -> String {
             let replacement = match (&c.rolling, &c.replacement) {
                 (Some(r), _) => format!(
                     "rolling: {} instance(s), {} at a time",
-                    r.instances, r.max_batch_size
+                    r.instances_text(),
+                    r.max_batch_size
                 ),
                 (None, Some(r)) => format!("{r}{}", forecast_mark(c)),
                 _ => String::new(),
