@@ -1,4 +1,42 @@
-//! Records the git commit the binary is built from, for `kube-aws --version`.
+//! Records the git commit the binary is built from, for `kube-aws --version`, and a hash of
+//! the sources that decide what it renders (`src/`, `templates/`, `data/`), which plan's
+//! render key includes so a build of other sources never reuses another's render.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn source_sha256() -> String {
+    let mut files = Vec::new();
+    for dir in ["src", "templates", "data"] {
+        files_under(Path::new(dir), &mut files);
+        println!("cargo:rerun-if-changed={dir}");
+    }
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        // Name and length first, so moving bytes between files changes the hash.
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    format!("{:x}", hasher.finalize())
+}
 
 fn main() {
     let commit = std::process::Command::new("git")
@@ -16,6 +54,7 @@ fn main() {
         .is_some_and(|o| o.status.success() && !o.stdout.is_empty());
     let suffix = if dirty { "-dirty" } else { "" };
     println!("cargo:rustc-env=KUBE_AWS_GIT_COMMIT={commit}{suffix}");
+    println!("cargo:rustc-env=KUBE_AWS_SOURCE_SHA256={}", source_sha256());
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
 }

@@ -1,12 +1,14 @@
 //! Offline no-op plan time for 1, 20, 100 and 1,000 node pools, beside `terraform plan` over
 //! as many `terraform_data` resources with local state, run side by side in one run, with the
-//! ratio. 1,000 pools exceed CloudFormation's limits (1 MB, 500 resources per stack), so that
-//! row times plan rendering everything and refusing it in validation.
+//! ratio, the time each pool adds and kube-aws's peak RSS. A second column times the same plan
+//! rendering everything (the state's render key removed); 1,000 pools exceed CloudFormation's
+//! limits (1 MB, 500 resources per stack), so there it renders and refuses in validation.
 //! `cargo bench --bench offline_plan`; terraform is used when it is on PATH.
+//! `cargo bench --bench offline_plan -- --seed DIR POOLS` only seeds DIR, for profiling.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kube_aws::aws::AwsError;
@@ -77,6 +79,7 @@ fn seed(dir: &Path, pools: usize) {
             &build.image,
             &build.tls.assets,
             &build.rendered,
+            &build.render_key,
         );
         let backend = Backend::local(dir);
         let lock = backend
@@ -87,6 +90,48 @@ fn seed(dir: &Path, pools: usize) {
         backend.store.persist(&state, None, &lock).await.unwrap();
         backend.store.unlock(&lock).await.unwrap();
     });
+}
+
+/// One run's wall time and the child's own peak resident set (KiB), from `wait4`.
+fn measured_run(mut command: Command, expect: i32) -> (Duration, i64) {
+    let start = Instant::now();
+    // Reaped by wait4 below: std's wait does not report the child's resource usage.
+    #[allow(clippy::zombie_processes)]
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runs");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our own unwaited child; both pointers are to live locals.
+    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let took = start.elapsed();
+    assert_eq!(waited, child.id() as libc::pid_t, "wait4");
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    if code != Some(expect) {
+        let out = command.output().expect("runs");
+        panic!(
+            "exit {code:?}, expected {expect}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (took, usage.ru_maxrss)
+}
+
+/// Median wall time and largest peak RSS (KiB) of `runs` runs.
+fn time_ours(runs: usize, expect: i32, mut command: impl FnMut() -> Command) -> (Duration, i64) {
+    let mut peak = 0;
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let (took, rss) = measured_run(command(), expect);
+            peak = peak.max(rss);
+            took
+        })
+        .collect();
+    times.sort();
+    (times[runs / 2], peak)
 }
 
 /// Median wall time of `runs` runs of `command`, which must exit with `expect`.
@@ -118,28 +163,73 @@ fn terraform(dir: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 fn main() {
+    // `-- --seed DIR POOLS` only seeds a cluster directory, to profile one plan by hand.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--seed") {
+        let dir = Path::new(&args[at + 1]);
+        std::fs::create_dir_all(dir).unwrap();
+        seed(dir, args[at + 2].parse().expect("POOLS is a number"));
+        return;
+    }
     let kube_aws = env!("CARGO_BIN_EXE_kube-aws");
     let has_terraform = Command::new("terraform")
         .arg("version")
         .output()
         .is_ok_and(|o| o.status.success());
-    println!("offline no-op plan, median wall time (kube-aws: 7 runs; terraform: 3 runs)");
     println!(
-        "{:>6}  {:>12}  {:>16}  {:>8}",
-        "pools", "kube-aws", "terraform plan", "ratio"
+        "offline no-op plan, median wall time (kube-aws: 15 runs; terraform: 3 runs), side by side"
     );
+    println!("  no-op:   the state's render key matches, so the plan is made without rendering");
+    println!("  render:  the same plan with the key removed from the state (a full render)");
+    println!(
+        "{:>6}  {:>9}  {:>12}  {:>9}  {:>10}  {:>15}  {:>7}",
+        "pools", "no-op", "per pool", "peak RSS", "render", "terraform plan", "ratio"
+    );
+    let plan = |dir: &Path| {
+        let mut cmd = Command::new(kube_aws);
+        cmd.current_dir(dir)
+            .args(["plan", "--offline", "--detailed-exitcode"])
+            .env("NO_COLOR", "1");
+        cmd
+    };
+    let mut first: Option<(usize, Duration)> = None;
     for pools in [1usize, 20, 100, 1000] {
         let dir = tempfile::tempdir().unwrap();
-        seed(dir.path(), pools);
-        let expect = if pools > 100 { 1 } else { 0 };
-        let ours = time_it(7, expect, || {
-            let mut cmd = Command::new(kube_aws);
-            cmd.current_dir(dir.path())
-                .args(["plan", "--offline", "--detailed-exitcode"])
-                .env("NO_COLOR", "1");
-            cmd
-        });
+        // Seeded by another process: a child's peak RSS counts what its parent held when it
+        // was spawned, so this one stays small.
+        let seeded = Command::new(std::env::current_exe().unwrap())
+            .arg("--seed")
+            .arg(dir.path())
+            .arg(pools.to_string())
+            .status()
+            .unwrap();
+        assert!(seeded.success(), "seeding {pools} pools");
+        let (ours, peak) = time_ours(15, 0, || plan(dir.path()));
+        // Without the key the plan renders, validates and compresses everything; 1,000 pools
+        // exceed CloudFormation's stack limits (1 MB, 500 resources), which validation refuses.
+        let state_path = dir.path().join("state/state.json");
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+        state.as_object_mut().unwrap().remove("render_key");
+        std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+        let refused = pools > 100;
+        let (rendering, _) = time_ours(3, if refused { 1 } else { 0 }, || plan(dir.path()));
+        // What each pool adds beyond the one-pool run: flat when the cost is linear.
+        let per_pool = match first {
+            None => {
+                first = Some((pools, ours));
+                "-".to_string()
+            }
+            Some((n, t)) => format!(
+                "{:.1}us",
+                (ours.as_secs_f64() - t.as_secs_f64()) * 1e6 / (pools - n) as f64
+            ),
+        };
         let theirs = has_terraform.then(|| {
             let tf = tempfile::tempdir().unwrap();
             std::fs::write(
@@ -151,24 +241,22 @@ fn main() {
             assert!(terraform(tf.path(), &["apply", "-auto-approve", "-input=false"]).output().unwrap().status.success());
             time_it(3, 0, || terraform(tf.path(), &["plan", "-input=false", "-detailed-exitcode"]))
         });
-        match theirs {
-            Some(t) => println!(
-                "{pools:>6}  {:>10.1}ms  {:>14.1}ms  {:>7.1}x{}",
-                ours.as_secs_f64() * 1e3,
-                t.as_secs_f64() * 1e3,
-                t.as_secs_f64() / ours.as_secs_f64(),
-                if expect == 1 {
-                    "  (refused: over CloudFormation's stack limits)"
-                } else {
-                    ""
-                }
+        let rendering = format!(
+            "{:.1}ms{}",
+            ms(rendering),
+            if refused { " (refused)" } else { "" }
+        );
+        let (terraform_text, ratio) = match theirs {
+            Some(t) => (
+                format!("{:.1}ms", ms(t)),
+                format!("{:.1}x", t.as_secs_f64() / ours.as_secs_f64()),
             ),
-            None => println!(
-                "{pools:>6}  {:>10.1}ms  {:>16}  {:>8}",
-                ours.as_secs_f64() * 1e3,
-                "(no terraform)",
-                "-"
-            ),
-        }
+            None => ("(no terraform)".to_string(), "-".to_string()),
+        };
+        println!(
+            "{pools:>6}  {:>7.1}ms  {per_pool:>12}  {:>6.1}MB  {rendering:>10}  {terraform_text:>15}  {ratio:>7}",
+            ms(ours),
+            peak as f64 / 1024.0,
+        );
     }
 }

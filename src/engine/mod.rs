@@ -63,15 +63,19 @@ impl AwsOptions {
     /// naming another region is refused rather than followed: the cluster lives in one region,
     /// and planning it elsewhere would plan a second cluster.
     pub async fn context(&self, config: &ClusterConfig) -> Result<AwsContext, EngineError> {
-        if let Some(region) = self.region.as_deref()
-            && region != config.region
-        {
-            return Err(EngineError::RegionFlagMismatch {
+        self.check_region(config)?;
+        Ok(AwsContext::load(&config.region, self.profile.as_deref()).await)
+    }
+
+    /// Refuses a `--region` other than cluster.yaml's, with or without AWS.
+    pub fn check_region(&self, config: &ClusterConfig) -> Result<(), EngineError> {
+        match self.region.as_deref() {
+            Some(region) if region != config.region => Err(EngineError::RegionFlagMismatch {
                 given: region.to_string(),
                 configured: config.region.clone(),
-            });
+            }),
+            _ => Ok(()),
         }
-        Ok(AwsContext::load(&config.region, self.profile.as_deref()).await)
     }
 }
 

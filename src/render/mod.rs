@@ -186,6 +186,14 @@ impl Templates {
         Templates::with_overrides(BTreeMap::new())
     }
 
+    /// Every template's text by name, overrides included.
+    pub fn texts(&self) -> BTreeMap<&'static str, &str> {
+        self.sources
+            .iter()
+            .map(|(name, (text, _))| (*name, text.as_str()))
+            .collect()
+    }
+
     pub fn text(&self, name: &str) -> Option<&str> {
         self.sources.get(name).map(|(text, _)| text.as_str())
     }
@@ -196,7 +204,7 @@ impl Templates {
 }
 
 /// What a render produces: decoded cloud-configs by asset name and the stack template.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rendered {
     /// `cloud-config-controller`, one `cloud-config-etcd-<i>` per member, `cloud-config-worker` and one
     /// `cloud-config-worker-<pool>` per node pool.

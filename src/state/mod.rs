@@ -44,6 +44,10 @@ pub struct State {
     /// --verify` checks the log still reaches it, so deleting the newest entries shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_head: Option<AuditHead>,
+    /// The hash of everything the assets were rendered from (`engine::plan::render_key`):
+    /// equal inputs render equal bytes, so a plan with the same key need not render again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_key: Option<String>,
 }
 
 /// Which audit entry a state write belongs to.
@@ -98,6 +102,7 @@ impl State {
             account_id: None,
             region: None,
             audit_head: None,
+            render_key: None,
         }
     }
 }

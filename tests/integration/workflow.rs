@@ -472,6 +472,85 @@ fn offline_plan_makes_no_aws_request_and_says_what_it_skipped() {
 }
 
 #[test]
+fn an_offline_plan_of_unchanged_inputs_renders_nothing_and_says_what_rendering_would() {
+    let c = Cluster::new("renderkey", false, None);
+    c.set(
+        "nodePools",
+        "[{name: batch}, {name: spot, spotPrice: '0.1'}]",
+    );
+    c.plan_and_apply();
+    let state_path = c.path("state/state.json");
+    let state: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let key = state["render_key"]
+        .as_str()
+        .expect("apply records the render key");
+    assert_eq!(key.len(), 64, "{key}");
+
+    // The key matches: the plan is made from the state, without rendering.
+    c.proxy.reset();
+    c.expect(
+        0,
+        &[
+            "plan",
+            "--offline",
+            "--detailed-exitcode",
+            "-o",
+            "fast.json",
+        ],
+    );
+    assert!(c.proxy.seen().is_empty(), "{:?}", c.proxy.seen());
+    // The same state without its key: the full render, which must say exactly the same.
+    let mut keyless = state.clone();
+    keyless.as_object_mut().unwrap().remove("render_key");
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&keyless).unwrap()).unwrap();
+    c.expect(
+        0,
+        &[
+            "plan",
+            "--offline",
+            "--detailed-exitcode",
+            "-o",
+            "full.json",
+        ],
+    );
+    let comparable = |file: &str| {
+        let mut plan = c.plan_file(file);
+        crate::schemas::assert_valid("plan.schema.json", &plan);
+        // The prior state's bytes differ by the key; what the plan says does not.
+        plan["prior"]["state_sha256"] = Value::Null;
+        plan["plan_sha256"] = Value::Null;
+        plan["provenance"] = Value::Null;
+        plan
+    };
+    let (fast, full) = (comparable("fast.json"), comparable("full.json"));
+    assert_eq!(
+        fast, full,
+        "the unrendered plan differs from the rendered one"
+    );
+    assert_eq!(
+        full["new_state"]["render_key"], key,
+        "the full render recomputes the same key"
+    );
+    assert_eq!(
+        fast["summary"],
+        serde_json::json!({"add": 0, "change": 0, "remove": 0, "replace": 0})
+    );
+
+    // Any input changed (here an override of a built-in template) renders again and shows it.
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    c.expect(0, &["render"]);
+    let worker = c.path("userdata/cloud-config-worker");
+    let text = std::fs::read_to_string(&worker).unwrap();
+    std::fs::write(&worker, format!("{text}\n# an operator's note\n")).unwrap();
+    let out = c.expect(2, &["plan", "--offline", "--detailed-exitcode"]);
+    assert!(
+        stdout(&out).contains("cloud-config-worker"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn apply_without_a_plan_file_needs_a_terminal_or_auto_approve() {
     let c = Cluster::new("confirm", false, None);
     let out = c.expect(1, &["apply"]);

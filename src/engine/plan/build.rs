@@ -63,6 +63,61 @@ pub struct Build {
     pub rendered: Rendered,
     /// What was not looked at because there was no vault or catalog (offline).
     pub skipped: Vec<String>,
+    /// The hash of what `rendered` was made from ([`render_key`]).
+    pub render_key: String,
+}
+
+/// What a render is made from besides cluster.yaml, resolved first: a plan whose
+/// [`render_key`] is the state's knows the render without making it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub image: ImageState,
+    pub tls: pki::ResolvedTls,
+    pub templates: Templates,
+    pub skipped: Vec<String>,
+    pub render_key: String,
+}
+
+/// The hash of everything a render reads: the build's own sources (code, built-in templates
+/// and release data, hashed by `build.rs`), cluster.yaml as parsed, the cluster directory's
+/// template overrides, the AMI and the TLS assets. Rendering is a pure function of these (it
+/// reads no clock and no other file), so equal keys mean byte-identical assets.
+pub fn render_key(
+    config: &ClusterConfig,
+    templates: &Templates,
+    ami_id: &str,
+    tls: &TlsAssets,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    // Each part labelled and length-prefixed, so no two different inputs feed equal bytes.
+    let mut feed = |label: &str, bytes: &[u8]| {
+        hasher.update(label.as_bytes());
+        hasher.update([0]);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    feed("sources", env!("KUBE_AWS_SOURCE_SHA256").as_bytes());
+    for (name, text) in templates.texts() {
+        // A built-in's text is part of the sources hash already.
+        match templates.origin(name) {
+            Some(render::Origin::ClusterDir) => feed(name, text.as_bytes()),
+            _ => feed(name, b"built-in"),
+        }
+    }
+    let json = |what: &str, value: serde_json::Result<Vec<u8>>| {
+        value.unwrap_or_else(|e| panic!("{what} serialises: {e}"))
+    };
+    feed(
+        "config",
+        &json("cluster.yaml", crate::hash::canonical_json(config)),
+    );
+    feed("ami", ami_id.as_bytes());
+    feed(
+        "tls",
+        &json("the TLS assets", crate::hash::canonical_json(tls)),
+    );
+    hex::encode(hasher.finalize())
 }
 
 /// Renders the cluster in `dir`. With a `vault`, certificates are issued and sealed; without,
@@ -75,6 +130,19 @@ pub async fn build<V: KeyVault, I: ImageCatalog>(
     images: Option<&I>,
     progress: Progress<'_>,
 ) -> Result<Build, EngineError> {
+    prepare(dir, inputs, vault, images, progress)
+        .await?
+        .render(inputs.config)
+}
+
+/// Reads the templates and resolves the AMI and the TLS assets: everything but the render.
+pub async fn prepare<V: KeyVault, I: ImageCatalog>(
+    dir: &Path,
+    inputs: &BuildInputs<'_>,
+    vault: Option<&V>,
+    images: Option<&I>,
+    progress: Progress<'_>,
+) -> Result<Prepared, EngineError> {
     let config = inputs.config;
     // A template that cannot be read fails before any AWS call.
     let templates = load_templates(dir)?;
@@ -99,21 +167,36 @@ pub async fn build<V: KeyVault, I: ImageCatalog>(
         progress("rotating the Secrets encryption key");
         pki::rotate_secrets_key(config, &mut tls, vault).await?;
     }
-    let rendered = render::render(
-        &templates,
-        &RenderInputs {
-            config,
-            ami_id: &image.ami_id,
-            tls: &tls.assets,
-        },
-    )?;
-    Ok(Build {
+    let render_key = render_key(config, &templates, &image.ami_id, &tls.assets);
+    Ok(Prepared {
         image,
         tls,
         templates,
-        rendered,
         skipped,
+        render_key,
     })
+}
+
+impl Prepared {
+    /// Renders every asset.
+    pub fn render(self, config: &ClusterConfig) -> Result<Build, EngineError> {
+        let rendered = render::render(
+            &self.templates,
+            &RenderInputs {
+                config,
+                ami_id: &self.image.ami_id,
+                tls: &self.tls.assets,
+            },
+        )?;
+        Ok(Build {
+            image: self.image,
+            tls: self.tls,
+            templates: self.templates,
+            rendered,
+            skipped: self.skipped,
+            render_key: self.render_key,
+        })
+    }
 }
 
 impl Build {

@@ -110,6 +110,52 @@ pub fn applied_state(
     image: &ImageState,
     tls: &TlsAssets,
     rendered: &Rendered,
+    render_key: &str,
+) -> State {
+    state_with_assets(
+        config,
+        prior,
+        lineage,
+        image,
+        tls,
+        sha256_hex(&rendered.stack_template),
+        desired_assets(config, rendered, tls),
+        render_key,
+    )
+}
+
+/// The state an apply writes when the render would give exactly what `prior` records (its
+/// render key is the plan's): the same assets and template, without rendering them.
+pub fn unchanged_state(
+    config: &ClusterConfig,
+    prior: &State,
+    template_sha256: &str,
+    image: &ImageState,
+    tls: &TlsAssets,
+    render_key: &str,
+) -> State {
+    state_with_assets(
+        config,
+        Some(prior),
+        prior.lineage.clone(),
+        image,
+        tls,
+        template_sha256.to_string(),
+        prior.assets.clone(),
+        render_key,
+    )
+}
+
+#[allow(clippy::too_many_arguments)] // the two callers above are its whole interface
+fn state_with_assets(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    lineage: String,
+    image: &ImageState,
+    tls: &TlsAssets,
+    template_sha256: String,
+    assets: BTreeMap<String, AssetRecord>,
+    render_key: &str,
 ) -> State {
     State {
         format_version: crate::state::FORMAT_VERSION,
@@ -122,17 +168,18 @@ pub fn applied_state(
             id: prior
                 .and_then(|s| s.stack.as_ref())
                 .and_then(|s| s.id.clone()),
-            template_sha256: sha256_hex(&rendered.stack_template),
+            template_sha256,
             parameters: BTreeMap::new(),
             tags: config.stack_tags.clone(),
         }),
-        assets: desired_assets(config, rendered, tls),
+        assets,
         tls: tls.clone(),
         image: Some(image.clone()),
         records: prior.map(|s| s.records.clone()).unwrap_or_default(),
         account_id: prior.and_then(|s| s.account_id.clone()),
         audit_head: prior.and_then(|s| s.audit_head.clone()),
         region: Some(config.region.clone()),
+        render_key: Some(render_key.to_string()),
     }
 }
 
@@ -477,6 +524,8 @@ pub fn destroyed_state(config: &ClusterConfig, prior: Option<&State>, lineage: S
     next.stack = None;
     next.records = Vec::new();
     next.assets.retain(|_, a| a.kind == AssetKind::Tls);
+    // Nothing rendered is deployed any more: the next plan renders everything.
+    next.render_key = None;
     next
 }
 

@@ -14,6 +14,9 @@ use crate::engine::EngineError;
 use crate::planfile::{Action, KNOWN_AFTER_APPLY, RecordAction, RecordChange, StackChange};
 use crate::state::State;
 
+/// What an offline plan says it did not do for the records.
+pub const OFFLINE_SKIPPED: &str = "Route53: records were not looked up";
+
 /// The stack output whose value the API record carries. It is the contract between kube-aws
 /// and a stack template, built-in or the user's.
 pub const ENDPOINT_OUTPUT: &str = "ControllerEndpoint";

@@ -17,6 +17,9 @@ use crate::planfile::{Action, PriorBinding, StackChange};
 use crate::render::{self, Rendered};
 use crate::state::State;
 
+/// What an offline plan says it did not do for the stack.
+pub const OFFLINE_SKIPPED: &str = "CloudFormation: no change set was created or described";
+
 /// What planning the stack found out.
 #[derive(Debug)]
 pub struct StackPlan {
@@ -90,7 +93,7 @@ pub async fn plan_stack(
     let applied = recorded.map(|s| (&s.template_sha256, &s.tags));
     let unchanged = applied == Some((&template_sha256, &config.stack_tags));
     let Some(context) = online else {
-        plan.skipped = Some("CloudFormation: no change set was created or described".into());
+        plan.skipped = Some(OFFLINE_SKIPPED.into());
         plan.change.action = match (applied, unchanged) {
             (None, _) => Action::Create,
             (Some(_), false) => Action::Update,
