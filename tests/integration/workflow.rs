@@ -1,6 +1,7 @@
 //! plan → apply → history against moto, through a recording (and optionally faulty) proxy:
 //! what plan shows, what it costs, and that apply executes exactly what was reviewed.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -185,6 +186,77 @@ fn a_no_op_plan_makes_no_kms_call_no_cloudformation_write_and_at_most_4_requests
         assert_eq!(cfn_writes, 0, "{operations:?}");
         assert!(requests.len() <= 4, "{operations:?}");
     }
+}
+
+#[test]
+fn thirty_pools_on_local_state_apply_through_the_template_bucket_and_one_pool_changes_alone() {
+    // Local state: the template (over the 51,200-byte inline limit) goes to templateBucket.
+    let c = Cluster::new("pools30", false, None);
+    let pools = |changed: Option<usize>| {
+        let list: Vec<String> = (0..30)
+            .map(|i| match changed {
+                Some(n) if n == i => {
+                    format!("{{name: pool{i}, count: 1, instanceType: m6i.large}}")
+                }
+                _ => format!("{{name: pool{i}, count: 1}}"),
+            })
+            .collect();
+        format!("[{}]", list.join(", "))
+    };
+    c.set("nodePools", &pools(None));
+    c.plan_and_apply();
+    let plan = c.plan_file("plan.json");
+    let url = plan["stack"]["template_url"].as_str().expect("uploaded");
+    let bytes = plan["template"].as_str().unwrap().len();
+    let groups = plan["stack"]["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resource_type"] == "AWS::AutoScaling::AutoScalingGroup")
+        .count();
+    println!("30 pools: {bytes}-byte template through {url}, {groups} Auto Scaling groups");
+    assert!(bytes > 51_200, "{bytes}");
+    assert_eq!(
+        groups,
+        31 + 1,
+        "30 pools, the default workers and the etcd member"
+    );
+
+    // One pool's instance type: that pool's launch template (and its group, which rolls) only.
+    c.set("nodePools", &pools(Some(7)));
+    c.expect(2, &["plan", "-o", "change.json", "--detailed-exitcode"]);
+    let change = c.plan_file("change.json");
+    let changed: BTreeSet<String> = change["stack"]["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["logical_id"].as_str().unwrap().to_string())
+        .collect();
+    println!("one pool's instance type changed: {changed:?}");
+    assert!(changed.contains("LaunchTemplatePool7"), "{changed:?}");
+    assert!(
+        changed
+            .iter()
+            .all(|id| id == "LaunchTemplatePool7" || id == "AutoScalePool7"),
+        "{changed:?}"
+    );
+    c.expect(0, &["apply", "change.json"]);
+
+    // The no-op plan: no more requests with 30 pools than with none.
+    c.proxy.reset();
+    let out = c.expect(0, &["plan", "--detailed-exitcode"]);
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+    let operations: Vec<String> = c
+        .proxy
+        .forwarded(None)
+        .iter()
+        .map(|r| format!("{}:{}", r.service, r.operation))
+        .collect();
+    println!(
+        "no-op plan with 30 node pools: {} AWS requests {operations:?}",
+        operations.len()
+    );
+    assert!(operations.len() <= 4, "{operations:?}");
 }
 
 #[test]
