@@ -5,13 +5,18 @@
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
+/// Every file under `dir`; symbolic links are not followed (a loop would never end) and a
+/// directory that cannot be read fails the build rather than leave its files out.
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    for entry in entries {
+        let entry = entry.unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
         let path = entry.path();
-        if path.is_dir() {
+        let kind = entry
+            .file_type()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if kind.is_dir() {
             files_under(&path, out);
         } else {
             out.push(path);
@@ -19,17 +24,24 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// What decides the rendered bytes: the code, the built-in templates, the release data and the
+/// exact dependency versions (minijinja, serde_json and the gzip encoder shape them too).
 fn source_sha256() -> String {
     let mut files = Vec::new();
     for dir in ["src", "templates", "data"] {
         files_under(Path::new(dir), &mut files);
         println!("cargo:rerun-if-changed={dir}");
     }
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        files.push(PathBuf::from(file));
+        println!("cargo:rerun-if-changed={file}");
+    }
     files.sort();
     let mut hasher = Sha256::new();
     for file in files {
         // Name and length first, so moving bytes between files changes the hash.
-        let bytes = std::fs::read(&file).unwrap_or_default();
+        let bytes =
+            std::fs::read(&file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
         hasher.update(file.to_string_lossy().as_bytes());
         hasher.update([0]);
         hasher.update((bytes.len() as u64).to_le_bytes());

@@ -105,18 +105,25 @@ fn measured_run(mut command: Command, expect: i32) -> (Duration, i64) {
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our own unwaited child; both pointers are to live locals.
-    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let waited = loop {
+        // SAFETY: the pid is our own unwaited child; both pointers are to live locals.
+        let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+        if waited >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+        {
+            break waited;
+        }
+    };
     let took = start.elapsed();
     assert_eq!(waited, child.id() as libc::pid_t, "wait4");
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     if code != Some(expect) {
-        let out = command.output().expect("runs");
+        let again = command.output().expect("runs");
         panic!(
-            "exit {code:?}, expected {expect}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "exit {code:?}, expected {expect}; run again, it said: {}",
+            String::from_utf8_lossy(&again.stderr)
         );
     }
+    // KiB on Linux (bytes on macOS).
     (took, usage.ru_maxrss)
 }
 
@@ -182,7 +189,7 @@ fn main() {
         .output()
         .is_ok_and(|o| o.status.success());
     println!(
-        "offline no-op plan, median wall time (kube-aws: 15 runs; terraform: 3 runs), side by side"
+        "offline no-op plan, median wall time (kube-aws no-op: 15 runs, render: 3; terraform: 3), side by side"
     );
     println!("  no-op:   the state's render key matches, so the plan is made without rendering");
     println!("  render:  the same plan with the key removed from the state (a full render)");
@@ -254,9 +261,14 @@ fn main() {
             None => ("(no terraform)".to_string(), "-".to_string()),
         };
         println!(
-            "{pools:>6}  {:>7.1}ms  {per_pool:>12}  {:>6.1}MB  {rendering:>10}  {terraform_text:>15}  {ratio:>7}",
+            "{pools:>6}  {:>7.1}ms  {per_pool:>12}  {:>6.1}MB  {rendering:>10}  {terraform_text:>15}  {ratio:>7}{}",
             ms(ours),
             peak as f64 / 1024.0,
+            if refused {
+                "  (a state no apply writes: one stack cannot hold it)"
+            } else {
+                ""
+            }
         );
     }
 }

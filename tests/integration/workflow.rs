@@ -608,6 +608,13 @@ fn an_offline_plan_of_unchanged_inputs_renders_nothing_and_says_what_rendering_w
         serde_json::json!({"add": 0, "change": 0, "remove": 0, "replace": 0})
     );
 
+    // A state whose assets were edited with its key kept is not taken for the render: the key
+    // binds the assets it was recorded with.
+    let mut edited = state.clone();
+    edited["assets"]["userdata/cloud-config-worker"]["sha256"] = Value::from("0".repeat(64));
+    std::fs::write(&state_path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    c.expect(2, &["plan", "--offline", "--detailed-exitcode"]);
+
     // Any input changed (here an override of a built-in template) renders again and shows it.
     std::fs::write(&state_path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
     c.expect(0, &["render"]);

@@ -101,8 +101,8 @@ pub fn render_key(
     for (name, text) in templates.texts() {
         // A built-in's text is part of the sources hash already.
         match templates.origin(name) {
-            Some(render::Origin::ClusterDir) => feed(name, text.as_bytes()),
-            _ => feed(name, b"built-in"),
+            Some(render::Origin::ClusterDir) => feed(&format!("override:{name}"), text.as_bytes()),
+            _ => feed(&format!("built-in:{name}"), b""),
         }
     }
     let json = |what: &str, value: serde_json::Result<Vec<u8>>| {

@@ -146,6 +146,24 @@ pub fn unchanged_state(
     )
 }
 
+/// The render key a state records: the inputs' key bound to the assets and template hash the
+/// state says they rendered, so a state whose assets were edited (by hand, or pushed) never
+/// passes for the render of its inputs.
+pub fn state_render_key(
+    inputs_key: &str,
+    assets: &BTreeMap<String, AssetRecord>,
+    template_sha256: &str,
+) -> String {
+    sha256_hex(
+        canonical_json(&serde_json::json!({
+            "inputs": inputs_key,
+            "assets": assets,
+            "template_sha256": template_sha256,
+        }))
+        .expect("asset records serialise"),
+    )
+}
+
 #[allow(clippy::too_many_arguments)] // the two callers above are its whole interface
 fn state_with_assets(
     config: &ClusterConfig,
@@ -157,6 +175,7 @@ fn state_with_assets(
     assets: BTreeMap<String, AssetRecord>,
     render_key: &str,
 ) -> State {
+    let bound_key = state_render_key(render_key, &assets, &template_sha256);
     State {
         format_version: crate::state::FORMAT_VERSION,
         lineage: prior.map_or(lineage, |s| s.lineage.clone()),
@@ -179,7 +198,7 @@ fn state_with_assets(
         account_id: prior.and_then(|s| s.account_id.clone()),
         audit_head: prior.and_then(|s| s.audit_head.clone()),
         region: Some(config.region.clone()),
-        render_key: Some(render_key.to_string()),
+        render_key: Some(bound_key),
     }
 }
 

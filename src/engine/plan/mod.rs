@@ -317,7 +317,12 @@ fn unchanged_offline(
 ) -> Option<Plan> {
     let prior = prior?;
     let recorded_stack = prior.stack.as_ref()?;
-    if prior.render_key.as_deref() != Some(prepared.render_key.as_str())
+    let bound = changes::state_render_key(
+        &prepared.render_key,
+        &prior.assets,
+        &recorded_stack.template_sha256,
+    );
+    if prior.render_key.as_deref() != Some(bound.as_str())
         || !prepared.tls.issued.is_empty()
         || recorded_stack.tags != config.stack_tags
     {
