@@ -154,13 +154,10 @@ pub fn state_render_key(
     assets: &BTreeMap<String, AssetRecord>,
     template_sha256: &str,
 ) -> String {
+    // The assets are a BTreeMap of plain records: serde_json gives the same bytes each time.
     sha256_hex(
-        canonical_json(&serde_json::json!({
-            "inputs": inputs_key,
-            "assets": assets,
-            "template_sha256": template_sha256,
-        }))
-        .expect("asset records serialise"),
+        serde_json::to_vec(&(inputs_key, assets, template_sha256))
+            .expect("asset records serialise"),
     )
 }
 
