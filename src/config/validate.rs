@@ -773,15 +773,16 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
             }
             let mut taint_keys = BTreeSet::new();
             for (j, taint) in pool.taints.iter().enumerate() {
+                let taint_key = [
+                    key("nodePools"),
+                    Segment::Index(i),
+                    key("taints"),
+                    Segment::Index(j),
+                    key("key"),
+                ];
                 if taint.key.len() > longest {
                     problem(
-                        &[
-                            key("nodePools"),
-                            Segment::Index(i),
-                            key("taints"),
-                            Segment::Index(j),
-                            key("key"),
-                        ],
+                        &taint_key,
                         format!(
                             "an autoscaled pool's taint keys become tags {NODE_TEMPLATE_TAINT}KEY, at most 128 characters: at most {longest} for the key (got {})",
                             taint.key.len()
@@ -790,13 +791,7 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
                 }
                 if !taint_keys.insert(&taint.key) {
                     problem(
-                        &[
-                            key("nodePools"),
-                            Segment::Index(i),
-                            key("taints"),
-                            Segment::Index(j),
-                            key("key"),
-                        ],
+                        &taint_key,
                         format!(
                             "\"{}\" is tainted twice; an autoscaled pool's taints are tags, one per key",
                             taint.key
