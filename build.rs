@@ -5,8 +5,9 @@
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// Every file under `dir`; symbolic links are not followed (a loop would never end) and a
-/// directory that cannot be read fails the build rather than leave its files out.
+/// Every file under `dir` (tests and snapshots too: editing one re-renders once, which is
+/// harmless); a linked directory is not walked (a loop would never end), a linked file is read
+/// through, and a directory that cannot be read fails the build rather than leave files out.
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     let entries =
         std::fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));

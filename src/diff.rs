@@ -241,22 +241,24 @@ pub fn rolling_forecasts(
                 .map(|n| n as u32)
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         };
+        // (size, whether it is only the group's minimum: no desired capacity to go by)
         let size = |r: &Value| {
             number(&r["Properties"]["DesiredCapacity"])
-                .or_else(|| number(&r["Properties"]["MinSize"]))
+                .map(|n| (n, false))
+                .or_else(|| number(&r["Properties"]["MinSize"]).map(|n| (n, true)))
         };
-        let instances = deployed["Resources"]
+        let (instances, autoscaled) = deployed["Resources"]
             .get(&id)
             .and_then(size)
             .or_else(|| size(&resource))
-            .unwrap_or(0);
+            .unwrap_or((0, false));
         let policy = &resource["UpdatePolicy"]["AutoScalingRollingUpdate"];
         let max_batch_size = number(&policy["MaxBatchSize"]).unwrap_or(1).max(1);
         out.insert(
             id,
             RollingForecast {
                 instances,
-                autoscaled: resource["Properties"].get("DesiredCapacity").is_none(),
+                autoscaled,
                 max_batch_size,
                 batches: instances.div_ceil(max_batch_size),
                 min_in_service: number(&policy["MinInstancesInService"]).unwrap_or(0),

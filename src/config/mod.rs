@@ -217,6 +217,13 @@ pub struct SubnetConfig {
     pub instance_cidr: Ipv4Net,
 }
 
+impl SubnetConfig {
+    /// Whether a pool's `subnets` entry names this subnet: by its zone or by its id.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.availability_zone == name || self.id.as_deref() == Some(name)
+    }
+}
+
 /// An extra group of workers with its own Auto Scaling group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -588,6 +595,9 @@ fn lenient_findings(text: &str, first: &serde_norway::Error, locator: &Locator) 
 
 /// Name of the implicit pool made from the top-level `worker*` settings.
 pub const DEFAULT_POOL: &str = "workers";
+
+/// The label every node carries with its pool's name.
+pub const POOL_LABEL: &str = "kube-aws.coreos.com/pool";
 
 impl ClusterConfig {
     /// Parses `text` (read from `file`) and runs the semantic checks.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use ipnet::Ipv4Net;
 
 use super::locate::{Locator, Segment};
-use super::{ClusterConfig, DEFAULT_POOL, Problem, StateBackendKind};
+use super::{ClusterConfig, DEFAULT_POOL, POOL_LABEL, Problem, StateBackendKind};
 
 fn key(k: &str) -> Segment {
     Segment::Key(k.to_string())
@@ -584,9 +584,7 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
             );
         }
         for (j, wanted) in pool.subnets.iter().enumerate() {
-            let found = node_subnets
-                .iter()
-                .any(|s| s.availability_zone == *wanted || s.id.as_deref() == Some(wanted));
+            let found = node_subnets.iter().any(|s| s.is_named(wanted));
             if !found {
                 let known: Vec<String> = node_subnets
                     .iter()
@@ -803,8 +801,6 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
     }
 }
 
-/// The label every node carries with its pool's name.
-const POOL_LABEL: &str = "kube-aws.coreos.com/pool";
 /// The tag prefixes of what the cluster-autoscaler assumes of a node of an empty group.
 const NODE_TEMPLATE_LABEL: &str = "k8s.io/cluster-autoscaler/node-template/label/";
 const NODE_TEMPLATE_TAINT: &str = "k8s.io/cluster-autoscaler/node-template/taint/";

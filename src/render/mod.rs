@@ -186,12 +186,12 @@ impl Templates {
         Templates::with_overrides(BTreeMap::new())
     }
 
-    /// Every template's text by name, overrides included.
-    pub fn texts(&self) -> BTreeMap<&'static str, &str> {
+    /// The cluster directory's templates (those replacing a built-in), by name.
+    pub fn overrides(&self) -> impl Iterator<Item = (&'static str, &str)> {
         self.sources
             .iter()
+            .filter(|(_, (_, origin))| *origin == Origin::ClusterDir)
             .map(|(name, (text, _))| (*name, text.as_str()))
-            .collect()
     }
 
     pub fn text(&self, name: &str) -> Option<&str> {
@@ -559,7 +559,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
     let pools = c.worker_pools();
     let mut worker_userdata = BTreeMap::new();
     for pool in &pools {
-        let mut labels = vec![format!("kube-aws.coreos.com/pool={}", pool.name)];
+        let mut labels = vec![format!("{}={}", crate::config::POOL_LABEL, pool.name)];
         labels.extend(pool.labels.iter().map(|(k, v)| format!("{k}={v}")));
         let taints = pool
             .taints
@@ -631,11 +631,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
                 .iter()
                 .zip(&node_subnet_refs)
                 .filter(|(subnet, _)| {
-                    pool.subnets.is_empty()
-                        || pool.subnets.iter().any(|wanted| {
-                            *wanted == subnet.availability_zone
-                                || subnet.id.as_deref() == Some(wanted.as_str())
-                        })
+                    pool.subnets.is_empty() || pool.subnets.iter().any(|w| subnet.is_named(w))
                 })
                 .map(|(_, reference)| reference.clone())
                 .collect();

@@ -98,12 +98,9 @@ pub fn render_key(
         hasher.update(bytes);
     };
     feed("sources", env!("KUBE_AWS_SOURCE_SHA256").as_bytes());
-    for (name, text) in templates.texts() {
-        // A built-in's text is part of the sources hash already.
-        match templates.origin(name) {
-            Some(render::Origin::ClusterDir) => feed(&format!("override:{name}"), text.as_bytes()),
-            _ => feed(&format!("built-in:{name}"), b""),
-        }
+    // A built-in's text is part of the sources hash already; only overrides are fed.
+    for (name, text) in templates.overrides() {
+        feed(&format!("override:{name}"), text.as_bytes());
     }
     // Plain serde_json: struct fields in declaration order and BTreeMaps sorted give the same
     // bytes for the same values within one build, which the sources hash pins.

@@ -112,27 +112,31 @@ pub fn applied_state(
     rendered: &Rendered,
     render_key: &str,
 ) -> State {
+    let template_sha256 = sha256_hex(&rendered.stack_template);
+    let assets = desired_assets(config, rendered, tls);
+    let bound_key = state_render_key(render_key, &assets, &template_sha256);
     state_with_assets(
         config,
         prior,
         lineage,
         image,
         tls,
-        sha256_hex(&rendered.stack_template),
-        desired_assets(config, rendered, tls),
-        render_key,
+        template_sha256,
+        assets,
+        bound_key,
     )
 }
 
 /// The state an apply writes when the render would give exactly what `prior` records (its
-/// render key is the plan's): the same assets and template, without rendering them.
+/// render key, already bound to those assets, is the plan's): the same assets and template,
+/// without rendering them.
 pub fn unchanged_state(
     config: &ClusterConfig,
     prior: &State,
     template_sha256: &str,
     image: &ImageState,
     tls: &TlsAssets,
-    render_key: &str,
+    bound_key: String,
 ) -> State {
     state_with_assets(
         config,
@@ -142,7 +146,7 @@ pub fn unchanged_state(
         tls,
         template_sha256.to_string(),
         prior.assets.clone(),
-        render_key,
+        bound_key,
     )
 }
 
@@ -170,9 +174,8 @@ fn state_with_assets(
     tls: &TlsAssets,
     template_sha256: String,
     assets: BTreeMap<String, AssetRecord>,
-    render_key: &str,
+    bound_key: String,
 ) -> State {
-    let bound_key = state_render_key(render_key, &assets, &template_sha256);
     State {
         format_version: crate::state::FORMAT_VERSION,
         lineage: prior.map_or(lineage, |s| s.lineage.clone()),

@@ -305,6 +305,9 @@ async fn plan_apply(
     })
 }
 
+/// What an offline plan made from the state says it did not do.
+pub const RENDER_SKIPPED: &str = "rendering: the inputs hash to the state's render key, so the assets are the state's, byte for byte";
+
 /// The offline plan of a cluster whose render inputs hash to the state's render key: the
 /// render would give the state's assets byte for byte, so nothing is rendered, validated or
 /// compressed, and the plan is the one the full offline path makes (a test compares them).
@@ -322,7 +325,7 @@ fn unchanged_offline(
         &prior.assets,
         &recorded_stack.template_sha256,
     );
-    if prior.render_key.as_deref() != Some(bound.as_str())
+    if prior.render_key.as_ref() != Some(&bound)
         || !prepared.tls.issued.is_empty()
         || recorded_stack.tags != config.stack_tags
     {
@@ -331,6 +334,7 @@ fn unchanged_offline(
     let mut skipped = prepared.skipped.clone();
     skipped.push(stack::OFFLINE_SKIPPED.into());
     skipped.push(records::OFFLINE_SKIPPED.into());
+    skipped.push(RENDER_SKIPPED.into());
     let assets = changes::asset_changes(&changes::AssetInputs {
         prior: &prior.assets,
         desired: &prior.assets,
@@ -353,7 +357,7 @@ fn unchanged_offline(
         &recorded_stack.template_sha256,
         &prepared.image,
         &prepared.tls.assets,
-        &prepared.render_key,
+        bound,
     );
     new_state.region = Some(target.region.clone());
     new_state.account_id = target.account_id.clone();
