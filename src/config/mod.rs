@@ -123,6 +123,11 @@ pub struct ClusterConfig {
     pub worker_create_timeout: String,
     #[serde(default)]
     pub node_pools: Vec<NodePoolConfig>,
+    /// Each worker pool in a CloudFormation stack of its own (`<cluster>-pool-<name>`), beside
+    /// the cluster stack: a pool changes without touching the control plane, and a cluster
+    /// outgrows one stack's 500 resources and 1 MB template.
+    #[serde(default)]
+    pub stack_per_pool: bool,
     #[serde(default)]
     pub cluster_autoscaler: ClusterAutoscalerConfig,
     #[serde(rename = "controllerIP", default = "defaults::controller_ip")]
@@ -783,6 +788,11 @@ impl ClusterConfig {
     /// CloudFormation stack name for this cluster.
     pub fn stack_name(&self) -> String {
         self.cluster_name.clone()
+    }
+
+    /// CloudFormation stack name of a worker pool's own stack (`stackPerPool`).
+    pub fn pool_stack_name(&self, pool: &str) -> String {
+        format!("{}-pool-{pool}", self.stack_name())
     }
 
     /// The private DNS zone in which each etcd member keeps its name pointed at its instance.

@@ -60,6 +60,9 @@ pub fn check_rendered(rendered: &Rendered, templates: &Templates, all_pools: boo
         }
     }
     findings.extend(template::check(&rendered.stack_template));
+    for pool in rendered.pool_stacks.values() {
+        findings.extend(template::check(&pool.template));
+    }
     findings
 }
 
@@ -73,7 +76,9 @@ fn render_finding(e: &RenderError) -> Finding {
         RenderError::StackJson { line, .. } => {
             Finding::error(render::STACK, Some(*line), e.to_string())
         }
-        RenderError::MissingTls(_) => Finding::error(render::STACK, None, e.to_string()),
+        RenderError::MissingTls(_) | RenderError::PoolStackHoldsMore { .. } => {
+            Finding::error(render::STACK, None, e.to_string())
+        }
         RenderError::NoArtifactBucket => Finding::error(
             "cluster.yaml",
             None,

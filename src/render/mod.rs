@@ -216,6 +216,29 @@ pub struct Rendered {
     /// Where each manifest is uploaded; the controller cloud-config names each key with its
     /// hash, so its own hash covers the manifests.
     pub addon_objects: Vec<AddonObject>,
+    /// With `stackPerPool`, each worker pool's own stack by pool name; empty otherwise.
+    pub pool_stacks: BTreeMap<String, PoolStackTemplate>,
+}
+
+/// A worker pool's own stack, as rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStackTemplate {
+    pub stack_name: String,
+    /// Canonical JSON, like the cluster stack's.
+    pub template: String,
+    /// Its parameters: each is the cluster stack's output of the same name.
+    pub parameters: Vec<String>,
+}
+
+/// The resources a pool stack may hold: anything else in one means a template override
+/// written for the single stack rendered the control plane into it.
+pub fn pool_stack_resources(logical_name: &str) -> [String; 4] {
+    [
+        format!("LaunchTemplate{logical_name}"),
+        format!("AutoScale{logical_name}"),
+        format!("IAMRolePool{logical_name}"),
+        format!("IAMInstanceProfilePool{logical_name}"),
+    ]
 }
 
 /// One add-on manifest as the controllers fetch it from S3.
@@ -258,6 +281,14 @@ pub enum RenderError {
         crate::config::MISSING_TEMPLATE_BUCKET
     )]
     NoArtifactBucket,
+    #[error(
+        "{STACK}: node pool {pool}'s own stack (stackPerPool) would also hold {}; the template must render only the pool's resources when `poolStack` is set (see the built-in template)",
+        resources.join(", ")
+    )]
+    PoolStackHoldsMore {
+        pool: String,
+        resources: Vec<String>,
+    },
 }
 
 impl RenderError {
@@ -567,7 +598,13 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             .map(|t| format!("{}={}:{:?}", t.key, t.value, t.effect))
             .collect::<Vec<_>>()
             .join(",");
-        let pool_context = context! { pool => context! {
+        // A pool in a stack of its own signals that stack.
+        let stack_name = if c.stack_per_pool {
+            c.pool_stack_name(&pool.name)
+        } else {
+            c.stack_name()
+        };
+        let pool_context = context! { stackName => stack_name, pool => context! {
             name => pool.name.clone(), logicalName => pool.logical_name.clone(),
             nodeLabels => labels.join(","), nodeTaints => taints,
         }};
@@ -638,16 +675,29 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             (pool.name.as_str(), refs)
         })
         .collect();
-    // The instance roles: the three shared ones, then one per pool with managed policies.
-    let iam_roles: Vec<minijinja::Value> = ["Controller", "Worker", "Etcd"]
-        .into_iter()
-        .map(|kind| context! { id => kind, kind => kind, managedPolicies => Vec::<String>::new() })
-        .chain(pools.iter().filter(|p| p.has_own_role()).map(|p| {
-            context! {
-                id => format!("Pool{}", p.logical_name), kind => "Worker",
-                managedPolicies => p.managed_policies.clone(),
-            }
-        }))
+    // The instance roles: the three shared ones, then one per pool with managed policies. A
+    // pool in its own stack has its own role there (unless it brings an instance profile), so
+    // the cluster stack then has no workers' role.
+    let pool_role = |p: &crate::config::WorkerPool| {
+        context! {
+            id => format!("Pool{}", p.logical_name), kind => "Worker",
+            managedPolicies => p.managed_policies.clone(),
+        }
+    };
+    let shared_roles: &[&str] = if c.stack_per_pool {
+        &["Controller", "Etcd"]
+    } else {
+        &["Controller", "Worker", "Etcd"]
+    };
+    let iam_roles: Vec<minijinja::Value> = shared_roles
+        .iter()
+        .map(|&kind| context! { id => kind, kind => kind, managedPolicies => Vec::<String>::new() })
+        .chain(
+            pools
+                .iter()
+                .filter(|p| p.has_own_role() && !c.stack_per_pool)
+                .map(pool_role),
+        )
         .collect();
     // An internal API load balancer sits beside the nodes; an internet-facing one in the
     // public subnets.
@@ -668,30 +718,99 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         (Some(_), Some(id)) => Some(serde_json::to_string(id).expect("a string serialises")),
         (Some(_), None) => None,
     };
+    let userdata = context! {
+        controller => gzip_base64(&cloud_configs["cloud-config-controller"]),
+        etcd => etcd_userdata,
+        workers => worker_userdata,
+    };
+    // What the pool stacks read from the cluster stack: the workers' security group and the
+    // node subnets the cluster stack creates (a subnet given by id is written in as it is).
+    let pool_parameters = |pool: &crate::config::WorkerPool| -> Vec<(String, &'static str)> {
+        let subnets = pool_subnet_refs[pool.name.as_str()]
+            .iter()
+            .filter_map(|reference| {
+                let value: serde_json::Value = serde_json::from_str(reference.as_str()?).ok()?;
+                Some((
+                    value.get("Ref")?.as_str()?.to_string(),
+                    "AWS::EC2::Subnet::Id",
+                ))
+            });
+        std::iter::once((
+            "SecurityGroupWorker".to_string(),
+            "AWS::EC2::SecurityGroup::Id",
+        ))
+        .chain(subnets)
+        .collect()
+    };
+    let pool_outputs: std::collections::BTreeSet<String> = if c.stack_per_pool {
+        pools
+            .iter()
+            .flat_map(|pool| pool_parameters(pool).into_iter().map(|(name, _)| name))
+            .collect()
+    } else {
+        Default::default()
+    };
+    let cluster_pools: &[crate::config::WorkerPool] = if c.stack_per_pool { &[] } else { &pools };
+    // Everything the stack template reads; a pool stack gets the same, with its own pool,
+    // role and parameters, so an override that ignores `poolStack` still renders (and is
+    // refused by what it holds, not by an undefined value).
+    let stack_context = context! {
+        amiId => inputs.ami_id,
+        subnets => Serde(subnets),
+        privateSubnets => private_subnets,
+        natSubnets => nat_subnets.into_iter().collect::<Vec<_>>(),
+        nodeSubnetRefs => node_subnet_refs,
+        poolSubnetRefs => pool_subnet_refs.clone(),
+        publicSubnetRefs => public_subnet_refs,
+        apiLoadBalancer => api_load_balancer,
+        addons => addons,
+        artifacts => artifact_context,
+        etcdMembers => Serde(&members),
+        decryptableAssets => decryptable_assets(),
+        vpcRef => minijinja::Value::from_safe_string(vpc_ref),
+        routeTableRef => route_table_ref.map(minijinja::Value::from_safe_string),
+        userdata => userdata,
+    };
+    let mut pool_stacks = BTreeMap::new();
+    for pool in pools.iter().filter(|_| c.stack_per_pool) {
+        let parameters = pool_parameters(pool);
+        let own_role = match pool.instance_profile_arn {
+            None => vec![pool_role(pool)],
+            Some(_) => vec![],
+        };
+        let parameter_context: Vec<_> = parameters
+            .iter()
+            .map(|(name, kind)| context! { name => name, type => *kind })
+            .collect();
+        let text = render_one(
+            STACK,
+            context! {
+                poolStack => context! { pool => pool.name.clone(), parameters => parameter_context },
+                poolOutputs => Vec::<String>::new(),
+                iamRoles => own_role,
+                workerPools => Serde(std::slice::from_ref(pool)),
+                ..stack_context.clone()
+            },
+        )?;
+        let template = canonical_stack(&text)?;
+        check_pool_stack(&pool.name, &pool.logical_name, &template)?;
+        pool_stacks.insert(
+            pool.name.clone(),
+            PoolStackTemplate {
+                stack_name: c.pool_stack_name(&pool.name),
+                template,
+                parameters: parameters.into_iter().map(|(name, _)| name).collect(),
+            },
+        );
+    }
     let stack = render_one(
         STACK,
         context! {
-            amiId => inputs.ami_id,
-            subnets => Serde(subnets),
-            privateSubnets => private_subnets,
-            natSubnets => nat_subnets.into_iter().collect::<Vec<_>>(),
-            nodeSubnetRefs => node_subnet_refs,
-            poolSubnetRefs => pool_subnet_refs,
+            poolStack => None::<bool>,
+            poolOutputs => pool_outputs.into_iter().collect::<Vec<_>>(),
             iamRoles => iam_roles,
-            publicSubnetRefs => public_subnet_refs,
-            apiLoadBalancer => api_load_balancer,
-            workerPools => Serde(&pools),
-            addons => addons,
-            artifacts => artifact_context,
-            etcdMembers => Serde(&members),
-            decryptableAssets => decryptable_assets(),
-            vpcRef => minijinja::Value::from_safe_string(vpc_ref),
-            routeTableRef => route_table_ref.map(minijinja::Value::from_safe_string),
-            userdata => context! {
-                controller => gzip_base64(&cloud_configs["cloud-config-controller"]),
-                etcd => etcd_userdata,
-                workers => worker_userdata,
-            },
+            workerPools => Serde(cluster_pools),
+            ..stack_context
         },
     )?;
     let stack_template = canonical_stack(&stack)?;
@@ -700,7 +819,30 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         stack_template,
         manifests,
         addon_objects,
+        pool_stacks,
     })
+}
+
+/// Refuses a pool stack holding more than the pool's own resources (a template override that
+/// does not know `poolStack` renders the whole cluster into each pool's stack).
+fn check_pool_stack(pool: &str, logical_name: &str, template: &str) -> Result<(), RenderError> {
+    let value: serde_json::Value = serde_json::from_str(template).unwrap_or_default();
+    let allowed = pool_stack_resources(logical_name);
+    let foreign: Vec<String> = value["Resources"]
+        .as_object()
+        .into_iter()
+        .flat_map(|resources| resources.keys())
+        .filter(|id| !allowed.contains(id))
+        .cloned()
+        .collect();
+    if foreign.is_empty() {
+        Ok(())
+    } else {
+        Err(RenderError::PoolStackHoldsMore {
+            pool: pool.to_string(),
+            resources: foreign,
+        })
+    }
 }
 
 /// Filesystem label of each etcd member's data volume; its mount unit finds it by this label.

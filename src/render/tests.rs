@@ -317,6 +317,134 @@ fn pools_take_their_zones_instance_mix_iam_and_autoscaling() {
 }
 
 #[test]
+fn with_a_stack_per_pool_each_pool_is_its_own_stack_reading_the_cluster_stacks_outputs() {
+    // SHAPED_POOLS creates its VPC's subnets here, so the pools read them as parameters.
+    let shaped = SHAPED_POOLS
+        .replace("vpcId: vpc-0123456789abcdef0\nrouteTableId: rtb-0123456789abcdef0\n", "")
+        .replace("  - {id: subnet-0123456789abcdef0, availabilityZone: us-west-2c, instanceCIDR: 10.0.2.0/24}\n", "")
+        .replace("subnets: [us-west-2b, subnet-0123456789abcdef0]", "subnets: [us-west-2b]");
+    let single = render_with(&config(&shaped), &Templates::built_in()).unwrap();
+    let split = render_with(
+        &config(&format!("{shaped}stackPerPool: true\n")),
+        &Templates::built_in(),
+    )
+    .unwrap();
+    assert!(single.pool_stacks.is_empty());
+    let cluster = stack(&split);
+    let resources = cluster["Resources"].as_object().unwrap();
+    // No pool resource and no workers' role is left in the cluster stack; the rest is as in
+    // the single stack.
+    let single_ids: BTreeSet<String> = stack(&single)["Resources"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let split_ids: BTreeSet<String> = resources.keys().cloned().collect();
+    let moved: BTreeSet<String> = single_ids.difference(&split_ids).cloned().collect();
+    assert_eq!(
+        moved,
+        [
+            "AutoScaleBatch",
+            "AutoScaleByo",
+            "AutoScaleSpot",
+            "AutoScaleWorkers",
+            "IAMInstanceProfilePoolBatch",
+            "IAMInstanceProfileWorker",
+            "IAMRolePoolBatch",
+            "IAMRoleWorker",
+            "LaunchTemplateBatch",
+            "LaunchTemplateByo",
+            "LaunchTemplateSpot",
+            "LaunchTemplateWorkers",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    );
+    assert!(split_ids.is_subset(&single_ids));
+    assert_references_resolve(&cluster);
+    // The cluster stack outputs what the pools read.
+    let outputs = cluster["Outputs"].as_object().unwrap();
+    for name in ["SecurityGroupWorker", "Subnet0", "Subnet1"] {
+        assert_eq!(
+            outputs[name]["Value"],
+            serde_json::json!({"Ref": name}),
+            "{name}"
+        );
+    }
+
+    assert_eq!(
+        split.pool_stacks.keys().collect::<Vec<_>>(),
+        ["batch", "byo", "spot", "workers"]
+    );
+    let spot = &split.pool_stacks["spot"];
+    assert_eq!(spot.stack_name, "demo-pool-spot");
+    assert_eq!(spot.parameters, ["SecurityGroupWorker", "Subnet1"]);
+    let template: Value = serde_json::from_str(&spot.template).unwrap();
+    assert_references_resolve(&template);
+    assert_eq!(
+        template["Parameters"]["Subnet1"]["Type"],
+        "AWS::EC2::Subnet::Id"
+    );
+    assert!(template.get("Outputs").is_none());
+    // The same group as in the single stack, but with a role of its own in its stack, so
+    // its instances may signal their own stack.
+    let pool_resources = template["Resources"].as_object().unwrap();
+    assert_eq!(
+        pool_resources.keys().collect::<Vec<_>>(),
+        [
+            "AutoScaleSpot",
+            "IAMInstanceProfilePoolSpot",
+            "IAMRolePoolSpot",
+            "LaunchTemplateSpot"
+        ]
+    );
+    assert_eq!(
+        pool_resources["AutoScaleSpot"],
+        stack(&single)["Resources"]["AutoScaleSpot"]
+    );
+    let launch = &pool_resources["LaunchTemplateSpot"]["Properties"]["LaunchTemplateData"];
+    assert_eq!(
+        launch["IamInstanceProfile"],
+        serde_json::json!({"Arn": {"Fn::GetAtt": ["IAMInstanceProfilePoolSpot", "Arn"]}})
+    );
+    assert_eq!(
+        pool_resources["IAMRolePoolSpot"]["Properties"]["Policies"],
+        stack(&single)["Resources"]["IAMRoleWorker"]["Properties"]["Policies"]
+    );
+    assert!(
+        split.cloud_configs["cloud-config-worker-spot"].contains("--stack-name \"demo-pool-spot\"")
+    );
+    assert!(single.cloud_configs["cloud-config-worker-spot"].contains("--stack-name \"demo\""));
+    // A pool with the user's instance profile has no role in its stack either.
+    let byo: Value = serde_json::from_str(&split.pool_stacks["byo"].template).unwrap();
+    assert_eq!(
+        byo["Resources"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["AutoScaleByo", "LaunchTemplateByo"]
+    );
+}
+
+#[test]
+fn an_override_that_renders_the_whole_cluster_into_a_pool_stack_is_refused() {
+    let mut templates = Templates::built_in();
+    let text = templates
+        .text(STACK)
+        .unwrap()
+        .replace("{%- if not poolStack %}", "{%- if true %}");
+    templates.sources.insert(STACK, (text, Origin::BuiltIn));
+    let e = render_with(&config("stackPerPool: true\n"), &templates).unwrap_err();
+    assert!(
+        matches!(&e, RenderError::PoolStackHoldsMore { pool, resources } if pool == "workers" && resources.contains(&"VPC".to_string())),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_cluster_autoscaler_is_off_unless_enabled() {
     let rendered = render_with(&config(""), &Templates::built_in()).unwrap();
     assert!(!rendered.manifests.contains_key("cluster-autoscaler.yaml"));

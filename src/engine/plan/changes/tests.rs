@@ -33,6 +33,7 @@ fn rendered(cloud_configs: &[(&str, &str)], manifests: &[(&str, &str)]) -> Rende
         stack_template: "{}".into(),
         manifests: map(manifests),
         addon_objects: vec![],
+        pool_stacks: Default::default(),
     }
 }
 
