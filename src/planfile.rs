@@ -303,6 +303,28 @@ pub struct StackChange {
     pub resource_changes: Vec<ResourceChange>,
 }
 
+/// A worker pool's own stack (`stackPerPool`), planned beside the cluster stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStackChange {
+    pub pool: String,
+    pub stack: StackChange,
+    /// Its parameters, each the cluster stack's output of the same name.
+    pub parameters: Vec<String>,
+    /// The template, when apply makes the change set itself after the cluster stack (the
+    /// cluster stack is created or changes, so its outputs are known only then); apply checks
+    /// it against `stack.template_sha256` first.
+    pub template: Option<String>,
+}
+
+impl PoolStackChange {
+    /// Whether apply creates the change set (no change set was made at plan time).
+    pub fn change_set_at_apply(&self) -> bool {
+        self.stack.action != Action::NoOp
+            && self.stack.action != Action::Delete
+            && self.stack.change_set_arn.is_none()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordChange {
     pub action: RecordAction,
@@ -338,6 +360,10 @@ pub struct Plan {
     pub target: Target,
     pub assets: Vec<AssetChange>,
     pub stack: StackChange,
+    /// Each worker pool's own stack, with `stackPerPool`: apply runs them after `stack`,
+    /// destroy before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pool_stacks: Vec<PoolStackChange>,
     pub records: Vec<RecordChange>,
     pub certificates: Vec<Certificate>,
     /// The exact template the change set applies (what `export --plan` writes).
@@ -372,6 +398,10 @@ impl Plan {
     /// Whether applying this plan changes anything.
     pub fn has_changes(&self) -> bool {
         self.stack.action != Action::NoOp
+            || self
+                .pool_stacks
+                .iter()
+                .any(|p| p.stack.action != Action::NoOp)
             || self.records.iter().any(|r| r.action.changes())
             || self.assets.iter().any(|a| a.action != Action::NoOp)
     }
@@ -573,6 +603,7 @@ pub(crate) mod fixtures {
                     reason: None,
                 },
             ],
+            pool_stacks: Vec::new(),
             stack: StackChange {
                 name: "demo".into(),
                 action: Action::Update,

@@ -27,6 +27,8 @@ pub struct ChangeSetRequest {
     pub template_body: Option<String>,
     pub template_url: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// Template parameters by name (a pool stack's, from the cluster stack's outputs).
+    pub parameters: BTreeMap<String, String>,
     pub description: String,
 }
 
@@ -181,6 +183,18 @@ impl StackService for CloudFormation {
             .set_template_url(request.template_url.clone())
             .capabilities(Capability::CapabilityIam)
             .set_tags((!tags.is_empty()).then_some(tags))
+            .set_parameters((!request.parameters.is_empty()).then(|| {
+                request
+                    .parameters
+                    .iter()
+                    .map(|(k, v)| {
+                        aws_sdk_cloudformation::types::Parameter::builder()
+                            .parameter_key(k)
+                            .parameter_value(v)
+                            .build()
+                    })
+                    .collect()
+            }))
             .description(&request.description)
             .send()
             .await

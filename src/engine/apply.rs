@@ -265,6 +265,7 @@ async fn locked(
     observer: Observer<'_>,
 ) -> Result<ApplyOutcome, EngineError> {
     let started = Instant::now();
+    tokio::pin!(interrupt);
     let loaded = backend.load(config).await?;
     if let Some(why) = staleness(plan, loaded.as_ref()) {
         return Err(EngineError::State(StateError::Stale {
@@ -329,6 +330,31 @@ async fn locked(
     // The pending assets this run clears once the state holds them: the ones it reuses from
     // an interrupted apply, or its own.
     let mut pending_etag = shipped.map(|(_, etag)| etag);
+    // Pool stacks go first on destroy, and a removed pool's before the cluster stack changes
+    // (it may remove the subnets the pool runs in).
+    let recorded_pools = loaded.as_ref().map(|l| &l.state.pool_stacks);
+    for pool in plan
+        .pool_stacks
+        .iter()
+        .filter(|p| p.stack.action == Action::Delete)
+    {
+        let recorded = recorded_pools
+            .and_then(|r| r.get(&pool.pool))
+            .and_then(|s| s.id.clone())
+            .unwrap_or_else(|| pool.stack.name.clone());
+        if let Err((result, message)) = delete_stack(
+            &context.cloudformation(),
+            &recorded,
+            backend,
+            lease,
+            interrupt.as_mut(),
+            observer,
+        )
+        .await
+        {
+            return finish(result, None, Some(message)).await;
+        }
+    }
     match (plan.kind, plan.stack.action) {
         (_, Action::NoOp) => {}
         (PlanKind::Destroy, _) => {
@@ -352,7 +378,8 @@ async fn locked(
             if let Err(e) = cfn.delete_stack(&id).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
-            stack_outcome = match follow(&cfn, &id, last, lease, interrupt, observer).await {
+            stack_outcome = match follow(&cfn, &id, last, lease, interrupt.as_mut(), observer).await
+            {
                 Ok(outcome) => outcome,
                 Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
             };
@@ -365,7 +392,16 @@ async fn locked(
                 .clone()
                 .or(plan.stack.change_set_name.clone())
                 .unwrap_or_default();
-            if let Err(why) = check_change_set(&cfn, plan, &change_set).await {
+            let expected_template = plan.stack.template_sha256.clone().unwrap_or_default();
+            if let Err(why) = check_change_set(
+                &cfn,
+                stack_name,
+                plan.target.stack_id.as_ref(),
+                &expected_template,
+                &change_set,
+            )
+            .await
+            {
                 return finish(AuditResult::Failed, None, Some(why)).await;
             }
             observer(ApplyEvent::Step(&format!(
@@ -403,10 +439,11 @@ async fn locked(
             if let Err(e) = cfn.execute_change_set(stack_name, &change_set).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
-            stack_outcome = match follow(&cfn, stack_name, last, lease, interrupt, observer).await {
-                Ok(outcome) => outcome,
-                Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
-            };
+            stack_outcome =
+                match follow(&cfn, stack_name, last, lease, interrupt.as_mut(), observer).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
+                };
         }
     }
     let stack = match stack_outcome {
@@ -423,17 +460,43 @@ async fn locked(
         StackOutcome::Done(description) => description,
     };
 
-    // Step 7: records, with values known only now taken from the stack's outputs.
-    lease.keep_alive().await;
     let outputs: BTreeMap<String, String> = stack
         .as_ref()
         .map(|s| s.outputs.clone())
         .unwrap_or_default();
+    let mut pools_applied = BTreeMap::new();
+    for pool in plan
+        .pool_stacks
+        .iter()
+        .filter(|p| matches!(p.stack.action, Action::Create | Action::Update))
+    {
+        match apply_pool_stack(
+            config,
+            context,
+            plan,
+            pool,
+            &outputs,
+            backend,
+            lease,
+            interrupt.as_mut(),
+            observer,
+        )
+        .await
+        {
+            Ok(applied) => {
+                pools_applied.insert(pool.pool.clone(), applied);
+            }
+            Err((result, message)) => return finish(result, None, Some(message)).await,
+        }
+    }
+
+    // Step 7: records, with values known only now taken from the stack's outputs.
+    lease.keep_alive().await;
     let records = apply_plan_records(plan, &outputs, context, lease, observer).await;
 
     // Step 8: the new state; on a record failure it keeps the old records, so the next plan
     // shows the change again.
-    let next = next_state(
+    let mut next = next_state(
         plan,
         loaded.as_ref().map(|l| &l.state),
         stack.as_ref(),
@@ -445,6 +508,12 @@ async fn locked(
             entry_sha256: started_entry.entry_sha256.clone(),
         },
     );
+    for (pool, (id, parameters)) in pools_applied {
+        if let Some(recorded) = next.pool_stacks.get_mut(&pool) {
+            recorded.id = Some(id);
+            recorded.parameters = parameters;
+        }
+    }
     observer(ApplyEvent::Step("writing the state"));
     lease.keep_alive().await;
     let lost = lease.lost.borrow().clone();
@@ -687,17 +756,18 @@ async fn lock_lost(backend: &Backend, lock: &HeldLock) -> Option<String> {
 /// Step 5: the change set must still be there, unexecuted, with exactly the reviewed template.
 async fn check_change_set<C: StackService>(
     cfn: &C,
-    plan: &Plan,
+    stack: &str,
+    expected_stack_id: Option<&String>,
+    expected_template_sha256: &str,
     change_set: &str,
 ) -> Result<(), String> {
-    let stack = &plan.stack.name;
     let described = cfn
         .describe_change_set(stack, change_set)
         .await
         .map_err(|e| {
             format!("change set {change_set} is gone or unreadable ({e}); nothing was executed")
         })?;
-    if let Some(expected) = &plan.target.stack_id
+    if let Some(expected) = expected_stack_id
         && described.stack_id.as_ref() != Some(expected)
     {
         return Err(format!(
@@ -720,13 +790,150 @@ async fn check_change_set<C: StackService>(
         .and_then(|v| canonical_json_pretty(&v).ok())
         .map(sha256_hex)
         .unwrap_or_else(|| sha256_hex(&body));
-    let expected = plan.stack.template_sha256.clone().unwrap_or_default();
+    let expected = expected_template_sha256;
     if actual != expected {
         return Err(format!(
             "change set {change_set} holds a template hashing to {actual}, not the reviewed {expected}; nothing was executed"
         ));
     }
     Ok(())
+}
+
+/// A stack apply failed to change: how the audit entry ends, and why.
+type StackFailure = (AuditResult, String);
+
+/// Deletes a stack by its id (or name) and follows it until it is gone.
+async fn delete_stack<C: StackService>(
+    cfn: &C,
+    target: &str,
+    backend: &Backend,
+    lease: &Lease<'_>,
+    interrupt: impl Future<Output = ()>,
+    observer: Observer<'_>,
+) -> Result<(), StackFailure> {
+    let failed = |e: &dyn std::fmt::Display| (AuditResult::Failed, e.to_string());
+    let id = match cfn.describe_stack(target).await {
+        Ok(Some(d)) if d.status == "DELETE_COMPLETE" => return Ok(()),
+        Ok(Some(d)) => d.id,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(failed(&e)),
+    };
+    observer(ApplyEvent::Step(&format!("deleting stack {id}")));
+    let last = last_event_id(cfn, &id).await;
+    if let Some(why) = lock_lost(backend, &lease.current()).await {
+        return Err((AuditResult::Failed, why));
+    }
+    cfn.delete_stack(&id).await.map_err(|e| failed(&e))?;
+    outcome(
+        follow(cfn, &id, last, lease, interrupt, observer).await,
+        &id,
+    )
+    .map(|_| ())
+}
+
+/// A followed stack's end as a success (its description) or the audit result it gives.
+fn outcome(
+    followed: Result<StackOutcome, EngineError>,
+    stack: &str,
+) -> Result<Option<crate::aws::cloudformation::StackDescription>, StackFailure> {
+    match followed {
+        Ok(StackOutcome::Done(description)) => Ok(description),
+        Ok(StackOutcome::Unchanged) => Ok(None),
+        Ok(StackOutcome::Failed { result, message }) => Err((result, message)),
+        Ok(StackOutcome::Interrupted) => Err((
+            AuditResult::Interrupted,
+            format!(
+                "interrupted while waiting; stack {stack} continues in CloudFormation and `kube-aws status` follows it"
+            ),
+        )),
+        Err(e) => Err((AuditResult::Failed, e.to_string())),
+    }
+}
+
+/// Creates or updates one pool stack after the cluster stack: executes the reviewed change
+/// set, or makes it now from the reviewed template (checked against its hash) with the
+/// parameters the cluster stack's outputs give. Gives the stack's id and parameters.
+#[allow(clippy::too_many_arguments)] // apply's run context, as `locked` holds it
+async fn apply_pool_stack(
+    config: &ClusterConfig,
+    context: &AwsContext,
+    plan: &Plan,
+    pool: &planfile::PoolStackChange,
+    outputs: &BTreeMap<String, String>,
+    backend: &Backend,
+    lease: &Lease<'_>,
+    interrupt: impl Future<Output = ()>,
+    observer: Observer<'_>,
+) -> Result<(String, BTreeMap<String, String>), StackFailure> {
+    use super::plan::stack;
+    let failed = |e: &dyn std::fmt::Display| (AuditResult::Failed, e.to_string());
+    let cfn = context.cloudformation();
+    let stack_name = &pool.stack.name;
+    let expected = pool.stack.template_sha256.clone().unwrap_or_default();
+    let parameters = stack::pool_parameters(&pool.parameters, outputs).map_err(|e| failed(&e))?;
+    let change_set = if pool.change_set_at_apply() {
+        let Some(template) = pool.template.as_deref() else {
+            return Err(failed(&format!(
+                "the plan has no template for stack {stack_name}; nothing more was executed"
+            )));
+        };
+        if sha256_hex(template) != expected {
+            return Err(failed(&format!(
+                "the plan's template for stack {stack_name} does not hash to the reviewed {expected}; nothing more was executed"
+            )));
+        }
+        let live = stack::live_stack(&cfn, stack_name)
+            .await
+            .map_err(|e| failed(&e))?;
+        let request = stack::PoolChangeSet {
+            stack_name,
+            template,
+            template_sha256: &expected,
+            parameters: parameters.clone(),
+            exists: live.is_some(),
+        };
+        let name = stack::change_set_name(config, &plan.prior, &expected);
+        let mut quiet = |_: &str| {};
+        match stack::create_pool_change_set(
+            config,
+            context,
+            &request,
+            &name,
+            plan.prior.serial,
+            &mut quiet,
+        )
+        .await
+        .map_err(|e| failed(&e))?
+        {
+            Some((described, _)) => described.arn,
+            // Nothing to change after all: the stack already runs this template.
+            None => {
+                let id = live.map(|s| s.id).unwrap_or_default();
+                return Ok((id, parameters));
+            }
+        }
+    } else {
+        let change_set = pool.stack.change_set_arn.clone().unwrap_or_default();
+        check_change_set(&cfn, stack_name, None, &expected, &change_set)
+            .await
+            .map_err(|why| (AuditResult::Failed, why))?;
+        change_set
+    };
+    observer(ApplyEvent::Step(&format!(
+        "executing change set {change_set} on stack {stack_name}"
+    )));
+    let last = last_event_id(&cfn, stack_name).await;
+    if let Some(why) = lock_lost(backend, &lease.current()).await {
+        return Err((AuditResult::Failed, why));
+    }
+    cfn.execute_change_set(stack_name, &change_set)
+        .await
+        .map_err(|e| failed(&e))?;
+    let done = outcome(
+        follow(&cfn, stack_name, last, lease, interrupt, observer).await,
+        stack_name,
+    )?;
+    Ok((done.map(|d| d.id).unwrap_or_default(), parameters))
 }
 
 enum StackOutcome {

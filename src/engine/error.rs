@@ -117,6 +117,12 @@ pub enum EngineError {
         "stack {stack} is busy ({status}); wait for it to finish (`kube-aws status` follows it), then plan again"
     )]
     StackBusy { stack: String, status: String },
+    #[error(
+        "the cluster stack has no output {output}, which a node pool stack takes as a parameter; the cluster stack must be applied with stackPerPool first"
+    )]
+    PoolParameterMissing { output: String },
+    #[error("cluster.yaml: stackPerPool: {message}")]
+    StackLayoutChange { message: String },
     #[error("change set {name} failed: {reason}")]
     ChangeSetFailed { name: String, reason: String },
     #[error("change set {name} was not created within 30 minutes")]

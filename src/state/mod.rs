@@ -27,6 +27,9 @@ pub struct State {
     pub tool_version: String,
     pub cluster_name: String,
     pub stack: Option<StackState>,
+    /// With `stackPerPool`, each worker pool's own stack by pool name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pool_stacks: BTreeMap<String, StackState>,
     /// Every rendered asset by path, with its content hash.
     pub assets: BTreeMap<String, AssetRecord>,
     pub tls: TlsAssets,
@@ -95,6 +98,7 @@ impl State {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             cluster_name: cluster_name.to_string(),
             stack: None,
+            pool_stacks: BTreeMap::new(),
             assets: BTreeMap::new(),
             tls: TlsAssets::new(),
             image: None,

@@ -385,6 +385,7 @@ fn plan_bytes() -> Vec<u8> {
             stack_id: None,
         },
         assets: vec![],
+        pool_stacks: Vec::new(),
         stack: kube_aws::planfile::StackChange {
             name: state.cluster_name.clone(),
             action: kube_aws::planfile::Action::NoOp,

@@ -259,6 +259,208 @@ fn thirty_pools_on_local_state_apply_through_the_template_bucket_and_one_pool_ch
     assert!(operations.len() <= 4, "{operations:?}");
 }
 
+/// CloudFormation's view of one stack in moto: its status and the type of each resource.
+fn stack_resources(stack: &str) -> (String, BTreeSet<String>) {
+    block_on(async {
+        let client = aws_sdk_cloudformation::Client::new(&moto().sdk_config().await);
+        let described = client.describe_stacks().stack_name(stack).send().await;
+        let status = match described {
+            Ok(out) => out.stacks()[0]
+                .stack_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            Err(_) => return ("absent".to_string(), BTreeSet::new()),
+        };
+        let resources = client
+            .list_stack_resources()
+            .stack_name(stack)
+            .send()
+            .await
+            .map(|out| {
+                out.stack_resource_summaries()
+                    .iter()
+                    .map(|r| r.logical_resource_id().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (status, resources)
+    })
+}
+
+#[test]
+fn with_a_stack_per_pool_a_pool_changes_in_its_own_stack_alone_and_goes_first_on_destroy() {
+    let c = Cluster::new("perpool", false, None);
+    c.set("stackPerPool", "true");
+    let pools = |instance_type: &str, with_batch: bool| {
+        let batch = if with_batch {
+            ", {name: batch, count: 1}"
+        } else {
+            ""
+        };
+        format!("[{{name: gpu, count: 1, instanceType: {instance_type}}}{batch}]")
+    };
+    c.set("nodePools", &pools("m5.large", true));
+    c.plan_and_apply();
+    let plan = c.plan_file("plan.json");
+    // The cluster stack is created, so each pool's change set is made by apply after it.
+    let pool_stacks = plan["pool_stacks"].as_array().unwrap();
+    let planned: Vec<(&str, &str, bool)> = pool_stacks
+        .iter()
+        .map(|p| {
+            (
+                p["stack"]["name"].as_str().unwrap(),
+                p["stack"]["action"].as_str().unwrap(),
+                p["template"].is_string(),
+            )
+        })
+        .collect();
+    println!("first plan: {planned:?}");
+    let stack_name = |pool: &str| format!("{}-pool-{pool}", c.name);
+    assert_eq!(
+        planned,
+        [
+            (stack_name("batch").as_str(), "create", true),
+            (stack_name("gpu").as_str(), "create", true),
+            (stack_name("workers").as_str(), "create", true)
+        ]
+    );
+    let cluster_ids = plan["stack"]["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["logical_id"].as_str().unwrap().to_string())
+        .collect::<BTreeSet<_>>();
+    assert!(
+        !cluster_ids
+            .iter()
+            .any(|id| id.starts_with("AutoScale") && id != "AutoScaleEtcd0"),
+        "{cluster_ids:?}"
+    );
+    let (status, gpu) = stack_resources(&stack_name("gpu"));
+    println!("{}: {status} {gpu:?}", stack_name("gpu"));
+    assert_eq!(status, "CREATE_COMPLETE");
+    assert_eq!(
+        gpu,
+        [
+            "AutoScaleGpu",
+            "IAMInstanceProfilePoolGpu",
+            "IAMRolePoolGpu",
+            "LaunchTemplateGpu"
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    );
+    let state: Value = serde_json::from_slice(&c.expect(0, &["state", "pull"]).stdout).unwrap();
+    let recorded = &state["pool_stacks"]["gpu"];
+    assert!(
+        recorded["id"]
+            .as_str()
+            .unwrap()
+            .contains(&stack_name("gpu")),
+        "{recorded}"
+    );
+    assert!(
+        recorded["parameters"]["SecurityGroupWorker"]
+            .as_str()
+            .unwrap()
+            .starts_with("sg-"),
+        "{recorded}"
+    );
+
+    // One pool's instance type: a change set for that pool's stack only, made at plan time
+    // (the cluster stack stays as it is, so its outputs are known).
+    c.set("nodePools", &pools("m6i.large", true));
+    c.proxy.reset();
+    let text = stdout(&c.expect(2, &["plan", "-o", "change.json", "--detailed-exitcode"]));
+    let requests = c.proxy.forwarded(None).len();
+    let change = c.plan_file("change.json");
+    assert_eq!(change["stack"]["action"], "no-op", "{text}");
+    let changed: Vec<(&str, &str)> = change["pool_stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["stack"]["action"] != "no-op")
+        .map(|p| {
+            (
+                p["stack"]["name"].as_str().unwrap(),
+                p["stack"]["change_set_arn"].as_str().unwrap_or("(none)"),
+            )
+        })
+        .collect();
+    println!("one pool's instance type changed: {changed:?}, {requests} AWS requests\n{text}");
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].0, stack_name("gpu"));
+    assert!(
+        changed[0].1.starts_with("arn:aws:cloudformation:"),
+        "{changed:?}"
+    );
+    assert!(
+        text.contains("Node pool stacks: 2 without changes"),
+        "{text}"
+    );
+    c.expect(0, &["apply", "change.json"]);
+
+    // The no-op plan asks nothing about the pool stacks.
+    c.proxy.reset();
+    let out = c.expect(0, &["plan", "--detailed-exitcode"]);
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+    let operations: Vec<String> = c
+        .proxy
+        .forwarded(None)
+        .iter()
+        .map(|r| format!("{}:{}", r.service, r.operation))
+        .collect();
+    println!(
+        "no-op plan with 3 pool stacks: {} AWS requests {operations:?}",
+        operations.len()
+    );
+    assert!(operations.len() <= 4, "{operations:?}");
+
+    // Leaving the layout would replace every worker: refused, naming the setting.
+    c.set("stackPerPool", "false");
+    let refused = stderr(&c.expect(1, &["plan"]));
+    assert!(refused.contains("stackPerPool"), "{refused}");
+    c.set("stackPerPool", "true");
+
+    // A removed pool's stack is deleted.
+    c.set("nodePools", &pools("m6i.large", false));
+    c.expect(2, &["plan", "-o", "remove.json", "--detailed-exitcode"]);
+    let remove = c.plan_file("remove.json");
+    let deleted: Vec<&str> = remove["pool_stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["stack"]["action"] == "delete")
+        .map(|p| p["pool"].as_str().unwrap())
+        .collect();
+    assert_eq!(deleted, ["batch"]);
+    c.expect(0, &["apply", "remove.json"]);
+    assert_eq!(stack_resources(&stack_name("batch")).0, "absent");
+
+    // Destroy: every pool stack, then the cluster stack. moto cannot delete the full cluster
+    // stack (it deletes the VPC before what is in it; edges.rs destroys a small template for
+    // that reason), so the run fails there, after the pool stacks are gone.
+    let text = stdout(&c.expect(0, &["destroy", "--plan-only", "-o", "destroy.json"]));
+    let destroy = c.plan_file("destroy.json");
+    assert_eq!(
+        destroy["summary"]["remove"], 4,
+        "two pool stacks, the cluster stack, the record\n{text}"
+    );
+    let failed = stderr(&c.expect(1, &["apply", "destroy.json"]));
+    assert!(
+        failed.contains("DeleteStack") && failed.contains("vpc"),
+        "{failed}"
+    );
+    for stack in [stack_name("gpu"), stack_name("workers")] {
+        let (status, _) = stack_resources(&stack);
+        assert!(
+            status == "absent" || status == "DELETE_COMPLETE",
+            "{stack}: {status}"
+        );
+    }
+}
+
 #[test]
 fn changing_the_worker_instance_type_shows_the_rolling_replacement_everywhere() {
     let c = Cluster::new("roll", false, None);

@@ -46,6 +46,74 @@ fn summary_line(plan: &Plan) -> String {
 }
 
 /// The Terraform-style text view.
+/// One stack's section of the text plan.
+fn stack_text(out: &mut String, p: &Palette, stack: &crate::planfile::StackChange, at_apply: bool) {
+    let _ = writeln!(out, "\nStack {}:", stack.name);
+    match (&stack.action, &stack.change_set_name) {
+        (Action::NoOp, _) => {
+            let _ = writeln!(out, "  no changes");
+        }
+        (action, Some(cs)) => {
+            let _ = writeln!(
+                out,
+                "  {} via change set {cs}",
+                match action {
+                    Action::Create => "create",
+                    _ => "update",
+                }
+            );
+        }
+        (Action::Delete, None) => {
+            let _ = writeln!(
+                out,
+                "{}",
+                p.remove
+                    .apply_to("  - delete the stack and every resource in it")
+            );
+        }
+        (action, None) if at_apply => {
+            let _ = writeln!(
+                out,
+                "  {action:?} via a change set apply makes after the cluster stack (its parameters are the cluster stack's outputs: known after apply)"
+            );
+        }
+        (action, None) => {
+            let _ = writeln!(out, "  {action:?} (no change set: offline)");
+        }
+    }
+    for c in &stack.resource_changes {
+        let symbol = c.symbol();
+        let style = match c.action {
+            ResourceAction::Add => &p.add,
+            ResourceAction::Remove => &p.remove,
+            _ if c.replaces() => &p.replace,
+            _ => &p.change,
+        };
+        let mut line = format!("  {symbol} {} ({})", c.logical_id, c.resource_type);
+        if !c.changed_properties.is_empty() {
+            line.push_str(&format!(" [{}]", c.changed_properties.join(", ")));
+        }
+        if c.rolling.is_some() {
+            line.push_str(": instances replaced by a rolling update");
+        } else if let Some(r) = &c.replacement
+            && c.action == ResourceAction::Modify
+        {
+            line.push_str(&format!(" replacement: {r}{}", forecast_mark(c)));
+        }
+        let _ = writeln!(out, "{}", style.apply_to(line));
+        if let Some(r) = &c.rolling {
+            let _ = writeln!(
+                out,
+                "{}",
+                p.replace.apply_to(format!("      {}", rolling_text(r)))
+            );
+        }
+        for detail in &c.details {
+            let _ = writeln!(out, "{}", p.dim.apply_to(format!("      {detail}")));
+        }
+    }
+}
+
 pub fn plan_text(plan: &Plan, color: bool) -> String {
     let p = Palette::new(color);
     let mut out = String::new();
@@ -105,64 +173,21 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
             }
         }
     }
-    let stack = &plan.stack;
-    let _ = writeln!(out, "\nStack {}:", stack.name);
-    match (&stack.action, &stack.change_set_name) {
-        (Action::NoOp, _) => {
-            let _ = writeln!(out, "  no changes");
-        }
-        (action, Some(cs)) => {
-            let _ = writeln!(
-                out,
-                "  {} via change set {cs}",
-                match action {
-                    Action::Create => "create",
-                    _ => "update",
-                }
-            );
-        }
-        (Action::Delete, None) => {
-            let _ = writeln!(
-                out,
-                "{}",
-                p.remove
-                    .apply_to("  - delete the stack and every resource in it")
-            );
-        }
-        (action, None) => {
-            let _ = writeln!(out, "  {action:?} (no change set: offline)");
-        }
+    stack_text(&mut out, &p, &plan.stack, false);
+    let unchanged_pools = plan
+        .pool_stacks
+        .iter()
+        .filter(|pool| pool.stack.action == Action::NoOp)
+        .count();
+    for pool in plan
+        .pool_stacks
+        .iter()
+        .filter(|pool| pool.stack.action != Action::NoOp)
+    {
+        stack_text(&mut out, &p, &pool.stack, pool.change_set_at_apply());
     }
-    for c in &stack.resource_changes {
-        let symbol = c.symbol();
-        let style = match c.action {
-            ResourceAction::Add => &p.add,
-            ResourceAction::Remove => &p.remove,
-            _ if c.replaces() => &p.replace,
-            _ => &p.change,
-        };
-        let mut line = format!("  {symbol} {} ({})", c.logical_id, c.resource_type);
-        if !c.changed_properties.is_empty() {
-            line.push_str(&format!(" [{}]", c.changed_properties.join(", ")));
-        }
-        if c.rolling.is_some() {
-            line.push_str(": instances replaced by a rolling update");
-        } else if let Some(r) = &c.replacement
-            && c.action == ResourceAction::Modify
-        {
-            line.push_str(&format!(" replacement: {r}{}", forecast_mark(c)));
-        }
-        let _ = writeln!(out, "{}", style.apply_to(line));
-        if let Some(r) = &c.rolling {
-            let _ = writeln!(
-                out,
-                "{}",
-                p.replace.apply_to(format!("      {}", rolling_text(r)))
-            );
-        }
-        for detail in &c.details {
-            let _ = writeln!(out, "{}", p.dim.apply_to(format!("      {detail}")));
-        }
+    if unchanged_pools > 0 {
+        let _ = writeln!(out, "\nNode pool stacks: {unchanged_pools} without changes");
     }
     let records: Vec<_> = plan.records.iter().collect();
     if !records.is_empty() {
@@ -212,6 +237,45 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
 }
 
 /// The pull-request comment view: replacements first, a summary table, details folded.
+/// One stack's section of the Markdown plan.
+fn stack_markdown(out: &mut String, stack: &crate::planfile::StackChange) {
+    if !stack.resource_changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "#### Stack `{}` ({})\n\n| | Resource | Type | Action | Replacement | Changed |\n|---|---|---|---|---|---|",
+            stack.name,
+            stack
+                .change_set_name
+                .as_deref()
+                .map(|n| format!("change set `{n}`"))
+                .unwrap_or_else(|| format!("{:?}", stack.action))
+        );
+        for c in &stack.resource_changes {
+            let symbol = c.symbol();
+            let replacement = match (&c.rolling, &c.replacement) {
+                (Some(r), _) => format!(
+                    "rolling: {} instance(s), {} at a time",
+                    r.instances_text(),
+                    r.max_batch_size
+                ),
+                (None, Some(r)) => format!("{r}{}", forecast_mark(c)),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "| {symbol} | `{}` | {} | {} | {replacement} | {} |",
+                c.logical_id,
+                c.resource_type,
+                c.action,
+                c.changed_properties.join(", ")
+            );
+        }
+        out.push('\n');
+    } else if stack.action != Action::NoOp {
+        let _ = writeln!(out, "#### Stack `{}`: {:?}\n", stack.name, stack.action);
+    }
+}
+
 pub fn plan_markdown(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -263,44 +327,13 @@ pub fn plan_markdown(plan: &Plan) -> String {
         plan.new_state.serial,
         &plan.plan_sha256[..12]
     );
-    if !plan.stack.resource_changes.is_empty() {
-        let _ = writeln!(
-            out,
-            "#### Stack `{}` ({})\n\n| | Resource | Type | Action | Replacement | Changed |\n|---|---|---|---|---|---|",
-            plan.stack.name,
-            plan.stack
-                .change_set_name
-                .as_deref()
-                .map(|n| format!("change set `{n}`"))
-                .unwrap_or_else(|| format!("{:?}", plan.stack.action))
-        );
-        for c in &plan.stack.resource_changes {
-            let symbol = c.symbol();
-            let replacement = match (&c.rolling, &c.replacement) {
-                (Some(r), _) => format!(
-                    "rolling: {} instance(s), {} at a time",
-                    r.instances_text(),
-                    r.max_batch_size
-                ),
-                (None, Some(r)) => format!("{r}{}", forecast_mark(c)),
-                _ => String::new(),
-            };
-            let _ = writeln!(
-                out,
-                "| {symbol} | `{}` | {} | {} | {replacement} | {} |",
-                c.logical_id,
-                c.resource_type,
-                c.action,
-                c.changed_properties.join(", ")
-            );
-        }
-        out.push('\n');
-    } else if plan.stack.action != Action::NoOp {
-        let _ = writeln!(
-            out,
-            "#### Stack `{}`: {:?}\n",
-            plan.stack.name, plan.stack.action
-        );
+    stack_markdown(&mut out, &plan.stack);
+    for pool in plan
+        .pool_stacks
+        .iter()
+        .filter(|pool| pool.stack.action != Action::NoOp)
+    {
+        stack_markdown(&mut out, &pool.stack);
     }
     let records: Vec<_> = plan.records.iter().filter(|r| r.action.changes()).collect();
     if !records.is_empty() {

@@ -110,6 +110,26 @@ pub async fn restore_missing_addons(
 /// Uploads what the stack reads from S3 to the artifact bucket under content-addressed keys:
 /// every add-on manifest, and the template when it is over the inline limit (its URL is
 /// returned).
+/// Uploads a template over the inline limit (content-addressed, so plan and apply upload it
+/// once) and gives its URL; `None` when it goes inline.
+pub async fn upload_template(
+    config: &ClusterConfig,
+    context: &AwsContext,
+    template_sha256: &str,
+    body: &str,
+) -> Result<Option<String>, EngineError> {
+    if body.len() <= INLINE_TEMPLATE_LIMIT {
+        return Ok(None);
+    }
+    let (artifacts, objects) = artifact_store(config, context)?;
+    let key = artifacts.template_key(template_sha256);
+    objects
+        .put(&key, body.as_bytes(), Precondition::Overwrite)
+        .await
+        .map_err(StateError::from)?;
+    Ok(Some(artifacts.url(&key)))
+}
+
 pub async fn upload_artifacts(
     config: &ClusterConfig,
     context: &AwsContext,
@@ -117,15 +137,7 @@ pub async fn upload_artifacts(
     template_sha256: &str,
     body: &str,
 ) -> Result<Option<String>, EngineError> {
-    let (artifacts, objects) = artifact_store(config, context)?;
+    let (_, objects) = artifact_store(config, context)?;
     upload_addons(&objects, rendered, &BTreeSet::new()).await?;
-    if body.len() <= INLINE_TEMPLATE_LIMIT {
-        return Ok(None);
-    }
-    let key = artifacts.template_key(template_sha256);
-    objects
-        .put(&key, body.as_bytes(), Precondition::Overwrite)
-        .await
-        .map_err(StateError::from)?;
-    Ok(Some(artifacts.url(&key)))
+    upload_template(config, context, template_sha256, body).await
 }

@@ -16,8 +16,8 @@ use crate::engine::pki::IssueReason;
 use crate::hash::{canonical_json, canonical_json_pretty, sha256_hex};
 use crate::planfile::{
     Action, AssetChange, Certificate, CertificateAction, ChangeSummary, KNOWN_AFTER_APPLY,
-    RecordAction, RecordChange, Replacement, ReplacementSource, ResourceAction, ResourceChange,
-    StackChange,
+    PoolStackChange, RecordAction, RecordChange, Replacement, ReplacementSource, ResourceAction,
+    ResourceChange, StackChange,
 };
 use crate::render::{self, Rendered};
 use crate::state::{ImageState, RecordState, StackState, State};
@@ -114,8 +114,9 @@ pub fn applied_state(
 ) -> State {
     let template_sha256 = sha256_hex(&rendered.stack_template);
     let assets = desired_assets(config, rendered, tls);
-    let bound_key = state_render_key(render_key, &assets, &template_sha256);
-    state_with_assets(
+    let pool_stacks = applied_pool_stacks(config, prior, rendered);
+    let bound_key = state_render_key(render_key, &assets, &template_sha256, &pool_stacks);
+    let mut state = state_with_assets(
         config,
         prior,
         lineage,
@@ -124,7 +125,9 @@ pub fn applied_state(
         template_sha256,
         assets,
         bound_key,
-    )
+    );
+    state.pool_stacks = pool_stacks;
+    state
 }
 
 /// The state an apply writes when the render would give exactly what `prior` records (its
@@ -138,7 +141,7 @@ pub fn unchanged_state(
     tls: &TlsAssets,
     bound_key: String,
 ) -> State {
-    state_with_assets(
+    let mut state = state_with_assets(
         config,
         Some(prior),
         prior.lineage.clone(),
@@ -147,7 +150,9 @@ pub fn unchanged_state(
         template_sha256.to_string(),
         prior.assets.clone(),
         bound_key,
-    )
+    );
+    state.pool_stacks = prior.pool_stacks.clone();
+    state
 }
 
 /// The render key a state records: the inputs' key bound to the assets and template hash the
@@ -157,12 +162,71 @@ pub fn state_render_key(
     inputs_key: &str,
     assets: &BTreeMap<String, AssetRecord>,
     template_sha256: &str,
+    pool_stacks: &BTreeMap<String, StackState>,
 ) -> String {
     // The assets are a BTreeMap of plain records: serde_json gives the same bytes each time.
-    sha256_hex(
+    // A cluster without pool stacks hashes as it did before they existed.
+    let pool_templates: BTreeMap<&str, &str> = pool_stacks
+        .iter()
+        .map(|(pool, s)| (pool.as_str(), s.template_sha256.as_str()))
+        .collect();
+    let bytes = if pool_templates.is_empty() {
         serde_json::to_vec(&(inputs_key, assets, template_sha256))
-            .expect("asset records serialise"),
-    )
+    } else {
+        serde_json::to_vec(&(inputs_key, assets, template_sha256, pool_templates))
+    };
+    sha256_hex(bytes.expect("asset records serialise"))
+}
+
+/// The pool stacks an apply of this render leaves: each rendered pool's stack with its
+/// template hash, keeping the id the state knows.
+fn applied_pool_stacks(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    rendered: &Rendered,
+) -> BTreeMap<String, StackState> {
+    rendered
+        .pool_stacks
+        .iter()
+        .map(|(pool, stack)| {
+            let recorded = prior.and_then(|s| s.pool_stacks.get(pool));
+            (
+                pool.clone(),
+                StackState {
+                    name: stack.stack_name.clone(),
+                    id: recorded.and_then(|s| s.id.clone()),
+                    template_sha256: sha256_hex(&stack.template),
+                    parameters: BTreeMap::new(),
+                    tags: config.stack_tags.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// A template forecast where no change set was made yet (apply makes it after the cluster
+/// stack): a new stack adds every resource; an existing one's changes are known after apply.
+pub fn forecast_creation(template: &Value, create: bool) -> Vec<ResourceChange> {
+    if !create {
+        return Vec::new();
+    }
+    template["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(id, resource)| ResourceChange {
+            action: ResourceAction::Add,
+            logical_id: id.clone(),
+            resource_type: resource["Type"].as_str().unwrap_or_default().to_string(),
+            physical_id: None,
+            replacement: None,
+            replacement_source: None,
+            scope: Vec::new(),
+            details: Vec::new(),
+            changed_properties: Vec::new(),
+            rolling: None,
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)] // the two callers above are its whole interface
@@ -182,6 +246,7 @@ fn state_with_assets(
         serial: prior.map_or(0, |s| s.serial) + 1,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         cluster_name: config.cluster_name.clone(),
+        pool_stacks: BTreeMap::new(),
         stack: Some(StackState {
             name: config.stack_name(),
             id: prior
@@ -337,11 +402,29 @@ pub fn resource_changes(
 
 pub fn summarize(
     stack: &StackChange,
+    pool_stacks: &[PoolStackChange],
     records: &[RecordChange],
     assets: &[AssetChange],
 ) -> ChangeSummary {
     let mut s = ChangeSummary::default();
-    if stack.resource_changes.is_empty() && stack.action != Action::NoOp {
+    let stacks: Vec<&StackChange> = std::iter::once(stack)
+        .chain(pool_stacks.iter().map(|p| &p.stack))
+        .collect();
+    if stacks
+        .iter()
+        .any(|stack| stack.resource_changes.is_empty() && stack.action == Action::Delete)
+    {
+        // A pool stack deleted on its own: one removal, like the stack a destroy deletes.
+        s.remove += pool_stacks
+            .iter()
+            .filter(|p| p.stack.action == Action::Delete)
+            .count() as u32;
+    }
+    if stacks.iter().any(|stack| {
+        stack.resource_changes.is_empty()
+            && stack.action != Action::NoOp
+            && stack.action != Action::Delete
+    }) {
         // No change set to count (offline): count the assets instead.
         for a in assets.iter().filter(|a| a.kind != AssetKind::StackTemplate) {
             match a.action {
@@ -352,7 +435,7 @@ pub fn summarize(
             }
         }
     }
-    for c in &stack.resource_changes {
+    for c in stacks.iter().flat_map(|stack| &stack.resource_changes) {
         match c.action {
             ResourceAction::Add => s.add += 1,
             ResourceAction::Remove => s.remove += 1,
@@ -541,6 +624,7 @@ pub fn destroyed_state(config: &ClusterConfig, prior: Option<&State>, lineage: S
     next.serial = prior.map_or(0, |s| s.serial) + 1;
     next.tool_version = env!("CARGO_PKG_VERSION").to_string();
     next.stack = None;
+    next.pool_stacks = BTreeMap::new();
     next.records = Vec::new();
     next.assets.retain(|_, a| a.kind == AssetKind::Tls);
     // Nothing rendered is deployed any more: the next plan renders everything.

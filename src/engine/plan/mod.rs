@@ -23,7 +23,9 @@ use crate::aws::AwsContext;
 use crate::aws::cloudformation::StackService;
 use crate::aws::kms::KmsVault;
 use crate::config::{ClusterConfig, StateBackendKind};
-use crate::planfile::{Action, ChangeSummary, Plan, PlanKind, PriorBinding, StackChange, Target};
+use crate::planfile::{
+    Action, ChangeSummary, Plan, PlanKind, PoolStackChange, PriorBinding, StackChange, Target,
+};
 use crate::state::store::Loaded;
 use crate::state::{PendingAssets, State};
 
@@ -160,6 +162,7 @@ fn unsealed(
         target,
         assets: Vec::new(),
         stack,
+        pool_stacks: Vec::new(),
         records: Vec::new(),
         certificates: Vec::new(),
         template: None,
@@ -184,6 +187,7 @@ async fn plan_apply(
 ) -> Result<Plan, EngineError> {
     let binding = prior_binding(prior.as_ref());
     let prior = prior.as_ref().map(|p| &p.state);
+    check_stack_layout(config, prior)?;
 
     // What an interrupted apply shipped is reused rather than issued again.
     let mut inputs = BuildInputs::new(config, prior, now);
@@ -224,6 +228,16 @@ async fn plan_apply(
     )
     .await?;
     skipped.extend(stack.skipped.clone());
+    let pool_stacks = stack::plan_pool_stacks(
+        config,
+        prior,
+        &binding,
+        online,
+        &built.rendered,
+        &stack,
+        progress,
+    )
+    .await?;
     let records = match online {
         None => {
             skipped.push(records::OFFLINE_SKIPPED.into());
@@ -290,19 +304,46 @@ async fn plan_apply(
         s.id = stack.stack_id.clone();
     }
     new_state.records = changes::recorded_records(&records);
-    let summary = changes::summarize(&stack.change, &records, &assets);
+    let summary = changes::summarize(&stack.change, &pool_stacks, &records, &assets);
     let template = (stack.change.action != Action::NoOp).then_some(built.rendered.stack_template);
     Ok(Plan {
         offline: online.is_none(),
         skipped,
         assets,
         template,
+        pool_stacks,
         records,
         certificates,
         new_state,
         summary,
         ..unsealed(config, PlanKind::Apply, binding, target, stack.change)
     })
+}
+
+/// Refuses to move an applied cluster between one stack and a stack per pool: the plan would
+/// delete every pool's instances from one stack and create them in another. Moving them
+/// without replacement (retain, remove, import) is not built yet.
+fn check_stack_layout(config: &ClusterConfig, prior: Option<&State>) -> Result<(), EngineError> {
+    let Some(prior) = prior.filter(|s| s.stack.is_some()) else {
+        return Ok(());
+    };
+    let message = match (config.stack_per_pool, prior.pool_stacks.is_empty()) {
+        (true, true) => format!(
+            "the cluster was applied with its node pools in stack {}; moving them to stacks of their own would replace every worker, and moving them without replacement is not supported yet. Remove stackPerPool to keep the one stack",
+            config.stack_name()
+        ),
+        (false, false) => format!(
+            "the cluster was applied with a stack per node pool ({}); without stackPerPool the plan would delete them and replace every worker. Set stackPerPool: true again",
+            prior
+                .pool_stacks
+                .values()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => return Ok(()),
+    };
+    Err(EngineError::StackLayoutChange { message })
 }
 
 /// What an offline plan made from the state says it did not do.
@@ -324,10 +365,15 @@ fn unchanged_offline(
         &prepared.render_key,
         &prior.assets,
         &recorded_stack.template_sha256,
+        &prior.pool_stacks,
     );
     if prior.render_key.as_ref() != Some(&bound)
         || !prepared.tls.issued.is_empty()
         || recorded_stack.tags != config.stack_tags
+        || prior
+            .pool_stacks
+            .values()
+            .any(|s| s.tags != config.stack_tags)
     {
         return None;
     }
@@ -371,9 +417,28 @@ fn unchanged_offline(
         template_url: None,
         resource_changes: Vec::new(),
     };
-    let summary = changes::summarize(&change, &[], &assets);
+    let pool_stacks: Vec<PoolStackChange> = prior
+        .pool_stacks
+        .iter()
+        .map(|(pool, recorded)| PoolStackChange {
+            pool: pool.clone(),
+            stack: StackChange {
+                name: recorded.name.clone(),
+                action: Action::NoOp,
+                change_set_name: None,
+                change_set_arn: None,
+                template_sha256: Some(recorded.template_sha256.clone()),
+                template_url: None,
+                resource_changes: Vec::new(),
+            },
+            parameters: Vec::new(),
+            template: None,
+        })
+        .collect();
+    let summary = changes::summarize(&change, &pool_stacks, &[], &assets);
     Some(Plan {
         offline: true,
+        pool_stacks,
         skipped,
         assets,
         certificates,
@@ -479,12 +544,35 @@ async fn plan_destroy(
         template_url: None,
         resource_changes: Vec::new(),
     };
+    // Every pool stack the state records goes first (apply skips one already gone).
+    let pool_stacks: Vec<PoolStackChange> = prior
+        .map(|s| &s.pool_stacks)
+        .into_iter()
+        .flatten()
+        .map(|(pool, recorded)| PoolStackChange {
+            pool: pool.clone(),
+            stack: StackChange {
+                name: recorded.name.clone(),
+                action: Action::Delete,
+                change_set_name: None,
+                change_set_arn: None,
+                template_sha256: Some(recorded.template_sha256.clone()),
+                template_url: None,
+                resource_changes: Vec::new(),
+            },
+            parameters: Vec::new(),
+            template: None,
+        })
+        .collect();
     let records = records::removed_records(prior, &[]);
     let summary = ChangeSummary {
-        remove: u32::from(stack.action == Action::Delete) + records.len() as u32,
+        remove: u32::from(stack.action == Action::Delete)
+            + pool_stacks.len() as u32
+            + records.len() as u32,
         ..ChangeSummary::default()
     };
     Ok(Plan {
+        pool_stacks,
         assets: changes::destroyed_assets(prior),
         records,
         new_state: changes::destroyed_state(config, prior, uuid::Uuid::new_v4().to_string()),

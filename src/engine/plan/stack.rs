@@ -13,7 +13,7 @@ use crate::aws::cloudformation::{ChangeSetDescription, ChangeSetRequest, StackSe
 use crate::config::ClusterConfig;
 use crate::engine::EngineError;
 use crate::hash::{canonical_json, sha256_hex};
-use crate::planfile::{Action, PriorBinding, StackChange};
+use crate::planfile::{Action, PoolStackChange, PriorBinding, StackChange};
 use crate::render::{self, Rendered};
 use crate::state::State;
 
@@ -154,6 +154,7 @@ pub async fn plan_stack(
         template_body: template_url.is_none().then_some(body),
         template_url: template_url.clone(),
         tags: config.stack_tags.clone(),
+        parameters: BTreeMap::new(),
         description: format!(
             "kube-aws plan for {} (state serial {})",
             config.cluster_name, binding.serial
@@ -194,9 +195,237 @@ pub async fn plan_stack(
     Ok(plan)
 }
 
+/// Plans each worker pool's own stack (`stackPerPool`). A pool stack whose template and tags
+/// are the state's is unchanged and asked nothing, so a no-op plan makes no request per pool.
+/// A changed one gets its change set now when the cluster stack stays as it is (its outputs,
+/// the pool's parameters, are known); otherwise apply makes it after the cluster stack, from
+/// the template the plan carries. A pool the state records but the config no longer has is
+/// deleted.
+pub async fn plan_pool_stacks(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    binding: &PriorBinding,
+    online: Option<&AwsContext>,
+    rendered: &Rendered,
+    cluster: &StackPlan,
+    progress: Progress<'_>,
+) -> Result<Vec<PoolStackChange>, EngineError> {
+    let recorded = prior.map(|s| &s.pool_stacks);
+    let mut planned = Vec::new();
+    for (pool, rendered_pool) in &rendered.pool_stacks {
+        let template_sha256 = sha256_hex(&rendered_pool.template);
+        let recorded = recorded.and_then(|r| r.get(pool));
+        let mut change = PoolStackChange {
+            pool: pool.clone(),
+            stack: StackChange {
+                name: rendered_pool.stack_name.clone(),
+                action: Action::NoOp,
+                change_set_name: None,
+                change_set_arn: None,
+                template_sha256: Some(template_sha256.clone()),
+                template_url: None,
+                resource_changes: Vec::new(),
+            },
+            parameters: rendered_pool.parameters.clone(),
+            template: None,
+        };
+        let applied = recorded.map(|s| (&s.template_sha256, &s.tags));
+        if applied == Some((&template_sha256, &config.stack_tags)) {
+            planned.push(change);
+            continue;
+        }
+        change.stack.action = if recorded.is_some() {
+            Action::Update
+        } else {
+            Action::Create
+        };
+        let Some(context) = online else {
+            planned.push(change);
+            continue;
+        };
+        let cluster_settled = cluster.change.action == Action::NoOp && cluster.stack_id.is_some();
+        if !cluster_settled {
+            // Its parameters are the cluster stack's outputs after apply: apply makes the
+            // change set, from this template.
+            change.template = Some(rendered_pool.template.clone());
+            change.stack.resource_changes = changes::forecast_creation(
+                &serde_json::from_str(&rendered_pool.template).unwrap_or_default(),
+                recorded.is_none(),
+            );
+            planned.push(change);
+            continue;
+        }
+        let parameters = pool_parameters(&rendered_pool.parameters, &cluster.outputs)?;
+        let cfn = context.cloudformation();
+        progress(&format!("describing stack {}", rendered_pool.stack_name));
+        let live = live_stack(&cfn, &rendered_pool.stack_name).await?;
+        if let Some(recorded) = recorded.and_then(|s| s.id.as_deref()) {
+            check_stack_binding(
+                config,
+                recorded,
+                live.as_ref().map(|s| s.id.as_str()),
+                context,
+            )
+            .await?;
+        }
+        let deployed = match &live {
+            Some(_) => {
+                let body = cfn.get_template(&rendered_pool.stack_name, None).await?;
+                serde_json::from_str(&body).ok()
+            }
+            None => None,
+        };
+        let request = PoolChangeSet {
+            stack_name: &rendered_pool.stack_name,
+            template: &rendered_pool.template,
+            template_sha256: &template_sha256,
+            parameters,
+            exists: live.is_some(),
+        };
+        let name = change_set_name(config, binding, &template_sha256);
+        let Some((described, template_url)) =
+            create_pool_change_set(config, context, &request, &name, binding.serial, progress)
+                .await?
+        else {
+            change.stack.action = Action::NoOp;
+            planned.push(change);
+            continue;
+        };
+        change.stack.action = if live.is_some() {
+            Action::Update
+        } else {
+            Action::Create
+        };
+        change.stack.change_set_name = Some(name);
+        change.stack.change_set_arn = Some(described.arn.clone());
+        change.stack.template_url = template_url;
+        change.stack.resource_changes = changes::resource_changes(
+            &described.changes,
+            deployed.as_ref(),
+            &serde_json::from_str(&rendered_pool.template).unwrap_or_default(),
+        );
+        planned.push(change);
+    }
+    // Pools removed from cluster.yaml: their stacks go, before the cluster stack changes (it
+    // may remove what they use).
+    for (pool, stack) in recorded.into_iter().flatten() {
+        if !rendered.pool_stacks.contains_key(pool) {
+            planned.push(PoolStackChange {
+                pool: pool.clone(),
+                stack: StackChange {
+                    name: stack.name.clone(),
+                    action: Action::Delete,
+                    change_set_name: None,
+                    change_set_arn: None,
+                    template_sha256: Some(stack.template_sha256.clone()),
+                    template_url: None,
+                    resource_changes: Vec::new(),
+                },
+                parameters: Vec::new(),
+                template: None,
+            });
+        }
+    }
+    Ok(planned)
+}
+
+/// A pool stack's parameter values: the cluster stack's outputs of the same names.
+pub(crate) fn pool_parameters(
+    names: &[String],
+    outputs: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    names
+        .iter()
+        .map(|name| match outputs.get(name) {
+            Some(value) => Ok((name.clone(), value.clone())),
+            None => Err(EngineError::PoolParameterMissing {
+                output: name.clone(),
+            }),
+        })
+        .collect()
+}
+
+/// The stack as it is, or `None` when there is none (or only an earlier plan's change set for
+/// one); refuses a stack that is busy or failed to create.
+pub(crate) async fn live_stack<C: StackService>(
+    cfn: &C,
+    stack_name: &str,
+) -> Result<Option<crate::aws::cloudformation::StackDescription>, EngineError> {
+    match cfn.describe_stack(stack_name).await? {
+        Some(s) if s.status == "REVIEW_IN_PROGRESS" => Ok(None),
+        Some(s) if s.status == "ROLLBACK_COMPLETE" || s.status == "ROLLBACK_FAILED" => {
+            Err(EngineError::StackFailedCreate {
+                stack: stack_name.to_string(),
+                status: s.status,
+            })
+        }
+        Some(s) if s.status.ends_with("_IN_PROGRESS") => Err(EngineError::StackBusy {
+            stack: stack_name.to_string(),
+            status: s.status,
+        }),
+        other => Ok(other),
+    }
+}
+
+/// What a pool stack's change set is made of.
+pub(crate) struct PoolChangeSet<'a> {
+    pub stack_name: &'a str,
+    pub template: &'a str,
+    pub template_sha256: &'a str,
+    pub parameters: BTreeMap<String, String>,
+    pub exists: bool,
+}
+
+/// Creates a pool stack's change set and waits for it: at plan time, or at apply time for a
+/// pool whose parameters were known only after the cluster stack. `None` when CloudFormation
+/// finds nothing to change (the empty change set is deleted).
+pub(crate) async fn create_pool_change_set(
+    config: &ClusterConfig,
+    context: &AwsContext,
+    request: &PoolChangeSet<'_>,
+    change_set_name: &str,
+    serial: u64,
+    progress: Progress<'_>,
+) -> Result<Option<(ChangeSetDescription, Option<String>)>, EngineError> {
+    let cfn = context.cloudformation();
+    let body = render::submitted_stack(request.template);
+    let template_url =
+        artifacts::upload_template(config, context, request.template_sha256, &body).await?;
+    let create = ChangeSetRequest {
+        stack_name: request.stack_name.to_string(),
+        change_set_name: change_set_name.to_string(),
+        create: !request.exists,
+        template_body: template_url.is_none().then_some(body),
+        template_url: template_url.clone(),
+        tags: config.stack_tags.clone(),
+        parameters: request.parameters.clone(),
+        description: format!(
+            "kube-aws plan for {} (state serial {serial})",
+            config.cluster_name
+        ),
+    };
+    progress(&format!(
+        "creating change set {change_set_name} for stack {}",
+        request.stack_name
+    ));
+    match cfn.create_change_set(&create).await {
+        Ok(_) => {}
+        Err(e) if e.code.as_deref() == Some("AlreadyExistsException") => {}
+        Err(e) => return Err(e.into()),
+    }
+    match wait_for_change_set(&cfn, request.stack_name, change_set_name, progress).await? {
+        None => {
+            cfn.delete_change_set(request.stack_name, change_set_name)
+                .await?;
+            Ok(None)
+        }
+        Some(described) => Ok(Some((described, template_url))),
+    }
+}
+
 /// The change set's name: the same inputs planned twice name the same change set, so a second
 /// plan reuses the first's rather than piling up change sets.
-fn change_set_name(
+pub(crate) fn change_set_name(
     config: &ClusterConfig,
     binding: &PriorBinding,
     template_sha256: &str,

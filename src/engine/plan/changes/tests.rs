@@ -323,7 +323,7 @@ fn the_summary_counts_resources_online_assets_offline_and_every_record_change() 
         record(RecordAction::NoOp, Some(vec![])),
     ];
     // Offline: no change set, so the assets are counted (the template itself is not).
-    let offline = summarize(&stack(vec![]), &records, &assets);
+    let offline = summarize(&stack(vec![]), &[], &records, &assets);
     assert_eq!(
         (offline.add, offline.change, offline.remove, offline.replace),
         (2, 2, 2, 0)
@@ -337,6 +337,7 @@ fn the_summary_counts_resources_online_assets_offline_and_every_record_change() 
             change(ResourceAction::Modify, Some(Replacement::True)),
             change(ResourceAction::Modify, Some(Replacement::Conditional)),
         ]),
+        &[],
         &[],
         &assets,
     );
