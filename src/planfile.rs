@@ -310,9 +310,10 @@ pub struct PoolStackChange {
     pub stack: StackChange,
     /// Its parameters, each the cluster stack's output of the same name.
     pub parameters: Vec<String>,
-    /// The template, when apply makes the change set itself after the cluster stack (the
-    /// cluster stack is created or changes, so its outputs are known only then); apply checks
-    /// it against `stack.template_sha256` first.
+    /// The exact template the stack gets, whenever it is created or updated (what `export
+    /// --plan --pool` writes). When no change set was made at plan time (the cluster stack is
+    /// created or changes, so its outputs are known only after it), apply makes one from this
+    /// template, checked against `stack.template_sha256` first.
     pub template: Option<String>,
 }
 
@@ -429,6 +430,25 @@ impl Plan {
     pub fn seal(mut self) -> Plan {
         self.plan_sha256 = self.compute_sha256();
         self
+    }
+
+    /// The template a pool stack's change set applies, checked against the hash the plan
+    /// records for it (`None` when the plan does not change that pool's stack).
+    pub fn reviewed_pool_template(&self, pool: &str) -> Result<Option<&str>, String> {
+        let Some(change) = self.pool_stacks.iter().find(|p| p.pool == pool) else {
+            return Ok(None);
+        };
+        let Some(template) = &change.template else {
+            return Ok(None);
+        };
+        let actual = sha256_hex(template);
+        match &change.stack.template_sha256 {
+            Some(recorded) if *recorded == actual => Ok(Some(template)),
+            recorded => Err(format!(
+                "the plan's template for node pool {pool} hashes to {actual}, not to the template_sha256 it records ({})",
+                recorded.as_deref().unwrap_or("none")
+            )),
+        }
     }
 
     /// The template the change set applies, checked against the hash the plan records for it

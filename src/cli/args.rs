@@ -180,6 +180,9 @@ pub struct ExportArgs {
     /// Write exactly the template this plan file will apply.
     #[arg(long, value_name = "PLAN")]
     pub plan: Option<PathBuf>,
+    /// The stack of this node pool (with `stackPerPool`) instead of the cluster stack.
+    #[arg(long, value_name = "NAME")]
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Args)]

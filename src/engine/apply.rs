@@ -464,30 +464,64 @@ async fn locked(
         .as_ref()
         .map(|s| s.outputs.clone())
         .unwrap_or_default();
+    // Every changed pool stack starts before any is followed, so CloudFormation updates them
+    // side by side (a rolling update each); then each is followed to its end.
     let mut pools_applied = BTreeMap::new();
+    let mut executing = Vec::new();
+    let mut failure: Option<StackFailure> = None;
     for pool in plan
         .pool_stacks
         .iter()
         .filter(|p| matches!(p.stack.action, Action::Create | Action::Update))
     {
-        match apply_pool_stack(
-            config,
-            context,
-            plan,
-            pool,
-            &outputs,
-            backend,
+        match start_pool_stack(
+            config, context, plan, pool, &outputs, backend, lease, observer,
+        )
+        .await
+        {
+            Ok(PoolStart::Executing {
+                last_event,
+                parameters,
+            }) => {
+                executing.push((pool, last_event, parameters));
+            }
+            Ok(PoolStart::AlreadyApplied { id, parameters }) => {
+                pools_applied.insert(pool.pool.clone(), (id, parameters));
+            }
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    for (pool, last_event, parameters) in executing {
+        let stack_name = &pool.stack.name;
+        let followed = follow(
+            &cfn,
+            stack_name,
+            last_event,
             lease,
             interrupt.as_mut(),
             observer,
         )
-        .await
-        {
-            Ok(applied) => {
-                pools_applied.insert(pool.pool.clone(), applied);
+        .await;
+        let interrupted = matches!(followed, Ok(StackOutcome::Interrupted));
+        match outcome(followed, stack_name) {
+            Ok(done) => {
+                let id = done.map(|d| d.id).unwrap_or_default();
+                pools_applied.insert(pool.pool.clone(), (id, parameters));
             }
-            Err((result, message)) => return finish(result, None, Some(message)).await,
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
+        // The interrupt has fired: it is not waited on again.
+        if interrupted {
+            break;
+        }
+    }
+    if let Some((result, message)) = failure {
+        return finish(result, None, Some(message)).await;
     }
 
     // Step 7: records, with values known only now taken from the stack's outputs.
@@ -850,11 +884,25 @@ fn outcome(
     }
 }
 
-/// Creates or updates one pool stack after the cluster stack: executes the reviewed change
-/// set, or makes it now from the reviewed template (checked against its hash) with the
-/// parameters the cluster stack's outputs give. Gives the stack's id and parameters.
+/// How a pool stack's change started.
+enum PoolStart {
+    /// Its change set is executing; follow it from this event.
+    Executing {
+        last_event: Option<String>,
+        parameters: BTreeMap<String, String>,
+    },
+    /// The stack already runs the reviewed template (a change set made now found nothing).
+    AlreadyApplied {
+        id: String,
+        parameters: BTreeMap<String, String>,
+    },
+}
+
+/// Starts one pool stack's creation or update after the cluster stack: executes the reviewed
+/// change set, or makes it now from the reviewed template (checked against its hash) with the
+/// parameters the cluster stack's outputs give.
 #[allow(clippy::too_many_arguments)] // apply's run context, as `locked` holds it
-async fn apply_pool_stack(
+async fn start_pool_stack(
     config: &ClusterConfig,
     context: &AwsContext,
     plan: &Plan,
@@ -862,9 +910,8 @@ async fn apply_pool_stack(
     outputs: &BTreeMap<String, String>,
     backend: &Backend,
     lease: &Lease<'_>,
-    interrupt: impl Future<Output = ()>,
     observer: Observer<'_>,
-) -> Result<(String, BTreeMap<String, String>), StackFailure> {
+) -> Result<PoolStart, StackFailure> {
     use super::plan::stack;
     let failed = |e: &dyn std::fmt::Display| (AuditResult::Failed, e.to_string());
     let cfn = context.cloudformation();
@@ -874,12 +921,12 @@ async fn apply_pool_stack(
     let change_set = if pool.change_set_at_apply() {
         let Some(template) = pool.template.as_deref() else {
             return Err(failed(&format!(
-                "the plan has no template for stack {stack_name}; nothing more was executed"
+                "the plan has no template for stack {stack_name}; it was not changed"
             )));
         };
         if sha256_hex(template) != expected {
             return Err(failed(&format!(
-                "the plan's template for stack {stack_name} does not hash to the reviewed {expected}; nothing more was executed"
+                "the plan's template for stack {stack_name} does not hash to the reviewed {expected}; it was not changed"
             )));
         }
         let live = stack::live_stack(&cfn, stack_name)
@@ -893,6 +940,9 @@ async fn apply_pool_stack(
             exists: live.is_some(),
         };
         let name = stack::change_set_name(config, &plan.prior, &expected);
+        observer(ApplyEvent::Step(&format!(
+            "creating change set {name} for stack {stack_name}"
+        )));
         let mut quiet = |_: &str| {};
         match stack::create_pool_change_set(
             config,
@@ -906,10 +956,9 @@ async fn apply_pool_stack(
         .map_err(|e| failed(&e))?
         {
             Some((described, _)) => described.arn,
-            // Nothing to change after all: the stack already runs this template.
             None => {
                 let id = live.map(|s| s.id).unwrap_or_default();
-                return Ok((id, parameters));
+                return Ok(PoolStart::AlreadyApplied { id, parameters });
             }
         }
     } else {
@@ -922,18 +971,17 @@ async fn apply_pool_stack(
     observer(ApplyEvent::Step(&format!(
         "executing change set {change_set} on stack {stack_name}"
     )));
-    let last = last_event_id(&cfn, stack_name).await;
+    let last_event = last_event_id(&cfn, stack_name).await;
     if let Some(why) = lock_lost(backend, &lease.current()).await {
         return Err((AuditResult::Failed, why));
     }
     cfn.execute_change_set(stack_name, &change_set)
         .await
         .map_err(|e| failed(&e))?;
-    let done = outcome(
-        follow(&cfn, stack_name, last, lease, interrupt, observer).await,
-        stack_name,
-    )?;
-    Ok((done.map(|d| d.id).unwrap_or_default(), parameters))
+    Ok(PoolStart::Executing {
+        last_event,
+        parameters,
+    })
 }
 
 enum StackOutcome {

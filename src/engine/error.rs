@@ -204,6 +204,11 @@ pub enum EngineError {
     PlanTemplate { path: PathBuf, reason: String },
     #[error("{}: this plan changes no template", .0.display())]
     NoTemplateChange(PathBuf),
+    #[error(
+        "node pool {pool} has no stack of its own{}",
+        if stacks.is_empty() { " (stackPerPool is not set)".to_string() } else { format!("; the pool stacks are {}", stacks.join(", ")) }
+    )]
+    NoPoolStack { pool: String, stacks: Vec<String> },
     #[error("init needs --region (or AWS_REGION)")]
     InitNeedsRegion,
     #[error("cannot serialise output: {0}")]

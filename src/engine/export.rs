@@ -7,11 +7,15 @@ use time::OffsetDateTime;
 
 use super::{AwsOptions, BuildInputs, EngineError, build, open};
 
-/// Exactly the template the plan file at `path` applies, checked against the hash it records.
-pub fn reviewed_template(path: &Path) -> Result<String, EngineError> {
+/// Exactly the template the plan file at `path` applies (to `pool`'s stack, or the cluster
+/// stack), checked against the hash it records.
+pub fn reviewed_template(path: &Path, pool: Option<&str>) -> Result<String, EngineError> {
     let plan = super::apply::read_plan_file(path)?;
-    let template = plan
-        .reviewed_template()
+    let template = match pool {
+        Some(pool) => plan.reviewed_pool_template(pool),
+        None => plan.reviewed_template(),
+    };
+    let template = template
         .map_err(|reason| EngineError::PlanTemplate {
             path: path.to_path_buf(),
             reason,
@@ -20,11 +24,12 @@ pub fn reviewed_template(path: &Path) -> Result<String, EngineError> {
     Ok(template.to_string())
 }
 
-/// The whole stack as one CloudFormation JSON document.
+/// The whole stack (or `pool`'s own stack) as one CloudFormation JSON document.
 pub async fn export(
     dir: &Path,
     aws: &AwsOptions,
     now: OffsetDateTime,
+    pool: Option<&str>,
 ) -> Result<String, EngineError> {
     let (config, context, backend) = open(dir, aws).await?;
     let prior = backend.load(&config).await?.map(|l| l.state);
@@ -37,5 +42,14 @@ pub async fn export(
         &mut |_| {},
     )
     .await?;
-    Ok(built.rendered.stack_template)
+    match pool {
+        None => Ok(built.rendered.stack_template),
+        Some(pool) => match built.rendered.pool_stacks.get(pool) {
+            Some(stack) => Ok(stack.template.clone()),
+            None => Err(EngineError::NoPoolStack {
+                pool: pool.to_string(),
+                stacks: built.rendered.pool_stacks.keys().cloned().collect(),
+            }),
+        },
+    }
 }

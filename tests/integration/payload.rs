@@ -1081,11 +1081,27 @@ fn checkov_finds_nothing_but_the_listed_exemptions_in_the_exported_templates() {
             "ssmSessionManager: true\nebsKmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/ebs\napiAccessAllowedSourceCIDRs: [198.51.100.0/24]\nnodePools:\n  - name: batch\n  - name: spot\n    spotPrice: \"0.1\"\n",
         ),
         ("ckvpools", SHAPED_POOLS),
+        (
+            "ckvstacks",
+            format!("{SHAPED_POOLS}stackPerPool: true\n").as_str(),
+        ),
     ] {
         let cluster = render_cluster(prefix, extra);
         let work = tempfile::tempdir().unwrap();
-        let file = work.path().join("stack.json");
-        std::fs::write(&file, &cluster.rendered.stack_template).unwrap();
+        // The cluster stack and, with stackPerPool, each pool's stack.
+        std::fs::write(
+            work.path().join("stack.json"),
+            &cluster.rendered.stack_template,
+        )
+        .unwrap();
+        for (pool, stack) in &cluster.rendered.pool_stacks {
+            std::fs::write(
+                work.path().join(format!("pool-{pool}.json")),
+                &stack.template,
+            )
+            .unwrap();
+        }
+        let file = work.path();
         let out = run(Command::new(&checkov)
             .args([
                 "--framework",
@@ -1094,9 +1110,9 @@ fn checkov_finds_nothing_but_the_listed_exemptions_in_the_exported_templates() {
                 "--quiet",
                 "-o",
                 "json",
-                "-f",
+                "-d",
             ])
-            .arg(&file)
+            .arg(file)
             .current_dir(work.path()));
         let report: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("checkov output is not JSON ({e}): {}", output_text(&out)));

@@ -204,40 +204,44 @@ fn against_moto_a_missing_kms_key_a_foreign_zone_and_a_missing_vpc_are_findings(
     );
 }
 
+/// Exports the template (`extra` may pick a pool's stack) and runs cfn-lint on it.
+fn lint_export(c: &Cluster, extra: &[&str]) {
+    let mut args = vec!["export", "-o", "stack.json"];
+    args.extend_from_slice(extra);
+    c.expect(0, &args);
+    let out = Command::new("cfn-lint")
+        .arg(c.path("stack.json"))
+        .output()
+        .expect("cfn-lint runs (scripts/ensure-tools installs it)");
+    // cfn-lint's exit code is a bit field: 2 errors, 4 warnings, 8 informational. The one
+    // warning the template expects (W3010, pinned zones) is ignored in its Metadata, with why.
+    let code = out.status.code().unwrap();
+    assert_eq!(
+        code & 6,
+        0,
+        "cfn-lint errors or warnings on {extra:?}:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 #[test]
 fn cfn_lint_reports_no_errors_on_the_exported_template() {
     let c = Cluster::new("cfnlint", false, None);
-    let lint = |c: &Cluster| {
-        c.expect(0, &["export", "-o", "stack.json"]);
-        let out = Command::new("cfn-lint")
-            .arg(c.path("stack.json"))
-            .output()
-            .expect("cfn-lint runs (scripts/ensure-tools installs it)");
-        // cfn-lint's exit code is a bit field: 2 errors, 4 warnings, 8 informational. The one
-        // warning the template expects (W3010, pinned zones) is ignored in its Metadata, with why.
-        let code = out.status.code().unwrap();
-        assert_eq!(
-            code & 6,
-            0,
-            "cfn-lint errors or warnings:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    };
-    lint(&c);
+    lint_export(&c, &[]);
     // The API behind an internal network load balancer, in private subnets.
     c.set(
         "apiEndpointLoadBalancer",
         "{type: network, scheme: internal}",
     );
     c.use_private_subnets();
-    lint(&c);
+    lint_export(&c, &[]);
     // Pools sized by minSize/maxSize, one of them full (it rolls with one fewer in service;
     // the render tests check that number, which cfn-lint does not).
     c.set(
         "nodePools",
         "[{name: elastic, count: 1, minSize: 0, maxSize: 5}, {name: full, count: 2, maxSize: 2}]",
     );
-    lint(&c);
+    lint_export(&c, &[]);
     // Pools in one zone, of several instance types with spot, with their own role or the
     // user's instance profile, and one the cluster-autoscaler sizes (no desired capacity).
     c.set("clusterAutoscaler", "{enabled: true}");
@@ -245,7 +249,13 @@ fn cfn_lint_reports_no_errors_on_the_exported_template() {
         "nodePools",
         "[{name: spot, count: 2, instanceTypes: [m6i.large, m5.large], onDemandBaseCapacity: 1, spotPrice: '0.08', subnets: [us-west-2b]}, {name: batch, autoscaled: true, minSize: 0, maxSize: 20, labels: {workload: batch}, taints: [{key: dedicated, value: batch, effect: NoSchedule}], managedPolicies: ['arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess']}, {name: byo, instanceProfileArn: 'arn:aws:iam::123456789012:instance-profile/byo-nodes'}]",
     );
-    lint(&c);
+    lint_export(&c, &[]);
+    // The same pools, each in a stack of its own: the cluster stack and every pool stack.
+    c.set("stackPerPool", "true");
+    lint_export(&c, &[]);
+    for pool in ["workers", "spot", "batch", "byo"] {
+        lint_export(&c, &["--pool", pool]);
+    }
 }
 
 #[test]

@@ -259,6 +259,101 @@ fn thirty_pools_on_local_state_apply_through_the_template_bucket_and_one_pool_ch
     assert!(operations.len() <= 4, "{operations:?}");
 }
 
+#[test]
+fn thirty_pools_each_in_its_own_stack_apply_and_one_pool_changes_in_its_stack_alone() {
+    let c = Cluster::new("stacks30", false, None);
+    c.set("stackPerPool", "true");
+    let pools = |changed: Option<usize>| {
+        let list: Vec<String> = (0..30)
+            .map(|i| match changed {
+                Some(n) if n == i => {
+                    format!("{{name: pool{i}, count: 1, instanceType: m6i.large}}")
+                }
+                _ => format!("{{name: pool{i}, count: 1}}"),
+            })
+            .collect();
+        format!("[{}]", list.join(", "))
+    };
+    c.set("nodePools", &pools(None));
+    c.plan_and_apply();
+    let plan = c.plan_file("plan.json");
+    let cluster_bytes = plan["template"].as_str().unwrap().len();
+    let pool_stacks = plan["pool_stacks"].as_array().unwrap();
+    let largest = pool_stacks
+        .iter()
+        .map(|p| p["template"].as_str().unwrap().len())
+        .max()
+        .unwrap();
+    println!(
+        "30 pools in their own stacks: cluster template {cluster_bytes} bytes, {} pool stacks, largest pool template {largest} bytes",
+        pool_stacks.len()
+    );
+    assert_eq!(pool_stacks.len(), 31, "30 pools and the default workers");
+    // The cluster stack holds no pool: its template does not grow with them.
+    assert!(
+        !plan["template"].as_str().unwrap().contains("AutoScalePool"),
+        "a pool's group is in the cluster stack"
+    );
+    let created = (0..30)
+        .filter(|i| stack_resources(&format!("{}-pool-pool{i}", c.name)).0 == "CREATE_COMPLETE")
+        .count();
+    assert_eq!(created, 30);
+
+    // One pool's instance type: a change set for that pool's stack alone.
+    c.set("nodePools", &pools(Some(7)));
+    c.proxy.reset();
+    c.expect(2, &["plan", "-o", "change.json", "--detailed-exitcode"]);
+    let operations: Vec<String> = c
+        .proxy
+        .forwarded(None)
+        .iter()
+        .map(|r| format!("{}:{}", r.service, r.operation))
+        .collect();
+    let change = c.plan_file("change.json");
+    assert_eq!(change["stack"]["action"], "no-op");
+    let changed: Vec<(String, BTreeSet<String>)> = change["pool_stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["stack"]["action"] != "no-op")
+        .map(|p| {
+            assert!(p["stack"]["change_set_arn"].is_string(), "{p}");
+            (
+                p["stack"]["name"].as_str().unwrap().to_string(),
+                p["stack"]["resource_changes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| r["logical_id"].as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    println!(
+        "one pool's instance type changed: {changed:?}; plan made {} AWS requests {operations:?}",
+        operations.len()
+    );
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].0, format!("{}-pool-pool7", c.name));
+    assert!(changed[0].1.contains("LaunchTemplatePool7"), "{changed:?}");
+    c.expect(0, &["apply", "change.json"]);
+
+    c.proxy.reset();
+    let out = c.expect(0, &["plan", "--detailed-exitcode"]);
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+    let operations: Vec<String> = c
+        .proxy
+        .forwarded(None)
+        .iter()
+        .map(|r| format!("{}:{}", r.service, r.operation))
+        .collect();
+    println!(
+        "no-op plan with 31 pool stacks: {} AWS requests {operations:?}",
+        operations.len()
+    );
+    assert!(operations.len() <= 4, "{operations:?}");
+}
+
 /// CloudFormation's view of one stack in moto: its status and the type of each resource.
 fn stack_resources(stack: &str) -> (String, BTreeSet<String>) {
     block_on(async {

@@ -9,10 +9,15 @@ use crate::engine::{self, EngineError};
 
 pub fn run(context: &Context, args: ExportArgs) -> Result<ExitCode, EngineError> {
     let template = match &args.plan {
-        Some(path) => engine::export::reviewed_template(path)?,
+        Some(path) => engine::export::reviewed_template(path, args.pool.as_deref())?,
         None => {
             let now = time::OffsetDateTime::now_utc();
-            runtime().block_on(engine::export::export(&context.dir, &context.aws, now))?
+            runtime().block_on(engine::export::export(
+                &context.dir,
+                &context.aws,
+                now,
+                args.pool.as_deref(),
+            ))?
         }
     };
     match &args.output {

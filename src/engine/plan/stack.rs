@@ -296,6 +296,7 @@ pub async fn plan_pool_stacks(
         } else {
             Action::Create
         };
+        change.template = Some(rendered_pool.template.clone());
         change.stack.change_set_name = Some(name);
         change.stack.change_set_arn = Some(described.arn.clone());
         change.stack.template_url = template_url;
