@@ -357,6 +357,9 @@ pub struct Plan {
     pub offline: bool,
     /// What an offline plan did not look at.
     pub skipped: Vec<String>,
+    /// What the reviewer should know beyond the changes (a step of a move between layouts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub prior: PriorBinding,
     pub target: Target,
     pub assets: Vec<AssetChange>,
@@ -624,6 +627,7 @@ pub(crate) mod fixtures {
                 },
             ],
             pool_stacks: Vec::new(),
+            notes: Vec::new(),
             stack: StackChange {
                 name: "demo".into(),
                 action: Action::Update,

@@ -88,6 +88,8 @@ pub trait StackService {
     async fn get_template(&self, stack: &str, change_set: Option<&str>)
     -> Result<String, AwsError>;
     async fn delete_stack(&self, stack: &str) -> Result<(), AwsError>;
+    /// Each of the stack's resources by logical id: its physical id.
+    async fn physical_ids(&self, stack: &str) -> Result<BTreeMap<String, String>, AwsError>;
     /// CloudFormation's own check of a template body.
     async fn validate_template(&self, body: &str) -> Result<(), AwsError>;
     /// The stack's events, newest first, stopping at `until_id` (exclusive).
@@ -319,6 +321,32 @@ impl StackService for CloudFormation {
             .await
             .map_err(err("DeleteStack"))?;
         Ok(())
+    }
+
+    async fn physical_ids(&self, stack: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        let mut ids = BTreeMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_stack_resources()
+                .stack_name(stack)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(err("ListStackResources"))?;
+            for r in out.stack_resource_summaries() {
+                if let (Some(logical), Some(physical)) =
+                    (r.logical_resource_id(), r.physical_resource_id())
+                {
+                    ids.insert(logical.to_string(), physical.to_string());
+                }
+            }
+            match out.next_token {
+                Some(next) if !next.is_empty() => token = Some(next),
+                _ => return Ok(ids),
+            }
+        }
     }
 
     async fn validate_template(&self, body: &str) -> Result<(), AwsError> {

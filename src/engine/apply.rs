@@ -469,13 +469,34 @@ async fn locked(
     let mut pools_applied = BTreeMap::new();
     let mut executing = Vec::new();
     let mut failure: Option<StackFailure> = None;
-    for pool in plan
+    let changed_pools: Vec<_> = plan
         .pool_stacks
         .iter()
         .filter(|p| matches!(p.stack.action, Action::Create | Action::Update))
-    {
+        .collect();
+    // What the pool stacks take as parameters: the cluster stack's resources as they now are.
+    let cluster_resources = if changed_pools.is_empty() {
+        BTreeMap::new()
+    } else {
+        let listed = match stack.as_ref() {
+            Some(cluster) => cfn.physical_ids(&cluster.id).await,
+            None => cfn.physical_ids(stack_name).await,
+        };
+        match listed {
+            Ok(ids) => ids,
+            Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
+        }
+    };
+    for pool in changed_pools {
         match start_pool_stack(
-            config, context, plan, pool, &outputs, backend, lease, observer,
+            config,
+            context,
+            plan,
+            pool,
+            &cluster_resources,
+            backend,
+            lease,
+            observer,
         )
         .await
         {
@@ -900,14 +921,14 @@ enum PoolStart {
 
 /// Starts one pool stack's creation or update after the cluster stack: executes the reviewed
 /// change set, or makes it now from the reviewed template (checked against its hash) with the
-/// parameters the cluster stack's outputs give.
+/// parameters the cluster stack's resources give.
 #[allow(clippy::too_many_arguments)] // apply's run context, as `locked` holds it
 async fn start_pool_stack(
     config: &ClusterConfig,
     context: &AwsContext,
     plan: &Plan,
     pool: &planfile::PoolStackChange,
-    outputs: &BTreeMap<String, String>,
+    cluster_resources: &BTreeMap<String, String>,
     backend: &Backend,
     lease: &Lease<'_>,
     observer: Observer<'_>,
@@ -917,7 +938,8 @@ async fn start_pool_stack(
     let cfn = context.cloudformation();
     let stack_name = &pool.stack.name;
     let expected = pool.stack.template_sha256.clone().unwrap_or_default();
-    let parameters = stack::pool_parameters(&pool.parameters, outputs).map_err(|e| failed(&e))?;
+    let parameters =
+        stack::pool_parameters(&pool.parameters, cluster_resources).map_err(|e| failed(&e))?;
     let change_set = if pool.change_set_at_apply() {
         let Some(template) = pool.template.as_deref() else {
             return Err(failed(&format!(

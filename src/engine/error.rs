@@ -118,9 +118,9 @@ pub enum EngineError {
     )]
     StackBusy { stack: String, status: String },
     #[error(
-        "the cluster stack has no output {output}, which a node pool stack takes as a parameter; the cluster stack must be applied with stackPerPool first"
+        "the cluster stack has no resource {resource}, which a node pool stack takes as a parameter"
     )]
-    PoolParameterMissing { output: String },
+    PoolParameterMissing { resource: String },
     #[error("cluster.yaml: stackPerPool: {message}")]
     StackLayoutChange { message: String },
     #[error("change set {name} failed: {reason}")]

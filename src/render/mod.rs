@@ -226,7 +226,7 @@ pub struct PoolStackTemplate {
     pub stack_name: String,
     /// Canonical JSON, like the cluster stack's.
     pub template: String,
-    /// Its parameters: each is the cluster stack's output of the same name.
+    /// Its parameters: each is the physical id of the cluster stack's resource of that name.
     pub parameters: Vec<String>,
 }
 
@@ -256,6 +256,10 @@ pub struct RenderInputs<'a> {
     pub config: &'a ClusterConfig,
     pub ami_id: &'a str,
     pub tls: &'a TlsAssets,
+    /// The first step of moving an applied single-stack cluster to `stackPerPool`: the pools
+    /// stay in the cluster stack exactly as they run, while their own stacks are created
+    /// beside them; the next plan removes them from the cluster stack.
+    pub keep_pools_in_cluster_stack: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -588,7 +592,11 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         cloud_configs.insert(etcd_asset_name(member.index), text);
     }
     let pools = c.worker_pools();
+    let keep_pools = c.stack_per_pool && inputs.keep_pools_in_cluster_stack;
     let mut worker_userdata = BTreeMap::new();
+    // While the pools stay in the cluster stack, their launch templates keep the user data
+    // they run with (signalling the cluster stack), so nothing rolls there.
+    let mut cluster_worker_userdata = BTreeMap::new();
     for pool in &pools {
         let mut labels = vec![format!("{}={}", crate::config::POOL_LABEL, pool.name)];
         labels.extend(pool.labels.iter().map(|(k, v)| format!("{k}={v}")));
@@ -598,19 +606,27 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             .map(|t| format!("{}={}:{:?}", t.key, t.value, t.effect))
             .collect::<Vec<_>>()
             .join(",");
-        // A pool in a stack of its own signals that stack.
-        let stack_name = if c.stack_per_pool {
+        // The worker's cloud-config signals the stack its group is in.
+        let signalling = |stack_name: String| {
+            render_one(
+                WORKER,
+                context! { stackName => stack_name, pool => context! {
+                    name => pool.name.clone(), logicalName => pool.logical_name.clone(),
+                    nodeLabels => labels.join(","), nodeTaints => taints.clone(),
+                }},
+            )
+        };
+        let text = signalling(if c.stack_per_pool {
             c.pool_stack_name(&pool.name)
         } else {
             c.stack_name()
-        };
-        let pool_context = context! { stackName => stack_name, pool => context! {
-            name => pool.name.clone(), logicalName => pool.logical_name.clone(),
-            nodeLabels => labels.join(","), nodeTaints => taints,
-        }};
-        let text = render_one(WORKER, pool_context)?;
+        })?;
         worker_userdata.insert(pool.name.clone(), gzip_base64(&text));
         cloud_configs.insert(worker_asset_name(&pool.name), text);
+        if keep_pools {
+            let in_cluster_stack = signalling(c.stack_name())?;
+            cluster_worker_userdata.insert(pool.name.clone(), gzip_base64(&in_cluster_stack));
+        }
     }
 
     let subnets = c.effective_subnets();
@@ -684,7 +700,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             managedPolicies => p.managed_policies.clone(),
         }
     };
-    let shared_roles: &[&str] = if c.stack_per_pool {
+    let shared_roles: &[&str] = if c.stack_per_pool && !keep_pools {
         &["Controller", "Etcd"]
     } else {
         &["Controller", "Worker", "Etcd"]
@@ -695,7 +711,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         .chain(
             pools
                 .iter()
-                .filter(|p| p.has_own_role() && !c.stack_per_pool)
+                .filter(|p| p.has_own_role() && (!c.stack_per_pool || keep_pools))
                 .map(pool_role),
         )
         .collect();
@@ -718,13 +734,23 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         (Some(_), Some(id)) => Some(serde_json::to_string(id).expect("a string serialises")),
         (Some(_), None) => None,
     };
+    let controller_userdata = gzip_base64(&cloud_configs["cloud-config-controller"]);
+    let cluster_userdata = keep_pools.then(|| {
+        context! {
+            controller => controller_userdata.clone(),
+            etcd => etcd_userdata.clone(),
+            workers => cluster_worker_userdata,
+        }
+    });
     let userdata = context! {
-        controller => gzip_base64(&cloud_configs["cloud-config-controller"]),
+        controller => controller_userdata,
         etcd => etcd_userdata,
         workers => worker_userdata,
     };
-    // What the pool stacks read from the cluster stack: the workers' security group and the
-    // node subnets the cluster stack creates (a subnet given by id is written in as it is).
+    let cluster_userdata = cluster_userdata.unwrap_or_else(|| userdata.clone());
+    // What a pool stack takes from the cluster stack, as parameters of the same names: the
+    // workers' security group and the node subnets it creates (a subnet given by id is
+    // written in as it is).
     let pool_parameters = |pool: &crate::config::WorkerPool| -> Vec<(String, &'static str)> {
         let subnets = pool_subnet_refs[pool.name.as_str()]
             .iter()
@@ -742,15 +768,11 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         .chain(subnets)
         .collect()
     };
-    let pool_outputs: std::collections::BTreeSet<String> = if c.stack_per_pool {
-        pools
-            .iter()
-            .flat_map(|pool| pool_parameters(pool).into_iter().map(|(name, _)| name))
-            .collect()
+    let cluster_pools: &[crate::config::WorkerPool] = if c.stack_per_pool && !keep_pools {
+        &[]
     } else {
-        Default::default()
+        &pools
     };
-    let cluster_pools: &[crate::config::WorkerPool] = if c.stack_per_pool { &[] } else { &pools };
     // Everything the stack template reads; a pool stack gets the same, with its own pool,
     // role and parameters, so an override that ignores `poolStack` still renders (and is
     // refused by what it holds, not by an undefined value).
@@ -786,7 +808,6 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             STACK,
             context! {
                 poolStack => context! { pool => pool.name.clone(), parameters => parameter_context },
-                poolOutputs => Vec::<String>::new(),
                 iamRoles => own_role,
                 workerPools => Serde(std::slice::from_ref(pool)),
                 ..stack_context.clone()
@@ -807,9 +828,9 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         STACK,
         context! {
             poolStack => None::<bool>,
-            poolOutputs => pool_outputs.into_iter().collect::<Vec<_>>(),
             iamRoles => iam_roles,
             workerPools => Serde(cluster_pools),
+            userdata => cluster_userdata,
             ..stack_context
         },
     )?;

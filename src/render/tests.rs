@@ -44,6 +44,7 @@ fn render_with(config: &ClusterConfig, templates: &Templates) -> Result<Rendered
             config,
             ami_id: "ami-0123456789abcdef0",
             tls: &tls(),
+            keep_pools_in_cluster_stack: false,
         },
     )
 }
@@ -317,7 +318,7 @@ fn pools_take_their_zones_instance_mix_iam_and_autoscaling() {
 }
 
 #[test]
-fn with_a_stack_per_pool_each_pool_is_its_own_stack_reading_the_cluster_stacks_outputs() {
+fn with_a_stack_per_pool_each_pool_is_its_own_stack_taking_the_cluster_stacks_resources() {
     // SHAPED_POOLS creates its VPC's subnets here, so the pools read them as parameters.
     let shaped = SHAPED_POOLS
         .replace("vpcId: vpc-0123456789abcdef0\nrouteTableId: rtb-0123456789abcdef0\n", "")
@@ -364,15 +365,14 @@ fn with_a_stack_per_pool_each_pool_is_its_own_stack_reading_the_cluster_stacks_o
     );
     assert!(split_ids.is_subset(&single_ids));
     assert_references_resolve(&cluster);
-    // The cluster stack outputs what the pools read.
-    let outputs = cluster["Outputs"].as_object().unwrap();
-    for name in ["SecurityGroupWorker", "Subnet0", "Subnet1"] {
-        assert_eq!(
-            outputs[name]["Value"],
-            serde_json::json!({"Ref": name}),
-            "{name}"
-        );
+    // Each pool stack's parameter names a resource of the cluster stack (apply passes its
+    // physical id); the cluster stack's outputs are the single stack's.
+    for (pool, stack) in &split.pool_stacks {
+        for parameter in &stack.parameters {
+            assert!(resources.contains_key(parameter), "{pool}: {parameter}");
+        }
     }
+    assert_eq!(cluster["Outputs"], stack(&single)["Outputs"]);
 
     assert_eq!(
         split.pool_stacks.keys().collect::<Vec<_>>(),
@@ -427,6 +427,30 @@ fn with_a_stack_per_pool_each_pool_is_its_own_stack_reading_the_cluster_stacks_o
             .collect::<Vec<_>>(),
         ["AutoScaleByo", "LaunchTemplateByo"]
     );
+}
+
+#[test]
+fn moving_to_a_stack_per_pool_first_keeps_the_cluster_stack_as_it_runs() {
+    let extra = "nodePools: [{name: gpu, managedPolicies: [arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess]}]\n";
+    let single = render_with(&config(extra), &Templates::built_in()).unwrap();
+    let split_config = config(&format!("{extra}stackPerPool: true\n"));
+    let split = render_with(&split_config, &Templates::built_in()).unwrap();
+    let moving = render(
+        &Templates::built_in(),
+        &RenderInputs {
+            config: &split_config,
+            ami_id: "ami-0123456789abcdef0",
+            tls: &tls(),
+            keep_pools_in_cluster_stack: true,
+        },
+    )
+    .unwrap();
+    // Step 1: the cluster stack byte for byte as the single stack (nothing in it changes, so
+    // nothing rolls), the pool stacks as they will stay, the cloud-configs the pool stacks'.
+    assert_eq!(moving.stack_template, single.stack_template);
+    assert_eq!(moving.pool_stacks, split.pool_stacks);
+    assert_eq!(moving.cloud_configs, split.cloud_configs);
+    assert_ne!(split.stack_template, single.stack_template);
 }
 
 #[test]

@@ -386,6 +386,7 @@ fn plan_bytes() -> Vec<u8> {
         },
         assets: vec![],
         pool_stacks: Vec::new(),
+        notes: Vec::new(),
         stack: kube_aws::planfile::StackChange {
             name: state.cluster_name.clone(),
             action: kube_aws::planfile::Action::NoOp,

@@ -354,6 +354,114 @@ fn thirty_pools_each_in_its_own_stack_apply_and_one_pool_changes_in_its_stack_al
     assert!(operations.len() <= 4, "{operations:?}");
 }
 
+#[test]
+fn a_single_stack_cluster_moves_to_a_stack_per_pool_in_two_reviewed_steps_and_is_never_without_workers()
+ {
+    let c = Cluster::new("move", false, None);
+    c.set("nodePools", "[{name: gpu, count: 1}]");
+    c.plan_and_apply();
+    let groups_in_cluster_stack = || {
+        stack_resources(&c.name)
+            .1
+            .into_iter()
+            .filter(|id| id.starts_with("AutoScale") && id != "AutoScaleEtcd0")
+            .collect::<BTreeSet<_>>()
+    };
+    let before = groups_in_cluster_stack();
+    assert_eq!(
+        before,
+        ["AutoScaleGpu", "AutoScaleWorkers"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+
+    // Step 1: the pool stacks are created; the cluster stack keeps its groups as they run.
+    c.set("stackPerPool", "true");
+    let text = stdout(&c.expect(2, &["plan", "-o", "step1.json", "--detailed-exitcode"]));
+    println!("step 1 plan:\n{text}");
+    let step1 = c.plan_file("step1.json");
+    assert_eq!(step1["stack"]["action"], "no-op", "{text}");
+    assert!(
+        step1["notes"][0].as_str().unwrap().contains("step 1 of 2"),
+        "{text}"
+    );
+    let created: Vec<(&str, bool)> = step1["pool_stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["stack"]["action"], "create", "{p}");
+            (
+                p["pool"].as_str().unwrap(),
+                p["stack"]["change_set_arn"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        created,
+        [("gpu", true), ("workers", true)],
+        "change sets made at plan time"
+    );
+    c.expect(0, &["apply", "step1.json"]);
+    assert_eq!(
+        groups_in_cluster_stack(),
+        before,
+        "the cluster stack's groups still run"
+    );
+    for pool in ["gpu", "workers"] {
+        assert_eq!(
+            stack_resources(&format!("{}-pool-{pool}", c.name)).0,
+            "CREATE_COMPLETE"
+        );
+    }
+
+    // Step 2: the cluster stack lets go of its groups, their launch templates and the shared
+    // workers' role; nothing else in it changes.
+    let text = stdout(&c.expect(2, &["plan", "-o", "step2.json", "--detailed-exitcode"]));
+    println!("step 2 plan:\n{text}");
+    let step2 = c.plan_file("step2.json");
+    assert!(
+        step2["notes"][0].as_str().unwrap().contains("step 2 of 2"),
+        "{text}"
+    );
+    let changes: BTreeSet<(String, String)> = step2["stack"]["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap().to_string(),
+                r["logical_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        "AutoScaleGpu",
+        "AutoScaleWorkers",
+        "IAMInstanceProfileWorker",
+        "IAMRoleWorker",
+        "LaunchTemplateGpu",
+        "LaunchTemplateWorkers",
+    ]
+    .into_iter()
+    .map(|id| ("Remove".to_string(), id.to_string()))
+    .collect();
+    assert_eq!(changes, expected, "{text}");
+    assert!(
+        step2["pool_stacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["stack"]["action"] == "no-op"),
+        "{text}"
+    );
+    c.expect(0, &["apply", "step2.json"]);
+    assert!(groups_in_cluster_stack().is_empty());
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+    c.expect(0, &["plan", "--offline", "--detailed-exitcode"]);
+}
+
 /// CloudFormation's view of one stack in moto: its status and the type of each resource.
 fn stack_resources(stack: &str) -> (String, BTreeSet<String>) {
     block_on(async {

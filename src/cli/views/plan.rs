@@ -140,6 +140,9 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
             let _ = writeln!(out, "  - {s}");
         }
     }
+    for note in &plan.notes {
+        let _ = writeln!(out, "{}", p.change.apply_to(format!("Note: {note}")));
+    }
     let changed = plan.changed_assets();
     if !changed.is_empty() {
         let _ = writeln!(out, "\nAssets:");
@@ -312,6 +315,9 @@ pub fn plan_markdown(plan: &Plan) -> String {
             "> [!NOTE]\n> Offline preview, not applicable. Skipped: {}\n",
             plan.skipped.join("; ")
         );
+    }
+    for note in &plan.notes {
+        let _ = writeln!(out, "> [!IMPORTANT]\n> {note}\n");
     }
     let s = plan.summary;
     let _ = writeln!(

@@ -65,6 +65,8 @@ pub struct Build {
     pub skipped: Vec<String>,
     /// The hash of what `rendered` was made from ([`render_key`]).
     pub render_key: String,
+    /// The first step of moving to `stackPerPool` ([`moves_to_pool_stacks`]).
+    pub keep_pools_in_cluster_stack: bool,
 }
 
 /// What a render is made from besides cluster.yaml, resolved first: a plan whose
@@ -76,6 +78,8 @@ pub struct Prepared {
     pub templates: Templates,
     pub skipped: Vec<String>,
     pub render_key: String,
+    /// This render moves an applied single-stack cluster to `stackPerPool` (its first step).
+    pub keep_pools_in_cluster_stack: bool,
 }
 
 /// The hash of everything a render reads: the build's own sources (code, built-in templates
@@ -87,6 +91,7 @@ pub fn render_key(
     templates: &Templates,
     ami_id: &str,
     tls: &TlsAssets,
+    keep_pools_in_cluster_stack: bool,
 ) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
@@ -110,6 +115,10 @@ pub fn render_key(
     feed("config", &json("cluster.yaml", serde_json::to_vec(config)));
     feed("ami", ami_id.as_bytes());
     feed("tls", &json("the TLS assets", serde_json::to_vec(tls)));
+    // Only fed when set, so every other key stays what it was.
+    if keep_pools_in_cluster_stack {
+        feed("layout", b"pools kept in the cluster stack");
+    }
     hex::encode(hasher.finalize())
 }
 
@@ -126,6 +135,12 @@ pub async fn build<V: KeyVault, I: ImageCatalog>(
     prepare(dir, inputs, vault, images, progress)
         .await?
         .render(inputs.config)
+}
+
+/// Whether this plan is the first step of moving an applied single-stack cluster to
+/// `stackPerPool`: its pools get their own stacks while they stay in the cluster stack.
+pub fn moves_to_pool_stacks(config: &ClusterConfig, prior: Option<&State>) -> bool {
+    config.stack_per_pool && prior.is_some_and(|s| s.stack.is_some() && s.pool_stacks.is_empty())
 }
 
 /// Reads the templates and resolves the AMI and the TLS assets: everything but the render.
@@ -160,13 +175,21 @@ pub async fn prepare<V: KeyVault, I: ImageCatalog>(
         progress("rotating the Secrets encryption key");
         pki::rotate_secrets_key(config, &mut tls, vault).await?;
     }
-    let render_key = render_key(config, &templates, &image.ami_id, &tls.assets);
+    let keep_pools_in_cluster_stack = moves_to_pool_stacks(config, inputs.prior);
+    let render_key = render_key(
+        config,
+        &templates,
+        &image.ami_id,
+        &tls.assets,
+        keep_pools_in_cluster_stack,
+    );
     Ok(Prepared {
         image,
         tls,
         templates,
         skipped,
         render_key,
+        keep_pools_in_cluster_stack,
     })
 }
 
@@ -179,6 +202,7 @@ impl Prepared {
                 config,
                 ami_id: &self.image.ami_id,
                 tls: &self.tls.assets,
+                keep_pools_in_cluster_stack: self.keep_pools_in_cluster_stack,
             },
         )?;
         Ok(Build {
@@ -188,6 +212,7 @@ impl Prepared {
             rendered,
             skipped: self.skipped,
             render_key: self.render_key,
+            keep_pools_in_cluster_stack: self.keep_pools_in_cluster_stack,
         })
     }
 }

@@ -158,6 +158,7 @@ fn unsealed(
         cluster_name: config.cluster_name.clone(),
         offline: false,
         skipped: Vec::new(),
+        notes: Vec::new(),
         prior,
         target,
         assets: Vec::new(),
@@ -305,10 +306,17 @@ async fn plan_apply(
     }
     new_state.records = changes::recorded_records(&records);
     let summary = changes::summarize(&stack.change, &pool_stacks, &records, &assets);
+    let notes = migration_notes(
+        config,
+        built.keep_pools_in_cluster_stack,
+        &stack.change,
+        &pool_stacks,
+    );
     let template = (stack.change.action != Action::NoOp).then_some(built.rendered.stack_template);
     Ok(Plan {
         offline: online.is_none(),
         skipped,
+        notes,
         assets,
         template,
         pool_stacks,
@@ -320,18 +328,14 @@ async fn plan_apply(
     })
 }
 
-/// Refuses to move an applied cluster between one stack and a stack per pool: the plan would
-/// delete every pool's instances from one stack and create them in another. Moving them
-/// without replacement (retain, remove, import) is not built yet.
+/// Refuses to move an applied cluster from a stack per pool back to one stack: the plan would
+/// delete every pool's stack, and its instances with it, before the cluster stack had
+/// groups of its own again. (The other way is a two-step move: see `migration_notes`.)
 fn check_stack_layout(config: &ClusterConfig, prior: Option<&State>) -> Result<(), EngineError> {
     let Some(prior) = prior.filter(|s| s.stack.is_some()) else {
         return Ok(());
     };
     let message = match (config.stack_per_pool, prior.pool_stacks.is_empty()) {
-        (true, true) => format!(
-            "the cluster was applied with its node pools in stack {}; moving them to stacks of their own would replace every worker, and moving them without replacement is not supported yet. Remove stackPerPool to keep the one stack",
-            config.stack_name()
-        ),
         (false, false) => format!(
             "the cluster was applied with a stack per node pool ({}); without stackPerPool the plan would delete them and replace every worker. Set stackPerPool: true again",
             prior
@@ -344,6 +348,45 @@ fn check_stack_layout(config: &ClusterConfig, prior: Option<&State>) -> Result<(
         _ => return Ok(()),
     };
     Err(EngineError::StackLayoutChange { message })
+}
+
+/// What the reviewer of a move to `stackPerPool` is told. Step 1 creates every pool's stack
+/// beside the cluster stack, whose pools keep running as they are (capacity doubles); step 2,
+/// the next plan, removes them from the cluster stack, so their instances terminate once the
+/// pool stacks' are serving. No moment is without workers, and the control plane is untouched.
+fn migration_notes(
+    config: &ClusterConfig,
+    keep_pools_in_cluster_stack: bool,
+    cluster: &StackChange,
+    pool_stacks: &[PoolStackChange],
+) -> Vec<String> {
+    if keep_pools_in_cluster_stack {
+        return vec![format!(
+            "moving to a stack per pool, step 1 of 2: {} pool stacks are created beside stack {}, whose pools keep running as they are (until step 2 each pool runs twice its instances). Once they are serving, the next plan removes the pools from stack {} (step 2): their instances terminate",
+            pool_stacks.len(),
+            config.stack_name(),
+            config.stack_name()
+        )];
+    }
+    let moved: Vec<&str> = cluster
+        .resource_changes
+        .iter()
+        .filter(|c| c.action == crate::planfile::ResourceAction::Remove)
+        .filter_map(|c| c.logical_id.strip_prefix("AutoScale"))
+        .filter(|logical| {
+            pool_stacks
+                .iter()
+                .any(|p| crate::config::logical_name(&p.pool) == *logical)
+        })
+        .collect();
+    if moved.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "moving to a stack per pool, step 2 of 2: stack {} no longer holds the groups of {} pool(s), which run in their own stacks; the groups it removes terminate their instances",
+        config.stack_name(),
+        moved.len()
+    )]
 }
 
 /// What an offline plan made from the state says it did not do.

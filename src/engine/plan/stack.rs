@@ -197,9 +197,9 @@ pub async fn plan_stack(
 
 /// Plans each worker pool's own stack (`stackPerPool`). A pool stack whose template and tags
 /// are the state's is unchanged and asked nothing, so a no-op plan makes no request per pool.
-/// A changed one gets its change set now when the cluster stack stays as it is (its outputs,
-/// the pool's parameters, are known); otherwise apply makes it after the cluster stack, from
-/// the template the plan carries. A pool the state records but the config no longer has is
+/// A changed one gets its change set now when the cluster stack stays as it is (the physical
+/// ids of its resources, the pool's parameters, are known); otherwise apply makes it after the
+/// cluster stack, from the template the plan carries. A pool the state records but the config no longer has is
 /// deleted.
 pub async fn plan_pool_stacks(
     config: &ClusterConfig,
@@ -212,6 +212,8 @@ pub async fn plan_pool_stacks(
 ) -> Result<Vec<PoolStackChange>, EngineError> {
     let recorded = prior.map(|s| &s.pool_stacks);
     let mut planned = Vec::new();
+    // The cluster stack's resources, listed once, when a pool stack's change set needs them.
+    let mut cluster_resources: Option<BTreeMap<String, String>> = None;
     for (pool, rendered_pool) in &rendered.pool_stacks {
         let template_sha256 = sha256_hex(&rendered_pool.template);
         let recorded = recorded.and_then(|r| r.get(pool));
@@ -245,8 +247,8 @@ pub async fn plan_pool_stacks(
         };
         let cluster_settled = cluster.change.action == Action::NoOp && cluster.stack_id.is_some();
         if !cluster_settled {
-            // Its parameters are the cluster stack's outputs after apply: apply makes the
-            // change set, from this template.
+            // Its parameters are what the cluster stack's resources are after apply: apply
+            // makes the change set, from this template.
             change.template = Some(rendered_pool.template.clone());
             change.stack.resource_changes = changes::forecast_creation(
                 &serde_json::from_str(&rendered_pool.template).unwrap_or_default(),
@@ -255,8 +257,16 @@ pub async fn plan_pool_stacks(
             planned.push(change);
             continue;
         }
-        let parameters = pool_parameters(&rendered_pool.parameters, &cluster.outputs)?;
         let cfn = context.cloudformation();
+        if cluster_resources.is_none() {
+            let stack = cluster.stack_id.as_deref().unwrap_or(&cluster.change.name);
+            progress(&format!("listing the resources of stack {stack}"));
+            cluster_resources = Some(cfn.physical_ids(stack).await?);
+        }
+        let parameters = pool_parameters(
+            &rendered_pool.parameters,
+            cluster_resources.as_ref().expect("listed above"),
+        )?;
         progress(&format!("describing stack {}", rendered_pool.stack_name));
         let live = live_stack(&cfn, &rendered_pool.stack_name).await?;
         if let Some(recorded) = recorded.and_then(|s| s.id.as_deref()) {
@@ -330,17 +340,18 @@ pub async fn plan_pool_stacks(
     Ok(planned)
 }
 
-/// A pool stack's parameter values: the cluster stack's outputs of the same names.
+/// A pool stack's parameter values: the physical ids of the cluster stack's resources of the
+/// same names (listed, not exported, so the cluster stack stays free to change them).
 pub(crate) fn pool_parameters(
     names: &[String],
-    outputs: &BTreeMap<String, String>,
+    cluster_resources: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, EngineError> {
     names
         .iter()
-        .map(|name| match outputs.get(name) {
+        .map(|name| match cluster_resources.get(name) {
             Some(value) => Ok((name.clone(), value.clone())),
             None => Err(EngineError::PoolParameterMissing {
-                output: name.clone(),
+                resource: name.clone(),
             }),
         })
         .collect()
