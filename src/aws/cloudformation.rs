@@ -13,6 +13,8 @@ use crate::planfile::{Replacement, ResourceAction};
 pub struct StackDescription {
     pub id: String,
     pub name: String,
+    /// The template's `Description`.
+    pub description: Option<String>,
     pub status: String,
     pub status_reason: Option<String>,
     pub outputs: BTreeMap<String, String>,
@@ -152,6 +154,7 @@ impl StackService for CloudFormation {
         Ok(Some(StackDescription {
             id: stack.stack_id().unwrap_or_default().to_string(),
             name: stack.stack_name().unwrap_or(name).to_string(),
+            description: stack.description().map(str::to_string),
             status,
             status_reason: stack.stack_status_reason().map(str::to_string),
             outputs: stack

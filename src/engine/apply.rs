@@ -330,20 +330,48 @@ async fn locked(
     // The pending assets this run clears once the state holds them: the ones it reuses from
     // an interrupted apply, or its own.
     let mut pending_etag = shipped.map(|(_, etag)| etag);
-    // Pool stacks go first on destroy, and a removed pool's before the cluster stack changes
-    // (it may remove the subnets the pool runs in).
+    // Step 5: all this run executes is checked before anything changes: the cluster stack's
+    // change set, each pool stack's (or the template apply makes one from), and each pool
+    // stack it deletes.
     let recorded_pools = loaded.as_ref().map(|l| &l.state.pool_stacks);
+    let cluster_change_set = plan
+        .stack
+        .change_set_arn
+        .clone()
+        .or(plan.stack.change_set_name.clone())
+        .unwrap_or_default();
+    if plan.kind == PlanKind::Apply && plan.stack.action != Action::NoOp {
+        let expected_template = plan.stack.template_sha256.clone().unwrap_or_default();
+        if let Err(why) = check_change_set(
+            &cfn,
+            stack_name,
+            plan.target.stack_id.as_ref(),
+            &expected_template,
+            &cluster_change_set,
+        )
+        .await
+        {
+            return finish(AuditResult::Failed, None, Some(why)).await;
+        }
+    }
+    if let Err(why) = check_pool_stacks(&cfn, config, plan, recorded_pools).await {
+        return finish(AuditResult::Failed, None, Some(why)).await;
+    }
+    // Pool stacks go first on destroy, and a removed pool's before the cluster stack changes
+    // (it may remove the subnets the pool runs in); by the id the state records.
     for pool in plan
         .pool_stacks
         .iter()
         .filter(|p| p.stack.action == Action::Delete)
     {
+        // By the id the state records; by name only what destroy found unrecorded (checked
+        // above to be this cluster's name for the pool).
         let recorded = recorded_pools
             .and_then(|r| r.get(&pool.pool))
-            .and_then(|s| s.id.clone())
+            .map(|s| s.id.clone().unwrap_or_else(|| s.name.clone()))
             .unwrap_or_else(|| pool.stack.name.clone());
         if let Err((result, message)) = delete_stack(
-            &context.cloudformation(),
+            &cfn,
             &recorded,
             backend,
             lease,
@@ -385,25 +413,9 @@ async fn locked(
             };
         }
         (PlanKind::Apply, _) => {
-            // By its ARN: a change set of the same name on another stack is never executed.
-            let change_set = plan
-                .stack
-                .change_set_arn
-                .clone()
-                .or(plan.stack.change_set_name.clone())
-                .unwrap_or_default();
-            let expected_template = plan.stack.template_sha256.clone().unwrap_or_default();
-            if let Err(why) = check_change_set(
-                &cfn,
-                stack_name,
-                plan.target.stack_id.as_ref(),
-                &expected_template,
-                &change_set,
-            )
-            .await
-            {
-                return finish(AuditResult::Failed, None, Some(why)).await;
-            }
+            // By its ARN (checked above): a change set of the same name on another stack is
+            // never executed.
+            let change_set = &cluster_change_set;
             observer(ApplyEvent::Step(&format!(
                 "executing change set {change_set}"
             )));
@@ -436,7 +448,7 @@ async fn locked(
                     }
                 }
             }
-            if let Err(e) = cfn.execute_change_set(stack_name, &change_set).await {
+            if let Err(e) = cfn.execute_change_set(stack_name, change_set).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
             stack_outcome =
@@ -460,10 +472,15 @@ async fn locked(
         StackOutcome::Done(description) => description,
     };
 
+    // Step 7: records, with values known only now taken from the stack's outputs; before the
+    // pool stacks, whose new workers reach the API by its name.
+    lease.keep_alive().await;
     let outputs: BTreeMap<String, String> = stack
         .as_ref()
         .map(|s| s.outputs.clone())
         .unwrap_or_default();
+    let records = apply_plan_records(plan, &outputs, context, lease, observer).await;
+
     // Every changed pool stack starts before any is followed, so CloudFormation updates them
     // side by side (a rolling update each); then each is followed to its end.
     let mut pools_applied = BTreeMap::new();
@@ -488,12 +505,16 @@ async fn locked(
         }
     };
     for pool in changed_pools {
+        lease.keep_alive().await;
         match start_pool_stack(
             config,
             context,
             plan,
             pool,
             &cluster_resources,
+            recorded_pools
+                .and_then(|r| r.get(&pool.pool))
+                .and_then(|s| s.id.as_deref()),
             backend,
             lease,
             observer,
@@ -529,8 +550,7 @@ async fn locked(
         let interrupted = matches!(followed, Ok(StackOutcome::Interrupted));
         match outcome(followed, stack_name) {
             Ok(done) => {
-                let id = done.map(|d| d.id).unwrap_or_default();
-                pools_applied.insert(pool.pool.clone(), (id, parameters));
+                pools_applied.insert(pool.pool.clone(), (done.map(|d| d.id), parameters));
             }
             Err(e) => {
                 failure.get_or_insert(e);
@@ -544,10 +564,6 @@ async fn locked(
     if let Some((result, message)) = failure {
         return finish(result, None, Some(message)).await;
     }
-
-    // Step 7: records, with values known only now taken from the stack's outputs.
-    lease.keep_alive().await;
-    let records = apply_plan_records(plan, &outputs, context, lease, observer).await;
 
     // Step 8: the new state; on a record failure it keeps the old records, so the next plan
     // shows the change again.
@@ -565,7 +581,7 @@ async fn locked(
     );
     for (pool, (id, parameters)) in pools_applied {
         if let Some(recorded) = next.pool_stacks.get_mut(&pool) {
-            recorded.id = Some(id);
+            recorded.id = id.or(recorded.id.take());
             recorded.parameters = parameters;
         }
     }
@@ -822,6 +838,17 @@ async fn check_change_set<C: StackService>(
         .map_err(|e| {
             format!("change set {change_set} is gone or unreadable ({e}); nothing was executed")
         })?;
+    // A stack's ARN names it: `arn:…:stack/NAME/UUID`.
+    let on_named_stack = described
+        .stack_id
+        .as_deref()
+        .is_some_and(|id| id.contains(&format!(":stack/{stack}/")));
+    if !on_named_stack {
+        return Err(format!(
+            "change set {change_set} belongs to stack {}, not to {stack}; nothing was executed",
+            described.stack_id.as_deref().unwrap_or("(unknown)")
+        ));
+    }
     if let Some(expected) = expected_stack_id
         && described.stack_id.as_ref() != Some(expected)
     {
@@ -905,6 +932,56 @@ fn outcome(
     }
 }
 
+/// Step 5 for the pool stacks: each is this cluster's by name, a pool stack is deleted only
+/// as the state records it, a change set made at plan time is still there with the reviewed
+/// template on the reviewed stack, and a template apply makes a change set from hashes to
+/// what was reviewed.
+async fn check_pool_stacks<C: StackService>(
+    cfn: &C,
+    config: &ClusterConfig,
+    plan: &Plan,
+    recorded: Option<&BTreeMap<String, crate::state::StackState>>,
+) -> Result<(), String> {
+    for pool in &plan.pool_stacks {
+        let name = &pool.stack.name;
+        let recorded = recorded.and_then(|r| r.get(&pool.pool));
+        let expected_name = match (pool.stack.action, recorded) {
+            (Action::Delete, Some(r)) => r.name.clone(),
+            // One an apply made but did not record (it failed before writing the state).
+            (Action::Delete, None) if plan.kind == PlanKind::Destroy => {
+                config.pool_stack_name(&pool.pool)
+            }
+            (Action::Delete, None) => {
+                return Err(format!(
+                    "the plan deletes stack {name}, which the state does not record; nothing was executed"
+                ));
+            }
+            _ => config.pool_stack_name(&pool.pool),
+        };
+        if *name != expected_name {
+            return Err(format!(
+                "the plan names stack {name} for node pool {}, not {expected_name}; nothing was executed",
+                pool.pool
+            ));
+        }
+        let expected = pool.stack.template_sha256.clone().unwrap_or_default();
+        if let Some(change_set) = &pool.stack.change_set_arn
+            && pool.stack.action != Action::Delete
+        {
+            let recorded_id = recorded.and_then(|r| r.id.clone());
+            check_change_set(cfn, name, recorded_id.as_ref(), &expected, change_set).await?;
+        } else if pool.change_set_at_apply() {
+            let template = pool.template.as_deref().unwrap_or_default();
+            if sha256_hex(template) != expected {
+                return Err(format!(
+                    "the plan's template for stack {name} does not hash to the reviewed {expected}; nothing was executed"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How a pool stack's change started.
 enum PoolStart {
     /// Its change set is executing; follow it from this event.
@@ -914,7 +991,7 @@ enum PoolStart {
     },
     /// The stack already runs the reviewed template (a change set made now found nothing).
     AlreadyApplied {
-        id: String,
+        id: Option<String>,
         parameters: BTreeMap<String, String>,
     },
 }
@@ -929,6 +1006,7 @@ async fn start_pool_stack(
     plan: &Plan,
     pool: &planfile::PoolStackChange,
     cluster_resources: &BTreeMap<String, String>,
+    recorded_id: Option<&str>,
     backend: &Backend,
     lease: &Lease<'_>,
     observer: Observer<'_>,
@@ -954,6 +1032,24 @@ async fn start_pool_stack(
         let live = stack::live_stack(&cfn, stack_name)
             .await
             .map_err(|e| failed(&e))?;
+        // The stack the plan reviewed: none to create, or the one the state records to update
+        // (a stack of that name could be another cluster's).
+        let recorded = recorded_id;
+        match (pool.stack.action, &live, recorded) {
+            (Action::Create, Some(found), _) => {
+                return Err(failed(&format!(
+                    "the plan creates stack {stack_name}, but {} exists; it was not changed. Make a new plan",
+                    found.id
+                )));
+            }
+            (Action::Update, Some(found), Some(recorded)) if found.id != *recorded => {
+                return Err(failed(&format!(
+                    "stack {stack_name} is {}, not the {recorded} the state records; it was not changed",
+                    found.id
+                )));
+            }
+            _ => {}
+        }
         let request = stack::PoolChangeSet {
             stack_name,
             template,
@@ -961,7 +1057,7 @@ async fn start_pool_stack(
             parameters: parameters.clone(),
             exists: live.is_some(),
         };
-        let name = stack::change_set_name(config, &plan.prior, &expected);
+        let name = stack::pool_change_set_name(config, &plan.prior, &request);
         observer(ApplyEvent::Step(&format!(
             "creating change set {name} for stack {stack_name}"
         )));
@@ -979,16 +1075,13 @@ async fn start_pool_stack(
         {
             Some((described, _)) => described.arn,
             None => {
-                let id = live.map(|s| s.id).unwrap_or_default();
+                let id = live.map(|s| s.id);
                 return Ok(PoolStart::AlreadyApplied { id, parameters });
             }
         }
     } else {
-        let change_set = pool.stack.change_set_arn.clone().unwrap_or_default();
-        check_change_set(&cfn, stack_name, None, &expected, &change_set)
-            .await
-            .map_err(|why| (AuditResult::Failed, why))?;
-        change_set
+        // Checked with everything else before the first change.
+        pool.stack.change_set_arn.clone().unwrap_or_default()
     };
     observer(ApplyEvent::Step(&format!(
         "executing change set {change_set} on stack {stack_name}"

@@ -121,6 +121,14 @@ pub enum EngineError {
         "the cluster stack has no resource {resource}, which a node pool stack takes as a parameter"
     )]
     PoolParameterMissing { resource: String },
+    #[error(
+        "stack {stack} exists ({live}) but is not this cluster's: its description is not {expected:?}, and the state does not record it. Rename the node pool; nothing was planned"
+    )]
+    ForeignPoolStack {
+        stack: String,
+        live: String,
+        expected: String,
+    },
     #[error("cluster.yaml: stackPerPool: {message}")]
     StackLayoutChange { message: String },
     #[error("change set {name} failed: {reason}")]

@@ -63,6 +63,11 @@ pub enum PlanMismatch {
     Lineage { found: String, recorded: String },
     #[error("the plan's new_state holds other assets than the plan lists: {}", .0.join(", "))]
     Assets(Vec<String>),
+    #[error(
+        "the plan's new_state records other pool stacks than the plan reviews: {}",
+        .0.join(", ")
+    )]
+    PoolStacks(Vec<String>),
     #[error("the plan's new_state records template {recorded} but the plan reviewed {reviewed}")]
     Template { recorded: String, reviewed: String },
     #[error("the plan's new_state changes certificate {name}, which the plan says it keeps")]
@@ -275,6 +280,27 @@ pub fn check_new_state(
         return Err(PlanMismatch::Assets(differing));
     }
     if plan.kind == PlanKind::Apply {
+        // Each pool stack the state will record is one the plan reviews, with its template.
+        let reviewed: BTreeMap<&str, Option<&str>> = plan
+            .pool_stacks
+            .iter()
+            .filter(|p| p.stack.action != crate::planfile::Action::Delete)
+            .map(|p| (p.pool.as_str(), p.stack.template_sha256.as_deref()))
+            .collect();
+        let recorded: BTreeMap<&str, Option<&str>> = next
+            .pool_stacks
+            .iter()
+            .map(|(pool, s)| (pool.as_str(), Some(s.template_sha256.as_str())))
+            .collect();
+        if reviewed != recorded {
+            let differing: Vec<String> = reviewed
+                .keys()
+                .chain(recorded.keys())
+                .filter(|p| reviewed.get(*p) != recorded.get(*p))
+                .map(|p| p.to_string())
+                .collect();
+            return Err(PlanMismatch::PoolStacks(differing));
+        }
         let template = next.stack.as_ref().map(|s| s.template_sha256.as_str());
         if template != plan.stack.template_sha256.as_deref() {
             return Err(PlanMismatch::Template {

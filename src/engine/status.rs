@@ -23,6 +23,9 @@ pub struct RecordStatus {
 pub struct Status {
     pub stack_name: String,
     pub stack: Option<StackDescription>,
+    /// Each pool stack (`stackPerPool`) the state records or cluster.yaml names: its name, and
+    /// what CloudFormation says of it.
+    pub pool_stacks: Vec<(String, Option<StackDescription>)>,
     pub events: Vec<StackEvent>,
     pub records: Vec<RecordStatus>,
     pub lock: Option<LockInfo>,
@@ -49,6 +52,24 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
             .collect(),
         None => Vec::new(),
     };
+    // One request per pool stack: status is asked for, unlike a plan.
+    let mut pool_names: std::collections::BTreeSet<String> = loaded
+        .iter()
+        .flat_map(|l| l.state.pool_stacks.values().map(|s| s.name.clone()))
+        .collect();
+    if config.stack_per_pool {
+        pool_names.extend(
+            config
+                .worker_pools()
+                .iter()
+                .map(|p| config.pool_stack_name(&p.name)),
+        );
+    }
+    let mut pool_stacks = Vec::new();
+    for name in pool_names {
+        let described = cfn.describe_stack(&name).await?;
+        pool_stacks.push((name, described));
+    }
     let dns = context.route53();
     let mut records = Vec::new();
     for r in loaded
@@ -125,6 +146,7 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
     Ok(Status {
         stack_name,
         stack,
+        pool_stacks,
         events,
         records,
         lock,

@@ -355,6 +355,93 @@ fn thirty_pools_each_in_its_own_stack_apply_and_one_pool_changes_in_its_stack_al
 }
 
 #[test]
+fn an_unsigned_plan_edited_to_reach_other_pool_stacks_is_refused_before_anything_changes() {
+    let c = Cluster::new("poolforge", false, None);
+    c.set("planSigningKeyArn", "null");
+    c.set("unsignedPlans", "true");
+    c.set("stackPerPool", "true");
+    c.set("nodePools", "[{name: gpu, count: 1}]");
+    c.plan_and_apply();
+    c.set(
+        "nodePools",
+        "[{name: gpu, count: 1, instanceType: m6i.large}]",
+    );
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let plan =
+        kube_aws::planfile::decode("plan.json", &std::fs::read(c.path("plan.json")).unwrap())
+            .unwrap();
+    let gpu = plan
+        .pool_stacks
+        .iter()
+        .position(|p| p.pool == "gpu")
+        .unwrap();
+    assert!(plan.pool_stacks[gpu].stack.change_set_arn.is_some());
+    type Edit = Box<dyn Fn(&mut kube_aws::planfile::Plan)>;
+    let attempts: Vec<(&str, Edit, &str)> = vec![
+        (
+            "a stack the state does not record deleted",
+            Box::new(move |p| {
+                let mut other = p.pool_stacks[gpu].clone();
+                other.pool = "victim".into();
+                other.stack.name = "someone-elses-stack".into();
+                other.stack.action = kube_aws::planfile::Action::Delete;
+                other.stack.change_set_arn = None;
+                p.pool_stacks.push(other);
+            }),
+            "the plan deletes stack someone-elses-stack, which the state does not record",
+        ),
+        (
+            "a pool's stack renamed",
+            Box::new(move |p| p.pool_stacks[gpu].stack.name = "someone-elses-stack".into()),
+            "the plan names stack someone-elses-stack for node pool gpu",
+        ),
+        (
+            "another change set",
+            Box::new(move |p| {
+                p.pool_stacks[gpu].stack.change_set_arn = Some(
+                    "arn:aws:cloudformation:us-west-2:123456789012:changeSet/kube-aws-evil/1"
+                        .into(),
+                )
+            }),
+            "is gone or unreadable",
+        ),
+        (
+            "a pool stack's template hash in new_state",
+            Box::new(|p| {
+                p.new_state
+                    .pool_stacks
+                    .get_mut("gpu")
+                    .unwrap()
+                    .template_sha256 = "0".repeat(64)
+            }),
+            "records other pool stacks than the plan reviews: gpu",
+        ),
+    ];
+    for (what, edit, refusal) in attempts {
+        let mut forged = plan.clone();
+        edit(&mut forged);
+        let forged = forged.seal();
+        std::fs::write(c.path("forged.json"), kube_aws::planfile::encode(&forged)).unwrap();
+        c.proxy.reset();
+        let out = c.expect(1, &["apply", "forged.json"]);
+        assert!(stderr(&out).contains(refusal), "{what}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("nothing was executed"),
+            "{what}: {}",
+            stderr(&out)
+        );
+        let calls: Vec<String> = c.proxy.seen().iter().map(|r| r.operation.clone()).collect();
+        assert!(
+            !calls
+                .iter()
+                .any(|op| op == "ExecuteChangeSet" || op == "DeleteStack"),
+            "{what}: {calls:?}"
+        );
+    }
+    c.expect(0, &["apply", "plan.json"]);
+}
+
+#[test]
 fn a_single_stack_cluster_moves_to_a_stack_per_pool_in_two_reviewed_steps_and_is_never_without_workers()
  {
     let c = Cluster::new("move", false, None);

@@ -187,7 +187,12 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         .iter()
         .filter(|pool| pool.stack.action != Action::NoOp)
     {
-        stack_text(&mut out, &p, &pool.stack, pool.change_set_at_apply());
+        stack_text(
+            &mut out,
+            &p,
+            &pool.stack,
+            !plan.offline && pool.change_set_at_apply(),
+        );
     }
     if unchanged_pools > 0 {
         let _ = writeln!(out, "\nNode pool stacks: {unchanged_pools} without changes");
@@ -291,10 +296,9 @@ pub fn plan_markdown(plan: &Plan) -> String {
         },
         plan.cluster_name
     );
-    let replacements: Vec<_> = plan
-        .stack
-        .resource_changes
-        .iter()
+    let replacements: Vec<_> = std::iter::once(&plan.stack)
+        .chain(plan.pool_stacks.iter().map(|p| &p.stack))
+        .flat_map(|stack| &stack.resource_changes)
         .filter(|c| c.replaces())
         .collect();
     for c in &replacements {

@@ -37,6 +37,19 @@ pub fn status_text(s: &Status) -> String {
             }
         }
     }
+    for (name, stack) in &s.pool_stacks {
+        match stack {
+            None => {
+                let _ = writeln!(out, "Pool stack {name}: not deployed");
+            }
+            Some(stack) => {
+                let _ = writeln!(out, "Pool stack {name}: {}", stack.status);
+                if let Some(reason) = &stack.status_reason {
+                    let _ = writeln!(out, "  reason: {reason}");
+                }
+            }
+        }
+    }
     for r in &s.records {
         let live = r
             .live

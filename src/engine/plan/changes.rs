@@ -196,7 +196,8 @@ fn applied_pool_stacks(
                     name: stack.stack_name.clone(),
                     id: recorded.and_then(|s| s.id.clone()),
                     template_sha256: sha256_hex(&stack.template),
-                    parameters: BTreeMap::new(),
+                    // What it runs with until apply passes new values.
+                    parameters: recorded.map(|s| s.parameters.clone()).unwrap_or_default(),
                     tags: config.stack_tags.clone(),
                 },
             )
@@ -204,29 +205,46 @@ fn applied_pool_stacks(
         .collect()
 }
 
-/// A template forecast where no change set was made yet (apply makes it after the cluster
-/// stack): a new stack adds every resource; an existing one's changes are known after apply.
-pub fn forecast_creation(template: &Value, create: bool) -> Vec<ResourceChange> {
-    if !create {
-        return Vec::new();
-    }
-    template["Resources"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(id, resource)| ResourceChange {
-            action: ResourceAction::Add,
-            logical_id: id.clone(),
-            resource_type: resource["Type"].as_str().unwrap_or_default().to_string(),
-            physical_id: None,
-            replacement: None,
-            replacement_source: None,
-            scope: Vec::new(),
-            details: Vec::new(),
-            changed_properties: Vec::new(),
-            rolling: None,
+/// The pool stack parameters whose cluster-stack resource the cluster's change adds, replaces
+/// (or may), or removes: they take new values, so the pool stack must follow with its
+/// template unchanged or not.
+pub fn moving_parameters<'a>(
+    parameters: &'a [String],
+    cluster_changes: &[ResourceChange],
+) -> Vec<&'a String> {
+    parameters
+        .iter()
+        .filter(|name| {
+            cluster_changes.iter().any(|c| {
+                c.logical_id == **name
+                    && (c.may_get_new_identity() || c.action == ResourceAction::Remove)
+            })
         })
         .collect()
+}
+
+/// The changes a stack's template diff forecasts, where no change set was made yet (apply
+/// makes it after the cluster stack): what is added, modified or removed, with the same
+/// replacement and rolling forecasts a change set gets. `deployed` is `None` for a new stack.
+pub fn forecast_from_templates(
+    deployed: Option<&Value>,
+    new_template: &Value,
+) -> Vec<ResourceChange> {
+    let empty = Value::Object(Default::default());
+    let forecast: Vec<crate::aws::cloudformation::ResourceChange> =
+        diff::template_diff(deployed.unwrap_or(&empty), new_template)
+            .into_iter()
+            .map(|d| crate::aws::cloudformation::ResourceChange {
+                action: d.action,
+                logical_id: d.logical_id,
+                resource_type: d.resource_type,
+                physical_id: None,
+                replacement: None,
+                scope: Vec::new(),
+                details: vec!["forecast from the template: the change set is made by apply".into()],
+            })
+            .collect();
+    resource_changes(&forecast, deployed, new_template)
 }
 
 #[allow(clippy::too_many_arguments)] // the two callers above are its whole interface

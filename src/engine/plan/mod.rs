@@ -474,7 +474,8 @@ fn unchanged_offline(
                 template_url: None,
                 resource_changes: Vec::new(),
             },
-            parameters: Vec::new(),
+            // The names it was applied with, which the render gives again.
+            parameters: recorded.parameters.keys().cloned().collect(),
             template: None,
         })
         .collect();
@@ -556,15 +557,14 @@ async fn plan_destroy(
     let live = context.cloudformation().describe_stack(&stack_name).await?;
     let recorded = prior.and_then(|s| s.stack.as_ref());
     let recorded_id = recorded.and_then(|s| s.id.clone());
-    if let Some(recorded) = &recorded_id {
-        stack::check_stack_binding(
-            config,
-            recorded,
-            live.as_ref().map(|s| s.id.as_str()),
-            context,
-        )
-        .await?;
-    }
+    stack::check_stack_binding(
+        config,
+        &stack_name,
+        recorded_id.as_deref(),
+        live.as_ref().map(|s| s.id.as_str()),
+        context,
+    )
+    .await?;
     let stack_id = live.as_ref().map(|s| s.id.clone()).or(recorded_id);
     let target = Target {
         region: config.region.clone(),
@@ -607,6 +607,40 @@ async fn plan_destroy(
             template: None,
         })
         .collect();
+    // And those an apply created but did not record (it failed before writing the state),
+    // found by name and known by the description the template gives them.
+    let mut pool_stacks = pool_stacks;
+    if config.stack_per_pool {
+        let cfn = context.cloudformation();
+        for pool in config.worker_pools() {
+            if pool_stacks.iter().any(|p| p.pool == pool.name) {
+                continue;
+            }
+            let name = config.pool_stack_name(&pool.name);
+            let Some(live) = cfn.describe_stack(&name).await? else {
+                continue;
+            };
+            if live.description.as_deref()
+                != Some(stack::pool_stack_description(config, &pool.name).as_str())
+            {
+                continue;
+            }
+            pool_stacks.push(PoolStackChange {
+                pool: pool.name.clone(),
+                stack: StackChange {
+                    name,
+                    action: Action::Delete,
+                    change_set_name: None,
+                    change_set_arn: None,
+                    template_sha256: None,
+                    template_url: None,
+                    resource_changes: Vec::new(),
+                },
+                parameters: Vec::new(),
+                template: None,
+            });
+        }
+    }
     let records = records::removed_records(prior, &[]);
     let summary = ChangeSummary {
         remove: u32::from(stack.action == Action::Delete)

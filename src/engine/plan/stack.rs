@@ -123,9 +123,14 @@ pub async fn plan_stack(
         }
         other => other.as_ref(),
     };
-    if let Some(recorded) = recorded.and_then(|s| s.id.as_deref()) {
-        check_stack_binding(config, recorded, live_stack.map(|s| s.id.as_str()), context).await?;
-    }
+    check_stack_binding(
+        config,
+        stack_name,
+        recorded.and_then(|s| s.id.as_deref()),
+        live_stack.map(|s| s.id.as_str()),
+        context,
+    )
+    .await?;
     if let Some(s) = &live {
         plan.stack_id = Some(s.id.clone());
         plan.outputs = s.outputs.clone();
@@ -231,8 +236,10 @@ pub async fn plan_pool_stacks(
             parameters: rendered_pool.parameters.clone(),
             template: None,
         };
+        let moved =
+            changes::moving_parameters(&rendered_pool.parameters, &cluster.change.resource_changes);
         let applied = recorded.map(|s| (&s.template_sha256, &s.tags));
-        if applied == Some((&template_sha256, &config.stack_tags)) {
+        if applied == Some((&template_sha256, &config.stack_tags)) && moved.is_empty() {
             planned.push(change);
             continue;
         }
@@ -245,19 +252,53 @@ pub async fn plan_pool_stacks(
             planned.push(change);
             continue;
         };
-        let cluster_settled = cluster.change.action == Action::NoOp && cluster.stack_id.is_some();
-        if !cluster_settled {
+        let cfn = context.cloudformation();
+        change.template = Some(rendered_pool.template.clone());
+        let new_template: Value = serde_json::from_str(&rendered_pool.template).unwrap_or_default();
+        progress(&format!("describing stack {}", rendered_pool.stack_name));
+        let live = live_stack(&cfn, &rendered_pool.stack_name).await?;
+        check_stack_binding(
+            config,
+            &rendered_pool.stack_name,
+            recorded.and_then(|s| s.id.as_deref()),
+            live.as_ref().map(|s| s.id.as_str()),
+            context,
+        )
+        .await?;
+        // A stack of this name the state does not record is this cluster's only if its
+        // template says so (an apply that failed before writing the state made it); otherwise
+        // it is another's (a cluster named `<this>-pool-<name>`), never to be changed.
+        if let (None, Some(found)) = (recorded, &live) {
+            let expected = pool_stack_description(config, pool);
+            if found.description.as_deref() != Some(expected.as_str()) {
+                return Err(EngineError::ForeignPoolStack {
+                    stack: rendered_pool.stack_name.clone(),
+                    live: found.id.clone(),
+                    expected,
+                });
+            }
+        }
+        // What the pool stack runs now, to diff against.
+        let deployed: Option<Value> = match &live {
+            Some(_) => {
+                let body = cfn.get_template(&rendered_pool.stack_name, None).await?;
+                serde_json::from_str(&body).ok()
+            }
+            None => None,
+        };
+        if live.is_none() {
+            change.stack.action = Action::Create;
+        }
+        if cluster.stack_id.is_none() || !moved.is_empty() {
             // Its parameters are what the cluster stack's resources are after apply: apply
-            // makes the change set, from this template.
-            change.template = Some(rendered_pool.template.clone());
-            change.stack.resource_changes = changes::forecast_creation(
-                &serde_json::from_str(&rendered_pool.template).unwrap_or_default(),
-                recorded.is_none(),
-            );
+            // makes the change set, from this template. The plan shows the template's diff.
+            change.stack.resource_changes =
+                changes::forecast_from_templates(deployed.as_ref(), &new_template);
             planned.push(change);
             continue;
         }
-        let cfn = context.cloudformation();
+        // The cluster stack keeps every resource the pool stack names as it is: the change
+        // set can be made now, with the parameters as they stay.
         if cluster_resources.is_none() {
             let stack = cluster.stack_id.as_deref().unwrap_or(&cluster.change.name);
             progress(&format!("listing the resources of stack {stack}"));
@@ -267,24 +308,6 @@ pub async fn plan_pool_stacks(
             &rendered_pool.parameters,
             cluster_resources.as_ref().expect("listed above"),
         )?;
-        progress(&format!("describing stack {}", rendered_pool.stack_name));
-        let live = live_stack(&cfn, &rendered_pool.stack_name).await?;
-        if let Some(recorded) = recorded.and_then(|s| s.id.as_deref()) {
-            check_stack_binding(
-                config,
-                recorded,
-                live.as_ref().map(|s| s.id.as_str()),
-                context,
-            )
-            .await?;
-        }
-        let deployed = match &live {
-            Some(_) => {
-                let body = cfn.get_template(&rendered_pool.stack_name, None).await?;
-                serde_json::from_str(&body).ok()
-            }
-            None => None,
-        };
         let request = PoolChangeSet {
             stack_name: &rendered_pool.stack_name,
             template: &rendered_pool.template,
@@ -292,7 +315,7 @@ pub async fn plan_pool_stacks(
             parameters,
             exists: live.is_some(),
         };
-        let name = change_set_name(config, binding, &template_sha256);
+        let name = pool_change_set_name(config, binding, &request);
         let Some((described, template_url)) =
             create_pool_change_set(config, context, &request, &name, binding.serial, progress)
                 .await?
@@ -306,15 +329,11 @@ pub async fn plan_pool_stacks(
         } else {
             Action::Create
         };
-        change.template = Some(rendered_pool.template.clone());
         change.stack.change_set_name = Some(name);
         change.stack.change_set_arn = Some(described.arn.clone());
         change.stack.template_url = template_url;
-        change.stack.resource_changes = changes::resource_changes(
-            &described.changes,
-            deployed.as_ref(),
-            &serde_json::from_str(&rendered_pool.template).unwrap_or_default(),
-        );
+        change.stack.resource_changes =
+            changes::resource_changes(&described.changes, deployed.as_ref(), &new_template);
         planned.push(change);
     }
     // Pools removed from cluster.yaml: their stacks go, before the cluster stack changes (it
@@ -338,6 +357,15 @@ pub async fn plan_pool_stacks(
         }
     }
     Ok(planned)
+}
+
+/// The `Description` the stack template gives a pool stack, which tells this cluster's pool
+/// stacks from others of the same name.
+pub(crate) fn pool_stack_description(config: &ClusterConfig, pool: &str) -> String {
+    format!(
+        "kube-aws node pool {pool} of cluster {}",
+        config.cluster_name
+    )
 }
 
 /// A pool stack's parameter values: the physical ids of the cluster stack's resources of the
@@ -435,6 +463,24 @@ pub(crate) async fn create_pool_change_set(
     }
 }
 
+/// A pool stack's change set name: like the cluster stack's, and bound to the stack and its
+/// parameters too, so a change set made with other parameters is never taken for this one.
+pub(crate) fn pool_change_set_name(
+    config: &ClusterConfig,
+    binding: &PriorBinding,
+    request: &PoolChangeSet<'_>,
+) -> String {
+    let inputs = (
+        binding,
+        request.template_sha256,
+        &config.stack_tags,
+        request.stack_name,
+        &request.parameters,
+    );
+    let digest = sha256_hex(canonical_json(&inputs).expect("plain data serialises"));
+    format!("kube-aws-{}", &digest[..12])
+}
+
 /// The change set's name: the same inputs planned twice name the same change set, so a second
 /// plan reuses the first's rather than piling up change sets.
 pub(crate) fn change_set_name(
@@ -457,10 +503,14 @@ pub(crate) fn change_set_name(
 /// this, credentials for the wrong account plan (and apply) a second cluster.
 pub(super) async fn check_stack_binding(
     config: &ClusterConfig,
-    recorded: &str,
+    stack: &str,
+    recorded: Option<&str>,
     live: Option<&str>,
     context: &AwsContext,
 ) -> Result<(), EngineError> {
+    let Some(recorded) = recorded else {
+        return Ok(());
+    };
     let Some((region, account)) = arn_place(recorded, "cloudformation") else {
         return Err(EngineError::NotAStackArn {
             recorded: recorded.to_string(),
@@ -476,7 +526,7 @@ pub(super) async fn check_stack_binding(
     match live {
         Some(id) if id == recorded => Ok(()),
         Some(id) => Err(EngineError::OtherStack {
-            stack: config.stack_name(),
+            stack: stack.to_string(),
             live: id.to_string(),
             recorded: recorded.to_string(),
         }),

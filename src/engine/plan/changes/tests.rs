@@ -399,3 +399,43 @@ fn the_state_records_what_the_plan_upserts_and_forgets_what_it_deletes() {
     assert_eq!(names, ["api.", "same."]);
     assert_eq!(kept[0].values, ["10.0.0.50"]);
 }
+
+#[test]
+fn a_pool_stack_follows_a_cluster_change_that_gives_a_parameter_a_new_identity() {
+    let parameters = vec![
+        "SecurityGroupWorker".to_string(),
+        "Subnet0".to_string(),
+        "Subnet1".to_string(),
+    ];
+    let change = |id: &str, action, replacement| resource_change(id, action, replacement);
+    // The controllers' launch template, an in-place group change and an unrelated removal
+    // leave the pool's parameters as they are.
+    let untouched = [
+        change(
+            "LaunchTemplateController",
+            ResourceAction::Modify,
+            Some(Replacement::False),
+        ),
+        change(
+            "SecurityGroupWorker",
+            ResourceAction::Modify,
+            Some(Replacement::False),
+        ),
+        change("EIPController", ResourceAction::Remove, None),
+    ];
+    assert!(moving_parameters(&parameters, &untouched).is_empty());
+    // A replaced (or perhaps replaced) group, a removed subnet: the pool must follow.
+    let moving = [
+        change(
+            "SecurityGroupWorker",
+            ResourceAction::Modify,
+            Some(Replacement::Conditional),
+        ),
+        change("Subnet1", ResourceAction::Remove, None),
+        change("Subnet2", ResourceAction::Add, None),
+    ];
+    assert_eq!(
+        moving_parameters(&parameters, &moving),
+        [&parameters[0], &parameters[2]]
+    );
+}
