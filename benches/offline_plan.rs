@@ -1,10 +1,13 @@
 //! Offline no-op plan time for 1, 20, 100 and 1,000 node pools, beside `terraform plan` over
 //! as many `terraform_data` resources with local state, run side by side in one run, with the
 //! ratio, the time each pool adds and kube-aws's peak RSS. A second column times the same plan
-//! rendering everything (the state's render key removed); 1,000 pools exceed CloudFormation's
-//! limits (1 MB, 500 resources per stack), so there it renders and refuses in validation.
+//! rendering everything (the state's render key removed); 1,000 pools in one stack exceed
+//! CloudFormation's limits (1 MB, 500 resources per stack), so there it renders and refuses in
+//! validation. Both layouts are measured: every pool in the cluster stack, and a stack each
+//! (`stackPerPool`), which holds 1,000 pools.
 //! `cargo bench --bench offline_plan`; terraform is used when it is on PATH.
-//! `cargo bench --bench offline_plan -- --seed DIR POOLS` only seeds DIR, for profiling.
+//! `cargo bench --bench offline_plan -- --seed DIR POOLS [--stack-per-pool]` only seeds DIR,
+//! for profiling.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -49,8 +52,13 @@ impl ImageCatalog for NoImages {
     }
 }
 
-fn cluster_yaml(pools: usize) -> String {
-    let mut text = String::from(
+fn cluster_yaml(pools: usize, stack_per_pool: bool) -> String {
+    let mut text = String::from(if stack_per_pool {
+        "stackPerPool: true\n"
+    } else {
+        ""
+    });
+    text.push_str(
         "clusterName: bench\nexternalDNSName: bench.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkeyName: k\nkmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/bench\namiId: ami-0123456789abcdef0\ntemplateBucket: bench-artifacts\nnodePools:\n",
     );
     for i in 0..pools {
@@ -59,8 +67,12 @@ fn cluster_yaml(pools: usize) -> String {
     text
 }
 
-fn seed(dir: &Path, pools: usize) {
-    std::fs::write(dir.join("cluster.yaml"), cluster_yaml(pools)).unwrap();
+fn seed(dir: &Path, pools: usize, stack_per_pool: bool) {
+    std::fs::write(
+        dir.join("cluster.yaml"),
+        cluster_yaml(pools, stack_per_pool),
+    )
+    .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -160,7 +172,12 @@ fn main() {
     if let Some(at) = args.iter().position(|a| a == "--seed") {
         let dir = Path::new(&args[at + 1]);
         std::fs::create_dir_all(dir).unwrap();
-        seed(dir, args[at + 2].parse().expect("POOLS is a number"));
+        let per_pool = args.get(at + 3).is_some_and(|a| a == "--stack-per-pool");
+        seed(
+            dir,
+            args[at + 2].parse().expect("POOLS is a number"),
+            per_pool,
+        );
         return;
     }
     let kube_aws = env!("CARGO_BIN_EXE_kube-aws");
@@ -184,40 +201,51 @@ fn main() {
             .env("NO_COLOR", "1");
         cmd
     };
-    let mut first: Option<(usize, Duration)> = None;
-    for pools in [1usize, 20, 100, 1000] {
-        let dir = tempfile::tempdir().unwrap();
-        // Seeded by another process: a child's peak RSS counts what its parent held when it
-        // was spawned, so this one stays small.
-        let seeded = Command::new(std::env::current_exe().unwrap())
-            .arg("--seed")
-            .arg(dir.path())
-            .arg(pools.to_string())
-            .status()
-            .unwrap();
-        assert!(seeded.success(), "seeding {pools} pools");
-        let (ours, peak) = time_ours(15, 0, || plan(dir.path()));
-        // Without the key the plan renders, validates and compresses everything; 1,000 pools
-        // exceed CloudFormation's stack limits (1 MB, 500 resources), which validation refuses.
-        let state_path = dir.path().join("state/state.json");
-        let mut state: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
-        state.as_object_mut().unwrap().remove("render_key");
-        std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
-        let refused = pools > 100;
-        let (rendering, _) = time_ours(3, if refused { 1 } else { 0 }, || plan(dir.path()));
-        // What each pool adds beyond the one-pool run: flat when the cost is linear.
-        let per_pool = match first {
-            None => {
-                first = Some((pools, ours));
-                "-".to_string()
+    for stack_per_pool in [false, true] {
+        println!(
+            "{}",
+            if stack_per_pool {
+                "each pool in a stack of its own (stackPerPool: true):"
+            } else {
+                "every pool in the cluster stack:"
             }
-            Some((n, t)) => format!(
-                "{:.1}us",
-                (ours.as_secs_f64() - t.as_secs_f64()) * 1e6 / (pools - n) as f64
-            ),
-        };
-        let theirs = has_terraform.then(|| {
+        );
+        let mut first: Option<(usize, Duration)> = None;
+        for pools in [1usize, 20, 100, 1000] {
+            let dir = tempfile::tempdir().unwrap();
+            // Seeded by another process: a child's peak RSS counts what its parent held when it
+            // was spawned, so this one stays small.
+            let seeded = Command::new(std::env::current_exe().unwrap())
+                .arg("--seed")
+                .arg(dir.path())
+                .arg(pools.to_string())
+                .args(stack_per_pool.then_some("--stack-per-pool"))
+                .status()
+                .unwrap();
+            assert!(seeded.success(), "seeding {pools} pools");
+            let (ours, peak) = time_ours(15, 0, || plan(dir.path()));
+            // Without the key the plan renders, validates and compresses everything; 1,000 pools
+            // exceed CloudFormation's stack limits (1 MB, 500 resources), which validation refuses.
+            let state_path = dir.path().join("state/state.json");
+            let mut state: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+            state.as_object_mut().unwrap().remove("render_key");
+            std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+            // One stack cannot hold them; stacks of their own can.
+            let refused = pools > 100 && !stack_per_pool;
+            let (rendering, _) = time_ours(3, if refused { 1 } else { 0 }, || plan(dir.path()));
+            // What each pool adds beyond the one-pool run: flat when the cost is linear.
+            let per_pool = match first {
+                None => {
+                    first = Some((pools, ours));
+                    "-".to_string()
+                }
+                Some((n, t)) => format!(
+                    "{:.1}us",
+                    (ours.as_secs_f64() - t.as_secs_f64()) * 1e6 / (pools - n) as f64
+                ),
+            };
+            let theirs = has_terraform.then(|| {
             let tf = tempfile::tempdir().unwrap();
             std::fs::write(
                 tf.path().join("main.tf"),
@@ -228,27 +256,28 @@ fn main() {
             assert!(terraform(tf.path(), &["apply", "-auto-approve", "-input=false"]).output().unwrap().status.success());
             time_ours(3, 0, || terraform(tf.path(), &["plan", "-input=false", "-detailed-exitcode"])).0
         });
-        let rendering = format!(
-            "{:.1}ms{}",
-            ms(rendering),
-            if refused { " (refused)" } else { "" }
-        );
-        let (terraform_text, ratio) = match theirs {
-            Some(t) => (
-                format!("{:.1}ms", ms(t)),
-                format!("{:.1}x", t.as_secs_f64() / ours.as_secs_f64()),
-            ),
-            None => ("(no terraform)".to_string(), "-".to_string()),
-        };
-        println!(
-            "{pools:>6}  {:>7.1}ms  {per_pool:>12}  {:>6.1}MB  {rendering:>10}  {terraform_text:>15}  {ratio:>7}{}",
-            ms(ours),
-            peak as f64 / 1024.0,
-            if refused {
-                "  (a state no apply writes: one stack cannot hold it)"
-            } else {
-                ""
-            }
-        );
+            let rendering = format!(
+                "{:.1}ms{}",
+                ms(rendering),
+                if refused { " (refused)" } else { "" }
+            );
+            let (terraform_text, ratio) = match theirs {
+                Some(t) => (
+                    format!("{:.1}ms", ms(t)),
+                    format!("{:.1}x", t.as_secs_f64() / ours.as_secs_f64()),
+                ),
+                None => ("(no terraform)".to_string(), "-".to_string()),
+            };
+            println!(
+                "{pools:>6}  {:>7.1}ms  {per_pool:>12}  {:>6.1}MB  {rendering:>10}  {terraform_text:>15}  {ratio:>7}{}",
+                ms(ours),
+                peak as f64 / 1024.0,
+                if refused {
+                    "  (a state no apply writes: one stack cannot hold it)"
+                } else {
+                    ""
+                }
+            );
+        }
     }
 }

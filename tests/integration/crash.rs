@@ -22,9 +22,31 @@ fn lock_id(status: &str) -> Option<String> {
 fn killed_at_every_request_of_an_apply_nothing_is_corrupt_and_the_next_plan_converges() {
     let c = Cluster::new("crash", true, None);
     c.plan_and_apply();
+    kill_at_every_request(&c, "one stack", &|c: &Cluster, k: u64| {
+        c.set("workerCount", if k.is_multiple_of(2) { "2" } else { "3" });
+    });
+}
 
+#[test]
+fn killed_at_every_request_of_an_apply_of_pool_stacks_nothing_is_corrupt_and_the_next_plan_converges()
+ {
+    let c = Cluster::new("crashpools", true, None);
+    c.set("stackPerPool", "true");
+    c.set("nodePools", "[{name: gpu, count: 1}]");
+    c.plan_and_apply();
+    // Every stack changes: the tags of all three, and the default workers' size.
+    kill_at_every_request(&c, "a stack per pool", &|c: &Cluster, k: u64| {
+        c.set("workerCount", if k.is_multiple_of(2) { "2" } else { "3" });
+        c.set("stackTags", &format!("{{round: \"{}\"}}", k % 2));
+    });
+}
+
+/// Kills an apply (SIGKILL) at each of the requests one apply makes, in turn: the state always
+/// reads and validates, a lock left behind is shown and cleared with an audit entry, and the
+/// next plan and apply converge. `change` makes round `k`'s change.
+fn kill_at_every_request(c: &Cluster, layout: &str, change: &dyn Fn(&Cluster, u64)) {
     // How many requests one apply makes.
-    c.set("workerCount", "2");
+    change(c, 0);
     c.expect(0, &["plan", "-o", "plan.json"]);
     c.proxy.reset();
     c.expect(0, &["apply", "plan.json"]);
@@ -34,7 +56,7 @@ fn killed_at_every_request_of_an_apply_nothing_is_corrupt_and_the_next_plan_conv
     let mut killed_holding_lock = 0;
     let mut flagged_unfinished = 0;
     for k in 1..=requests {
-        c.set("workerCount", if k % 2 == 0 { "2" } else { "3" });
+        change(c, k);
         c.expect(0, &["plan", "-o", "plan.json"]);
         c.proxy.hold_request(k);
         let mut child = kube_aws(moto(), c.dir.path())
@@ -90,7 +112,7 @@ fn killed_at_every_request_of_an_apply_nothing_is_corrupt_and_the_next_plan_conv
         c.expect(0, &["history", "--verify"]);
     }
     eprintln!(
-        "killed an apply at each of its {requests} requests; {killed_holding_lock} kills left a lock that state unlock cleared; status flagged {flagged_unfinished} unfinished applies"
+        "{layout}: killed an apply at each of its {requests} requests; {killed_holding_lock} kills left a lock that state unlock cleared; status flagged {flagged_unfinished} unfinished applies"
     );
     assert!(killed_holding_lock > 0);
     assert!(flagged_unfinished > 0);

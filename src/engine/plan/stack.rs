@@ -171,6 +171,12 @@ pub async fn plan_stack(
         Ok(_) => {}
         // The same inputs were planned before: that change set is this plan's.
         Err(e) if e.code.as_deref() == Some("AlreadyExistsException") => {}
+        // Some endpoints (moto) refuse a change set with nothing in it at once, rather than
+        // making one that fails: the same answer.
+        Err(e) if says_no_changes(&e) => {
+            progress("no changes");
+            return Ok(plan);
+        }
         Err(e) => return Err(e.into()),
     }
     match wait_for_change_set(&cfn, stack_name, &change_set_name, progress).await? {
@@ -451,6 +457,7 @@ pub(crate) async fn create_pool_change_set(
     match cfn.create_change_set(&create).await {
         Ok(_) => {}
         Err(e) if e.code.as_deref() == Some("AlreadyExistsException") => {}
+        Err(e) if says_no_changes(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
     match wait_for_change_set(&cfn, request.stack_name, change_set_name, progress).await? {
@@ -559,6 +566,13 @@ pub(super) async fn caller_account(context: &AwsContext) -> Result<String, Engin
         .await
         .map_err(EngineError::ActorUnverified)?;
     Ok(arn_account(&caller).to_string())
+}
+
+/// Whether CloudFormation's refusal of a change set means there was nothing to change.
+fn says_no_changes(e: &crate::aws::AwsError) -> bool {
+    e.code.as_deref() == Some("ValidationError")
+        && (e.message.contains("No updates are to be performed")
+            || e.message.contains("didn't contain changes"))
 }
 
 /// Polls until the change set is created. `None` when CloudFormation found nothing to change.
