@@ -88,10 +88,7 @@ fn seed(dir: &Path, pools: usize, stack_per_pool: bool) {
             &config,
             None,
             "11111111-2222-4333-8444-555555555555".into(),
-            &build.image,
-            &build.tls.assets,
-            &build.rendered,
-            &build.render_key,
+            &build,
         );
         let backend = Backend::local(dir);
         let lock = backend
@@ -191,9 +188,9 @@ fn main() {
     println!("  no-op:   the state's render key matches, so the plan is made without rendering");
     println!("  render:  the same plan with the key removed from the state (a full render)");
     println!(
-        "{:>6}  {:>9}  {:>12}  {:>9}  {:>10}  {:>15}  {:>7}",
-        "pools", "no-op", "per pool", "peak RSS", "render", "terraform plan", "ratio"
+        "  1 changed: with stackPerPool, the plan after one pool's instance type changed (the"
     );
+    println!("           other pools' keys are the state's, so only that pool is rendered)");
     let plan = |dir: &Path| {
         let mut cmd = Command::new(kube_aws);
         cmd.current_dir(dir)
@@ -209,6 +206,17 @@ fn main() {
             } else {
                 "every pool in the cluster stack:"
             }
+        );
+        println!(
+            "{:>6}  {:>9}  {:>12}  {:>9}  {:>10}  {:>15}  {:>7}  {:>9}",
+            "pools",
+            "no-op",
+            "per pool",
+            "peak RSS",
+            "render",
+            "terraform plan",
+            "ratio",
+            "1 changed"
         );
         let mut first: Option<(usize, Duration)> = None;
         for pools in [1usize, 20, 100, 1000] {
@@ -234,6 +242,16 @@ fn main() {
             // One stack cannot hold them; stacks of their own can.
             let refused = pools > 100 && !stack_per_pool;
             let (rendering, _) = time_ours(3, if refused { 1 } else { 0 }, || plan(dir.path()));
+            // One pool changed: a plan with changes (exit 2) that renders only that pool.
+            let one_changed = stack_per_pool.then(|| {
+                let yaml = dir.path().join("cluster.yaml");
+                let text = std::fs::read_to_string(&yaml).unwrap().replace(
+                    "  - name: pool0\n",
+                    "  - name: pool0\n    instanceType: m6i.large\n",
+                );
+                std::fs::write(&yaml, text).unwrap();
+                format!("{:.1}ms", ms(time_ours(3, 2, || plan(dir.path())).0))
+            });
             // What each pool adds beyond the one-pool run: flat when the cost is linear.
             let per_pool = match first {
                 None => {
@@ -269,9 +287,10 @@ fn main() {
                 None => ("(no terraform)".to_string(), "-".to_string()),
             };
             println!(
-                "{pools:>6}  {:>7.1}ms  {per_pool:>12}  {:>6.1}MB  {rendering:>10}  {terraform_text:>15}  {ratio:>7}{}",
+                "{pools:>6}  {:>7.1}ms  {per_pool:>12}  {:>6.1}MB  {rendering:>10}  {terraform_text:>15}  {ratio:>7}  {:>9}{}",
                 ms(ours),
                 peak as f64 / 1024.0,
+                one_changed.as_deref().unwrap_or("-"),
                 if refused {
                     "  (a state no apply writes: one stack cannot hold it)"
                 } else {

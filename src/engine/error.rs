@@ -122,6 +122,10 @@ pub enum EngineError {
     )]
     PoolParameterMissing { resource: String },
     #[error(
+        "stack {stack} runs a template other than the one the state records (changed outside kube-aws); remove its render_key from the state's pool_stacks to render it again"
+    )]
+    PoolTemplateDrifted { stack: String },
+    #[error(
         "stack {stack} exists ({live}) but is not this cluster's: its description is not {expected:?}, and the state does not record it. Rename the node pool; nothing was planned"
     )]
     ForeignPoolStack {

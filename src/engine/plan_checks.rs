@@ -434,6 +434,7 @@ mod tests {
             template_sha256: "t".into(),
             parameters: Default::default(),
             tags: Default::default(),
+            render_key: None,
         });
         s
     }

@@ -218,6 +218,9 @@ pub struct Rendered {
     pub addon_objects: Vec<AddonObject>,
     /// With `stackPerPool`, each worker pool's own stack by pool name; empty otherwise.
     pub pool_stacks: BTreeMap<String, PoolStackTemplate>,
+    /// Pools not rendered (`RenderInputs::reuse_pools`): neither their cloud-config nor their
+    /// stack is here, and they are the state's.
+    pub reused_pools: std::collections::BTreeSet<String>,
 }
 
 /// A worker pool's own stack, as rendered.
@@ -260,6 +263,9 @@ pub struct RenderInputs<'a> {
     /// stay in the cluster stack exactly as they run, while their own stacks are created
     /// beside them; the next plan removes them from the cluster stack.
     pub keep_pools_in_cluster_stack: bool,
+    /// With `stackPerPool`, pools not to render: their inputs hash to the key the state
+    /// records, so their template and cloud-config are the state's.
+    pub reuse_pools: &'a std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -591,8 +597,19 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         etcd_userdata.push(gzip_base64(&text));
         cloud_configs.insert(etcd_asset_name(member.index), text);
     }
-    let pools = c.worker_pools();
     let keep_pools = c.stack_per_pool && inputs.keep_pools_in_cluster_stack;
+    // A pool in a stack of its own, unchanged, is not rendered at all; in the cluster stack
+    // (or while moving out of it) every pool is.
+    let reused_pools: std::collections::BTreeSet<String> = if c.stack_per_pool && !keep_pools {
+        inputs.reuse_pools.clone()
+    } else {
+        Default::default()
+    };
+    let pools: Vec<_> = c
+        .worker_pools()
+        .into_iter()
+        .filter(|p| !reused_pools.contains(&p.name))
+        .collect();
     let mut worker_userdata = BTreeMap::new();
     // While the pools stay in the cluster stack, their launch templates keep the user data
     // they run with (signalling the cluster stack), so nothing rolls there.
@@ -841,6 +858,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         manifests,
         addon_objects,
         pool_stacks,
+        reused_pools,
     })
 }
 

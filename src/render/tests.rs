@@ -45,6 +45,7 @@ fn render_with(config: &ClusterConfig, templates: &Templates) -> Result<Rendered
             ami_id: "ami-0123456789abcdef0",
             tls: &tls(),
             keep_pools_in_cluster_stack: false,
+            reuse_pools: &Default::default(),
         },
     )
 }
@@ -442,6 +443,7 @@ fn moving_to_a_stack_per_pool_first_keeps_the_cluster_stack_as_it_runs() {
             ami_id: "ami-0123456789abcdef0",
             tls: &tls(),
             keep_pools_in_cluster_stack: true,
+            reuse_pools: &Default::default(),
         },
     )
     .unwrap();

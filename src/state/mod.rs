@@ -70,6 +70,10 @@ pub struct StackState {
     /// for v1 states written before the field existed.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// A pool stack's: the hash of what its template and cloud-config are rendered from
+    /// (`engine::plan::pool_render_keys`); a plan whose key is the same reuses them unrendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

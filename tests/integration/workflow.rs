@@ -689,6 +689,63 @@ fn with_a_stack_per_pool_a_pool_changes_in_its_own_stack_alone_and_goes_first_on
         text.contains("Node pool stacks: 2 without changes"),
         "{text}"
     );
+    let skipped = change["skipped"].to_string();
+    assert!(
+        skipped.contains("rendering 2 unchanged node pool(s)"),
+        "{skipped}"
+    );
+    // The two pools not rendered give the plan rendering them gives: offline, with the
+    // state's pool keys and without them.
+    c.expect(
+        2,
+        &[
+            "plan",
+            "--offline",
+            "-o",
+            "reused.json",
+            "--detailed-exitcode",
+        ],
+    );
+    let state_path = c.path("state/state.json");
+    let kept = std::fs::read(&state_path).unwrap();
+    let mut keyless: Value = serde_json::from_slice(&kept).unwrap();
+    for (_, stack) in keyless["pool_stacks"].as_object_mut().unwrap() {
+        stack.as_object_mut().unwrap().remove("render_key");
+    }
+    std::fs::write(&state_path, serde_json::to_vec(&keyless).unwrap()).unwrap();
+    c.expect(
+        2,
+        &[
+            "plan",
+            "--offline",
+            "-o",
+            "rendered.json",
+            "--detailed-exitcode",
+        ],
+    );
+    std::fs::write(&state_path, kept).unwrap();
+    let (reused, rendered) = (c.plan_file("reused.json"), c.plan_file("rendered.json"));
+    for field in ["assets", "stack", "pool_stacks", "summary"] {
+        assert_eq!(reused[field], rendered[field], "{field}");
+    }
+    assert_eq!(
+        reused["new_state"]["pool_stacks"],
+        rendered["new_state"]["pool_stacks"]
+    );
+    assert_eq!(
+        reused["new_state"]["assets"],
+        rendered["new_state"]["assets"]
+    );
+    assert!(
+        reused["skipped"]
+            .to_string()
+            .contains("rendering 2 unchanged")
+    );
+    assert!(
+        !rendered["skipped"]
+            .to_string()
+            .contains("rendering 2 unchanged")
+    );
     c.expect(0, &["apply", "change.json"]);
 
     // The no-op plan asks nothing about the pool stacks.

@@ -2,6 +2,7 @@
 //! online (issuing through KMS, the newest AMI from EC2) or offline (stand-ins, listed as
 //! skipped).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use time::{Duration, OffsetDateTime};
@@ -67,6 +68,8 @@ pub struct Build {
     pub render_key: String,
     /// The first step of moving to `stackPerPool` ([`moves_to_pool_stacks`]).
     pub keep_pools_in_cluster_stack: bool,
+    /// With `stackPerPool`, each pool's own render key ([`pool_render_keys`]).
+    pub pool_keys: BTreeMap<String, String>,
 }
 
 /// What a render is made from besides cluster.yaml, resolved first: a plan whose
@@ -80,6 +83,8 @@ pub struct Prepared {
     pub render_key: String,
     /// This render moves an applied single-stack cluster to `stackPerPool` (its first step).
     pub keep_pools_in_cluster_stack: bool,
+    /// With `stackPerPool`, each pool's own render key ([`pool_render_keys`]).
+    pub pool_keys: BTreeMap<String, String>,
 }
 
 /// The hash of everything a render reads: the build's own sources (code, built-in templates
@@ -120,6 +125,34 @@ pub fn render_key(
         feed("layout", b"pools kept in the cluster stack");
     }
     hex::encode(hasher.finalize())
+}
+
+/// With `stackPerPool`, the render key of each pool's stack and cloud-config: everything the
+/// cluster's key hashes but the other pools, so one pool's change leaves the others' keys as
+/// they were. Empty for a cluster whose pools share its stack.
+pub fn pool_render_keys(
+    config: &ClusterConfig,
+    templates: &Templates,
+    ami_id: &str,
+    tls: &TlsAssets,
+) -> BTreeMap<String, String> {
+    if !config.stack_per_pool {
+        return BTreeMap::new();
+    }
+    let without_pools = ClusterConfig {
+        node_pools: Vec::new(),
+        ..config.clone()
+    };
+    let shared = render_key(&without_pools, templates, ami_id, tls, false);
+    config
+        .worker_pools()
+        .into_iter()
+        .map(|pool| {
+            let resolved = serde_json::to_vec(&pool).expect("a pool serialises");
+            let key = crate::hash::sha256_hex([shared.as_bytes(), &[0], &resolved].concat());
+            (pool.name, key)
+        })
+        .collect()
 }
 
 /// Renders the cluster in `dir`. With a `vault`, certificates are issued and sealed; without,
@@ -183,6 +216,7 @@ pub async fn prepare<V: KeyVault, I: ImageCatalog>(
         &tls.assets,
         keep_pools_in_cluster_stack,
     );
+    let pool_keys = pool_render_keys(config, &templates, &image.ami_id, &tls.assets);
     Ok(Prepared {
         image,
         tls,
@@ -190,12 +224,45 @@ pub async fn prepare<V: KeyVault, I: ImageCatalog>(
         skipped,
         render_key,
         keep_pools_in_cluster_stack,
+        pool_keys,
     })
 }
 
 impl Prepared {
     /// Renders every asset.
     pub fn render(self, config: &ClusterConfig) -> Result<Build, EngineError> {
+        self.render_reusing(config, &BTreeSet::new())
+    }
+
+    /// The pools whose stack and cloud-config `prior` already holds as this render would make
+    /// them: their key is the one it records, and it records their cloud-config.
+    pub fn reusable_pools(&self, prior: Option<&State>) -> BTreeSet<String> {
+        let Some(prior) = prior else {
+            return BTreeSet::new();
+        };
+        self.pool_keys
+            .iter()
+            .filter(|(pool, key)| {
+                prior
+                    .pool_stacks
+                    .get(*pool)
+                    .and_then(|s| s.render_key.as_ref())
+                    == Some(key)
+                    && prior.assets.contains_key(&crate::assets::asset_path(
+                        crate::assets::AssetKind::CloudConfig,
+                        &render::worker_asset_name(pool),
+                    ))
+            })
+            .map(|(pool, _)| pool.clone())
+            .collect()
+    }
+
+    /// Renders every asset but those of the pools in `reuse` (see [`Self::reusable_pools`]).
+    pub fn render_reusing(
+        self,
+        config: &ClusterConfig,
+        reuse: &BTreeSet<String>,
+    ) -> Result<Build, EngineError> {
         let rendered = render::render(
             &self.templates,
             &RenderInputs {
@@ -203,6 +270,7 @@ impl Prepared {
                 ami_id: &self.image.ami_id,
                 tls: &self.tls.assets,
                 keep_pools_in_cluster_stack: self.keep_pools_in_cluster_stack,
+                reuse_pools: reuse,
             },
         )?;
         Ok(Build {
@@ -213,6 +281,7 @@ impl Prepared {
             skipped: self.skipped,
             render_key: self.render_key,
             keep_pools_in_cluster_stack: self.keep_pools_in_cluster_stack,
+            pool_keys: self.pool_keys,
         })
     }
 }

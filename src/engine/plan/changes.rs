@@ -101,20 +101,26 @@ fn desired_assets(
     desired
 }
 
-/// The state an apply of this render writes (stack id and record values aside, which only the
+/// The state an apply of `built` writes (stack id and record values aside, which only the
 /// apply itself learns). Plans carry it as `new_state`. `lineage` names a cluster's first state.
 pub fn applied_state(
     config: &ClusterConfig,
     prior: Option<&State>,
     lineage: String,
-    image: &ImageState,
-    tls: &TlsAssets,
-    rendered: &Rendered,
-    render_key: &str,
+    built: &super::Build,
 ) -> State {
+    let (image, tls, rendered) = (&built.image, &built.tls.assets, &built.rendered);
+    let (render_key, pool_keys) = (&built.render_key, &built.pool_keys);
     let template_sha256 = sha256_hex(&rendered.stack_template);
-    let assets = desired_assets(config, rendered, tls);
-    let pool_stacks = applied_pool_stacks(config, prior, rendered);
+    let mut assets = desired_assets(config, rendered, tls);
+    // A pool not rendered (its key is the state's) keeps the cloud-config the state records.
+    for pool in &rendered.reused_pools {
+        let path = asset_path(AssetKind::CloudConfig, &render::worker_asset_name(pool));
+        if let Some(recorded) = prior.and_then(|s| s.assets.get(&path)) {
+            assets.insert(path, recorded.clone());
+        }
+    }
+    let pool_stacks = applied_pool_stacks(config, prior, rendered, pool_keys);
     let bound_key = state_render_key(render_key, &assets, &template_sha256, &pool_stacks);
     let mut state = state_with_assets(
         config,
@@ -179,17 +185,25 @@ pub fn state_render_key(
 }
 
 /// The pool stacks an apply of this render leaves: each rendered pool's stack with its
-/// template hash, keeping the id the state knows.
+/// template hash and render key, keeping the id and parameters the state knows; a pool not
+/// rendered (its key is the state's) as the state records it.
 fn applied_pool_stacks(
     config: &ClusterConfig,
     prior: Option<&State>,
     rendered: &Rendered,
+    pool_keys: &BTreeMap<String, String>,
 ) -> BTreeMap<String, StackState> {
+    let recorded = |pool: &str| prior.and_then(|s| s.pool_stacks.get(pool));
+    let reused = rendered.reused_pools.iter().filter_map(|pool| {
+        let mut kept = recorded(pool)?.clone();
+        kept.tags = config.stack_tags.clone();
+        Some((pool.clone(), kept))
+    });
     rendered
         .pool_stacks
         .iter()
         .map(|(pool, stack)| {
-            let recorded = prior.and_then(|s| s.pool_stacks.get(pool));
+            let recorded = recorded(pool);
             (
                 pool.clone(),
                 StackState {
@@ -199,9 +213,11 @@ fn applied_pool_stacks(
                     // What it runs with until apply passes new values.
                     parameters: recorded.map(|s| s.parameters.clone()).unwrap_or_default(),
                     tags: config.stack_tags.clone(),
+                    render_key: pool_keys.get(pool).cloned(),
                 },
             )
         })
+        .chain(reused)
         .collect()
 }
 
@@ -273,6 +289,7 @@ fn state_with_assets(
             template_sha256,
             parameters: BTreeMap::new(),
             tags: config.stack_tags.clone(),
+            render_key: None,
         }),
         assets,
         tls: tls.clone(),

@@ -210,13 +210,21 @@ async fn plan_apply(
     {
         return Ok(plan);
     }
-    let built = prepared.render(config)?;
+    // An unchanged pool in a stack of its own is not rendered again (its key is the state's).
+    let reuse = prepared.reusable_pools(prior);
+    let built = prepared.render_reusing(config, &reuse)?;
     built.refuse_invalid()?;
     // Rendered from the user's template file: render checks it is JSON, and a slip there is
     // an error here, never a panic.
     let new_template: Value = serde_json::from_str(&built.rendered.stack_template)
         .map_err(|e| EngineError::TemplateNotJson(e.to_string()))?;
     let mut skipped = built.skipped.clone();
+    if !reuse.is_empty() {
+        skipped.push(format!(
+            "rendering {} unchanged node pool(s): their inputs hash to the keys the state records, so their stacks and cloud-configs are the state's",
+            reuse.len()
+        ));
+    }
 
     let stack = stack::plan_stack(
         config,
@@ -258,15 +266,7 @@ async fn plan_apply(
         }
     };
 
-    let mut new_state = applied_state(
-        config,
-        prior,
-        uuid::Uuid::new_v4().to_string(),
-        &built.image,
-        &built.tls.assets,
-        &built.rendered,
-        &built.render_key,
-    );
+    let mut new_state = applied_state(config, prior, uuid::Uuid::new_v4().to_string(), &built);
     let prior_assets = prior.map(|s| s.assets.clone()).unwrap_or_default();
     let old_manifests = match online {
         Some(context) => {

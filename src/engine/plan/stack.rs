@@ -342,10 +342,55 @@ pub async fn plan_pool_stacks(
             changes::resource_changes(&described.changes, deployed.as_ref(), &new_template);
         planned.push(change);
     }
+    // Pools not rendered because their key is the state's: unchanged, unless the cluster
+    // stack moves one of their parameters. Then the template they run (read back, and held
+    // to the hash the state records) is the one apply makes their change set from.
+    for pool in &rendered.reused_pools {
+        let Some(recorded) = recorded.and_then(|r| r.get(pool)) else {
+            continue;
+        };
+        let parameters: Vec<String> = recorded.parameters.keys().cloned().collect();
+        let mut change = PoolStackChange {
+            pool: pool.clone(),
+            stack: StackChange {
+                name: recorded.name.clone(),
+                action: Action::NoOp,
+                change_set_name: None,
+                change_set_arn: None,
+                template_sha256: Some(recorded.template_sha256.clone()),
+                template_url: None,
+                resource_changes: Vec::new(),
+            },
+            parameters,
+            template: None,
+        };
+        let moved =
+            changes::moving_parameters(&change.parameters, &cluster.change.resource_changes);
+        let needs_update = !moved.is_empty() || recorded.tags != config.stack_tags;
+        if let (true, Some(context)) = (needs_update, online) {
+            let cfn = context.cloudformation();
+            let body = cfn.get_template(&recorded.name, None).await?;
+            let template = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| crate::hash::canonical_json_pretty(&v).ok())
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .unwrap_or(body);
+            if sha256_hex(&template) != recorded.template_sha256 {
+                return Err(EngineError::PoolTemplateDrifted {
+                    stack: recorded.name.clone(),
+                });
+            }
+            change.stack.action = Action::Update;
+            change.template = Some(template);
+        } else if needs_update {
+            change.stack.action = Action::Update;
+        }
+        planned.push(change);
+    }
     // Pools removed from cluster.yaml: their stacks go, before the cluster stack changes (it
     // may remove what they use).
     for (pool, stack) in recorded.into_iter().flatten() {
-        if !rendered.pool_stacks.contains_key(pool) {
+        if !rendered.pool_stacks.contains_key(pool) && !rendered.reused_pools.contains(pool) {
             planned.push(PoolStackChange {
                 pool: pool.clone(),
                 stack: StackChange {
@@ -362,6 +407,7 @@ pub async fn plan_pool_stacks(
             });
         }
     }
+    planned.sort_by(|a, b| a.pool.cmp(&b.pool));
     Ok(planned)
 }
 

@@ -34,6 +34,7 @@ fn rendered(cloud_configs: &[(&str, &str)], manifests: &[(&str, &str)]) -> Rende
         manifests: map(manifests),
         addon_objects: vec![],
         pool_stacks: Default::default(),
+        reused_pools: Default::default(),
     }
 }
 
