@@ -472,14 +472,10 @@ async fn locked(
         StackOutcome::Done(description) => description,
     };
 
-    // Step 7: records, with values known only now taken from the stack's outputs; before the
-    // pool stacks, whose new workers reach the API by its name.
-    lease.keep_alive().await;
     let outputs: BTreeMap<String, String> = stack
         .as_ref()
         .map(|s| s.outputs.clone())
         .unwrap_or_default();
-    let records = apply_plan_records(plan, &outputs, context, lease, observer).await;
 
     // Every changed pool stack starts before any is followed, so CloudFormation updates them
     // side by side (a rolling update each); then each is followed to its end.
@@ -564,6 +560,11 @@ async fn locked(
     if let Some((result, message)) = failure {
         return finish(result, None, Some(message)).await;
     }
+
+    // Step 7: records, with values known only now taken from the stack's outputs; after the
+    // pool stacks, so a failed one leaves Route53 as the state records it.
+    lease.keep_alive().await;
+    let records = apply_plan_records(plan, &outputs, context, lease, observer).await;
 
     // Step 8: the new state; on a record failure it keeps the old records, so the next plan
     // shows the change again.
@@ -1045,6 +1046,17 @@ async fn start_pool_stack(
             (Action::Update, Some(found), Some(recorded)) if found.id != *recorded => {
                 return Err(failed(&format!(
                     "stack {stack_name} is {}, not the {recorded} the state records; it was not changed",
+                    found.id
+                )));
+            }
+            // Unrecorded (an apply that failed before writing the state made it): only while
+            // its description says it is this cluster's pool stack, as plan checked.
+            (Action::Update, Some(found), None)
+                if found.description.as_deref()
+                    != Some(stack::pool_stack_description(config, &pool.pool).as_str()) =>
+            {
+                return Err(failed(&format!(
+                    "stack {stack_name} ({}) is not this cluster's pool stack; it was not changed",
                     found.id
                 )));
             }

@@ -122,6 +122,10 @@ pub enum EngineError {
     )]
     PoolParameterMissing { resource: String },
     #[error(
+        "node pool stack {stack} failed to create ({status}), which CloudFormation cannot update; delete it (`aws cloudformation delete-stack --stack-name {stack}`) and plan again: the plan creates it anew. The rest of the cluster is not affected"
+    )]
+    PoolStackFailedCreate { stack: String, status: String },
+    #[error(
         "stack {stack} runs a template other than the one the state records (changed outside kube-aws); remove its render_key from the state's pool_stacks to render it again"
     )]
     PoolTemplateDrifted { stack: String },

@@ -292,6 +292,22 @@ pub fn check_new_state(
             .iter()
             .map(|(pool, s)| (pool.as_str(), Some(s.template_sha256.as_str())))
             .collect();
+        // Each by this cluster's name for the pool, and by the id the state records (or,
+        // new to the state, one of a stack of that name).
+        for (pool, stack) in &next.pool_stacks {
+            let name = config.pool_stack_name(pool);
+            let prior_id = prior
+                .and_then(|p| p.pool_stacks.get(pool))
+                .and_then(|s| s.id.as_deref());
+            let id_ok = match (prior_id, stack.id.as_deref()) {
+                (Some(prior), id) => id == Some(prior),
+                (None, Some(id)) => id.contains(&format!(":stack/{name}/")),
+                (None, None) => true,
+            };
+            if stack.name != name || !id_ok {
+                return Err(PlanMismatch::PoolStacks(vec![pool.clone()]));
+            }
+        }
         if reviewed != recorded {
             let differing: Vec<String> = reviewed
                 .keys()

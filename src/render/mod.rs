@@ -778,12 +778,15 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
                     "AWS::EC2::Subnet::Id",
                 ))
             });
-        std::iter::once((
+        // By name, as the state's map keeps them, so a reused pool lists them alike.
+        let mut parameters: Vec<(String, &'static str)> = std::iter::once((
             "SecurityGroupWorker".to_string(),
             "AWS::EC2::SecurityGroup::Id",
         ))
         .chain(subnets)
-        .collect()
+        .collect();
+        parameters.sort();
+        parameters
     };
     let cluster_pools: &[crate::config::WorkerPool] = if c.stack_per_pool && !keep_pools {
         &[]

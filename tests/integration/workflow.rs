@@ -463,8 +463,15 @@ fn a_single_stack_cluster_moves_to_a_stack_per_pool_in_two_reviewed_steps_and_is
             .collect()
     );
 
-    // Step 1: the pool stacks are created; the cluster stack keeps its groups as they run.
+    // The move changes nothing else: a plan that would also change the cluster stack is
+    // refused.
     c.set("stackPerPool", "true");
+    c.set("workerCount", "2");
+    let refused = stderr(&c.expect(1, &["plan"]));
+    assert!(refused.contains("would also change it"), "{refused}");
+    c.set("workerCount", "1");
+
+    // Step 1: the pool stacks are created; the cluster stack keeps its groups as they run.
     let text = stdout(&c.expect(2, &["plan", "-o", "step1.json", "--detailed-exitcode"]));
     println!("step 1 plan:\n{text}");
     let step1 = c.plan_file("step1.json");

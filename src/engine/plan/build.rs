@@ -139,8 +139,15 @@ pub fn pool_render_keys(
     if !config.stack_per_pool {
         return BTreeMap::new();
     }
+    // The built-in pool template and worker cloud-config read no other pool; an override
+    // might (`cluster.nodePools`), so then every pool's key covers them all.
+    let overridden = templates.overrides().next().is_some();
     let without_pools = ClusterConfig {
-        node_pools: Vec::new(),
+        node_pools: if overridden {
+            config.node_pools.clone()
+        } else {
+            Vec::new()
+        },
         ..config.clone()
     };
     let shared = render_key(&without_pools, templates, ami_id, tls, false);

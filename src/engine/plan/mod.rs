@@ -214,6 +214,7 @@ async fn plan_apply(
     let reuse = prepared.reusable_pools(prior);
     let built = prepared.render_reusing(config, &reuse)?;
     built.refuse_invalid()?;
+    refuse_other_changes_while_moving(config, prior, &built)?;
     // Rendered from the user's template file: render checks it is JSON, and a slip there is
     // an error here, never a panic.
     let new_template: Value = serde_json::from_str(&built.rendered.stack_template)
@@ -237,7 +238,10 @@ async fn plan_apply(
     )
     .await?;
     skipped.extend(stack.skipped.clone());
-    let pool_stacks = stack::plan_pool_stacks(
+    let stack::PoolStacksPlan {
+        changes: pool_stacks,
+        settled: settled_pools,
+    } = stack::plan_pool_stacks(
         config,
         prior,
         &binding,
@@ -304,6 +308,12 @@ async fn plan_apply(
     if let Some(s) = new_state.stack.as_mut() {
         s.id = stack.stack_id.clone();
     }
+    for (pool, (id, parameters)) in settled_pools {
+        if let Some(recorded) = new_state.pool_stacks.get_mut(&pool) {
+            recorded.id = Some(id);
+            recorded.parameters = parameters;
+        }
+    }
     new_state.records = changes::recorded_records(&records);
     let summary = changes::summarize(&stack.change, &pool_stacks, &records, &assets);
     let notes = migration_notes(
@@ -350,6 +360,33 @@ fn check_stack_layout(config: &ClusterConfig, prior: Option<&State>) -> Result<(
     Err(EngineError::StackLayoutChange { message })
 }
 
+/// The first step of moving to `stackPerPool` leaves the cluster stack exactly as it runs, so
+/// no group there rolls just before step 2 removes it and nothing else changes unreviewed
+/// beside the move: a plan that would change it too is refused.
+fn refuse_other_changes_while_moving(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    built: &Build,
+) -> Result<(), EngineError> {
+    let recorded = prior.and_then(|s| s.stack.as_ref());
+    let rendered = crate::hash::sha256_hex(&built.rendered.stack_template);
+    match recorded {
+        Some(recorded)
+            if built.keep_pools_in_cluster_stack && recorded.template_sha256 != rendered =>
+        {
+            Err(EngineError::StackLayoutChange {
+                message: format!(
+                    "moving to a stack per pool leaves stack {} as it runs, but this plan would also change it (its template {} → {}). Apply the other changes first without stackPerPool (with this kube-aws version), then set it",
+                    config.stack_name(),
+                    &recorded.template_sha256[..12.min(recorded.template_sha256.len())],
+                    &rendered[..12]
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What the reviewer of a move to `stackPerPool` is told. Step 1 creates every pool's stack
 /// beside the cluster stack, whose pools keep running as they are (capacity doubles); step 2,
 /// the next plan, removes them from the cluster stack, so their instances terminate once the
@@ -361,12 +398,25 @@ fn migration_notes(
     pool_stacks: &[PoolStackChange],
 ) -> Vec<String> {
     if keep_pools_in_cluster_stack {
-        return vec![format!(
-            "moving to a stack per pool, step 1 of 2: {} pool stacks are created beside stack {}, whose pools keep running as they are (until step 2 each pool runs twice its instances). Once they are serving, the next plan removes the pools from stack {} (step 2): their instances terminate",
+        let mut notes = vec![format!(
+            "moving to a stack per pool, step 1 of 2: {} pool stacks are created beside stack {}, which stays as it runs (until step 2 each pool runs twice its instances). Once they are serving, the next plan removes the pools from stack {} (step 2): their instances terminate",
             pool_stacks.len(),
             config.stack_name(),
             config.stack_name()
         )];
+        let autoscaled: Vec<String> = config
+            .worker_pools()
+            .into_iter()
+            .filter(|p| p.autoscaled)
+            .map(|p| format!("{} (minSize {})", p.name, p.min_size))
+            .collect();
+        if !autoscaled.is_empty() {
+            notes.push(format!(
+                "autoscaled pools start at their minSize in their own stacks: {}. Before step 2 removes their old groups, let the cluster-autoscaler grow the new ones (or raise minSize for the move)",
+                autoscaled.join(", ")
+            ));
+        }
+        return notes;
     }
     let moved: Vec<&str> = cluster
         .resource_changes

@@ -220,9 +220,10 @@ pub async fn plan_pool_stacks(
     rendered: &Rendered,
     cluster: &StackPlan,
     progress: Progress<'_>,
-) -> Result<Vec<PoolStackChange>, EngineError> {
+) -> Result<PoolStacksPlan, EngineError> {
     let recorded = prior.map(|s| &s.pool_stacks);
     let mut planned = Vec::new();
+    let mut settled = BTreeMap::new();
     // The cluster stack's resources, listed once, when a pool stack's change set needs them.
     let mut cluster_resources: Option<BTreeMap<String, String>> = None;
     for (pool, rendered_pool) in &rendered.pool_stacks {
@@ -262,7 +263,13 @@ pub async fn plan_pool_stacks(
         change.template = Some(rendered_pool.template.clone());
         let new_template: Value = serde_json::from_str(&rendered_pool.template).unwrap_or_default();
         progress(&format!("describing stack {}", rendered_pool.stack_name));
-        let live = live_stack(&cfn, &rendered_pool.stack_name).await?;
+        let live = match live_stack(&cfn, &rendered_pool.stack_name).await {
+            // Only this pool's stack: the rest of the cluster is fine.
+            Err(EngineError::StackFailedCreate { stack, status }) => {
+                return Err(EngineError::PoolStackFailedCreate { stack, status });
+            }
+            other => other?,
+        };
         check_stack_binding(
             config,
             &rendered_pool.stack_name,
@@ -326,6 +333,11 @@ pub async fn plan_pool_stacks(
             create_pool_change_set(config, context, &request, &name, binding.serial, progress)
                 .await?
         else {
+            // It already runs this template with these parameters (an apply that stopped
+            // before writing the state made it so): the state learns its id and parameters.
+            if let Some(live) = &live {
+                settled.insert(pool.clone(), (live.id.clone(), request.parameters.clone()));
+            }
             change.stack.action = Action::NoOp;
             planned.push(change);
             continue;
@@ -408,7 +420,18 @@ pub async fn plan_pool_stacks(
         }
     }
     planned.sort_by(|a, b| a.pool.cmp(&b.pool));
-    Ok(planned)
+    Ok(PoolStacksPlan {
+        changes: planned,
+        settled,
+    })
+}
+
+/// What planning the pool stacks found.
+pub struct PoolStacksPlan {
+    pub changes: Vec<PoolStackChange>,
+    /// Pool stacks found already running what the plan would apply, by pool: their id and
+    /// parameters, for the state (which did not record them).
+    pub settled: BTreeMap<String, (String, BTreeMap<String, String>)>,
 }
 
 /// The `Description` the stack template gives a pool stack, which tells this cluster's pool
