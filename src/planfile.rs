@@ -303,6 +303,25 @@ pub struct StackChange {
     pub resource_changes: Vec<ResourceChange>,
 }
 
+impl StackChange {
+    /// A stack's change that has (or needs) no change set: unchanged, deleted, or offline.
+    pub fn without_change_set(
+        name: String,
+        action: Action,
+        template_sha256: Option<String>,
+    ) -> StackChange {
+        StackChange {
+            name,
+            action,
+            change_set_name: None,
+            change_set_arn: None,
+            template_sha256,
+            template_url: None,
+            resource_changes: Vec::new(),
+        }
+    }
+}
+
 /// A worker pool's own stack (`stackPerPool`), planned beside the cluster stack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStackChange {
@@ -318,6 +337,25 @@ pub struct PoolStackChange {
 }
 
 impl PoolStackChange {
+    /// The pool's stack as the state records it, with `action` and no change set.
+    pub fn of_recorded(
+        pool: &str,
+        recorded: &crate::state::StackState,
+        action: Action,
+    ) -> PoolStackChange {
+        PoolStackChange {
+            pool: pool.to_string(),
+            stack: StackChange::without_change_set(
+                recorded.name.clone(),
+                action,
+                Some(recorded.template_sha256.clone()),
+            ),
+            // The names it was applied with, which the render gives again.
+            parameters: recorded.parameters.keys().cloned().collect(),
+            template: None,
+        }
+    }
+
     /// Whether apply creates the change set (no change set was made at plan time).
     pub fn change_set_at_apply(&self) -> bool {
         self.stack.action != Action::NoOp

@@ -501,33 +501,15 @@ fn unchanged_offline(
     new_state.region = Some(target.region.clone());
     new_state.account_id = target.account_id.clone();
     new_state.records = Vec::new();
-    let change = StackChange {
-        name: config.stack_name(),
-        action: Action::NoOp,
-        change_set_name: None,
-        change_set_arn: None,
-        template_sha256: Some(recorded_stack.template_sha256.clone()),
-        template_url: None,
-        resource_changes: Vec::new(),
-    };
+    let change = StackChange::without_change_set(
+        config.stack_name(),
+        Action::NoOp,
+        Some(recorded_stack.template_sha256.clone()),
+    );
     let pool_stacks: Vec<PoolStackChange> = prior
         .pool_stacks
         .iter()
-        .map(|(pool, recorded)| PoolStackChange {
-            pool: pool.clone(),
-            stack: StackChange {
-                name: recorded.name.clone(),
-                action: Action::NoOp,
-                change_set_name: None,
-                change_set_arn: None,
-                template_sha256: Some(recorded.template_sha256.clone()),
-                template_url: None,
-                resource_changes: Vec::new(),
-            },
-            // The names it was applied with, which the render gives again.
-            parameters: recorded.parameters.keys().cloned().collect(),
-            template: None,
-        })
+        .map(|(pool, recorded)| PoolStackChange::of_recorded(pool, recorded, Action::NoOp))
         .collect();
     let summary = changes::summarize(&change, &pool_stacks, &[], &assets);
     Some(Plan {
@@ -624,42 +606,25 @@ async fn plan_destroy(
         },
         stack_id,
     };
-    let stack = StackChange {
-        name: stack_name,
-        action: if live.is_some() {
-            Action::Delete
-        } else {
-            Action::NoOp
-        },
-        change_set_name: None,
-        change_set_arn: None,
-        template_sha256: recorded.map(|s| s.template_sha256.clone()),
-        template_url: None,
-        resource_changes: Vec::new(),
+    let action = if live.is_some() {
+        Action::Delete
+    } else {
+        Action::NoOp
     };
+    let stack = StackChange::without_change_set(
+        stack_name,
+        action,
+        recorded.map(|s| s.template_sha256.clone()),
+    );
     // Every pool stack the state records goes first (apply skips one already gone).
-    let pool_stacks: Vec<PoolStackChange> = prior
+    let mut pool_stacks: Vec<PoolStackChange> = prior
         .map(|s| &s.pool_stacks)
         .into_iter()
         .flatten()
-        .map(|(pool, recorded)| PoolStackChange {
-            pool: pool.clone(),
-            stack: StackChange {
-                name: recorded.name.clone(),
-                action: Action::Delete,
-                change_set_name: None,
-                change_set_arn: None,
-                template_sha256: Some(recorded.template_sha256.clone()),
-                template_url: None,
-                resource_changes: Vec::new(),
-            },
-            parameters: Vec::new(),
-            template: None,
-        })
+        .map(|(pool, recorded)| PoolStackChange::of_recorded(pool, recorded, Action::Delete))
         .collect();
     // And those an apply created but did not record (it failed before writing the state),
     // found by name and known by the description the template gives them.
-    let mut pool_stacks = pool_stacks;
     if config.stack_per_pool {
         let cfn = context.cloudformation();
         for pool in config.worker_pools() {
@@ -677,15 +642,7 @@ async fn plan_destroy(
             }
             pool_stacks.push(PoolStackChange {
                 pool: pool.name.clone(),
-                stack: StackChange {
-                    name,
-                    action: Action::Delete,
-                    change_set_name: None,
-                    change_set_arn: None,
-                    template_sha256: None,
-                    template_url: None,
-                    resource_changes: Vec::new(),
-                },
+                stack: StackChange::without_change_set(name, Action::Delete, None),
                 parameters: Vec::new(),
                 template: None,
             });

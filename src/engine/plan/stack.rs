@@ -231,15 +231,11 @@ pub async fn plan_pool_stacks(
         let recorded = recorded.and_then(|r| r.get(pool));
         let mut change = PoolStackChange {
             pool: pool.clone(),
-            stack: StackChange {
-                name: rendered_pool.stack_name.clone(),
-                action: Action::NoOp,
-                change_set_name: None,
-                change_set_arn: None,
-                template_sha256: Some(template_sha256.clone()),
-                template_url: None,
-                resource_changes: Vec::new(),
-            },
+            stack: StackChange::without_change_set(
+                rendered_pool.stack_name.clone(),
+                Action::NoOp,
+                Some(template_sha256.clone()),
+            ),
             parameters: rendered_pool.parameters.clone(),
             template: None,
         };
@@ -361,21 +357,7 @@ pub async fn plan_pool_stacks(
         let Some(recorded) = recorded.and_then(|r| r.get(pool)) else {
             continue;
         };
-        let parameters: Vec<String> = recorded.parameters.keys().cloned().collect();
-        let mut change = PoolStackChange {
-            pool: pool.clone(),
-            stack: StackChange {
-                name: recorded.name.clone(),
-                action: Action::NoOp,
-                change_set_name: None,
-                change_set_arn: None,
-                template_sha256: Some(recorded.template_sha256.clone()),
-                template_url: None,
-                resource_changes: Vec::new(),
-            },
-            parameters,
-            template: None,
-        };
+        let mut change = PoolStackChange::of_recorded(pool, recorded, Action::NoOp);
         let moved =
             changes::moving_parameters(&change.parameters, &cluster.change.resource_changes);
         let needs_update = !moved.is_empty() || recorded.tags != config.stack_tags;
@@ -403,20 +385,7 @@ pub async fn plan_pool_stacks(
     // may remove what they use).
     for (pool, stack) in recorded.into_iter().flatten() {
         if !rendered.pool_stacks.contains_key(pool) && !rendered.reused_pools.contains(pool) {
-            planned.push(PoolStackChange {
-                pool: pool.clone(),
-                stack: StackChange {
-                    name: stack.name.clone(),
-                    action: Action::Delete,
-                    change_set_name: None,
-                    change_set_arn: None,
-                    template_sha256: Some(stack.template_sha256.clone()),
-                    template_url: None,
-                    resource_changes: Vec::new(),
-                },
-                parameters: Vec::new(),
-                template: None,
-            });
+            planned.push(PoolStackChange::of_recorded(pool, stack, Action::Delete));
         }
     }
     planned.sort_by(|a, b| a.pool.cmp(&b.pool));
