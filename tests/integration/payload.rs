@@ -425,7 +425,13 @@ fn lint_cloud_configs(cluster: &RenderedCluster) -> (usize, usize) {
 fn shellcheck_and_systemd_analyze_are_clean_on_every_script_and_unit() {
     require("shellcheck");
     require("systemd-analyze");
-    for (prefix, extra) in [("lint", ""), ("lint3", THREE_AND_THREE)] {
+    let stacks = format!("{SHAPED_POOLS}stackPerPool: true\n");
+    for (prefix, extra) in [
+        ("lint", ""),
+        ("lint3", THREE_AND_THREE),
+        // Each pool's cloud-config signals its own stack.
+        ("lintstacks", stacks.as_str()),
+    ] {
         let cluster = render_cluster(prefix, extra);
         let (scripts, units) = lint_cloud_configs(&cluster);
         println!(

@@ -188,22 +188,44 @@ fn a_no_op_plan_makes_no_kms_call_no_cloudformation_write_and_at_most_4_requests
     }
 }
 
+/// `nodePools` with 30 pools of one instance each; pool `changed` of another instance type.
+fn thirty_pools(changed: Option<usize>) -> String {
+    let list: Vec<String> = (0..30)
+        .map(|i| match changed {
+            Some(n) if n == i => format!("{{name: pool{i}, count: 1, instanceType: m6i.large}}"),
+            _ => format!("{{name: pool{i}, count: 1}}"),
+        })
+        .collect();
+    format!("[{}]", list.join(", "))
+}
+
+/// What the cluster's proxy forwarded to AWS since its last reset, as `service:operation`.
+fn forwarded_operations(c: &Cluster) -> Vec<String> {
+    c.proxy
+        .forwarded(None)
+        .iter()
+        .map(|r| format!("{}:{}", r.service, r.operation))
+        .collect()
+}
+
+/// A plan with no changes makes at most 4 AWS requests whatever the pools; prints them.
+fn assert_no_op_plan_within_four_requests(c: &Cluster, what: &str) {
+    c.proxy.reset();
+    let out = c.expect(0, &["plan", "--detailed-exitcode"]);
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+    let operations = forwarded_operations(c);
+    println!(
+        "no-op plan with {what}: {} AWS requests {operations:?}",
+        operations.len()
+    );
+    assert!(operations.len() <= 4, "{operations:?}");
+}
+
 #[test]
 fn thirty_pools_on_local_state_apply_through_the_template_bucket_and_one_pool_changes_alone() {
     // Local state: the template (over the 51,200-byte inline limit) goes to templateBucket.
     let c = Cluster::new("pools30", false, None);
-    let pools = |changed: Option<usize>| {
-        let list: Vec<String> = (0..30)
-            .map(|i| match changed {
-                Some(n) if n == i => {
-                    format!("{{name: pool{i}, count: 1, instanceType: m6i.large}}")
-                }
-                _ => format!("{{name: pool{i}, count: 1}}"),
-            })
-            .collect();
-        format!("[{}]", list.join(", "))
-    };
-    c.set("nodePools", &pools(None));
+    c.set("nodePools", &thirty_pools(None));
     c.plan_and_apply();
     let plan = c.plan_file("plan.json");
     let url = plan["stack"]["template_url"].as_str().expect("uploaded");
@@ -223,7 +245,7 @@ fn thirty_pools_on_local_state_apply_through_the_template_bucket_and_one_pool_ch
     );
 
     // One pool's instance type: that pool's launch template (and its group, which rolls) only.
-    c.set("nodePools", &pools(Some(7)));
+    c.set("nodePools", &thirty_pools(Some(7)));
     c.expect(2, &["plan", "-o", "change.json", "--detailed-exitcode"]);
     let change = c.plan_file("change.json");
     let changed: BTreeSet<String> = change["stack"]["resource_changes"]
@@ -243,38 +265,14 @@ fn thirty_pools_on_local_state_apply_through_the_template_bucket_and_one_pool_ch
     c.expect(0, &["apply", "change.json"]);
 
     // The no-op plan: no more requests with 30 pools than with none.
-    c.proxy.reset();
-    let out = c.expect(0, &["plan", "--detailed-exitcode"]);
-    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
-    let operations: Vec<String> = c
-        .proxy
-        .forwarded(None)
-        .iter()
-        .map(|r| format!("{}:{}", r.service, r.operation))
-        .collect();
-    println!(
-        "no-op plan with 30 node pools: {} AWS requests {operations:?}",
-        operations.len()
-    );
-    assert!(operations.len() <= 4, "{operations:?}");
+    assert_no_op_plan_within_four_requests(&c, "30 node pools");
 }
 
 #[test]
 fn thirty_pools_each_in_its_own_stack_apply_and_one_pool_changes_in_its_stack_alone() {
     let c = Cluster::new("stacks30", false, None);
     c.set("stackPerPool", "true");
-    let pools = |changed: Option<usize>| {
-        let list: Vec<String> = (0..30)
-            .map(|i| match changed {
-                Some(n) if n == i => {
-                    format!("{{name: pool{i}, count: 1, instanceType: m6i.large}}")
-                }
-                _ => format!("{{name: pool{i}, count: 1}}"),
-            })
-            .collect();
-        format!("[{}]", list.join(", "))
-    };
-    c.set("nodePools", &pools(None));
+    c.set("nodePools", &thirty_pools(None));
     c.plan_and_apply();
     let plan = c.plan_file("plan.json");
     let cluster_bytes = plan["template"].as_str().unwrap().len();
@@ -300,15 +298,10 @@ fn thirty_pools_each_in_its_own_stack_apply_and_one_pool_changes_in_its_stack_al
     assert_eq!(created, 30);
 
     // One pool's instance type: a change set for that pool's stack alone.
-    c.set("nodePools", &pools(Some(7)));
+    c.set("nodePools", &thirty_pools(Some(7)));
     c.proxy.reset();
     c.expect(2, &["plan", "-o", "change.json", "--detailed-exitcode"]);
-    let operations: Vec<String> = c
-        .proxy
-        .forwarded(None)
-        .iter()
-        .map(|r| format!("{}:{}", r.service, r.operation))
-        .collect();
+    let operations = forwarded_operations(&c);
     let change = c.plan_file("change.json");
     assert_eq!(change["stack"]["action"], "no-op");
     let changed: Vec<(String, BTreeSet<String>)> = change["pool_stacks"]
@@ -337,21 +330,7 @@ fn thirty_pools_each_in_its_own_stack_apply_and_one_pool_changes_in_its_stack_al
     assert_eq!(changed[0].0, format!("{}-pool-pool7", c.name));
     assert!(changed[0].1.contains("LaunchTemplatePool7"), "{changed:?}");
     c.expect(0, &["apply", "change.json"]);
-
-    c.proxy.reset();
-    let out = c.expect(0, &["plan", "--detailed-exitcode"]);
-    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
-    let operations: Vec<String> = c
-        .proxy
-        .forwarded(None)
-        .iter()
-        .map(|r| format!("{}:{}", r.service, r.operation))
-        .collect();
-    println!(
-        "no-op plan with 31 pool stacks: {} AWS requests {operations:?}",
-        operations.len()
-    );
-    assert!(operations.len() <= 4, "{operations:?}");
+    assert_no_op_plan_within_four_requests(&c, "31 pool stacks");
 }
 
 #[test]
@@ -756,20 +735,7 @@ fn with_a_stack_per_pool_a_pool_changes_in_its_own_stack_alone_and_goes_first_on
     c.expect(0, &["apply", "change.json"]);
 
     // The no-op plan asks nothing about the pool stacks.
-    c.proxy.reset();
-    let out = c.expect(0, &["plan", "--detailed-exitcode"]);
-    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
-    let operations: Vec<String> = c
-        .proxy
-        .forwarded(None)
-        .iter()
-        .map(|r| format!("{}:{}", r.service, r.operation))
-        .collect();
-    println!(
-        "no-op plan with 3 pool stacks: {} AWS requests {operations:?}",
-        operations.len()
-    );
-    assert!(operations.len() <= 4, "{operations:?}");
+    assert_no_op_plan_within_four_requests(&c, "3 pool stacks");
 
     // Leaving the layout would replace every worker: refused, naming the setting.
     c.set("stackPerPool", "false");
