@@ -34,10 +34,19 @@ fn killed_at_every_request_of_an_apply_of_pool_stacks_nothing_is_corrupt_and_the
     c.set("stackPerPool", "true");
     c.set("nodePools", "[{name: gpu, count: 1}]");
     c.plan_and_apply();
-    // Every stack changes: the tags of all three, and the default workers' size.
+    // Every stack changes: the cluster stack's snapshot bucket, the default workers' size,
+    // the other pool's instance type.
     kill_at_every_request(&c, "a stack per pool", &|c: &Cluster, k: u64| {
-        c.set("workerCount", if k.is_multiple_of(2) { "2" } else { "3" });
-        c.set("stackTags", &format!("{{round: \"{}\"}}", k % 2));
+        let even = k.is_multiple_of(2);
+        c.set("workerCount", if even { "2" } else { "3" });
+        c.set("etcdSnapshotRetentionDays", if even { "7" } else { "8" });
+        c.set(
+            "nodePools",
+            &format!(
+                "[{{name: gpu, count: 1, instanceType: {}}}]",
+                if even { "m5.large" } else { "m6i.large" }
+            ),
+        );
     });
 }
 

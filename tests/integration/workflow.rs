@@ -333,6 +333,44 @@ fn thirty_pools_each_in_its_own_stack_apply_and_one_pool_changes_in_its_stack_al
     assert_no_op_plan_within_four_requests(&c, "31 pool stacks");
 }
 
+/// One way to edit a sealed plan, what it is, and the refusal apply must give.
+type Forgery = (
+    &'static str,
+    Box<dyn Fn(&mut kube_aws::planfile::Plan)>,
+    &'static str,
+);
+
+/// Applies each forgery of `plan` (edited, then re-sealed): apply refuses it with its refusal,
+/// says nothing was executed, and neither executes a change set, deletes a stack nor writes a
+/// record.
+fn apply_each_forgery_and_expect_refusal(
+    c: &Cluster,
+    plan: &kube_aws::planfile::Plan,
+    forgeries: Vec<Forgery>,
+) {
+    for (what, edit, refusal) in forgeries {
+        let mut forged = plan.clone();
+        edit(&mut forged);
+        let forged = forged.seal();
+        std::fs::write(c.path("forged.json"), kube_aws::planfile::encode(&forged)).unwrap();
+        c.proxy.reset();
+        let out = c.expect(1, &["apply", "forged.json"]);
+        assert!(stderr(&out).contains(refusal), "{what}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("nothing was executed"),
+            "{what}: {}",
+            stderr(&out)
+        );
+        let calls: Vec<String> = c.proxy.seen().iter().map(|r| r.operation.clone()).collect();
+        assert!(
+            !calls.iter().any(|op| {
+                op == "ExecuteChangeSet" || op == "DeleteStack" || op == "ChangeResourceRecordSets"
+            }),
+            "{what}: {calls:?}"
+        );
+    }
+}
+
 #[test]
 fn an_unsigned_plan_edited_to_reach_other_pool_stacks_is_refused_before_anything_changes() {
     let c = Cluster::new("poolforge", false, None);
@@ -355,8 +393,7 @@ fn an_unsigned_plan_edited_to_reach_other_pool_stacks_is_refused_before_anything
         .position(|p| p.pool == "gpu")
         .unwrap();
     assert!(plan.pool_stacks[gpu].stack.change_set_arn.is_some());
-    type Edit = Box<dyn Fn(&mut kube_aws::planfile::Plan)>;
-    let attempts: Vec<(&str, Edit, &str)> = vec![
+    let attempts: Vec<Forgery> = vec![
         (
             "a stack the state does not record deleted",
             Box::new(move |p| {
@@ -396,27 +433,7 @@ fn an_unsigned_plan_edited_to_reach_other_pool_stacks_is_refused_before_anything
             "records other pool stacks than the plan reviews: gpu",
         ),
     ];
-    for (what, edit, refusal) in attempts {
-        let mut forged = plan.clone();
-        edit(&mut forged);
-        let forged = forged.seal();
-        std::fs::write(c.path("forged.json"), kube_aws::planfile::encode(&forged)).unwrap();
-        c.proxy.reset();
-        let out = c.expect(1, &["apply", "forged.json"]);
-        assert!(stderr(&out).contains(refusal), "{what}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("nothing was executed"),
-            "{what}: {}",
-            stderr(&out)
-        );
-        let calls: Vec<String> = c.proxy.seen().iter().map(|r| r.operation.clone()).collect();
-        assert!(
-            !calls
-                .iter()
-                .any(|op| op == "ExecuteChangeSet" || op == "DeleteStack"),
-            "{what}: {calls:?}"
-        );
-    }
+    apply_each_forgery_and_expect_refusal(&c, &plan, attempts);
     c.expect(0, &["apply", "plan.json"]);
 }
 
@@ -1460,8 +1477,7 @@ fn an_unsigned_plan_edited_and_re_hashed_is_refused_by_what_apply_re_derives() {
     let before = serial(&c);
     let sa_cert = plan.new_state.tls["service-account"].clone();
 
-    type Edit = Box<dyn Fn(&mut kube_aws::planfile::Plan)>;
-    let attempts: Vec<(&str, Edit, &str)> = vec![
+    let attempts: Vec<Forgery> = vec![
         (
             "record renamed",
             Box::new(|p| {
@@ -1552,28 +1568,8 @@ fn an_unsigned_plan_edited_and_re_hashed_is_refused_by_what_apply_re_derives() {
             "is gone or unreadable",
         ),
     ];
-    for (what, edit, refusal) in attempts {
-        let mut forged = plan.clone();
-        edit(&mut forged);
-        let forged = forged.seal();
-        std::fs::write(c.path("forged.json"), kube_aws::planfile::encode(&forged)).unwrap();
-        c.proxy.reset();
-        let out = c.expect(1, &["apply", "forged.json"]);
-        assert!(stderr(&out).contains(refusal), "{what}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("nothing was executed"),
-            "{what}: {}",
-            stderr(&out)
-        );
-        let calls: Vec<String> = c.proxy.seen().iter().map(|r| r.operation.clone()).collect();
-        assert!(
-            !calls
-                .iter()
-                .any(|op| op == "ExecuteChangeSet" || op == "ChangeResourceRecordSets"),
-            "{what}: {calls:?}"
-        );
-        assert_eq!(serial(&c), before, "{what}");
-    }
+    apply_each_forgery_and_expect_refusal(&c, &plan, attempts);
+    assert_eq!(serial(&c), before, "no forgery wrote the state");
     c.expect(0, &["apply", "plan.json"]);
     assert_eq!(serial(&c), before + 1);
 }

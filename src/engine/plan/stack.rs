@@ -165,25 +165,12 @@ pub async fn plan_stack(
             config.cluster_name, binding.serial
         ),
     };
-    progress(&format!("creating change set {change_set_name}"));
-    match cfn.create_change_set(&request).await {
-        Ok((_, id)) if !id.is_empty() => plan.stack_id = Some(id),
-        Ok(_) => {}
-        // The same inputs were planned before: that change set is this plan's.
-        Err(e) if e.code.as_deref() == Some("AlreadyExistsException") => {}
-        // Some endpoints (moto) refuse a change set with nothing in it at once, rather than
-        // making one that fails: the same answer.
-        Err(e) if says_no_changes(&e) => {
-            progress("no changes");
-            return Ok(plan);
-        }
-        Err(e) => return Err(e.into()),
+    let (created_id, described) = make_change_set(&cfn, &request, progress).await?;
+    if let Some(id) = created_id {
+        plan.stack_id = Some(id);
     }
-    match wait_for_change_set(&cfn, stack_name, &change_set_name, progress).await? {
-        None => {
-            progress("no changes: deleting the empty change set");
-            cfn.delete_change_set(stack_name, &change_set_name).await?;
-        }
+    match described {
+        None => {}
         Some(described) => {
             plan.change.action = if exists {
                 Action::Update
@@ -488,24 +475,36 @@ pub(crate) async fn create_pool_change_set(
             config.cluster_name
         ),
     };
-    progress(&format!(
-        "creating change set {change_set_name} for stack {}",
-        request.stack_name
-    ));
-    match cfn.create_change_set(&create).await {
-        Ok(_) => {}
-        Err(e) if e.code.as_deref() == Some("AlreadyExistsException") => {}
-        Err(e) if says_no_changes(&e) => return Ok(None),
+    Ok(make_change_set(&cfn, &create, progress)
+        .await?
+        .1
+        .map(|described| (described, template_url)))
+}
+
+/// Creates the change set `request` describes and waits for it, for the cluster stack and the
+/// pool stacks alike: the stack id CloudFormation answered with, when it gave one, and the
+/// change set, or `None` when CloudFormation found nothing to change (the empty change set is
+/// deleted).
+async fn make_change_set<C: StackService>(
+    cfn: &C,
+    request: &ChangeSetRequest,
+    progress: Progress<'_>,
+) -> Result<(Option<String>, Option<ChangeSetDescription>), EngineError> {
+    let (stack, name) = (&request.stack_name, &request.change_set_name);
+    progress(&format!("creating change set {name} for stack {stack}"));
+    let created_id = match cfn.create_change_set(request).await {
+        Ok((_, id)) if !id.is_empty() => Some(id),
+        Ok(_) => None,
+        // The same inputs were planned before: that change set is this plan's.
+        Err(e) if e.code.as_deref() == Some("AlreadyExistsException") => None,
         Err(e) => return Err(e.into()),
+    };
+    let described = wait_for_change_set(cfn, stack, name, progress).await?;
+    if described.is_none() {
+        progress("no changes: deleting the empty change set");
+        cfn.delete_change_set(stack, name).await?;
     }
-    match wait_for_change_set(&cfn, request.stack_name, change_set_name, progress).await? {
-        None => {
-            cfn.delete_change_set(request.stack_name, change_set_name)
-                .await?;
-            Ok(None)
-        }
-        Some(described) => Ok(Some((described, template_url))),
-    }
+    Ok((created_id, described))
 }
 
 /// A pool stack's change set name: like the cluster stack's, and bound to the stack and its
@@ -604,13 +603,6 @@ pub(super) async fn caller_account(context: &AwsContext) -> Result<String, Engin
         .await
         .map_err(EngineError::ActorUnverified)?;
     Ok(arn_account(&caller).to_string())
-}
-
-/// Whether CloudFormation's refusal of a change set means there was nothing to change.
-fn says_no_changes(e: &crate::aws::AwsError) -> bool {
-    e.code.as_deref() == Some("ValidationError")
-        && (e.message.contains("No updates are to be performed")
-            || e.message.contains("didn't contain changes"))
 }
 
 /// Polls until the change set is created. `None` when CloudFormation found nothing to change.
