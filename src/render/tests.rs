@@ -1219,3 +1219,96 @@ fn the_api_can_sit_behind_an_internal_or_internet_facing_network_load_balancer()
     assert!(stack(&classic)["Resources"].get("ElbAPIServer").is_some());
     assert!(stack(&classic)["Resources"].get("NlbAPIServer").is_none());
 }
+
+/// The flags a static pod's container is started with in a rendered cloud-config: every
+/// `- --flag=value` line of the manifest that runs `binary`.
+fn pod_flags(cloud_config: &str, binary: &str) -> Vec<String> {
+    let mut flags = Vec::new();
+    let mut inside = false;
+    for line in cloud_config.lines() {
+        let line = line.trim();
+        if line.strip_prefix("- ") == Some(binary) {
+            inside = true;
+            continue;
+        }
+        if inside {
+            match line.strip_prefix("- --") {
+                Some(flag) => flags.push(format!("--{flag}")),
+                None if line.starts_with('#') => {}
+                None => break,
+            }
+        }
+    }
+    flags
+}
+
+#[test]
+fn tls_bootstrap_ties_the_token_group_to_its_bindings_and_the_apiserver_flags() {
+    let rendered = render_with(&config(""), &Templates::built_in()).unwrap();
+    let token: serde_norway::Value =
+        serde_norway::from_str(&rendered.manifests["bootstrap-token.yaml"]).unwrap();
+    let data = &token["stringData"];
+    assert_eq!(token["type"], "bootstrap.kubernetes.io/token");
+    assert_eq!(token["metadata"]["namespace"], "kube-system");
+    // The API server finds a token by the Secret's name `bootstrap-token-<token-id>`.
+    assert_eq!(token["metadata"]["name"], "bootstrap-token-${TOKEN_ID}");
+    assert_eq!(data["token-id"], "${TOKEN_ID}");
+    assert_eq!(data["usage-bootstrap-authentication"], "true");
+    let group = data["auth-extra-groups"].as_str().unwrap();
+    // kube-apiserver accepts extra groups of a bootstrap token only under this prefix.
+    assert!(group.starts_with("system:bootstrappers:"), "{group}");
+
+    let bindings: Vec<serde_norway::Value> =
+        serde_norway::Deserializer::from_str(&rendered.manifests["node-bootstrap.yaml"])
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+    let bound_to_group = |role: &str| {
+        bindings.iter().any(|b| {
+            b["kind"] == "ClusterRoleBinding"
+                && b["roleRef"]["name"] == role
+                && b["subjects"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["kind"] == "Group" && s["name"].as_str() == Some(group))
+        })
+    };
+    // The token's holders may create a CSR, and their node client CSRs are approved.
+    assert!(bound_to_group("system:node-bootstrapper"), "{bindings:?}");
+    assert!(
+        bound_to_group("system:certificates.k8s.io:certificatesigningrequests:nodeclient"),
+        "{bindings:?}"
+    );
+
+    let controller = &rendered.cloud_configs["cloud-config-controller"];
+    let apiserver = pod_flags(controller, "kube-apiserver");
+    assert!(
+        apiserver.contains(&"--enable-bootstrap-token-auth=true".to_string()),
+        "{apiserver:?}"
+    );
+    assert!(
+        apiserver.contains(&"--authorization-mode=Node,RBAC".to_string()),
+        "{apiserver:?}"
+    );
+    // The controller manager signs the approved CSRs with the cluster CA and runs the
+    // approver (in `*`) and the token cleaner.
+    let manager = pod_flags(controller, "kube-controller-manager");
+    let controllers = manager
+        .iter()
+        .find_map(|f| f.strip_prefix("--controllers="))
+        .unwrap_or_else(|| panic!("{manager:?}"));
+    for wanted in ["*", "tokencleaner"] {
+        assert!(controllers.split(',').any(|c| c == wanted), "{controllers}");
+    }
+    assert!(
+        !controllers
+            .split(',')
+            .any(|c| c == "-csrapproving" || c == "-csrsigning")
+    );
+    for flag in [
+        "--cluster-signing-cert-file=/etc/kubernetes/ssl/ca.pem",
+        "--cluster-signing-key-file=/etc/kubernetes/ssl/ca-key.pem",
+    ] {
+        assert!(manager.contains(&flag.to_string()), "{manager:?}");
+    }
+}

@@ -475,6 +475,18 @@ macro_rules! backend_suite {
                 );
             }
             #[test]
+            fn twenty_racing_writers_never_lose_an_update() {
+                let f = super::$backend();
+                super::twenty_racing_writers_never_lose_an_update(f.backend.clone());
+            }
+            #[test]
+            fn twenty_sequential_rounds_under_contention_count_every_increment() {
+                let f = super::$backend();
+                super::twenty_sequential_rounds_under_contention_count_every_increment(
+                    f.backend.clone(),
+                );
+            }
+            #[test]
             fn verify_names_edited_missing_and_reordered_entries() {
                 let f = super::$backend();
                 block_on(super::verify_names_edited_missing_and_reordered_entries(
@@ -509,22 +521,43 @@ fn an_unversioned_bucket_is_refused_with_how_to_enable_versioning() {
     assert!(block_on(backend.store.current_lock()).unwrap().is_none());
 }
 
-#[test]
-fn twenty_racing_writers_never_lose_an_update() {
-    let moto = moto();
-    let bucket = moto.create_bucket("race", true);
-    let client = block_on(moto.s3());
-    let backend = Backend::s3(S3Objects::new(client, &bucket), "race/state.json");
+/// Counts who is inside the locked section: the lock's whole promise is that this never
+/// exceeds one, whatever the conditional state write would have caught afterwards.
+#[derive(Default)]
+struct Holders {
+    inside: std::sync::atomic::AtomicUsize,
+    overlaps: std::sync::atomic::AtomicUsize,
+}
+
+impl Holders {
+    /// Enters the locked section, holds it long enough for an overlap to show, and leaves.
+    fn hold_for_a_moment(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.inside.fetch_add(1, SeqCst) != 0 {
+            self.overlaps.fetch_add(1, SeqCst);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(15));
+        self.inside.fetch_sub(1, SeqCst);
+    }
+
+    fn overlaps(&self) -> usize {
+        self.overlaps.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Twenty writers read the state first, then race for the lock at one barrier: exactly one
+/// write lands (the others find the lock taken or, once it is free again, their read stale),
+/// and nobody is ever inside the locked section together with another.
+fn twenty_racing_writers_never_lose_an_update(backend: Backend) {
     block_on(bump(&backend, None)).unwrap();
     let seeded = block_on(backend.store.load()).unwrap().unwrap();
-
-    // Every writer reads the state first, then they all race for the lock: the losers either
-    // find the lock taken or, after the winner released it, find their read stale.
+    let holders = std::sync::Arc::new(Holders::default());
     let start = std::sync::Arc::new(std::sync::Barrier::new(20));
     let outcomes: Vec<Result<u64, String>> = (0..20)
         .map(|i| {
             let backend = backend.clone();
             let start = start.clone();
+            let holders = holders.clone();
             std::thread::spawn(move || {
                 block_on(async {
                     let prior = backend
@@ -539,6 +572,7 @@ fn twenty_racing_writers_never_lose_an_update() {
                         .lock(&format!("writer-{i}"), "apply", now(), lease())
                         .await
                         .map_err(|e| e.to_string())?;
+                    holders.hold_for_a_moment();
                     let result = async {
                         let mut next = prior.state.clone();
                         next.serial += 1;
@@ -583,46 +617,43 @@ fn twenty_racing_writers_never_lose_an_update() {
             panic!("unclear loser error: {failure}");
         }
     }
+    eprintln!(
+        "race: {successes} of 20 writers won, {locked} found the lock taken, {stale} found their read stale, {} overlaps",
+        holders.overlaps()
+    );
+    assert_eq!(holders.overlaps(), 0, "two writers held the lock at once");
     // All read serial 1, so exactly one write can succeed; nobody overwrote anybody.
     assert_eq!(successes, 1, "{outcomes:?}");
+    assert_eq!(locked + stale, 19, "{outcomes:?}");
     let last = block_on(backend.store.load()).unwrap().unwrap();
-    assert_eq!(
-        last.state.serial,
-        seeded.state.serial + successes,
-        "{outcomes:?}"
-    );
+    assert_eq!(last.state.serial, seeded.state.serial + 1, "{outcomes:?}");
     let report = block_on(backend.audit.verify()).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
-    assert_eq!(report.entries, successes);
-    eprintln!(
-        "race: {successes} of 20 writers won, {locked} found the lock taken, {stale} found their read stale; final serial {}",
-        last.state.serial
-    );
+    assert_eq!(report.entries, 1);
+    assert!(block_on(backend.store.current_lock()).unwrap().is_none());
 }
 
-#[test]
-fn twenty_sequential_rounds_under_contention_count_every_increment() {
-    let moto = moto();
-    let bucket = moto.create_bucket("rounds", true);
-    let backend = Backend::s3(
-        S3Objects::new(block_on(moto.s3()), &bucket),
-        "rounds/state.json",
-    );
+/// Twenty writers each retry until they have taken the lock once, then read, increment and
+/// write: every one of them gets through, one at a time, and every increment is counted.
+fn twenty_sequential_rounds_under_contention_count_every_increment(backend: Backend) {
+    const WRITERS: u64 = 20;
     block_on(bump(&backend, None)).unwrap();
-
-    // Each writer reads after taking the lock, so every writer that gets the lock succeeds.
-    let outcomes: Vec<Result<u64, String>> = (0..20)
+    let holders = std::sync::Arc::new(Holders::default());
+    let outcomes: Vec<Result<u64, String>> = (0..WRITERS)
         .map(|i| {
             let backend = backend.clone();
+            let holders = holders.clone();
             std::thread::spawn(move || {
                 block_on(async {
-                    for _ in 0..50 {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+                    while std::time::Instant::now() < deadline {
                         match backend
                             .store
                             .lock(&format!("writer-{i}"), "apply", now(), lease())
                             .await
                         {
                             Ok(lock) => {
+                                holders.hold_for_a_moment();
                                 let result = async {
                                     let prior = backend.store.load().await?.expect("seeded");
                                     let mut next = prior.state.clone();
@@ -638,7 +669,7 @@ fn twenty_sequential_rounds_under_contention_count_every_increment() {
                                 return result.map(|l| l.state.serial).map_err(|e| e.to_string());
                             }
                             Err(StateError::Locked { .. } | StateError::LockContended) => {
-                                std::thread::sleep(std::time::Duration::from_millis(20));
+                                std::thread::sleep(std::time::Duration::from_millis(10));
                             }
                             Err(e) => return Err(e.to_string()),
                         }
@@ -651,14 +682,23 @@ fn twenty_sequential_rounds_under_contention_count_every_increment() {
         .into_iter()
         .map(|h| h.join().unwrap())
         .collect();
-    let successes = outcomes.iter().filter(|o| o.is_ok()).count() as u64;
-    let last = block_on(backend.store.load()).unwrap().unwrap();
-    assert_eq!(last.state.serial, 1 + successes, "{outcomes:?}");
-    let mut serials: Vec<u64> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+    eprintln!(
+        "rounds: {} of {WRITERS} writers got through, {} overlaps",
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        holders.overlaps()
+    );
+    assert_eq!(holders.overlaps(), 0, "two writers held the lock at once");
+    let mut serials: Vec<u64> = outcomes
+        .iter()
+        .map(|o| o.clone().unwrap_or_else(|e| panic!("a writer failed: {e}")))
+        .collect();
     serials.sort_unstable();
     assert_eq!(
         serials,
-        (2..=1 + successes).collect::<Vec<_>>(),
-        "each success wrote its own serial"
+        (2..=1 + WRITERS).collect::<Vec<_>>(),
+        "each writer wrote its own serial"
     );
+    let last = block_on(backend.store.load()).unwrap().unwrap();
+    assert_eq!(last.state.serial, 1 + WRITERS);
+    assert!(block_on(backend.store.current_lock()).unwrap().is_none());
 }

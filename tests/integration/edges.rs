@@ -574,6 +574,7 @@ fn credentials_for_a_second_account_are_refused_by_plan_and_apply_before_any_wri
     };
     let state_before = std::fs::read(c.path("state/state.json")).unwrap();
     let entries_before = std::fs::read_dir(c.path("state/audit")).unwrap().count();
+    let zone_before = moto().zone_records(&c.zone_id);
     c.proxy.reset();
     let out = other(&["plan"]);
     let message = String::from_utf8_lossy(&out.stderr).to_string();
@@ -592,15 +593,15 @@ fn credentials_for_a_second_account_are_refused_by_plan_and_apply_before_any_wri
         .proxy
         .seen()
         .iter()
-        .map(|r| r.operation.clone())
-        .filter(|op| {
-            op.starts_with("Create")
-                || op.starts_with("Execute")
-                || op.starts_with("PUT")
-                || op.contains("ChangeResourceRecordSets")
+        .filter(|r| {
+            r.cluster_write().is_some()
+                || r.operation.starts_with("Create")
+                || r.operation.starts_with("PUT")
         })
+        .map(|r| r.operation.clone())
         .collect();
     assert!(writes.is_empty(), "{writes:?}");
+    assert_eq!(moto().zone_records(&c.zone_id), zone_before);
     assert_eq!(
         std::fs::read(c.path("state/state.json")).unwrap(),
         state_before

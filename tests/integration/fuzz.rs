@@ -147,11 +147,67 @@ fn yaml_value() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A generated cluster.yaml and how many settings kube-aws knows it carries beyond the
+/// minimal file (0 when it was cut into the minimal part).
+#[derive(Debug, Clone)]
+struct YamlCase {
+    text: String,
+    known_settings: usize,
+}
+
+/// Values a careful user writes for `key`: most files of this kind should be accepted, so
+/// the checks are seen passing good input as well as refusing bad.
+fn plausible_value(key: &str) -> Vec<&'static str> {
+    match key {
+        "controllerCount" => vec!["1", "2", "3"],
+        "etcdCount" => vec!["1", "3", "5"],
+        "workerCount" => vec!["0", "1", "4"],
+        "recordSetTTL" => vec!["60", "300"],
+        "tlsCADurationDays" => vec!["3650", "1825"],
+        "tlsCertDurationDays" => vec!["365", "90"],
+        "controllerIP" => vec!["10.0.0.50"],
+        "instanceCIDR" => vec!["10.0.0.0/24"],
+        "vpcCIDR" => vec!["10.0.0.0/16"],
+        "serviceCIDR" => vec!["10.3.0.0/24"],
+        "podCIDR" => vec!["10.2.0.0/16"],
+        "dnsServiceIP" => vec!["10.3.0.10"],
+        "workerRootVolumeSize" => vec!["30", "100"],
+        "etcdDataVolumeSize" => vec!["30", "50"],
+        "stackTags" => vec!["{team: platform}", "{cost-center: '42'}"],
+        "nodePools" => vec![
+            "[{name: gpu, count: 2}]",
+            "[{name: a, count: 1}, {name: b}]",
+        ],
+        "subnets" => vec!["[{availabilityZone: us-west-2a, instanceCIDR: 10.0.0.0/24}]"],
+        "apiAccessAllowedSourceCIDRs" => vec!["[10.0.0.0/8]", "[0.0.0.0/0]"],
+        "clusterName" => vec!["other", "team-a"],
+        "region" => vec!["us-west-2"],
+        "etcdSnapshotRetentionDays" => vec!["7", "30"],
+        _ => vec![],
+    }
+}
+
 /// A cluster.yaml: the minimal file plus settings, sometimes cut, sometimes deeply nested.
-fn cluster_yaml() -> impl Strategy<Value = String> {
-    let setting = (prop::sample::select(KEYS), yaml_value());
+/// Half the files set only plausible values, half anything.
+fn cluster_yaml() -> impl Strategy<Value = YamlCase> {
+    let plausible_keys: Vec<&'static str> = KEYS
+        .iter()
+        .copied()
+        .filter(|k| !plausible_value(k).is_empty())
+        .collect();
+    let plausible = prop::sample::select(plausible_keys).prop_flat_map(|key| {
+        (
+            Just(key),
+            prop::sample::select(plausible_value(key)).prop_map(str::to_string),
+        )
+    });
+    let hostile = (prop::sample::select(KEYS), yaml_value());
+    let settings = prop_oneof![
+        prop::collection::vec(plausible, 0..6),
+        prop::collection::vec(hostile, 0..6),
+    ];
     (
-        prop::collection::vec(setting, 0..6),
+        settings,
         prop_oneof![
             8 => Just(None),
             1 => (0usize..400).prop_map(Some),
@@ -167,8 +223,12 @@ fn cluster_yaml() -> impl Strategy<Value = String> {
     )
         .prop_map(|(settings, cut, dashes, aliases)| {
             let mut text = MINIMAL.to_string();
+            let mut known_settings = 0;
             for (key, value) in settings {
                 text.push_str(&format!("{key}: {value}\n"));
+                if key != "notAKeyAnyoneKnows" {
+                    known_settings += 1;
+                }
             }
             if dashes > 0 {
                 text.push_str(&format!("nodePools:\n{}\n", "- ".repeat(dashes)));
@@ -192,8 +252,14 @@ fn cluster_yaml() -> impl Strategy<Value = String> {
                     at -= 1;
                 }
                 text.truncate(at);
+                if at <= MINIMAL.len() {
+                    known_settings = 0;
+                }
             }
-            text
+            YamlCase {
+                text,
+                known_settings,
+            }
         })
 }
 
@@ -296,6 +362,14 @@ struct Tally {
     tried: u64,
     refused: u64,
     slowest: Duration,
+    /// cluster.yaml: accepted although it set something beyond the minimal file.
+    accepted_with_settings: u64,
+    /// plans: damaged, then sealed again, so the decoder reads their fields.
+    resealed: u64,
+    /// plans: resealed, and still refused by the seal check (must be none).
+    resealed_but_tampered: u64,
+    /// plans: resealed and decoded (a damaged value the plan's types still take).
+    resealed_accepted: u64,
 }
 
 fn runner(cases: u32) -> TestRunner {
@@ -362,51 +436,19 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// A plan file as kube-aws writes one, sealed.
-fn plan_bytes() -> Vec<u8> {
-    let state: kube_aws::state::State =
-        kube_aws::state::decode("state-v1.json", &fixture("state-v1.json")).unwrap();
-    let plan = kube_aws::planfile::Plan {
-        format_version: kube_aws::planfile::FORMAT_VERSION,
-        tool_version: "0.1.0".into(),
-        kind: kube_aws::planfile::PlanKind::Apply,
-        cluster_name: state.cluster_name.clone(),
-        offline: false,
-        skipped: vec![],
-        prior: kube_aws::planfile::PriorBinding {
-            lineage: Some(state.lineage.clone()),
-            serial: state.serial,
-            state_sha256: Some("a".repeat(64)),
-            version_id: None,
-        },
-        target: kube_aws::planfile::Target {
-            region: "us-west-2".into(),
-            account_id: Some("123456789012".into()),
-            stack_id: None,
-        },
-        assets: vec![],
-        pool_stacks: Vec::new(),
-        notes: Vec::new(),
-        stack: kube_aws::planfile::StackChange {
-            name: state.cluster_name.clone(),
-            action: kube_aws::planfile::Action::NoOp,
-            change_set_name: None,
-            change_set_arn: None,
-            template_sha256: None,
-            template_url: None,
-            resource_changes: vec![],
-        },
-        records: vec![],
-        certificates: vec![],
-        template: None,
-        new_state: state,
-        summary: Default::default(),
-        plan_sha256: String::new(),
-        signature: None,
-        provenance: None,
-    }
-    .seal();
-    kube_aws::planfile::encode(&plan)
+/// A damaged plan that is still a JSON object, sealed again the way kube-aws seals one, so
+/// the decoder gets past the seal check and reads the damaged fields. `None` when the damage
+/// left no JSON object to seal.
+fn reseal(damaged: &[u8]) -> Option<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(damaged).ok()?;
+    let map = value.as_object_mut()?;
+    map.remove("plan_sha256");
+    map.remove("signature");
+    let sha256 = kube_aws::hash::sha256_hex(kube_aws::hash::canonical_json(&value).ok()?);
+    value
+        .as_object_mut()?
+        .insert("plan_sha256".into(), serde_json::Value::String(sha256));
+    kube_aws::hash::canonical_json_pretty(&value).ok()
 }
 
 /// A refusal of a JSON file must name the file, and say where (serde's line and column) or
@@ -443,15 +485,30 @@ fn every_input_kube_aws_reads_is_refused_with_a_position_or_accepted_never_a_pan
         10_000,
         cluster_yaml(),
         &tallies,
-        |text| match ClusterConfig::parse(Path::new("cluster.yaml"), text) {
-            Ok(_) => Ok(()),
+        |case| match ClusterConfig::parse(Path::new("cluster.yaml"), &case.text) {
+            Ok(_) => {
+                if case.known_settings > 0 {
+                    tallies
+                        .borrow_mut()
+                        .entry("cluster.yaml".into())
+                        .or_default()
+                        .accepted_with_settings += 1;
+                }
+                Ok(())
+            }
             Err(e) => {
                 refuse("cluster.yaml");
                 for p in &e.problems {
                     let document_level = p.field.is_empty()
                         && (p.message.contains("bytes") || p.message.contains("nested"));
-                    if p.line.is_none() && p.field.is_empty() && !document_level {
-                        return Err(format!("{e}"));
+                    // A field the file holds is named with its line; only a field the file
+                    // lacks (a required one cut off) has none to name.
+                    let top = p.field.split(['.', '[']).next().unwrap_or_default();
+                    let present = !top.is_empty()
+                        && case.text.lines().any(|l| l.starts_with(&format!("{top}:")));
+                    let unplaced = p.line.is_none() && (present || p.field.is_empty());
+                    if unplaced && !document_level {
+                        return Err(format!("{}: {e}", p.field));
                     }
                 }
                 Ok(())
@@ -488,21 +545,36 @@ fn every_input_kube_aws_reads_is_refused_with_a_position_or_accepted_never_a_pan
     )
     .unwrap();
 
-    // Plan files, through the decoder apply uses.
-    let plan = plan_bytes();
-    check(
-        "plan",
-        2_500,
-        damage(),
-        &tallies,
-        |d| match kube_aws::planfile::decode("plan.json", &apply(d, &plan)) {
+    // Plan files, through the decoder apply uses: a realistic plan (a first apply's, with
+    // its template, certificates, records and resource changes), damaged, then mostly sealed
+    // again so that the decoder reads the damaged fields instead of stopping at the seal.
+    let plan = fixture("plan-v1.json");
+    kube_aws::planfile::decode("plan-v1.json", &plan).expect("the fixture decodes");
+    check("plan", 2_500, damage(), &tallies, |d| {
+        let damaged = apply(d, &plan);
+        let resealed = reseal(&damaged);
+        let bytes = resealed.clone().unwrap_or(damaged);
+        let decoded = kube_aws::planfile::decode("plan.json", &bytes);
+        if resealed.is_some() {
+            let mut tallies = tallies.borrow_mut();
+            let tally = tallies.entry("plan".into()).or_default();
+            tally.resealed += 1;
+            match &decoded {
+                Err(kube_aws::planfile::PlanError::Tampered { .. }) => {
+                    tally.resealed_but_tampered += 1
+                }
+                Ok(_) => tally.resealed_accepted += 1,
+                Err(_) => {}
+            }
+        }
+        match decoded {
             Ok(_) => Ok(()),
             Err(e) => {
                 refuse("plan");
                 positioned("plan.json", &e.to_string())
             }
-        },
-    )
+        }
+    })
     .unwrap();
 
     // State, audit entries and locks, through the local backend as the commands read them.
@@ -569,15 +641,47 @@ fn every_input_kube_aws_reads_is_refused_with_a_position_or_accepted_never_a_pan
             t.tried, t.refused, t.slowest
         );
     }
+    let peak_mib = peak_rss_kib() / 1024;
     println!(
-        "fuzz: {total} inputs in {:.1?}, peak RSS {} MiB",
-        started.elapsed(),
-        peak_rss_kib() / 1024
+        "fuzz: {total} inputs in {:.1?}, peak RSS {peak_mib} MiB",
+        started.elapsed()
     );
-    assert!(total >= 20_000, "{total}");
+    // Every generated input was tried (a property that stopped early fails above).
+    let tried: BTreeMap<&str, u64> = tallies.iter().map(|(k, t)| (k.as_str(), t.tried)).collect();
+    assert_eq!(
+        tried,
+        BTreeMap::from([
+            ("audit entry", 2_500),
+            ("cluster.yaml", 10_000),
+            ("cluster.yaml (bytes)", 500),
+            ("lock", 2_500),
+            ("plan", 2_500),
+            ("state", 2_500),
+        ])
+    );
+    // Both sides of the parser are exercised: files with settings accepted and refused.
     let yaml = &tallies["cluster.yaml"];
     assert!(
-        yaml.refused > 1_000 && yaml.refused < yaml.tried,
+        yaml.accepted_with_settings >= 1_000 && yaml.refused >= 3_000,
         "{yaml:?}"
     );
+    // Most damaged plans reach the field decoder, and resealing always gets them past the seal.
+    let plans = &tallies["plan"];
+    assert!(
+        plans.resealed >= 600
+            && plans.resealed_accepted >= 50
+            && plans.resealed_accepted < plans.resealed,
+        "{plans:?}"
+    );
+    assert_eq!(plans.resealed_but_tampered, 0, "{plans:?}");
+    // No input exhausts time or memory: a billion laughs, 300-deep nesting and 200 KB strings
+    // included (a debug build; generous bounds that a quadratic parser would still break).
+    for (kind, t) in &tallies {
+        assert!(
+            t.slowest < Duration::from_secs(5),
+            "{kind}: one input took {:?}",
+            t.slowest
+        );
+    }
+    assert!(peak_mib < 1_536, "peak RSS {peak_mib} MiB");
 }

@@ -296,6 +296,34 @@ impl Moto {
         })
     }
 
+    /// Every record of a hosted zone as `NAME TYPE VALUES`, read from moto directly (not
+    /// through a test's proxy), so a test can compare the zone before and after.
+    pub fn zone_records(&self, zone_id: &str) -> Vec<String> {
+        block_on(async {
+            let client = aws_sdk_route53::Client::new(&self.sdk_config().await);
+            let out = client
+                .list_resource_record_sets()
+                .hosted_zone_id(zone_id)
+                .send()
+                .await
+                .expect("moto lists the zone's records");
+            out.resource_record_sets()
+                .iter()
+                .map(|r| {
+                    let values: Vec<&str> =
+                        r.resource_records().iter().map(|v| v.value()).collect();
+                    let alias = r.alias_target().map(|a| a.dns_name()).unwrap_or_default();
+                    format!(
+                        "{} {} {}{alias}",
+                        r.name(),
+                        r.r#type().as_str(),
+                        values.join(",")
+                    )
+                })
+                .collect()
+        })
+    }
+
     /// Creates a KMS key (through the SDK, like the code under test) and returns its ARN.
     pub fn create_kms_key(&self) -> String {
         block_on(async {

@@ -93,7 +93,11 @@ fn history_limit_20_over_10000_s3_entries_makes_at_most_25_requests() {
     assert!(lines[1].starts_with("10000 "), "newest first:\n{stdout}");
     assert!(lines[20].starts_with("9981 "), "{stdout}");
     assert!(lines[1].contains("+1 ~2 -0 ±1"), "{stdout}");
-    assert!(made <= 25, "history --limit 20 made {made} S3 requests");
+    // It reads the 20 entries it shows (and HEAD), never the other 9,980.
+    assert!(
+        (21..=25).contains(&made),
+        "history --limit 20 made {made} S3 requests"
+    );
     eprintln!("history --limit 20 over 10,000 entries: {made} S3 requests");
 }
 
@@ -125,14 +129,26 @@ fn history_json_show_and_verify_from_the_cli() {
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.starts_with("Audit log OK: 3 entries"), "{stdout}");
 
-    // One byte changed in entry 2 on disk.
+    // One byte changed in entry 2 on disk, in a field only its hash covers (its sequence
+    // number, place and links stay as they were).
     let path = dir.path().join("state/audit/00000002.json");
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replacen("\"seq\": 2", "\"seq\": 7", 1)).unwrap();
+    let edited = text.replacen("user/ci", "user/cj", 1);
+    assert_eq!(edited.len(), text.len());
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).unwrap();
     let (code, stdout, stderr) = run(dir.path(), &["history", "--verify"]);
     assert_eq!(code, 1);
+    let problems: Vec<&str> = stdout
+        .lines()
+        .take_while(|l| l.starts_with("entry "))
+        .collect();
     assert!(
-        stdout.lines().next().unwrap().starts_with("entry 2 "),
+        problems.len() == 1
+            && problems[0].starts_with("entry 2 (")
+            && problems[0].ends_with(
+                "00000002.json) was edited: its content does not hash to its entry_sha256"
+            ),
         "{stdout}"
     );
     assert!(stderr.contains("first: entry 2 "), "{stderr}");

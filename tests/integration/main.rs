@@ -8,6 +8,7 @@ mod export;
 mod fuzz;
 mod harness;
 mod history;
+mod iam;
 mod kms;
 mod payload;
 mod proxy;

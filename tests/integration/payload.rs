@@ -27,6 +27,8 @@ pub struct RenderedCluster {
     pub _dir: tempfile::TempDir,
     pub config: ClusterConfig,
     pub rendered: Rendered,
+    /// Every certificate the plan would record in the state (the admin's among them).
+    pub tls: kube_aws::assets::TlsAssets,
 }
 
 pub const THREE_AND_THREE: &str = "controllerCount: 3\netcdCount: 3\nsubnets:\n  - availabilityZone: us-west-2a\n    instanceCIDR: 10.0.0.0/24\n  - availabilityZone: us-west-2b\n    instanceCIDR: 10.0.1.0/24\nnodePools:\n  - name: gpu\n    count: 2\n";
@@ -39,13 +41,13 @@ pub fn render_cluster(prefix: &str, extra: &str) -> RenderedCluster {
     text.push_str(extra);
     std::fs::write(&file, text).expect("write cluster.yaml");
     let config = ClusterConfig::load(dir.path()).expect("cluster.yaml parses");
-    let rendered = block_on(async {
+    let (rendered, tls) = block_on(async {
         let sdk = moto.sdk_config().await;
         let vault = KmsVault::new(aws_sdk_kms::Client::new(&sdk));
         let images = Ec2Images::new(aws_sdk_ec2::Client::new(&sdk));
         let now = time::OffsetDateTime::now_utc();
         let inputs = engine::BuildInputs::new(&config, None, now);
-        engine::build(
+        let built = engine::build(
             dir.path(),
             &inputs,
             Some(&vault),
@@ -53,13 +55,14 @@ pub fn render_cluster(prefix: &str, extra: &str) -> RenderedCluster {
             &mut |_| {},
         )
         .await
-        .expect("build")
-        .rendered
+        .expect("build");
+        (built.rendered, built.tls.assets)
     });
     RenderedCluster {
         _dir: dir,
         config,
         rendered,
+        tls,
     }
 }
 
@@ -202,15 +205,21 @@ fn kubeconfig_servers(files: &[WrittenFile]) -> Vec<(String, String)> {
     out
 }
 
-fn check_certificates_with_openssl(cluster: &RenderedCluster) -> Vec<String> {
+fn check_certificates_with_openssl(cluster: &RenderedCluster) -> (Vec<String>, BTreeSet<String>) {
     let work = tempfile::tempdir().unwrap();
     let mut report = Vec::new();
-    let mut all = BTreeMap::new();
+    // Each cloud-config's files in a folder of their own: two cloud-configs may write the same
+    // name with different content, and each is checked.
+    let mut written: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
     let mut servers = Vec::new();
     let mut etcd_servers = Vec::new();
     for (name, text) in &cluster.rendered.cloud_configs {
         let (files, _) = cloud_config_parts(text, Some("10.0.0.99"));
-        all.extend(write_pems(work.path(), &files));
+        let dir = work.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, path) in write_pems(&dir, &files) {
+            written.insert((name.clone(), file), path);
+        }
         servers.extend(
             kubeconfig_servers(&files)
                 .into_iter()
@@ -225,6 +234,24 @@ fn check_certificates_with_openssl(cluster: &RenderedCluster) -> Vec<String> {
             }
         }
     }
+    // The admin's client certificate is in no cloud-config: `kubeconfig` writes it.
+    let admin_dir = work.path().join("kubeconfig");
+    std::fs::create_dir_all(&admin_dir).unwrap();
+    let admin = admin_dir.join("admin.pem");
+    std::fs::write(&admin, &cluster.tls["admin"].certificate_pem).unwrap();
+    written.insert(("kubeconfig".into(), "admin.pem".into()), admin);
+
+    // One CA everywhere.
+    let cas: BTreeSet<Vec<u8>> = written
+        .iter()
+        .filter(|((_, file), _)| file == "ca.pem")
+        .map(|(_, path)| std::fs::read(path).unwrap())
+        .collect();
+    assert_eq!(cas.len(), 1, "the cloud-configs carry different CAs");
+    let all: BTreeMap<String, PathBuf> = written
+        .iter()
+        .map(|((_, file), path)| (file.clone(), path.clone()))
+        .collect();
     let ca = all["ca.pem"].display().to_string();
     // What each certificate's consumer needs it to be good for.
     let usages: BTreeMap<&str, &[&str]> = BTreeMap::from([
@@ -240,6 +267,7 @@ fn check_certificates_with_openssl(cluster: &RenderedCluster) -> Vec<String> {
         ("kube-scheduler.pem", &["TLS Web Client Authentication"][..]),
         ("kube-addons.pem", &["TLS Web Client Authentication"][..]),
         ("etcd-client.pem", &["TLS Web Client Authentication"][..]),
+        ("admin.pem", &["TLS Web Client Authentication"][..]),
         // Peers present it as server and as client.
         (
             "etcd-server.pem",
@@ -249,26 +277,39 @@ fn check_certificates_with_openssl(cluster: &RenderedCluster) -> Vec<String> {
             ][..],
         ),
     ]);
-    for (name, path) in &all {
+    let mut verified = BTreeSet::new();
+    for ((asset, name), path) in &written {
         if name == "ca.pem" || name.ends_with(".pub") {
             continue;
         }
         let path = path.display().to_string();
         let (ok, text) = openssl(&["verify", "-CAfile", &ca, &path]);
-        assert!(ok, "{name} does not chain to the CA: {text}");
+        assert!(ok, "{asset} {name} does not chain to the CA: {text}");
         report.push(format!(
-            "openssl verify {name}: {}",
+            "openssl verify {asset}/{name}: {}",
             text.trim().rsplit(' ').next().unwrap_or("")
         ));
         let needed = usages
             .get(name.as_str())
             .unwrap_or_else(|| panic!("{name}: no consumer usage recorded for this certificate"));
         let (ok, eku) = openssl(&["x509", "-in", &path, "-noout", "-ext", "extendedKeyUsage"]);
-        assert!(ok, "{name}: {eku}");
+        assert!(ok, "{asset} {name}: {eku}");
         for usage in *needed {
-            assert!(eku.contains(usage), "{name} lacks {usage}: {eku}");
+            assert!(eku.contains(usage), "{asset} {name} lacks {usage}: {eku}");
         }
+        verified.insert(format!("{asset}/{name}"));
     }
+    let (ok, subject) = openssl(&[
+        "x509",
+        "-in",
+        &all["admin.pem"].display().to_string(),
+        "-noout",
+        "-subject",
+    ]);
+    assert!(
+        ok && subject.contains("O = system:masters"),
+        "admin: {subject}"
+    );
     let apiserver = all["apiserver.pem"].display().to_string();
     assert!(!servers.is_empty());
     for (asset, (file, server)) in &servers {
@@ -306,7 +347,7 @@ fn check_certificates_with_openssl(cluster: &RenderedCluster) -> Vec<String> {
     let (ok, text) = openssl(&["pkey", "-pubin", "-in", &sa, "-noout", "-text_pub"]);
     assert!(ok && text.contains("Public-Key: (2048 bit)"), "{text}");
     report.push("service-account.pub: openssl pkey -pubin: RSA Public-Key (2048 bit)".into());
-    report
+    (report, verified)
 }
 
 #[test]
@@ -314,8 +355,27 @@ fn openssl_checks_every_certificate_against_its_consumers() {
     require("openssl");
     for (prefix, extra) in [("ossl", ""), ("ossl3", THREE_AND_THREE)] {
         let cluster = render_cluster(prefix, extra);
-        let report = check_certificates_with_openssl(&cluster);
+        let (report, verified) = check_certificates_with_openssl(&cluster);
         println!("{prefix}:\n  {}", report.join("\n  "));
+        // Exactly these, each from the cloud-config that installs it: the control plane's
+        // client and serving certificates, one etcd server certificate per member, the
+        // admin's; workers carry none (they bootstrap their own).
+        let mut expected: BTreeSet<String> = [
+            "apiserver-kubelet-client.pem",
+            "apiserver.pem",
+            "etcd-client.pem",
+            "kube-addons.pem",
+            "kube-controller-manager.pem",
+            "kube-scheduler.pem",
+        ]
+        .iter()
+        .map(|c| format!("cloud-config-controller/{c}"))
+        .collect();
+        for member in 0..cluster.config.etcd_count {
+            expected.insert(format!("cloud-config-etcd-{member}/etcd-server.pem"));
+        }
+        expected.insert("kubeconfig/admin.pem".into());
+        assert_eq!(verified, expected, "{prefix}");
     }
 }
 

@@ -23,8 +23,28 @@ pub struct Seen {
     pub operation: String,
     /// The URL's query string (REST services put sub-operations there: `?versions`).
     pub query: String,
+    /// The region of the request's SigV4 credential scope.
+    pub region: String,
+    /// The request body (lossy UTF-8): the parameters of query and JSON protocols.
+    pub body: String,
     /// Whether a fault was injected instead of forwarding.
     pub fault: Option<Fault>,
+}
+
+impl Seen {
+    /// The write the request makes to what a cluster runs, by its API name: a change set
+    /// executed, a stack deleted or Route53 records changed (Route53 is a REST protocol, so
+    /// its operation is seen as `POST /2013-04-01/hostedzone/ZONE/rrset`).
+    pub fn cluster_write(&self) -> Option<&'static str> {
+        match (self.service.as_str(), self.operation.as_str()) {
+            ("cloudformation", "ExecuteChangeSet") => Some("ExecuteChangeSet"),
+            ("cloudformation", "DeleteStack") => Some("DeleteStack"),
+            ("route53", op) if op.starts_with("POST ") && op.ends_with("/rrset") => {
+                Some("ChangeResourceRecordSets")
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +74,7 @@ pub struct Faults {
 
 pub struct Proxy {
     pub endpoint: String,
+    faults_on: Arc<std::sync::atomic::AtomicBool>,
     seen: Arc<Mutex<Vec<Seen>>>,
     interceptor: Arc<Mutex<Option<Interceptor>>>,
     hold: Arc<Hold>,
@@ -80,7 +101,9 @@ impl Proxy {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let interceptor = Arc::new(Mutex::new(None));
         let hold = Arc::new(Hold::default());
+        let faults_on = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let state = Arc::new(Shared {
+            faults_on: faults_on.clone(),
             upstream: upstream.trim_end_matches('/').to_string(),
             seen: seen.clone(),
             interceptor: interceptor.clone(),
@@ -115,10 +138,16 @@ impl Proxy {
         });
         Proxy {
             endpoint,
+            faults_on,
             seen,
             interceptor,
             hold,
         }
+    }
+
+    /// Stops injecting faults: every later request is forwarded.
+    pub fn stop_faults(&self) {
+        self.faults_on.store(false, Ordering::SeqCst);
     }
 
     /// Lets `interceptor` answer requests before they reach moto.
@@ -162,6 +191,7 @@ impl Proxy {
 }
 
 struct Shared {
+    faults_on: Arc<std::sync::atomic::AtomicBool>,
     upstream: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     interceptor: Arc<Mutex<Option<Interceptor>>>,
@@ -171,13 +201,13 @@ struct Shared {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
-/// The service name from the SigV4 credential scope: `Credential=AKID/date/region/SERVICE/aws4_request`.
-fn signing_service(req: &Request<Incoming>) -> String {
+/// One part of the SigV4 credential scope, `Credential=AKID/date/REGION/SERVICE/aws4_request`.
+fn credential_scope(req: &Request<Incoming>, part: usize) -> String {
     req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|auth| auth.split("Credential=").nth(1))
-        .and_then(|cred| cred.split('/').nth(3))
+        .and_then(|cred| cred.split('/').nth(part))
         .unwrap_or("unknown")
         .to_string()
 }
@@ -224,6 +254,9 @@ fn throttle_response(service: &str) -> Response<Full<Bytes>> {
 impl Shared {
     fn pick_fault(&self) -> Option<Fault> {
         let faults = self.faults?;
+        if !self.faults_on.load(Ordering::SeqCst) {
+            return None;
+        }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let roll = splitmix(faults.seed ^ n);
         if (roll % 10_000) as f64 >= faults.fraction * 10_000.0 {
@@ -240,7 +273,8 @@ impl Shared {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, std::io::Error> {
-        let service = signing_service(&req);
+        let service = credential_scope(&req, 3);
+        let region = credential_scope(&req, 2);
         let target = req
             .headers()
             .get("x-amz-target")
@@ -286,6 +320,8 @@ impl Shared {
                 .split_once('?')
                 .map(|(_, q)| q.to_string())
                 .unwrap_or_default(),
+            region,
+            body: String::from_utf8_lossy(&body).into_owned(),
             fault,
         });
         let interceptor = self.interceptor.lock().unwrap().clone();

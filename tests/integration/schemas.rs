@@ -70,6 +70,22 @@ fn fixtures_validate_and_decode() {
         "lock.schema.json",
         &json(&repo("state/fixtures/lock-v1.json")),
     );
+
+    // A plan as `plan -o` wrote it for a change to an applied cluster (moto): a template,
+    // certificates issued and kept, records upserted and deleted, resource changes, signed.
+    assert_valid(
+        "plan.schema.json",
+        &json(&repo("state/fixtures/plan-v1.json")),
+    );
+    let bytes = std::fs::read(repo("state/fixtures/plan-v1.json")).unwrap();
+    let plan = kube_aws::planfile::decode("plan-v1.json", &bytes).unwrap();
+    assert_eq!(
+        kube_aws::planfile::encode(&plan),
+        bytes,
+        "the fixture is canonical"
+    );
+    assert!(plan.template.is_some() && plan.signature.is_some());
+    assert!(!plan.records.is_empty() && !plan.stack.resource_changes.is_empty());
 }
 
 #[test]

@@ -1,13 +1,14 @@
 //! The team workflow's contracts: the IAM policies in examples/iam allow every AWS operation
 //! plan and apply make, shell completion works, and --version names the build.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
+use crate::iam::{Request, allows};
 use crate::proxy::Seen;
 use crate::workflow::Cluster;
 
@@ -53,44 +54,161 @@ fn iam_action(seen: &Seen) -> String {
     }
 }
 
-/// Whether `policy` has an Allow statement whose actions cover `action` (`*` wildcards).
-fn allows(policy: &Value, action: &str) -> bool {
-    let matches = |pattern: &str| match pattern.strip_suffix('*') {
-        Some(prefix) => action.starts_with(prefix),
-        None => pattern == action,
-    };
-    policy["Statement"].as_array().unwrap().iter().any(|s| {
-        s["Effect"] == "Allow"
-            && match &s["Action"] {
-                Value::String(a) => matches(a),
-                Value::Array(list) => list.iter().any(|a| matches(a.as_str().unwrap())),
-                _ => false,
+/// moto's account.
+const ACCOUNT: &str = "123456789012";
+
+/// `application/x-www-form-urlencoded` pairs (the query protocols' bodies and URL queries).
+fn form(text: &str) -> BTreeMap<String, String> {
+    let decode = |s: &str| {
+        let bytes = s.replace('+', " ").into_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%'
+                && i + 2 < bytes.len()
+                && let Ok(b) = u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                )
+            {
+                out.push(b);
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
             }
-    })
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    text.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
 }
 
-fn policy(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/iam")
-        .join(name);
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+/// The authorisation question an observed request asks IAM: its action, the resource it names
+/// and the condition keys it carries.
+fn request(seen: &Seen) -> Request {
+    let action = iam_action(seen);
+    let region = seen.region.as_str();
+    let request = match seen.service.as_str() {
+        "kms" => {
+            let body: Value = serde_json::from_str(&seen.body).unwrap_or(Value::Null);
+            let key = body["KeyId"].as_str().unwrap_or("*");
+            let resource = if key.starts_with("arn:") || key == "*" {
+                key.to_string()
+            } else {
+                format!("arn:aws:kms:{region}:{ACCOUNT}:key/{key}")
+            };
+            let mut r = Request::new(&action, &resource);
+            for (k, v) in body["EncryptionContext"].as_object().into_iter().flatten() {
+                r = r
+                    .with(&format!("kms:EncryptionContext:{k}"), v.as_str().unwrap())
+                    .with("kms:EncryptionContextKeys", k);
+            }
+            for (field, key) in [
+                ("MessageType", "kms:MessageType"),
+                ("SigningAlgorithm", "kms:SigningAlgorithm"),
+            ] {
+                if let Some(v) = body[field].as_str() {
+                    r = r.with(key, v);
+                }
+            }
+            r
+        }
+        "s3" => {
+            let path = seen.operation.split_once(' ').map_or("", |(_, p)| p);
+            let path = path.trim_start_matches('/');
+            let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+            let key = form(&format!("k={key}")).remove("k").unwrap_or_default();
+            if key.is_empty() {
+                let mut r = Request::new(&action, &format!("arn:aws:s3:::{bucket}"));
+                if let Some(prefix) = form(&seen.query).get("prefix") {
+                    r = r.with("s3:prefix", prefix);
+                }
+                r
+            } else {
+                Request::new(&action, &format!("arn:aws:s3:::{bucket}/{key}"))
+            }
+        }
+        "route53" => {
+            let path = seen.operation.split_once(' ').map_or("", |(_, p)| p);
+            let resource = if let Some(rest) = path.strip_prefix("/2013-04-01/hostedzone/") {
+                format!(
+                    "arn:aws:route53:::hostedzone/{}",
+                    rest.split('/').next().unwrap()
+                )
+            } else if let Some(id) = path.strip_prefix("/2013-04-01/change/") {
+                format!("arn:aws:route53:::change/{id}")
+            } else {
+                "*".to_string()
+            };
+            Request::new(&action, &resource)
+        }
+        "cloudformation" => {
+            let params = form(&seen.body);
+            let arn = |kind: &str, name: &str| {
+                if name.starts_with("arn:") {
+                    name.to_string()
+                } else {
+                    format!(
+                        "arn:aws:cloudformation:{region}:{ACCOUNT}:{kind}/{name}/00000000-0000-4000-8000-000000000000"
+                    )
+                }
+            };
+            let resource = match (params.get("StackName"), params.get("ChangeSetName")) {
+                (Some(stack), _) => arn("stack", stack),
+                (None, Some(change_set)) => arn("changeSet", change_set),
+                (None, None) => "*".to_string(),
+            };
+            Request::new(&action, &resource)
+        }
+        _ => Request::new(&action, "*"),
+    };
+    request.with("aws:RequestedRegion", region)
 }
 
-fn missing(policy: &Value, needed: &BTreeSet<String>) -> Vec<String> {
+/// An example policy with its placeholders filled in for cluster `c`.
+fn policy_for(name: &str, c: &Cluster) -> Value {
+    let config = kube_aws::config::ClusterConfig::load(c.dir.path()).unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/iam")
+            .join(name),
+    )
+    .unwrap();
+    let filled = text
+        .replace(
+            "PLAN_SIGNING_KEY_ARN",
+            config.plan_signing_key_arn.as_deref().unwrap(),
+        )
+        .replace("KMS_KEY_ARN", &config.kms_key_arn)
+        .replace("STATE_BUCKET", config.state.bucket.as_deref().unwrap())
+        .replace("STATE_KEY", config.state.key.as_deref().unwrap())
+        .replace("HOSTED_ZONE_ID", &c.zone_id)
+        .replace("CLUSTER_NAME", &c.name)
+        .replace("REGION", "us-west-2")
+        .replace("ACCOUNT", ACCOUNT);
+    serde_json::from_str(&filled).unwrap()
+}
+
+fn missing(policy: &Value, needed: &[Request]) -> Vec<String> {
     needed
         .iter()
-        .filter(|a| !allows(policy, a))
-        .cloned()
+        .filter(|r| !allows(policy, r))
+        .map(|r| r.to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
         .collect()
 }
 
 #[test]
 fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
     let c = Cluster::new("iam", true, None);
-    let mut plan_needs = BTreeSet::new();
-    let mut apply_needs = BTreeSet::new();
-    let record = |into: &mut BTreeSet<String>, c: &Cluster| {
-        into.extend(c.proxy.forwarded(None).iter().map(iam_action));
+    let mut plan_needs: Vec<Request> = Vec::new();
+    let mut apply_needs: Vec<Request> = Vec::new();
+    let record = |into: &mut Vec<Request>, c: &Cluster| {
+        into.extend(c.proxy.forwarded(None).iter().map(request));
         c.proxy.reset();
     };
     // First validate, plan and apply, then a change that renews certificates and rolls
@@ -115,10 +233,18 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         c.expect(0, args);
     }
     record(&mut plan_needs, &c);
-    eprintln!("plan role uses {plan_needs:?}\napply role uses {apply_needs:?}");
+    let actions = |needs: &[Request]| -> BTreeSet<String> {
+        needs.iter().map(|r| r.action.clone()).collect()
+    };
+    eprintln!(
+        "plan role uses {:?}\napply role uses {:?}",
+        actions(&plan_needs),
+        actions(&apply_needs)
+    );
 
-    let plan_policy = policy("plan-policy.json");
-    let apply_policy = policy("apply-policy.json");
+    // Each request as IAM sees it (action, resource, condition keys) is allowed.
+    let plan_policy = policy_for("plan-policy.json", &c);
+    let apply_policy = policy_for("apply-policy.json", &c);
     assert_eq!(
         missing(&plan_policy, &plan_needs),
         Vec::<String>::new(),
@@ -130,57 +256,112 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         "apply-policy.json"
     );
     // The split holds: plans never execute, write state or change records.
-    for action in [
-        "cloudformation:ExecuteChangeSet",
-        "s3:DeleteObject",
-        "route53:ChangeResourceRecordSets",
+    let stack_arn = format!(
+        "arn:aws:cloudformation:us-west-2:{ACCOUNT}:stack/{}/1",
+        c.name
+    );
+    let config = kube_aws::config::ClusterConfig::load(c.dir.path()).unwrap();
+    let state_object = format!(
+        "arn:aws:s3:::{}/{}",
+        c.bucket.as_ref().unwrap(),
+        config.state.key.as_deref().unwrap()
+    );
+    let zone = format!("arn:aws:route53:::hostedzone/{}", c.zone_id);
+    for (action, resource) in [
+        ("cloudformation:ExecuteChangeSet", stack_arn.as_str()),
+        ("s3:DeleteObject", state_object.as_str()),
+        ("s3:PutObject", state_object.as_str()),
+        ("route53:ChangeResourceRecordSets", zone.as_str()),
     ] {
+        let asked = Request::new(action, resource).with("aws:RequestedRegion", "us-west-2");
         assert!(
-            !allows(&plan_policy, action),
-            "the plan role must not allow {action}"
+            !allows(&plan_policy, &asked),
+            "the plan role must not be allowed {asked}"
         );
-        assert!(!plan_needs.contains(action), "plan called {action}");
+        assert!(
+            !plan_needs
+                .iter()
+                .any(|r| r.action == action && r.resource == resource),
+            "plan called {action} on {resource}"
+        );
+    }
+    // Resources and conditions bind the roles to this cluster: the same actions on another
+    // cluster's stack, state or keys are refused.
+    let kms_key = config.kms_key_arn.clone();
+    let others = [
+        Request::new(
+            "cloudformation:ExecuteChangeSet",
+            &format!("arn:aws:cloudformation:us-west-2:{ACCOUNT}:stack/someone-else/1"),
+        ),
+        Request::new(
+            "s3:PutObject",
+            &format!(
+                "arn:aws:s3:::{}/someone-else/state.json",
+                c.bucket.as_ref().unwrap()
+            ),
+        ),
+        Request::new(
+            "route53:ChangeResourceRecordSets",
+            "arn:aws:route53:::hostedzone/ZOTHER",
+        ),
+        Request::new("kms:Decrypt", &kms_key)
+            .with("kms:EncryptionContext:kube-aws:cluster", "someone-else")
+            .with("kms:EncryptionContext:kube-aws:asset", "ca"),
+    ];
+    for other in others {
+        let other = other.with("aws:RequestedRegion", "us-west-2");
+        assert!(!allows(&apply_policy, &other), "apply role allowed {other}");
+        assert!(!allows(&plan_policy, &other), "plan role allowed {other}");
     }
 
     // Plans are signed as a DIGEST by the plan role only. The apply role signs audit entries
     // as RAW messages (KMS hashes them), which can never pass for a plan's signature: it cannot
     // make a plan of its own.
-    let message_types = |policy: &Value| -> Vec<String> {
-        policy["Statement"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|s| {
-                s["Action"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|a| a == "kms:Sign"))
-            })
-            .map(|s| {
-                s["Condition"]["StringEquals"]["kms:MessageType"]
-                    .as_str()
-                    .unwrap_or("ANY")
-                    .to_string()
-            })
-            .collect()
+    let signing_key = config.plan_signing_key_arn.clone().unwrap();
+    let sign = |message_type: &str| {
+        Request::new("kms:Sign", &signing_key)
+            .with("kms:MessageType", message_type)
+            .with("kms:SigningAlgorithm", "ECDSA_SHA_256")
+            .with("aws:RequestedRegion", "us-west-2")
     };
-    assert_eq!(message_types(&apply_policy), vec!["RAW".to_string()]);
-    assert_eq!(message_types(&plan_policy), vec!["DIGEST".to_string()]);
-    assert!(plan_needs.contains("kms:Sign") && apply_needs.contains("kms:Verify"));
+    assert!(allows(&apply_policy, &sign("RAW")) && !allows(&apply_policy, &sign("DIGEST")));
+    assert!(allows(&plan_policy, &sign("DIGEST")) && !allows(&plan_policy, &sign("RAW")));
     assert!(
-        apply_needs.contains("kms:Sign"),
+        actions(&plan_needs).contains("kms:Sign") && actions(&apply_needs).contains("kms:Verify")
+    );
+    assert!(
+        actions(&apply_needs).contains("kms:Sign"),
         "apply signs its audit entries"
     );
 
-    // The check can fail: without CreateChangeSet the plan policy falls behind the code.
+    // The check can fail: without CreateChangeSet the plan policy falls behind the code, and
+    // with the state statement narrowed to another key, every state read is missing.
     let mut weakened = plan_policy.clone();
     for statement in weakened["Statement"].as_array_mut().unwrap() {
         if let Value::Array(actions) = &mut statement["Action"] {
             actions.retain(|a| a != "cloudformation:CreateChangeSet");
         }
     }
-    assert_eq!(
-        missing(&weakened, &plan_needs),
-        vec!["cloudformation:CreateChangeSet".to_string()]
+    let missed = missing(&weakened, &plan_needs);
+    assert!(
+        !missed.is_empty()
+            && missed
+                .iter()
+                .all(|m| m.starts_with("cloudformation:CreateChangeSet on ")),
+        "{missed:?}"
+    );
+    let mut elsewhere = plan_policy.clone();
+    elsewhere["Statement"][0]["Resource"] = Value::String(format!(
+        "arn:aws:s3:::{}/another/state.json",
+        c.bucket.as_ref().unwrap()
+    ));
+    let missed = missing(&elsewhere, &plan_needs);
+    assert!(
+        missed.iter().any(
+            |m| m.starts_with(&format!("s3:GetObject on {state_object} "))
+                || m == &format!("s3:GetObject on {state_object}")
+        ),
+        "{missed:?}"
     );
 }
 

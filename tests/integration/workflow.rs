@@ -354,6 +354,7 @@ fn apply_each_forgery_and_expect_refusal(
         let forged = forged.seal();
         std::fs::write(c.path("forged.json"), kube_aws::planfile::encode(&forged)).unwrap();
         c.proxy.reset();
+        let zone_before = moto().zone_records(&c.zone_id);
         let out = c.expect(1, &["apply", "forged.json"]);
         assert!(stderr(&out).contains(refusal), "{what}: {}", stderr(&out));
         assert!(
@@ -361,14 +362,50 @@ fn apply_each_forgery_and_expect_refusal(
             "{what}: {}",
             stderr(&out)
         );
-        let calls: Vec<String> = c.proxy.seen().iter().map(|r| r.operation.clone()).collect();
-        assert!(
-            !calls.iter().any(|op| {
-                op == "ExecuteChangeSet" || op == "DeleteStack" || op == "ChangeResourceRecordSets"
-            }),
-            "{what}: {calls:?}"
+        let writes: Vec<&str> = c
+            .proxy
+            .seen()
+            .iter()
+            .filter_map(|r| r.cluster_write())
+            .collect();
+        assert!(writes.is_empty(), "{what}: {writes:?}");
+        assert_eq!(
+            moto().zone_records(&c.zone_id),
+            zone_before,
+            "{what}: the zone changed"
         );
     }
+}
+
+/// The guard the forgery tests rely on can fire: a first apply executes a change set and
+/// writes the API record, and the guard names both, and the zone listing shows the record.
+#[test]
+fn the_write_guard_sees_the_change_set_and_the_record_a_first_apply_writes() {
+    let c = Cluster::new("guard", false, None);
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let zone_before = moto().zone_records(&c.zone_id);
+    c.proxy.reset();
+    c.expect(0, &["apply", "plan.json"]);
+    let writes: BTreeSet<&str> = c
+        .proxy
+        .seen()
+        .iter()
+        .filter_map(|r| r.cluster_write())
+        .collect();
+    assert_eq!(
+        writes,
+        BTreeSet::from(["ChangeResourceRecordSets", "ExecuteChangeSet"])
+    );
+    let zone_after = moto().zone_records(&c.zone_id);
+    let added: Vec<&String> = zone_after
+        .iter()
+        .filter(|r| !zone_before.contains(r))
+        .collect();
+    assert_eq!(added.len(), 1, "{zone_after:?}");
+    assert!(
+        added[0].starts_with(&format!("api.{}.example.com. A ", c.name)),
+        "{added:?}"
+    );
 }
 
 #[test]
@@ -562,7 +599,15 @@ fn stack_resources(stack: &str) -> (String, BTreeSet<String>) {
                 .stack_status()
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_default(),
-            Err(_) => return ("absent".to_string(), BTreeSet::new()),
+            // Only CloudFormation's answer for a stack that does not exist means absent.
+            Err(e) => {
+                let e = aws_sdk_cloudformation::error::DisplayErrorContext(e).to_string();
+                assert!(
+                    e.contains("does not exist"),
+                    "DescribeStacks {stack} failed: {e}"
+                );
+                return ("absent".to_string(), BTreeSet::new());
+            }
         };
         let resources = client
             .list_stack_resources()
@@ -1015,13 +1060,19 @@ fn secrets_never_appear_in_plan_output() {
     let c = Cluster::new("secrets", false, None);
     c.plan_and_apply();
     c.set("externalDNSName", &format!("k8s.{}.example.com", c.name));
-    let text = stdout(&c.expect(0, &["plan", "-o", "plan.json"]));
-    let markdown = stdout(&c.expect(0, &["plan", "--format", "markdown"]));
-    let json = stdout(&c.expect(0, &["plan", "--format", "json"]));
+    let runs = [
+        c.expect(0, &["plan", "-o", "plan.json"]),
+        c.expect(0, &["plan", "--format", "markdown"]),
+        c.expect(0, &["plan", "--format", "json"]),
+    ];
+    let [text, markdown, json] = runs.each_ref().map(stdout);
+    let progress: String = runs.iter().map(stderr).collect();
     let state: Value =
         serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
     let plan = c.plan_file("plan.json");
+    let plan_text = std::fs::read_to_string(c.path("plan.json")).unwrap();
     let mut ciphertexts: Vec<String> = Vec::new();
+    let mut needles = Vec::new();
     for tls in [&state["tls"], &plan["new_state"]["tls"]] {
         ciphertexts.extend(
             tls.as_object()
@@ -1029,6 +1080,31 @@ fn secrets_never_appear_in_plan_output() {
                 .values()
                 .map(|a| a["key_ciphertext"].as_str().unwrap().to_string()),
         );
+        needles.extend(secret_needles(&c, tls));
+    }
+    // The secrets searched for: private keys, the Secrets encryption key, the bootstrap token.
+    for asset in ["apiserver", "secrets-encryption", "bootstrap-token"] {
+        assert!(
+            needles.iter().any(|(a, _)| a == asset),
+            "no plaintext of {asset} to look for"
+        );
+    }
+    for (name, output) in [
+        ("text", &text),
+        ("markdown", &markdown),
+        ("json", &json),
+        ("plan file", &plan_text),
+        ("standard error", &progress),
+    ] {
+        for (asset, needle) in &needles {
+            if let Some(at) = output.find(needle.as_str()) {
+                let from = output.floor_char_boundary(at.saturating_sub(300));
+                panic!(
+                    "the {name} output shows the plaintext of {asset} ({needle}):\n{}",
+                    &output[from..output.ceil_char_boundary(at + needle.len() + 100)]
+                );
+            }
+        }
     }
     assert!(
         text.contains("tls/apiserver"),
@@ -1295,85 +1371,165 @@ fn the_main_job_on_s3_state_leaves_stack_record_state_versions_and_a_verified_hi
 }
 
 #[test]
-fn twenty_plan_apply_rounds_with_ten_percent_injected_faults_lose_nothing() {
+fn twenty_plan_apply_rounds_with_a_quarter_of_requests_faulted_lose_nothing() {
     let c = Cluster::new(
         "faults",
         true,
         Some(Faults {
-            fraction: 0.10,
+            fraction: 0.25,
             seed: 7,
         }),
     );
+    // The state as the bucket holds it, read past the faulty proxy.
+    let config = kube_aws::config::ClusterConfig::load(c.dir.path()).unwrap();
+    let state_key = config.state.key.clone().expect("an S3 state key");
+    let backend = kube_aws::engine::backend::Backend::s3(
+        kube_aws::state::s3::S3Objects::new(block_on(moto().s3()), c.bucket.as_ref().unwrap()),
+        &state_key,
+    );
+    let stored = || block_on(backend.store.load()).unwrap();
+    let serial = || stored().map_or(0, |l| l.state.serial);
+    let faulted = |seen: &[crate::proxy::Seen]| {
+        seen.iter()
+            .filter(|s| s.fault.is_some())
+            .map(|s| format!("{} {} ({:?})", s.service, s.operation, s.fault.unwrap()))
+            .collect::<Vec<_>>()
+    };
     let mut succeeded = 0;
     let mut failed = 0;
+    let mut applied_count = None;
+    let mut written = 0;
     for round in 0..20 {
-        c.set("workerCount", &(1 + round % 3).to_string());
+        let count = 1 + round % 3;
+        c.set("workerCount", &count.to_string());
+        let _ = std::fs::remove_file(c.path("plan.json"));
+        c.proxy.reset();
         let plan = c.run(&["plan", "-o", "plan.json"]);
         if !plan.status.success() {
             failed += 1;
             assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
+            // A plan fails only because of a fault it met, and then writes no plan file.
+            let met = faulted(&c.proxy.seen());
+            assert!(
+                !met.is_empty(),
+                "round {round}: plan failed with no fault injected: {}",
+                stderr(&plan)
+            );
+            assert!(
+                !c.path("plan.json").exists(),
+                "round {round}: a failed plan wrote its file"
+            );
+            eprintln!("round {round}: plan failed cleanly after {met:?}");
             continue;
         }
+        let before = serial();
+        c.proxy.reset();
         let apply = c.run(&["apply", "plan.json"]);
+        let seen = c.proxy.seen();
+        let after = serial();
         match apply.status.code() {
-            Some(0) => succeeded += 1,
+            Some(0) => {
+                succeeded += 1;
+                assert_eq!(
+                    after,
+                    before + 1,
+                    "round {round}: a successful apply writes one serial"
+                );
+                applied_count = Some(count);
+                written += 1;
+            }
             Some(1) => {
                 failed += 1;
+                let met = faulted(&seen);
+                assert!(
+                    !met.is_empty(),
+                    "round {round}: apply failed with no fault injected: {}",
+                    stderr(&apply)
+                );
+                assert!(
+                    after == before || after == before + 1,
+                    "round {round}: serial {before} became {after}"
+                );
+                if after == before + 1 {
+                    // The state was written, so the stack was applied: only what follows failed.
+                    applied_count = Some(count);
+                    written += 1;
+                }
                 eprintln!(
-                    "round {round}: apply failed cleanly: {}",
+                    "round {round}: apply failed cleanly after {met:?}: {}",
                     stderr(&apply).lines().last().unwrap_or("")
                 );
-                // A failed apply never leaves the lock behind.
-                let status = stdout(&c.expect(0, &["status"]));
-                if !status.contains("Lock: free") {
-                    // Only a fault on the unlock request itself can leave it; clear it as a user would.
-                    let id = status
-                        .split("(id ")
-                        .nth(1)
-                        .unwrap()
-                        .split(')')
-                        .next()
-                        .unwrap()
-                        .to_string();
-                    c.run(&["state", "unlock", &id]);
+                // A failed apply leaves no lock unless releasing it was itself refused by
+                // every retry; then the user's `state unlock` must remove it.
+                if let Some((lock, _)) = block_on(backend.store.current_lock()).unwrap() {
+                    let unlock_faulted = seen.iter().rev().find(|s| {
+                        s.service == "s3"
+                            && s.operation.starts_with("DELETE ")
+                            && s.operation.ends_with(".lock")
+                    });
+                    assert!(
+                        unlock_faulted.is_some_and(|s| s.fault.is_some()),
+                        "round {round}: apply left lock {} behind although releasing it met no fault: {seen:?}",
+                        lock.id
+                    );
+                    c.proxy.stop_faults();
+                    c.expect(0, &["state", "unlock", &lock.id]);
+                    assert!(block_on(backend.store.current_lock()).unwrap().is_none());
+                    panic!(
+                        "round {round}: the lock release failed on every retry; rerun with another seed"
+                    );
                 }
             }
             other => panic!("apply exited {other:?}: {}", stderr(&apply)),
         }
     }
-    let faults = c.proxy.seen().iter().filter(|s| s.fault.is_some()).count();
-    eprintln!("20 rounds: {succeeded} applied, {failed} failed cleanly, {faults} faults injected");
-    assert!(faults > 10, "faults were injected");
-    assert!(succeeded >= 10, "most rounds get through the SDK's retries");
-    // Nothing lost or corrupt: the state reads and validates, the audit chain verifies.
-    let pulled = c.expect(0, &["state", "pull"]);
+    eprintln!("20 rounds: {succeeded} applied, {failed} failed cleanly");
+    assert!(failed >= 1, "the faults made some round fail");
+    assert!(succeeded >= 5, "rounds get through the SDK's retries");
+
+    // Nothing lost or corrupt: every successful apply wrote exactly one serial, the state
+    // validates and the audit chain verifies; the stack runs what the last applied plan said.
+    c.proxy.stop_faults();
+    assert_eq!(
+        serial(),
+        written,
+        "every state write is one serial, none lost"
+    );
     crate::schemas::assert_valid(
         "state.schema.json",
-        &serde_json::from_slice(&pulled.stdout).unwrap(),
+        &serde_json::from_slice(&c.expect(0, &["state", "pull"]).stdout).unwrap(),
     );
     let verify = c.run(&["history", "--verify"]);
     assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+    let template: Value = block_on(async {
+        let cfn = aws_sdk_cloudformation::Client::new(&moto().sdk_config().await);
+        let out = cfn.get_template().stack_name(&c.name).send().await.unwrap();
+        serde_json::from_str(out.template_body().unwrap()).unwrap()
+    });
+    let applied = applied_count.expect("some round applied");
+    assert_eq!(
+        template["Resources"]["AutoScaleWorkers"]["Properties"]["DesiredCapacity"],
+        Value::String(applied.to_string()),
+        "the stack runs the worker count of the last applied plan"
+    );
+    // And the state agrees with the stack: with the last applied count, nothing to change.
+    c.set("workerCount", &applied.to_string());
+    c.expect(0, &["plan", "--detailed-exitcode"]);
 }
 
-/// The secretbox key names of the cluster's Secrets encryption configuration, write key first,
-/// decrypted from the state through moto's KMS with the asset's context.
-fn secrets_keys(c: &Cluster) -> Vec<String> {
+/// The plaintext of one asset's KMS-encrypted key, decrypted through moto with the asset's
+/// encryption context (as the instances decrypt it).
+fn decrypt_asset_key(cluster: &str, asset: &str, key_ciphertext: &str) -> String {
     use base64::Engine;
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
     let ciphertext = base64::engine::general_purpose::STANDARD
-        .decode(
-            state["tls"]["secrets-encryption"]["key_ciphertext"]
-                .as_str()
-                .unwrap(),
-        )
+        .decode(key_ciphertext)
         .unwrap();
     let plaintext = block_on(async {
         let kms = aws_sdk_kms::Client::new(&moto().sdk_config().await);
         let mut request = kms
             .decrypt()
             .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(ciphertext));
-        for (k, v) in kube_aws::assets::encryption_context(&c.name, "secrets-encryption") {
+        for (k, v) in kube_aws::assets::encryption_context(cluster, asset) {
             request = request.encryption_context(k, v);
         }
         request
@@ -1381,18 +1537,90 @@ fn secrets_keys(c: &Cluster) -> Vec<String> {
             .await
             .expect("moto decrypts with the asset's context")
     });
-    let text = String::from_utf8(plaintext.plaintext().unwrap().as_ref().to_vec()).unwrap();
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("- name: "))
-        .map(str::to_string)
-        .collect()
+    String::from_utf8(plaintext.plaintext().unwrap().as_ref().to_vec()).unwrap()
+}
+
+/// The secretbox keys of the cluster's Secrets encryption configuration, write key first, as
+/// (name, secret), decrypted from the state.
+fn secrets_keys(c: &Cluster) -> Vec<(String, String)> {
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    let text = decrypt_asset_key(
+        &c.name,
+        "secrets-encryption",
+        state["tls"]["secrets-encryption"]["key_ciphertext"]
+            .as_str()
+            .unwrap(),
+    );
+    let mut keys = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if let Some(name) = line.strip_prefix("- name: ") {
+            let secret = lines
+                .next()
+                .and_then(|l| l.strip_prefix("secret: "))
+                .unwrap_or_else(|| panic!("key {name} has no secret line:\n{text}"));
+            keys.push((name.to_string(), secret.to_string()));
+        }
+    }
+    keys
+}
+
+/// Every secret a cluster's state holds, as the strings that must never be printed: the
+/// base64 lines of each private key, each Secrets encryption key and the bootstrap token
+/// (whole, and its secret half).
+fn secret_needles(c: &Cluster, tls: &Value) -> Vec<(String, String)> {
+    // A private key's PEM carries its public key too (an EC point, an RSA modulus), which
+    // certificates show, base64 at any alignment: a key line found in a certificate or public
+    // key, once their lines are joined, is public.
+    let public: String = tls
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|a| {
+            [&a["certificate_pem"], &a["public_key_pem"]]
+                .into_iter()
+                .filter_map(|v| v.as_str())
+                .flat_map(str::lines)
+        })
+        .collect();
+    let mut needles = Vec::new();
+    for (asset, entry) in tls.as_object().unwrap() {
+        let plaintext =
+            decrypt_asset_key(&c.name, asset, entry["key_ciphertext"].as_str().unwrap());
+        if plaintext.contains("-----BEGIN") {
+            needles.extend(
+                plaintext
+                    .lines()
+                    .filter(|l| l.len() >= 40 && !l.starts_with("-----") && !public.contains(*l))
+                    .map(|l| (asset.clone(), l.to_string())),
+            );
+        } else if plaintext.contains("secret: ") {
+            needles.extend(
+                plaintext
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("secret: "))
+                    .map(|s| (asset.clone(), s.to_string())),
+            );
+        } else {
+            let token = plaintext.trim().to_string();
+            let (_, secret) = token.split_once('.').expect("a bootstrap token id.secret");
+            needles.push((asset.clone(), secret.to_string()));
+            needles.push((asset.clone(), token));
+        }
+    }
+    needles
 }
 
 #[test]
 fn rotating_the_secrets_key_takes_three_reviewed_plans_and_never_drops_a_key_in_use() {
     let c = Cluster::new("rotate", false, None);
     c.plan_and_apply();
-    assert_eq!(secrets_keys(&c), ["key1"]);
+    let names = |keys: &[(String, String)]| keys.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    let first = secrets_keys(&c);
+    assert_eq!(names(&first), ["key1"]);
+    // Each key keeps its secret from the plan that added it to the one that removes it.
+    let mut secrets: std::collections::BTreeMap<String, String> = first.into_iter().collect();
 
     let out = c.expect(1, &["plan", "--offline", "--rotate-secrets-key"]);
     assert!(
@@ -1439,8 +1667,19 @@ fn rotating_the_secrets_key_takes_three_reviewed_plans_and_never_drops_a_key_in_
             .unwrap();
         assert_eq!(certificate["action"], "rotate", "{certificate}");
         c.expect(0, &["apply", "plan.json"]);
-        assert_eq!(secrets_keys(&c), keys, "after {step}");
+        let now = secrets_keys(&c);
+        assert_eq!(names(&now), keys, "after {step}");
+        for (name, secret) in &now {
+            let kept = secrets
+                .entry(name.clone())
+                .or_insert_with(|| secret.clone());
+            assert_eq!(kept, secret, "{step}: key {name} changed its secret");
+        }
     }
+    assert_ne!(
+        secrets["key1"], secrets["key2"],
+        "the new key is a new secret"
+    );
     let out = c.expect(0, &["plan", "--detailed-exitcode"]);
     assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
 }
