@@ -2,6 +2,7 @@
 
 mod backends;
 mod cli_errors;
+mod contracts;
 mod crash;
 mod edges;
 mod export;
