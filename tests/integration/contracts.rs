@@ -238,7 +238,7 @@ fn every_kubelet_registers_under_the_name_and_provider_id_the_cloud_controller_l
         let (name, provider_id) = kubelet_identity(&files, &units, &instance);
         assert_eq!(
             instances_named(&name),
-            [instance.id.clone()],
+            vec![instance.id.as_str()],
             "{asset}: the kubelet registers as {name}, which DescribeInstances private-dns-name does not find as {instance:?}"
         );
         let provider_id =
