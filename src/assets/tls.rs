@@ -121,14 +121,12 @@ pub fn leaf_specs(c: &ClusterConfig, ca_sha256: &str) -> Vec<TlsSpec> {
         "kubernetes.default.svc".into(),
         "kubernetes.default.svc.cluster.local".into(),
         c.external_dns_name.clone(),
+        // What nodes and kube-proxy reach the API by (the stack's own record).
+        c.api_internal_dns_name(),
     ];
     apiserver.dns_names.push("localhost".into());
     // 127.0.0.1: every kubeconfig on a controller talks to its own apiserver there.
-    apiserver.ip_addresses = vec![
-        c.kubernetes_service_ip(),
-        Ipv4Addr::LOCALHOST,
-        c.controller_ip,
-    ];
+    apiserver.ip_addresses = vec![c.kubernetes_service_ip(), Ipv4Addr::LOCALHOST];
 
     let mut etcd_server = leaf(
         "etcd-server",

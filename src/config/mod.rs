@@ -130,8 +130,11 @@ pub struct ClusterConfig {
     pub stack_per_pool: bool,
     #[serde(default)]
     pub cluster_autoscaler: ClusterAutoscalerConfig,
-    #[serde(rename = "controllerIP", default = "defaults::controller_ip")]
-    pub controller_ip: Ipv4Addr,
+    /// No longer placed: a fixed address made the single controller impossible to replace
+    /// (CloudFormation creates the new instance before it deletes the old one). Kept only so
+    /// that `validate` can say so at its line.
+    #[serde(rename = "controllerIP", default)]
+    pub controller_ip: Option<Ipv4Addr>,
     #[serde(rename = "serviceCIDR", default = "defaults::service_cidr")]
     pub service_cidr: Ipv4Net,
     #[serde(rename = "podCIDR", default = "defaults::pod_cidr")]
@@ -803,6 +806,13 @@ impl ClusterConfig {
         )
     }
 
+    /// The name nodes reach the API by, in the cluster's private zone: the stack itself points
+    /// it at the load balancer or at the single controller while it creates them, so it
+    /// resolves before any node needs it, and follows a replaced controller.
+    pub fn api_internal_dns_name(&self) -> String {
+        format!("api.{}", self.etcd_domain())
+    }
+
     /// The etcd members: member `i` is `etcd-i`, known to its peers and clients by
     /// `etcd-i.<etcd_domain>` (so its certificate's SANs are known before anything runs), and
     /// placed in subnet `i mod n`.
@@ -927,9 +937,6 @@ mod defaults {
     }
     pub fn root_volume_type() -> String {
         "gp3".to_string()
-    }
-    pub fn controller_ip() -> Ipv4Addr {
-        Ipv4Addr::new(10, 0, 0, 50)
     }
     pub fn service_cidr() -> Ipv4Net {
         "10.3.0.0/24".parse().expect("valid literal")

@@ -36,7 +36,7 @@ fn minimal_config_gets_the_original_defaults() {
     let c = parse(MINIMAL).unwrap();
     assert_eq!(c.vpc_cidr.to_string(), "10.0.0.0/16");
     assert_eq!(c.instance_cidr.to_string(), "10.0.0.0/24");
-    assert_eq!(c.controller_ip.to_string(), "10.0.0.50");
+    assert_eq!(c.controller_ip, None);
     assert_eq!(c.service_cidr.to_string(), "10.3.0.0/24");
     assert_eq!(c.pod_cidr.to_string(), "10.2.0.0/16");
     assert_eq!(c.dns_service_ip.to_string(), "10.3.0.10");
@@ -144,17 +144,8 @@ fn semantic_checks_report_each_problem_at_its_field() {
     assert!(fields.contains(&"dnsServiceIP"), "{fields:?}");
     assert!(fields.contains(&"etcdCount"), "{fields:?}");
     assert!(fields.contains(&"nodePools[1].name"), "{fields:?}");
-    assert!(fields.contains(&"controllerIP"), "{fields:?}");
     for p in &found {
-        if p.field == "controllerIP" {
-            assert_eq!(p.line, None);
-            assert!(
-                p.message
-                    .ends_with("(not set in the file, so this is the default)")
-            );
-        } else {
-            assert!(p.line.is_some(), "{p:?}");
-        }
+        assert!(p.line.is_some(), "{p:?}");
     }
 }
 
@@ -447,14 +438,9 @@ fn a_type_error_does_not_hide_unknown_keys_or_semantic_errors() {
 fn a_controller_address_aws_reserves_or_a_dns_ip_at_the_edge_of_its_range_is_refused() {
     for (setting, field, words) in [
         (
-            "controllerIP: 10.0.0.1",
+            "controllerIP: 10.0.0.4",
             "controllerIP",
-            "five addresses AWS reserves",
-        ),
-        (
-            "controllerIP: 10.0.0.255",
-            "controllerIP",
-            "five addresses AWS reserves",
+            "a fixed controller address (10.0.0.4) is no longer supported",
         ),
         (
             "dnsServiceIP: 10.3.0.255",
@@ -469,7 +455,6 @@ fn a_controller_address_aws_reserves_or_a_dns_ip_at_the_edge_of_its_range_is_ref
     ] {
         refused_at_line_8(setting, field, words);
     }
-    parse(&format!("{MINIMAL}controllerIP: 10.0.0.4\n")).unwrap();
 }
 
 #[test]

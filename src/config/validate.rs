@@ -16,13 +16,6 @@ fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-/// Whether `ip` is one AWS keeps for itself in `subnet`: the network address, the VPC router,
-/// DNS, one reserved for future use, and the last address.
-fn aws_reserved(subnet: &ipnet::Ipv4Net, ip: std::net::Ipv4Addr) -> bool {
-    let offset = u32::from(ip).wrapping_sub(u32::from(subnet.network()));
-    offset < 4 || ip == subnet.broadcast()
-}
-
 fn is_dns_label_list(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
@@ -288,27 +281,14 @@ fn network_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], Strin
             "private subnets are created only in a VPC kube-aws creates (without vpcId)".into(),
         );
     }
-    if let Some(first) = subnets.first()
-        && !c.controllers_behind_load_balancer()
-        && c.controller_count == 1
-    {
-        if !first.instance_cidr.contains(&c.controller_ip) {
-            problem(
-                &[key("controllerIP")],
-                format!(
-                    "{} is not inside the first instance subnet {}",
-                    c.controller_ip, first.instance_cidr
-                ),
-            );
-        } else if aws_reserved(&first.instance_cidr, c.controller_ip) {
-            problem(
-                &[key("controllerIP")],
-                format!(
-                    "{} is one of the five addresses AWS reserves in {} (the first four and the last): no instance can have it",
-                    c.controller_ip, first.instance_cidr
-                ),
-            );
-        }
+    if let Some(ip) = c.controller_ip {
+        problem(
+            &[key("controllerIP")],
+            format!(
+                "a fixed controller address ({ip}) is no longer supported: CloudFormation replaces an instance by creating the new one before deleting the old, and two instances cannot share an address, so any AMI, key or subnet change would fail. Remove it; nodes reach the API as {}, which the stack points at the controller",
+                c.api_internal_dns_name()
+            ),
+        );
     }
 }
 

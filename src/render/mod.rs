@@ -521,14 +521,11 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             releaseUrl => format!("https://dl.k8s.io/release/{version}/bin/linux/amd64"),
         },
         cniPlugins => releases().addons.cni_plugins.clone(),
-        // How nodes reach the API: a single controller at its fixed private address (so a
-        // narrowed apiAccessAllowedSourceCIDRs does not lock the cluster's own nodes out),
-        // several through the API load balancer.
-        apiServerURL => if c.controllers_behind_load_balancer() {
-            format!("https://{}", c.external_dns_name)
-        } else {
-            format!("https://{}:443", c.controller_ip)
-        },
+        // How nodes reach the API: by the name the stack points at the load balancer, or at
+        // the single controller's private address (so a narrowed apiAccessAllowedSourceCIDRs
+        // does not lock the cluster's own nodes out), while it creates them.
+        apiServerURL => format!("https://{}:443", c.api_internal_dns_name()),
+        apiInternalDNSName => c.api_internal_dns_name(),
         controllerGroup => c.controllers_behind_load_balancer(),
         images => Serde(images(version)),
         tls => tls_context(inputs)?,

@@ -401,10 +401,17 @@ fn with_a_stack_per_pool_each_pool_is_its_own_stack_taking_the_cluster_stacks_re
             "LaunchTemplateSpot"
         ]
     );
+    // Beside the cluster's resources the group waits for the API's record; a pool stack is
+    // created after the cluster stack completes.
+    let mut in_cluster_stack = stack(&single)["Resources"]["AutoScaleSpot"].clone();
     assert_eq!(
-        pool_resources["AutoScaleSpot"],
-        stack(&single)["Resources"]["AutoScaleSpot"]
+        in_cluster_stack
+            .as_object_mut()
+            .unwrap()
+            .remove("DependsOn"),
+        Some(serde_json::json!(["APIEndpointRecord"]))
     );
+    assert_eq!(pool_resources["AutoScaleSpot"], in_cluster_stack);
     let launch = &pool_resources["LaunchTemplateSpot"]["Properties"]["LaunchTemplateData"];
     assert_eq!(
         launch["IamInstanceProfile"],
@@ -987,7 +994,7 @@ fn private_subnets_hold_every_instance_behind_nat_and_public_ones_only_load_bala
         );
         assert!(
             rendered.cloud_configs["cloud-config-worker"]
-                .contains("server: https://k8s.example.com\n")
+                .contains("server: https://api.demo.kube-aws.internal:443\n")
         );
     }
 }
@@ -1208,10 +1215,16 @@ fn the_api_can_sit_behind_an_internal_or_internet_facing_network_load_balancer()
             stack["Outputs"]["ControllerEndpoint"]["Value"]["Fn::GetAtt"][0],
             "NlbAPIServer"
         );
-        // Nodes reach the API by its name, through the load balancer.
+        // Nodes reach the API by the stack's own name for it, pointed at the load balancer.
         assert!(
             rendered.cloud_configs["cloud-config-worker"]
-                .contains("server: https://k8s.example.com")
+                .contains("server: https://api.demo.kube-aws.internal:443")
+        );
+        let record = &stack["Resources"]["APIEndpointRecord"]["Properties"];
+        assert_eq!(record["Type"], "CNAME");
+        assert_eq!(
+            record["ResourceRecords"][0]["Fn::GetAtt"],
+            serde_json::json!(["NlbAPIServer", "DNSName"])
         );
     }
     // Without the setting, several controllers keep the classic ELB of earlier releases.

@@ -305,3 +305,288 @@ fn the_node_identity_script_refuses_a_hostile_host_name_and_writes_nothing() {
         );
     }
 }
+
+/// The hosts of every `server:` a rendered kubeconfig or the kube-proxy manifest names, with
+/// where each is written.
+fn api_servers(cluster: &RenderedCluster) -> Vec<(String, String)> {
+    let mut servers = Vec::new();
+    let mut scan = |place: &str, text: &str| {
+        for line in text.lines() {
+            if let Some(url) = line.trim().strip_prefix("server: ") {
+                let host = url
+                    .trim_start_matches("https://")
+                    .split([':', '/'])
+                    .next()
+                    .unwrap()
+                    .to_string();
+                servers.push((place.to_string(), host));
+            }
+        }
+    };
+    for (asset, text) in &cluster.rendered.cloud_configs {
+        let (files, _) = cloud_config_parts(text, Some("10.0.0.99"));
+        for f in &files {
+            scan(
+                &format!("{asset} {}", f.path),
+                &String::from_utf8_lossy(&f.content),
+            );
+        }
+    }
+    scan(
+        "kube-proxy.yaml",
+        &cluster.rendered.manifests["kube-proxy.yaml"],
+    );
+    servers
+}
+
+/// Whether resource `from` waits for `to`: by DependsOn, Ref or Fn::GetAtt, directly or
+/// through what it waits for.
+fn waits_for(resources: &serde_json::Value, from: &str, to: &str) -> bool {
+    fn targets(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner) {
+                        ("Ref", serde_json::Value::String(t)) => out.push(t.clone()),
+                        ("Fn::GetAtt", serde_json::Value::Array(parts)) => {
+                            out.push(parts[0].as_str().unwrap_or_default().to_string())
+                        }
+                        ("DependsOn", serde_json::Value::String(t)) => out.push(t.clone()),
+                        ("DependsOn", serde_json::Value::Array(list)) => {
+                            out.extend(list.iter().filter_map(|t| t.as_str()).map(str::to_string))
+                        }
+                        _ => targets(inner, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| targets(i, out)),
+            _ => {}
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue = vec![from.to_string()];
+    while let Some(next) = queue.pop() {
+        if !seen.insert(next.clone()) {
+            continue;
+        }
+        let mut found = Vec::new();
+        targets(&resources[&next], &mut found);
+        if found.iter().any(|t| t == to) {
+            return true;
+        }
+        queue.extend(found.into_iter().filter(|t| resources.get(t).is_some()));
+    }
+    false
+}
+
+const LAYOUTS: [(&str, &str); 3] = [
+    ("endpoint1", ""),
+    ("endpoint3", "controllerCount: 3\n"),
+    (
+        "endpointnlb",
+        "apiEndpointLoadBalancer: {type: network, scheme: internal}\nsubnets: [{availabilityZone: us-west-2a, instanceCIDR: 10.0.0.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.1.0/24}]\nprivateSubnets: [{availabilityZone: us-west-2a, instanceCIDR: 10.0.10.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.11.0/24}]\n",
+    ),
+];
+
+/// Finding 2: every address a node or kube-proxy reaches the API by exists while the stack
+/// is created: 127.0.0.1 on a controller (its own API server), or a record of the stack's
+/// own, pointed at the resource that serves the API, which every worker group waits for.
+#[test]
+fn nodes_reach_the_api_by_a_name_the_stack_creates_before_they_need_it() {
+    for (prefix, extra) in LAYOUTS {
+        let cluster = render_cluster(prefix, extra);
+        let template: serde_json::Value =
+            serde_json::from_str(&cluster.rendered.stack_template).unwrap();
+        let resources = &template["Resources"];
+        let groups: Vec<&String> = resources
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(id, r)| {
+                r["Type"] == "AWS::AutoScaling::AutoScalingGroup"
+                    && !id.starts_with("AutoScaleEtcd")
+                    && *id != "AutoScaleController"
+            })
+            .map(|(id, _)| id)
+            .collect();
+        assert!(!groups.is_empty(), "{prefix}");
+        let servers = api_servers(&cluster);
+        assert!(servers.len() >= 3, "{prefix}: {servers:?}");
+        for (place, host) in &servers {
+            if host == "127.0.0.1" {
+                assert!(
+                    place.starts_with("cloud-config-controller"),
+                    "{prefix}: {place} reaches 127.0.0.1, where no API server runs"
+                );
+                continue;
+            }
+            let (record, properties) = resources
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(_, r)| {
+                    r["Type"] == "AWS::Route53::RecordSet"
+                        && r["Properties"]["Name"].as_str() == Some(host.as_str())
+                })
+                .unwrap_or_else(|| {
+                    panic!("{prefix}: {place} reaches the API at {host}, which no record of the stack names")
+                });
+            let target = &properties["Properties"]["ResourceRecords"][0]["Fn::GetAtt"];
+            let served_by = target[0].as_str().unwrap_or_else(|| {
+                panic!("{prefix}: record {record} points at no resource of the stack: {properties}")
+            });
+            let kind = resources[served_by]["Type"].as_str().unwrap_or_default();
+            assert!(
+                [
+                    "AWS::EC2::Instance",
+                    "AWS::ElasticLoadBalancingV2::LoadBalancer",
+                    "AWS::ElasticLoadBalancing::LoadBalancer"
+                ]
+                .contains(&kind),
+                "{prefix}: {record} points at {served_by} ({kind})"
+            );
+            for group in &groups {
+                assert!(
+                    waits_for(resources, group, record),
+                    "{prefix}: {group} may start before {record} exists"
+                );
+            }
+        }
+    }
+}
+
+/// Finding 3: CloudFormation replaces an instance by creating the new one before deleting
+/// the old, and two instances cannot share a private address: nothing it may replace or
+/// launch carries a fixed one.
+#[test]
+fn no_instance_cloudformation_may_replace_has_a_fixed_address() {
+    for (prefix, extra) in LAYOUTS {
+        let cluster = render_cluster(&format!("{prefix}x"), extra);
+        let template: serde_json::Value =
+            serde_json::from_str(&cluster.rendered.stack_template).unwrap();
+        for (id, resource) in template["Resources"].as_object().unwrap() {
+            let kind = resource["Type"].as_str().unwrap_or_default();
+            let properties = match kind {
+                "AWS::EC2::Instance" => &resource["Properties"],
+                "AWS::EC2::LaunchTemplate" => &resource["Properties"]["LaunchTemplateData"],
+                _ => continue,
+            };
+            let text = properties.to_string();
+            for fixed in [
+                "PrivateIpAddress",
+                "\"PrivateIpAddresses\"",
+                "\"Ipv6Addresses\"",
+            ] {
+                assert!(
+                    !text.contains(fixed),
+                    "{prefix}: {id} ({kind}) sets {fixed}"
+                );
+            }
+        }
+    }
+}
+
+/// Finding 3 on moto: a one-controller cluster takes a new AMI. The plan says what happens to
+/// the API meanwhile; apply completes, the nodes' record names the running controller, and
+/// the next plan is empty.
+#[test]
+fn a_single_controller_takes_a_new_ami_on_moto_and_the_api_record_follows_it() {
+    let c = crate::workflow::Cluster::new("newami", false, None);
+    c.plan_and_apply();
+    let physical = |logical: &str| {
+        block_on(moto().stack_resources(&c.name))
+            .into_iter()
+            .find(|(id, _, _)| id == logical)
+            .map(|(_, _, physical)| physical)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {logical} in the stack: {:?}",
+                    block_on(moto().stack_resources(&c.name))
+                )
+            })
+    };
+    // moto lists an instance among the stack's resources without its ids: find it by its tag.
+    let running_controllers = || {
+        block_on(async {
+            let ec2 = aws_sdk_ec2::Client::new(&moto().sdk_config().await);
+            let filter = |name: &str, value: &str| {
+                aws_sdk_ec2::types::Filter::builder()
+                    .name(name)
+                    .values(value)
+                    .build()
+            };
+            let out = ec2
+                .describe_instances()
+                .filters(filter("tag:Name", &format!("{}-controller", c.name)))
+                .filters(filter("instance-state-name", "running"))
+                .send()
+                .await
+                .unwrap();
+            out.reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .map(|i| {
+                    (
+                        i.instance_id().unwrap().to_string(),
+                        i.private_ip_address().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let old_controllers = running_controllers();
+    assert_eq!(old_controllers.len(), 1, "{old_controllers:?}");
+    let zone = physical("EtcdZone");
+    let image = block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&moto().sdk_config().await);
+        ec2.register_image()
+            .name(format!("{}-flatcar-next", c.name))
+            .root_device_name("/dev/xvda")
+            .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
+            .virtualization_type("hvm")
+            .send()
+            .await
+            .expect("moto registers an image")
+            .image_id()
+            .unwrap()
+            .to_string()
+    });
+    c.set("amiId", &image);
+    let out = c.expect(2, &["plan", "--detailed-exitcode", "-o", "plan.json"]);
+    let text = crate::workflow::stdout(&out);
+    assert!(
+        text.contains("InstanceController (AWS::EC2::Instance) [ImageId]"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "the controller is replaced: CloudFormation starts the new one beside the old"
+        ) && text.contains(&format!(
+            "then api.{}.kube-aws.internal and the elastic IP",
+            c.name.to_lowercase()
+        )),
+        "{text}"
+    );
+    c.expect(0, &["apply", "plan.json"]);
+    // moto updates the instance in place (it ignores that ImageId requires a replacement), so
+    // what it shows is that the update applies and the record names the running controller;
+    // that the record follows a replaced one is CloudFormation re-resolving the record's
+    // Fn::GetAtt of InstanceController.PrivateIp, which the endpoint contract test checks.
+    let new_controllers = running_controllers();
+    assert_eq!(
+        new_controllers.len(),
+        1,
+        "one controller runs: {new_controllers:?}"
+    );
+    let (_, new_address) = new_controllers[0].clone();
+    let records = moto().zone_records(&zone);
+    // moto writes the name without its final dot.
+    let api = format!("api.{}.kube-aws.internal", c.name.to_lowercase());
+    assert!(
+        records.iter().any(|r| {
+            r.trim_start_matches(&api).trim_start_matches('.') == format!(" A {new_address}")
+        }),
+        "the record does not follow the new controller ({new_address}): {records:?}"
+    );
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+}

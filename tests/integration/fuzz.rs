@@ -165,7 +165,6 @@ fn plausible_value(key: &str) -> Vec<&'static str> {
         "recordSetTTL" => vec!["60", "300"],
         "tlsCADurationDays" => vec!["3650", "1825"],
         "tlsCertDurationDays" => vec!["365", "90"],
-        "controllerIP" => vec!["10.0.0.50"],
         "instanceCIDR" => vec!["10.0.0.0/24"],
         "vpcCIDR" => vec!["10.0.0.0/16"],
         "serviceCIDR" => vec!["10.3.0.0/24"],

@@ -337,7 +337,6 @@ fn existing_subnets_by_id_are_checked_against_aws_and_used_by_the_stack() {
     });
     c.set("vpcId", &vpc);
     c.set("vpcCIDR", "10.20.0.0/16");
-    c.set("controllerIP", "10.20.1.50");
     c.set("apiAccessAllowedSourceCIDRs", "[198.51.100.0/24]");
     c.set(
         "subnets",

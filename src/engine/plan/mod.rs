@@ -316,12 +316,13 @@ async fn plan_apply(
     }
     new_state.records = changes::recorded_records(&records);
     let summary = changes::summarize(&stack.change, &pool_stacks, &records, &assets);
-    let notes = migration_notes(
+    let mut notes = migration_notes(
         config,
         built.keep_pools_in_cluster_stack,
         &stack.change,
         &pool_stacks,
     );
+    notes.extend(controller_replacement_note(config, &stack.change));
     let template = (stack.change.action != Action::NoOp).then_some(built.rendered.stack_template);
     Ok(Plan {
         offline: online.is_none(),
@@ -385,6 +386,29 @@ fn refuse_other_changes_while_moving(
         }
         _ => Ok(()),
     }
+}
+
+/// What happens to the API while a single controller is replaced (a new AMI, instance type,
+/// key or subnet): CloudFormation creates the new instance first and waits for its signal, so
+/// the old one serves until the new one is up; then it moves the nodes' record and the
+/// elastic IP, and deletes the old instance.
+fn controller_replacement_note(config: &ClusterConfig, cluster: &StackChange) -> Option<String> {
+    let change = cluster
+        .resource_changes
+        .iter()
+        .find(|c| c.logical_id == "InstanceController")?;
+    if change.action == crate::planfile::ResourceAction::Add || !change.may_get_new_identity() {
+        return None;
+    }
+    let how = if change.replaces() {
+        "replaced"
+    } else {
+        "perhaps replaced"
+    };
+    Some(format!(
+        "the controller is {how}: CloudFormation starts the new one beside the old, which keeps serving the API until the new one signals that its own API is ready; then {} and the elastic IP (what externalDNSName points at) move to the new one, nodes follow within the record's 60-second TTL, and the old one is terminated. Running pods are not touched. With controllerCount 2 or more the controllers roll one at a time behind a load balancer instead",
+        config.api_internal_dns_name()
+    ))
 }
 
 /// What the reviewer of a move to `stackPerPool` is told. Step 1 creates every pool's stack
