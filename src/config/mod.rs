@@ -121,6 +121,10 @@ pub struct ClusterConfig {
     /// How long CloudFormation waits for a new worker to signal that its Node is Ready.
     #[serde(default = "defaults::create_timeout")]
     pub worker_create_timeout: String,
+    /// How long CloudFormation waits for a new etcd member to signal that it is healthy: above
+    /// the worst case of attaching its data volume while its previous instance lets go.
+    #[serde(default = "defaults::etcd_create_timeout")]
+    pub etcd_create_timeout: String,
     #[serde(default)]
     pub node_pools: Vec<NodePoolConfig>,
     /// Each worker pool in a CloudFormation stack of its own (`<cluster>-pool-<name>`), beside
@@ -806,6 +810,14 @@ impl ClusterConfig {
         )
     }
 
+    /// Until when (seconds of instance uptime) a boot script waiting for the signal it sends
+    /// under `timeout` keeps trying: a minute (a quarter of a short timeout) before
+    /// CloudFormation gives up, so the stack records the node's own FAILURE, not a timeout.
+    pub fn signal_deadline_seconds(timeout: &str) -> u64 {
+        let total = iso_seconds(timeout).unwrap_or(900);
+        total - (total / 4).min(60)
+    }
+
     /// The name nodes reach the API by, in the cluster's private zone: the stack itself points
     /// it at the load balancer or at the single controller while it creates them, so it
     /// resolves before any node needs it, and follows a replaced controller.
@@ -956,6 +968,9 @@ mod defaults {
     pub fn create_timeout() -> String {
         "PT15M".to_string()
     }
+    pub fn etcd_create_timeout() -> String {
+        "PT30M".to_string()
+    }
     pub fn etcd_data_volume_size() -> u32 {
         30
     }
@@ -971,6 +986,24 @@ mod defaults {
     pub fn cert_days() -> u32 {
         365
     }
+}
+
+/// Seconds of an ISO 8601 duration of hours, minutes and seconds (`PT1H30M`), as
+/// CloudFormation takes for signal timeouts.
+pub fn iso_seconds(value: &str) -> Option<u64> {
+    let mut rest = value.strip_prefix("PT")?;
+    let mut seconds = 0u64;
+    if rest.is_empty() {
+        return None;
+    }
+    for (unit, factor) in [('H', 3600u64), ('M', 60), ('S', 1)] {
+        if let Some(at) = rest.find(unit) {
+            let number: u64 = rest[..at].parse().ok()?;
+            seconds = seconds.checked_add(number.checked_mul(factor)?)?;
+            rest = &rest[at + 1..];
+        }
+    }
+    rest.is_empty().then_some(seconds)
 }
 
 /// One mistake in `cluster.yaml`: which field, where, and what is wrong.

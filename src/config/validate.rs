@@ -28,22 +28,9 @@ fn is_dns_label_list(name: &str) -> bool {
         })
 }
 
-/// Minutes of an ISO 8601 duration of hours, minutes and seconds (`PT1H30M`), as CloudFormation
-/// takes for signal timeouts.
+/// Minutes of an ISO 8601 duration, as CloudFormation takes for signal timeouts.
 fn iso_minutes(value: &str) -> Option<u64> {
-    let mut rest = value.strip_prefix("PT")?;
-    let mut seconds = 0u64;
-    if rest.is_empty() {
-        return None;
-    }
-    for (unit, factor) in [('H', 3600u64), ('M', 60), ('S', 1)] {
-        if let Some(at) = rest.find(unit) {
-            let number: u64 = rest[..at].parse().ok()?;
-            seconds = seconds.checked_add(number.checked_mul(factor)?)?;
-            rest = &rest[at + 1..];
-        }
-    }
-    rest.is_empty().then_some(seconds / 60)
+    super::iso_seconds(value).map(|s| s / 60)
 }
 
 /// Every semantic problem, each positioned at the field it is about.
@@ -354,6 +341,7 @@ fn limit_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)
     for (field, value) in [
         ("controllerCreateTimeout", &c.controller_create_timeout),
         ("workerCreateTimeout", &c.worker_create_timeout),
+        ("etcdCreateTimeout", &c.etcd_create_timeout),
     ] {
         if iso_minutes(value).is_none_or(|m| !(1..=720).contains(&m)) {
             problem(

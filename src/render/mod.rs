@@ -438,6 +438,29 @@ fn bootstrap_kubeconfig(server: &str) -> String {
     )
 }
 
+/// What every instance group waits for besides what it references: the routes out of its
+/// subnets and their route table associations the stack creates, without which a booting
+/// instance reaches neither AWS's APIs nor its images (a NAT gateway takes minutes).
+fn network_dependencies(
+    c: &ClusterConfig,
+    subnets: &[crate::config::SubnetConfig],
+    route_table: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.vpc_id.is_none() {
+        out.push("RouteToInternet".to_string());
+    }
+    for (i, subnet) in subnets.iter().enumerate() {
+        if subnet.id.is_none() && route_table {
+            out.push(format!("Subnet{i}RouteTableAssociation"));
+        }
+    }
+    for i in 0..c.private_subnets.len() {
+        out.push(format!("PrivateRouteToNat{i}"));
+        out.push(format!("PrivateSubnet{i}RouteTableAssociation"));
+    }
+    out
+}
 /// Gzip (with a zero mtime, so equal input gives equal bytes) then base64, as EC2 user data.
 pub fn gzip_base64(text: &str) -> String {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
@@ -526,6 +549,13 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         // does not lock the cluster's own nodes out), while it creates them.
         apiServerURL => format!("https://{}:443", c.api_internal_dns_name()),
         apiInternalDNSName => c.api_internal_dns_name(),
+        // Until when (seconds of uptime) each boot script that signals CloudFormation waits:
+        // derived from the timeout CloudFormation waits for that signal.
+        waits => context! {
+            controller => ClusterConfig::signal_deadline_seconds(&c.controller_create_timeout),
+            worker => ClusterConfig::signal_deadline_seconds(&c.worker_create_timeout),
+            etcd => ClusterConfig::signal_deadline_seconds(&c.etcd_create_timeout),
+        },
         controllerGroup => c.controllers_behind_load_balancer(),
         images => Serde(images(version)),
         tls => tls_context(inputs)?,
@@ -793,8 +823,10 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
     // Everything the stack template reads; a pool stack gets the same, with its own pool,
     // role and parameters, so an override that ignores `poolStack` still renders (and is
     // refused by what it holds, not by an undefined value).
+    let network_depends_on = network_dependencies(c, &subnets, route_table_ref.is_some());
     let stack_context = context! {
         amiId => inputs.ami_id,
+        networkDependsOn => network_depends_on,
         subnets => Serde(subnets),
         privateSubnets => private_subnets,
         natSubnets => nat_subnets.into_iter().collect::<Vec<_>>(),

@@ -401,16 +401,16 @@ fn with_a_stack_per_pool_each_pool_is_its_own_stack_taking_the_cluster_stacks_re
             "LaunchTemplateSpot"
         ]
     );
-    // Beside the cluster's resources the group waits for the API's record; a pool stack is
-    // created after the cluster stack completes.
+    // Beside the cluster's resources the group waits for the API's record and the controller
+    // (and its network); a pool stack is created after the cluster stack completes.
     let mut in_cluster_stack = stack(&single)["Resources"]["AutoScaleSpot"].clone();
-    assert_eq!(
-        in_cluster_stack
-            .as_object_mut()
-            .unwrap()
-            .remove("DependsOn"),
-        Some(serde_json::json!(["APIEndpointRecord"]))
-    );
+    let waits_for = in_cluster_stack
+        .as_object_mut()
+        .unwrap()
+        .remove("DependsOn")
+        .unwrap();
+    assert_eq!(waits_for[0], "APIEndpointRecord");
+    assert_eq!(waits_for[1], "InstanceController");
     assert_eq!(pool_resources["AutoScaleSpot"], in_cluster_stack);
     let launch = &pool_resources["LaunchTemplateSpot"]["Properties"]["LaunchTemplateData"];
     assert_eq!(

@@ -590,3 +590,279 @@ fn a_single_controller_takes_a_new_ami_on_moto_and_the_api_record_follows_it() {
     );
     c.expect(0, &["plan", "--detailed-exitcode"]);
 }
+
+/// The longest a rendered bash script can spend sleeping: each `retry` call site the sum of
+/// the pauses of `retry`'s attempts (read from its own definition), and each
+/// `for _ in $(seq 1 N)` loop N times its `sleep S`.
+fn worst_case_sleep_seconds(script: &str) -> u64 {
+    let number_after = |text: &str, marker: &str| -> Option<u64> {
+        let rest = text.split(marker).nth(1)?;
+        rest.trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let attempts = number_after(script, "\"$attempt\" -ge").expect("retry's attempts");
+    let step = number_after(script, "sleep $((attempt *").expect("retry's pause");
+    let per_retry: u64 = (1..attempts).map(|a| a * step).sum();
+    let mut total = 0;
+    let lines: Vec<&str> = script.lines().map(str::trim).collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with('#') || line.starts_with("retry()") {
+            continue;
+        }
+        // `retry` as a command word (curl's `--retry` is curl's own, bounded by --max-time).
+        let calls = line
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .filter(|word| *word == "retry")
+            .count();
+        total += per_retry * calls as u64;
+        if let Some(n) = number_after(line, "$(seq 1") {
+            let sleep = lines[i..]
+                .iter()
+                .find_map(|l| number_after(l, "sleep "))
+                .expect("a loop's sleep");
+            total += n * sleep;
+        }
+    }
+    total
+}
+
+fn systemd_seconds(value: &str) -> u64 {
+    let value = value.trim();
+    if let Some(m) = value.strip_suffix("min") {
+        m.parse::<u64>().unwrap() * 60
+    } else {
+        value.trim_end_matches('s').parse().unwrap()
+    }
+}
+
+/// Finding 4: a mount unit waits for its device only systemd's DefaultDeviceTimeoutSec (90 s,
+/// counted from when boot queues the job), while attaching a member's volume may wait minutes
+/// for its previous instance to let go. So no unit mounts the data volume from a device: the
+/// identity service mounts it once attached, etcd needs that service and the mount, and the
+/// service's start timeout exceeds the worst case of its waits.
+#[test]
+fn etcd_waits_for_its_data_volume_however_long_attaching_takes() {
+    let cluster = render_cluster("etcdwait", THREE_MEMBERS);
+    let mut members = 0;
+    for (asset, text) in &cluster.rendered.cloud_configs {
+        if !asset.starts_with("cloud-config-etcd") {
+            continue;
+        }
+        members += 1;
+        let (files, units) = cloud_config_parts(text, Some("10.0.0.99"));
+        for u in &units {
+            let content = u.content.as_deref().unwrap_or("");
+            assert!(
+                !(u.name.ends_with(".mount") && content.contains("What=/dev/")),
+                "{asset}: {} mounts a device, which systemd stops waiting for 90 s after boot",
+                u.name
+            );
+        }
+        let unit = |name: &str| {
+            units
+                .iter()
+                .find(|u| u.name == name)
+                .and_then(|u| u.content.clone())
+                .unwrap_or_else(|| panic!("{asset}: no {name}"))
+        };
+        let etcd = unit("etcd.service");
+        let needs = |key: &str| {
+            etcd.lines()
+                .filter_map(|l| l.strip_prefix(key))
+                .flat_map(|v| v.split_whitespace())
+                .any(|u| u == "etcd-member-identity.service")
+        };
+        assert!(needs("Requires=") && needs("After="), "{asset}: {etcd}");
+        assert!(
+            etcd.contains("ExecStartPre=/usr/bin/mountpoint -q /var/lib/etcd"),
+            "{asset}: etcd may start on the root disk"
+        );
+        let script = files
+            .iter()
+            .find(|f| f.path == "/opt/bin/etcd-member-identity")
+            .map(|f| String::from_utf8_lossy(&f.content).into_owned())
+            .unwrap();
+        assert!(
+            script.contains("mount -t ext4 -o noatime \"$device\" /var/lib/etcd"),
+            "{asset}: the identity script does not mount the volume"
+        );
+        let identity = unit("etcd-member-identity.service");
+        let timeout = identity
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStartSec="))
+            .map(systemd_seconds)
+            .unwrap_or_else(|| panic!("{asset}: the identity service has no start timeout"));
+        let waits = worst_case_sleep_seconds(&script);
+        assert!(
+            timeout >= waits * 3 / 2,
+            "{asset}: the identity service may take {waits} s sleeping alone, beyond its {timeout} s start timeout"
+        );
+        println!("{asset}: identity script sleeps at most {waits} s; its unit allows {timeout} s");
+    }
+    assert_eq!(members, 3);
+}
+
+const THREE_MEMBERS: &str = "etcdCount: 3\n";
+
+/// How long a signalling script may wait before it signals: the uptime deadline it waits
+/// against (`-lt N` or `deadline=N`), else the sum of its `seq` loops' sleeps.
+fn signal_wait_seconds(script: &str) -> u64 {
+    let number = |rest: &str| -> Option<u64> {
+        rest.trim_start()
+            .trim_start_matches('"')
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let deadlines: Vec<u64> = script
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            if l.contains("uptime_seconds)\" -lt") {
+                number(l.split("-lt").nth(1)?)
+            } else {
+                number(l.strip_prefix("deadline=")?)
+            }
+        })
+        .collect();
+    if let Some(latest) = deadlines.iter().max() {
+        return *latest;
+    }
+    let lines: Vec<&str> = script.lines().map(str::trim).collect();
+    let mut total = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(n) = line.split("$(seq 1").nth(1).and_then(number) {
+            let sleep = lines[i..]
+                .iter()
+                .find_map(|l| l.split("sleep ").nth(1).and_then(number))
+                .unwrap_or(0);
+            total += n * sleep;
+        }
+    }
+    total
+}
+
+fn iso(value: &serde_json::Value) -> u64 {
+    kube_aws::config::iso_seconds(value.as_str().unwrap()).unwrap()
+}
+
+/// Finding 5: groups start in the order their boot needs (network, then etcd member by member,
+/// then the controllers, then the workers), and every boot script that signals CloudFormation
+/// gives up before CloudFormation stops waiting for it, at create and at rolling update, with
+/// the configured timeouts, short ones included.
+#[test]
+fn groups_start_in_order_and_every_signal_wait_ends_before_cloudformation_stops_waiting() {
+    let short = "controllerCreateTimeout: PT8M\nworkerCreateTimeout: PT5M\n";
+    for (prefix, extra) in LAYOUTS {
+        let cluster = render_cluster(
+            &format!("{prefix}o"),
+            &format!("{extra}{short}etcdCount: 3\n"),
+        );
+        let template: serde_json::Value =
+            serde_json::from_str(&cluster.rendered.stack_template).unwrap();
+        let resources = &template["Resources"];
+        let ids: Vec<&String> = resources.as_object().unwrap().keys().collect();
+        let of_type = |kind: &str| -> Vec<&String> {
+            ids.iter()
+                .copied()
+                .filter(|id| resources[id.as_str()]["Type"] == kind)
+                .collect()
+        };
+        let routes: Vec<&String> = of_type("AWS::EC2::Route")
+            .into_iter()
+            .chain(of_type("AWS::EC2::SubnetRouteTableAssociation"))
+            .chain(of_type("AWS::EC2::SecurityGroupIngress"))
+            .collect();
+        assert!(!routes.is_empty(), "{prefix}");
+        let etcd: Vec<String> = (0..3).map(|i| format!("AutoScaleEtcd{i}")).collect();
+        let controller = if resources.get("InstanceController").is_some() {
+            "InstanceController"
+        } else {
+            "AutoScaleController"
+        };
+        let workers: Vec<&String> = of_type("AWS::AutoScaling::AutoScalingGroup")
+            .into_iter()
+            .filter(|id| !id.starts_with("AutoScaleEtcd") && *id != "AutoScaleController")
+            .collect();
+        for group in etcd
+            .iter()
+            .map(String::as_str)
+            .chain([controller])
+            .chain(workers.iter().map(|w| w.as_str()))
+        {
+            for route in &routes {
+                assert!(
+                    waits_for(resources, group, route),
+                    "{prefix}: {group} may boot before {route} exists"
+                );
+            }
+        }
+        for pair in etcd.windows(2) {
+            assert!(
+                waits_for(resources, &pair[1], &pair[0]),
+                "{prefix}: {pair:?}"
+            );
+        }
+        for member in &etcd {
+            assert!(
+                waits_for(resources, controller, member),
+                "{prefix}: the API servers may start before {member} is healthy"
+            );
+        }
+        for worker in &workers {
+            assert!(
+                waits_for(resources, worker, controller),
+                "{prefix}: {worker} may start (or roll) before the control plane"
+            );
+        }
+
+        // Each signalling script against its group's creation timeout and rolling pause.
+        let signallers = [
+            (
+                "cloud-config-controller",
+                "/opt/bin/apply-addons",
+                controller.to_string(),
+            ),
+            (
+                "cloud-config-worker",
+                "/opt/bin/signal-node-ready",
+                "AutoScaleWorkers".to_string(),
+            ),
+            (
+                "cloud-config-etcd-1",
+                "/opt/bin/etcd-healthy",
+                "AutoScaleEtcd1".to_string(),
+            ),
+        ];
+        for (asset, path, group) in signallers {
+            let (files, _) =
+                cloud_config_parts(&cluster.rendered.cloud_configs[asset], Some("10.0.0.99"));
+            let script = files
+                .iter()
+                .find(|f| f.path == path)
+                .map(|f| String::from_utf8_lossy(&f.content).into_owned())
+                .unwrap_or_else(|| panic!("{asset}: no {path}"));
+            let waits = signal_wait_seconds(&script);
+            let creation = iso(&resources[&group]["CreationPolicy"]["ResourceSignal"]["Timeout"]);
+            assert!(
+                waits < creation,
+                "{prefix}: {asset} {path} waits up to {waits} s, CloudFormation only {creation} s for {group}"
+            );
+            if let Some(pause) =
+                resources[&group]["UpdatePolicy"]["AutoScalingRollingUpdate"].get("PauseTime")
+            {
+                assert!(
+                    waits < iso(pause),
+                    "{prefix}: {path} {waits} s vs PauseTime {pause}"
+                );
+            }
+            println!(
+                "{prefix}: {path} waits until {waits} s of uptime; {group} is given {creation} s"
+            );
+        }
+    }
+}
