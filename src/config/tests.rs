@@ -646,3 +646,68 @@ fn a_spot_pool_with_instance_types_is_all_spot_above_its_base_unless_told_otherw
         100
     );
 }
+
+#[test]
+fn stack_tags_ec2_or_cloudformation_would_refuse_are_refused_at_their_line() {
+    let long_key = "k".repeat(129);
+    let long_value = format!("v: {}", "x".repeat(257));
+    for (tags, field, words) in [
+        ("  team/name: a", "stackTags.team/name", "no space or '/'"),
+        ("  has space: a", "stackTags.has space", "no space or '/'"),
+        (
+            "  _index: a",
+            "stackTags._index",
+            "not '.', '..' or '_index'",
+        ),
+        (
+            "  aws:cloudformation:x: a",
+            "stackTags.aws:cloudformation:x",
+            "the aws: prefix is AWS's own",
+        ),
+        (
+            "  AWS:x: a",
+            "stackTags.AWS:x",
+            "the aws: prefix is AWS's own",
+        ),
+        (
+            "  KubernetesCluster: other",
+            "stackTags.KubernetesCluster",
+            "kube-aws sets itself",
+        ),
+        (
+            "  kube-aws:etcd-volume: vol-1",
+            "stackTags.kube-aws:etcd-volume",
+            "kube-aws sets itself",
+        ),
+        (
+            &format!("  {long_key}: a"),
+            &format!("stackTags.{long_key}"),
+            "1 to 128 characters",
+        ),
+        (
+            &format!("  {long_value}"),
+            "stackTags.v",
+            "at most 256 characters (this one has 257)",
+        ),
+    ] {
+        let found = problems(&format!("{MINIMAL}stackTags:\n{tags}\n"));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.field == field && p.message.contains(words) && p.line == Some(9)),
+            "{tags}: {found:?}"
+        );
+    }
+    let many: String = (0..43).map(|i| format!("  t{i}: v\n")).collect();
+    let found = problems(&format!("{MINIMAL}stackTags:\n{many}"));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.field == "stackTags" && p.message.contains("43 tags")),
+        "{found:?}"
+    );
+    parse(&format!(
+        "{MINIMAL}stackTags:\n  team: platform\n  cost-center: '42'\n  owner@example.com: yes\n"
+    ))
+    .unwrap();
+}

@@ -33,6 +33,66 @@ fn iso_minutes(value: &str) -> Option<u64> {
     super::iso_seconds(value).map(|s| s / 60)
 }
 
+/// The most tags kube-aws itself puts on one resource (an autoscaled pool's group adds its
+/// labels and taints, checked with the pool).
+const OWN_TAGS_PER_RESOURCE: usize = 8;
+
+/// stackTags that CloudFormation, EC2 or the instances would refuse: CloudFormation copies
+/// them onto every resource and instance, and the etcd members expose their tags in instance
+/// metadata (InstanceMetadataTags), where EC2 refuses to launch an instance with a key it
+/// cannot serve as a path.
+fn stack_tag_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
+    if c.stack_tags.len() + OWN_TAGS_PER_RESOURCE > 50 {
+        problem(
+            &[key("stackTags")],
+            format!(
+                "{} tags: with the up to {OWN_TAGS_PER_RESOURCE} kube-aws puts on a resource that is more than the 50 AWS allows on one",
+                c.stack_tags.len()
+            ),
+        );
+    }
+    let metadata_safe = |k: &str| {
+        k.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "+-=.,_:@".contains(ch))
+            && !matches!(k, "." | ".." | "_index")
+    };
+    for (k, v) in &c.stack_tags {
+        let at = [key("stackTags"), key(k)];
+        let lower = k.to_ascii_lowercase();
+        if k.is_empty() || k.chars().count() > 128 {
+            problem(&at, "a tag key has 1 to 128 characters".into());
+        } else if lower.starts_with("aws:") {
+            problem(
+                &at,
+                format!(
+                    "\"{k}\": the aws: prefix is AWS's own; CloudFormation refuses it in a tag"
+                ),
+            );
+        } else if k == "KubernetesCluster" || lower.starts_with("kube-aws:") {
+            problem(
+                &at,
+                format!("\"{k}\" is a tag kube-aws sets itself on the cluster's resources"),
+            );
+        } else if !metadata_safe(k) {
+            problem(
+                &at,
+                format!(
+                    "\"{k}\" cannot be an instance tag the etcd members read from instance metadata: EC2 then allows only letters, digits and + - = . , _ : @ in a key (no space or '/'), and not '.', '..' or '_index', and refuses to launch the instance otherwise"
+                ),
+            );
+        }
+        if v.chars().count() > 256 {
+            problem(
+                &at,
+                format!(
+                    "a tag value has at most 256 characters (this one has {})",
+                    v.chars().count()
+                ),
+            );
+        }
+    }
+}
+
 /// Every semantic problem, each positioned at the field it is about.
 pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
     let mut out = Vec::new();
@@ -60,6 +120,7 @@ fn settings_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], Stri
             "must start with a letter and contain only letters, digits and '-' (at most 64 characters), because it names the CloudFormation stack".into(),
         );
     }
+    stack_tag_problems(c, problem);
     if !is_dns_label_list(&c.external_dns_name) {
         problem(
             &[key("externalDNSName")],
@@ -711,12 +772,13 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
             }
             // Each label and taint becomes a tag of the group: keys of at most 128 characters,
             // each once, and 50 tags in all, with kube-aws's 8 and the propagated stackTags.
-            let tags = 8 + pool.labels.len() + pool.taints.len() + c.stack_tags.len();
+            let tags =
+                OWN_TAGS_PER_RESOURCE + pool.labels.len() + pool.taints.len() + c.stack_tags.len();
             if tags > 50 {
                 problem(
                     &at("labels"),
                     format!(
-                        "an autoscaled pool's group carries each label and taint as a tag, beside kube-aws's 8 and the {} stackTags: {tags} tags, and Auto Scaling takes 50",
+                        "an autoscaled pool's group carries each label and taint as a tag, beside kube-aws's {OWN_TAGS_PER_RESOURCE} and the {} stackTags: {tags} tags, and Auto Scaling takes 50",
                         c.stack_tags.len()
                     ),
                 );
