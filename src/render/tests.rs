@@ -1325,3 +1325,43 @@ fn tls_bootstrap_ties_the_token_group_to_its_bindings_and_the_apiserver_flags() 
         assert!(manager.contains(&flag.to_string()), "{manager:?}");
     }
 }
+
+#[test]
+fn the_cloud_controller_cannot_mint_tokens_and_the_bootstrap_token_expires_unless_renewed() {
+    let rendered = render_with(&config(""), &Templates::built_in()).unwrap();
+    let docs: Vec<serde_norway::Value> = serde_norway::Deserializer::from_str(
+        &rendered.manifests["aws-cloud-controller-manager.yaml"],
+    )
+    .map(|d| serde::Deserialize::deserialize(d).unwrap())
+    .collect();
+    // A stolen controller node identity can read the cloud controller's token (its pod runs
+    // there): that token may not reach service accounts, their tokens or Secrets.
+    let mut rules = 0;
+    for doc in docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+    {
+        for rule in doc["rules"].as_sequence().unwrap() {
+            rules += 1;
+            for resource in rule["resources"].as_sequence().unwrap() {
+                let resource = resource.as_str().unwrap();
+                assert!(
+                    !resource.starts_with("serviceaccounts")
+                        && resource != "secrets"
+                        && resource != "*",
+                    "the cloud controller may reach {resource}"
+                );
+            }
+        }
+    }
+    assert!(rules >= 5);
+    let manager = &rendered.manifests["aws-cloud-controller-manager.yaml"];
+    assert!(manager.contains("- --use-service-account-credentials=false"));
+
+    let token: serde_norway::Value =
+        serde_norway::from_str(&rendered.manifests["bootstrap-token.yaml"]).unwrap();
+    assert_eq!(token["stringData"]["expiration"], "${EXPIRATION}");
+    let controller = &rendered.cloud_configs["cloud-config-controller"];
+    assert!(controller.contains("OnCalendar=daily"), "the renewal timer");
+    assert!(controller.contains("ExecStart=/opt/bin/apply-bootstrap-token"));
+}

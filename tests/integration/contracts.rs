@@ -866,3 +866,83 @@ fn groups_start_in_order_and_every_signal_wait_ends_before_cloudformation_stops_
         }
     }
 }
+
+/// The bootstrap token's Secret, as the rendered apply-bootstrap-token writes it (its paths
+/// moved into a temporary folder, kubectl a recorder of what it is asked to apply): the token
+/// filled in, an expiry 30 days ahead in RFC 3339 (what the API server and the token cleaner
+/// read), and no copy of the secret left behind.
+#[test]
+fn the_bootstrap_token_is_applied_with_an_expiry_thirty_days_ahead() {
+    let cluster = render_cluster("tokenexpiry", "");
+    let (files, _) = cloud_config_parts(
+        &cluster.rendered.cloud_configs["cloud-config-controller"],
+        Some("10.0.0.99"),
+    );
+    let script = files
+        .iter()
+        .find(|f| f.path == "/opt/bin/apply-bootstrap-token")
+        .map(|f| String::from_utf8_lossy(&f.content).into_owned())
+        .expect("the controller writes /opt/bin/apply-bootstrap-token");
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().display().to_string();
+    for dir in ["etc/kubernetes/ssl", "etc/kubernetes/addons", "run", "bin"] {
+        std::fs::create_dir_all(root.path().join(dir)).unwrap();
+    }
+    std::fs::write(
+        root.path().join("etc/kubernetes/ssl/bootstrap-token"),
+        "abcdef.0123456789abcdef",
+    )
+    .unwrap();
+    std::fs::write(
+        root.path()
+            .join("etc/kubernetes/addons/bootstrap-token.yaml"),
+        &cluster.rendered.manifests["bootstrap-token.yaml"],
+    )
+    .unwrap();
+    let shim = root.path().join("bin/kubectl");
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/bash\nwhile [ $# -gt 0 ]; do if [ \"$1\" = -f ]; then cp \"$2\" {r}/applied.yaml; fi; shift; done\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = script
+        .replace("/etc/kubernetes/", &format!("{r}/etc/kubernetes/"))
+        .replace("/run/", &format!("{r}/run/"));
+    let path = root.path().join("apply-bootstrap-token");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&path)
+        .env(
+            "PATH",
+            format!("{r}/bin:{}", std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(root.path().join("applied.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(applied["metadata"]["name"], "bootstrap-token-abcdef");
+    assert_eq!(applied["stringData"]["token-id"], "abcdef");
+    assert_eq!(applied["stringData"]["token-secret"], "0123456789abcdef");
+    let expiration = applied["stringData"]["expiration"].as_str().unwrap();
+    let expires =
+        time::OffsetDateTime::parse(expiration, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("expiration {expiration:?} is not RFC 3339: {e}"));
+    let ahead = expires - time::OffsetDateTime::now_utc();
+    assert!(
+        ahead > time::Duration::days(29) && ahead <= time::Duration::days(30),
+        "{expiration} is {ahead} ahead"
+    );
+    let left: Vec<_> = std::fs::read_dir(root.path().join("run"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "a copy of the secret was left: {left:?}");
+}

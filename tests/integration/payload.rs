@@ -1014,7 +1014,8 @@ fn kubernetes_validate_and_kubectl_read_every_manifest_and_kubeconfig() {
             // What apply-addons fills in at boot from the decrypted token.
             let text = text
                 .replace("${TOKEN_ID}", "abcdef")
-                .replace("${TOKEN_SECRET}", "0123456789abcdef");
+                .replace("${TOKEN_SECRET}", "0123456789abcdef")
+                .replace("${EXPIRATION}", "2027-01-05T08:00:00Z");
             let path = work.path().join(name);
             std::fs::write(&path, text).unwrap();
             manifests.push(path);
