@@ -625,7 +625,12 @@ fn an_autoscaled_pools_tags_and_a_pools_iam_are_held_to_aws_limits() {
         !messages.iter().any(|m| m.contains("Auto Scaling takes 50")),
         "{messages:#?}"
     );
-    assert_eq!(found.len(), 25, "{messages:#?}");
+    // The same key is not a Kubernetes label key either: its name is over 63 characters.
+    has(
+        &format!("nodePools[0].labels.{long_key}"),
+        "is longer than 63 characters",
+    );
+    assert_eq!(found.len(), 26, "{messages:#?}");
 }
 
 #[test]
@@ -710,4 +715,89 @@ fn stack_tags_ec2_or_cloudformation_would_refuse_are_refused_at_their_line() {
         "{MINIMAL}stackTags:\n  team: platform\n  cost-center: '42'\n  owner@example.com: yes\n"
     ))
     .unwrap();
+}
+
+#[test]
+fn values_that_would_reach_a_unit_or_aws_unchecked_are_refused_at_their_line() {
+    for (setting, field, words) in [
+        // Labels and taints land on the kubelet's command line: Kubernetes' syntax only.
+        (
+            "nodePools:\n  - name: p\n    labels: {team: \"x --anonymous-auth=true\"}",
+            "nodePools[0].labels.team",
+            "not a Kubernetes label value",
+        ),
+        (
+            "nodePools:\n  - name: p\n    labels: {\"a b\": x}",
+            "nodePools[0].labels.a b",
+            "not a Kubernetes label key",
+        ),
+        (
+            "nodePools:\n  - name: p\n    labels: {team: \"x\\nExecStartPre=/bin/sh\"}",
+            "nodePools[0].labels.team",
+            "not a Kubernetes label value",
+        ),
+        (
+            "nodePools:\n  - name: p\n    taints: [{key: dedicated, value: \"x --authorization-mode=AlwaysAllow\", effect: NoSchedule}]",
+            "nodePools[0].taints[0].value",
+            "not a Kubernetes taint value",
+        ),
+        (
+            "nodePools:\n  - name: p\n    taints: [{key: \"Bad/Prefix/x\", effect: NoSchedule}]",
+            "nodePools[0].taints[0].key",
+            "not a Kubernetes taint key",
+        ),
+        (
+            "nodePools:\n  - name: p\n    spotPrice: \"0.05; rm\"",
+            "nodePools[0].spotPrice",
+            "not a price in dollars per hour",
+        ),
+        ("workerSpotPrice: \"-1\"", "workerSpotPrice", "not a price"),
+        (
+            "etcdSnapshotSchedule: never ever",
+            "etcdSnapshotSchedule",
+            "not a systemd calendar expression",
+        ),
+        (
+            "kubernetesVersion: v1.37.99",
+            "kubernetesVersion",
+            "newer than the newest 1.37 patch",
+        ),
+        (
+            "kubernetesVersion: v01.37.1",
+            "kubernetesVersion",
+            "no leading zeros",
+        ),
+        (
+            "nodePools:\n  - name: p\n    instanceTypes: [banana]",
+            "nodePools[0].instanceTypes[0]",
+            "not an EC2 instance type",
+        ),
+        (
+            "workerInstanceType: \"m5.large; x\"",
+            "workerInstanceType",
+            "not an EC2 instance type",
+        ),
+    ] {
+        let found = problems(&format!("{MINIMAL}{setting}\n"));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.field == field && p.message.contains(words) && p.line.is_some()),
+            "{setting}: {found:?}"
+        );
+    }
+    // What a careful user writes still passes.
+    parse(&format!(
+        "{MINIMAL}etcdSnapshotSchedule: \"Mon,Thu *-*-* 02:00:00\"\nkubernetesVersion: v1.37.1\nnodePools:\n  - name: p\n    instanceTypes: [m6i.large, c7gn.16xlarge]\n    spotPrice: \"0.08\"\n    labels: {{example.com/team: a.b-c_d, tier: \"\"}}\n    taints: [{{key: dedicated, value: gpu, effect: NoSchedule}}]\n"
+    ))
+    .unwrap();
+    for schedule in [
+        "daily",
+        "hourly",
+        "*-*-* 00/6:00:00",
+        "Sun *-*-* 03:30",
+        "*:0/15",
+    ] {
+        parse(&format!("{MINIMAL}etcdSnapshotSchedule: \"{schedule}\"\n")).unwrap();
+    }
 }

@@ -33,6 +33,136 @@ fn iso_minutes(value: &str) -> Option<u64> {
     super::iso_seconds(value).map(|s| s / 60)
 }
 
+/// Why `name` is not the name part of a Kubernetes qualified name (at most 63 characters of
+/// letters, digits, '-', '_' and '.', starting and ending with a letter or digit), if it is not.
+fn name_part_problem(name: &str) -> Option<String> {
+    let ends_ok = |ch: Option<char>| ch.is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.len() > 63 {
+        return Some(format!("\"{name}\" is longer than 63 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || !ends_ok(name.chars().next())
+        || !ends_ok(name.chars().last())
+    {
+        return Some(format!(
+            "\"{name}\" must be letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+        ));
+    }
+    None
+}
+
+/// Why `key` is not a Kubernetes label or taint key (`[prefix/]name`, the prefix a DNS
+/// subdomain), if it is not. Such keys reach the kubelet's command line, so nothing else may.
+fn qualified_name_problem(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix
+        && (prefix.len() > 253
+            || !prefix.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }))
+    {
+        return Some(format!(
+            "the prefix \"{prefix}\" of \"{key}\" is not a DNS subdomain (lower-case letters, digits, '-' and '.')"
+        ));
+    }
+    if name.is_empty() {
+        return Some(format!("\"{key}\" has no name"));
+    }
+    name_part_problem(name)
+}
+
+/// Why `value` is not a Kubernetes label (or taint) value: empty, or a name part.
+fn label_value_problem(value: &str) -> Option<String> {
+    if value.is_empty() {
+        None
+    } else {
+        name_part_problem(value)
+    }
+}
+
+/// A systemd calendar expression of the shapes kube-aws documents: a shorthand (`daily`), or
+/// an optional weekday list, an optional date and a time, each of calendar characters.
+fn is_calendar_expression(text: &str) -> bool {
+    const SHORTHANDS: [&str; 9] = [
+        "minutely",
+        "hourly",
+        "daily",
+        "weekly",
+        "monthly",
+        "quarterly",
+        "semiannually",
+        "yearly",
+        "annually",
+    ];
+    let words: Vec<&str> = text.split_whitespace().collect();
+    if let [one] = words.as_slice()
+        && SHORTHANDS.contains(one)
+    {
+        return true;
+    }
+    let Some((time, rest)) = words.split_last() else {
+        return false;
+    };
+    let field =
+        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || "*/,.~".contains(c));
+    let parts: Vec<&str> = time.split(':').collect();
+    if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| field(p)) {
+        return false;
+    }
+    let weekday = |w: &str| {
+        w.split([',', '.'])
+            .filter(|d| !d.is_empty())
+            .all(|d| ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&d))
+    };
+    let date = |d: &str| {
+        let parts: Vec<&str> = d.split('-').collect();
+        (2..=3).contains(&parts.len()) && parts.iter().all(|p| field(p))
+    };
+    match rest {
+        [] => true,
+        [one] => weekday(one) || date(one),
+        [days, day] => weekday(days) && date(day),
+        _ => false,
+    }
+}
+
+/// An EC2 instance type's shape: a family and a size (`m6i.large`, `c7gn.16xlarge`).
+fn is_instance_type(name: &str) -> bool {
+    match name.split_once('.') {
+        Some((family, size)) => {
+            family.starts_with(|c: char| c.is_ascii_lowercase())
+                && family
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !size.is_empty()
+                && size
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// A spot price as EC2 takes one: a positive decimal number of dollars per hour.
+fn is_spot_price(price: &str) -> bool {
+    let (whole, fraction) = price.split_once('.').unwrap_or((price, "0"));
+    !whole.is_empty()
+        && whole.chars().all(|c| c.is_ascii_digit())
+        && !fraction.is_empty()
+        && fraction.chars().all(|c| c.is_ascii_digit())
+        && price.parse::<f64>().is_ok_and(|p| p > 0.0)
+}
+
 /// The most tags kube-aws itself puts on one resource (an autoscaled pool's group adds its
 /// labels and taints, checked with the pool).
 const OWN_TAGS_PER_RESOURCE: usize = 8;
@@ -121,6 +251,26 @@ fn settings_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], Stri
         );
     }
     stack_tag_problems(c, problem);
+    for (field, value) in [
+        ("controllerInstanceType", &c.controller_instance_type),
+        ("etcdInstanceType", &c.etcd_instance_type),
+        ("workerInstanceType", &c.worker_instance_type),
+    ] {
+        if !is_instance_type(value) {
+            problem(
+                &[key(field)],
+                format!("\"{value}\" is not an EC2 instance type like m6i.large"),
+            );
+        }
+    }
+    if let Some(price) = &c.worker_spot_price
+        && !is_spot_price(price)
+    {
+        problem(
+            &[key("workerSpotPrice")],
+            format!("\"{price}\" is not a price in dollars per hour like 0.05"),
+        );
+    }
     if !is_dns_label_list(&c.external_dns_name) {
         problem(
             &[key("externalDNSName")],
@@ -384,12 +534,9 @@ fn limit_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)
             ),
         );
     }
-    // It lands in a unit file: one line of calendar-expression characters, nothing else.
-    let schedule_ok = !c.etcd_snapshot_schedule.trim().is_empty()
-        && c.etcd_snapshot_schedule.len() <= 100
-        && c.etcd_snapshot_schedule
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || " *-:/.,~".contains(ch));
+    // It lands in a unit file: one line of a calendar expression, nothing else.
+    let schedule_ok =
+        c.etcd_snapshot_schedule.len() <= 100 && is_calendar_expression(&c.etcd_snapshot_schedule);
     if !schedule_ok {
         problem(
             &[key("etcdSnapshotSchedule")],
@@ -550,7 +697,20 @@ fn pool_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String))
                 ),
             );
         }
-        for label in pool.labels.keys() {
+        for (label, value) in &pool.labels {
+            let at_label = [
+                key("nodePools"),
+                Segment::Index(i),
+                key("labels"),
+                key(label),
+            ];
+            if let Some(why) = qualified_name_problem(label) {
+                problem(&at_label, format!("not a Kubernetes label key: {why}"));
+                continue;
+            }
+            if let Some(why) = label_value_problem(value) {
+                problem(&at_label, format!("not a Kubernetes label value: {why}"));
+            }
             if let Some(why) = super::KubeletRules::get().label_refusal(label) {
                 problem(
                     &[
@@ -561,6 +721,23 @@ fn pool_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String))
                     ],
                     format!("label \"{label}\": {why}"),
                 );
+            }
+        }
+        for (j, taint) in pool.taints.iter().enumerate() {
+            let at = |field: &str| {
+                [
+                    key("nodePools"),
+                    Segment::Index(i),
+                    key("taints"),
+                    Segment::Index(j),
+                    key(field),
+                ]
+            };
+            if let Some(why) = qualified_name_problem(&taint.key) {
+                problem(&at("key"), format!("not a Kubernetes taint key: {why}"));
+            }
+            if let Some(why) = label_value_problem(&taint.value) {
+                problem(&at("value"), format!("not a Kubernetes taint value: {why}"));
             }
         }
         if !seen.insert(pool.name.clone()) {
@@ -630,6 +807,22 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
                 );
             }
         }
+        if let Some(instance_type) = &pool.instance_type
+            && !is_instance_type(instance_type)
+        {
+            problem(
+                &at("instanceType"),
+                format!("\"{instance_type}\" is not an EC2 instance type like m6i.large"),
+            );
+        }
+        if let Some(price) = &pool.spot_price
+            && !is_spot_price(price)
+        {
+            problem(
+                &at("spotPrice"),
+                format!("\"{price}\" is not a price in dollars per hour like 0.05"),
+            );
+        }
         if !pool.instance_types.is_empty() {
             if pool.instance_type.is_some() {
                 problem(
@@ -648,6 +841,12 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
             }
             let mut seen = BTreeSet::new();
             for (j, instance_type) in pool.instance_types.iter().enumerate() {
+                if !is_instance_type(instance_type) {
+                    problem(
+                        &at_item("instanceTypes", j),
+                        format!("\"{instance_type}\" is not an EC2 instance type like m6i.large"),
+                    );
+                }
                 if !seen.insert(instance_type) {
                     problem(
                         &at_item("instanceTypes", j),

@@ -42,16 +42,13 @@ fn template_of(asset: &str) -> &'static str {
     }
 }
 
-/// Checks rendered output: every cloud-config (`all_pools`, or one per template) and the stack.
-pub fn check_rendered(rendered: &Rendered, templates: &Templates, all_pools: bool) -> Vec<Finding> {
+/// Checks rendered output: every cloud-config (each pool's too: each renders its own labels
+/// and taints into the same template) and the stack.
+pub fn check_rendered(rendered: &Rendered, templates: &Templates) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let mut checked = BTreeSet::new();
     let mut said = BTreeSet::new();
     for (asset, text) in &rendered.cloud_configs {
         let source = template_of(asset);
-        if !all_pools && !checked.insert(source) {
-            continue;
-        }
         for f in cloudconfig::check(&role(asset), text, templates.text(source)) {
             // Every pool renders the same template: say each of its problems once.
             if said.insert((source, f.line, f.message.clone())) {
@@ -129,7 +126,7 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
     let (stack_template, findings) =
         match build::<KmsVault, Ec2Images>(dir, &inputs, None, None, &mut |_| {}).await {
             Ok(built) => {
-                let findings = check_rendered(&built.rendered, &built.templates, true);
+                let findings = check_rendered(&built.rendered, &built.templates);
                 (Some(built.rendered.stack_template), findings)
             }
             Err(EngineError::Render(e)) => (None, vec![render_finding(&e)]),

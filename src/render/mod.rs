@@ -323,6 +323,22 @@ pub fn check_kubernetes_version(version: &str) -> Result<(), String> {
     let minor = parse_minor(version).ok_or_else(|| {
         format!("\"{version}\" is not a Kubernetes version like {DEFAULT_KUBERNETES_VERSION}")
     })?;
+    let canonical = version
+        .strip_prefix('v')
+        .is_some_and(|rest| rest.split('.').all(|n| n == "0" || !n.starts_with('0')));
+    if !canonical {
+        return Err(format!(
+            "\"{version}\" is not written as Kubernetes writes its versions (no leading zeros), like {DEFAULT_KUBERNETES_VERSION}"
+        ));
+    }
+    if let Some(release) = minor_release(minor)
+        && patch_of(version) > patch_of(&release.patch)
+    {
+        return Err(format!(
+            "Kubernetes {version} is newer than the newest 1.{minor} patch kube-aws knows ({}): its checksums and images are not in data/kubernetes-releases.json",
+            release.patch
+        ));
+    }
     if minor_release(minor).is_none() {
         let supported: Vec<String> = releases()
             .minors
@@ -346,6 +362,15 @@ pub fn end_of_life(version: &str) -> Option<&'static str> {
 
 fn minor_release(minor: u32) -> Option<&'static MinorRelease> {
     releases().minors.iter().find(|m| m.minor == minor)
+}
+
+/// The patch number of `v1.MINOR.PATCH` (0 when there is none to read).
+fn patch_of(version: &str) -> u32 {
+    version
+        .rsplit('.')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
 }
 
 fn parse_minor(version: &str) -> Option<u32> {

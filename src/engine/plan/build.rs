@@ -295,10 +295,10 @@ impl Prepared {
 
 impl Build {
     /// Refuses a render that the offline part of `validate` finds errors in: a plan is never
-    /// made of files it rejects.
+    /// made of files it rejects (every pool's cloud-config, as `validate` checks them).
     pub fn refuse_invalid(&self) -> Result<(), EngineError> {
         let findings: Vec<String> =
-            crate::engine::validate::check_rendered(&self.rendered, &self.templates, false)
+            crate::engine::validate::check_rendered(&self.rendered, &self.templates)
                 .into_iter()
                 .filter(|f| f.severity == crate::validate::Severity::Error)
                 .map(|f| f.to_string())
