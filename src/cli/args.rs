@@ -122,6 +122,9 @@ pub enum StateCommand {
     Unlock {
         /// The lock id, as `status` or the lock error shows it.
         lock_id: String,
+        /// Remove it although its lease still runs (its run may still be changing the cluster).
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -24,7 +24,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", views::printable(&e.to_string()));
             ExitCode::from(1)
         }
     }

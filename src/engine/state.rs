@@ -101,11 +101,13 @@ pub async fn push(
     Ok((state, entry))
 }
 
-/// Removes the lock `id` and records who forced it.
+/// Removes the lock `id` (one whose lease still runs only with `force`) and records who
+/// forced it.
 pub async fn unlock(
     dir: &Path,
     aws: &AwsOptions,
     id: &str,
+    force: bool,
     now: OffsetDateTime,
 ) -> Result<(LockInfo, AuditEntry), EngineError> {
     let (_, context, backend) = open(dir, aws).await?;
@@ -115,7 +117,7 @@ pub async fn unlock(
         .actor()
         .await
         .map_err(EngineError::ActorUnverified)?;
-    let info = backend.store.force_unlock(id).await?;
+    let info = backend.store.force_unlock(id, now, force).await?;
     let entry = backend
         .append_audit(
             now,

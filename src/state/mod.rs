@@ -183,6 +183,11 @@ pub enum StateError {
         given: String,
         info: Box<store::LockInfo>,
     },
+    #[error(
+        "lock {} is held by {} for `{}` since {} and its lease runs until {}: that run may still be changing the cluster. If you know it is dead, remove the lock with `kube-aws state unlock {} --force`",
+        info.id, info.holder, info.operation, info.created, info.lease_expires, info.id
+    )]
+    LockLive { info: Box<store::LockInfo> },
     #[error("stale: {message}")]
     Stale { message: String },
     #[error(

@@ -224,14 +224,25 @@ impl<O: ObjectStore> StateStore<O> {
         }
     }
 
-    /// Removes someone else's lock, only if its id is `id`.
-    pub async fn force_unlock(&self, id: &str) -> Result<LockInfo, StateError> {
+    /// Removes someone else's lock, only if its id is `id`, and while its lease runs only when
+    /// `live` says so (a run renews its lease while it works).
+    pub async fn force_unlock(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        live: bool,
+    ) -> Result<LockInfo, StateError> {
         let Some((info, etag)) = self.current_lock().await? else {
             return Err(StateError::NotLocked);
         };
         if info.id != id {
             return Err(StateError::LockIdMismatch {
                 given: id.to_string(),
+                info: Box::new(info),
+            });
+        }
+        if !live && !info.expired_at(now) {
+            return Err(StateError::LockLive {
                 info: Box::new(info),
             });
         }

@@ -124,18 +124,53 @@ async fn expired_lock_is_reported_and_only_its_id_unlocks_it(backend: Backend) {
         "{message}"
     );
 
-    let wrong = backend.store.force_unlock("not-the-id").await.unwrap_err();
+    let wrong = backend
+        .store
+        .force_unlock("not-the-id", now(), false)
+        .await
+        .unwrap_err();
     assert!(
         matches!(wrong, StateError::LockIdMismatch { .. }),
         "{wrong}"
     );
-    let removed = backend.store.force_unlock(&old.info.id).await.unwrap();
+    // Its lease ran out: no --force needed.
+    let removed = backend
+        .store
+        .force_unlock(&old.info.id, now(), false)
+        .await
+        .unwrap();
     assert_eq!(removed.holder, "crashed-run");
     assert!(backend.store.current_lock().await.unwrap().is_none());
     assert!(matches!(
-        backend.store.force_unlock(&old.info.id).await,
+        backend.store.force_unlock(&old.info.id, now(), true).await,
         Err(StateError::NotLocked)
     ));
+
+    // A live lease is a run that may still be working: removing it takes --force.
+    let live = backend
+        .store
+        .lock("ci-run-7", "apply", now(), lease())
+        .await
+        .unwrap();
+    let refused = backend
+        .store
+        .force_unlock(&live.info.id, now(), false)
+        .await
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(matches!(refused, StateError::LockLive { .. }), "{message}");
+    assert!(
+        message.contains("held by ci-run-7 for `apply`")
+            && message.contains(&format!("kube-aws state unlock {} --force", live.info.id)),
+        "{message}"
+    );
+    assert!(backend.store.current_lock().await.unwrap().is_some());
+    backend
+        .store
+        .force_unlock(&live.info.id, now(), true)
+        .await
+        .unwrap();
+    assert!(backend.store.current_lock().await.unwrap().is_none());
 }
 
 async fn serials_advance_by_one_and_stale_serials_are_refused(backend: Backend) {
@@ -204,7 +239,11 @@ async fn persist_needs_the_lock_still_held(backend: Backend) {
         .lock("slow", "apply", now(), lease())
         .await
         .unwrap();
-    backend.store.force_unlock(&lock.info.id).await.unwrap();
+    backend
+        .store
+        .force_unlock(&lock.info.id, now(), true)
+        .await
+        .unwrap();
     let mut next = one.state.clone();
     next.serial = 2;
     let err = backend
@@ -231,7 +270,11 @@ async fn a_renewed_lease_moves_on_and_a_removed_lock_cannot_be_renewed(backend: 
     // The old handle is stale; the renewed one still holds the lock.
     assert!(!backend.store.still_holds(&lock).await.unwrap());
     assert!(backend.store.still_holds(&renewed).await.unwrap());
-    backend.store.force_unlock(&lock.info.id).await.unwrap();
+    backend
+        .store
+        .force_unlock(&lock.info.id, now(), true)
+        .await
+        .unwrap();
     let err = backend
         .store
         .renew(&renewed, later, lease())

@@ -107,7 +107,7 @@ fn kill_at_every_request(c: &Cluster, layout: &str, change: &dyn Fn(&Cluster, u6
         }
         if let Some(id) = lock_id(&status) {
             killed_holding_lock += 1;
-            c.expect(0, &["state", "unlock", &id]);
+            c.expect(0, &["state", "unlock", &id, "--force"]);
             let last: Value =
                 serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
                     .unwrap();
@@ -169,7 +169,7 @@ fn a_lock_removed_before_execution_stops_the_apply_and_the_log_says_so() {
         serde_json::from_slice(&std::fs::read(c.path("state/state.lock")).unwrap()).unwrap();
     let id = lock["id"].as_str().unwrap().to_string();
     let unlocked = kube_aws(moto(), c.dir.path())
-        .args(["state", "unlock", &id])
+        .args(["state", "unlock", &id, "--force"])
         .output()
         .unwrap();
     assert!(
@@ -245,7 +245,7 @@ fn killed_after_executing_before_the_state_write_the_next_plan_reuses_the_shippe
         "{status}"
     );
     let id = lock_id(&status).expect("the killed apply left its lock");
-    c.expect(0, &["state", "unlock", &id]);
+    c.expect(0, &["state", "unlock", &id, "--force"]);
 
     let out = c.expect(0, &["plan", "-o", "again.json"]);
     assert!(

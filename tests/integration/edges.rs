@@ -520,7 +520,7 @@ fn a_lock_removed_while_the_stack_changes_ends_the_apply_as_lock_lost_without_wr
         &[("KUBE_AWS_LOCK_LEASE_SECONDS", "3")],
     );
     let id = read_lock(&c).unwrap()["id"].as_str().unwrap().to_string();
-    c.expect(0, &["state", "unlock", &id]);
+    c.expect(0, &["state", "unlock", &id, "--force"]);
     let out = child.wait_with_output().unwrap();
     let message = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{message}");

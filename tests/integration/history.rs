@@ -219,7 +219,14 @@ fn state_show_redacts_pull_is_exact_and_unlock_is_audited() {
     let (code, _, stderr) = run(dir.path(), &["state", "unlock", "wrong-id"]);
     assert_eq!(code, 1);
     assert!(stderr.contains(&dead.info.id), "{stderr}");
+    // Its lease (an hour) still runs: without --force it is refused, saying whose it is.
     let (code, _, stderr) = run(dir.path(), &["state", "unlock", &dead.info.id]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("held by ci-run-41 for `apply`") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(dir.path(), &["state", "unlock", &dead.info.id, "--force"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("recorded as audit entry 1"), "{stderr}");
     let entry = block_on(backend.audit.read(1)).unwrap().unwrap();
@@ -450,4 +457,39 @@ fn entries_record_commit_ci_run_and_pull_request_and_show_prints_the_kept_plan()
         "{shown}"
     );
     c.expect(0, &["history", "--verify"]);
+}
+
+/// A lock written by someone with access to the state (holder and operation are free text)
+/// cannot drive the terminal of whoever runs `status` or meets the lock: control characters
+/// are shown escaped.
+#[test]
+fn terminal_control_characters_from_a_lock_are_shown_escaped() {
+    let moto = moto();
+    let (dir, _) = init_cluster_with(moto, "escapes", &[]);
+    let backend = Backend::local(dir.path());
+    let hostile = "ci\x1b]0;pwned\x07\x1b[2J\rrun";
+    block_on(backend.store.lock(
+        hostile,
+        "apply\x1b[31m",
+        OffsetDateTime::now_utc(),
+        time::Duration::hours(1),
+    ))
+    .unwrap();
+    let (code, stdout, stderr) = run(dir.path(), &["status"]);
+    let (unlock_code, _, unlock_stderr) = run(dir.path(), &["state", "unlock", "wrong-id"]);
+    assert_eq!(unlock_code, 1);
+    for (what, text) in [
+        ("status", format!("{stdout}{stderr}")),
+        ("unlock", unlock_stderr),
+    ] {
+        assert!(
+            !text.contains('\x1b') && !text.contains('\x07') && !text.contains('\r'),
+            "{what} printed a control character raw: {text:?}"
+        );
+        assert!(
+            text.contains("ci\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\rrun"),
+            "{what}: {text}"
+        );
+    }
+    let _ = code;
 }

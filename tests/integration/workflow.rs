@@ -1473,7 +1473,7 @@ fn twenty_plan_apply_rounds_with_a_quarter_of_requests_faulted_lose_nothing() {
                         lock.id
                     );
                     c.proxy.stop_faults();
-                    c.expect(0, &["state", "unlock", &lock.id]);
+                    c.expect(0, &["state", "unlock", &lock.id, "--force"]);
                     assert!(block_on(backend.store.current_lock()).unwrap().is_none());
                     panic!(
                         "round {round}: the lock release failed on every retry; rerun with another seed"

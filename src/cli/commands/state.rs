@@ -30,9 +30,9 @@ pub fn run(context: &Context, command: StateCommand) -> Result<ExitCode, EngineE
                 state.lineage, state.serial, entry.seq
             );
         }
-        StateCommand::Unlock { lock_id } => {
+        StateCommand::Unlock { lock_id, force } => {
             let now = time::OffsetDateTime::now_utc();
-            let (info, entry) = rt.block_on(state::unlock(dir, aws, &lock_id, now))?;
+            let (info, entry) = rt.block_on(state::unlock(dir, aws, &lock_id, force, now))?;
             eprintln!(
                 "Removed lock {} (held by {} for `{}` since {}); recorded as audit entry {}",
                 info.id, info.holder, info.operation, info.created, entry.seq

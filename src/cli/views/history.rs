@@ -29,9 +29,9 @@ pub fn history_table(entries: &[AuditEntry]) -> String {
             };
             vec![
                 e.seq.to_string(),
-                e.time.clone(),
-                e.actor.clone(),
-                e.command.clone(),
+                super::printable(&e.time),
+                super::printable(&e.actor),
+                super::printable(&e.command),
                 e.result.as_str().to_string(),
                 summary,
                 serial,
@@ -54,11 +54,11 @@ pub fn history_entry_text(entry: &AuditEntry, plan: Option<&Plan>, color: bool) 
         out,
         "Audit entry {}: `{}` {}",
         entry.seq,
-        entry.command,
+        super::printable(&entry.command),
         entry.result.as_str()
     );
     let mut field = |name: &str, value: String| {
-        let _ = writeln!(out, "  {name:<13} {value}");
+        let _ = writeln!(out, "  {name:<13} {}", super::printable(&value));
     };
     field("time", entry.time.clone());
     field("actor", entry.actor.clone());

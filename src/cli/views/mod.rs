@@ -10,6 +10,21 @@ use std::fmt::Write;
 
 use console::Style;
 
+/// `text` with every control character but a newline shown escaped (`\u{1b}`): text from
+/// outside (a lock's holder, an audit entry's actor, an AWS error) must not move the cursor,
+/// recolour or retitle the user's terminal.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if ch.is_control() && ch != '\n' {
+            out.extend(ch.escape_default());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 /// Left-aligned columns, two spaces apart; the last column is not padded.
 pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

@@ -77,20 +77,26 @@ pub fn status_text(s: &Status) -> String {
             let _ = writeln!(
                 out,
                 "Lock: HELD by {} for `{}` since {}, lease {} {} (id {}){}",
-                l.holder,
-                l.operation,
-                l.created,
+                super::printable(&l.holder),
+                super::printable(&l.operation),
+                super::printable(&l.created),
                 if s.lock_expired {
                     "expired at"
                 } else {
                     "until"
                 },
-                l.lease_expires,
-                l.id,
+                super::printable(&l.lease_expires),
+                super::printable(&l.id),
                 if s.lock_expired {
-                    format!("; `kube-aws state unlock {}` clears it", l.id)
+                    format!(
+                        "; `kube-aws state unlock {}` clears it",
+                        super::printable(&l.id)
+                    )
                 } else {
-                    String::new()
+                    format!(
+                        "; if its run is dead, `kube-aws state unlock {} --force` clears it",
+                        super::printable(&l.id)
+                    )
                 }
             );
         }
