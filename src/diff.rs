@@ -60,13 +60,12 @@ fn decodes_to_key_material(bytes: &[u8]) -> bool {
     }
     // Gzip that hides a key is key material too.
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut inner = String::new();
-        if flate2::read::GzDecoder::new(bytes)
-            .read_to_string(&mut inner)
-            .is_ok()
-        {
-            return inner.contains("PRIVATE KEY");
-        }
+        // Bounded: a small gzip may inflate to gigabytes.
+        return match inflate_at_most(flate2::read::GzDecoder::new(bytes), USERDATA_TEXT_LIMIT) {
+            Some(inner) => inner.contains("PRIVATE KEY"),
+            // Too large to look inside: treat it as hiding a key rather than show it.
+            None => true,
+        };
     }
     false
 }
@@ -85,14 +84,22 @@ pub fn unified(path: &str, old: &str, new: &str) -> Option<String> {
     )
 }
 
-/// Decodes gzip+base64 userdata back to the cloud-config text.
+/// At most `limit` bytes of text from a gzip stream, or `None` beyond (a small gzip may
+/// inflate to gigabytes).
+fn inflate_at_most(decoder: impl Read, limit: u64) -> Option<String> {
+    let mut text = String::new();
+    decoder.take(limit + 1).read_to_string(&mut text).ok()?;
+    (text.len() as u64 <= limit).then_some(text)
+}
+
+/// The most text kube-aws inflates from gzip (user data is 16 KB compressed at most; its
+/// cloud-configs a few hundred kilobytes).
+const USERDATA_TEXT_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// Decodes gzip+base64 userdata back to the cloud-config text (none beyond the limit).
 pub fn decode_userdata(userdata: &str) -> Option<String> {
     let gz = BASE64.decode(userdata).ok()?;
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
+    inflate_at_most(flate2::read::GzDecoder::new(&gz[..]), USERDATA_TEXT_LIMIT)
 }
 
 /// How one resource differs between two templates.
@@ -272,6 +279,20 @@ pub fn rolling_forecasts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gzip_that_inflates_past_the_limit_is_not_inflated() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![b'a'; 9 * 1024 * 1024]).unwrap();
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+        assert_eq!(decode_userdata(&BASE64.encode(&bomb)), None);
+        assert!(
+            decodes_to_key_material(&bomb),
+            "too large to look inside is not shown"
+        );
+    }
     use serde_json::json;
 
     #[test]

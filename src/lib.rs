@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod audit;
 pub mod aws;
+pub mod bounded;
 pub mod cli;
 pub mod config;
 pub mod diff;

@@ -653,10 +653,14 @@ impl ClusterConfig {
     /// Reads `cluster.yaml` from the cluster directory.
     pub fn load(dir: &Path) -> Result<ClusterConfig, ConfigError> {
         let file = dir.join(CLUSTER_FILE);
-        let text = std::fs::read_to_string(&file).map_err(|e| ConfigError {
+        let unreadable = |why: String| ConfigError {
             file: file.clone(),
-            problems: vec![Problem::general(format!("cannot read: {e}"))],
-        })?;
+            problems: vec![Problem::general(format!("cannot read: {why}"))],
+        };
+        let bytes = crate::bounded::read_in(dir, CLUSTER_FILE, crate::bounded::CLUSTER_FILE_LIMIT)
+            .map_err(|e| unreadable(e.to_string()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| unreadable(format!("stream did not contain valid UTF-8: {e}")))?;
         ClusterConfig::parse(&file, &text)
     }
 

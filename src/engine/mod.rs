@@ -48,7 +48,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
 }
 
 pub fn read_file(path: &Path) -> Result<Vec<u8>, EngineError> {
-    std::fs::read(path).map_err(io_error(path))
+    crate::bounded::read(path, crate::bounded::RECORD_LIMIT).map_err(io_error(path))
 }
 
 /// How to reach AWS: `--region` and `--profile`; everything else comes from the standard chain.
@@ -84,8 +84,11 @@ pub fn load_templates(dir: &Path) -> Result<Templates, EngineError> {
     let mut overrides = BTreeMap::new();
     for (name, _) in render::BUILT_IN {
         let path = dir.join(name);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
+        match crate::bounded::read_in(dir, name, crate::bounded::CLUSTER_FILE_LIMIT) {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|e| {
+                    io_error(&path)(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                })?;
                 overrides.insert(name, text);
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -142,7 +142,9 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
 
 /// The line of top-level `key:` in cluster.yaml, for findings about settings.
 fn setting_line(dir: &Path, key: &str) -> Option<usize> {
-    let text = std::fs::read_to_string(dir.join(CLUSTER_FILE)).ok()?;
+    let bytes =
+        crate::bounded::read_in(dir, CLUSTER_FILE, crate::bounded::CLUSTER_FILE_LIMIT).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     text.lines()
         .position(|l| l.starts_with(&format!("{key}:")))
         .map(|i| i + 1)

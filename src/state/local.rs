@@ -90,7 +90,7 @@ impl LocalObjects {
     }
 
     fn read(&self, key: &str) -> Result<Option<Object>, StoreError> {
-        match fs::read(self.path(key)) {
+        match crate::bounded::read(&self.path(key), crate::bounded::RECORD_LIMIT) {
             Ok(bytes) => Ok(Some(Object {
                 etag: sha256_hex(&bytes),
                 bytes,
@@ -267,7 +267,8 @@ impl ObjectStore for LocalObjects {
         let path = self
             .version_dir()
             .join(format!("{}{version_id}", Self::version_prefix(key)));
-        let bytes = fs::read(&path).map_err(|e| self.failed(key, e))?;
+        let bytes = crate::bounded::read(&path, crate::bounded::RECORD_LIMIT)
+            .map_err(|e| self.failed(key, e))?;
         Ok(Object {
             etag: sha256_hex(&bytes),
             bytes,

@@ -223,3 +223,79 @@ fn an_out_of_range_renew_before_is_a_usage_error_not_a_panic() {
         "{stderr}"
     );
 }
+
+/// Runs kube-aws and kills it after 20 s: a read that hangs (a FIFO) or never ends (a device)
+/// fails the test instead of the suite.
+fn run_bounded(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = kube_aws(dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("kube-aws {args:?} did not finish in 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Every file kube-aws reads is a regular file, read through a cap: a plan that is /dev/zero,
+/// a cluster.yaml that is a device, a FIFO or a link to a file outside the cluster directory
+/// are refused at once, and nothing of the foreign file is echoed.
+#[test]
+fn devices_fifos_and_links_out_of_the_cluster_directory_are_refused_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("cluster.yaml"), MINIMAL).unwrap();
+    let (code, text) = run_bounded(d, &["apply", "/dev/zero"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("/dev/zero: not a regular file (a character device)"),
+        "{text}"
+    );
+
+    for (what, make) in [
+        ("a device", "ln -sf /dev/zero cluster.yaml"),
+        ("a FIFO", "rm -f cluster.yaml && mkfifo cluster.yaml"),
+        (
+            "a link out",
+            "rm -f cluster.yaml && ln -s /etc/passwd cluster.yaml",
+        ),
+    ] {
+        assert!(
+            Command::new("sh")
+                .args(["-c", make])
+                .current_dir(d)
+                .status()
+                .unwrap()
+                .success()
+        );
+        for command in [&["validate", "--offline"][..], &["plan", "--offline"]] {
+            let (code, text) = run_bounded(d, command);
+            assert_eq!(code, Some(1), "{what}, {command:?}: {text}");
+            assert!(text.contains("cluster.yaml"), "{what}: {text}");
+            assert!(
+                text.contains("not a regular file")
+                    || text.contains("outside the cluster directory"),
+                "{what}, {command:?}: {text}"
+            );
+            assert!(
+                !text.contains("root:"),
+                "{what}: the foreign file was echoed: {text}"
+            );
+        }
+    }
+}
