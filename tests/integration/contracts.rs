@@ -21,6 +21,24 @@ struct Instance {
     zone: String,
 }
 
+/// The text of file `path` a rendered cloud-config `asset` writes.
+fn rendered_file(cluster: &RenderedCluster, asset: &str, path: &str) -> String {
+    let (files, _) = cloud_config_parts(&cluster.rendered.cloud_configs[asset], Some("10.0.0.99"));
+    files
+        .iter()
+        .find(|f| f.path == path)
+        .map(|f| String::from_utf8_lossy(&f.content).into_owned())
+        .unwrap_or_else(|| panic!("{asset} writes no {path}"))
+}
+
+/// `content` written to `dir/name` as an executable, for a rendered script to run here.
+fn executable(dir: &std::path::Path, name: &str, content: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 /// An instance moto runs (a real DescribeInstances answers for it afterwards).
 fn run_instance() -> Instance {
     block_on(async {
@@ -163,9 +181,7 @@ fn kubelet_identity(
     let mut env = Vec::new();
     let mut provider_id = None;
     if let Some(script) = files.iter().find(|f| f.path == "/opt/bin/node-identity") {
-        let path = work.path().join("node-identity");
-        std::fs::write(&path, &script.content).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = executable(work.path(), "node-identity", &script.content);
         let out_dir = work.path().join("run");
         let endpoint = serve_imds(imds_answers(instance, &instance.private_dns_name));
         let out = Command::new(&path)
@@ -268,18 +284,9 @@ fn every_kubelet_registers_under_the_name_and_provider_id_the_cloud_controller_l
 #[test]
 fn the_node_identity_script_refuses_a_hostile_host_name_and_writes_nothing() {
     let cluster = render_cluster("identitybad", "");
-    let (files, _) = cloud_config_parts(
-        &cluster.rendered.cloud_configs["cloud-config-worker"],
-        Some("10.0.0.99"),
-    );
-    let script = files
-        .iter()
-        .find(|f| f.path == "/opt/bin/node-identity")
-        .expect("the worker writes /opt/bin/node-identity");
+    let script = rendered_file(&cluster, "cloud-config-worker", "/opt/bin/node-identity");
     let work = tempfile::tempdir().unwrap();
-    let path = work.path().join("node-identity");
-    std::fs::write(&path, &script.content).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = executable(work.path(), "node-identity", script.as_bytes());
     let instance = Instance {
         id: "i-0123456789abcdef0".into(),
         private_dns_name: String::new(),
@@ -652,7 +659,7 @@ fn etcd_waits_for_its_data_volume_however_long_attaching_takes() {
             continue;
         }
         members += 1;
-        let (files, units) = cloud_config_parts(text, Some("10.0.0.99"));
+        let (_, units) = cloud_config_parts(text, Some("10.0.0.99"));
         for u in &units {
             let content = u.content.as_deref().unwrap_or("");
             assert!(
@@ -680,11 +687,7 @@ fn etcd_waits_for_its_data_volume_however_long_attaching_takes() {
             etcd.contains("ExecStartPre=/usr/bin/mountpoint -q /var/lib/etcd"),
             "{asset}: etcd may start on the root disk"
         );
-        let script = files
-            .iter()
-            .find(|f| f.path == "/opt/bin/etcd-member-identity")
-            .map(|f| String::from_utf8_lossy(&f.content).into_owned())
-            .unwrap();
+        let script = rendered_file(&cluster, asset, "/opt/bin/etcd-member-identity");
         assert!(
             script.contains("mount -t ext4 -o noatime \"$device\" /var/lib/etcd"),
             "{asset}: the identity script does not mount the volume"
@@ -839,13 +842,7 @@ fn groups_start_in_order_and_every_signal_wait_ends_before_cloudformation_stops_
             ),
         ];
         for (asset, path, group) in signallers {
-            let (files, _) =
-                cloud_config_parts(&cluster.rendered.cloud_configs[asset], Some("10.0.0.99"));
-            let script = files
-                .iter()
-                .find(|f| f.path == path)
-                .map(|f| String::from_utf8_lossy(&f.content).into_owned())
-                .unwrap_or_else(|| panic!("{asset}: no {path}"));
+            let script = rendered_file(&cluster, asset, path);
             let waits = signal_wait_seconds(&script);
             let creation = iso(&resources[&group]["CreationPolicy"]["ResourceSignal"]["Timeout"]);
             assert!(
@@ -874,15 +871,11 @@ fn groups_start_in_order_and_every_signal_wait_ends_before_cloudformation_stops_
 #[test]
 fn the_bootstrap_token_is_applied_with_an_expiry_thirty_days_ahead() {
     let cluster = render_cluster("tokenexpiry", "");
-    let (files, _) = cloud_config_parts(
-        &cluster.rendered.cloud_configs["cloud-config-controller"],
-        Some("10.0.0.99"),
+    let script = rendered_file(
+        &cluster,
+        "cloud-config-controller",
+        "/opt/bin/apply-bootstrap-token",
     );
-    let script = files
-        .iter()
-        .find(|f| f.path == "/opt/bin/apply-bootstrap-token")
-        .map(|f| String::from_utf8_lossy(&f.content).into_owned())
-        .expect("the controller writes /opt/bin/apply-bootstrap-token");
     let root = tempfile::tempdir().unwrap();
     let r = root.path().display().to_string();
     for dir in ["etc/kubernetes/ssl", "etc/kubernetes/addons", "run", "bin"] {
@@ -899,21 +892,18 @@ fn the_bootstrap_token_is_applied_with_an_expiry_thirty_days_ahead() {
         &cluster.rendered.manifests["bootstrap-token.yaml"],
     )
     .unwrap();
-    let shim = root.path().join("bin/kubectl");
-    std::fs::write(
-        &shim,
+    executable(
+        &root.path().join("bin"),
+        "kubectl",
         format!(
             "#!/bin/bash\nwhile [ $# -gt 0 ]; do if [ \"$1\" = -f ]; then cp \"$2\" {r}/applied.yaml; fi; shift; done\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+        )
+        .as_bytes(),
+    );
     let script = script
         .replace("/etc/kubernetes/", &format!("{r}/etc/kubernetes/"))
         .replace("/run/", &format!("{r}/run/"));
-    let path = root.path().join("apply-bootstrap-token");
-    std::fs::write(&path, script).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = executable(root.path(), "apply-bootstrap-token", script.as_bytes());
     let out = Command::new(&path)
         .env(
             "PATH",
