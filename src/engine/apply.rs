@@ -122,7 +122,7 @@ pub async fn apply(
 
 /// Refuses a plan that `planSigningKeyArn` did not sign as it stands. The key comes from
 /// cluster.yaml, never from the plan, so a plan re-signed with another key is refused too.
-async fn verify_signature(
+pub(super) async fn verify_signature(
     config: &ClusterConfig,
     plan: &Plan,
     kms: &crate::aws::kms::KmsVault,
@@ -652,7 +652,7 @@ async fn check_plan(
 ) -> Result<Option<(PendingAssets, String)>, EngineError> {
     plan_checks::check_target(config, plan, super::plan::stack::arn_account(actor), prior)?;
     let shipped = if plan_checks::keeps_unrecorded_certificates(plan, prior) {
-        backend.store.pending_for(prior).await
+        super::pending::proven(config, backend, prior).await?
     } else {
         None
     };

@@ -131,6 +131,11 @@ impl Backend {
         Ok(entry)
     }
 
+    /// The KMS key this cluster signs with, and the client to verify with.
+    pub fn signer(&self) -> Option<(&KmsVault, &str)> {
+        self.signer.as_ref().map(|(kms, key)| (kms, key.as_str()))
+    }
+
     /// Whether this cluster signs its audit entries.
     pub fn signs_entries(&self) -> bool {
         self.signer.is_some()

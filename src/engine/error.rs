@@ -210,6 +210,14 @@ pub enum EngineError {
     OutputExists(PathBuf),
     #[error("there is no audit entry {0}")]
     NoAuditEntry(u64),
+    #[error(
+        "{location} holds certificates said to be shipped by an interrupted apply of plan {plan}, but {why}; they are not reused. If no apply of that plan ran, someone wrote them: remove {location} and plan again"
+    )]
+    UnprovenPending {
+        location: String,
+        plan: String,
+        why: String,
+    },
     #[error("{origin} holds plan {found}, not {wanted}")]
     KeptPlanMismatch {
         origin: String,

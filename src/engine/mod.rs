@@ -10,6 +10,7 @@ pub(crate) mod export;
 pub(crate) mod history;
 pub(crate) mod init;
 pub(crate) mod kubeconfig;
+mod pending;
 pub(crate) mod pki;
 pub mod plan;
 mod plan_checks;

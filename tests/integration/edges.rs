@@ -613,3 +613,71 @@ fn credentials_for_a_second_account_are_refused_by_plan_and_apply_before_any_wri
     );
     assert!(!c.path("state/state.lock").exists());
 }
+
+/// Someone who can write the state's folder (or bucket) writes pending certificates naming
+/// the state's lineage and serial, with a CA of their own appended: the next plan that issues
+/// a certificate would have reused them. Without a `started` audit entry of their plan that
+/// nothing closed, and a kept plan issuing exactly them, they are refused, and the plan says
+/// how to clear them.
+#[test]
+fn forged_pending_certificates_are_refused_not_reused() {
+    let c = Cluster::new("pendforge", false, None);
+    c.plan_and_apply();
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    let applied: Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
+            .unwrap();
+    let applied_plan = applied[0]["plan_sha256"].as_str().unwrap().to_string();
+    let mut tls = state["tls"].clone();
+    let ca = tls["ca"]["certificate_pem"].as_str().unwrap().to_string();
+    tls["ca"]["certificate_pem"] = Value::String(format!("{ca}{ca}"));
+    c.set("externalDNSName", &format!("k8s.{}.example.com", c.name));
+    for (what, plan_sha256, refusal) in [
+        (
+            "a plan nobody applied",
+            "d".repeat(64),
+            "the audit log has no `started` entry of that plan",
+        ),
+        (
+            "the plan the last apply finished",
+            applied_plan.clone(),
+            "already closed that apply (succeeded)",
+        ),
+    ] {
+        let pending = serde_json::json!({
+            "format_version": 1,
+            "lineage": state["lineage"],
+            "prior_serial": state["serial"],
+            "plan_sha256": plan_sha256,
+            "change_set_arn": null,
+            "written": "2026-12-06T00:00:00Z",
+            "tls": tls,
+        });
+        std::fs::write(
+            c.path("state/pending.json"),
+            serde_json::to_vec_pretty(&pending).unwrap(),
+        )
+        .unwrap();
+        let _ = std::fs::remove_file(c.path("plan.json"));
+        let out = c.expect(1, &["plan", "-o", "plan.json"]);
+        let message = stderr(&out);
+        assert!(
+            message.contains("certificates said to be shipped by an interrupted apply")
+                && message.contains(refusal)
+                && message.contains("remove"),
+            "{what}: {message}"
+        );
+        assert!(!c.path("plan.json").exists(), "{what}: a plan was written");
+    }
+    // Cleared as the message says, the plan issues afresh from the state's own CA.
+    std::fs::remove_file(c.path("state/pending.json")).unwrap();
+    let out = c.expect(0, &["plan", "-o", "plan.json"]);
+    let plan = c.plan_file("plan.json");
+    assert_eq!(
+        plan["new_state"]["tls"]["ca"]["certificate_pem"],
+        Value::String(ca),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -589,10 +589,8 @@ async fn shipped_by_interrupted_apply(
     if preview.issued.is_empty() {
         return Ok(None);
     }
-    Ok(backend
-        .store
-        .pending_for(inputs.prior)
-        .await
+    Ok(super::pending::proven(inputs.config, backend, inputs.prior)
+        .await?
         .map(|(pending, _)| pending))
 }
 
