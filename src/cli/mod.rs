@@ -20,7 +20,15 @@ use crate::engine::{AwsOptions, EngineError};
 /// Parses the arguments, runs the command and returns the exit code.
 pub fn main() -> ExitCode {
     install_panic_hook();
-    let cli = Cli::parse();
+    // A usage error exits 1 like every other error: `plan --detailed-exitcode` keeps 2 for
+    // "there are changes", so a mistyped flag in CI never reads as a plan to post.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -216,12 +216,32 @@ fn an_out_of_range_renew_before_is_a_usage_error_not_a_panic() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--renew-before"), "{stderr}");
     assert!(
         !stderr.contains("panicked") && !stderr.contains("this is a bug"),
         "{stderr}"
     );
+}
+
+/// `--detailed-exitcode` keeps 2 for "changes": a mistyped flag exits 1, so a CI job never
+/// posts an empty plan as changes; help and version still exit 0.
+#[test]
+fn a_usage_error_exits_1_never_the_2_of_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), MINIMAL).unwrap();
+    let out = kube_aws(dir.path())
+        .args(["plan", "--detailed-exitcode", "--renew-befor", "10"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--renew-befor"), "{stderr}");
+    for ok in [&["--help"][..], &["--version"], &["plan", "--help"]] {
+        let out = kube_aws(dir.path()).args(ok).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{ok:?}");
+        assert!(!out.stdout.is_empty(), "{ok:?}");
+    }
 }
 
 /// Runs kube-aws and kills it after 20 s: a read that hangs (a FIFO) or never ends (a device)
