@@ -164,7 +164,7 @@ pub enum StateError {
         "the state is locked by {} for `{}` since {} (lock {}, lease {} {}).{}",
         info.holder, info.operation, info.created, info.id,
         if *expired { "expired at" } else { "until" }, info.lease_expires,
-        if *expired { format!(" If that run is gone, `kube-aws state unlock {}` removes the lock.", info.id) } else { String::new() }
+        if *expired { format!(" If that run is gone, `kube-aws state unlock {}` removes the lock.", info.id) } else { format!(" If you know that run is dead, `kube-aws state unlock {} --force` removes the lock.", info.id) }
     )]
     Locked {
         info: Box<store::LockInfo>,

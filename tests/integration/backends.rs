@@ -88,6 +88,12 @@ async fn lock_contention(backend: Backend) {
         err.to_string().contains("locked by alice for `apply`"),
         "{err}"
     );
+    // A live lease: the way out names --force, since the run may still be working.
+    assert!(
+        err.to_string()
+            .contains(&format!("kube-aws state unlock {} --force", first.info.id)),
+        "{err}"
+    );
     backend.store.unlock(&first).await.unwrap();
     let second = backend
         .store

@@ -285,6 +285,18 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
             "plan called {action} on {resource}"
         );
     }
+    // stackPerPool's stacks, `<cluster>-pool-<name>`, are this cluster's too.
+    for policy in [&plan_policy, &apply_policy] {
+        let pool_stack = Request::new(
+            "cloudformation:CreateChangeSet",
+            &format!(
+                "arn:aws:cloudformation:us-west-2:{ACCOUNT}:stack/{}-pool-gpu/1",
+                c.name
+            ),
+        )
+        .with("aws:RequestedRegion", "us-west-2");
+        assert!(allows(policy, &pool_stack), "{pool_stack}");
+    }
     // Resources and conditions bind the roles to this cluster: the same actions on another
     // cluster's stack, state or keys are refused.
     let kms_key = config.kms_key_arn.clone();
