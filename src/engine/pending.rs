@@ -11,7 +11,7 @@ use super::EngineError;
 use super::backend::Backend;
 
 /// How many of the newest audit entries are searched for the interrupted apply's `started`
-/// (after it: at most the entries of `state unlock` and of plans that stopped before writing).
+/// (after it come only entries of other commands, such as the `state unlock` of its lock).
 const ENTRIES_SEARCHED: u64 = 20;
 
 /// The pending assets shipped on top of `prior`, with their ETag, once proven: the audit log

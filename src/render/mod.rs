@@ -332,7 +332,8 @@ pub fn check_kubernetes_version(version: &str) -> Result<(), String> {
         ));
     }
     if let Some(release) = minor_release(minor)
-        && patch_of(version) > patch_of(&release.patch)
+        && parse_version(version).map(|(_, patch)| patch)
+            > parse_version(&release.patch).map(|(_, patch)| patch)
     {
         return Err(format!(
             "Kubernetes {version} is newer than the newest 1.{minor} patch kube-aws knows ({}): its checksums and images are not in data/kubernetes-releases.json",
@@ -364,22 +365,18 @@ fn minor_release(minor: u32) -> Option<&'static MinorRelease> {
     releases().minors.iter().find(|m| m.minor == minor)
 }
 
-/// The patch number of `v1.MINOR.PATCH` (0 when there is none to read).
-fn patch_of(version: &str) -> u32 {
-    version
-        .rsplit('.')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0)
-}
-
-fn parse_minor(version: &str) -> Option<u32> {
+/// The minor and patch of `v1.MINOR.PATCH`.
+fn parse_version(version: &str) -> Option<(u32, u32)> {
     let rest = version.strip_prefix('v')?;
     let mut parts = rest.split('.');
     let major: u32 = parts.next()?.parse().ok()?;
     let minor: u32 = parts.next()?.parse().ok()?;
-    let _patch: u32 = parts.next()?.parse().ok()?;
-    (major == 1 && parts.next().is_none()).then_some(minor)
+    let patch: u32 = parts.next()?.parse().ok()?;
+    (major == 1 && parts.next().is_none()).then_some((minor, patch))
+}
+
+fn parse_minor(version: &str) -> Option<u32> {
+    parse_version(version).map(|(minor, _)| minor)
 }
 
 /// Container images and downloads for a Kubernetes version.
@@ -486,6 +483,7 @@ fn network_dependencies(
     }
     out
 }
+
 /// Gzip (with a zero mtime, so equal input gives equal bytes) then base64, as EC2 user data.
 pub fn gzip_base64(text: &str) -> String {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());

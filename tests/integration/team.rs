@@ -59,30 +59,8 @@ const ACCOUNT: &str = "123456789012";
 
 /// `application/x-www-form-urlencoded` pairs (the query protocols' bodies and URL queries).
 fn form(text: &str) -> BTreeMap<String, String> {
-    let decode = |s: &str| {
-        let bytes = s.replace('+', " ").into_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%'
-                && i + 2 < bytes.len()
-                && let Ok(b) = u8::from_str_radix(
-                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                    16,
-                )
-            {
-                out.push(b);
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    text.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
+    form_urlencoded::parse(text.as_bytes())
+        .into_owned()
         .collect()
 }
 
@@ -120,7 +98,9 @@ fn request(seen: &Seen) -> Request {
             let path = seen.operation.split_once(' ').map_or("", |(_, p)| p);
             let path = path.trim_start_matches('/');
             let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
-            let key = form(&format!("k={key}")).remove("k").unwrap_or_default();
+            let key = percent_encoding::percent_decode_str(key)
+                .decode_utf8_lossy()
+                .into_owned();
             if key.is_empty() {
                 let mut r = Request::new(&action, &format!("arn:aws:s3:::{bucket}"));
                 if let Some(prefix) = form(&seen.query).get("prefix") {
