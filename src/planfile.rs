@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::assets::AssetKind;
 use crate::hash::{canonical_json, canonical_json_pretty, sha256_hex};
-use crate::state::State;
+use crate::state::{PlanSigning, State};
 
 pub const FORMAT_VERSION: u32 = 1;
 /// Shown where a value is only known once the stack has been applied.
@@ -408,6 +408,10 @@ pub struct Plan {
     pub pool_stacks: Vec<PoolStackChange>,
     pub records: Vec<RecordChange>,
     pub certificates: Vec<Certificate>,
+    /// A change of how plans are signed: apply takes it only from a plan signed with the key
+    /// the state records (when it records one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<SigningChange>,
     /// The exact template the change set applies (what `export --plan` writes).
     pub template: Option<String>,
     /// The state apply writes, with values known only after apply filled in then.
@@ -421,6 +425,31 @@ pub struct Plan {
     /// Where the plan was made: commit, CI run, pull request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+}
+
+/// How plans are signed before and after this plan; `from` is absent for a state written
+/// before the setting was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningChange {
+    pub from: Option<PlanSigning>,
+    pub to: PlanSigning,
+}
+
+impl SigningChange {
+    /// One line for every output: what signs plans from now on.
+    pub fn describe(&self) -> String {
+        match &self.from {
+            Some(PlanSigning::Key(key)) => format!(
+                "Plan signing changes: signed with {key} → {}. Apply takes this plan only signed with {key}, the key the state records",
+                self.to
+            ),
+            Some(from) => format!("Plan signing changes: {from} → {}", self.to),
+            None => format!(
+                "Plan signing is recorded in the state from now on: {} (states written before did not record it)",
+                self.to
+            ),
+        }
+    }
 }
 
 /// A plan's signature: who can make it is whoever may `kms:Sign` with that key.
@@ -446,6 +475,7 @@ impl Plan {
                 .any(|p| p.stack.action != Action::NoOp)
             || self.records.iter().any(|r| r.action.changes())
             || self.assets.iter().any(|a| a.action != Action::NoOp)
+            || self.signing.is_some()
     }
 
     /// The assets the plan creates, updates or deletes.
@@ -725,6 +755,7 @@ pub(crate) mod fixtures {
                 action: CertificateAction::Keep,
                 reason: None,
             }],
+            signing: None,
             template: None,
             new_state,
             summary: ChangeSummary {

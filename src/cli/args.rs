@@ -111,12 +111,22 @@ pub enum StateCommand {
     /// List the stored versions of the state (S3 object versions), newest first.
     Versions,
     /// Write the current state, exactly as stored, to standard output.
-    Pull,
+    Pull {
+        /// A stored version instead (its id as `state versions` lists it), e.g. to roll back
+        /// to it with `state push --rollback`.
+        #[arg(long, value_name = "VERSION_ID")]
+        version: Option<String>,
+    },
     /// Write a state file (from `state pull`) to this cluster's backend: moves a cluster from
-    /// local to S3 state. Refuses another lineage or an older serial.
+    /// local to S3 state. Refuses another lineage or an older serial, except with --rollback.
     Push {
         /// The state file.
         file: PathBuf,
+        /// Go back to an older state of this cluster (a stored version, as `state versions`
+        /// lists them): written as the next serial and recorded in the audit log; the next
+        /// plan shows what the stack differs from it.
+        #[arg(long)]
+        rollback: bool,
     },
     /// Remove a lock left by a run that died; recorded in the audit log.
     Unlock {

@@ -796,6 +796,16 @@ impl ClusterConfig {
         }
     }
 
+    /// How this configuration signs plans; `None` when it says neither (only offline plans
+    /// may be made then).
+    pub fn plan_signing(&self) -> Option<crate::state::PlanSigning> {
+        match (&self.plan_signing_key_arn, self.unsigned_plans) {
+            (Some(key), _) => Some(crate::state::PlanSigning::Key(key.clone())),
+            (None, true) => Some(crate::state::PlanSigning::Unsigned),
+            (None, false) => None,
+        }
+    }
+
     /// CloudFormation stack name for this cluster.
     pub fn stack_name(&self) -> String {
         self.cluster_name.clone()

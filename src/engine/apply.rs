@@ -77,10 +77,28 @@ pub async fn apply(
         });
     }
     let context = aws.context(&config).await?;
-    // Step 1 ends with the signature: nothing else is trusted from a plan that fails it.
-    observer(ApplyEvent::Step("verifying the plan's signature"));
-    verify_signature(&config, plan, &context.kms()).await?;
     let backend = Backend::open(dir, &config, &context);
+    // Step 1 ends with the signature: nothing else is trusted from a plan that fails it. Which
+    // key must have signed it depends on the state, so the state is read (and held to the
+    // audit log) first; under the lock, step 3 finds it unchanged or refuses.
+    observer(ApplyEvent::Step("verifying the plan's signature"));
+    let current = backend.load(&config).await?;
+    if let Some(why) = staleness(plan, current.as_ref()) {
+        return Err(stale(why));
+    }
+    super::anchor::check(
+        &backend,
+        current.as_ref(),
+        super::anchor::Signatures::Verify,
+    )
+    .await?;
+    verify_signature(
+        &config,
+        plan,
+        &context.kms(),
+        current.as_ref().map(|l| &l.state),
+    )
+    .await?;
     let actor = context
         .actor()
         .await
@@ -120,42 +138,81 @@ pub async fn apply(
     Ok(outcome)
 }
 
-/// Refuses a plan that `planSigningKeyArn` did not sign as it stands. The key comes from
-/// cluster.yaml, never from the plan, so a plan re-signed with another key is refused too.
+/// The key that must sign a plan for this cluster: cluster.yaml's, except when the state
+/// records another one: then that recorded key, so that a change to cluster.yaml alone can
+/// never switch signing off or over to a key of its own.
+pub(super) fn signing_key_for(
+    config: &ClusterConfig,
+    prior: Option<&crate::state::State>,
+) -> Option<String> {
+    match prior.and_then(|s| s.plan_signing.as_ref()) {
+        Some(crate::state::PlanSigning::Key(recorded))
+            if config.plan_signing_key_arn.as_ref() != Some(recorded) =>
+        {
+            Some(recorded.clone())
+        }
+        _ => config.plan_signing_key_arn.clone(),
+    }
+}
+
+/// Refuses a plan that the key [`signing_key_for`] names did not sign as it stands. The key
+/// comes from cluster.yaml and the state, never from the plan, so a plan re-signed with
+/// another key is refused too.
 pub(super) async fn verify_signature(
     config: &ClusterConfig,
     plan: &Plan,
     kms: &crate::aws::kms::KmsVault,
+    prior: Option<&crate::state::State>,
 ) -> Result<(), EngineError> {
     use base64::Engine;
-    let Some(key) = &config.plan_signing_key_arn else {
+    let Some(key) = signing_key_for(config, prior) else {
         return if config.unsigned_plans {
             Ok(())
         } else {
             Err(EngineError::SigningKeyRequired)
         };
     };
-    let Some(signature) = &plan.signature else {
-        return Err(EngineError::Unsigned {
-            key: key.to_string(),
-        });
+    // While the plan moves signing away from the recorded key, only that key vouches for it.
+    let changing = config.plan_signing_key_arn.as_ref() != Some(&key);
+    let other_key = |signed_with: Option<&str>| match changing {
+        true => EngineError::SigningChangeNotSignedByRecordedKey {
+            change: match config.plan_signing() {
+                Some(to) => format!("{} → {to}", crate::state::PlanSigning::Key(key.clone())),
+                None => format!(
+                    "{} → neither a key nor unsignedPlans",
+                    crate::state::PlanSigning::Key(key.clone())
+                ),
+            },
+            key: key.clone(),
+        },
+        false => match signed_with {
+            None => EngineError::Unsigned { key: key.clone() },
+            Some(other) => EngineError::SignedWithOtherKey {
+                signed_with: other.to_string(),
+                key: key.clone(),
+            },
+        },
     };
-    if &signature.key_arn != key {
-        return Err(EngineError::SignedWithOtherKey {
-            signed_with: signature.key_arn.clone(),
-            key: key.to_string(),
-        });
+    let Some(signature) = &plan.signature else {
+        return Err(other_key(None));
+    };
+    if signature.key_arn != key {
+        return Err(other_key(Some(&signature.key_arn)));
     }
     let value = base64::engine::general_purpose::STANDARD
         .decode(&signature.value)
         .map_err(|e| EngineError::SignatureNotBase64(e.to_string()))?;
     let digest = plan.digest().ok_or(EngineError::DigestNotSha256)?;
-    if !kms.verify_digest(key, &digest, &value).await? {
-        return Err(EngineError::BadSignature {
-            key: key.to_string(),
-        });
+    if !kms.verify_digest(&key, &digest, &value).await? {
+        return Err(EngineError::BadSignature { key });
     }
     Ok(())
+}
+
+fn stale(why: String) -> EngineError {
+    EngineError::State(StateError::Stale {
+        message: format!("{why}; nothing was executed. Make a new plan."),
+    })
 }
 
 /// Says what changed since the plan was made, or `None` if the state is the one it was made
@@ -268,9 +325,7 @@ async fn locked(
     tokio::pin!(interrupt);
     let loaded = backend.load(config).await?;
     if let Some(why) = staleness(plan, loaded.as_ref()) {
-        return Err(EngineError::State(StateError::Stale {
-            message: format!("{why}; nothing was executed. Make a new plan."),
-        }));
+        return Err(stale(why));
     }
     // Nothing from the plan is used before it is checked against what this run derives itself.
     let shipped = check_plan(
@@ -946,6 +1001,32 @@ async fn check_pool_stacks<C: StackService>(
     for pool in &plan.pool_stacks {
         let name = &pool.stack.name;
         let recorded = recorded.and_then(|r| r.get(&pool.pool));
+        // Only pools cluster.yaml declares get a stack; only recorded ones lose theirs.
+        let declared = plan.kind == PlanKind::Apply
+            && config.stack_per_pool
+            && config.worker_pools().iter().any(|p| p.name == pool.pool);
+        if pool.stack.action != Action::Delete && !declared {
+            return Err(format!(
+                "the plan gives node pool {} a stack, but cluster.yaml declares no such pool with stackPerPool; nothing was executed",
+                pool.pool
+            ));
+        }
+        if let Some(parameter) = pool
+            .parameters
+            .iter()
+            .find(|p| !crate::render::is_pool_parameter(p))
+        {
+            return Err(format!(
+                "the plan passes stack {name} the cluster stack's {parameter}, which no pool takes; nothing was executed"
+            ));
+        }
+        // A change set is left to apply only when the cluster stack changes first (its
+        // resources are the pool's parameters); otherwise plan made it, and it is checked.
+        if pool.change_set_at_apply() && plan.stack.action == Action::NoOp {
+            return Err(format!(
+                "the plan leaves stack {name}'s change set to apply, but the cluster stack does not change, so plan made it: it was removed from the plan; nothing was executed"
+            ));
+        }
         let expected_name = match (pool.stack.action, recorded) {
             (Action::Delete, Some(r)) => r.name.clone(),
             // One an apply made but did not record (it failed before writing the state).

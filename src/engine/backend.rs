@@ -28,6 +28,9 @@ pub struct Backend {
     /// `planSigningKeyArn`: entries are signed with it (as RAW messages) when the cluster has
     /// one, and `history --verify` then insists on every signature.
     signer: Option<(KmsVault, String)>,
+    /// KMS, to check signatures made with a key cluster.yaml no longer names (the one the
+    /// state records); absent offline.
+    verifier: Option<KmsVault>,
 }
 
 impl Backend {
@@ -50,6 +53,7 @@ impl Backend {
             store: StateStore::new(objects, layout, versioned_bucket),
             audit,
             signer: None,
+            verifier: None,
         }
     }
 
@@ -144,35 +148,14 @@ impl Backend {
     /// Whether an entry's signature holds, as a problem for `history --verify` if not.
     pub async fn entry_signature_problem(&self, entry: &AuditEntry) -> Option<String> {
         let (kms, key) = self.signer.as_ref()?;
-        let Some(signature) = &entry.signature else {
-            return Some(format!(
-                "entry {} is not signed, and cluster.yaml signs every entry with {key}: it was written before entries were signed, or rewritten",
-                entry.seq
-            ));
-        };
-        if &signature.key_arn != key {
-            return Some(format!(
-                "entry {} is signed with {}, not with {key}",
-                entry.seq, signature.key_arn
-            ));
-        }
-        let Ok(value) = BASE64.decode(&signature.value) else {
-            return Some(format!("entry {}'s signature is not base64", entry.seq));
-        };
-        match kms
-            .verify_raw(key, entry.entry_sha256.as_bytes(), &value)
-            .await
-        {
-            Ok(true) => None,
-            Ok(false) => Some(format!(
-                "entry {} was edited: its signature does not verify with {key}",
-                entry.seq
-            )),
-            Err(e) => Some(format!(
-                "entry {}'s signature could not be checked: {e}",
-                entry.seq
-            )),
-        }
+        signature_problem(kms, key, entry).await
+    }
+
+    /// Whether an entry carries a signature by `key` that holds, as a problem if not. Offline
+    /// (no KMS client, only for a preview apply refuses) it is not checked.
+    pub async fn entry_signed_with(&self, entry: &AuditEntry, key: &str) -> Option<String> {
+        let kms = self.verifier.as_ref()?;
+        signature_problem(kms, key, entry).await
     }
 
     /// The backend `config` names; `aws` is needed only for S3.
@@ -187,6 +170,10 @@ impl Backend {
                     config.state.key.as_deref().unwrap_or_default(),
                 )
             }
+        };
+        let backend = Backend {
+            verifier: Some(aws.kms()),
+            ..backend
         };
         match &config.plan_signing_key_arn {
             Some(key) => backend.signing_with(aws.kms(), key),
@@ -207,5 +194,38 @@ impl Backend {
             });
         }
         Ok(loaded)
+    }
+}
+
+/// Whether `entry` carries a signature by `key` that KMS verifies, as a problem if not.
+async fn signature_problem(kms: &KmsVault, key: &str, entry: &AuditEntry) -> Option<String> {
+    let Some(signature) = &entry.signature else {
+        return Some(format!(
+            "entry {} is not signed, and cluster.yaml signs every entry with {key}: it was written before entries were signed, or rewritten",
+            entry.seq
+        ));
+    };
+    if signature.key_arn != key {
+        return Some(format!(
+            "entry {} is signed with {}, not with {key}",
+            entry.seq, signature.key_arn
+        ));
+    }
+    let Ok(value) = BASE64.decode(&signature.value) else {
+        return Some(format!("entry {}'s signature is not base64", entry.seq));
+    };
+    match kms
+        .verify_raw(key, entry.entry_sha256.as_bytes(), &value)
+        .await
+    {
+        Ok(true) => None,
+        Ok(false) => Some(format!(
+            "entry {} was edited: its signature does not verify with {key}",
+            entry.seq
+        )),
+        Err(e) => Some(format!(
+            "entry {}'s signature could not be checked: {e}",
+            entry.seq
+        )),
     }
 }

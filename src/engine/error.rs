@@ -218,6 +218,22 @@ pub enum EngineError {
         plan: String,
         why: String,
     },
+    #[error(
+        "the state at {location} is not the one the audit log says was written last: {why}. Nothing was planned or applied. `kube-aws history --verify` shows the log; to go back to an older state on purpose, `kube-aws state push --rollback FILE` writes it as a new serial with an audit entry"
+    )]
+    StateNotInLog { location: String, why: String },
+    #[error(
+        "{origin} is serial {pushed}, and --rollback writes only a state older than the newest one stored or written (serial {current}); push it without --rollback"
+    )]
+    NotARollback {
+        origin: String,
+        pushed: u64,
+        current: u64,
+    },
+    #[error(
+        "plan signing changes ({change}), so apply takes this plan only signed with the key the state records, {key}; make the plan with that key"
+    )]
+    SigningChangeNotSignedByRecordedKey { change: String, key: String },
     #[error("{origin} holds plan {found}, not {wanted}")]
     KeptPlanMismatch {
         origin: String,

@@ -3,6 +3,7 @@
 
 // What the tests and benches reach (`backend`, `plan`, `validate`) is public; the rest is the
 // crate's own, so the compiler reports what nothing uses.
+mod anchor;
 pub(crate) mod apply;
 pub mod backend;
 mod error;

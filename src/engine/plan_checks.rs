@@ -19,6 +19,10 @@ use crate::state::State;
 /// How a plan differs from what apply re-derives. Apply adds "nothing was executed".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanMismatch {
+    #[error(
+        "the plan's new state records plan signing as {planned}, but cluster.yaml says {configured}"
+    )]
+    Signing { planned: String, configured: String },
     #[error("the plan is for region {planned} but cluster.yaml's region is {configured}")]
     Region { planned: String, configured: String },
     #[error("the plan is for account {planned} but these credentials are for account {caller}")]
@@ -258,6 +262,17 @@ pub fn check_new_state(
         return Err(PlanMismatch::Lineage {
             found: next.lineage.clone(),
             recorded: prior.lineage.clone(),
+        });
+    }
+    // What the state will say about signing is cluster.yaml's, and the plan says it changes.
+    let signing = super::plan::signing_after(config, prior);
+    if next.plan_signing != signing || plan.signing != super::plan::signing_change(prior, next) {
+        let show = |s: &Option<crate::state::PlanSigning>| {
+            s.as_ref().map_or("not recorded".into(), |s| s.to_string())
+        };
+        return Err(PlanMismatch::Signing {
+            planned: show(&next.plan_signing),
+            configured: show(&signing),
         });
     }
     let listed: BTreeMap<&str, &str> = plan

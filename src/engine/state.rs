@@ -30,9 +30,27 @@ fn no_state(location: &str) -> EngineError {
     EngineError::NoState(location.to_string())
 }
 
-/// The stored state's exact bytes, for `state pull`.
-pub async fn pull(dir: &Path, aws: &AwsOptions) -> Result<Vec<u8>, EngineError> {
+/// The stored state's exact bytes, for `state pull`; with `version`, that stored version's
+/// (checked to be a state of this cluster).
+pub async fn pull(
+    dir: &Path,
+    aws: &AwsOptions,
+    version: Option<&str>,
+) -> Result<Vec<u8>, EngineError> {
     let (config, _, backend) = open(dir, aws).await?;
+    if let Some(version) = version {
+        let bytes = backend.store.version_bytes(version).await?;
+        let origin = format!("{} (version {version})", backend.store.location());
+        let state = crate::state::decode(&origin, &bytes)?;
+        if state.cluster_name != config.cluster_name {
+            return Err(EngineError::StateOfOtherCluster {
+                location: origin,
+                found: state.cluster_name,
+                configured: config.cluster_name,
+            });
+        }
+        return Ok(bytes);
+    }
     let loaded = backend
         .load(&config)
         .await?
@@ -47,15 +65,19 @@ pub async fn versions(dir: &Path, aws: &AwsOptions) -> Result<Vec<StateVersion>,
 }
 
 /// `state push`: writes a state file (e.g. from `state pull` on another backend) to this
-/// cluster's backend, under the lock, and records it in this backend's audit log.
+/// cluster's backend, under the lock, and records it in this backend's audit log. With
+/// `rollback`, the file is an older state of this lineage (from `state versions`), written
+/// as the next serial: going back is a write the log records, never a silent restore.
 pub async fn push(
     dir: &Path,
     aws: &AwsOptions,
     origin: &str,
     bytes: &[u8],
+    rollback: bool,
     now: OffsetDateTime,
 ) -> Result<(State, AuditEntry), EngineError> {
-    let state = crate::state::decode(origin, bytes)?;
+    let mut state = crate::state::decode(origin, bytes)?;
+    let restored_serial = state.serial;
     let (config, context, backend) = open(dir, aws).await?;
     if state.cluster_name != config.cluster_name {
         return Err(EngineError::PushedStateOfOtherCluster {
@@ -78,6 +100,24 @@ pub async fn push(
         )
         .await?;
     let result = async {
+        if rollback {
+            // Older than the newest state there is, or the log says was written: a state
+            // someone restored in the bucket is taken back this way too.
+            let current = backend.store.load().await?;
+            let written = super::anchor::last_written_serial(&backend).await?;
+            let newest = current
+                .as_ref()
+                .map_or(0, |c| c.state.serial)
+                .max(written.unwrap_or(0));
+            if state.serial >= newest {
+                return Err(EngineError::NotARollback {
+                    origin: origin.to_string(),
+                    pushed: state.serial,
+                    current: newest,
+                });
+            }
+            state.serial = newest + 1;
+        }
         let loaded = backend.store.push(&state, &lock).await?;
         let new = NewEntry {
             actor: actor.clone(),
@@ -86,10 +126,16 @@ pub async fn push(
             provenance: Some(super::provenance::collect(dir)),
             state_serial_after: Some(state.serial),
             state_sha256_after: Some(loaded.sha256.clone()),
-            message: Some(format!(
-                "pushed {origin} (lineage {}, serial {}, sha256 {})",
-                state.lineage, state.serial, loaded.sha256
-            )),
+            message: Some(match rollback {
+                false => format!(
+                    "pushed {origin} (lineage {}, serial {}, sha256 {})",
+                    state.lineage, state.serial, loaded.sha256
+                ),
+                true => format!(
+                    "rolled back to {origin}: the state of serial {restored_serial}, written as serial {} (lineage {}, sha256 {})",
+                    state.serial, state.lineage, loaded.sha256
+                ),
+            }),
             ..NewEntry::default()
         };
         backend.append_audit(now, new).await

@@ -264,6 +264,16 @@ impl ObjectStore for LocalObjects {
     }
 
     async fn get_version(&self, key: &str, version_id: &str) -> Result<Object, StoreError> {
+        // A version id becomes part of a path: only the numbers `versions` hands out.
+        if version_id.is_empty() || !version_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(StoreError::Failed {
+                location: self.location(key),
+                message: format!(
+                    "no version {:?}: local versions are numbers, as `state versions` lists them",
+                    version_id
+                ),
+            });
+        }
         let path = self
             .version_dir()
             .join(format!("{}{version_id}", Self::version_prefix(key)));

@@ -51,6 +51,40 @@ pub struct State {
     /// equal inputs render equal bytes, so a plan with the same key need not render again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub render_key: Option<String>,
+    /// How plans for this cluster are signed, as the last apply left it: a plan that changes
+    /// it must be signed with the key recorded here, and the audit entries that anchor this
+    /// state must carry its signature. Absent in states written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_signing: Option<PlanSigning>,
+}
+
+/// How plans (and audit entries) are signed: with a KMS key, or not at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanSigning {
+    /// `planSigningKeyArn`.
+    Key(String),
+    /// `unsignedPlans: true`.
+    Unsigned,
+}
+
+impl PlanSigning {
+    /// The key, when plans are signed.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            PlanSigning::Key(key) => Some(key),
+            PlanSigning::Unsigned => None,
+        }
+    }
+}
+
+impl std::fmt::Display for PlanSigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanSigning::Key(key) => write!(f, "signed with {key}"),
+            PlanSigning::Unsigned => f.write_str("unsigned"),
+        }
+    }
 }
 
 /// Which audit entry a state write belongs to.
@@ -111,6 +145,7 @@ impl State {
             region: None,
             audit_head: None,
             render_key: None,
+            plan_signing: None,
         }
     }
 }

@@ -335,7 +335,7 @@ impl<O: ObjectStore> StateStore<O> {
             Some(c) if c.state.serial >= state.serial => {
                 return Err(StateError::Stale {
                     message: format!(
-                        "{} is at serial {}, not older than the pushed serial {}",
+                        "{} is at serial {}, not older than the pushed serial {}; to go back to that state on purpose, push it with --rollback",
                         self.location(),
                         c.state.serial,
                         state.serial
@@ -419,6 +419,15 @@ impl<O: ObjectStore> StateStore<O> {
             Ok(()) | Err(StoreError::PreconditionFailed { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// One stored version's bytes (`state pull --version`, to roll back to it).
+    pub async fn version_bytes(&self, version_id: &str) -> Result<Vec<u8>, StateError> {
+        Ok(self
+            .objects
+            .get_version(&self.layout.state, version_id)
+            .await?
+            .bytes)
     }
 
     /// Every stored version, newest first, each with the serial it holds.

@@ -237,20 +237,23 @@ impl Moto {
     /// The asymmetric KMS key every test cluster signs its plans with.
     pub fn plan_signing_key(&self) -> &str {
         static KEY: OnceLock<String> = OnceLock::new();
-        KEY.get_or_init(|| {
-            block_on(async {
-                aws_sdk_kms::Client::new(&self.sdk_config().await)
-                    .create_key()
-                    .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-                    .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-                    .send()
-                    .await
-                    .expect("moto creates a signing key")
-                    .key_metadata
-                    .expect("key metadata")
-                    .arn
-                    .expect("key arn")
-            })
+        KEY.get_or_init(|| self.create_signing_key())
+    }
+
+    /// A new asymmetric signing key (ECC_NIST_P256, SIGN_VERIFY), e.g. an attacker's own.
+    pub fn create_signing_key(&self) -> String {
+        block_on(async {
+            aws_sdk_kms::Client::new(&self.sdk_config().await)
+                .create_key()
+                .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+                .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+                .send()
+                .await
+                .expect("moto creates a signing key")
+                .key_metadata
+                .expect("key metadata")
+                .arn
+                .expect("key arn")
         })
     }
 

@@ -110,8 +110,14 @@ fn history_json_show_and_verify_from_the_cli() {
         kube_aws::aws::kms::KmsVault::new(aws_sdk_kms::Client::new(&moto.sdk_config().await))
     });
     let backend = Backend::local(dir.path()).signing_with(kms, moto.plan_signing_key());
+    // Entries that wrote no state: there is none, and an entry saying it wrote one would
+    // make the missing state a problem (the next test shows that).
     for i in 0..3 {
-        block_on(backend.append_audit(OffsetDateTime::now_utc(), entry(i))).unwrap();
+        let unwritten = NewEntry {
+            state_serial_after: None,
+            ..entry(i)
+        };
+        block_on(backend.append_audit(OffsetDateTime::now_utc(), unwritten)).unwrap();
     }
     let (code, stdout, _) = run(dir.path(), &["history", "--json"]);
     assert_eq!(code, 0);
@@ -128,6 +134,37 @@ fn history_json_show_and_verify_from_the_cli() {
     let (code, stdout, _) = run(dir.path(), &["history", "--verify"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.starts_with("Audit log OK: 3 entries"), "{stdout}");
+    // It says what it verified: the chain, each signature with the key, the state.
+    assert!(
+        stdout.contains("  - 3 entries: each hashes to its entry_sha256"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "  - signatures: 3 of 3 entries verified with {}",
+            moto.plan_signing_key()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  - there is no state, and no entry says one was written"),
+        "{stdout}"
+    );
+    // An entry that says it wrote a state, with none there: the state was deleted.
+    block_on(backend.append_audit(OffsetDateTime::now_utc(), entry(3))).unwrap();
+    let (code, stdout, _) = run(dir.path(), &["history", "--verify"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout
+            .contains("there is no state, but audit entry 4 wrote serial 4: the state was deleted"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run(dir.path(), &["plan", "-o", "plan.json"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("the state was deleted"), "{stderr}");
+    assert!(!dir.path().join("plan.json").exists());
+    std::fs::remove_file(dir.path().join("state/audit/00000004.json")).unwrap();
+    std::fs::write(dir.path().join("state/audit/HEAD"), "3").unwrap();
 
     // One byte changed in entry 2 on disk, in a field only its hash covers (its sequence
     // number, place and links stay as they were).
@@ -277,7 +314,10 @@ fn deleting_or_rewriting_the_newest_entries_fails_verify_with_what_is_missing() 
         .iter()
         .filter(|r| r.operation.ends_with("Verify"))
         .count();
-    assert_eq!(verifies, 4, "one KMS Verify per entry");
+    assert_eq!(
+        verifies, 5,
+        "one KMS Verify per entry, and the state's writer checked again as the state's anchor"
+    );
     let audit = c.path("state/audit");
     let entry_path = |seq: u64| audit.join(format!("{seq:08}.json"));
     let saved: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&audit)
@@ -307,19 +347,24 @@ fn deleting_or_rewriting_the_newest_entries_fails_verify_with_what_is_missing() 
         "{report}"
     );
     assert!(
-        report.contains("no entry records writing the current state (serial 2)"),
+        report.contains(
+            "the newest audit entry that wrote a state (2) wrote serial 1, and the entry it names (3) is not an entry after that"
+        ),
         "{report}"
     );
     restore();
     c.expect(0, &["history", "--verify"]);
 
-    // Only the closing entry deleted (HEAD edited back): the state's write is unrecorded.
+    // Only the closing entry deleted (HEAD edited back): that looks exactly like an apply
+    // killed between its state write and its last entry, and is named as either.
     std::fs::remove_file(entry_path(4)).unwrap();
     std::fs::write(audit.join("HEAD"), "3").unwrap();
     let out = c.expect(1, &["history", "--verify"]);
     let report = format!("{}{}", stdout(&out), stderr(&out));
     assert!(
-        report.contains("no entry records writing the current state (serial 2)"),
+        report.contains(
+            "the current state (serial 2) was written by the apply of entry 3, which has no closing entry: the run died before writing it, or the entry was deleted"
+        ),
         "{report}"
     );
     restore();
@@ -359,9 +404,16 @@ fn deleting_or_rewriting_the_newest_entries_fails_verify_with_what_is_missing() 
     let report = format!("{}{}", stdout(&out), stderr(&out));
     println!("state edited in place:\n{report}");
     assert!(
-        report.contains("the current state (serial 2) is not the one entry 4 wrote"),
+        report.contains("the current state: it hashes to")
+            && report.contains("but audit entry 4 wrote serial 2 hashing to")
+            && report.contains("it was edited"),
         "{report}"
     );
+    // Plan refuses to go on from it (before this was checked, it planned the planted
+    // record's deletion as the cluster's own).
+    let out = c.expect(1, &["plan", "-o", "edited.json"]);
+    assert!(stderr(&out).contains("is not the one the audit log says was written last"));
+    assert!(!c.path("edited.json").exists());
     std::fs::write(&state_path, original).unwrap();
     c.expect(0, &["history", "--verify"]);
 }
@@ -492,4 +544,84 @@ fn terminal_control_characters_from_a_lock_are_shown_escaped() {
         );
     }
     let _ = code;
+}
+
+/// Issue 25, item 2: an older version of the state restored in the bucket is refused by plan
+/// and apply (before this, the next plan said `No changes.` while the stack ran the newer
+/// template, and apply wrote the old certificates as the next serial) and named by `history
+/// --verify`; going back on purpose is `state push --rollback`, written as the next serial
+/// with an audit entry, after which the plan shows what the stack differs from it.
+#[test]
+fn a_restored_older_state_is_refused_until_a_rollback_is_pushed_and_audited() {
+    use crate::workflow::{Cluster, stderr, stdout};
+    let c = Cluster::new("rollback", true, None);
+    c.plan_and_apply();
+    c.set("workerCount", "2");
+    c.plan_and_apply();
+    let versions = stdout(&c.expect(0, &["state", "versions"]));
+    let first = versions
+        .lines()
+        .find(|l| l.split_whitespace().nth(2) == Some("1"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no version of serial 1:\n{versions}"))
+        .to_string();
+    let old = c.expect(0, &["state", "pull", "--version", &first]).stdout;
+    let old_state: serde_json::Value = serde_json::from_slice(&old).unwrap();
+    assert_eq!(old_state["serial"], 1);
+
+    // Someone with write access to the bucket restores serial 1 as the current object.
+    let bucket = c.bucket.clone().unwrap();
+    let objects = S3Objects::new(block_on(moto().s3()), &bucket);
+    let key = format!("{}/state.json", c.name);
+    block_on(objects.put(&key, &old, Precondition::Overwrite)).unwrap();
+
+    let out = c.expect(1, &["plan", "-o", "after-restore.json"]);
+    let refusal = stderr(&out);
+    println!("plan after the restore: {refusal}");
+    assert!(
+        refusal.contains(
+            "is not the one the audit log says was written last: it is serial 1, but audit entry"
+        ) && refusal.contains("wrote serial 2: an older version was restored"),
+        "{refusal}"
+    );
+    assert!(!c.path("after-restore.json").exists());
+    let out = c.expect(1, &["history", "--verify"]);
+    assert!(
+        stdout(&out).contains("an older version was restored"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Pushing it back without saying it is a rollback is refused; with --rollback it is
+    // written as serial 3 and recorded.
+    std::fs::write(c.path("old.json"), &old).unwrap();
+    let out = c.expect(1, &["state", "push", "old.json"]);
+    assert!(
+        stderr(&out).contains("push it with --rollback"),
+        "{}",
+        stderr(&out)
+    );
+    c.expect(0, &["state", "push", "old.json", "--rollback"]);
+    let last: serde_json::Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
+            .unwrap();
+    assert_eq!(last[0]["command"], "state push");
+    assert_eq!(last[0]["state_serial_after"], 3);
+    assert!(
+        last[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back to old.json: the state of serial 1, written as serial 3"),
+        "{last}"
+    );
+    let verified = stdout(&c.expect(0, &["history", "--verify"]));
+    assert!(
+        verified.contains("the state (serial 3, sha256"),
+        "{verified}"
+    );
+    // The state now says one worker while the stack runs two: the plan shows that change.
+    c.expect(2, &["plan", "--detailed-exitcode", "-o", "plan.json"]);
+    c.expect(0, &["apply", "plan.json"]);
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+    c.expect(0, &["history", "--verify"]);
 }

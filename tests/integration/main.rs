@@ -15,6 +15,7 @@ mod payload;
 mod proxy;
 mod schemas;
 mod served;
+mod signing;
 mod team;
 mod validate;
 mod workflow;

@@ -94,6 +94,44 @@ impl Cluster {
     }
 
     /// plan -o FILE then apply FILE; both must succeed.
+    /// Runs `body` with the (local) state replaced by `bytes` and the newest audit entry, the
+    /// one that wrote the state, saying it wrote those bytes: re-hashed and re-signed with the
+    /// cluster's key, as only a holder of `kms:Sign` could. Restores both after. For tests of
+    /// what a plan makes of a state kube-aws did not write itself.
+    pub fn with_state_as_if_written(&self, bytes: &[u8], body: impl FnOnce()) {
+        let state_path = self.path("state/state.json");
+        let head = std::fs::read_to_string(self.path("state/audit/HEAD")).unwrap();
+        let entry_path = self.path(&format!(
+            "state/audit/{:08}.json",
+            head.trim().parse::<u64>().unwrap()
+        ));
+        let (kept_state, kept_entry) = (
+            std::fs::read(&state_path).unwrap(),
+            std::fs::read(&entry_path).unwrap(),
+        );
+        let mut entry: kube_aws::audit::AuditEntry = serde_json::from_slice(&kept_entry).unwrap();
+        assert!(
+            entry.state_serial_after.is_some(),
+            "the newest entry wrote the state"
+        );
+        entry.state_sha256_after = Some(kube_aws::hash::sha256_hex(bytes));
+        entry.entry_sha256 = entry.compute_sha256();
+        let signature = crate::harness::block_on(async {
+            kube_aws::aws::kms::KmsVault::new(aws_sdk_kms::Client::new(&moto().sdk_config().await))
+                .sign_raw(moto().plan_signing_key(), entry.entry_sha256.as_bytes())
+                .await
+                .unwrap()
+        });
+        use base64::Engine;
+        entry.signature.as_mut().unwrap().value =
+            base64::engine::general_purpose::STANDARD.encode(signature);
+        std::fs::write(&entry_path, kube_aws::audit::encode(&entry)).unwrap();
+        std::fs::write(&state_path, bytes).unwrap();
+        body();
+        std::fs::write(&state_path, kept_state).unwrap();
+        std::fs::write(&entry_path, kept_entry).unwrap();
+    }
+
     pub fn plan_and_apply(&self) {
         self.expect(0, &["plan", "-o", "plan.json"]);
         self.expect(0, &["apply", "plan.json"]);
@@ -157,7 +195,7 @@ fn plan_from_nothing_creates_every_asset_the_stack_and_the_record() {
 }
 
 #[test]
-fn a_no_op_plan_makes_no_kms_call_no_cloudformation_write_and_at_most_4_requests() {
+fn a_no_op_plan_makes_no_kms_call_no_cloudformation_write_and_at_most_7_requests() {
     for pools in [0, 5] {
         let c = Cluster::new("noop", true, None);
         if pools > 0 {
@@ -184,7 +222,10 @@ fn a_no_op_plan_makes_no_kms_call_no_cloudformation_write_and_at_most_4_requests
         );
         assert_eq!(kms, 0, "{operations:?}");
         assert_eq!(cfn_writes, 0, "{operations:?}");
-        assert!(requests.len() <= 4, "{operations:?}");
+        // The state; the audit log's HEAD, the entry it names and a listing of any after it
+        // (the state must be the one the newest writing entry wrote); DescribeStacks, the
+        // artifact bucket, the zone's records.
+        assert!(requests.len() <= 7, "{operations:?}");
     }
 }
 
@@ -468,6 +509,41 @@ fn an_unsigned_plan_edited_to_reach_other_pool_stacks_is_refused_before_anything
                     .template_sha256 = "0".repeat(64)
             }),
             "records other pool stacks than the plan reviews: gpu",
+        ),
+        // Issue 25, item 4: each of these reached AWS before (a stack `pa-pool-evil` was
+        // created; a pool was handed the etcd group; apply built a change set from the plan's
+        // template), and each is refused now before the first change.
+        (
+            "a pool cluster.yaml does not declare",
+            Box::new(move |p| {
+                let mut evil = p.pool_stacks[gpu].clone();
+                evil.pool = "evil".into();
+                evil.stack.name = format!("{}-pool-evil", p.cluster_name);
+                evil.stack.action = kube_aws::planfile::Action::Create;
+                let mut recorded = p.new_state.pool_stacks["gpu"].clone();
+                recorded.name = evil.stack.name.clone();
+                recorded.id = None;
+                p.new_state.pool_stacks.insert("evil".into(), recorded);
+                p.pool_stacks.push(evil);
+            }),
+            "the plan gives node pool evil a stack, but cluster.yaml declares no such pool",
+        ),
+        (
+            "a pool handed the etcd security group",
+            Box::new(move |p| {
+                p.pool_stacks[gpu]
+                    .parameters
+                    .push("SecurityGroupEtcd".into())
+            }),
+            "passes stack",
+        ),
+        (
+            "a pool's change set removed, so apply would make one from the plan's template",
+            Box::new(move |p| {
+                p.pool_stacks[gpu].stack.change_set_arn = None;
+                p.pool_stacks[gpu].template = Some("{}".into());
+            }),
+            "the cluster stack does not change, so plan made it",
         ),
     ];
     apply_each_forgery_and_expect_refusal(&c, &plan, attempts);
@@ -754,24 +830,23 @@ fn with_a_stack_per_pool_a_pool_changes_in_its_own_stack_alone_and_goes_first_on
             "--detailed-exitcode",
         ],
     );
-    let state_path = c.path("state/state.json");
-    let kept = std::fs::read(&state_path).unwrap();
+    let kept = std::fs::read(c.path("state/state.json")).unwrap();
     let mut keyless: Value = serde_json::from_slice(&kept).unwrap();
     for (_, stack) in keyless["pool_stacks"].as_object_mut().unwrap() {
         stack.as_object_mut().unwrap().remove("render_key");
     }
-    std::fs::write(&state_path, serde_json::to_vec(&keyless).unwrap()).unwrap();
-    c.expect(
-        2,
-        &[
-            "plan",
-            "--offline",
-            "-o",
-            "rendered.json",
-            "--detailed-exitcode",
-        ],
-    );
-    std::fs::write(&state_path, kept).unwrap();
+    c.with_state_as_if_written(&serde_json::to_vec(&keyless).unwrap(), || {
+        c.expect(
+            2,
+            &[
+                "plan",
+                "--offline",
+                "-o",
+                "rendered.json",
+                "--detailed-exitcode",
+            ],
+        );
+    });
     let (reused, rendered) = (c.plan_file("reused.json"), c.plan_file("rendered.json"));
     for field in ["assets", "stack", "pool_stacks", "summary"] {
         assert_eq!(reused[field], rendered[field], "{field}");
@@ -979,19 +1054,9 @@ fn a_re_hashed_plan_is_refused_by_its_signature_and_a_re_signed_one_by_its_key()
         (
             "re-hashed and re-signed with the attacker's own key",
             {
+                let key = moto().create_signing_key();
                 let own = block_on(async {
                     let kms = aws_sdk_kms::Client::new(&moto().sdk_config().await);
-                    let key = kms
-                        .create_key()
-                        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-                        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
-                        .send()
-                        .await
-                        .unwrap()
-                        .key_metadata
-                        .unwrap()
-                        .arn
-                        .unwrap();
                     let signed = kube_aws::aws::kms::KmsVault::new(kms)
                         .sign_digest(&key, &forged.digest().unwrap())
                         .await
@@ -1167,7 +1232,8 @@ fn an_offline_plan_of_unchanged_inputs_renders_nothing_and_says_what_rendering_w
     );
     c.plan_and_apply();
     let state_path = c.path("state/state.json");
-    let state: Value = serde_json::from_slice(&std::fs::read(&state_path).unwrap()).unwrap();
+    let original = std::fs::read(&state_path).unwrap();
+    let state: Value = serde_json::from_slice(&original).unwrap();
     let key = state["render_key"]
         .as_str()
         .expect("apply records the render key");
@@ -1189,17 +1255,24 @@ fn an_offline_plan_of_unchanged_inputs_renders_nothing_and_says_what_rendering_w
     // The same state without its key: the full render, which must say exactly the same.
     let mut keyless = state.clone();
     keyless.as_object_mut().unwrap().remove("render_key");
+    // Written as it is, the log refuses it (it is not the state the last apply wrote); the
+    // render needs it as if written.
     std::fs::write(&state_path, serde_json::to_vec_pretty(&keyless).unwrap()).unwrap();
-    c.expect(
-        0,
-        &[
-            "plan",
-            "--offline",
-            "--detailed-exitcode",
-            "-o",
-            "full.json",
-        ],
-    );
+    let out = c.expect(1, &["plan", "--offline"]);
+    assert!(stderr(&out).contains("it was edited"), "{}", stderr(&out));
+    std::fs::write(&state_path, &original).unwrap();
+    c.with_state_as_if_written(&serde_json::to_vec_pretty(&keyless).unwrap(), || {
+        c.expect(
+            0,
+            &[
+                "plan",
+                "--offline",
+                "--detailed-exitcode",
+                "-o",
+                "full.json",
+            ],
+        );
+    });
     let comparable = |file: &str| {
         let mut plan = c.plan_file(file);
         crate::schemas::assert_valid("plan.schema.json", &plan);
@@ -1237,12 +1310,12 @@ fn an_offline_plan_of_unchanged_inputs_renders_nothing_and_says_what_rendering_w
     // binds the assets it was recorded with.
     let mut edited = state.clone();
     edited["assets"]["userdata/cloud-config-worker"]["sha256"] = Value::from("0".repeat(64));
-    std::fs::write(&state_path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
-    let out = c.expect(2, &["plan", "--offline", "--detailed-exitcode"]);
-    assert!(!stdout(&out).contains("render key"), "{}", stdout(&out));
+    c.with_state_as_if_written(&serde_json::to_vec_pretty(&edited).unwrap(), || {
+        let out = c.expect(2, &["plan", "--offline", "--detailed-exitcode"]);
+        assert!(!stdout(&out).contains("render key"), "{}", stdout(&out));
+    });
 
     // Any input changed (here an override of a built-in template) renders again and shows it.
-    std::fs::write(&state_path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
     c.expect(0, &["render"]);
     let worker = c.path("userdata/cloud-config-worker");
     let text = std::fs::read_to_string(&worker).unwrap();

@@ -13,18 +13,21 @@ pub fn run(context: &Context, command: StateCommand) -> Result<ExitCode, EngineE
     let rt = runtime();
     match command {
         StateCommand::Show { raw } => print_json(&rt.block_on(state::show(dir, aws, raw))?)?,
-        StateCommand::Pull => write_stdout(&rt.block_on(state::pull(dir, aws))?)?,
+        StateCommand::Pull { version } => {
+            write_stdout(&rt.block_on(state::pull(dir, aws, version.as_deref()))?)?
+        }
         StateCommand::Versions => {
             print!(
                 "{}",
                 views::history::versions_table(&rt.block_on(state::versions(dir, aws))?)
             );
         }
-        StateCommand::Push { file } => {
+        StateCommand::Push { file, rollback } => {
             let bytes = engine::read_file(&file)?;
             let now = time::OffsetDateTime::now_utc();
             let origin = file.display().to_string();
-            let (state, entry) = rt.block_on(state::push(dir, aws, &origin, &bytes, now))?;
+            let (state, entry) =
+                rt.block_on(state::push(dir, aws, &origin, &bytes, rollback, now))?;
             eprintln!(
                 "Pushed {origin}: lineage {}, serial {}; recorded as audit entry {}",
                 state.lineage, state.serial, entry.seq

@@ -143,6 +143,9 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
     for note in &plan.notes {
         let _ = writeln!(out, "{}", p.change.apply_to(format!("Note: {note}")));
     }
+    if let Some(signing) = &plan.signing {
+        let _ = writeln!(out, "{}", p.replace.apply_to(signing.describe()));
+    }
     let changed = plan.changed_assets();
     if !changed.is_empty() {
         let _ = writeln!(out, "\nAssets:");
@@ -322,6 +325,9 @@ pub fn plan_markdown(plan: &Plan) -> String {
     }
     for note in &plan.notes {
         let _ = writeln!(out, "> [!IMPORTANT]\n> {note}\n");
+    }
+    if let Some(signing) = &plan.signing {
+        let _ = writeln!(out, "> [!CAUTION]\n> {}\n", signing.describe());
     }
     let s = plan.summary;
     let _ = writeln!(

@@ -17,10 +17,10 @@ use crate::hash::{canonical_json, canonical_json_pretty, sha256_hex};
 use crate::planfile::{
     Action, AssetChange, Certificate, CertificateAction, ChangeSummary, KNOWN_AFTER_APPLY,
     PoolStackChange, RecordAction, RecordChange, Replacement, ReplacementSource, ResourceAction,
-    ResourceChange, StackChange,
+    ResourceChange, SigningChange, StackChange,
 };
 use crate::render::{self, Rendered};
-use crate::state::{ImageState, RecordState, StackState, State};
+use crate::state::{ImageState, PlanSigning, RecordState, StackState, State};
 
 /// Every `UserData` string in a template, by the logical id of the resource carrying it.
 fn userdata_by_resource(template: &Value) -> BTreeMap<String, String> {
@@ -299,6 +299,7 @@ fn state_with_assets(
         audit_head: prior.and_then(|s| s.audit_head.clone()),
         region: Some(config.region.clone()),
         render_key: Some(bound_key),
+        plan_signing: signing_after(config, prior),
     }
 }
 
@@ -664,7 +665,27 @@ pub fn destroyed_state(config: &ClusterConfig, prior: Option<&State>, lineage: S
     next.assets.retain(|_, a| a.kind == AssetKind::Tls);
     // Nothing rendered is deployed any more: the next plan renders everything.
     next.render_key = None;
+    next.plan_signing = signing_after(config, prior);
     next
+}
+
+/// The plan signing the next state records: cluster.yaml's, or (for an offline preview made
+/// without either setting) the state's as it is.
+pub fn signing_after(config: &ClusterConfig, prior: Option<&State>) -> Option<PlanSigning> {
+    config
+        .plan_signing()
+        .or_else(|| prior.and_then(|s| s.plan_signing.clone()))
+}
+
+/// The change of plan signing a plan makes, when the state records another one. A state
+/// from before signing was recorded shows as `from: None`; a first apply records it unasked.
+pub fn signing_change(prior: Option<&State>, next: &State) -> Option<SigningChange> {
+    let prior = prior?;
+    let to = next.plan_signing.clone()?;
+    (prior.plan_signing.as_ref() != Some(&to)).then(|| SigningChange {
+        from: prior.plan_signing.clone(),
+        to,
+    })
 }
 
 /// The assets a destroy deletes: everything but the certificates.

@@ -8,6 +8,7 @@
 mod artifacts;
 mod build;
 mod changes;
+pub(crate) use changes::{signing_after, signing_change};
 pub(crate) mod records;
 pub(crate) mod stack;
 
@@ -88,8 +89,10 @@ pub async fn plan(
     };
     progress("reading the state");
     let prior = backend.load(&config).await?;
+    super::anchor::check(&backend, prior.as_ref(), super::anchor::Signatures::Skip).await?;
+    let prior_state = prior.as_ref().map(|l| l.state.clone());
     let online = context.as_ref();
-    let plan = if options.destroy {
+    let mut plan = if options.destroy {
         plan_destroy(&config, prior, online, progress).await?
     } else {
         plan_apply(
@@ -97,6 +100,7 @@ pub async fn plan(
         )
         .await?
     };
+    plan.signing = changes::signing_change(prior_state.as_ref(), &plan.new_state);
     // An offline plan is a preview apply refuses: where it was made is not worth a git call.
     let provenance = match online {
         Some(_) => super::provenance::collect(dir),
@@ -107,10 +111,12 @@ pub async fn plan(
         ..plan
     }
     .seal();
-    match (online, &config.plan_signing_key_arn) {
+    // While signing changes away from a key the state records, that key signs the plan.
+    let key = super::apply::signing_key_for(&config, prior_state.as_ref());
+    match (online, key) {
         (Some(context), Some(key)) if options.sign => {
             progress("signing the plan");
-            sign(plan, &context.kms(), key).await
+            sign(plan, &context.kms(), &key).await
         }
         _ => Ok(plan),
     }
@@ -166,6 +172,7 @@ fn unsealed(
         pool_stacks: Vec::new(),
         records: Vec::new(),
         certificates: Vec::new(),
+        signing: None,
         template: None,
         new_state: State::new(&config.cluster_name, String::new()),
         summary: ChangeSummary::default(),

@@ -1,0 +1,147 @@
+//! Plan signing is state (issue 25, item 3): a pull request that switches signing off or over
+//! to a key of its own shows that change in every output and exit code, and apply takes it
+//! only from a plan signed with the key the state records.
+
+use base64::Engine;
+use kube_aws::planfile::{self, Plan, PlanSignature};
+
+use crate::harness::{block_on, moto};
+use crate::workflow::{Cluster, stderr, stdout};
+
+fn sign_with(plan: &Plan, key: &str) -> Plan {
+    let signature = block_on(async {
+        kube_aws::aws::kms::KmsVault::new(aws_sdk_kms::Client::new(&moto().sdk_config().await))
+            .sign_digest(key, &plan.digest().unwrap())
+            .await
+            .unwrap()
+    });
+    let mut signed = plan.clone();
+    signed.signature = Some(PlanSignature {
+        key_arn: key.to_string(),
+        algorithm: "ECDSA_SHA_256".into(),
+        value: base64::engine::general_purpose::STANDARD.encode(signature),
+    });
+    signed
+}
+
+/// The reviewed plan with the cluster's CA swapped for the next one it issues (what an
+/// attacker would slip in after review), re-hashed.
+fn forged(c: &Cluster, plan: &Plan) -> Plan {
+    let mut forged = plan.clone();
+    forged.notes.push("nothing to see here".into());
+    forged.signature = None;
+    let forged = forged.seal();
+    std::fs::write(c.path("forged.json"), planfile::encode(&forged)).unwrap();
+    forged
+}
+
+fn read_plan(c: &Cluster, file: &str) -> Plan {
+    planfile::decode(file, &std::fs::read(c.path(file)).unwrap()).unwrap()
+}
+
+#[test]
+fn switching_signing_off_or_to_another_key_is_a_change_only_the_recorded_key_can_sign() {
+    let c = Cluster::new("signswitch", false, None);
+    let recorded = moto().plan_signing_key().to_string();
+    c.plan_and_apply();
+    let state: serde_json::Value =
+        serde_json::from_slice(&c.expect(0, &["state", "pull"]).stdout).unwrap();
+    assert_eq!(state["plan_signing"]["key"], recorded.as_str());
+    crate::schemas::assert_valid("state.schema.json", &state);
+
+    // A pull request names its own key: the plan says so (it said `No changes.` before)
+    // and is signed with the recorded key, not the new one.
+    let theirs = moto().create_signing_key();
+    c.set("planSigningKeyArn", &theirs);
+    let out = c.expect(2, &["plan", "--detailed-exitcode", "-o", "switch.json"]);
+    let text = stdout(&out);
+    println!("{text}");
+    assert!(
+        text.contains(&format!(
+            "Plan signing changes: signed with {recorded} → signed with {theirs}. Apply takes this plan only signed with {recorded}"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("No changes."), "{text}");
+    let markdown = stdout(&c.expect(0, &["plan", "--format", "markdown"]));
+    assert!(
+        markdown.contains("> [!CAUTION]\n> Plan signing changes: signed with"),
+        "{markdown}"
+    );
+    let plan = read_plan(&c, "switch.json");
+    crate::schemas::assert_valid("plan.schema.json", &serde_json::to_value(&plan).unwrap());
+    let signing = plan.signing.as_ref().expect("the plan records the change");
+    assert_eq!(
+        signing.from.as_ref().and_then(|s| s.key()),
+        Some(recorded.as_str())
+    );
+    assert_eq!(signing.to.key(), Some(theirs.as_str()));
+    assert_eq!(plan.signature.as_ref().unwrap().key_arn, recorded);
+
+    // After the merge, a plan edited and signed with the new key, or not at all, is refused.
+    let edited = forged(&c, &plan);
+    std::fs::write(
+        c.path("theirs.json"),
+        planfile::encode(&sign_with(&edited, &theirs)),
+    )
+    .unwrap();
+    for file in ["theirs.json", "forged.json"] {
+        let out = c.expect(1, &["apply", file]);
+        assert!(
+            stderr(&out).contains(&format!(
+                "so apply takes this plan only signed with the key the state records, {recorded}"
+            )),
+            "{file}: {}",
+            stderr(&out)
+        );
+    }
+    // The reviewed plan applies; from then on the new key signs and the state records it.
+    c.expect(0, &["apply", "switch.json"]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&c.expect(0, &["state", "pull"]).stdout).unwrap();
+    assert_eq!(state["plan_signing"]["key"], theirs.as_str());
+    let out = c.expect(0, &["plan", "--detailed-exitcode", "-o", "after.json"]);
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+    assert_eq!(
+        read_plan(&c, "after.json").signature.unwrap().key_arn,
+        theirs
+    );
+    // The log verifies across the rotation: the newest entries with the new key, the older
+    // ones with the key the reviewed plan rotated from; an entry signed with the new key
+    // before the rotation would not.
+    let verified = stdout(&c.expect(0, &["history", "--verify"]));
+    assert!(
+        verified.contains(&format!(
+            "signatures: 4 of 4 entries verified with {theirs}, and before the reviewed rotation to it, {recorded}"
+        )),
+        "{verified}"
+    );
+
+    // Switched off: the plan says so, the recorded key (now `theirs`) must sign it, and an
+    // unsigned copy is refused.
+    c.set("planSigningKeyArn", "null");
+    c.set("unsignedPlans", "true");
+    let out = c.expect(2, &["plan", "--detailed-exitcode", "-o", "off.json"]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "Plan signing changes: signed with {theirs} → unsigned"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let off = read_plan(&c, "off.json");
+    assert_eq!(off.signature.as_ref().unwrap().key_arn, theirs);
+    forged(&c, &off);
+    let out = c.expect(1, &["apply", "forged.json"]);
+    assert!(stderr(&out).contains("only signed with the key the state records"));
+    c.expect(0, &["apply", "off.json"]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&c.expect(0, &["state", "pull"]).stdout).unwrap();
+    assert_eq!(state["plan_signing"], "unsigned");
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+    let verified = stdout(&c.expect(0, &["history", "--verify"]));
+    assert!(
+        verified.contains("signatures: not checked (cluster.yaml names no planSigningKeyArn)"),
+        "{verified}"
+    );
+}
