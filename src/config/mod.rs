@@ -256,8 +256,9 @@ pub struct NodePoolConfig {
     /// Instance types the group may launch, most preferred first (an Auto Scaling mixed
     /// instances policy); instead of `instanceType`. Give types of one size (vCPU and memory)
     /// so the cluster-autoscaler's guesses hold.
-    #[serde(default)]
-    pub instance_types: Vec<String>,
+    /// `None` when not given; an empty list given is refused by `validate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_types: Option<Vec<String>>,
     /// With `instanceTypes`: how many instances are on-demand before any spot (0 when unset).
     #[serde(default)]
     pub on_demand_base_capacity: Option<u32>,
@@ -751,9 +752,9 @@ impl ClusterConfig {
                 instance_type: p
                     .instance_type
                     .clone()
-                    .or_else(|| p.instance_types.first().cloned())
+                    .or_else(|| p.instance_types.iter().flatten().next().cloned())
                     .unwrap_or_else(|| self.worker_instance_type.clone()),
-                instance_types: p.instance_types.clone(),
+                instance_types: p.instance_types.clone().unwrap_or_default(),
                 on_demand_base_capacity: p.on_demand_base_capacity.unwrap_or(0),
                 on_demand_percentage_above_base_capacity: p
                     .on_demand_percentage_above_base_capacity

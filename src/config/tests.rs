@@ -773,6 +773,11 @@ fn values_that_would_reach_a_unit_or_aws_unchecked_are_refused_at_their_line() {
             "not an EC2 instance type",
         ),
         (
+            "nodePools:\n  - name: p\n    instanceTypes: []",
+            "nodePools[0].instanceTypes",
+            "an empty list: name at least one instance type",
+        ),
+        (
             "workerInstanceType: \"m5.large; x\"",
             "workerInstanceType",
             "not an EC2 instance type",

@@ -823,24 +823,31 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
                 format!("\"{price}\" is not a price in dollars per hour like 0.05"),
             );
         }
-        if !pool.instance_types.is_empty() {
+        if pool.instance_types.as_ref().is_some_and(Vec::is_empty) {
+            problem(
+                &at("instanceTypes"),
+                "an empty list: name at least one instance type, or leave instanceTypes out".into(),
+            );
+        }
+        let instance_types = pool.instance_types.as_deref().unwrap_or_default();
+        if !instance_types.is_empty() {
             if pool.instance_type.is_some() {
                 problem(
                     &at("instanceTypes"),
                     "give instanceType or instanceTypes, not both".into(),
                 );
             }
-            if pool.instance_types.len() > 40 {
+            if instance_types.len() > 40 {
                 problem(
                     &at("instanceTypes"),
                     format!(
                         "at most 40 instance types per Auto Scaling group (got {})",
-                        pool.instance_types.len()
+                        instance_types.len()
                     ),
                 );
             }
             let mut seen = BTreeSet::new();
-            for (j, instance_type) in pool.instance_types.iter().enumerate() {
+            for (j, instance_type) in instance_types.iter().enumerate() {
                 if !is_instance_type(instance_type) {
                     problem(
                         &at_item("instanceTypes", j),

@@ -92,13 +92,20 @@ pub async fn apply(
         super::anchor::Signatures::Verify,
     )
     .await?;
-    verify_signature(
-        &config,
-        plan,
-        &context.kms(),
-        current.as_ref().map(|l| &l.state),
-    )
-    .await?;
+    let prior = current.as_ref().map(|l| &l.state);
+    verify_signature(&config, plan, &context.kms(), prior).await?;
+    // Nothing vouches for an unsigned plan's templates: they must be what this directory
+    // renders with the plan's own AMI and certificates (checked in step 3, after what the
+    // plan's new_state must hold).
+    let rendered = match plan.signature.is_none() && plan.kind == PlanKind::Apply {
+        true => Some(super::plan::render_for_apply(
+            dir,
+            &config,
+            prior,
+            &plan.new_state,
+        )?),
+        false => None,
+    };
     let actor = context
         .actor()
         .await
@@ -122,7 +129,7 @@ pub async fn apply(
         &context,
         &backend,
         &lease,
-        plan,
+        (plan, rendered.as_ref()),
         (&actor, command, &provenance),
         interrupt,
         observer,
@@ -316,7 +323,7 @@ async fn locked(
     context: &AwsContext,
     backend: &Backend,
     lease: &Lease<'_>,
-    plan: &Plan,
+    (plan, rendered): (&Plan, Option<&crate::render::Rendered>),
     (actor, command, provenance): (&str, &str, &Provenance),
     interrupt: impl Future<Output = ()>,
     observer: Observer<'_>,
@@ -332,7 +339,7 @@ async fn locked(
         config,
         context,
         backend,
-        plan,
+        (plan, rendered),
         loaded.as_ref().map(|l| &l.state),
         actor,
     )
@@ -701,7 +708,7 @@ async fn check_plan(
     config: &ClusterConfig,
     context: &AwsContext,
     backend: &Backend,
-    plan: &Plan,
+    (plan, rendered): (&Plan, Option<&crate::render::Rendered>),
     prior: Option<&crate::state::State>,
     actor: &str,
 ) -> Result<Option<(PendingAssets, String)>, EngineError> {
@@ -712,6 +719,10 @@ async fn check_plan(
         None
     };
     plan_checks::check_new_state(config, plan, prior, shipped.as_ref().map(|(p, _)| &p.tls))?;
+    plan_checks::check_pool_changes(config, plan)?;
+    if let Some(rendered) = rendered {
+        plan_checks::check_rendered_templates(plan, rendered)?;
+    }
     let looked_up_zone = zone_to_look_up(config, plan, context).await?;
     plan_checks::check_records(config, plan, prior, looked_up_zone.as_deref())?;
     Ok(shipped)
@@ -1001,32 +1012,6 @@ async fn check_pool_stacks<C: StackService>(
     for pool in &plan.pool_stacks {
         let name = &pool.stack.name;
         let recorded = recorded.and_then(|r| r.get(&pool.pool));
-        // Only pools cluster.yaml declares get a stack; only recorded ones lose theirs.
-        let declared = plan.kind == PlanKind::Apply
-            && config.stack_per_pool
-            && config.worker_pools().iter().any(|p| p.name == pool.pool);
-        if pool.stack.action != Action::Delete && !declared {
-            return Err(format!(
-                "the plan gives node pool {} a stack, but cluster.yaml declares no such pool with stackPerPool; nothing was executed",
-                pool.pool
-            ));
-        }
-        if let Some(parameter) = pool
-            .parameters
-            .iter()
-            .find(|p| !crate::render::is_pool_parameter(p))
-        {
-            return Err(format!(
-                "the plan passes stack {name} the cluster stack's {parameter}, which no pool takes; nothing was executed"
-            ));
-        }
-        // A change set is left to apply only when the cluster stack changes first (its
-        // resources are the pool's parameters); otherwise plan made it, and it is checked.
-        if pool.change_set_at_apply() && plan.stack.action == Action::NoOp {
-            return Err(format!(
-                "the plan leaves stack {name}'s change set to apply, but the cluster stack does not change, so plan made it: it was removed from the plan; nothing was executed"
-            ));
-        }
         let expected_name = match (pool.stack.action, recorded) {
             (Action::Delete, Some(r)) => r.name.clone(),
             // One an apply made but did not record (it failed before writing the state).

@@ -20,6 +20,34 @@ use crate::state::State;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanMismatch {
     #[error(
+        "the plan gives node pool {0} a stack, but cluster.yaml declares no such pool with stackPerPool"
+    )]
+    UndeclaredPool(String),
+    #[error("the plan passes stack {stack} the cluster stack's {parameter}, which no pool takes")]
+    PoolParameter { stack: String, parameter: String },
+    #[error(
+        "the plan leaves stack {0}'s change set to apply, but the cluster stack does not change, so plan made it: it was removed from the plan"
+    )]
+    PoolChangeSetRemoved(String),
+    #[error("the plan's new_state pins no AMI")]
+    NoImage,
+    #[error(
+        "the plan's template for stack {stack} hashes to {planned}, but cluster.yaml and the cluster directory render {rendered} with the plan's AMI and certificates; an unsigned plan applies only what this directory renders: make a new plan here"
+    )]
+    NotRendered {
+        stack: String,
+        planned: String,
+        rendered: String,
+    },
+    #[error(
+        "the plan passes stack {stack} the parameters {planned:?}, but its rendered template takes {rendered:?}"
+    )]
+    PoolParameters {
+        stack: String,
+        planned: Vec<String>,
+        rendered: Vec<String>,
+    },
+    #[error(
         "the plan's new state records plan signing as {planned}, but cluster.yaml says {configured}"
     )]
     Signing { planned: String, configured: String },
@@ -437,6 +465,93 @@ fn certificate_der(asset: &TlsAsset) -> Option<Vec<u8>> {
         .filter(|l| !l.starts_with("-----"))
         .collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+/// What a plan may do to pool stacks, whatever its templates: give a stack only to a pool
+/// cluster.yaml declares with `stackPerPool` (removing recorded ones is `check_pool_stacks`'),
+/// pass a pool only the cluster stack's workers' group and subnets, and leave a change set to
+/// apply only when the cluster stack changes first (its resources are the parameters).
+pub fn check_pool_changes(config: &ClusterConfig, plan: &Plan) -> Result<(), PlanMismatch> {
+    use crate::planfile::Action;
+    let declared: Vec<String> = match config.stack_per_pool && plan.kind == PlanKind::Apply {
+        true => config.worker_pools().into_iter().map(|p| p.name).collect(),
+        false => Vec::new(),
+    };
+    for pool in &plan.pool_stacks {
+        if pool.stack.action != Action::Delete && !declared.contains(&pool.pool) {
+            return Err(PlanMismatch::UndeclaredPool(pool.pool.clone()));
+        }
+        if let Some(parameter) = pool
+            .parameters
+            .iter()
+            .find(|p| !crate::render::is_pool_parameter(p))
+        {
+            return Err(PlanMismatch::PoolParameter {
+                stack: pool.stack.name.clone(),
+                parameter: parameter.clone(),
+            });
+        }
+        if pool.change_set_at_apply() && plan.stack.action == Action::NoOp {
+            return Err(PlanMismatch::PoolChangeSetRemoved(pool.stack.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// An unsigned plan's stacks against what apply renders itself ([`render_for_apply`]): the
+/// cluster stack's template when it changes, and each pool stack it creates or updates, with
+/// exactly the parameters its rendered template takes. A signed plan's templates are covered
+/// by its signature instead.
+///
+/// [`render_for_apply`]: super::plan::render_for_apply
+pub fn check_rendered_templates(
+    plan: &Plan,
+    rendered: &crate::render::Rendered,
+) -> Result<(), PlanMismatch> {
+    use crate::planfile::Action;
+    let differs = |stack: &str, planned: Option<&str>, template: Option<&str>| {
+        let rendered = template.map(crate::hash::sha256_hex);
+        (planned != rendered.as_deref()).then(|| PlanMismatch::NotRendered {
+            stack: stack.to_string(),
+            planned: planned.unwrap_or("(none)").to_string(),
+            rendered: rendered.unwrap_or_else(|| "no such stack".into()),
+        })
+    };
+    if plan.stack.action != Action::NoOp
+        && let Some(mismatch) = differs(
+            &plan.stack.name,
+            plan.stack.template_sha256.as_deref(),
+            Some(&rendered.stack_template),
+        )
+    {
+        return Err(mismatch);
+    }
+    for pool in plan
+        .pool_stacks
+        .iter()
+        .filter(|p| matches!(p.stack.action, Action::Create | Action::Update))
+    {
+        let ours = rendered.pool_stacks.get(&pool.pool);
+        if let Some(mismatch) = differs(
+            &pool.stack.name,
+            pool.stack.template_sha256.as_deref(),
+            ours.map(|p| p.template.as_str()),
+        ) {
+            return Err(mismatch);
+        }
+        let mut planned = pool.parameters.clone();
+        planned.sort();
+        let mut wanted = ours.map(|p| p.parameters.clone()).unwrap_or_default();
+        wanted.sort();
+        if planned != wanted {
+            return Err(PlanMismatch::PoolParameters {
+                stack: pool.stack.name.clone(),
+                planned,
+                rendered: wanted,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

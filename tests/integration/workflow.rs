@@ -550,6 +550,81 @@ fn an_unsigned_plan_edited_to_reach_other_pool_stacks_is_refused_before_anything
     c.expect(0, &["apply", "plan.json"]);
 }
 
+/// Issue 25, item 4: an unsigned plan's pool template swapped together with its hashes (here
+/// one whose role trusts another account) reached CloudFormation when apply made the pool's
+/// change set (a first apply); apply now renders the stacks itself from cluster.yaml and the
+/// plan's AMI and certificates and refuses a template it does not render, before anything
+/// changes.
+#[test]
+fn an_unsigned_plan_with_a_swapped_pool_template_is_refused_by_what_apply_renders() {
+    let c = Cluster::new("poolswap", false, None);
+    c.set("planSigningKeyArn", "null");
+    c.set("unsignedPlans", "true");
+    c.set("stackPerPool", "true");
+    c.set("nodePools", "[{name: gpu, count: 1}]");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let plan =
+        kube_aws::planfile::decode("plan.json", &std::fs::read(c.path("plan.json")).unwrap())
+            .unwrap();
+    let gpu = plan
+        .pool_stacks
+        .iter()
+        .position(|p| p.pool == "gpu")
+        .unwrap();
+    assert!(
+        plan.pool_stacks[gpu].change_set_at_apply(),
+        "a first apply makes the pool's change set"
+    );
+    let swap = move |p: &mut kube_aws::planfile::Plan| {
+        let mut template: Value =
+            serde_json::from_str(p.pool_stacks[gpu].template.as_deref().unwrap()).unwrap();
+        template["Resources"]["Backdoor"] = serde_json::json!({
+            "Type": "AWS::IAM::Role",
+            "Properties": {"AssumeRolePolicyDocument": {"Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+                "Action": "sts:AssumeRole"}]},
+                "ManagedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}
+        });
+        let text = serde_json::to_string(&template).unwrap();
+        let sha256 = kube_aws::hash::sha256_hex(&text);
+        p.pool_stacks[gpu].template = Some(text);
+        p.pool_stacks[gpu].stack.template_sha256 = Some(sha256.clone());
+        p.new_state
+            .pool_stacks
+            .get_mut("gpu")
+            .unwrap()
+            .template_sha256 = sha256;
+    };
+    apply_each_forgery_and_expect_refusal(
+        &c,
+        &plan,
+        vec![
+            (
+                "a pool template swapped with its hashes",
+                Box::new(swap),
+                "but cluster.yaml and the cluster directory render",
+            ),
+            (
+                "a pool's parameters changed",
+                Box::new(move |p| {
+                    p.pool_stacks[gpu]
+                        .parameters
+                        .retain(|n| n != "SecurityGroupWorker")
+                }),
+                "but its rendered template takes",
+            ),
+        ],
+    );
+    assert_eq!(
+        stack_resources(&format!("{}-pool-gpu", c.name)).0,
+        "absent",
+        "no pool stack was created"
+    );
+    c.expect(0, &["apply", "plan.json"]);
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+}
+
 #[test]
 fn a_single_stack_cluster_moves_to_a_stack_per_pool_in_two_reviewed_steps_and_is_never_without_workers()
  {

@@ -235,6 +235,35 @@ pub async fn prepare<V: KeyVault, I: ImageCatalog>(
     })
 }
 
+/// The stacks a plan applies, rendered again from cluster.yaml, the cluster directory's
+/// templates and the AMI and TLS assets of the plan's own `new_state`, with nothing issued or
+/// looked up (rendering reads nothing else): what apply holds an unsigned plan's templates to.
+pub fn render_for_apply(
+    dir: &Path,
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    next: &State,
+) -> Result<Rendered, EngineError> {
+    let Some(image) = next.image.clone() else {
+        return Err(EngineError::Mismatch(
+            crate::engine::plan_checks::PlanMismatch::NoImage,
+        ));
+    };
+    let prepared = Prepared {
+        image,
+        tls: pki::ResolvedTls {
+            assets: next.tls.clone(),
+            issued: Vec::new(),
+        },
+        templates: load_templates(dir)?,
+        skipped: Vec::new(),
+        render_key: String::new(),
+        keep_pools_in_cluster_stack: moves_to_pool_stacks(config, prior),
+        pool_keys: BTreeMap::new(),
+    };
+    Ok(prepared.render(config)?.rendered)
+}
+
 impl Prepared {
     /// Renders every asset.
     pub fn render(self, config: &ClusterConfig) -> Result<Build, EngineError> {

@@ -30,7 +30,7 @@ use crate::planfile::{
 use crate::state::store::Loaded;
 use crate::state::{PendingAssets, State};
 
-pub use build::{Build, BuildInputs, Prepared, build, prepare, render_key};
+pub use build::{Build, BuildInputs, Prepared, build, prepare, render_for_apply, render_key};
 pub use changes::applied_state;
 
 #[derive(Debug, Clone)]
