@@ -153,6 +153,31 @@ fn is_instance_type(name: &str) -> bool {
     }
 }
 
+/// An AWS region's shape: `us-west-2`, `us-gov-west-1`, `cn-north-1`, `us-isob-east-1`.
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+/// A KMS key (or alias) ARN: `arn:PARTITION:kms:REGION:ACCOUNT:key/ID` or `…:alias/NAME`, in
+/// the characters ARNs use, since it is written into the nodes' scripts.
+fn is_kms_key_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "kms", _, account, resource]
+        if partition.starts_with("aws")
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && (resource.starts_with("key/") || resource.starts_with("alias/")))
+        && arn
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":/_-.".contains(&b))
+}
+
 /// A spot price as EC2 takes one: a positive decimal number of dollars per hour.
 fn is_spot_price(price: &str) -> bool {
     let (whole, fraction) = price.split_once('.').unwrap_or((price, "0"));
@@ -227,6 +252,7 @@ fn stack_tag_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], Str
 pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut problem = |path: &[Segment], message: String| out.push(at.problem(path, message));
+    control_character_problems(c, &mut problem);
     settings_problems(c, &mut problem);
     network_problems(c, &mut problem);
     limit_problems(c, &mut problem);
@@ -234,6 +260,53 @@ pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
     pool_shape_problems(c, &mut problem);
     storage_problems(c, &mut problem);
     out
+}
+
+/// Any string of cluster.yaml (value or map key) holding a control character: values end up
+/// in units, scripts and cloud-configs, where a newline would start a directive or a file of
+/// its own and a carriage return or escape would hide it. No setting has a use for one.
+fn control_character_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
+    fn walk(
+        value: &serde_json::Value,
+        path: &mut Vec<Segment>,
+        problem: &mut dyn FnMut(&[Segment], String),
+    ) {
+        let holds = |text: &str| text.chars().find(|ch| ch.is_control());
+        let say = |ch: char| {
+            format!(
+                "holds the control character {:?}: values of cluster.yaml are written into units and scripts, where it would start a line of its own",
+                ch
+            )
+        };
+        match value {
+            serde_json::Value::String(text) => {
+                if let Some(ch) = holds(text) {
+                    problem(path, say(ch));
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(Segment::Index(i));
+                    walk(item, path, problem);
+                    path.pop();
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (name, item) in map {
+                    path.push(key(name));
+                    if let Some(ch) = holds(name) {
+                        problem(path, say(ch));
+                    }
+                    walk(item, path, problem);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Ok(value) = serde_json::to_value(c) {
+        walk(&value, &mut Vec::new(), problem);
+    }
 }
 
 /// The cluster's identity, DNS, keys and access: the settings every cluster names.
@@ -277,7 +350,16 @@ fn settings_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], Stri
             format!("\"{}\" is not a valid DNS name", c.external_dns_name),
         );
     }
-    if !c.kms_key_arn.starts_with("arn:") || !c.kms_key_arn.contains(":kms:") {
+    if !is_region(&c.region) {
+        problem(
+            &[key("region")],
+            format!(
+                "\"{}\" is not an AWS region like us-west-2 (it is written into the nodes' scripts)",
+                c.region
+            ),
+        );
+    }
+    if !is_kms_key_arn(&c.kms_key_arn) {
         problem(
             &[key("kmsKeyArn")],
             format!(

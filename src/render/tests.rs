@@ -1453,3 +1453,166 @@ fn nothing_from_cluster_yaml_changes_the_kubelets_argv() {
         "{command}"
     );
 }
+
+/// Every string field of cluster.yaml set to a value that would start a line of its own (a
+/// unit directive, a cloud-config file, an environment line): refused at that field, or
+/// rendered with the value kept inside its own line everywhere (cloud-configs, the stack
+/// template, add-on manifests).
+#[test]
+fn no_string_from_cluster_yaml_starts_a_line_of_its_own_in_anything_rendered() {
+    let base = [
+        ("clusterName", "demo"),
+        ("externalDNSName", "k8s.example.com"),
+        ("region", "us-west-2"),
+        ("availabilityZone", "us-west-2a"),
+        ("kmsKeyArn", "arn:aws:kms:us-west-2:1:key/x"),
+        ("templateBucket", "demo-artifacts"),
+    ];
+    let top_level = [
+        "clusterName",
+        "externalDNSName",
+        "region",
+        "availabilityZone",
+        "keyName",
+        "kmsKeyArn",
+        "ebsKmsKeyArn",
+        "hostedZoneId",
+        "hostedZone",
+        "vpcId",
+        "routeTableId",
+        "controllerInstanceType",
+        "controllerRootVolumeType",
+        "etcdInstanceType",
+        "etcdDataVolumeType",
+        "etcdSnapshotSchedule",
+        "workerInstanceType",
+        "workerRootVolumeType",
+        "workerSpotPrice",
+        "controllerCreateTimeout",
+        "workerCreateTimeout",
+        "etcdCreateTimeout",
+        "kubernetesVersion",
+        "amiId",
+        "templateBucket",
+        "planSigningKeyArn",
+        "vpcCIDR",
+        "instanceCIDR",
+        "serviceCIDR",
+        "podCIDR",
+        "dnsServiceIP",
+    ];
+    let lines = [
+        "ExecStartPre=/bin/sh -c pwned",
+        "- path: /etc/pwned",
+        "PWNED=1",
+    ];
+    let hostile: Vec<String> = lines
+        .iter()
+        .flat_map(|line| {
+            [
+                format!("x\n{line}"),
+                format!("x\r\n{line}"),
+                format!("x\n  {line}"),
+            ]
+        })
+        .chain(
+            // Shell metacharacters: refused, or kept out of the cloud-configs (the scripts).
+            [
+                "x$(touch /tmp/pwned)",
+                "x`id`",
+                "x\"; id; \"",
+                "x'; id; '",
+                "x;id",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    let nested = |value: &str| -> Vec<(String, String)> {
+        let q = serde_json::to_string(value).unwrap();
+        vec![
+            (format!("stackTags: {{team: {q}}}\n"), "stackTags".into()),
+            (
+                format!("nodePools:\n  - name: {q}\n"),
+                "nodePools[0].name".into(),
+            ),
+            (
+                format!("nodePools:\n  - name: p\n    instanceType: {q}\n"),
+                "nodePools[0].instanceType".into(),
+            ),
+            (
+                format!("nodePools:\n  - name: p\n    spotPrice: {q}\n"),
+                "nodePools[0].spotPrice".into(),
+            ),
+            (
+                format!("apiAccessAllowedSourceCIDRs: [{q}]\n"),
+                "apiAccessAllowedSourceCIDRs[0]".into(),
+            ),
+            (
+                format!("nodePools:\n  - name: p\n    managedPolicies: [{q}]\n"),
+                "nodePools[0].managedPolicies[0]".into(),
+            ),
+        ]
+    };
+    let mut accepted = std::collections::BTreeSet::new();
+    for value in &hostile {
+        let q = serde_json::to_string(value).unwrap();
+        let mut cases: Vec<(String, String)> = top_level
+            .iter()
+            .map(|field| {
+                let text: String = base
+                    .iter()
+                    .filter(|(k, _)| k != field)
+                    .map(|(k, v)| format!("{k}: {v}\n"))
+                    .chain(std::iter::once(format!("{field}: {q}\n")))
+                    .collect();
+                (text, field.to_string())
+            })
+            .collect();
+        let base_text: String = base.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+        cases.extend(
+            nested(value)
+                .into_iter()
+                .map(|(extra, field)| (format!("{base_text}{extra}"), field)),
+        );
+        for (text, field) in cases {
+            let config = match ClusterConfig::parse(Path::new("cluster.yaml"), &text) {
+                Err(err) => {
+                    assert!(
+                        err.problems.iter().any(|p| p.field.starts_with(&field)),
+                        "{value:?} in {field} refused elsewhere: {err}"
+                    );
+                    continue;
+                }
+                Ok(config) => config,
+            };
+            let Ok(rendered) = render_with(&config, &Templates::built_in()) else {
+                continue;
+            };
+            accepted.insert(field.clone());
+            for (name, cloud_config) in &rendered.cloud_configs {
+                assert!(
+                    !cloud_config.contains(value.as_str()),
+                    "{value:?} in {field} is written as it is into {name}"
+                );
+            }
+            let files = rendered
+                .cloud_configs
+                .values()
+                .chain(std::iter::once(&rendered.stack_template))
+                .chain(rendered.pool_stacks.values().map(|p| &p.template))
+                .chain(rendered.manifests.values());
+            for file in files {
+                for line in file.lines() {
+                    let line = line.trim_start().trim_end_matches('\r');
+                    assert!(
+                        !lines.iter().any(|l| line.starts_with(l)),
+                        "{value:?} in {field} starts a line of its own: {line}"
+                    );
+                }
+            }
+        }
+    }
+    // What is accepted at all is data kept out of the scripts (stack tags, managed policy
+    // names end up only in the template's JSON).
+    println!("accepted, kept out of scripts: {accepted:?}");
+}
