@@ -105,11 +105,24 @@ pub trait StackService {
 #[derive(Clone, Debug)]
 pub struct CloudFormation {
     client: aws_sdk_cloudformation::Client,
+    /// The service role the stacks' changes and deletions run as (`RoleARN`), if any.
+    role_arn: Option<String>,
 }
 
 impl CloudFormation {
     pub fn new(client: aws_sdk_cloudformation::Client) -> CloudFormation {
-        CloudFormation { client }
+        CloudFormation {
+            client,
+            role_arn: None,
+        }
+    }
+
+    /// Every change set made and stack deleted through this client runs as `role`.
+    pub fn acting_through(self, role: Option<String>) -> CloudFormation {
+        CloudFormation {
+            role_arn: role,
+            ..self
+        }
     }
 }
 
@@ -187,6 +200,7 @@ impl StackService for CloudFormation {
             .set_template_body(request.template_body.clone())
             .set_template_url(request.template_url.clone())
             .capabilities(Capability::CapabilityIam)
+            .set_role_arn(self.role_arn.clone())
             .set_tags((!tags.is_empty()).then_some(tags))
             .set_parameters((!request.parameters.is_empty()).then(|| {
                 request
@@ -320,6 +334,7 @@ impl StackService for CloudFormation {
         self.client
             .delete_stack()
             .stack_name(stack)
+            .set_role_arn(self.role_arn.clone())
             .send()
             .await
             .map_err(err("DeleteStack"))?;

@@ -63,6 +63,9 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[derive(Clone, Debug)]
 pub struct AwsContext {
     sdk: SdkConfig,
+    /// `cloudFormationRoleArn`: the service role CloudFormation acts as for this cluster's
+    /// stacks (passed on every change set and stack deletion), when there is one.
+    cloudformation_role: Option<String>,
 }
 
 impl AwsContext {
@@ -74,6 +77,15 @@ impl AwsContext {
         }
         AwsContext {
             sdk: loader.load().await,
+            cloudformation_role: None,
+        }
+    }
+
+    /// CloudFormation acts as `role` (a service role) rather than with these credentials.
+    pub fn acting_through(self, role: Option<String>) -> AwsContext {
+        AwsContext {
+            cloudformation_role: role,
+            ..self
         }
     }
 
@@ -106,6 +118,7 @@ impl AwsContext {
 
     pub fn cloudformation(&self) -> cloudformation::CloudFormation {
         cloudformation::CloudFormation::new(aws_sdk_cloudformation::Client::new(&self.sdk))
+            .acting_through(self.cloudformation_role.clone())
     }
 
     pub fn route53(&self) -> route53::Route53 {

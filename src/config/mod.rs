@@ -44,7 +44,9 @@ pub struct ClusterConfig {
     )]
     pub api_access_allowed_source_cidrs: Vec<Ipv4Net>,
     /// Lets AWS Systems Manager Session Manager open shells on the instances (their roles get
-    /// AmazonSSMManagedInstanceCore): shell access without SSH, a key pair or an open port.
+    /// the agent's five actions, as AWS's AWSCloud9SSMInstanceProfile lists them, and none of
+    /// AmazonSSMManagedInstanceCore's Parameter Store reads): shell access without SSH, a key
+    /// pair or an open port.
     #[serde(default)]
     pub ssm_session_manager: bool,
     /// Customer managed KMS key that encrypts every EBS volume; the AWS-managed EBS key if unset.
@@ -164,6 +166,17 @@ pub struct ClusterConfig {
     /// bucket; required with local state, since EC2 user data holds only 16 KB.
     #[serde(default)]
     pub template_bucket: Option<String>,
+    /// A CloudFormation service role (`RoleARN`) the stacks are created, changed and deleted
+    /// as, so the apply job's own identity needs no EC2, IAM or Auto Scaling rights:
+    /// `examples/iam/cloudformation-role-policy.json` is what it needs, bounded so that the
+    /// roles it creates can never exceed `iamPermissionsBoundaryArn`.
+    #[serde(default, rename = "cloudFormationRoleArn")]
+    pub cloud_formation_role_arn: Option<String>,
+    /// A managed policy every IAM role the stack creates carries as its permissions boundary
+    /// (`examples/iam/instance-role-boundary.json`); the CloudFormation role may create roles
+    /// only with it.
+    #[serde(default, rename = "iamPermissionsBoundaryArn")]
+    pub iam_permissions_boundary_arn: Option<String>,
     /// Asymmetric KMS key (`ECC_NIST_P256`, `SIGN_VERIFY`) that signs every plan; apply
     /// verifies the signature first, so a plan edited and re-hashed in the artifact store is
     /// refused. The plan role may `kms:Sign` with it, the apply role `kms:Verify`.

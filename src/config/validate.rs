@@ -1019,18 +1019,12 @@ fn pool_shape_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], St
                 );
             }
         }
-        // ssmSessionManager attaches one more to every role.
-        let attached = pool.managed_policies.len() + usize::from(c.ssm_session_manager);
+        let attached = pool.managed_policies.len();
         if attached > 20 {
             problem(
                 &at("managedPolicies"),
                 format!(
-                    "IAM attaches at most 20 managed policies to a role (10 unless the account's quota was raised); this role would have {attached}{}",
-                    if c.ssm_session_manager {
-                        ", AmazonSSMManagedInstanceCore among them"
-                    } else {
-                        ""
-                    }
+                    "IAM attaches at most 20 managed policies to a role (10 unless the account's quota was raised); this role would have {attached}"
                 ),
             );
         }
@@ -1157,6 +1151,31 @@ fn is_iam_arn(arn: &str, partition: &str, resource: &str) -> bool {
 
 /// Where the state, the artifacts and the plan signatures live.
 fn storage_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
+    let partition = partition_of(&c.region);
+    for (field, value, resource) in [
+        (
+            "cloudFormationRoleArn",
+            &c.cloud_formation_role_arn,
+            "role/",
+        ),
+        (
+            "iamPermissionsBoundaryArn",
+            &c.iam_permissions_boundary_arn,
+            "policy/",
+        ),
+    ] {
+        if let Some(arn) = value
+            && !is_iam_arn(arn, partition, resource)
+        {
+            problem(
+                &[key(field)],
+                format!(
+                    "\"{arn}\" is not an IAM {} ARN of {partition}: arn:{partition}:iam::123456789012:{resource}NAME",
+                    resource.trim_end_matches('/')
+                ),
+            );
+        }
+    }
     if c.state.backend == StateBackendKind::S3 {
         for field in ["bucket", "key"] {
             let value = if field == "bucket" {

@@ -66,7 +66,9 @@ impl AwsOptions {
     /// and planning it elsewhere would plan a second cluster.
     pub async fn context(&self, config: &ClusterConfig) -> Result<AwsContext, EngineError> {
         self.check_region(config)?;
-        Ok(AwsContext::load(&config.region, self.profile.as_deref()).await)
+        Ok(AwsContext::load(&config.region, self.profile.as_deref())
+            .await
+            .acting_through(config.cloud_formation_role_arn.clone()))
     }
 
     /// Refuses a `--region` other than cluster.yaml's, with or without AWS.

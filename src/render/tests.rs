@@ -915,13 +915,28 @@ fn secure_defaults_no_ssh_imdsv2_encrypted_volumes_and_opt_ins_render_as_asked()
         r["VolumeEtcd0"]["Properties"]["KmsKeyId"],
         "arn:aws:kms:us-west-2:1:key/ebs"
     );
+    // Session Manager's agent actions inline, no managed policy (AmazonSSMManagedInstanceCore
+    // would add ssm:GetParameter(s) on every parameter of the account).
     for role in ["IAMRoleController", "IAMRoleWorker", "IAMRoleEtcd"] {
         assert!(
-            r[role]["Properties"]["ManagedPolicyArns"][0]["Fn::Sub"]
-                .as_str()
-                .unwrap()
-                .ends_with("AmazonSSMManagedInstanceCore"),
+            r[role]["Properties"].get("ManagedPolicyArns").is_none(),
             "{role}"
+        );
+        let statements = r[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap();
+        let ssm = statements
+            .iter()
+            .find(|s| s["Sid"] == "SessionManagerWithoutParameterStore")
+            .unwrap_or_else(|| panic!("{role}: {statements:#?}"));
+        assert!(
+            ssm["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a == "ssm:UpdateInstanceInformation"
+                    || a.as_str().unwrap().starts_with("ssmmessages:")),
+            "{ssm}"
         );
     }
 }

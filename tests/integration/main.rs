@@ -13,6 +13,7 @@ mod iam;
 mod kms;
 mod payload;
 mod proxy;
+mod roles;
 mod schemas;
 mod served;
 mod signing;

@@ -166,6 +166,17 @@ fn policy_for(name: &str, c: &Cluster) -> Value {
         .replace("STATE_BUCKET", config.state.bucket.as_deref().unwrap())
         .replace("STATE_KEY", config.state.key.as_deref().unwrap())
         .replace("HOSTED_ZONE_ID", &c.zone_id)
+        .replace(
+            "CLOUDFORMATION_ROLE_ARN",
+            config.cloud_formation_role_arn.as_deref().unwrap_or("none"),
+        )
+        .replace(
+            "PERMISSIONS_BOUNDARY_ARN",
+            config
+                .iam_permissions_boundary_arn
+                .as_deref()
+                .unwrap_or("none"),
+        )
         .replace("CLUSTER_NAME", &c.name)
         .replace("REGION", "us-west-2")
         .replace("ACCOUNT", ACCOUNT);
@@ -185,10 +196,31 @@ fn missing(policy: &Value, needed: &[Request]) -> Vec<String> {
 #[test]
 fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
     let c = Cluster::new("iam", true, None);
+    // The stacks run as a CloudFormation service role, and every role they create carries
+    // the permissions boundary: the apply role itself creates nothing but change sets.
+    c.set(
+        "cloudFormationRoleArn",
+        &format!("arn:aws:iam::{ACCOUNT}:role/{}-cloudformation", c.name),
+    );
+    c.set(
+        "iamPermissionsBoundaryArn",
+        &format!("arn:aws:iam::{ACCOUNT}:policy/{}-boundary", c.name),
+    );
     let mut plan_needs: Vec<Request> = Vec::new();
     let mut apply_needs: Vec<Request> = Vec::new();
     let record = |into: &mut Vec<Request>, c: &Cluster| {
-        into.extend(c.proxy.forwarded(None).iter().map(request));
+        for seen in c.proxy.forwarded(None) {
+            into.push(request(&seen));
+            // A change set or deletion that names a service role passes it: iam:PassRole.
+            if seen.service == "cloudformation"
+                && let Some(role) = form(&seen.body).get("RoleARN")
+            {
+                into.push(
+                    Request::new("iam:PassRole", role)
+                        .with("iam:PassedToService", "cloudformation.amazonaws.com"),
+                );
+            }
+        }
         c.proxy.reset();
     };
     // First validate, plan and apply, then a change that renews certificates and rolls
@@ -304,6 +336,106 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         let other = other.with("aws:RequestedRegion", "us-west-2");
         assert!(!allows(&apply_policy, &other), "apply role allowed {other}");
         assert!(!allows(&plan_policy, &other), "plan role allowed {other}");
+    }
+
+    // Every change set runs as the service role (plan passes it when it makes them; apply
+    // only when it makes a pool's or deletes a stack), and the apply role can no longer
+    // create an instance, a role or a policy itself: only through the stack.
+    assert!(
+        plan_needs.iter().any(|r| r.action == "iam:PassRole"),
+        "no change set named the service role"
+    );
+    for (action, resource) in [
+        (
+            "ec2:RunInstances",
+            format!("arn:aws:ec2:us-west-2:{ACCOUNT}:instance/*"),
+        ),
+        (
+            "iam:CreateRole",
+            format!("arn:aws:iam::{ACCOUNT}:role/{}-x", c.name),
+        ),
+        (
+            "iam:PutRolePolicy",
+            format!("arn:aws:iam::{ACCOUNT}:role/admin"),
+        ),
+    ] {
+        let asked = Request::new(action, &resource).with("aws:RequestedRegion", "us-west-2");
+        assert!(!allows(&apply_policy, &asked), "apply role allowed {asked}");
+    }
+    // The service role cannot raise privileges: roles only under the cluster's prefix and
+    // with the boundary, passed only to EC2, and the boundary never lifted.
+    let service_role = policy_for("cloudformation-role-policy.json", &c);
+    let boundary = config.iam_permissions_boundary_arn.clone().unwrap();
+    let role_arn = |name: &str| format!("arn:aws:iam::{ACCOUNT}:role/{name}");
+    let ours = role_arn(&format!("{}-IAMRoleWorker-ABC", c.name));
+    let create = |role: &str, with: Option<&str>| {
+        let r = Request::new("iam:CreateRole", role);
+        match with {
+            Some(b) => r.with("iam:PermissionsBoundary", b),
+            None => r,
+        }
+    };
+    let service_table = [
+        (
+            "creates a cluster role under the boundary",
+            create(&ours, Some(&boundary)),
+            true,
+        ),
+        ("… not without it", create(&ours, None), false),
+        (
+            "… not under another boundary",
+            create(&ours, Some(&format!("arn:aws:iam::{ACCOUNT}:policy/lax"))),
+            false,
+        ),
+        (
+            "… not outside the cluster's prefix",
+            create(&role_arn("admin"), Some(&boundary)),
+            false,
+        ),
+        (
+            "passes a cluster role to EC2",
+            Request::new("iam:PassRole", &ours).with("iam:PassedToService", "ec2.amazonaws.com"),
+            true,
+        ),
+        (
+            "… not to Lambda",
+            Request::new("iam:PassRole", &ours).with("iam:PassedToService", "lambda.amazonaws.com"),
+            false,
+        ),
+        (
+            "never lifts the boundary",
+            Request::new("iam:DeleteRolePermissionsBoundary", &ours),
+            false,
+        ),
+        (
+            "never makes a user",
+            Request::new("iam:CreateUser", &format!("arn:aws:iam::{ACCOUNT}:user/x")),
+            false,
+        ),
+    ];
+    for (what, request, allowed) in service_table {
+        assert_eq!(
+            allows(&service_role, &request),
+            allowed,
+            "service role {what}: {request}"
+        );
+    }
+    // Each role the stack creates carries the boundary.
+    let exported = c.expect(0, &["export"]);
+    let template: Value = serde_json::from_slice(&exported.stdout).unwrap();
+    let roles: Vec<(&String, &Value)> = template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::IAM::Role")
+        .collect();
+    assert!(!roles.is_empty());
+    for (id, role) in roles {
+        assert_eq!(
+            role["Properties"]["PermissionsBoundary"],
+            boundary.as_str(),
+            "{id}"
+        );
     }
 
     // Plans are signed as a DIGEST by the plan role only. The apply role signs audit entries

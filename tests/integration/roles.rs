@@ -1,0 +1,278 @@
+//! Each instance role, as rendered, held to a table of what it may and may not do (issue 31):
+//! IAM evaluation of the rendered inline policy (`iam.rs`: actions, resources, conditions),
+//! with the template's intrinsics resolved to the names one deployed stack would have.
+
+use serde_json::{Map, Value};
+
+use crate::iam::{Request, allows};
+use crate::payload::{THREE_AND_THREE, render_cluster};
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-west-2";
+
+/// The ARN, id or attribute a resource of the stack would have: resource `X` is `physical-X`.
+fn physical(name: &str, stack_id: &str) -> String {
+    match name {
+        "AWS::Partition" => "aws".into(),
+        "AWS::Region" => REGION.into(),
+        "AWS::AccountId" => ACCOUNT.into(),
+        "AWS::StackId" => stack_id.into(),
+        other => match other.split_once('.') {
+            Some((resource, "Arn")) if resource.starts_with("EtcdSnapshots") => {
+                format!("arn:aws:s3:::physical-{resource}")
+            }
+            Some((resource, attribute)) => format!("physical-{resource}-{attribute}"),
+            None => format!("physical-{other}"),
+        },
+    }
+}
+
+/// `Ref`, `Fn::Sub` (both forms), `Fn::Join` and `Fn::GetAtt` resolved, recursively.
+fn resolve(value: &Value, stack_id: &str) -> Value {
+    let sub = |text: &str, vars: &Map<String, Value>| -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').expect("a closed ${…}") + start;
+            let name = &rest[start + 2..end];
+            out.push_str(&match vars.get(name) {
+                Some(v) => resolve(v, stack_id).as_str().unwrap().to_string(),
+                None => physical(name, stack_id),
+            });
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    };
+    match value {
+        Value::Object(map) if map.len() == 1 => {
+            let (key, inner) = map.iter().next().unwrap();
+            match (key.as_str(), inner) {
+                ("Ref", Value::String(name)) => Value::from(physical(name, stack_id)),
+                ("Fn::Sub", Value::String(text)) => Value::from(sub(text, &Map::new())),
+                ("Fn::Sub", Value::Array(parts)) => Value::from(sub(
+                    parts[0].as_str().unwrap(),
+                    parts[1].as_object().unwrap(),
+                )),
+                ("Fn::Join", Value::Array(parts)) => Value::from(
+                    parts[1]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| resolve(p, stack_id).as_str().unwrap().to_string())
+                        .collect::<Vec<_>>()
+                        .join(parts[0].as_str().unwrap()),
+                ),
+                ("Fn::GetAtt", Value::Array(parts)) => Value::from(physical(
+                    &format!(
+                        "{}.{}",
+                        parts[0].as_str().unwrap(),
+                        parts[1].as_str().unwrap()
+                    ),
+                    stack_id,
+                )),
+                _ => Value::Object(
+                    map.iter()
+                        .map(|(k, v)| (k.clone(), resolve(v, stack_id)))
+                        .collect(),
+                ),
+            }
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), resolve(v, stack_id)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| resolve(v, stack_id)).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
+    let cluster = render_cluster(
+        "roles",
+        &format!("{THREE_AND_THREE}ssmSessionManager: true\n"),
+    );
+    let name = cluster.config.cluster_name.clone();
+    let domain = cluster.config.etcd_domain();
+    let stack_id = format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/guid");
+    let template: Value = serde_json::from_str(&cluster.rendered.stack_template).unwrap();
+    let role = |id: &str| -> Value {
+        let properties = &template["Resources"][id]["Properties"];
+        assert!(
+            properties.get("ManagedPolicyArns").is_none(),
+            "{id} has managed policies: {}",
+            properties["ManagedPolicyArns"]
+        );
+        resolve(&properties["Policies"][0]["PolicyDocument"], &stack_id)
+    };
+    let (etcd, worker, controller) = (
+        role("IAMRoleEtcd"),
+        role("IAMRoleWorker"),
+        role("IAMRoleController"),
+    );
+
+    let volume = |i: usize| format!("arn:aws:ec2:{REGION}:{ACCOUNT}:volume/physical-VolumeEtcd{i}");
+    let instance = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0123456789abcdef0");
+    let tagged_volume = |i: usize| {
+        Request::new("ec2:AttachVolume", &volume(i))
+            .with("aws:ResourceTag/KubernetesCluster", &name)
+    };
+    let instance_named = |tag: &str| {
+        Request::new("ec2:AttachVolume", &instance)
+            .with("aws:ResourceTag/KubernetesCluster", &name)
+            .with("aws:ResourceTag/Name", &format!("{name}-{tag}"))
+    };
+    let record = |record: &str, kind: &str, action: &str| {
+        Request::new(
+            "route53:ChangeResourceRecordSets",
+            "arn:aws:route53:::hostedzone/physical-EtcdZone",
+        )
+        .with(
+            "route53:ChangeResourceRecordSetsNormalizedRecordNames",
+            record,
+        )
+        .with("route53:ChangeResourceRecordSetsRecordTypes", kind)
+        .with("route53:ChangeResourceRecordSetsActions", action)
+    };
+    let decrypt = |asset: &str| {
+        Request::new("kms:Decrypt", &cluster.config.kms_key_arn)
+            .with("kms:EncryptionContext:kube-aws:cluster", &name)
+            .with("kms:EncryptionContext:kube-aws:asset", asset)
+    };
+    let parameter = Request::new(
+        "ssm:GetParameter",
+        &format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/prod/db-password"),
+    );
+    let snapshot = Request::new(
+        "s3:GetObject",
+        &format!("arn:aws:s3:::physical-EtcdSnapshots/{name}/etcd/snapshot.db"),
+    );
+    let member = format!("etcd-0.{domain}");
+    let api = format!("api.{domain}");
+    let table: Vec<(&str, &Value, Request, bool)> = vec![
+        (
+            "etcd attaches its member's volume",
+            &etcd,
+            tagged_volume(0),
+            true,
+        ),
+        ("… to an etcd member", &etcd, instance_named("etcd-0"), true),
+        (
+            "… but not to a worker",
+            &etcd,
+            instance_named("workers"),
+            false,
+        ),
+        (
+            "… nor to a controller",
+            &etcd,
+            instance_named("controller"),
+            false,
+        ),
+        (
+            "… nor to another cluster's instance",
+            &etcd,
+            Request::new("ec2:AttachVolume", &instance)
+                .with("aws:ResourceTag/KubernetesCluster", "other")
+                .with("aws:ResourceTag/Name", &format!("{name}-etcd-0")),
+            false,
+        ),
+        (
+            "etcd points its member name",
+            &etcd,
+            record(&member, "A", "UPSERT"),
+            true,
+        ),
+        (
+            "… but not the API name nodes use",
+            &etcd,
+            record(&api, "A", "UPSERT"),
+            false,
+        ),
+        (
+            "… nor deletes a member name",
+            &etcd,
+            record(&member, "A", "DELETE"),
+            false,
+        ),
+        (
+            "… nor writes another type",
+            &etcd,
+            record(&member, "TXT", "UPSERT"),
+            false,
+        ),
+        (
+            "etcd decrypts its server key",
+            &etcd,
+            decrypt("etcd-server"),
+            true,
+        ),
+        ("… but not the CA's", &etcd, decrypt("ca"), false),
+        ("etcd reads its snapshots", &etcd, snapshot.clone(), true),
+        (
+            "a worker attaches no etcd volume",
+            &worker,
+            tagged_volume(0),
+            false,
+        ),
+        (
+            "… nor points an etcd name",
+            &worker,
+            record(&member, "A", "UPSERT"),
+            false,
+        ),
+        ("… nor reads a snapshot", &worker, snapshot.clone(), false),
+        ("… nor decrypts the CA key", &worker, decrypt("ca"), false),
+        (
+            "… only the bootstrap token",
+            &worker,
+            decrypt("bootstrap-token"),
+            true,
+        ),
+        (
+            "a controller attaches no etcd volume",
+            &controller,
+            tagged_volume(0),
+            false,
+        ),
+        (
+            "… nor reads a snapshot",
+            &controller,
+            snapshot.clone(),
+            false,
+        ),
+        (
+            "no role reads Parameter Store (etcd)",
+            &etcd,
+            parameter.clone(),
+            false,
+        ),
+        ("… (worker)", &worker, parameter.clone(), false),
+        ("… (controller)", &controller, parameter.clone(), false),
+        (
+            "Session Manager's agent still connects",
+            &worker,
+            Request::new("ssmmessages:OpenControlChannel", "*").with(
+                "ec2:SourceInstanceARN",
+                &format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0123456789abcdef0"),
+            ),
+            true,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, policy, request, allowed) in &table {
+        let decided = allows(policy, request);
+        println!(
+            "{:<45} {:<6} {request}",
+            what,
+            if decided { "allow" } else { "deny" }
+        );
+        if decided != *allowed {
+            wrong.push(format!("{what}: {request} is {decided}, wanted {allowed}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
