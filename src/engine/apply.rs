@@ -94,10 +94,10 @@ pub async fn apply(
     .await?;
     let prior = current.as_ref().map(|l| &l.state);
     verify_signature(&config, plan, &context.kms(), prior).await?;
-    // Nothing vouches for an unsigned plan's templates: they must be what this directory
-    // renders with the plan's own AMI and certificates (checked in step 3, after what the
-    // plan's new_state must hold).
-    let rendered = match plan.signature.is_none() && plan.kind == PlanKind::Apply {
+    // A signature says who made the plan, not that it is what this (merged) directory asks
+    // for: the stacks and assets must be what the directory renders with the plan's own AMI
+    // and certificates (checked in step 3, after what the plan's new_state must hold).
+    let rendered = match plan.kind == PlanKind::Apply {
         true => Some(super::plan::render_for_apply(
             dir,
             &config,
@@ -722,6 +722,7 @@ async fn check_plan(
     plan_checks::check_pool_changes(config, plan)?;
     if let Some(rendered) = rendered {
         plan_checks::check_rendered_templates(plan, rendered)?;
+        plan_checks::check_rendered_assets(config, plan, rendered)?;
     }
     let looked_up_zone = zone_to_look_up(config, plan, context).await?;
     plan_checks::check_records(config, plan, prior, looked_up_zone.as_deref())?;

@@ -20,6 +20,11 @@ use crate::state::State;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanMismatch {
     #[error(
+        "the plan's assets are not what cluster.yaml and the cluster directory render with the plan's AMI and certificates: {}; apply applies only what this directory renders: make a new plan here",
+        .0.join(", ")
+    )]
+    AssetsNotRendered(Vec<String>),
+    #[error(
         "the plan gives node pool {0} a stack, but cluster.yaml declares no such pool with stackPerPool"
     )]
     UndeclaredPool(String),
@@ -32,7 +37,7 @@ pub enum PlanMismatch {
     #[error("the plan's new_state pins no AMI")]
     NoImage,
     #[error(
-        "the plan's template for stack {stack} hashes to {planned}, but cluster.yaml and the cluster directory render {rendered} with the plan's AMI and certificates; an unsigned plan applies only what this directory renders: make a new plan here"
+        "the plan's template for stack {stack} hashes to {planned}, but cluster.yaml and the cluster directory render {rendered} with the plan's AMI and certificates; apply applies only what this directory renders: make a new plan here"
     )]
     NotRendered {
         stack: String,
@@ -498,10 +503,34 @@ pub fn check_pool_changes(config: &ClusterConfig, plan: &Plan) -> Result<(), Pla
     Ok(())
 }
 
-/// An unsigned plan's stacks against what apply renders itself ([`render_for_apply`]): the
-/// cluster stack's template when it changes, and each pool stack it creates or updates, with
-/// exactly the parameters its rendered template takes. A signed plan's templates are covered
-/// by its signature instead.
+/// The plan's `new_state` assets against what apply renders itself: each rendered asset
+/// (cloud-configs, manifests, the templates, certificates) with the hash the plan records, and
+/// no other.
+pub fn check_rendered_assets(
+    config: &ClusterConfig,
+    plan: &Plan,
+    rendered: &crate::render::Rendered,
+) -> Result<(), PlanMismatch> {
+    let ours = super::plan::desired_assets(config, rendered, &plan.new_state.tls);
+    let theirs = &plan.new_state.assets;
+    let differing: Vec<String> = ours
+        .keys()
+        .chain(theirs.keys())
+        .filter(|p| ours.get(*p).map(|a| &a.sha256) != theirs.get(*p).map(|a| &a.sha256))
+        .map(|p| p.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    match differing.is_empty() {
+        true => Ok(()),
+        false => Err(PlanMismatch::AssetsNotRendered(differing)),
+    }
+}
+
+/// A plan's stacks against what apply renders itself ([`render_for_apply`]): the cluster
+/// stack's template when it changes, and each pool stack it creates or updates, with exactly
+/// the parameters its rendered template takes. Signed or not: a signature vouches for who
+/// made the plan, this for what the merged directory asks.
 ///
 /// [`render_for_apply`]: super::plan::render_for_apply
 pub fn check_rendered_templates(

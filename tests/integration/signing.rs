@@ -145,3 +145,37 @@ fn switching_signing_off_or_to_another_key_is_a_change_only_the_recorded_key_can
         "{verified}"
     );
 }
+
+/// Issue 31: a signature says who made a plan, not that it is what the merged directory asks
+/// for. A signed plan made before cluster.yaml moved on (another change merged after it) is
+/// refused by apply, which renders the directory itself, before anything changes; in the
+/// directory it was made from, it applies.
+#[test]
+fn a_signed_plan_applies_only_where_the_directory_renders_it() {
+    let c = Cluster::new("bindcommit", false, None);
+    c.plan_and_apply();
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "two.json"]);
+    assert!(read_plan(&c, "two.json").signature.is_some());
+    c.set("workerCount", "3");
+    c.proxy.reset();
+    let out = c.expect(1, &["apply", "two.json"]);
+    let refusal = stderr(&out);
+    println!("{refusal}");
+    assert!(
+        refusal.contains("cluster.yaml and the cluster directory render")
+            && refusal.contains("make a new plan here")
+            && refusal.contains("nothing was executed"),
+        "{refusal}"
+    );
+    let writes: Vec<&str> = c
+        .proxy
+        .seen()
+        .iter()
+        .filter_map(|r| r.cluster_write())
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    c.set("workerCount", "2");
+    c.expect(0, &["apply", "two.json"]);
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+}

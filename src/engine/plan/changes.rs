@@ -67,7 +67,7 @@ fn readable_template(template: &Value) -> String {
 }
 
 /// Every asset a render produces, by path, with its hash.
-fn desired_assets(
+pub(crate) fn desired_assets(
     config: &ClusterConfig,
     rendered: &Rendered,
     tls: &TlsAssets,

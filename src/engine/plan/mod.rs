@@ -8,7 +8,7 @@
 mod artifacts;
 mod build;
 mod changes;
-pub(crate) use changes::{signing_after, signing_change};
+pub(crate) use changes::{desired_assets, signing_after, signing_change};
 pub(crate) mod records;
 pub(crate) mod stack;
 
