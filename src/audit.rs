@@ -243,17 +243,17 @@ impl<O: ObjectStore> AuditLog<O> {
         Ok(self.latest().await?.0)
     }
 
-    /// The newest entry, found as `latest_seq` finds its number and read with no request
-    /// more when it is the one HEAD names.
-    pub async fn newest_entry(&self) -> Result<Option<AuditEntry>, StateError> {
+    /// The newest entry with the sequence number its key has (which a copied entry does not
+    /// share), found as `latest_seq` finds it and read with no request more when it is the one
+    /// HEAD names.
+    pub async fn newest_entry(&self) -> Result<Option<(u64, Option<AuditEntry>)>, StateError> {
         let (seq, hinted) = self.latest().await?;
-        match hinted {
-            Some((hint, bytes)) if hint == seq => {
-                self.decode(&self.entry_key(seq), &bytes).map(Some)
-            }
-            _ if seq == 0 => Ok(None),
-            _ => self.read(seq).await,
-        }
+        let entry = match hinted {
+            _ if seq == 0 => return Ok(None),
+            Some((hint, bytes)) if hint == seq => Some(self.decode(&self.entry_key(seq), &bytes)?),
+            _ => self.read(seq).await?,
+        };
+        Ok(Some((seq, entry)))
     }
 
     /// The highest sequence number, and the bytes of the entry HEAD names when it exists.

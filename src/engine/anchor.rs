@@ -23,36 +23,58 @@ struct LogTail {
     after_writer: Vec<AuditEntry>,
     /// The whole searched window held no writer, but older entries exist.
     searched_out: bool,
+    /// Where the walked entries stop being the log as written: an entry that does not hash to
+    /// its own hash, sits under another sequence number (an old signed entry replayed), does
+    /// not chain to the one before it, or is missing.
+    broken: Option<String>,
 }
 
 async fn log_tail(backend: &Backend) -> Result<LogTail, EngineError> {
     let newest = backend.audit.newest_entry().await?;
-    let latest = newest.as_ref().map_or(0, |e| e.seq);
+    let latest = newest.as_ref().map_or(0, |(seq, _)| *seq);
+    let newest = newest.and_then(|(_, entry)| entry);
     let oldest = latest.saturating_sub(ENTRIES_SEARCHED - 1).max(1);
-    let mut after_writer = Vec::new();
+    let mut tail = LogTail {
+        writer: None,
+        after_writer: Vec::new(),
+        searched_out: false,
+        broken: None,
+    };
     let mut newest = newest;
+    let mut newer: Option<AuditEntry> = None;
     for seq in (oldest..=latest).rev() {
         let read = match newest.take() {
             Some(entry) => Some(entry),
             None => backend.audit.read(seq).await?,
         };
-        let Some(entry) = read else {
-            continue;
+        let problem = match &read {
+            None => Some(format!("audit entry {seq} is missing")),
+            Some(entry) if entry.seq != seq => Some(format!(
+                "audit entry {seq} holds entry {} (an old entry copied forward?)",
+                entry.seq
+            )),
+            Some(entry) if entry.compute_sha256() != entry.entry_sha256 => Some(format!(
+                "audit entry {seq} was edited: its content does not hash to its entry_sha256"
+            )),
+            Some(entry) => newer
+                .as_ref()
+                .filter(|n| n.prev_sha256 != entry.entry_sha256)
+                .map(|n| format!("audit entry {} does not chain to entry {seq}", n.seq)),
         };
-        if entry.state_serial_after.is_some() {
-            return Ok(LogTail {
-                writer: Some(entry),
-                after_writer,
-                searched_out: false,
-            });
+        if let Some(problem) = problem {
+            tail.broken = Some(problem);
+            return Ok(tail);
         }
-        after_writer.push(entry);
+        let entry = read.expect("checked above");
+        if entry.state_serial_after.is_some() {
+            tail.writer = Some(entry);
+            return Ok(tail);
+        }
+        newer = Some(entry.clone());
+        tail.after_writer.push(entry);
     }
-    Ok(LogTail {
-        writer: None,
-        after_writer,
-        searched_out: oldest > 1,
-    })
+    tail.searched_out = oldest > 1;
+    Ok(tail)
 }
 
 /// The serial the newest state-writing entry wrote, if any did.
@@ -111,6 +133,11 @@ pub(crate) async fn anchor(
     signatures: Signatures,
 ) -> Result<Result<Anchor, String>, EngineError> {
     let tail = log_tail(backend).await?;
+    if let Some(broken) = tail.broken {
+        return Ok(Err(format!(
+            "the audit log is not as it was written: {broken}"
+        )));
+    }
     let Some(loaded) = loaded else {
         return Ok(match tail.writer {
             None => Ok(Anchor::NoState),
@@ -136,6 +163,11 @@ pub(crate) async fn anchor(
     {
         let unsigned = match signing_key {
             Some(key) => backend.entry_signed_with(writer, key).await,
+            // A state that records no key vouches for nothing: an unsigned writer after
+            // signed entries needs the reviewed plan that switched signing off.
+            None if writer.signature.is_none() && backend.signs_entries() => {
+                unreviewed_switch_off(backend, writer).await?
+            }
             None => None,
         };
         return Ok(match unsigned {
@@ -171,6 +203,50 @@ pub(crate) async fn anchor(
     }))
 }
 
+/// Why an unsigned `writer` (its state recording no signing key, while cluster.yaml signs) is
+/// not to be trusted, if it is not: entries before it were signed with a key, and no apply
+/// between them ran a plan that moved signing from that key to unsigned and was signed with
+/// it. A cluster that never signed (signing being switched on now) has no signed entry.
+async fn unreviewed_switch_off(
+    backend: &Backend,
+    writer: &AuditEntry,
+) -> Result<Option<String>, EngineError> {
+    let oldest = writer.seq.saturating_sub(ENTRIES_SEARCHED).max(1);
+    let mut started_since = Vec::new();
+    for seq in (oldest..writer.seq).rev() {
+        let Some(entry) = backend.audit.read(seq).await? else {
+            continue;
+        };
+        let Some(signature) = &entry.signature else {
+            if entry.result == AuditResult::Started {
+                started_since.push(entry);
+            }
+            continue;
+        };
+        let key = signature.key_arn.clone();
+        for started in &started_since {
+            let Some(plan) = (match &started.plan_sha256 {
+                Some(sha256) => backend.kept_plan(sha256).await?,
+                None => None,
+            }) else {
+                continue;
+            };
+            let switched_off = plan.signing.as_ref().is_some_and(|c| {
+                c.from == Some(crate::state::PlanSigning::Key(key.clone()))
+                    && c.to == crate::state::PlanSigning::Unsigned
+            });
+            if switched_off && backend.plan_signed_with(&plan, &key).await {
+                return Ok(None);
+            }
+        }
+        return Ok(Some(format!(
+            "audit entry {} wrote it unsigned, but entry {seq} before it is signed with {key}, and no reviewed plan signed with that key switched signing off",
+            writer.seq
+        )));
+    }
+    Ok(None)
+}
+
 /// Whether `state` is what an apply wrote before dying between the state write and its
 /// closing entry (the apply's `started` entry); the error says why not.
 async fn unclosed_write(
@@ -198,7 +274,7 @@ async fn unclosed_write(
         )));
     }
     let from = written_serial.unwrap_or(0);
-    if started.state_serial_before != Some(from) || state.serial != from + 1 {
+    if started.state_serial_before != Some(from) || Some(state.serial) != from.checked_add(1) {
         return Ok(Err(format!(
             "the apply of entry {} began from serial {:?}, not {from}",
             started.seq, started.state_serial_before

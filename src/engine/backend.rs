@@ -151,6 +151,23 @@ impl Backend {
         signature_problem(kms, key, entry).await
     }
 
+    /// Whether `plan` carries a signature by `key` that KMS verifies (never offline).
+    pub async fn plan_signed_with(&self, plan: &Plan, key: &str) -> bool {
+        let (Some(kms), Some(signature), Some(digest)) =
+            (self.verifier.as_ref(), &plan.signature, plan.digest())
+        else {
+            return false;
+        };
+        let Ok(value) = BASE64.decode(&signature.value) else {
+            return false;
+        };
+        signature.key_arn == key
+            && kms
+                .verify_digest(key, &digest, &value)
+                .await
+                .unwrap_or(false)
+    }
+
     /// Whether an entry carries a signature by `key` that holds, as a problem if not. Offline
     /// (no KMS client, only for a preview apply refuses) it is not checked.
     pub async fn entry_signed_with(&self, entry: &AuditEntry, key: &str) -> Option<String> {

@@ -223,7 +223,7 @@ pub enum EngineError {
     )]
     StateNotInLog { location: String, why: String },
     #[error(
-        "{origin} is serial {pushed}, and --rollback writes only a state older than the newest one stored or written (serial {current}); push it without --rollback"
+        "{origin} is serial {pushed}, and --rollback writes only a state no newer than the newest one stored or written (serial {current}); push it without --rollback"
     )]
     NotARollback {
         origin: String,

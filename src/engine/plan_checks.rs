@@ -486,9 +486,11 @@ pub fn check_pool_changes(config: &ClusterConfig, plan: &Plan) -> Result<(), Pla
         if pool.stack.action != Action::Delete && !declared.contains(&pool.pool) {
             return Err(PlanMismatch::UndeclaredPool(pool.pool.clone()));
         }
+        // A pool stack being deleted takes no parameters any more.
         if let Some(parameter) = pool
             .parameters
             .iter()
+            .filter(|_| pool.stack.action != Action::Delete)
             .find(|p| !crate::render::is_pool_parameter(p))
         {
             return Err(PlanMismatch::PoolParameter {

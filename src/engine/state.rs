@@ -100,23 +100,34 @@ pub async fn push(
         )
         .await?;
     let result = async {
+        let current = backend.store.load().await?;
+        // How plans are signed changes only through a plan signed with the recorded key: a
+        // pushed state (an older one above all) keeps the current state's setting.
+        if let Some(current) = &current
+            && current.state.plan_signing.is_some()
+        {
+            state.plan_signing = current.state.plan_signing.clone();
+        }
         if rollback {
             // Older than the newest state there is, or the log says was written: a state
             // someone restored in the bucket is taken back this way too.
-            let current = backend.store.load().await?;
             let written = super::anchor::last_written_serial(&backend).await?;
             let newest = current
                 .as_ref()
                 .map_or(0, |c| c.state.serial)
                 .max(written.unwrap_or(0));
-            if state.serial >= newest {
-                return Err(EngineError::NotARollback {
-                    origin: origin.to_string(),
-                    pushed: state.serial,
-                    current: newest,
-                });
+            // The same serial too: the genuine version of a state someone edited in place.
+            let next = newest.checked_add(1);
+            match next {
+                Some(next) if state.serial <= newest => state.serial = next,
+                _ => {
+                    return Err(EngineError::NotARollback {
+                        origin: origin.to_string(),
+                        pushed: state.serial,
+                        current: newest,
+                    });
+                }
             }
-            state.serial = newest + 1;
         }
         let loaded = backend.store.push(&state, &lock).await?;
         let new = NewEntry {

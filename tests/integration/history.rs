@@ -625,3 +625,50 @@ fn a_restored_older_state_is_refused_until_a_rollback_is_pushed_and_audited() {
     c.expect(0, &["plan", "--detailed-exitcode"]);
     c.expect(0, &["history", "--verify"]);
 }
+
+/// The anchor trusts an entry only as the log wrote it: a writer entry edited to vouch for an
+/// edited state (its hash and signature left as they were), or an old signed writer entry
+/// copied forward to vouch for an older state restored, is refused by plan.
+#[test]
+fn an_edited_or_replayed_writer_entry_vouches_for_no_state() {
+    use crate::workflow::{Cluster, stderr};
+    let c = Cluster::new("replay", false, None);
+    c.plan_and_apply();
+    let state_path = c.path("state/state.json");
+    let serial_1 = std::fs::read(&state_path).unwrap();
+    c.set("workerCount", "2");
+    c.plan_and_apply();
+    let serial_2 = std::fs::read(&state_path).unwrap();
+    let audit = c.path("state/audit");
+    let entry_path = |seq: u64| audit.join(format!("{seq:08}.json"));
+    let writer = std::fs::read(entry_path(4)).unwrap();
+
+    // The state edited in place, and the entry that wrote it told so, hash and signature kept.
+    let mut state: serde_json::Value = serde_json::from_slice(&serial_2).unwrap();
+    state["records"] = serde_json::json!([]);
+    let edited = serde_json::to_vec_pretty(&state).unwrap();
+    let mut entry: kube_aws::audit::AuditEntry = serde_json::from_slice(&writer).unwrap();
+    entry.state_sha256_after = Some(kube_aws::hash::sha256_hex(&edited));
+    std::fs::write(entry_path(4), kube_aws::audit::encode(&entry)).unwrap();
+    std::fs::write(&state_path, &edited).unwrap();
+    let refusal = stderr(&c.expect(1, &["plan"]));
+    assert!(
+        refusal.contains("audit entry 4 was edited: its content does not hash to its entry_sha256"),
+        "{refusal}"
+    );
+    std::fs::write(entry_path(4), &writer).unwrap();
+
+    // Serial 1 restored, and the signed entry that wrote it copied to the next number.
+    std::fs::write(&state_path, &serial_1).unwrap();
+    std::fs::copy(entry_path(2), entry_path(5)).unwrap();
+    std::fs::write(audit.join("HEAD"), "5").unwrap();
+    let refusal = stderr(&c.expect(1, &["plan"]));
+    assert!(
+        refusal.contains("audit entry 5 holds entry 2 (an old entry copied forward?)"),
+        "{refusal}"
+    );
+    std::fs::remove_file(entry_path(5)).unwrap();
+    std::fs::write(audit.join("HEAD"), "4").unwrap();
+    std::fs::write(&state_path, &serial_2).unwrap();
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+}

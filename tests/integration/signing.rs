@@ -144,6 +144,61 @@ fn switching_signing_off_or_to_another_key_is_a_change_only_the_recorded_key_can
         verified.contains("signatures: not checked (cluster.yaml names no planSigningKeyArn)"),
         "{verified}"
     );
+
+    // Switched on again: the unsigned entries since the reviewed switch-off are taken (its
+    // plan was signed with the key it switched from), and the plan says what changes.
+    c.set("planSigningKeyArn", &recorded);
+    c.set("unsignedPlans", "false");
+    let out = c.expect(2, &["plan", "--detailed-exitcode", "-o", "on.json"]);
+    assert!(
+        stdout(&out).contains(&format!(
+            "Plan signing changes: unsigned → signed with {recorded}"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    c.expect(0, &["apply", "on.json"]);
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+}
+
+/// A state that records no signing key, vouched for by an unsigned entry appended after
+/// signed ones (what someone with the bucket but not the key can write), is refused: only a
+/// reviewed plan signed with the key switches signing off.
+#[test]
+fn an_unsigned_writer_after_signed_entries_vouches_for_nothing() {
+    let c = Cluster::new("forgeoff", false, None);
+    c.plan_and_apply();
+    let state_path = c.path("state/state.json");
+    let original = std::fs::read(&state_path).unwrap();
+    let mut state: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    state["plan_signing"] = "unsigned".into();
+    state["serial"] = 2.into();
+    let forged_state = serde_json::to_vec_pretty(&state).unwrap();
+    let entry_path = |seq: u64| c.path(&format!("state/audit/{seq:08}.json"));
+    let last: kube_aws::audit::AuditEntry =
+        serde_json::from_slice(&std::fs::read(entry_path(2)).unwrap()).unwrap();
+    let mut forged = kube_aws::audit::AuditEntry {
+        seq: 3,
+        prev_sha256: last.entry_sha256.clone(),
+        state_serial_before: Some(1),
+        state_serial_after: Some(2),
+        state_sha256_after: Some(kube_aws::hash::sha256_hex(&forged_state)),
+        signature: None,
+        ..last.clone()
+    };
+    forged.entry_sha256 = forged.compute_sha256();
+    std::fs::write(entry_path(3), kube_aws::audit::encode(&forged)).unwrap();
+    std::fs::write(c.path("state/audit/HEAD"), "3").unwrap();
+    std::fs::write(&state_path, &forged_state).unwrap();
+    let refusal = stderr(&c.expect(1, &["plan"]));
+    assert!(
+        refusal.contains("audit entry 3 wrote it unsigned, but entry 2 before it is signed with"),
+        "{refusal}"
+    );
+    std::fs::remove_file(entry_path(3)).unwrap();
+    std::fs::write(c.path("state/audit/HEAD"), "2").unwrap();
+    std::fs::write(&state_path, &original).unwrap();
+    c.expect(0, &["plan", "--detailed-exitcode"]);
 }
 
 /// Issue 31: a signature says who made a plan, not that it is what the merged directory asks
