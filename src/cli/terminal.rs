@@ -18,6 +18,44 @@ pub fn stdout_color() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
 }
 
+/// Apply's progress on stderr: a spinner with the step and the stack's events above it on a
+/// terminal; elsewhere (a CI log) each step and event as a plain line as it happens, which a
+/// spinner would not draw at all. Text from CloudFormation is printed escaped.
+pub enum ApplyProgress {
+    Spinner(indicatif::ProgressBar),
+    Lines,
+}
+
+impl ApplyProgress {
+    pub fn new() -> ApplyProgress {
+        match std::io::stderr().is_terminal() {
+            true => ApplyProgress::Spinner(spinner()),
+            false => ApplyProgress::Lines,
+        }
+    }
+
+    pub fn step(&self, step: &str) {
+        match self {
+            ApplyProgress::Spinner(bar) => bar.set_message(step.to_string()),
+            ApplyProgress::Lines => eprintln!("{}", crate::cli::views::printable(step)),
+        }
+    }
+
+    pub fn line(&self, text: &str) {
+        let text = crate::cli::views::printable(text);
+        match self {
+            ApplyProgress::Spinner(bar) => bar.println(text),
+            ApplyProgress::Lines => eprintln!("{text}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let ApplyProgress::Spinner(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 /// A spinner on stderr that shows the engine's current step.
 pub fn spinner() -> indicatif::ProgressBar {
     let bar =

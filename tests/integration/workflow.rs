@@ -1960,3 +1960,26 @@ fn an_unsigned_plan_edited_and_re_hashed_is_refused_by_what_apply_re_derives() {
     c.expect(0, &["apply", "plan.json"]);
     assert_eq!(serial(&c), before + 1);
 }
+
+/// Issue 29, item 3: in a CI log (stderr is not a terminal) apply shows each step and the
+/// stack's events as they happen; before, it printed nothing until the end.
+#[test]
+fn apply_in_a_ci_log_prints_its_steps_and_the_stacks_events() {
+    let c = Cluster::new("cilog", false, None);
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let out = c.expect(0, &["apply", "plan.json"]);
+    let log = stderr(&out);
+    println!("{log}");
+    for step in [
+        "verifying the plan's signature",
+        "taking the state lock",
+        "writing the state",
+    ] {
+        assert!(log.lines().any(|l| l == step), "{step}: {log}");
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("AWS::CloudFormation::Stack") && l.contains("CREATE_COMPLETE")),
+        "{log}"
+    );
+}

@@ -7,7 +7,7 @@ use super::Context;
 use super::plan::make_plan;
 use crate::audit::AuditResult;
 use crate::cli::args::ApplyArgs;
-use crate::cli::terminal::{confirm, runtime, spinner, stdout_color};
+use crate::cli::terminal::{ApplyProgress, confirm, runtime, stdout_color};
 use crate::cli::views;
 use crate::engine::apply::ApplyEvent;
 use crate::engine::plan::PlanOptions;
@@ -33,7 +33,7 @@ pub fn run(context: &Context, args: ApplyArgs) -> Result<ExitCode, EngineError> 
 
 /// Applies `plan`, showing each step and stack event; Ctrl-C stops the wait, not the stack.
 pub fn execute(context: &Context, plan: &Plan, command: &str) -> Result<ExitCode, EngineError> {
-    let bar = spinner();
+    let progress = ApplyProgress::new();
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -44,8 +44,8 @@ pub fn execute(context: &Context, plan: &Plan, command: &str) -> Result<ExitCode
         command,
         interrupt,
         &mut |event| match event {
-            ApplyEvent::Step(step) => bar.set_message(step.to_string()),
-            ApplyEvent::Stack(e) => bar.println(format!(
+            ApplyEvent::Step(step) => progress.step(step),
+            ApplyEvent::Stack(e) => progress.line(&format!(
                 "  {} {} ({}) {}{}",
                 e.timestamp,
                 e.logical_id,
@@ -58,7 +58,7 @@ pub fn execute(context: &Context, plan: &Plan, command: &str) -> Result<ExitCode
             )),
         },
     ));
-    bar.finish_and_clear();
+    progress.finish();
     let outcome = result?;
     match outcome.result {
         AuditResult::Succeeded => {
