@@ -150,9 +150,9 @@ pub async fn apply(
 /// never switch signing off or over to a key of its own.
 pub(super) fn signing_key_for(
     config: &ClusterConfig,
-    prior: Option<&crate::state::State>,
+    recorded: Option<&crate::state::PlanSigning>,
 ) -> Option<String> {
-    match prior.and_then(|s| s.plan_signing.as_ref()) {
+    match recorded {
         Some(crate::state::PlanSigning::Key(recorded))
             if config.plan_signing_key_arn.as_ref() != Some(recorded) =>
         {
@@ -172,7 +172,7 @@ pub(super) async fn verify_signature(
     prior: Option<&crate::state::State>,
 ) -> Result<(), EngineError> {
     use base64::Engine;
-    let Some(key) = signing_key_for(config, prior) else {
+    let Some(key) = signing_key_for(config, prior.and_then(|s| s.plan_signing.as_ref())) else {
         return if config.unsigned_plans {
             Ok(())
         } else {

@@ -218,7 +218,7 @@ impl Backend {
 async fn signature_problem(kms: &KmsVault, key: &str, entry: &AuditEntry) -> Option<String> {
     let Some(signature) = &entry.signature else {
         return Some(format!(
-            "entry {} is not signed, and cluster.yaml signs every entry with {key}: it was written before entries were signed, or rewritten",
+            "entry {} is not signed, and entries are signed with {key}: it was written before entries were signed, or rewritten",
             entry.seq
         ));
     };

@@ -46,29 +46,19 @@ pub async fn history_entry(
 /// an entry says it wrote must be stored. `checked` says what was verified.
 pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification, EngineError> {
     let (config, _, backend) = open(dir, aws).await?;
-    let writes = std::cell::RefCell::new(Vec::new());
-    let commands = std::cell::RefCell::new(std::collections::BTreeMap::new());
     let read = std::cell::RefCell::new(Vec::new());
     let mut verification = backend
         .audit
         .verify_with(async |entry: &AuditEntry| {
-            writes.borrow_mut().push((
-                entry.seq,
-                entry.result,
-                entry.state_serial_after,
-                entry.state_sha256_after.clone(),
-            ));
-            commands
-                .borrow_mut()
-                .insert(entry.seq, entry.command.clone());
             read.borrow_mut().push(entry.clone());
             None
         })
         .await?;
+    let entries = read.into_inner();
     // Entries written before the cluster signed them stay unsigned; from the first signed
     // entry on, every entry must be signed, and a log with none signed is a problem too.
     let (signatures, keys) = match backend.signer() {
-        Some((_, key)) => check_signatures(&backend, key, &read.into_inner()).await?,
+        Some((_, key)) => check_signatures(&backend, key, &entries).await?,
         None => (Vec::new(), Vec::new()),
     };
     let first_signed = signatures
@@ -89,8 +79,6 @@ pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification
     verification
         .checked
         .push(signature_coverage(&keys, &signatures, first_signed));
-    let writes = writes.into_inner();
-    let commands = commands.into_inner();
     let Some(loaded) = backend.load(&config).await? else {
         match super::anchor::anchor(&backend, None, Signatures::Verify).await? {
             Err(why) => verification.problems.push(format!("the state: {why}")),
@@ -120,21 +108,20 @@ pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification
     let problems = &mut verification.problems;
     // A pushed state keeps the anchor of the log it came from: the signed `state push` entry
     // that wrote it is what this log holds of it.
-    let pushed = writes.iter().any(|(seq, _, serial, _)| {
-        *serial == Some(state.serial) && commands.get(seq).is_some_and(|c| c == "state push")
-    });
+    let pushed = entries
+        .iter()
+        .any(|e| e.state_serial_after == Some(state.serial) && e.command == "state push");
     if let Some(head) = state.audit_head.as_ref().filter(|_| !pushed) {
-        match backend.audit.read(head.seq).await {
-            Ok(Some(entry)) if entry.entry_sha256 == head.entry_sha256 => {}
-            Ok(Some(entry)) => problems.push(format!(
+        match entries.iter().find(|e| e.seq == head.seq) {
+            Some(entry) if entry.entry_sha256 == head.entry_sha256 => {}
+            Some(entry) => problems.push(format!(
                 "entry {} is not the entry the state (serial {}) records: it hashes to {}, the state says {}; it was rewritten",
                 head.seq, state.serial, entry.entry_sha256, head.entry_sha256
             )),
-            Ok(None) => problems.push(format!(
+            None => problems.push(format!(
                 "entry {} is missing: the state (serial {}) was written by the run it records, so the newest entries were deleted",
                 head.seq, state.serial
             )),
-            Err(e) => problems.push(format!("entry {} is unreadable: {e}", head.seq)),
         }
     }
     let stored: std::collections::BTreeSet<u64> = backend
@@ -144,12 +131,13 @@ pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification
         .iter()
         .filter_map(|v| v.serial)
         .collect();
-    for (seq, result, serial, _) in &writes {
-        if let (AuditResult::Succeeded, Some(serial)) = (result, serial)
-            && !stored.contains(serial)
+    for entry in &entries {
+        if let (AuditResult::Succeeded, Some(serial)) = (entry.result, entry.state_serial_after)
+            && !stored.contains(&serial)
         {
             problems.push(format!(
-                "entry {seq} says it wrote state serial {serial}, which no stored version of the state holds"
+                "entry {} says it wrote state serial {serial}, which no stored version of the state holds",
+                entry.seq
             ));
         }
     }

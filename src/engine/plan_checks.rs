@@ -28,8 +28,6 @@ pub enum PlanMismatch {
         "the plan gives node pool {0} a stack, but cluster.yaml declares no such pool with stackPerPool"
     )]
     UndeclaredPool(String),
-    #[error("the plan passes stack {stack} the cluster stack's {parameter}, which no pool takes")]
-    PoolParameter { stack: String, parameter: String },
     #[error(
         "the plan leaves stack {0}'s change set to apply, but the cluster stack does not change, so plan made it: it was removed from the plan"
     )]
@@ -299,7 +297,9 @@ pub fn check_new_state(
     }
     // What the state will say about signing is cluster.yaml's, and the plan says it changes.
     let signing = super::plan::signing_after(config, prior);
-    if next.plan_signing != signing || plan.signing != super::plan::signing_change(prior, next) {
+    if next.plan_signing != signing
+        || plan.signing != super::plan::signing_change(prior.map(|s| &s.plan_signing), next)
+    {
         let show = |s: &Option<crate::state::PlanSigning>| {
             s.as_ref().map_or("not recorded".into(), |s| s.to_string())
         };
@@ -474,8 +474,8 @@ fn certificate_der(asset: &TlsAsset) -> Option<Vec<u8>> {
 
 /// What a plan may do to pool stacks, whatever its templates: give a stack only to a pool
 /// cluster.yaml declares with `stackPerPool` (removing recorded ones is `check_pool_stacks`'),
-/// pass a pool only the cluster stack's workers' group and subnets, and leave a change set to
-/// apply only when the cluster stack changes first (its resources are the parameters).
+/// and leave a change set to apply only when the cluster stack changes first (its resources
+/// are the parameters). Which parameters a pool takes is `check_rendered_templates`'.
 pub fn check_pool_changes(config: &ClusterConfig, plan: &Plan) -> Result<(), PlanMismatch> {
     use crate::planfile::Action;
     let declared: Vec<String> = match config.stack_per_pool && plan.kind == PlanKind::Apply {
@@ -485,18 +485,6 @@ pub fn check_pool_changes(config: &ClusterConfig, plan: &Plan) -> Result<(), Pla
     for pool in &plan.pool_stacks {
         if pool.stack.action != Action::Delete && !declared.contains(&pool.pool) {
             return Err(PlanMismatch::UndeclaredPool(pool.pool.clone()));
-        }
-        // A pool stack being deleted takes no parameters any more.
-        if let Some(parameter) = pool
-            .parameters
-            .iter()
-            .filter(|_| pool.stack.action != Action::Delete)
-            .find(|p| !crate::render::is_pool_parameter(p))
-        {
-            return Err(PlanMismatch::PoolParameter {
-                stack: pool.stack.name.clone(),
-                parameter: parameter.clone(),
-            });
         }
         if pool.change_set_at_apply() && plan.stack.action == Action::NoOp {
             return Err(PlanMismatch::PoolChangeSetRemoved(pool.stack.name.clone()));

@@ -69,18 +69,6 @@ pub struct EtcdRelease {
 }
 
 /// `data/kubernetes-releases.json`, parsed once.
-/// Whether a pool stack may take `name` from the cluster stack: the workers' security group
-/// and the subnets (`Subnet<i>`, `PrivateSubnet<i>`) are all a pool's template is rendered to
-/// take, so apply refuses a plan that passes a pool anything else (the etcd group, say).
-pub fn is_pool_parameter(name: &str) -> bool {
-    let subnet = name
-        .strip_prefix("PrivateSubnet")
-        .or_else(|| name.strip_prefix("Subnet"));
-    name == "SecurityGroupWorker"
-        || subnet
-            .is_some_and(|i| !i.is_empty() && i.len() <= 3 && i.bytes().all(|b| b.is_ascii_digit()))
-}
-
 pub fn releases() -> &'static Releases {
     static RELEASES: std::sync::LazyLock<Releases> = std::sync::LazyLock::new(|| {
         serde_json::from_str(include_str!("../../data/kubernetes-releases.json"))
@@ -827,10 +815,9 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         workers => worker_userdata,
     };
     let cluster_userdata = cluster_userdata.unwrap_or_else(|| userdata.clone());
-    // What a pool stack takes from the cluster stack, as parameters of the same names (and
-    // nothing else: see `is_pool_parameter`): the workers' security group and the node
-    // subnets it creates (a subnet given by id is
-    // written in as it is).
+    // What a pool stack takes from the cluster stack, as parameters of the same names (apply
+    // holds a plan to exactly these): the workers' security group and the node subnets it
+    // creates (a subnet given by id is written in as it is).
     let pool_parameters = |pool: &crate::config::WorkerPool| -> Vec<(String, &'static str)> {
         let subnets = pool_subnet_refs[pool.name.as_str()]
             .iter()

@@ -215,9 +215,7 @@ fn a_lock_removed_before_execution_stops_the_apply_and_the_log_says_so() {
 fn killed_after_executing_before_the_state_write_the_next_plan_reuses_the_shipped_certificates() {
     let c = Cluster::new("shipped", false, None);
     c.expect(0, &["plan", "-o", "plan.json"]);
-    let first =
-        kube_aws::planfile::decode("plan.json", &std::fs::read(c.path("plan.json")).unwrap())
-            .unwrap();
+    let first = c.decoded_plan("plan.json");
     assert!(
         first
             .certificates
@@ -253,9 +251,7 @@ fn killed_after_executing_before_the_state_write_the_next_plan_reuses_the_shippe
         "{}",
         stdout(&out)
     );
-    let again =
-        kube_aws::planfile::decode("again.json", &std::fs::read(c.path("again.json")).unwrap())
-            .unwrap();
+    let again = c.decoded_plan("again.json");
     let issued: Vec<&str> = again
         .certificates
         .iter()

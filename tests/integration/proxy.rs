@@ -177,6 +177,11 @@ impl Proxy {
         self.seen.lock().unwrap().clone()
     }
 
+    /// The cluster writes (`Seen::cluster_write`) among the requests seen, in order.
+    pub fn cluster_writes(&self) -> Vec<&'static str> {
+        self.seen().iter().filter_map(Seen::cluster_write).collect()
+    }
+
     /// Requests forwarded to AWS (not faulted), optionally only of one service.
     pub fn forwarded(&self, service: Option<&str>) -> Vec<Seen> {
         self.seen()

@@ -35,10 +35,6 @@ fn forged(c: &Cluster, plan: &Plan) -> Plan {
     forged
 }
 
-fn read_plan(c: &Cluster, file: &str) -> Plan {
-    planfile::decode(file, &std::fs::read(c.path(file)).unwrap()).unwrap()
-}
-
 #[test]
 fn switching_signing_off_or_to_another_key_is_a_change_only_the_recorded_key_can_sign() {
     let c = Cluster::new("signswitch", false, None);
@@ -68,7 +64,7 @@ fn switching_signing_off_or_to_another_key_is_a_change_only_the_recorded_key_can
         markdown.contains("> [!CAUTION]\n> Plan signing changes: signed with"),
         "{markdown}"
     );
-    let plan = read_plan(&c, "switch.json");
+    let plan = c.decoded_plan("switch.json");
     crate::schemas::assert_valid("plan.schema.json", &serde_json::to_value(&plan).unwrap());
     let signing = plan.signing.as_ref().expect("the plan records the change");
     assert_eq!(
@@ -103,7 +99,7 @@ fn switching_signing_off_or_to_another_key_is_a_change_only_the_recorded_key_can
     let out = c.expect(0, &["plan", "--detailed-exitcode", "-o", "after.json"]);
     assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
     assert_eq!(
-        read_plan(&c, "after.json").signature.unwrap().key_arn,
+        c.decoded_plan("after.json").signature.unwrap().key_arn,
         theirs
     );
     // The log verifies across the rotation: the newest entries with the new key, the older
@@ -129,7 +125,7 @@ fn switching_signing_off_or_to_another_key_is_a_change_only_the_recorded_key_can
         "{}",
         stdout(&out)
     );
-    let off = read_plan(&c, "off.json");
+    let off = c.decoded_plan("off.json");
     assert_eq!(off.signature.as_ref().unwrap().key_arn, theirs);
     forged(&c, &off);
     let out = c.expect(1, &["apply", "forged.json"]);
@@ -211,7 +207,7 @@ fn a_signed_plan_applies_only_where_the_directory_renders_it() {
     c.plan_and_apply();
     c.set("workerCount", "2");
     c.expect(0, &["plan", "-o", "two.json"]);
-    assert!(read_plan(&c, "two.json").signature.is_some());
+    assert!(c.decoded_plan("two.json").signature.is_some());
     c.set("workerCount", "3");
     c.proxy.reset();
     let out = c.expect(1, &["apply", "two.json"]);
@@ -223,12 +219,7 @@ fn a_signed_plan_applies_only_where_the_directory_renders_it() {
             && refusal.contains("nothing was executed"),
         "{refusal}"
     );
-    let writes: Vec<&str> = c
-        .proxy
-        .seen()
-        .iter()
-        .filter_map(|r| r.cluster_write())
-        .collect();
+    let writes = c.proxy.cluster_writes();
     assert!(writes.is_empty(), "{writes:?}");
     c.set("workerCount", "2");
     c.expect(0, &["apply", "two.json"]);

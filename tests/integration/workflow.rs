@@ -89,6 +89,11 @@ impl Cluster {
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     }
 
+    /// A plan file of this cluster's directory, decoded (its hash checked).
+    pub fn decoded_plan(&self, file: &str) -> kube_aws::planfile::Plan {
+        kube_aws::planfile::decode(file, &std::fs::read(self.path(file)).unwrap()).unwrap()
+    }
+
     pub fn plan_file(&self, file: &str) -> Value {
         serde_json::from_slice(&std::fs::read(self.path(file)).unwrap()).unwrap()
     }
@@ -403,12 +408,7 @@ fn apply_each_forgery_and_expect_refusal(
             "{what}: {}",
             stderr(&out)
         );
-        let writes: Vec<&str> = c
-            .proxy
-            .seen()
-            .iter()
-            .filter_map(|r| r.cluster_write())
-            .collect();
+        let writes = c.proxy.cluster_writes();
         assert!(writes.is_empty(), "{what}: {writes:?}");
         assert_eq!(
             moto().zone_records(&c.zone_id),
@@ -427,12 +427,7 @@ fn the_write_guard_sees_the_change_set_and_the_record_a_first_apply_writes() {
     let zone_before = moto().zone_records(&c.zone_id);
     c.proxy.reset();
     c.expect(0, &["apply", "plan.json"]);
-    let writes: BTreeSet<&str> = c
-        .proxy
-        .seen()
-        .iter()
-        .filter_map(|r| r.cluster_write())
-        .collect();
+    let writes: BTreeSet<&str> = c.proxy.cluster_writes().into_iter().collect();
     assert_eq!(
         writes,
         BTreeSet::from(["ChangeResourceRecordSets", "ExecuteChangeSet"])
@@ -449,27 +444,35 @@ fn the_write_guard_sees_the_change_set_and_the_record_a_first_apply_writes() {
     );
 }
 
-#[test]
-fn an_unsigned_plan_edited_to_reach_other_pool_stacks_is_refused_before_anything_changes() {
-    let c = Cluster::new("poolforge", false, None);
+/// A cluster that plans unsigned, with pool `gpu` in a stack of its own (not applied yet).
+fn unsigned_cluster_with_a_gpu_pool_stack(prefix: &str) -> Cluster {
+    let c = Cluster::new(prefix, false, None);
     c.set("planSigningKeyArn", "null");
     c.set("unsignedPlans", "true");
     c.set("stackPerPool", "true");
     c.set("nodePools", "[{name: gpu, count: 1}]");
+    c
+}
+
+/// Where pool `pool`'s stack stands in the plan's list.
+fn pool_position(plan: &kube_aws::planfile::Plan, pool: &str) -> usize {
+    plan.pool_stacks
+        .iter()
+        .position(|p| p.pool == pool)
+        .unwrap()
+}
+
+#[test]
+fn an_unsigned_plan_edited_to_reach_other_pool_stacks_is_refused_before_anything_changes() {
+    let c = unsigned_cluster_with_a_gpu_pool_stack("poolforge");
     c.plan_and_apply();
     c.set(
         "nodePools",
         "[{name: gpu, count: 1, instanceType: m6i.large}]",
     );
     c.expect(0, &["plan", "-o", "plan.json"]);
-    let plan =
-        kube_aws::planfile::decode("plan.json", &std::fs::read(c.path("plan.json")).unwrap())
-            .unwrap();
-    let gpu = plan
-        .pool_stacks
-        .iter()
-        .position(|p| p.pool == "gpu")
-        .unwrap();
+    let plan = c.decoded_plan("plan.json");
+    let gpu = pool_position(&plan, "gpu");
     assert!(plan.pool_stacks[gpu].stack.change_set_arn.is_some());
     let attempts: Vec<Forgery> = vec![
         (
@@ -557,20 +560,10 @@ fn an_unsigned_plan_edited_to_reach_other_pool_stacks_is_refused_before_anything
 /// changes.
 #[test]
 fn an_unsigned_plan_with_a_swapped_pool_template_is_refused_by_what_apply_renders() {
-    let c = Cluster::new("poolswap", false, None);
-    c.set("planSigningKeyArn", "null");
-    c.set("unsignedPlans", "true");
-    c.set("stackPerPool", "true");
-    c.set("nodePools", "[{name: gpu, count: 1}]");
+    let c = unsigned_cluster_with_a_gpu_pool_stack("poolswap");
     c.expect(0, &["plan", "-o", "plan.json"]);
-    let plan =
-        kube_aws::planfile::decode("plan.json", &std::fs::read(c.path("plan.json")).unwrap())
-            .unwrap();
-    let gpu = plan
-        .pool_stacks
-        .iter()
-        .position(|p| p.pool == "gpu")
-        .unwrap();
+    let plan = c.decoded_plan("plan.json");
+    let gpu = pool_position(&plan, "gpu");
     assert!(
         plan.pool_stacks[gpu].change_set_at_apply(),
         "a first apply makes the pool's change set"
@@ -1843,9 +1836,7 @@ fn an_unsigned_plan_edited_and_re_hashed_is_refused_by_what_apply_re_derives() {
     c.plan_and_apply();
     c.set("workerCount", "2");
     c.expect(0, &["plan", "-o", "plan.json"]);
-    let plan =
-        kube_aws::planfile::decode("plan.json", &std::fs::read(c.path("plan.json")).unwrap())
-            .unwrap();
+    let plan = c.decoded_plan("plan.json");
     assert!(plan.signature.is_none());
     assert_eq!(plan.target.region, "us-west-2");
     assert_eq!(plan.target.account_id.as_deref(), Some("123456789012"));

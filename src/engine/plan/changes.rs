@@ -677,13 +677,17 @@ pub fn signing_after(config: &ClusterConfig, prior: Option<&State>) -> Option<Pl
         .or_else(|| prior.and_then(|s| s.plan_signing.clone()))
 }
 
-/// The change of plan signing a plan makes, when the state records another one. A state
-/// from before signing was recorded shows as `from: None`; a first apply records it unasked.
-pub fn signing_change(prior: Option<&State>, next: &State) -> Option<SigningChange> {
-    let prior = prior?;
+/// The change of plan signing a plan makes, when the state (`recorded` is what it records;
+/// `None` without a state) records another one. A state from before signing was recorded
+/// shows as `from: None`; a first apply records it unasked.
+pub fn signing_change(
+    recorded: Option<&Option<PlanSigning>>,
+    next: &State,
+) -> Option<SigningChange> {
+    let recorded = recorded?;
     let to = next.plan_signing.clone()?;
-    (prior.plan_signing.as_ref() != Some(&to)).then(|| SigningChange {
-        from: prior.plan_signing.clone(),
+    (recorded.as_ref() != Some(&to)).then(|| SigningChange {
+        from: recorded.clone(),
         to,
     })
 }

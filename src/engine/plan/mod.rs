@@ -90,7 +90,8 @@ pub async fn plan(
     progress("reading the state");
     let prior = backend.load(&config).await?;
     super::anchor::check(&backend, prior.as_ref(), super::anchor::Signatures::Skip).await?;
-    let prior_state = prior.as_ref().map(|l| l.state.clone());
+    // What the state records of plan signing (`None` without a state), before `prior` moves.
+    let recorded_signing = prior.as_ref().map(|l| l.state.plan_signing.clone());
     let online = context.as_ref();
     let mut plan = if options.destroy {
         plan_destroy(&config, prior, online, progress).await?
@@ -100,7 +101,7 @@ pub async fn plan(
         )
         .await?
     };
-    plan.signing = changes::signing_change(prior_state.as_ref(), &plan.new_state);
+    plan.signing = changes::signing_change(recorded_signing.as_ref(), &plan.new_state);
     // An offline plan is a preview apply refuses: where it was made is not worth a git call.
     let provenance = match online {
         Some(_) => super::provenance::collect(dir),
@@ -112,7 +113,8 @@ pub async fn plan(
     }
     .seal();
     // While signing changes away from a key the state records, that key signs the plan.
-    let key = super::apply::signing_key_for(&config, prior_state.as_ref());
+    let key =
+        super::apply::signing_key_for(&config, recorded_signing.as_ref().and_then(Option::as_ref));
     match (online, key) {
         (Some(context), Some(key)) if options.sign => {
             progress("signing the plan");
