@@ -3,12 +3,11 @@
 //! by against what the stack creates, and each wait against what it waits for. Each runs the
 //! rendered scripts or reads the rendered files, and asks moto's EC2 where AWS has the answer.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use crate::harness::{FLATCAR_AMI, block_on, moto};
+use crate::lab::serve_imds;
 use crate::payload::{
     RenderedCluster, WrittenFile, WrittenUnit, cloud_config_parts, render_cluster,
 };
@@ -107,57 +106,17 @@ fn zone_of(id: &str) -> Option<String> {
     })
 }
 
-/// An IMDSv2 stand-in on loopback: a session token by PUT, then metadata only with it.
-fn serve_imds(answers: Vec<(&'static str, String)>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let mut token_ok = false;
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
-                    break;
-                }
-                if header.to_ascii_lowercase().trim() == "x-aws-ec2-metadata-token: session-token" {
-                    token_ok = true;
-                }
-            }
-            let mut parts = request_line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let (status, body) = match (method, path) {
-                ("PUT", "/latest/api/token") => ("200 OK", "session-token".to_string()),
-                ("GET", _) if !token_ok => ("401 Unauthorized", String::new()),
-                ("GET", p) => match p
-                    .strip_prefix("/latest/meta-data/")
-                    .and_then(|k| answers.iter().find(|(key, _)| *key == k))
-                {
-                    Some((_, v)) => ("200 OK", v.clone()),
-                    None => ("404 Not Found", String::new()),
-                },
-                _ => ("405 Method Not Allowed", String::new()),
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    endpoint
-}
-
-fn imds_answers(instance: &Instance, local_hostname: &str) -> Vec<(&'static str, String)> {
+fn imds_answers(instance: &Instance, local_hostname: &str) -> Vec<(String, String)> {
     vec![
-        ("local-hostname", local_hostname.to_string()),
-        ("instance-id", instance.id.clone()),
-        ("placement/availability-zone", instance.zone.clone()),
+        (
+            "meta-data/local-hostname".to_string(),
+            local_hostname.to_string(),
+        ),
+        ("meta-data/instance-id".to_string(), instance.id.clone()),
+        (
+            "meta-data/placement/availability-zone".to_string(),
+            instance.zone.clone(),
+        ),
     ]
 }
 

@@ -3,6 +3,7 @@
 mod backends;
 mod cli_errors;
 mod contracts;
+mod control_plane;
 mod crash;
 mod edges;
 mod export;
@@ -11,6 +12,7 @@ mod harness;
 mod history;
 mod iam;
 mod kms;
+mod lab;
 mod payload;
 mod proxy;
 mod roles;

@@ -7,8 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -18,7 +17,11 @@ use kube_aws::config::ClusterConfig;
 use kube_aws::engine;
 use kube_aws::render::Rendered;
 
-use crate::harness::{Moto, aws_env, block_on, init_cluster_with, moto};
+use crate::harness::{aws_env, block_on, init_cluster_with, moto};
+use crate::lab::{
+    Lab, Member, decrypt_assets, env_file, etcdctl, lay_out, output_text, require, require_root,
+    run, start_member, stop_members, unit_lines, wait_healthy,
+};
 
 /// A cluster as configured, and what plan would render for it, with certificates issued and
 /// keys sealed through moto's KMS.
@@ -133,33 +136,6 @@ pub fn cloud_config_parts(
         })
         .collect();
     (files, units)
-}
-
-fn run(command: &mut Command) -> Output {
-    let shown = format!("{command:?}");
-    command.output().unwrap_or_else(|e| panic!("{shown}: {e}"))
-}
-
-fn require(tool: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed: run scripts/ensure-tools. These tests check the payload with \
-         the real component and do not skip without it."
-    );
-}
-
-fn require_root() {
-    let uid = run(Command::new("id").arg("-u"));
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "this test needs root (it creates network and mount namespaces); CI runs as root"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -502,298 +478,6 @@ fn shellcheck_and_systemd_analyze_are_clean_on_every_script_and_unit() {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// real etcd in a network namespace
-
-/// A network namespace with the planned member addresses, member names resolving to them,
-/// moto reachable inside it, and every process started in it; all removed on drop.
-struct EtcdLab {
-    netns: String,
-    work: tempfile::TempDir,
-    processes: Vec<Child>,
-    moto_port: u16,
-    made_dirs: Vec<PathBuf>,
-}
-
-impl EtcdLab {
-    fn new(moto: &Moto, hosts: &[(String, String)]) -> EtcdLab {
-        let netns = format!("kaws-etcd-{}", std::process::id());
-        let moto_port: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
-        let mut lab = EtcdLab {
-            netns: netns.clone(),
-            work: tempfile::tempdir().unwrap(),
-            processes: Vec::new(),
-            moto_port,
-            made_dirs: Vec::new(),
-        };
-        assert!(
-            run(Command::new("ip").args(["netns", "add", &netns]))
-                .status
-                .success()
-        );
-        // The sandbox kernel has no dummy interfaces; loopback holds the planned addresses.
-        lab.ip(&["link", "set", "lo", "up"]);
-        for (_, ip) in hosts {
-            lab.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
-        }
-        // `ip netns exec` bind-mounts /etc/netns/NAME/hosts over /etc/hosts.
-        let etc = PathBuf::from(format!("/etc/netns/{netns}"));
-        std::fs::create_dir_all(&etc).unwrap();
-        let mut text = String::from("127.0.0.1 localhost\n");
-        for (name, ip) in hosts {
-            text.push_str(&format!("{ip} {name}\n"));
-        }
-        std::fs::write(etc.join("hosts"), text).unwrap();
-        // Mount points the members' files are bound onto, each in its own mount namespace.
-        for dir in ["/etc/kubernetes/ssl", "/etc/etcd", "/var/lib/etcd"] {
-            let path = PathBuf::from(dir);
-            if !path.exists() {
-                std::fs::create_dir_all(&path).unwrap();
-                lab.made_dirs.push(path);
-            }
-        }
-        // moto listens on the host's loopback: a unix socket carries it into the namespace.
-        let socket = lab.work.path().join("moto.sock");
-        lab.processes.push(
-            Command::new("socat")
-                .arg(format!("UNIX-LISTEN:{},fork", socket.display()))
-                .arg(format!("TCP:127.0.0.1:{moto_port}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        lab.processes.push(
-            Command::new("ip")
-                .args(["netns", "exec", &netns, "socat"])
-                .arg(format!(
-                    "TCP-LISTEN:{moto_port},bind=127.0.0.1,fork,reuseaddr"
-                ))
-                .arg(format!("UNIX-CONNECT:{}", socket.display()))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        lab
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let out = run(Command::new("ip")
-            .args(["netns", "exec", &self.netns, "ip"])
-            .args(args));
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A command run inside the namespace with `member`'s files bound at their real paths.
-    fn member_command(&self, member: &Path, program: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.netns, "sh", "-c"])
-            .arg(
-                "set -e; mount --bind \"$1/etc/kubernetes/ssl\" /etc/kubernetes/ssl; \
-                 mount --bind \"$1/etc/etcd\" /etc/etcd; \
-                 mount --bind \"$1/var/lib/etcd\" /var/lib/etcd; shift; exec \"$@\"",
-            )
-            .arg("member")
-            .arg(member)
-            .args(program);
-        let path = std::env::var("PATH").unwrap_or_default();
-        c.env("PATH", path);
-        for (k, v) in aws_env(moto()) {
-            c.env(k, v);
-        }
-        c.env(
-            "AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", self.moto_port),
-        );
-        c
-    }
-}
-
-impl Drop for EtcdLab {
-    fn drop(&mut self) {
-        for p in &mut self.processes {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        let _ = Command::new("sh")
-            .args([
-                "-c",
-                "ip netns pids \"$1\" | xargs -r kill -9",
-                "kill",
-                &self.netns,
-            ])
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
-        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.netns));
-        for dir in self.made_dirs.iter().rev() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
-/// Writes a cloud-config's files under `root` at their paths, with their modes.
-fn lay_out(root: &Path, files: &[WrittenFile]) {
-    for dir in ["etc/kubernetes/ssl", "etc/etcd", "var/lib/etcd", "opt/bin"] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
-    for f in files {
-        let path = root.join(f.path.trim_start_matches('/'));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &f.content).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).unwrap();
-    }
-}
-
-fn env_file(path: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (k, v) = l.split_once('=').expect("KEY=VALUE");
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
-
-fn unit_lines<'a>(units: &'a [WrittenUnit], name: &str, key: &str) -> Vec<&'a str> {
-    let unit = units.iter().find(|u| u.name == name).expect("unit");
-    unit.content
-        .as_deref()
-        .unwrap_or("")
-        .lines()
-        .filter_map(|l| l.strip_prefix(key))
-        .collect()
-}
-
-fn output_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs the rendered `decrypt-assets` of the instance laid out at `root`, through moto's KMS.
-fn decrypt_assets(lab: &EtcdLab, root: &Path) {
-    let script = root.join("opt/bin/decrypt-assets");
-    let out = run(&mut lab.member_command(root, &["/bin/bash", script.to_str().unwrap()]));
-    assert!(
-        out.status.success(),
-        "{}: decrypt-assets: {}",
-        root.display(),
-        output_text(&out)
-    );
-}
-
-struct Member {
-    name: String,
-    host: String,
-    root: PathBuf,
-    env: Vec<(String, String)>,
-    start_pre: Vec<String>,
-}
-
-fn etcdctl(lab: &EtcdLab, client: &Path, endpoints: &str, args: &[&str]) -> Output {
-    let ssl = client.join("etc/kubernetes/ssl");
-    let mut c = lab.member_command(client, &["etcdctl"]);
-    c.env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoints}"))
-        .arg(format!("--cacert={}", ssl.join("ca.pem").display()))
-        .arg(format!("--cert={}", ssl.join("etcd-client.pem").display()))
-        .arg(format!(
-            "--key={}",
-            ssl.join("etcd-client-key.pem").display()
-        ))
-        .arg("--dial-timeout=5s")
-        .args(args);
-    run(&mut c)
-}
-
-fn start_member(lab: &mut EtcdLab, m: &Member) {
-    // The unit's ExecStartPre that prepares the data directory, as the unit runs it.
-    for pre in &m.start_pre {
-        if pre.starts_with("-/usr/bin/docker") {
-            continue;
-        }
-        let words: Vec<&str> = pre.split_whitespace().collect();
-        let out = run(&mut lab.member_command(&m.root, &words));
-        assert!(
-            out.status.success(),
-            "{}: {pre}: {}",
-            m.name,
-            output_text(&out)
-        );
-    }
-    let log = std::fs::File::create(m.root.join("etcd.log")).unwrap();
-    let mut c = lab.member_command(
-        &m.root,
-        &[
-            "setpriv",
-            "--reuid=232",
-            "--regid=232",
-            "--clear-groups",
-            "etcd",
-        ],
-    );
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(m.env.iter().cloned())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    lab.processes.push(c.spawn().expect("etcd starts"));
-}
-
-fn wait_healthy(lab: &EtcdLab, client: &Path, endpoints: &str, members: &[Member]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = etcdctl(lab, client, endpoints, &["endpoint", "health"]);
-        let text = output_text(&out);
-        if out.status.success() && text.matches("is healthy").count() == members.len() {
-            return text;
-        }
-        if Instant::now() > deadline {
-            let logs: Vec<String> = members
-                .iter()
-                .map(|m| {
-                    let log = std::fs::read_to_string(m.root.join("etcd.log")).unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
-                    format!(
-                        "{}:\n{}",
-                        m.name,
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                    )
-                })
-                .collect();
-            panic!(
-                "members not healthy within 60 s: {text}\n{}",
-                logs.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn stop_members(lab: &mut EtcdLab) {
-    // Keeps the two socat bridges (started first); stops every etcd.
-    for mut p in lab.processes.split_off(2) {
-        let _ = Command::new("kill").arg(p.id().to_string()).status();
-        let _ = p.wait();
-    }
-    // `ip netns exec` forks etcd under setpriv; make sure nothing listens any more.
-    let _ = Command::new("sh")
-        .args(["-c", "ip netns pids \"$1\" | xargs -r ps -o pid=,comm= -p | awk '$2==\"etcd\"{print $1}' | xargs -r kill", "k", &lab.netns])
-        .status();
-    std::thread::sleep(Duration::from_secs(1));
-}
-
 #[test]
 fn real_etcd_forms_the_rendered_three_member_cluster_and_restores_a_snapshot() {
     require_root();
@@ -811,7 +495,7 @@ fn real_etcd_forms_the_rendered_three_member_cluster_and_restores_a_snapshot() {
         .zip(&addresses)
         .map(|(m, ip)| (m.host.clone(), ip.clone()))
         .collect();
-    let mut lab = EtcdLab::new(moto, &hosts);
+    let mut lab = Lab::new(moto, &hosts);
 
     // Each member's files, laid out as its cloud-config writes them; keys decrypted by the
     // rendered script through moto's KMS.

@@ -1,0 +1,1140 @@
+//! The applied control plane run for real: kube-apiserver, kube-controller-manager and
+//! kube-scheduler built from the Kubernetes Go modules (`scripts/build-kubernetes`) and started
+//! with exactly the flags and files of the controller's static pods, over the rendered etcd
+//! members; the add-ons applied by the rendered `apply-addons`; nodes joining by TLS bootstrap
+//! under the names the rendered scripts compute; the AWS cloud controller initialising them from
+//! moto's EC2. Only the container runtime is left out: each binary runs directly. Needs root
+//! (network and mount namespaces); CI runs it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD as BASE64URL};
+use serde_json::{Value, json};
+
+use crate::harness::{block_on, moto};
+use crate::lab::{
+    Lab, Member, decrypt_assets, env_file, etcdctl, lay_out, output_text, require, require_root,
+    run, serve_imds, start_member, unit_lines, wait_healthy,
+};
+use crate::payload::cloud_config_parts;
+use crate::workflow::Cluster;
+
+/// Where `scripts/build-kubernetes` keeps the binaries; each must be there (never skipped).
+struct Binaries {
+    kubernetes: PathBuf,
+    cloud_controller: PathBuf,
+}
+
+fn binaries() -> Binaries {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-kubernetes");
+    let out = run(Command::new(&script).arg("--dir"));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let dirs: Vec<PathBuf> = text.lines().map(PathBuf::from).collect();
+    let found = Binaries {
+        kubernetes: dirs[0].clone(),
+        cloud_controller: dirs[1].clone(),
+    };
+    for bin in [
+        found.kubernetes.join("kube-apiserver"),
+        found.kubernetes.join("kube-controller-manager"),
+        found.kubernetes.join("kube-scheduler"),
+        found.kubernetes.join("kubectl"),
+        found.cloud_controller.join("aws-cloud-controller-manager"),
+    ] {
+        assert!(
+            bin.exists(),
+            "{} is not built: run scripts/ensure-tools (it builds the Kubernetes binaries from \
+             their Go modules once into the user cache). This test does not skip without it.",
+            bin.display()
+        );
+    }
+    found
+}
+
+/// An instance the stack launched, as EC2 (moto) describes it.
+#[derive(Debug, Clone)]
+struct Ec2Instance {
+    id: String,
+    name: String,
+    private_ip: String,
+    private_dns_name: String,
+    zone: String,
+    vpc_id: String,
+    mac: String,
+}
+
+fn stack_instances(cluster: &str) -> Vec<Ec2Instance> {
+    block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&moto().sdk_config().await);
+        let out = ec2
+            .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag-key")
+                    .values(format!("kubernetes.io/cluster/{cluster}"))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("DescribeInstances");
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| Ec2Instance {
+                id: i.instance_id().unwrap().to_string(),
+                name: i
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some("Name"))
+                    .and_then(|t| t.value())
+                    .unwrap_or_default()
+                    .to_string(),
+                private_ip: i.private_ip_address().unwrap().to_string(),
+                private_dns_name: i.private_dns_name().unwrap().to_string(),
+                zone: i
+                    .placement()
+                    .and_then(|p| p.availability_zone())
+                    .unwrap()
+                    .to_string(),
+                vpc_id: i.vpc_id().unwrap_or_default().to_string(),
+                mac: i
+                    .network_interfaces()
+                    .first()
+                    .and_then(|n| n.mac_address())
+                    .unwrap_or("0e:00:00:00:00:01")
+                    .to_string(),
+            })
+            .collect()
+    })
+}
+
+/// What IMDS says on `instance`: what the rendered scripts and the cloud controller read.
+fn imds_of(instance: &Ec2Instance) -> Vec<(String, String)> {
+    let region = &instance.zone[..instance.zone.len() - 1];
+    let mac = &instance.mac;
+    [
+        ("meta-data/instance-id", instance.id.clone()),
+        (
+            "meta-data/local-hostname",
+            instance.private_dns_name.clone(),
+        ),
+        ("meta-data/local-ipv4", instance.private_ip.clone()),
+        (
+            "meta-data/placement/availability-zone",
+            instance.zone.clone(),
+        ),
+        ("meta-data/placement/region", region.to_string()),
+        ("meta-data/mac", mac.clone()),
+        ("meta-data/network/interfaces/macs/", format!("{mac}/")),
+        (
+            &*format!("meta-data/network/interfaces/macs/{mac}/vpc-id"),
+            instance.vpc_id.clone(),
+        ),
+        (
+            "dynamic/instance-identity/document",
+            json!({"instanceId": instance.id, "region": region,
+                   "availabilityZone": instance.zone, "privateIp": instance.private_ip})
+            .to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Every instance user data of the plan's template, decoded, by logical id.
+fn planned_user_data(plan: &Value) -> BTreeMap<String, String> {
+    let template: Value =
+        serde_json::from_str(plan["template"].as_str().expect("the plan's template")).unwrap();
+    let mut out = BTreeMap::new();
+    for (id, resource) in template["Resources"].as_object().unwrap() {
+        let props = &resource["Properties"];
+        let user_data = props["UserData"]
+            .as_str()
+            .or_else(|| props["LaunchTemplateData"]["UserData"].as_str());
+        if let Some(text) = user_data {
+            out.insert(
+                id.clone(),
+                kube_aws::diff::decode_userdata(text).expect("gzip+base64 user data"),
+            );
+        }
+    }
+    out
+}
+
+/// The `command` of the static pod a rendered manifest under `root` describes.
+fn static_pod_command(root: &Path, name: &str) -> Vec<String> {
+    let path = root.join(format!("etc/kubernetes/manifests/{name}.yaml"));
+    let pod: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    pod["spec"]["containers"][0]["command"]
+        .as_sequence()
+        .expect("a command")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Starts `program` in the lab with its output in `work/<log>.log`.
+fn start(
+    lab: &mut Lab,
+    binds: &[(PathBuf, &str)],
+    program: &[&str],
+    env: &[(&str, String)],
+    log: &str,
+) {
+    let log = std::fs::File::create(lab.work.path().join(format!("{log}.log"))).unwrap();
+    let mut c = lab.command(binds, program);
+    c.envs(env.iter().map(|(k, v)| (*k, v.clone())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    lab.processes.push(c.spawn().expect("starts"));
+}
+
+fn log_tail(lab: &Lab, log: &str) -> String {
+    let text =
+        std::fs::read_to_string(lab.work.path().join(format!("{log}.log"))).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(25)..].join("\n")
+}
+
+/// Polls `check` every half second for up to `seconds`; panics with the logs named.
+fn wait_for<T>(
+    lab: &Lab,
+    what: &str,
+    seconds: u64,
+    logs: &[&str],
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let shown: Vec<String> = logs
+                .iter()
+                .map(|l| format!("--- {l}.log\n{}", log_tail(lab, l)))
+                .collect();
+            panic!("{what}: not within {seconds} s\n{}", shown.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// kubectl (the built one, of the cluster's version) in the lab, as whoever `kubeconfig` names.
+fn kubectl(
+    lab: &Lab,
+    bins: &Binaries,
+    binds: &[(PathBuf, &str)],
+    kubeconfig: &str,
+    args: &[&str],
+) -> Output {
+    let bin = bins.kubernetes.join("kubectl");
+    let mut program = vec![bin.to_str().unwrap(), "--kubeconfig", kubeconfig];
+    program.extend_from_slice(args);
+    run(&mut lab.command(binds, &program))
+}
+
+fn kubectl_stdin(
+    lab: &Lab,
+    bins: &Binaries,
+    binds: &[(PathBuf, &str)],
+    kubeconfig: &str,
+    args: &[&str],
+    input: &str,
+) -> Output {
+    use std::io::Write;
+    let bin = bins.kubernetes.join("kubectl");
+    let mut program = vec![bin.to_str().unwrap(), "--kubeconfig", kubeconfig];
+    program.extend_from_slice(args);
+    let mut child = lab
+        .command(binds, &program)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A node joining as its kubelet would: a P-256 key, a client CSR for `system:node:<name>`
+/// created with the bootstrap kubeconfig under `root`, approved and signed by the
+/// controller-manager, then the Node registered with that certificate (its provider id and
+/// taints as the rendered kubelet flags give them). Returns the node's kubeconfig.
+fn bootstrap_node(
+    lab: &Lab,
+    bins: &Binaries,
+    root: &Path,
+    name: &str,
+    provider_id: &str,
+    taints: Value,
+) -> PathBuf {
+    let binds = [(root.join("etc/kubernetes"), "/etc/kubernetes")];
+    let pki = root.join("var/lib/kubelet/pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let key = pki.join("kubelet-client.key");
+    let csr = pki.join("kubelet-client.csr");
+    let out = run(Command::new("openssl")
+        .args([
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+        ])
+        .arg(&key));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = run(Command::new("openssl")
+        .args(["req", "-new", "-key"])
+        .arg(&key)
+        .args([
+            "-subj",
+            &format!("/O=system:nodes/CN=system:node:{name}"),
+            "-out",
+        ])
+        .arg(&csr));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let request = json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": "node-csr-"},
+        "spec": {
+            "request": BASE64.encode(std::fs::read(&csr).unwrap()),
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "usages": ["digital signature", "client auth"],
+        }
+    });
+    let bootstrap = "/etc/kubernetes/bootstrap-kubeconfig.yaml";
+    let out = kubectl_stdin(
+        lab,
+        bins,
+        &binds,
+        bootstrap,
+        &["create", "-f", "-", "-o", "jsonpath={.metadata.name}"],
+        &request.to_string(),
+    );
+    assert!(
+        out.status.success(),
+        "the bootstrap token may create a CSR: {}",
+        output_text(&out)
+    );
+    let csr_name = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The bootstrap token may read its own CSR back (system:node-bootstrapper).
+    let certificate = wait_for(
+        lab,
+        &format!("CSR {csr_name} approved and signed"),
+        60,
+        &["kube-controller-manager"],
+        || {
+            let out = kubectl(
+                lab,
+                bins,
+                &binds,
+                bootstrap,
+                &[
+                    "get",
+                    "csr",
+                    &csr_name,
+                    "-o",
+                    "jsonpath={.status.certificate}",
+                ],
+            );
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (out.status.success() && !text.is_empty()).then_some(text)
+        },
+    );
+    let cert = pki.join("kubelet-client.crt");
+    std::fs::write(&cert, BASE64.decode(certificate).unwrap()).unwrap();
+    let server = run(Command::new("sh")
+        .arg("-c")
+        .arg("sed -n 's/^ *server: //p' \"$1\"")
+        .arg("x")
+        .arg(root.join("etc/kubernetes/bootstrap-kubeconfig.yaml")));
+    let server = String::from_utf8_lossy(&server.stdout).trim().to_string();
+    let kubeconfig = root.join("var/lib/kubelet/kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n  - name: c\n    cluster:\n      certificate-authority: /etc/kubernetes/ssl/ca.pem\n      server: {server}\nusers:\n  - name: node\n    user:\n      client-certificate: {}\n      client-key: {}\ncontexts:\n  - name: node\n    context: {{cluster: c, user: node}}\ncurrent-context: node\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let node = json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+        "spec": {"providerID": provider_id, "taints": taints},
+    });
+    let out = kubectl_stdin(
+        lab,
+        bins,
+        &binds,
+        kubeconfig.to_str().unwrap(),
+        &["create", "-f", "-"],
+        &node.to_string(),
+    );
+    assert!(
+        out.status.success(),
+        "node {name} registers itself: {}",
+        output_text(&out)
+    );
+    println!(
+        "TLS bootstrap: CSR {csr_name} approved and signed; node {name} registered with its certificate"
+    );
+    kubeconfig
+}
+
+/// The resource versions of every object the add-on manifests under `root` name.
+fn addon_versions(
+    lab: &Lab,
+    bins: &Binaries,
+    admin: &str,
+    root: &Path,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(root.join("etc/kubernetes/addons")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() == "bootstrap-token.yaml" {
+            continue;
+        }
+        let got = kubectl(
+            lab,
+            bins,
+            &[],
+            admin,
+            &[
+                "get",
+                "-f",
+                path.to_str().unwrap(),
+                "-o",
+                "jsonpath={range .items[*]}{.kind}/{.metadata.namespace}/{.metadata.name}={.metadata.resourceVersion}{\"\\n\"}{end}",
+            ],
+        );
+        assert!(
+            got.status.success(),
+            "{}: {}",
+            path.display(),
+            output_text(&got)
+        );
+        for line in String::from_utf8_lossy(&got.stdout).lines() {
+            let (object, version) = line.split_once('=').unwrap();
+            out.insert(object.to_string(), version.to_string());
+        }
+    }
+    out
+}
+
+/// A JWT's signature checked by openssl against the PEM public key at `public_key`.
+fn jwt_verifies(token: &str, public_key: &Path, work: &Path) -> bool {
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWT");
+    let header: Value = serde_json::from_slice(&BASE64URL.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "RS256", "{header}");
+    let (signed, signature) = (work.join("jwt.signed"), work.join("jwt.sig"));
+    std::fs::write(&signed, format!("{}.{}", parts[0], parts[1])).unwrap();
+    std::fs::write(&signature, BASE64URL.decode(parts[2]).unwrap()).unwrap();
+    run(Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(public_key)
+        .arg("-signature")
+        .arg(&signature)
+        .arg(&signed))
+    .status
+    .success()
+}
+
+#[test]
+fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_controller_initialises_them()
+ {
+    require_root();
+    for tool in [
+        "etcd", "etcdctl", "aws", "socat", "setpriv", "ip", "unshare", "openssl", "curl",
+        "envsubst",
+    ] {
+        require(tool);
+    }
+    let bins = binaries();
+    let moto = moto();
+
+    // The default cluster, applied on moto; the controller is whatever instance the stack made.
+    let cluster = Cluster::new("boot", false, None);
+    cluster.plan_and_apply();
+    cluster.expect(0, &["kubeconfig", "-o", "admin.kubeconfig"]);
+    let admin = cluster.path("admin.kubeconfig");
+    let admin = admin.to_str().unwrap();
+    let plan = cluster.plan_file("plan.json");
+    let user_data = planned_user_data(&plan);
+    let config = kube_aws::config::ClusterConfig::load(cluster.dir.path()).unwrap();
+    let instances = stack_instances(&cluster.name);
+    let controller = instances
+        .iter()
+        .find(|i| i.name.contains("controller"))
+        .unwrap_or_else(|| panic!("no controller among the stack's instances: {instances:?}"))
+        .clone();
+    let worker = instances
+        .iter()
+        .find(|i| !i.name.contains("controller") && !i.name.contains("etcd"))
+        .unwrap_or_else(|| panic!("no worker among the stack's instances: {instances:?}"))
+        .clone();
+    println!(
+        "controller {} ({}), worker {} ({})",
+        controller.id, controller.private_dns_name, worker.id, worker.private_dns_name
+    );
+
+    // Names nodes and clients use, resolving to the controller inside the lab.
+    let controller_text = user_data
+        .values()
+        .find(|t| t.contains("\n# Kubernetes controller"))
+        .expect("the controller's user data");
+    let worker_text = user_data
+        .values()
+        .find(|t| {
+            t.contains("/etc/kubernetes/bootstrap-kubeconfig.yaml")
+                && !t.contains("\n# Kubernetes controller")
+        })
+        .expect("a worker's user data");
+    let (worker_files, _) = cloud_config_parts(worker_text, Some(&worker.private_ip));
+    let worker_server = worker_files
+        .iter()
+        .find(|f| f.path == "/etc/kubernetes/bootstrap-kubeconfig.yaml")
+        .map(|f| String::from_utf8_lossy(&f.content).into_owned())
+        .unwrap();
+    let worker_api_host = worker_server
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .map(|h| h.split([':', '/']).next().unwrap().to_string())
+        .unwrap();
+    let members = config.etcd_members();
+    let member_ips: Vec<String> = (0..members.len())
+        .map(|i| format!("10.250.0.{}", 10 + i))
+        .collect();
+    let mut hosts: Vec<(String, String)> = members
+        .iter()
+        .zip(&member_ips)
+        .map(|(m, ip)| (m.host.clone(), ip.clone()))
+        .collect();
+    hosts.push((
+        config.external_dns_name.clone(),
+        controller.private_ip.clone(),
+    ));
+    if worker_api_host != config.external_dns_name {
+        hosts.push((worker_api_host.clone(), controller.private_ip.clone()));
+    }
+    let mut lab = Lab::new(moto, &hosts);
+    // AWS reached through the cluster's proxy, which records the calls and answers
+    // SignalResource (moto has no SignalResource).
+    let proxy_port: u16 = cluster
+        .proxy
+        .endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    lab.bridge(proxy_port, "127.0.0.1", proxy_port);
+    cluster.proxy.intercept(Arc::new(|req| {
+        (req.service == "cloudformation" && req.operation == "SignalResource").then(|| {
+            (200, r#"<SignalResourceResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><ResponseMetadata><RequestId>s1</RequestId></ResponseMetadata></SignalResourceResponse>"#.to_string())
+        })
+    }));
+    let aws_endpoint = format!("http://127.0.0.1:{proxy_port}");
+    lab.ip(&["addr", "add", "169.254.169.254/32", "dev", "lo"]);
+    let imds = serve_imds(imds_of(&controller));
+    let imds_port: u16 = imds.rsplit(':').next().unwrap().parse().unwrap();
+    lab.bridge(imds_port, "169.254.169.254", 80);
+    lab.mount_points(&[
+        "/etc/kubernetes",
+        "/run/kube-aws",
+        "/opt/bin",
+        "/etc/aws",
+        "/run/secrets/kubernetes.io/serviceaccount",
+    ]);
+
+    // etcd: every member as its user data lays it out, keys decrypted through moto's KMS.
+    let mut etcd = Vec::new();
+    for (m, ip) in members.iter().zip(&member_ips) {
+        let text = user_data
+            .values()
+            .find(|t| t.contains(&format!("# etcd member {} ", m.name)))
+            .unwrap_or_else(|| panic!("user data of {}", m.name));
+        let (files, units) = cloud_config_parts(text, Some(ip));
+        let root = lab.work.path().join(&m.name);
+        lay_out(&root, &files);
+        decrypt_assets(&lab, &root);
+        etcd.push(Member {
+            name: m.name.clone(),
+            host: m.host.clone(),
+            root: root.clone(),
+            env: env_file(&root.join("etc/etcd/etcd.env")),
+            start_pre: unit_lines(&units, "etcd.service", "ExecStartPre=")
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        });
+    }
+
+    // The controller: its files, its keys decrypted by its script, its identity from IMDS.
+    let root = lab.work.path().join("controller");
+    let (files, _) = cloud_config_parts(controller_text, Some(&controller.private_ip));
+    lay_out(&root, &files);
+    std::fs::create_dir_all(root.join("run/kube-aws")).unwrap();
+    decrypt_assets(&lab, &root);
+    for m in &etcd {
+        start_member(&mut lab, m);
+    }
+    let endpoints: String = etcd
+        .iter()
+        .map(|m| format!("https://{}:2379", m.host))
+        .collect::<Vec<_>>()
+        .join(",");
+    wait_healthy(&lab, &root, &endpoints, &etcd);
+    let kube = [
+        (root.join("etc/kubernetes"), "/etc/kubernetes"),
+        (root.join("run/kube-aws"), "/run/kube-aws"),
+        (root.join("opt/bin"), "/opt/bin"),
+    ];
+    let out = run(&mut lab.command(
+        &kube,
+        &[
+            "/bin/bash",
+            root.join("opt/bin/node-identity").to_str().unwrap(),
+        ],
+    ));
+    assert!(out.status.success(), "node-identity: {}", output_text(&out));
+    let identity: BTreeMap<String, String> = env_file(&root.join("run/kube-aws/node-identity"))
+        .into_iter()
+        .collect();
+    assert_eq!(identity["NODE_NAME"], controller.private_dns_name);
+
+    // The static pods' commands, each binary run directly.
+    for name in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        let mut command = static_pod_command(&root, name);
+        assert_eq!(command[0], name);
+        command[0] = bins.kubernetes.join(name).to_str().unwrap().to_string();
+        let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+        start(&mut lab, &kube, &argv, &[], name);
+        if name == "kube-apiserver" {
+            wait_for(
+                &lab,
+                "kube-apiserver /readyz through the admin kubeconfig",
+                120,
+                &["kube-apiserver"],
+                || {
+                    let out = kubectl(&lab, &bins, &[], admin, &["get", "--raw", "/readyz"]);
+                    (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok")
+                        .then_some(())
+                },
+            );
+        }
+    }
+    for (path, server) in [
+        ("/readyz", format!("https://{}", config.external_dns_name)),
+        ("/livez", format!("https://{}", config.external_dns_name)),
+        ("/readyz", "https://127.0.0.1:443".to_string()),
+        ("/livez", "https://127.0.0.1:443".to_string()),
+    ] {
+        let out = kubectl(
+            &lab,
+            &bins,
+            &[],
+            admin,
+            &["--server", &server, "get", "--raw", path],
+        );
+        assert!(
+            out.status.success(),
+            "{path} at {server}: {}",
+            output_text(&out)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+        println!("{path} at {server} through the admin kubeconfig: ok");
+    }
+    for lease in ["kube-controller-manager", "kube-scheduler"] {
+        let holder = wait_for(&lab, &format!("lease {lease} held"), 90, &[lease], || {
+            let out = kubectl(
+                &lab,
+                &bins,
+                &[],
+                admin,
+                &[
+                    "-n",
+                    "kube-system",
+                    "get",
+                    "lease",
+                    lease,
+                    "-o",
+                    "jsonpath={.spec.holderIdentity}",
+                ],
+            );
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (out.status.success() && !text.is_empty()).then_some(text)
+        });
+        println!("lease kube-system/{lease} held by {holder}");
+    }
+
+    // apply-addons as the unit runs it, as if the machine had booted a minute ago.
+    let uptime: u64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let path = format!(
+        "{}:{}",
+        bins.kubernetes.display(),
+        std::env::var("PATH").unwrap()
+    );
+    let addons_env = [
+        ("PATH", path.clone()),
+        ("AWS_ENDPOINT_URL", aws_endpoint.clone()),
+    ];
+    let boottime = format!("-{}", uptime.saturating_sub(60));
+    let apply_addons = "/opt/bin/apply-addons";
+    start(
+        &mut lab,
+        &kube,
+        &[
+            "unshare",
+            "--time",
+            "--boottime",
+            &boottime,
+            "--fork",
+            "/bin/bash",
+            apply_addons,
+        ],
+        &addons_env,
+        "apply-addons",
+    );
+
+    // The controller's kubelet joins through its bootstrap kubeconfig; apply-addons labels it.
+    let token = std::fs::read_to_string(root.join("etc/kubernetes/ssl/bootstrap-token")).unwrap();
+    let token_secret = format!("bootstrap-token-{}", token.split('.').next().unwrap());
+    wait_for(
+        &lab,
+        "the bootstrap token and its RBAC applied",
+        120,
+        &["apply-addons"],
+        || {
+            let rbac = kubectl(
+                &lab,
+                &bins,
+                &[],
+                admin,
+                &[
+                    "get",
+                    "clusterrolebinding",
+                    "kube-aws:node-autoapprove-bootstrap",
+                ],
+            );
+            let secret = kubectl(
+                &lab,
+                &bins,
+                &[],
+                admin,
+                &["-n", "kube-system", "get", "secret", &token_secret],
+            );
+            (rbac.status.success() && secret.status.success()).then_some(())
+        },
+    );
+    let controller_provider_id = identity["PROVIDER_ID"].clone();
+    let uninitialized = json!({"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"});
+    bootstrap_node(
+        &lab,
+        &bins,
+        &root,
+        &controller.private_dns_name,
+        &controller_provider_id,
+        json!([uninitialized, {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+    );
+    let signalled = wait_for(
+        &lab,
+        "apply-addons signals SUCCESS",
+        180,
+        &["apply-addons"],
+        || {
+            cluster
+                .proxy
+                .seen()
+                .into_iter()
+                .find(|s| s.operation == "SignalResource")
+        },
+    );
+    assert!(
+        signalled.body.contains("Status=SUCCESS"),
+        "{}",
+        signalled.body
+    );
+    assert!(
+        signalled
+            .body
+            .contains(&format!("UniqueId={}", controller.id)),
+        "{}",
+        signalled.body
+    );
+    println!(
+        "apply-addons: every add-on applied, node labelled, SignalResource {}",
+        signalled.body
+    );
+    let labels = kubectl(
+        &lab,
+        &bins,
+        &[],
+        admin,
+        &[
+            "get",
+            "node",
+            &controller.private_dns_name,
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ],
+    );
+    assert!(
+        output_text(&labels).contains("node-role.kubernetes.io/control-plane"),
+        "{}",
+        output_text(&labels)
+    );
+
+    // A second apply of the same add-ons changes nothing.
+    let before = addon_versions(&lab, &bins, admin, &root);
+    assert!(before.len() > 20, "{before:?}");
+    let out = run(lab
+        .command(
+            &kube,
+            &[
+                "unshare",
+                "--time",
+                "--boottime",
+                &boottime,
+                "--fork",
+                "/bin/bash",
+                apply_addons,
+            ],
+        )
+        .envs(addons_env.iter().map(|(k, v)| (*k, v.clone()))));
+    assert!(
+        out.status.success(),
+        "apply-addons again: {}",
+        output_text(&out)
+    );
+    let after = addon_versions(&lab, &bins, admin, &root);
+    assert_eq!(before, after, "a second apply-addons changed objects");
+    println!(
+        "apply-addons again: {} objects, every resourceVersion unchanged",
+        after.len()
+    );
+
+    // A worker joins through the name nodes use, with its own bootstrap kubeconfig and token.
+    let worker_root = lab.work.path().join("worker");
+    lay_out(&worker_root, &worker_files);
+    decrypt_assets(&lab, &worker_root);
+    let worker_provider = format!("aws:///{}/{}", worker.zone, worker.id);
+    let worker_kubeconfig = bootstrap_node(
+        &lab,
+        &bins,
+        &worker_root,
+        &worker.private_dns_name,
+        &worker_provider,
+        json!([uninitialized]),
+    );
+    let worker_binds = [(worker_root.join("etc/kubernetes"), "/etc/kubernetes")];
+    let as_worker = |args: &[&str]| {
+        kubectl(
+            &lab,
+            &bins,
+            &worker_binds,
+            worker_kubeconfig.to_str().unwrap(),
+            args,
+        )
+    };
+
+    // The Node authorizer: the worker reads the Secret of a pod bound to it, not another's.
+    for (secret, node) in [
+        ("on-worker", &worker.private_dns_name),
+        ("on-controller", &controller.private_dns_name),
+    ] {
+        let out = kubectl(
+            &lab,
+            &bins,
+            &[],
+            admin,
+            &[
+                "-n",
+                "default",
+                "create",
+                "secret",
+                "generic",
+                secret,
+                "--from-literal=k=v",
+            ],
+        );
+        assert!(out.status.success(), "{}", output_text(&out));
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": secret, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": secret, "key": "k"}}}]}],
+                "tolerations": [{"operator": "Exists"}]}});
+        let out = kubectl_stdin(
+            &lab,
+            &bins,
+            &[],
+            admin,
+            &["create", "-f", "-"],
+            &pod.to_string(),
+        );
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let own = wait_for(
+        &lab,
+        "the worker reads its pod's secret",
+        30,
+        &["kube-apiserver"],
+        || {
+            let out = as_worker(&["-n", "default", "get", "secret", "on-worker", "-o", "name"]);
+            out.status.success().then_some(output_text(&out))
+        },
+    );
+    let other = as_worker(&["-n", "default", "get", "secret", "on-controller"]);
+    assert!(
+        !other.status.success() && output_text(&other).contains("Forbidden"),
+        "{}",
+        output_text(&other)
+    );
+    let other_node = as_worker(&["label", "node", &controller.private_dns_name, "x=y"]);
+    assert!(!other_node.status.success(), "{}", output_text(&other_node));
+    println!(
+        "as the worker: {} read; on-controller: {}",
+        own.trim(),
+        output_text(&other).trim()
+    );
+
+    // Secrets are encrypted in etcd.
+    let raw = etcdctl(
+        &lab,
+        &root,
+        &endpoints,
+        &[
+            "get",
+            "/registry/secrets/default/on-worker",
+            "--print-value-only",
+        ],
+    );
+    let raw_text = String::from_utf8_lossy(&raw.stdout);
+    assert!(
+        raw.status.success() && raw_text.starts_with("k8s:enc:"),
+        "{raw_text}"
+    );
+    assert!(!raw_text.contains("\"k\""), "plaintext in etcd");
+    let prefix: String = raw_text.chars().take(22).collect();
+    println!(
+        "etcd holds Secret default/on-worker as {prefix}… ({} bytes)",
+        raw.stdout.len()
+    );
+
+    // A service-account token verifies against service-account.pub.
+    let token = kubectl(
+        &lab,
+        &bins,
+        &[],
+        admin,
+        &["-n", "default", "create", "token", "default"],
+    );
+    assert!(token.status.success(), "{}", output_text(&token));
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    let public_key = root.join("etc/kubernetes/ssl/service-account.pub");
+    assert!(
+        jwt_verifies(&token, &public_key, lab.work.path()),
+        "the token does not verify against service-account.pub"
+    );
+    println!("a service-account token verifies against service-account.pub (RS256)");
+
+    // The cloud controller, as its DaemonSet runs it, with the rendered cloud config plus a
+    // service override that sends EC2 to moto; in-cluster credentials of its service account.
+    let manifest = std::fs::read_to_string(
+        root.join("etc/kubernetes/addons/aws-cloud-controller-manager.yaml"),
+    )
+    .unwrap();
+    let mut args = Vec::new();
+    let mut cloud_conf = String::new();
+    for doc in serde_norway::Deserializer::from_str(&manifest) {
+        let doc: serde_norway::Value = serde::Deserialize::deserialize(doc).unwrap();
+        match doc["kind"].as_str() {
+            Some("DaemonSet") => {
+                args = doc["spec"]["template"]["spec"]["containers"][0]["args"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect();
+            }
+            Some("ConfigMap") => {
+                cloud_conf = doc["data"]["cloud.conf"].as_str().unwrap().to_string()
+            }
+            _ => {}
+        }
+    }
+    let region = &controller.zone[..controller.zone.len() - 1];
+    let etc_aws = lab.work.path().join("etc-aws");
+    std::fs::create_dir_all(&etc_aws).unwrap();
+    std::fs::write(etc_aws.join("cloud.conf"), format!("{cloud_conf}\n[ServiceOverride \"1\"]\nService = EC2\nRegion = {region}\nURL = {aws_endpoint}\nSigningRegion = {region}\n")).unwrap();
+    let sa = lab.work.path().join("serviceaccount");
+    std::fs::create_dir_all(&sa).unwrap();
+    let token = kubectl(
+        &lab,
+        &bins,
+        &[],
+        admin,
+        &[
+            "-n",
+            "kube-system",
+            "create",
+            "token",
+            "cloud-controller-manager",
+        ],
+    );
+    assert!(token.status.success(), "{}", output_text(&token));
+    std::fs::write(sa.join("token"), &token.stdout).unwrap();
+    std::fs::copy(root.join("etc/kubernetes/ssl/ca.pem"), sa.join("ca.crt")).unwrap();
+    std::fs::write(sa.join("namespace"), "kube-system").unwrap();
+    // In its pod, in-cluster config reaches the API at the kubernetes Service's address, which
+    // kube-proxy on the controller sends to the endpoint the API server advertises; a socat
+    // stands in for kube-proxy's DNAT.
+    let service_ip = kubectl(
+        &lab,
+        &bins,
+        &[],
+        admin,
+        &[
+            "-n",
+            "default",
+            "get",
+            "service",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    let service_ip = String::from_utf8_lossy(&service_ip.stdout)
+        .trim()
+        .to_string();
+    let endpoints = kubectl(
+        &lab,
+        &bins,
+        &[],
+        admin,
+        &[
+            "-n",
+            "default",
+            "get",
+            "endpointslice",
+            "kubernetes",
+            "-o",
+            "jsonpath={.endpoints[*].addresses[*]}:{.ports[*].port}",
+        ],
+    );
+    let endpoints = String::from_utf8_lossy(&endpoints.stdout)
+        .trim()
+        .to_string();
+    assert_eq!(
+        endpoints,
+        format!("{}:443", controller.private_ip),
+        "the kubernetes Service's endpoint is the controller's address"
+    );
+    lab.ip(&["addr", "add", &format!("{service_ip}/32"), "dev", "lo"]);
+    start(
+        &mut lab,
+        &[],
+        &[
+            "socat",
+            &format!("TCP-LISTEN:443,bind={service_ip},fork,reuseaddr"),
+            &format!("TCP:{endpoints}"),
+        ],
+        &[],
+        "kube-proxy-stand-in",
+    );
+    let ccm = bins.cloud_controller.join("aws-cloud-controller-manager");
+    let mut argv = vec![ccm.to_str().unwrap()];
+    argv.extend(args.iter().map(String::as_str));
+    let ccm_env = [
+        ("KUBERNETES_SERVICE_HOST", service_ip.clone()),
+        ("KUBERNETES_SERVICE_PORT", "443".to_string()),
+        ("AWS_REGION", region.to_string()),
+        ("AWS_ENDPOINT_URL", aws_endpoint.clone()),
+        ("AWS_EC2_METADATA_DISABLED", "false".to_string()),
+    ];
+    start(
+        &mut lab,
+        &[
+            (etc_aws.clone(), "/etc/aws"),
+            (sa.clone(), "/run/secrets/kubernetes.io/serviceaccount"),
+        ],
+        &argv,
+        &ccm_env,
+        "aws-cloud-controller-manager",
+    );
+    for (node, instance) in [
+        (&controller.private_dns_name, &controller),
+        (&worker.private_dns_name, &worker),
+    ] {
+        let node_json = wait_for(
+            &lab,
+            &format!("node {node} initialised by the cloud controller"),
+            120,
+            &["aws-cloud-controller-manager"],
+            || {
+                let out = kubectl(
+                    &lab,
+                    &bins,
+                    &[],
+                    admin,
+                    &["get", "node", node, "-o", "json"],
+                );
+                let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+                let tainted = v["spec"]["taints"].as_array().is_some_and(|t| {
+                    t.iter()
+                        .any(|t| t["key"] == "node.cloudprovider.kubernetes.io/uninitialized")
+                });
+                (!tainted).then_some(v)
+            },
+        );
+        let addresses = node_json["status"]["addresses"].to_string();
+        assert!(addresses.contains(&instance.private_ip), "{addresses}");
+        assert_eq!(
+            node_json["spec"]["providerID"],
+            format!("aws:///{}/{}", instance.zone, instance.id)
+        );
+        println!(
+            "cloud controller initialised {node}: uninitialized taint gone, providerID {}, addresses {addresses}",
+            node_json["spec"]["providerID"]
+        );
+    }
+    let described = cluster
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.service == "ec2" && s.operation == "DescribeInstances")
+        .count();
+    assert!(
+        described > 0,
+        "the cloud controller asked moto's EC2 through the override"
+    );
+}
