@@ -234,6 +234,10 @@ pub enum EngineError {
         "plan signing changes ({change}), so apply takes this plan only signed with the key the state records, {key}; make the plan with that key"
     )]
     SigningChangeNotSignedByRecordedKey { change: String, key: String },
+    #[error(
+        "{why}, and this plan would issue a new cluster CA. A new CA in one apply breaks the running cluster: each instance that rolls onto it distrusts the ones that have not (etcd peers refuse each other and lose quorum, kubelets are refused by the API server), and kube-aws cannot yet rotate a CA through a period that trusts both. Nothing was planned. {hint}"
+    )]
+    CaReissueRefused { why: String, hint: String },
     #[error("{origin} holds plan {found}, not {wanted}")]
     KeptPlanMismatch {
         origin: String,

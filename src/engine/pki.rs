@@ -155,6 +155,21 @@ pub async fn resolve<V: KeyVault>(
     let mut ca_key: Option<Zeroizing<String>> = None;
     let ca = match reusable(previous.get(tls::CA), &ca_spec, now, renew_before) {
         Ok(()) => previous[tls::CA].clone(),
+        Err(IssueReason::SpecChanged) => {
+            return Err(EngineError::CaReissueRefused {
+                why: "the cluster CA's settings in cluster.yaml (tlsCADurationDays) changed since it was issued".into(),
+                hint: "Set tlsCADurationDays back to the value the cluster was created with.".into(),
+            });
+        }
+        Err(IssueReason::Expiring { not_after }) => {
+            return Err(EngineError::CaReissueRefused {
+                why: format!(
+                    "the cluster CA expires at {not_after}, within --renew-before {} days",
+                    renew_before.whole_days()
+                ),
+                hint: "To renew the other certificates only, pass a --renew-before that ends before the CA's expiry.".into(),
+            });
+        }
         Err(reason) if vault.is_none() => {
             issued_now.push((tls::CA.to_string(), reason));
             placeholder(&ca_spec)

@@ -21,7 +21,7 @@ use crate::lab::{
     Lab, Member, decrypt_assets, env_file, etcdctl, lay_out, output_text, require, require_root,
     run, serve_imds, start_member, unit_lines, wait_healthy,
 };
-use crate::payload::cloud_config_parts;
+use crate::payload::{WrittenUnit, cloud_config_parts};
 use crate::workflow::Cluster;
 
 /// Where `scripts/build-kubernetes` keeps the binaries; each must be there (never skipped).
@@ -181,6 +181,21 @@ fn static_pod_command(root: &Path, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The tag of the image a rendered static pod under `root` runs (`v1.37.1`).
+fn static_pod_image_tag(root: &Path, name: &str) -> String {
+    let path = root.join(format!("etc/kubernetes/manifests/{name}.yaml"));
+    let pod: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let image = pod["spec"]["containers"][0]["image"].as_str().unwrap();
+    image_tag(image)
+}
+
+/// `registry/name:TAG[@digest]` → `TAG`.
+fn image_tag(image: &str) -> String {
+    let without_digest = image.split('@').next().unwrap();
+    without_digest.rsplit_once(':').unwrap().1.to_string()
+}
+
 /// Starts `program` in the lab with its output in `work/<log>.log`.
 fn start(
     lab: &mut Lab,
@@ -188,7 +203,7 @@ fn start(
     program: &[&str],
     env: &[(&str, String)],
     log: &str,
-) {
+) -> usize {
     let log = std::fs::File::create(lab.work.path().join(format!("{log}.log"))).unwrap();
     let mut c = lab.command(binds, program);
     c.envs(env.iter().map(|(k, v)| (*k, v.clone())))
@@ -196,6 +211,101 @@ fn start(
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     lab.processes.push(c.spawn().expect("starts"));
+    lab.processes.len() - 1
+}
+
+/// Starts the static pod `name` of the controller laid out at `root`: its exact command, the
+/// binary of the same name run directly. Returns its index in the lab's processes.
+fn start_static_pod(
+    lab: &mut Lab,
+    bins: &Binaries,
+    root: &Path,
+    binds: &[(PathBuf, &str)],
+    name: &str,
+) -> usize {
+    let mut command = static_pod_command(root, name);
+    assert_eq!(command[0], name);
+    command[0] = bins.kubernetes.join(name).to_str().unwrap().to_string();
+    let argv: Vec<&str> = command.iter().map(String::as_str).collect();
+    start(lab, binds, &argv, &[], name)
+}
+
+fn wait_ready(lab: &Lab, bins: &Binaries, admin: &str) {
+    wait_for(
+        lab,
+        "kube-apiserver /readyz through the admin kubeconfig",
+        120,
+        &["kube-apiserver"],
+        || {
+            let out = kubectl(lab, bins, &[], admin, &["get", "--raw", "/readyz"]);
+            (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok")
+                .then_some(())
+        },
+    );
+}
+
+/// The controller's running API server: where its files are laid out, its address, what its
+/// processes bind, and its index among the lab's processes.
+struct ApiServer<'a> {
+    root: &'a Path,
+    ip: &'a str,
+    binds: &'a [(PathBuf, &'a str)],
+    index: usize,
+}
+
+/// The controller of plan `file` laid out over the running one (its keys decrypted again), and
+/// its API server restarted with its static pod, as the instance that plan boots would start it.
+fn redeploy_apiserver(
+    lab: &mut Lab,
+    bins: &Binaries,
+    admin: &str,
+    cluster: &Cluster,
+    file: &str,
+    server: &ApiServer,
+) {
+    let text = planned_user_data(&cluster.plan_file(file))
+        .into_values()
+        .find(|t| t.contains("\n# Kubernetes controller"))
+        .expect("the controller's user data");
+    let (files, _) = cloud_config_parts(&text, Some(server.ip));
+    lay_out(server.root, &files);
+    decrypt_assets(lab, server.root);
+    let mut old = lab.processes.swap_remove(server.index);
+    let _ = old.kill();
+    let _ = old.wait();
+    let started = start_static_pod(lab, bins, server.root, server.binds, "kube-apiserver");
+    lab.processes.swap(server.index, started);
+    wait_ready(lab, bins, admin);
+}
+
+/// The secretbox key each Secret in etcd is encrypted with (`key2`), by etcd key.
+fn secret_keys_in_etcd(lab: &Lab, client: &Path, endpoints: &str) -> BTreeMap<String, String> {
+    let out = etcdctl(
+        lab,
+        client,
+        endpoints,
+        &["get", "/registry/secrets/", "--prefix", "-w", "json"],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["kvs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|kv| {
+            let key =
+                String::from_utf8(BASE64.decode(kv["key"].as_str().unwrap()).unwrap()).unwrap();
+            let value = BASE64.decode(kv["value"].as_str().unwrap()).unwrap();
+            let text = String::from_utf8_lossy(&value);
+            let name = text
+                .strip_prefix("k8s:enc:secretbox:v1:")
+                .and_then(|rest| rest.split(':').next())
+                .unwrap_or("plaintext")
+                .to_string();
+            (key, name)
+        })
+        .collect()
 }
 
 fn log_tail(lab: &Lab, log: &str) -> String {
@@ -271,18 +381,67 @@ fn kubectl_stdin(
     child.wait_with_output().unwrap()
 }
 
+/// A kubelet's heartbeat: its Lease renewed every 5 s with the node's own credentials.
+const HEARTBEAT: &str = r#"#!/bin/bash
+while true; do
+  now=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
+  "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" apply --server-side --field-manager=kubelet -f - >/dev/null <<EOF
+{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+ "metadata": {"name": "$NODE", "namespace": "kube-node-lease"},
+ "spec": {"holderIdentity": "$NODE", "leaseDurationSeconds": 40, "renewTime": "$now"}}
+EOF
+  sleep 5
+done
+"#;
+
+/// What the rendered kubelet registers its Node with: `--node-labels`, `--register-with-taints`,
+/// and, under `--cloud-provider=external`, the taint the cloud controller lifts.
+fn kubelet_registration(units: &[WrittenUnit]) -> (Value, Value) {
+    let exec = unit_lines(units, "kubelet.service", "ExecStart=")
+        .first()
+        .expect("a kubelet ExecStart")
+        .to_string();
+    let mut labels = serde_json::Map::new();
+    let mut taints = Vec::new();
+    for flag in exec.split_whitespace() {
+        if let Some(list) = flag.strip_prefix("--node-labels=") {
+            for pair in list.split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                labels.insert(k.to_string(), json!(v));
+            }
+        } else if let Some(list) = flag.strip_prefix("--register-with-taints=") {
+            for taint in list.split(',') {
+                let (kv, effect) = taint.rsplit_once(':').expect("key[=value]:Effect");
+                let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+                taints.push(json!({"key": key, "value": value, "effect": effect}));
+            }
+        }
+    }
+    assert!(exec.contains("--cloud-provider=external"), "{exec}");
+    taints.push(json!({"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"}));
+    (Value::Object(labels), Value::Array(taints))
+}
+
 /// A node joining as its kubelet would: a P-256 key, a client CSR for `system:node:<name>`
 /// created with the bootstrap kubeconfig under `root`, approved and signed by the
 /// controller-manager, then the Node registered with that certificate (its provider id and
 /// taints as the rendered kubelet flags give them). Returns the node's kubeconfig.
 fn bootstrap_node(
-    lab: &Lab,
+    lab: &mut Lab,
     bins: &Binaries,
     root: &Path,
     name: &str,
     provider_id: &str,
-    taints: Value,
+    units: &[WrittenUnit],
 ) -> PathBuf {
+    let (mut labels, taints) = kubelet_registration(units);
+    for (k, v) in [
+        ("kubernetes.io/hostname", name),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", "amd64"),
+    ] {
+        labels[k] = json!(v);
+    }
     let binds = [(root.join("etc/kubernetes"), "/etc/kubernetes")];
     let pki = root.join("var/lib/kubelet/pki");
     std::fs::create_dir_all(&pki).unwrap();
@@ -376,11 +535,19 @@ fn bootstrap_node(
         ),
     )
     .unwrap();
+    // With the capacity of an m6i.large and Ready, as a kubelet reports them when it registers.
+    let capacity = json!({"cpu": "2", "memory": "8Gi", "pods": "110", "ephemeral-storage": "50Gi"});
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     let node = json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux"}},
+        "metadata": {"name": name, "labels": labels},
         "spec": {"providerID": provider_id, "taints": taints},
+        "status": {"capacity": capacity, "allocatable": capacity, "conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "lastHeartbeatTime": now, "lastTransitionTime": now}]},
     });
     let out = kubectl_stdin(
         lab,
@@ -394,6 +561,24 @@ fn bootstrap_node(
         out.status.success(),
         "node {name} registers itself: {}",
         output_text(&out)
+    );
+    // The kubelet's heartbeat: its Lease in kube-node-lease, renewed every 5 s as the node.
+    let script = root.join("heartbeat.sh");
+    std::fs::write(&script, HEARTBEAT).unwrap();
+    let env = [
+        (
+            "KUBECTL",
+            bins.kubernetes.join("kubectl").display().to_string(),
+        ),
+        ("KUBECONFIG_FILE", kubeconfig.display().to_string()),
+        ("NODE", name.to_string()),
+    ];
+    start(
+        lab,
+        &binds,
+        &["/bin/bash", script.to_str().unwrap()],
+        &env,
+        &format!("heartbeat-{name}"),
     );
     println!(
         "TLS bootstrap: CSR {csr_name} approved and signed; node {name} registered with its certificate"
@@ -510,7 +695,7 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
                 && !t.contains("\n# Kubernetes controller")
         })
         .expect("a worker's user data");
-    let (worker_files, _) = cloud_config_parts(worker_text, Some(&worker.private_ip));
+    let (worker_files, worker_units) = cloud_config_parts(worker_text, Some(&worker.private_ip));
     let worker_server = worker_files
         .iter()
         .find(|f| f.path == "/etc/kubernetes/bootstrap-kubeconfig.yaml")
@@ -592,7 +777,8 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
 
     // The controller: its files, its keys decrypted by its script, its identity from IMDS.
     let root = lab.work.path().join("controller");
-    let (files, _) = cloud_config_parts(controller_text, Some(&controller.private_ip));
+    let (files, controller_units) =
+        cloud_config_parts(controller_text, Some(&controller.private_ip));
     lay_out(&root, &files);
     std::fs::create_dir_all(root.join("run/kube-aws")).unwrap();
     decrypt_assets(&lab, &root);
@@ -624,30 +810,33 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     assert_eq!(identity["NODE_NAME"], controller.private_dns_name);
 
     // The static pods' commands, each binary run directly.
+    let mut apiserver_index = usize::MAX;
     for name in [
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
     ] {
-        let mut command = static_pod_command(&root, name);
-        assert_eq!(command[0], name);
-        command[0] = bins.kubernetes.join(name).to_str().unwrap().to_string();
-        let argv: Vec<&str> = command.iter().map(String::as_str).collect();
-        start(&mut lab, &kube, &argv, &[], name);
+        let index = start_static_pod(&mut lab, &bins, &root, &kube, name);
         if name == "kube-apiserver" {
-            wait_for(
-                &lab,
-                "kube-apiserver /readyz through the admin kubeconfig",
-                120,
-                &["kube-apiserver"],
-                || {
-                    let out = kubectl(&lab, &bins, &[], admin, &["get", "--raw", "/readyz"]);
-                    (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok")
-                        .then_some(())
-                },
-            );
+            apiserver_index = index;
+            wait_ready(&lab, &bins, admin);
         }
     }
+    // The binaries are the version the cluster deploys.
+    let version = kubectl(&lab, &bins, &[], admin, &["version", "-o", "json"]);
+    let version: Value = serde_json::from_slice(&version.stdout).unwrap();
+    assert_eq!(
+        version["serverVersion"]["gitVersion"],
+        static_pod_image_tag(&root, "kube-apiserver")
+    );
+    assert_eq!(
+        version["clientVersion"]["gitVersion"],
+        static_pod_image_tag(&root, "kube-apiserver")
+    );
+    println!(
+        "kube-apiserver and kubectl {}: the tag of the static pod's image",
+        version["serverVersion"]["gitVersion"]
+    );
     for (path, server) in [
         ("/readyz", format!("https://{}", config.external_dns_name)),
         ("/livez", format!("https://{}", config.external_dns_name)),
@@ -758,14 +947,13 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         },
     );
     let controller_provider_id = identity["PROVIDER_ID"].clone();
-    let uninitialized = json!({"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"});
     bootstrap_node(
-        &lab,
+        &mut lab,
         &bins,
         &root,
         &controller.private_dns_name,
         &controller_provider_id,
-        json!([uninitialized, {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+        &controller_units,
     );
     let signalled = wait_for(
         &lab,
@@ -850,12 +1038,12 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     decrypt_assets(&lab, &worker_root);
     let worker_provider = format!("aws:///{}/{}", worker.zone, worker.id);
     let worker_kubeconfig = bootstrap_node(
-        &lab,
+        &mut lab,
         &bins,
         &worker_root,
         &worker.private_dns_name,
         &worker_provider,
-        json!([uninitialized]),
+        &worker_units,
     );
     let worker_binds = [(worker_root.join("etc/kubernetes"), "/etc/kubernetes")];
     let as_worker = |args: &[&str]| {
@@ -967,6 +1155,142 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     );
     println!("a service-account token verifies against service-account.pub (RS256)");
 
+    // Every certificate renewed by a plan and apply: the API server restarts with its new
+    // serving certificate, and the token issued before still authenticates (the
+    // service-account key is its own asset, kept across renewals).
+    let served_serial = |lab: &Lab| {
+        let out = run(&mut lab.command(&[], &["sh", "-c", "openssl s_client -connect 127.0.0.1:443 </dev/null 2>/dev/null | openssl x509 -noout -serial"]));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let apiserver = ApiServer {
+        root: &root,
+        ip: &controller.private_ip,
+        binds: &kube,
+        index: apiserver_index,
+    };
+    let serial_before = served_serial(&lab);
+    cluster.expect(0, &["plan", "--renew-before", "400", "-o", "renew.json"]);
+    cluster.expect(0, &["apply", "renew.json"]);
+    redeploy_apiserver(&mut lab, &bins, admin, &cluster, "renew.json", &apiserver);
+    let serial_after = served_serial(&lab);
+    assert_ne!(
+        serial_before, serial_after,
+        "the API server serves its renewed certificate"
+    );
+    let ca = root.join("etc/kubernetes/ssl/ca.pem");
+    let whoami = kubectl(
+        &lab,
+        &bins,
+        &[],
+        "/dev/null",
+        &[
+            "--server",
+            "https://127.0.0.1:443",
+            "--certificate-authority",
+            ca.to_str().unwrap(),
+            "--token",
+            &token,
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout).trim(),
+        "system:serviceaccount:default:default",
+        "{}",
+        output_text(&whoami)
+    );
+    println!(
+        "API server certificate renewed ({serial_before} -> {serial_after}); the earlier token still authenticates as {}",
+        String::from_utf8_lossy(&whoami.stdout).trim()
+    );
+
+    // The Secrets key rotated in its three plans: after the second, apply-addons has rewritten
+    // every Secret with the new key; after the third, the old key is gone and all still read.
+    for step in 1..=3 {
+        let file = format!("rotate-{step}.json");
+        let out = cluster.expect(
+            2,
+            &[
+                "plan",
+                "--rotate-secrets-key",
+                "--detailed-exitcode",
+                "-o",
+                &file,
+            ],
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("step {step} of 3")),
+            "{}",
+            output_text(&out)
+        );
+        cluster.expect(0, &["apply", &file]);
+        redeploy_apiserver(&mut lab, &bins, admin, &cluster, &file, &apiserver);
+        let out = run(lab
+            .command(
+                &kube,
+                &[
+                    "unshare",
+                    "--time",
+                    "--boottime",
+                    &boottime,
+                    "--fork",
+                    "/bin/bash",
+                    apply_addons,
+                ],
+            )
+            .envs(addons_env.iter().map(|(k, v)| (*k, v.clone()))));
+        assert!(
+            out.status.success(),
+            "apply-addons after rotation step {step}: {}",
+            output_text(&out)
+        );
+        let keys = secret_keys_in_etcd(&lab, &root, &endpoints);
+        let used: std::collections::BTreeSet<&String> = keys.values().collect();
+        println!(
+            "rotation step {step}: {} Secrets in etcd, encrypted with {used:?}",
+            keys.len()
+        );
+        if step >= 2 {
+            assert!(keys.values().all(|k| k == "key2"), "{keys:?}");
+        }
+    }
+    let value = kubectl(
+        &lab,
+        &bins,
+        &[],
+        admin,
+        &[
+            "-n",
+            "default",
+            "get",
+            "secret",
+            "on-worker",
+            "-o",
+            "jsonpath={.data.k}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&value.stdout),
+        BASE64.encode("v"),
+        "{}",
+        output_text(&value)
+    );
+    let all = kubectl(
+        &lab,
+        &bins,
+        &[],
+        admin,
+        &["get", "secrets", "--all-namespaces", "-o", "name"],
+    );
+    assert!(all.status.success(), "{}", output_text(&all));
+    println!(
+        "after the rotation: {} Secrets read, on-worker intact",
+        String::from_utf8_lossy(&all.stdout).lines().count()
+    );
+
     // The cloud controller, as its DaemonSet runs it, with the rendered cloud config plus a
     // service override that sends EC2 to moto; in-cluster credentials of its service account.
     let manifest = std::fs::read_to_string(
@@ -975,10 +1299,15 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     .unwrap();
     let mut args = Vec::new();
     let mut cloud_conf = String::new();
+    let mut ccm_image = String::new();
     for doc in serde_norway::Deserializer::from_str(&manifest) {
         let doc: serde_norway::Value = serde::Deserialize::deserialize(doc).unwrap();
         match doc["kind"].as_str() {
             Some("DaemonSet") => {
+                ccm_image = doc["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
                 args = doc["spec"]["template"]["spec"]["containers"][0]["args"]
                     .as_sequence()
                     .unwrap()
@@ -1015,6 +1344,64 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     std::fs::write(sa.join("token"), &token.stdout).unwrap();
     std::fs::copy(root.join("etc/kubernetes/ssl/ca.pem"), sa.join("ca.crt")).unwrap();
     std::fs::write(sa.join("namespace"), "kube-system").unwrap();
+    // Before any node is initialised the cloud controller's pod, and kube-proxy's through which
+    // it reaches the API, must already be placed on the controller: every node still carries
+    // the uninitialized taint, which only the cloud controller lifts.
+    for (namespace, selector) in [
+        ("kube-system", "k8s-app=aws-cloud-controller-manager"),
+        ("kube-system", "k8s-app=kube-proxy"),
+    ] {
+        let nodes = wait_for(
+            &lab,
+            &format!("a pod of {selector} on the uninitialised controller"),
+            60,
+            &["kube-scheduler", "kube-controller-manager"],
+            || {
+                let out = kubectl(
+                    &lab,
+                    &bins,
+                    &[],
+                    admin,
+                    &[
+                        "-n",
+                        namespace,
+                        "get",
+                        "pods",
+                        "-l",
+                        selector,
+                        "-o",
+                        "jsonpath={.items[*].spec.nodeName}",
+                    ],
+                );
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.split_whitespace()
+                    .any(|n| n == controller.private_dns_name)
+                    .then_some(text)
+            },
+        );
+        let taints = kubectl(
+            &lab,
+            &bins,
+            &[],
+            admin,
+            &[
+                "get",
+                "node",
+                &controller.private_dns_name,
+                "-o",
+                "jsonpath={.spec.taints[*].key}",
+            ],
+        );
+        assert!(
+            output_text(&taints).contains("node.cloudprovider.kubernetes.io/uninitialized"),
+            "{}",
+            output_text(&taints)
+        );
+        println!(
+            "before the cloud controller runs: {selector} placed on {nodes} (controller still uninitialised)"
+        );
+    }
+
     // In its pod, in-cluster config reaches the API at the kubernetes Service's address, which
     // kube-proxy on the controller sends to the endpoint the API server advertises; a socat
     // stands in for kube-proxy's DNAT.
@@ -1072,6 +1459,18 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         "kube-proxy-stand-in",
     );
     let ccm = bins.cloud_controller.join("aws-cloud-controller-manager");
+    let ccm_version = run(Command::new(&ccm).arg("--version"));
+    let ccm_version = String::from_utf8_lossy(&ccm_version.stdout)
+        .trim()
+        .to_string();
+    assert_eq!(
+        ccm_version,
+        format!("Kubernetes {}", image_tag(&ccm_image)),
+        "the cloud controller built is the one the DaemonSet runs"
+    );
+    println!(
+        "aws-cloud-controller-manager --version: {ccm_version}, the DaemonSet's image {ccm_image}"
+    );
     let mut argv = vec![ccm.to_str().unwrap()];
     argv.extend(args.iter().map(String::as_str));
     let ccm_env = [
@@ -1127,6 +1526,115 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
             node_json["spec"]["providerID"]
         );
     }
+    // Every add-on workload lands on a node: the real DaemonSet controller and scheduler weigh
+    // its selectors, tolerations, requests and priority class against the nodes as their
+    // kubelets registered them, the cloud controller initialised them and apply-addons
+    // labelled them.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let placed = loop {
+        let out = kubectl(
+            &lab,
+            &bins,
+            &[],
+            admin,
+            &[
+                "get",
+                "deployments,daemonsets,pods",
+                "--all-namespaces",
+                "-o",
+                "json",
+            ],
+        );
+        let items: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let items = items["items"].as_array().cloned().unwrap_or_default();
+        let pods: Vec<&Value> = items.iter().filter(|i| i["kind"] == "Pod").collect();
+        let mut missing = Vec::new();
+        let mut placed = Vec::new();
+        for workload in items.iter().filter(|i| i["kind"] != "Pod") {
+            let name = workload["metadata"]["name"].as_str().unwrap();
+            let wanted = if workload["kind"] == "Deployment" {
+                workload["spec"]["replicas"].as_u64().unwrap_or(1)
+            } else {
+                workload["status"]["desiredNumberScheduled"]
+                    .as_u64()
+                    .unwrap_or(0)
+            };
+            let selector = workload["spec"]["selector"]["matchLabels"]
+                .as_object()
+                .unwrap();
+            let mine: Vec<&&Value> = pods
+                .iter()
+                .filter(|p| {
+                    p["metadata"]["namespace"] == workload["metadata"]["namespace"]
+                        && selector
+                            .iter()
+                            .all(|(k, v)| p["metadata"]["labels"][k] == *v)
+                })
+                .collect();
+            let nodes: Vec<&str> = mine
+                .iter()
+                .filter_map(|p| p["spec"]["nodeName"].as_str())
+                .collect();
+            if wanted == 0 || nodes.len() as u64 != wanted {
+                let why: Vec<String> = mine
+                    .iter()
+                    .flat_map(|p| {
+                        p["status"]["conditions"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .filter(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+                    .map(|c| c["message"].as_str().unwrap_or("").to_string())
+                    .collect();
+                missing.push(format!(
+                    "{} {name}: {} of {wanted} pods on a node {why:?}",
+                    workload["kind"].as_str().unwrap(),
+                    nodes.len()
+                ));
+            } else {
+                placed.push(format!(
+                    "{} {name}: {wanted} on {nodes:?}",
+                    workload["kind"].as_str().unwrap()
+                ));
+            }
+        }
+        if missing.is_empty() && !placed.is_empty() {
+            break placed;
+        }
+        if Instant::now() > deadline {
+            let events = kubectl(
+                &lab,
+                &bins,
+                &[],
+                admin,
+                &[
+                    "get",
+                    "events",
+                    "--all-namespaces",
+                    "--field-selector",
+                    "type=Warning",
+                ],
+            );
+            panic!(
+                "add-on workloads not placed:\n{}\n{}",
+                missing.join("\n"),
+                output_text(&events)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    for line in &placed {
+        println!("placed: {line}");
+    }
+    assert!(
+        placed.iter().any(|l| l.starts_with(&format!(
+            "DaemonSet aws-cloud-controller-manager: 1 on [\"{}\"]",
+            controller.private_dns_name
+        ))),
+        "the cloud controller runs on the controller: {placed:?}"
+    );
+
     let described = cluster
         .proxy
         .seen()

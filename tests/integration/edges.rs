@@ -235,6 +235,26 @@ fn certificates_near_expiry_are_reissued_and_every_not_after_is_in_the_plan() {
         .find(|a| a["path"] == "tls/apiserver")
         .unwrap();
     assert_eq!(apiserver["action"], "update");
+
+    // A window that reaches the CA's expiry would issue a new CA, which the control-plane boot
+    // test showed breaks the running cluster (the restarted API server could not reach etcd:
+    // "x509: certificate signed by unknown authority"); plan refuses and writes nothing.
+    let out = c.expect(1, &["plan", "--renew-before", "36500", "-o", "ca.json"]);
+    let text = stderr(&out);
+    assert!(
+        text.contains("the cluster CA expires at") && text.contains("would issue a new cluster CA"),
+        "{text}"
+    );
+    assert!(!c.path("ca.json").exists());
+    // So does a changed CA setting.
+    c.set("tlsCADurationDays", "4000");
+    let out = c.expect(1, &["plan", "-o", "ca.json"]);
+    assert!(
+        stderr(&out).contains("tlsCADurationDays"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!c.path("ca.json").exists());
 }
 
 #[test]
