@@ -393,6 +393,9 @@ pub struct Plan {
     pub cluster_name: String,
     /// Made with `--offline`: a preview that apply refuses.
     pub offline: bool,
+    /// Made with `--preview` (a pull request's plan, with no key): apply refuses it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preview: bool,
     /// What an offline plan did not look at.
     pub skipped: Vec<String>,
     /// What the reviewer should know beyond the changes (a step of a move between layouts).
@@ -662,6 +665,7 @@ pub(crate) mod fixtures {
             kind: PlanKind::Apply,
             cluster_name: "demo".into(),
             offline: false,
+            preview: false,
             skipped: vec![],
             prior: PriorBinding {
                 lineage: Some(new_state.lineage.clone()),

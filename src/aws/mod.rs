@@ -66,6 +66,9 @@ pub struct AwsContext {
     /// `cloudFormationRoleArn`: the service role CloudFormation acts as for this cluster's
     /// stacks (passed on every change set and stack deletion), when there is one.
     cloudformation_role: Option<String>,
+    /// A pull request's preview: it writes nothing instances read (add-on objects), so a
+    /// branch's plan job cannot replace what a controller fetches at boot.
+    preview: bool,
 }
 
 impl AwsContext {
@@ -78,6 +81,7 @@ impl AwsContext {
         AwsContext {
             sdk: loader.load().await,
             cloudformation_role: None,
+            preview: false,
         }
     }
 
@@ -87,6 +91,18 @@ impl AwsContext {
             cloudformation_role: role,
             ..self
         }
+    }
+
+    /// This context plans a preview (see the field).
+    pub fn previewing(self) -> AwsContext {
+        AwsContext {
+            preview: true,
+            ..self
+        }
+    }
+
+    pub fn is_preview(&self) -> bool {
+        self.preview
     }
 
     pub fn sdk_config(&self) -> &SdkConfig {

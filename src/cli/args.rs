@@ -79,6 +79,11 @@ pub struct PlanArgs {
     /// Make no AWS call: diff against the local state only.
     #[arg(long)]
     pub offline: bool,
+    /// For pull requests: plan against AWS without any key: nothing is decrypted, issued or
+    /// signed (certificates due are shown, not made) and no file is written; apply takes only
+    /// the plan a protected job makes after merge.
+    #[arg(long, conflicts_with_all = ["offline", "output", "rotate_secrets_key"])]
+    pub preview: bool,
     /// Re-issue certificates that expire within this many days.
     #[arg(long, default_value_t = 30, value_name = "DAYS", value_parser = clap::value_parser!(i64).range(0..=36_500))]
     pub renew_before: i64,

@@ -70,6 +70,9 @@ pub async fn apply(
     if plan.offline {
         return Err(EngineError::OfflinePlan);
     }
+    if plan.preview {
+        return Err(EngineError::PreviewPlan);
+    }
     if plan.cluster_name != config.cluster_name {
         return Err(EngineError::PlanForOtherCluster {
             planned: plan.cluster_name.clone(),

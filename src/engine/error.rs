@@ -153,6 +153,10 @@ pub enum EngineError {
     // Applying.
     #[error("this plan was made with --offline, as a preview; make it online to apply it")]
     OfflinePlan,
+    #[error(
+        "this plan was made with --preview (a pull request's plan, made without keys: its certificates are not issued and it is not signed); apply the plan the protected job makes from the merged commit"
+    )]
+    PreviewPlan,
     #[error("the plan is for cluster \"{planned}\" but cluster.yaml names \"{configured}\"")]
     PlanForOtherCluster { planned: String, configured: String },
     #[error("cluster.yaml: {MISSING_PLAN_SIGNING_KEY}")]

@@ -1036,13 +1036,41 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     let worker_root = lab.work.path().join("worker");
     lay_out(&worker_root, &worker_files);
     decrypt_assets(&lab, &worker_root);
+    // Its name and provider id from its own identity script, against the worker's IMDS.
+    let worker_imds = serve_imds(imds_of(&worker));
+    let worker_imds_port: u16 = worker_imds.rsplit(':').next().unwrap().parse().unwrap();
+    lab.bridge(worker_imds_port, "127.0.0.1", worker_imds_port);
+    let worker_run = worker_root.join("run/kube-aws");
+    let out = run(lab
+        .command(
+            &[],
+            &[
+                "/bin/bash",
+                worker_root.join("opt/bin/node-identity").to_str().unwrap(),
+            ],
+        )
+        .env(
+            "KUBE_AWS_IMDS_ENDPOINT",
+            format!("http://127.0.0.1:{worker_imds_port}"),
+        )
+        .env("KUBE_AWS_IDENTITY_DIR", &worker_run));
+    assert!(
+        out.status.success(),
+        "worker node-identity: {}",
+        output_text(&out)
+    );
+    let worker_identity: BTreeMap<String, String> = env_file(&worker_run.join("node-identity"))
+        .into_iter()
+        .collect();
     let worker_provider = format!("aws:///{}/{}", worker.zone, worker.id);
+    assert_eq!(worker_identity["NODE_NAME"], worker.private_dns_name);
+    assert_eq!(worker_identity["PROVIDER_ID"], worker_provider);
     let worker_kubeconfig = bootstrap_node(
         &mut lab,
         &bins,
         &worker_root,
-        &worker.private_dns_name,
-        &worker_provider,
+        &worker_identity["NODE_NAME"],
+        &worker_identity["PROVIDER_ID"],
         &worker_units,
     );
     let worker_binds = [(worker_root.join("etc/kubernetes"), "/etc/kubernetes")];

@@ -208,6 +208,7 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
     );
     let mut plan_needs: Vec<Request> = Vec::new();
     let mut apply_needs: Vec<Request> = Vec::new();
+    let mut preview_needs: Vec<Request> = Vec::new();
     let record = |into: &mut Vec<Request>, c: &Cluster| {
         for seen in c.proxy.forwarded(None) {
             into.push(request(&seen));
@@ -226,12 +227,19 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
     // First validate, plan and apply, then a change that renews certificates and rolls
     // workers, and what auditors run: every call each role makes.
     crate::harness::moto().ensure_key_pair();
+    // A pull request's offline validation and preview of the first apply, then the protected
+    // job's validation and plan of the merge.
+    c.expect(0, &["validate", "--offline"]);
+    c.expect(0, &["plan", "--preview"]);
+    record(&mut preview_needs, &c);
     c.expect(0, &["validate"]);
     c.expect(0, &["plan", "-o", "plan.json"]);
     record(&mut plan_needs, &c);
     c.expect(0, &["apply", "plan.json"]);
     record(&mut apply_needs, &c);
     c.set("workerInstanceType", "m5.large");
+    c.expect(0, &["plan", "--preview", "--renew-before", "400"]);
+    record(&mut preview_needs, &c);
     c.expect(0, &["plan", "--renew-before", "400", "-o", "plan.json"]);
     record(&mut plan_needs, &c);
     c.expect(0, &["apply", "plan.json"]);
@@ -257,6 +265,12 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
     // Each request as IAM sees it (action, resource, condition keys) is allowed.
     let plan_policy = policy_for("plan-policy.json", &c);
     let apply_policy = policy_for("apply-policy.json", &c);
+    let preview_policy = policy_for("preview-policy.json", &c);
+    assert_eq!(
+        missing(&preview_policy, &preview_needs),
+        Vec::<String>::new(),
+        "preview-policy.json"
+    );
     assert_eq!(
         missing(&plan_policy, &plan_needs),
         Vec::<String>::new(),
@@ -297,6 +311,51 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
             "plan called {action} on {resource}"
         );
     }
+    // A pull request's role holds no key: it decrypts, seals and signs nothing, and writes no
+    // add-on object a controller would fetch (nor anything plan's role may not).
+    let kms_key = config.kms_key_arn.clone();
+    let signing_key = config.plan_signing_key_arn.clone().unwrap();
+    let addon_object = format!(
+        "arn:aws:s3:::{}/{}.addons/x.yaml",
+        c.bucket.as_ref().unwrap(),
+        config.state.key.as_deref().unwrap()
+    );
+    assert!(
+        preview_needs.iter().all(|r| !r.action.starts_with("kms:")),
+        "the preview called KMS: {:?}",
+        actions(&preview_needs)
+    );
+    for asked in [
+        Request::new("kms:Decrypt", &kms_key)
+            .with("kms:EncryptionContext:kube-aws:cluster", &c.name)
+            .with("kms:EncryptionContext:kube-aws:asset", "ca"),
+        Request::new("kms:Encrypt", &kms_key)
+            .with("kms:EncryptionContext:kube-aws:cluster", &c.name)
+            .with("kms:EncryptionContext:kube-aws:asset", "admin"),
+        Request::new("kms:Sign", &signing_key)
+            .with("kms:MessageType", "DIGEST")
+            .with("kms:SigningAlgorithm", "ECDSA_SHA_256"),
+        Request::new("s3:PutObject", &addon_object),
+        Request::new("s3:PutObject", &state_object),
+        Request::new("cloudformation:ExecuteChangeSet", &stack_arn),
+    ] {
+        let asked = asked.with("aws:RequestedRegion", "us-west-2");
+        assert!(
+            !allows(&preview_policy, &asked),
+            "the preview role must not be allowed {asked}"
+        );
+    }
+    assert!(
+        allows(
+            &plan_policy,
+            &Request::new("kms:Decrypt", &kms_key)
+                .with("kms:EncryptionContext:kube-aws:cluster", &c.name)
+                .with("kms:EncryptionContext:kube-aws:asset", "ca")
+                .with("aws:RequestedRegion", "us-west-2")
+        ),
+        "the protected plan role signs certificates with the CA"
+    );
+
     // stackPerPool's stacks, `<cluster>-pool-<name>`, are this cluster's too.
     for policy in [&plan_policy, &apply_policy] {
         let pool_stack = Request::new(
@@ -311,7 +370,6 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
     }
     // Resources and conditions bind the roles to this cluster: the same actions on another
     // cluster's stack, state or keys are refused.
-    let kms_key = config.kms_key_arn.clone();
     let others = [
         Request::new(
             "cloudformation:ExecuteChangeSet",
@@ -441,7 +499,6 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
     // Plans are signed as a DIGEST by the plan role only. The apply role signs audit entries
     // as RAW messages (KMS hashes them), which can never pass for a plan's signature: it cannot
     // make a plan of its own.
-    let signing_key = config.plan_signing_key_arn.clone().unwrap();
     let sign = |message_type: &str| {
         Request::new("kms:Sign", &signing_key)
             .with("kms:MessageType", message_type)
@@ -487,6 +544,73 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         ),
         "{missed:?}"
     );
+}
+
+/// A pull request's preview is planned against AWS with no key: certificates due are listed,
+/// not issued; it makes no KMS call, writes no add-on object and cannot be written to a file;
+/// its JSON, fed to apply, is refused.
+#[test]
+fn a_pull_requests_preview_holds_no_key_and_apply_refuses_it() {
+    let c = Cluster::new("preview", false, None);
+    c.plan_and_apply();
+    c.proxy.reset();
+    let args = [
+        "plan",
+        "--preview",
+        "--renew-before",
+        "400",
+        "--detailed-exitcode",
+    ];
+    let out = c.expect(2, &[&args[..], &["--format", "json"]].concat());
+    let seen = c.proxy.seen();
+    assert!(!seen.is_empty());
+    let kms: Vec<&String> = seen
+        .iter()
+        .filter(|s| s.service == "kms")
+        .map(|s| &s.operation)
+        .collect();
+    assert!(kms.is_empty(), "the preview called KMS: {kms:?}");
+    let addon_writes: Vec<&String> = seen
+        .iter()
+        .filter(|s| {
+            s.service == "s3" && s.operation.starts_with("PUT") && s.operation.contains("addons")
+        })
+        .map(|s| &s.operation)
+        .collect();
+    assert!(addon_writes.is_empty(), "{addon_writes:?}");
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["preview"], true);
+    assert!(plan["signature"].is_null(), "a preview is never signed");
+    let certificates = plan["certificates"].as_array().unwrap();
+    assert!(
+        certificates
+            .iter()
+            .any(|c| c["name"] == "apiserver" && c["action"] == "issue"),
+        "{certificates:?}"
+    );
+    std::fs::write(c.path("preview.json"), &out.stdout).unwrap();
+    let markdown = c.expect(2, &[&args[..], &["--format", "markdown"]].concat());
+    assert!(
+        crate::workflow::stdout(&markdown).contains("Preview for review, made without keys"),
+        "{}",
+        crate::workflow::stdout(&markdown)
+    );
+
+    let out = c.expect(1, &["apply", "preview.json"]);
+    assert!(
+        crate::workflow::stderr(&out).contains("made with --preview"),
+        "{}",
+        crate::workflow::stderr(&out)
+    );
+    assert!(c.proxy.cluster_writes().is_empty(), "apply wrote to AWS");
+    let out = c.run(&["plan", "--preview", "-o", "preview-file.json"]);
+    assert_eq!(out.status.code(), Some(1), "a usage error");
+    assert!(
+        crate::workflow::stderr(&out).contains("cannot be used with"),
+        "{}",
+        crate::workflow::stderr(&out)
+    );
+    assert!(!c.path("preview-file.json").exists());
 }
 
 #[test]
@@ -581,13 +705,35 @@ fn the_example_ci_workflow_passes_actionlint_and_the_check_can_fail() {
     );
     let text = std::fs::read_to_string(&workflow).unwrap();
     assert!(text.contains("run: kube-aws validate"));
-    assert!(text.contains("--detailed-exitcode"));
+    assert!(text.contains("kube-aws plan --preview --format markdown --detailed-exitcode"));
     assert!(
-        text.contains("if [ \"$code\" -eq 1 ]; then exit 1; fi"),
-        "exit 2 must not fail the check"
+        text.contains("if [ \"$code\" -eq 1 ] || [ ! -s plan.md ]; then exit 1; fi"),
+        "exit 2 must not fail the check, unless nothing was planned"
     );
     assert!(text.contains("kube-aws apply plan.json"));
     assert!(text.contains("concurrency:"));
+    // A pull request's code runs with the preview role only; the keys' roles are for jobs in
+    // protected environments that pull requests do not start.
+    let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+    for (name, job) in doc["jobs"].as_mapping().unwrap() {
+        let job_text = serde_norway::to_string(job).unwrap();
+        let name = name.as_str().unwrap();
+        let condition = job["if"].as_str().unwrap_or("");
+        if job_text.contains("KUBE_AWS_PLAN_ROLE") || job_text.contains("KUBE_AWS_APPLY_ROLE") {
+            assert!(
+                job["environment"].as_str().is_some(),
+                "{name} holds keys outside an environment"
+            );
+            assert!(
+                condition.contains("github.event_name == 'push'")
+                    || job["needs"].as_str() == Some("plan"),
+                "{name} may run for a pull request"
+            );
+        } else if job_text.contains("KUBE_AWS_PREVIEW_ROLE") {
+            assert!(condition.contains("pull_request"), "{name}");
+            assert!(job_text.contains("--preview"), "{name}");
+        }
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.yml");

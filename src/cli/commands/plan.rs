@@ -14,6 +14,7 @@ use crate::planfile::Plan;
 pub fn run(context: &Context, args: PlanArgs) -> Result<ExitCode, EngineError> {
     let options = PlanOptions {
         offline: args.offline,
+        preview: args.preview,
         renew_before: time::Duration::days(args.renew_before),
         destroy: false,
         rotate_secrets_key: args.rotate_secrets_key,

@@ -8,6 +8,9 @@ use crate::planfile::{
     Action, Plan, PlanKind, RecordAction, ReplacementSource, ResourceAction, ResourceChange,
 };
 
+/// What a `--preview` plan is, in its text and Markdown.
+const PREVIEW_NOTE: &str = "Preview for review, made without keys: certificates due are listed but not issued, and nothing is signed. Apply takes only the plan the protected job makes from the merged commit.";
+
 fn short(hash: &Option<String>) -> String {
     hash.as_deref()
         .map(|h| h.chars().take(12).collect())
@@ -139,6 +142,9 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         for s in &plan.skipped {
             let _ = writeln!(out, "  - {s}");
         }
+    }
+    if plan.preview {
+        let _ = writeln!(out, "{}", p.change.apply_to(PREVIEW_NOTE));
     }
     for note in &plan.notes {
         let _ = writeln!(out, "{}", p.change.apply_to(format!("Note: {note}")));
@@ -322,6 +328,9 @@ pub fn plan_markdown(plan: &Plan) -> String {
             "> [!NOTE]\n> Offline preview, not applicable. Skipped: {}\n",
             plan.skipped.join("; ")
         );
+    }
+    if plan.preview {
+        let _ = writeln!(out, "> [!NOTE]\n> {PREVIEW_NOTE}\n");
     }
     for note in &plan.notes {
         let _ = writeln!(out, "> [!IMPORTANT]\n> {note}\n");

@@ -97,6 +97,9 @@ pub async fn restore_missing_addons(
     context: &AwsContext,
     rendered: &Rendered,
 ) -> Result<(), EngineError> {
+    if context.is_preview() {
+        return Ok(());
+    }
     let (artifacts, objects) = artifact_store(config, context)?;
     let present: BTreeSet<String> = objects
         .list(&artifacts.addons_prefix(), None, 100_000)
@@ -138,6 +141,8 @@ pub async fn upload_artifacts(
     body: &str,
 ) -> Result<Option<String>, EngineError> {
     let (_, objects) = artifact_store(config, context)?;
-    upload_addons(&objects, rendered, &BTreeSet::new()).await?;
+    if !context.is_preview() {
+        upload_addons(&objects, rendered, &BTreeSet::new()).await?;
+    }
     upload_template(config, context, template_sha256, body).await
 }

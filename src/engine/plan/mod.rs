@@ -36,6 +36,9 @@ pub use changes::applied_state;
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
     pub offline: bool,
+    /// Online, but with no KMS call at all (a pull request's plan): nothing is decrypted,
+    /// issued or signed, and the plan says it is a preview, which apply refuses.
+    pub preview: bool,
     pub renew_before: Duration,
     pub destroy: bool,
     /// Move the Secrets encryption key one rotation step on.
@@ -49,6 +52,7 @@ impl Default for PlanOptions {
     fn default() -> PlanOptions {
         PlanOptions {
             offline: false,
+            preview: false,
             renew_before: super::DEFAULT_RENEW_BEFORE,
             destroy: false,
             rotate_secrets_key: false,
@@ -83,7 +87,10 @@ pub async fn plan(
         aws.check_region(&config)?;
         (None, Backend::local(dir))
     } else {
-        let context = aws.context(&config).await?;
+        let mut context = aws.context(&config).await?;
+        if options.preview {
+            context = context.previewing();
+        }
         let backend = Backend::open(dir, &config, &context);
         (Some(context), backend)
     };
@@ -109,6 +116,7 @@ pub async fn plan(
     };
     let plan = Plan {
         provenance: (!provenance.is_empty()).then_some(provenance),
+        preview: options.preview,
         ..plan
     }
     .seal();
@@ -116,7 +124,7 @@ pub async fn plan(
     let key =
         super::apply::signing_key_for(&config, recorded_signing.as_ref().and_then(Option::as_ref));
     match (online, key) {
-        (Some(context), Some(key)) if options.sign => {
+        (Some(context), Some(key)) if options.sign && !options.preview => {
             progress("signing the plan");
             sign(plan, &context.kms(), &key).await
         }
@@ -165,6 +173,7 @@ fn unsealed(
         kind,
         cluster_name: config.cluster_name.clone(),
         offline: false,
+        preview: false,
         skipped: Vec::new(),
         notes: Vec::new(),
         prior,
@@ -211,7 +220,8 @@ async fn plan_apply(
         inputs.previous_tls = tls;
     }
     let shipped_by = reused.as_ref().map(|(_, why)| why.as_str());
-    let kms = online.map(AwsContext::kms);
+    // A preview holds no key: certificates due are shown, as offline, not issued.
+    let kms = online.filter(|_| !options.preview).map(AwsContext::kms);
     let images = online.map(AwsContext::images);
     let prepared = prepare(dir, &inputs, kms.as_ref(), images.as_ref(), progress).await?;
     if online.is_none()
