@@ -19,6 +19,9 @@ use crate::state::store::{Loaded, StateStore};
 
 use super::EngineError;
 
+/// The pauses after each failed try to sign an audit entry (four tries in all).
+const SIGN_RETRY_PAUSES_MS: [u64; 4] = [200, 400, 800, 0];
+
 /// The state store and audit log of one cluster, and the key its audit entries are signed
 /// with.
 #[derive(Debug, Clone)]
@@ -121,8 +124,19 @@ impl Backend {
                     return Ok(None);
                 };
                 // The run has already acted: an entry KMS cannot sign is still written,
-                // unsigned, and `history --verify` names it, rather than lost.
-                let Ok(signature) = kms.sign_raw(key, sha256.as_bytes()).await else {
+                // unsigned, and `history --verify` names it, rather than lost. An unsigned
+                // entry fails every later verify, so a failing Sign is tried again (each try is
+                // itself the SDK's retries) before giving up: the fault-injection test met one
+                // that exhausted the SDK's three attempts.
+                let mut signature = None;
+                for pause_ms in SIGN_RETRY_PAUSES_MS {
+                    if let Ok(signed) = kms.sign_raw(key, sha256.as_bytes()).await {
+                        signature = Some(signed);
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+                }
+                let Some(signature) = signature else {
                     return Ok(None);
                 };
                 Ok(Some(EntrySignature {

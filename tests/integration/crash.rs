@@ -276,3 +276,49 @@ fn killed_after_executing_before_the_state_write_the_next_plan_reuses_the_shippe
     );
     assert!(stdout(&c.expect(0, &["plan"])).contains("No changes."));
 }
+
+/// Terraform's plan takes the lock; this one refuses a locked state and names the holder:
+/// while an apply holds it, a plan would describe a state that is changing, and after one died
+/// holding it (its lease expired), a state that may be half-applied until someone looks.
+#[test]
+fn plan_refuses_a_locked_state_and_says_who_holds_it() {
+    let c = Cluster::new("planlock", false, None);
+    c.plan_and_apply();
+    let lock = |lease: &str| {
+        serde_json::json!({
+            "format_version": 1,
+            "id": "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+            "holder": "arn:aws:sts::123456789012:assumed-role/ci/apply",
+            "operation": "apply plan.json",
+            "created": "2026-12-06T10:00:00Z",
+            "lease_expires": lease,
+        })
+        .to_string()
+    };
+    std::fs::write(c.path("state/state.lock"), lock("2999-01-01T00:00:00Z")).unwrap();
+    let out = c.expect(1, &["plan", "-o", "held.json"]);
+    let text = crate::workflow::stderr(&out);
+    assert!(
+        text.contains("the state is locked by arn:aws:sts::123456789012:assumed-role/ci/apply for `apply plan.json`")
+            && text.contains("--force"),
+        "{text}"
+    );
+    assert!(!c.path("held.json").exists());
+
+    std::fs::write(c.path("state/state.lock"), lock("2026-01-01T00:00:00Z")).unwrap();
+    let out = c.expect(1, &["plan"]);
+    let text = crate::workflow::stderr(&out);
+    assert!(
+        text.contains("expired at 2026-01-01T00:00:00Z")
+            && text.contains(
+                "`kube-aws state unlock 7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f` removes the lock"
+            ),
+        "{text}"
+    );
+    c.expect(
+        0,
+        &["state", "unlock", "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"],
+    );
+    let out = c.expect(0, &["plan", "--detailed-exitcode"]);
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+}

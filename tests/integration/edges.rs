@@ -93,10 +93,28 @@ fn destroy_deletes_the_stack_and_only_the_records_it_created() {
     assert_eq!(state["serial"], 2);
     assert_eq!(state["stack"], Value::Null);
     assert_eq!(state["records"], serde_json::json!([]));
+    // The keys left with the cluster: a cluster created again under the name gets a new CA,
+    // and this one's admin credentials are gone.
     assert!(
-        state["tls"]["ca"].is_object(),
-        "certificates are kept for a re-create"
+        text.contains("Note: The cluster's CA, admin credentials"),
+        "{text}"
     );
+    assert_eq!(state["tls"], serde_json::json!({}), "{}", state["tls"]);
+    let out = c.expect(1, &["kubeconfig", "-o", "after-destroy.kubeconfig"]);
+    assert!(
+        !c.path("after-destroy.kubeconfig").exists(),
+        "{}",
+        crate::workflow::stderr(&out)
+    );
+    let again: Value =
+        serde_json::from_slice(&c.expect(0, &["plan", "--format", "json"]).stdout).unwrap();
+    let ca = again["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "ca")
+        .unwrap();
+    assert_eq!(ca["action"], "issue", "{ca}");
     let history: Value =
         serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
             .unwrap();

@@ -200,7 +200,7 @@ fn plan_from_nothing_creates_every_asset_the_stack_and_the_record() {
 }
 
 #[test]
-fn a_no_op_plan_makes_no_kms_call_no_cloudformation_write_and_at_most_7_requests() {
+fn a_no_op_plan_makes_no_kms_call_no_cloudformation_write_and_at_most_8_requests() {
     for pools in [0, 5] {
         let c = Cluster::new("noop", true, None);
         if pools > 0 {
@@ -227,10 +227,10 @@ fn a_no_op_plan_makes_no_kms_call_no_cloudformation_write_and_at_most_7_requests
         );
         assert_eq!(kms, 0, "{operations:?}");
         assert_eq!(cfn_writes, 0, "{operations:?}");
-        // The state; the audit log's HEAD, the entry it names and a listing of any after it
-        // (the state must be the one the newest writing entry wrote); DescribeStacks, the
-        // artifact bucket, the zone's records.
-        assert!(requests.len() <= 7, "{operations:?}");
+        // The lock (a plan refuses a locked state); the state; the audit log's HEAD, the entry
+        // it names and a listing of any after it (the state must be the one the newest writing
+        // entry wrote); DescribeStacks, the artifact bucket, the zone's records.
+        assert!(requests.len() <= 8, "{operations:?}");
     }
 }
 

@@ -662,7 +662,10 @@ pub fn destroyed_state(config: &ClusterConfig, prior: Option<&State>, lineage: S
     next.stack = None;
     next.pool_stacks = BTreeMap::new();
     next.records = Vec::new();
-    next.assets.retain(|_, a| a.kind == AssetKind::Tls);
+    // The certificates and keys go too: kept, a cluster created again under this name would
+    // trust this one's CA, and its admin kubeconfigs would work there.
+    next.assets.clear();
+    next.tls = Default::default();
     // Nothing rendered is deployed any more: the next plan renders everything.
     next.render_key = None;
     next.plan_signing = signing_after(config, prior);
@@ -698,7 +701,6 @@ pub fn destroyed_assets(prior: Option<&State>) -> Vec<AssetChange> {
         .map(|s| s.assets.clone())
         .unwrap_or_default()
         .into_iter()
-        .filter(|(_, a)| a.kind != AssetKind::Tls)
         .map(|(path, a)| AssetChange {
             path,
             kind: a.kind,

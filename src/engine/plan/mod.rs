@@ -95,6 +95,15 @@ pub async fn plan(
         (Some(context), backend)
     };
     progress("reading the state");
+    // Terraform's plan takes the lock; this one reads it: a plan made while an apply runs, or
+    // after one died holding it, describes a state that is changing or half-applied.
+    if let Some((info, _)) = backend.store.current_lock().await? {
+        return Err(crate::state::StateError::Locked {
+            expired: info.expired_at(now),
+            info: Box::new(info),
+        }
+        .into());
+    }
     let prior = backend.load(&config).await?;
     super::anchor::check(&backend, prior.as_ref(), super::anchor::Signatures::Skip).await?;
     // What the state records of plan signing (`None` without a state), before `prior` moves.
@@ -613,6 +622,9 @@ async fn shipped_by_interrupted_apply(
         .map(|(pending, _)| pending))
 }
 
+/// What a destroy plan tells the reviewer about the cluster's keys.
+const DESTROY_DROPS_KEYS: &str = "The cluster's CA, admin credentials, service-account key and Secrets encryption key leave the state: a cluster created again under this name gets new ones, and this cluster's kubeconfigs will not work there.";
+
 /// The plan for `destroy`: delete the stack and the records this tool created.
 async fn plan_destroy(
     config: &ClusterConfig,
@@ -696,10 +708,15 @@ async fn plan_destroy(
             + records.len() as u32,
         ..ChangeSummary::default()
     };
+    let mut notes = Vec::new();
+    if prior.is_some_and(|s| !s.tls.is_empty()) {
+        notes.push(DESTROY_DROPS_KEYS.to_string());
+    }
     Ok(Plan {
         pool_stacks,
         assets: changes::destroyed_assets(prior),
         records,
+        notes,
         new_state: changes::destroyed_state(config, prior, uuid::Uuid::new_v4().to_string()),
         summary,
         ..unsealed(config, PlanKind::Destroy, binding, target, stack)

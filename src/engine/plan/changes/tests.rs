@@ -349,7 +349,7 @@ fn the_summary_counts_resources_online_assets_offline_and_every_record_change() 
 }
 
 #[test]
-fn a_destroy_keeps_only_the_certificates_and_moves_the_serial_on() {
+fn a_destroy_keeps_nothing_of_the_cluster_and_moves_the_serial_on() {
     let mut prior = State::new("demo", "lineage-1".into());
     prior.serial = 4;
     prior
@@ -369,12 +369,19 @@ fn a_destroy_keeps_only_the_certificates_and_moves_the_serial_on() {
     let next = destroyed_state(&config(), Some(&prior), "unused".into());
     assert_eq!((next.serial, next.lineage.as_str()), (5, "lineage-1"));
     assert!(next.stack.is_none() && next.records.is_empty());
-    assert_eq!(next.assets.keys().collect::<Vec<_>>(), ["tls/ca"]);
+    // Nothing of the cluster stays, its certificates and keys included.
+    assert!(next.assets.is_empty() && next.tls.is_empty());
     let deleted = destroyed_assets(Some(&prior));
-    assert_eq!(deleted.len(), 1);
+    let deleted: Vec<(&str, Action)> = deleted
+        .iter()
+        .map(|d| (d.path.as_str(), d.action))
+        .collect();
     assert_eq!(
-        (deleted[0].path.as_str(), deleted[0].action),
-        ("stack-template", Action::Delete)
+        deleted,
+        [
+            ("stack-template", Action::Delete),
+            ("tls/ca", Action::Delete)
+        ]
     );
     let fresh = destroyed_state(&config(), None, "lineage-new".into());
     assert_eq!((fresh.serial, fresh.lineage.as_str()), (1, "lineage-new"));
