@@ -138,7 +138,12 @@ pub async fn apply(
         observer,
     )
     .await;
-    let released = backend.store.unlock(&lease.current()).await;
+    let held = lease.current();
+    let released = super::backend::tried_again(
+        || backend.store.unlock(&held),
+        |e| !matches!(e, StateError::LockLost { .. }),
+    )
+    .await;
     let outcome = outcome?;
     match released {
         // Someone removed it mid-run: the outcome (and its audit entry) already says so.

@@ -19,8 +19,31 @@ use crate::state::store::{Loaded, StateStore};
 
 use super::EngineError;
 
-/// The pauses after each failed try to sign an audit entry (four tries in all).
-const SIGN_RETRY_PAUSES_MS: [u64; 4] = [200, 400, 800, 0];
+/// The pauses between tries of a write a passing failure must not cost (four tries in all).
+const RETRY_PAUSES_MS: [u64; 3] = [200, 400, 800];
+
+/// `attempt` tried again after each pause while it fails with an error `passing` calls
+/// passing. Each try is itself the SDK's retries; this is for the few writes whose loss costs
+/// the user more than a second: an audit entry left unsigned fails every later verify, a lock
+/// left behind blocks every plan and apply until its lease runs out.
+pub(super) async fn tried_again<T, E, Fut>(
+    mut attempt: impl FnMut() -> Fut,
+    passing: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut result = attempt().await;
+    for pause_ms in RETRY_PAUSES_MS {
+        match &result {
+            Err(e) if passing(e) => {}
+            _ => return result,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+        result = attempt().await;
+    }
+    result
+}
 
 /// The state store and audit log of one cluster, and the key its audit entries are signed
 /// with.
@@ -124,19 +147,12 @@ impl Backend {
                     return Ok(None);
                 };
                 // The run has already acted: an entry KMS cannot sign is still written,
-                // unsigned, and `history --verify` names it, rather than lost. An unsigned
-                // entry fails every later verify, so a failing Sign is tried again (each try is
-                // itself the SDK's retries) before giving up: the fault-injection test met one
-                // that exhausted the SDK's three attempts.
-                let mut signature = None;
-                for pause_ms in SIGN_RETRY_PAUSES_MS {
-                    if let Ok(signed) = kms.sign_raw(key, sha256.as_bytes()).await {
-                        signature = Some(signed);
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
-                }
-                let Some(signature) = signature else {
+                // unsigned, and `history --verify` names it, rather than lost; a failing Sign is
+                // tried again first (the fault-injection test met one that exhausted the SDK's
+                // three attempts).
+                let Ok(signature) =
+                    tried_again(|| kms.sign_raw(key, sha256.as_bytes()), |_| true).await
+                else {
                     return Ok(None);
                 };
                 Ok(Some(EntrySignature {

@@ -93,6 +93,9 @@ pub const ADDONS: [&str; 7] = [
     "manifests/coredns.yaml",
     "manifests/aws-ebs-csi-driver.yaml",
 ];
+/// Scripts the controllers fetch with the add-on manifests, because their user data holds
+/// only 16 KB; rendered with the same context, uploaded and checked the same way, not applied.
+pub const CONTROLLER_SCRIPTS: [&str; 1] = ["userdata/node-csr-approver"];
 /// The cluster-autoscaler add-on, applied after `ADDONS` when `clusterAutoscaler.enabled`.
 pub const CLUSTER_AUTOSCALER: &str = "manifests/cluster-autoscaler.yaml";
 pub const STACK: &str = "stack-template.json";
@@ -107,7 +110,7 @@ pub fn addons(config: &crate::config::ClusterConfig) -> Vec<&'static str> {
 }
 
 /// Every template, with its built-in text.
-pub const BUILT_IN: [(&str, &str); 13] = [
+pub const BUILT_IN: [(&str, &str); 14] = [
     (
         CONTROLLER,
         include_str!("../../templates/userdata/cloud-config-controller"),
@@ -153,6 +156,10 @@ pub const BUILT_IN: [(&str, &str); 13] = [
     (
         CLUSTER_AUTOSCALER,
         include_str!("../../templates/manifests/cluster-autoscaler.yaml"),
+    ),
+    (
+        CONTROLLER_SCRIPTS[0],
+        include_str!("../../templates/userdata/node-csr-approver"),
     ),
 ];
 
@@ -211,7 +218,8 @@ pub struct Rendered {
     pub cloud_configs: BTreeMap<String, String>,
     /// The CloudFormation template as canonical JSON (sorted keys, two-space indent).
     pub stack_template: String,
-    /// The add-on manifests the controllers apply, by file name (`coredns.yaml`).
+    /// What the controllers fetch from S3, by file name: the add-on manifests they apply
+    /// (`coredns.yaml`) and the scripts too large for their user data (`CONTROLLER_SCRIPTS`).
     pub manifests: BTreeMap<String, String>,
     /// Where each manifest is uploaded; the controller cloud-config names each key with its
     /// hash, so its own hash covers the manifests.
@@ -444,6 +452,11 @@ fn images(version: &str) -> Images {
     }
 }
 
+/// The file name under /etc/kubernetes/addons of an add-on template or controller script.
+fn addon_file_name(template: &str) -> &str {
+    template.rsplit('/').next().unwrap_or(template)
+}
+
 /// A kubeconfig that authenticates with `/etc/kubernetes/ssl/<user>.pem`; templates call it.
 fn kubeconfig(cluster: &str, server: &str, user: &str) -> String {
     format!(
@@ -594,8 +607,8 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
 
     let addon_names = addons(c);
     let mut manifests = BTreeMap::new();
-    for name in &addon_names {
-        let file = name.trim_start_matches("manifests/").to_string();
+    for name in addon_names.iter().chain(&CONTROLLER_SCRIPTS) {
+        let file = addon_file_name(name).to_string();
         manifests.insert(file, render_one(name, context! {})?);
     }
     let artifacts = c.artifacts().ok_or(RenderError::NoArtifactBucket)?;
@@ -610,14 +623,16 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             }
         })
         .collect();
-    // In the order the controller applies them.
+    // The manifests in the order the controller applies them, then the scripts it only fetches.
     let addons: Vec<_> = addon_names
         .iter()
-        .filter_map(|name| {
-            let file = name.trim_start_matches("manifests/");
+        .map(|name| (name, true))
+        .chain(CONTROLLER_SCRIPTS.iter().map(|name| (name, false)))
+        .filter_map(|(name, apply)| {
+            let file = addon_file_name(name);
             let object = addon_objects.iter().find(|o| o.name == file)?;
             Some(context! {
-                name => file, text => manifests[file].clone(),
+                name => file, text => manifests[file].clone(), apply => apply,
                 key => object.key.clone(), sha256 => object.sha256.clone(),
             })
         })

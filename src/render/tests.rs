@@ -672,11 +672,19 @@ fn nodes_bootstrap_their_own_identity_and_carry_no_etcd_or_ca_credentials() {
             .filter(|p| p.ends_with(".enc"))
             .collect();
         assert_eq!(keys, vec!["bootstrap-token.enc"], "{name}");
+        // The kubelet starts with what node-bootstrap obtained, and never bootstraps itself:
+        // its own CSR would carry a key generated in memory, which no tag can vouch for.
         let kubelet = kubelet_command(text);
-        assert!(
-            kubelet.contains("--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubeconfig.yaml")
-        );
+        assert!(!kubelet.contains("--bootstrap-kubeconfig"), "{kubelet}");
         assert!(kubelet.contains("--kubeconfig=/var/lib/kubelet/kubeconfig"));
+        assert!(text.contains("- path: /opt/bin/node-bootstrap\n"), "{name}");
+        assert!(
+            text.contains("kube-aws:node-client-key,Value=$key_sha256"),
+            "{name}"
+        );
+        assert!(text.contains(
+            "Requires=node-identity.service decrypt-assets.service node-bootstrap.service"
+        ));
         assert!(text.contains("tokenFile: /etc/kubernetes/ssl/bootstrap-token"));
         assert!(text.contains("rotateCertificates: true"));
     }
@@ -1004,8 +1012,8 @@ fn private_subnets_hold_every_instance_behind_nat_and_public_ones_only_load_bala
             "the nodes reach the API from their NAT addresses"
         );
         assert!(
-            kubelet_command(&rendered.cloud_configs["cloud-config-worker"])
-                .contains("--bootstrap-kubeconfig")
+            rendered.cloud_configs["cloud-config-worker"]
+                .contains("- path: /etc/kubernetes/bootstrap-kubeconfig.yaml\n")
         );
         assert!(
             rendered.cloud_configs["cloud-config-worker"]
@@ -1301,14 +1309,41 @@ fn tls_bootstrap_ties_the_token_group_to_its_bindings_and_the_apiserver_flags() 
                     .any(|s| s["kind"] == "Group" && s["name"].as_str() == Some(group))
         })
     };
-    // The token's holders may create a CSR, and their node client CSRs are approved.
+    // The token's holders may create a CSR; kube-controller-manager approves none of theirs
+    // (node-csr-approver does, for the instance that sent it), and apply-addons removes the
+    // binding earlier templates made for that.
     assert!(bound_to_group("system:node-bootstrapper"), "{bindings:?}");
     assert!(
-        bound_to_group("system:certificates.k8s.io:certificatesigningrequests:nodeclient"),
+        !bound_to_group("system:certificates.k8s.io:certificatesigningrequests:nodeclient"),
         "{bindings:?}"
+    );
+    let approver_rules = bindings
+        .iter()
+        .find(|b| {
+            b["kind"] == "ClusterRole" && b["metadata"]["name"] == "kube-aws:node-csr-approver"
+        })
+        .map(|r| serde_json::to_value(&r["rules"]).unwrap())
+        .expect("the approver's ClusterRole");
+    assert_eq!(
+        approver_rules,
+        serde_json::json!([
+            {"apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests/approval"], "verbs": ["update"]},
+            {"apiGroups": ["certificates.k8s.io"], "resources": ["signers"], "resourceNames": ["kubernetes.io/kube-apiserver-client-kubelet"], "verbs": ["approve"]},
+        ])
     );
 
     let controller = &rendered.cloud_configs["cloud-config-controller"];
+    assert!(
+        rendered.manifests["node-csr-approver"]
+            .contains("kubectl --as=kube-aws:node-csr-approver \"$@\"")
+    );
+    assert!(
+        controller.contains("ExecStart=/usr/bin/bash /etc/kubernetes/addons/node-csr-approver")
+    );
+    assert!(controller.contains(
+        "kubectl delete clusterrolebinding kube-aws:node-autoapprove-bootstrap --ignore-not-found"
+    ));
     let apiserver = pod_flags(controller, "kube-apiserver");
     assert!(
         apiserver.contains(&"--enable-bootstrap-token-auth=true".to_string()),

@@ -422,18 +422,19 @@ fn kubelet_registration(units: &[WrittenUnit]) -> (Value, Value) {
     (Value::Object(labels), Value::Array(taints))
 }
 
-/// A node joining as its kubelet would: a P-256 key, a client CSR for `system:node:<name>`
-/// created with the bootstrap kubeconfig under `root`, approved and signed by the
-/// controller-manager, then the Node registered with that certificate (its provider id and
-/// taints as the rendered kubelet flags give them). Returns the node's kubeconfig.
+/// A node joining as its kubelet would: the rendered `/opt/bin/node-bootstrap` under `root`
+/// obtains its client certificate (a controller signs its own; a worker tags its instance
+/// with its key's SHA-256 and sends a CSR that node-csr-approver decides), then the Node is
+/// registered with that certificate (its provider id and taints as the rendered kubelet flags
+/// give them). Returns the binds under which `/var/lib/kubelet/kubeconfig` is the node's.
 fn bootstrap_node(
     lab: &mut Lab,
     bins: &Binaries,
     root: &Path,
-    name: &str,
-    provider_id: &str,
+    (name, provider_id): (&str, &str),
     units: &[WrittenUnit],
-) -> PathBuf {
+    env: &[(&str, String)],
+) -> Vec<(PathBuf, &'static str)> {
     let (mut labels, taints) = kubelet_registration(units);
     for (k, v) in [
         ("kubernetes.io/hostname", name),
@@ -442,99 +443,31 @@ fn bootstrap_node(
     ] {
         labels[k] = json!(v);
     }
-    let binds = [(root.join("etc/kubernetes"), "/etc/kubernetes")];
-    let pki = root.join("var/lib/kubelet/pki");
-    std::fs::create_dir_all(&pki).unwrap();
-    let key = pki.join("kubelet-client.key");
-    let csr = pki.join("kubelet-client.csr");
-    let out = run(Command::new("openssl")
-        .args([
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-        ])
-        .arg(&key));
-    assert!(out.status.success(), "{}", output_text(&out));
-    let out = run(Command::new("openssl")
-        .args(["req", "-new", "-key"])
-        .arg(&key)
-        .args([
-            "-subj",
-            &format!("/O=system:nodes/CN=system:node:{name}"),
-            "-out",
-        ])
-        .arg(&csr));
-    assert!(out.status.success(), "{}", output_text(&out));
-    let request = json!({
-        "apiVersion": "certificates.k8s.io/v1",
-        "kind": "CertificateSigningRequest",
-        "metadata": {"generateName": "node-csr-"},
-        "spec": {
-            "request": BASE64.encode(std::fs::read(&csr).unwrap()),
-            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
-            "usages": ["digital signature", "client auth"],
-        }
-    });
-    let bootstrap = "/etc/kubernetes/bootstrap-kubeconfig.yaml";
-    let out = kubectl_stdin(
-        lab,
-        bins,
-        &binds,
-        bootstrap,
-        &["create", "-f", "-", "-o", "jsonpath={.metadata.name}"],
-        &request.to_string(),
+    let binds = vec![
+        (root.join("etc/kubernetes"), "/etc/kubernetes"),
+        (root.join("run/kube-aws"), "/run/kube-aws"),
+        (root.join("var/lib/kubelet"), "/var/lib/kubelet"),
+    ];
+    std::fs::create_dir_all(root.join("var/lib/kubelet")).unwrap();
+    assert!(
+        unit_lines(units, "kubelet.service", "Requires=")
+            .iter()
+            .any(|l| l.contains("node-bootstrap.service")),
+        "the kubelet waits for node-bootstrap"
     );
+    let script = root.join("opt/bin/node-bootstrap");
+    let out = run(lab
+        .command(&binds, &["/bin/bash", script.to_str().unwrap()])
+        .envs(env.iter().map(|(k, v)| (*k, v.clone()))));
     assert!(
         out.status.success(),
-        "the bootstrap token may create a CSR: {}",
+        "node-bootstrap of {name}: {}",
         output_text(&out)
     );
-    let csr_name = String::from_utf8_lossy(&out.stdout).into_owned();
-    // The bootstrap token may read its own CSR back (system:node-bootstrapper).
-    let certificate = wait_for(
-        lab,
-        &format!("CSR {csr_name} approved and signed"),
-        60,
-        &["kube-controller-manager"],
-        || {
-            let out = kubectl(
-                lab,
-                bins,
-                &binds,
-                bootstrap,
-                &[
-                    "get",
-                    "csr",
-                    &csr_name,
-                    "-o",
-                    "jsonpath={.status.certificate}",
-                ],
-            );
-            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            (out.status.success() && !text.is_empty()).then_some(text)
-        },
-    );
-    let cert = pki.join("kubelet-client.crt");
-    std::fs::write(&cert, BASE64.decode(certificate).unwrap()).unwrap();
-    let server = run(Command::new("sh")
-        .arg("-c")
-        .arg("sed -n 's/^ *server: //p' \"$1\"")
-        .arg("x")
-        .arg(root.join("etc/kubernetes/bootstrap-kubeconfig.yaml")));
-    let server = String::from_utf8_lossy(&server.stdout).trim().to_string();
-    let kubeconfig = root.join("var/lib/kubelet/kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n  - name: c\n    cluster:\n      certificate-authority: /etc/kubernetes/ssl/ca.pem\n      server: {server}\nusers:\n  - name: node\n    user:\n      client-certificate: {}\n      client-key: {}\ncontexts:\n  - name: node\n    context: {{cluster: c, user: node}}\ncurrent-context: node\n",
-            cert.display(),
-            key.display()
-        ),
-    )
-    .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .replace('\n', "; ");
+    let kubeconfig = "/var/lib/kubelet/kubeconfig";
     // With the capacity of an m6i.large and Ready, as a kubelet reports them when it registers.
     let capacity = json!({"cpu": "2", "memory": "8Gi", "pods": "110", "ephemeral-storage": "50Gi"});
     let now = time::OffsetDateTime::now_utc()
@@ -553,7 +486,7 @@ fn bootstrap_node(
         lab,
         bins,
         &binds,
-        kubeconfig.to_str().unwrap(),
+        kubeconfig,
         &["create", "-f", "-"],
         &node.to_string(),
     );
@@ -570,7 +503,7 @@ fn bootstrap_node(
             "KUBECTL",
             bins.kubernetes.join("kubectl").display().to_string(),
         ),
-        ("KUBECONFIG_FILE", kubeconfig.display().to_string()),
+        ("KUBECONFIG_FILE", kubeconfig.to_string()),
         ("NODE", name.to_string()),
     ];
     start(
@@ -580,10 +513,251 @@ fn bootstrap_node(
         &env,
         &format!("heartbeat-{name}"),
     );
-    println!(
-        "TLS bootstrap: CSR {csr_name} approved and signed; node {name} registered with its certificate"
-    );
-    kubeconfig
+    println!("node-bootstrap: {said}; node {name} registered with its certificate");
+    binds
+}
+
+/// A fresh P-256 key and a CSR for `system:node:<name>` under `dir` (with `extra` openssl req
+/// arguments); returns the CSR object and the SHA-256 of the key's public half.
+fn node_csr(dir: &Path, name: &str, extra: &[&str]) -> (Value, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (key, csr) = (dir.join("key.pem"), dir.join("csr.pem"));
+    let out = run(Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = run(Command::new("openssl")
+        .args(["req", "-new", "-config", "/dev/null", "-key"])
+        .arg(&key)
+        .args(["-subj", &format!("/O=system:nodes/CN=system:node:{name}")])
+        .args(extra)
+        .arg("-out")
+        .arg(&csr));
+    assert!(out.status.success(), "{}", output_text(&out));
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg("openssl pkey -in \"$1\" -pubout -outform DER | sha256sum | cut -d' ' -f1")
+        .arg("x")
+        .arg(&key));
+    let sha256 = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(sha256.len(), 64, "{}", output_text(&out));
+    let request = json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": "node-csr-"},
+        "spec": {
+            "request": BASE64.encode(std::fs::read(&csr).unwrap()),
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "usages": ["digital signature", "client auth"],
+        }
+    });
+    (request, sha256)
+}
+
+/// What root on a worker can try with the bootstrap token and the instance role it holds, each
+/// denied by the running node-csr-approver and no certificate issued: the controller's name
+/// with a key tagged on the worker's own instance, its own name with a key its instance does
+/// not carry, and its own name with a tagged key but a SAN. Then the API server's side: a
+/// bootstrap token past its expiry is refused, one within it accepted; and what the approver
+/// acts as may approve CSRs and read nothing else.
+fn refused_bootstraps(
+    lab: &Lab,
+    bins: &Binaries,
+    worker_root: &Path,
+    worker: &Ec2Instance,
+    controller: &Ec2Instance,
+    admin: &str,
+) {
+    let binds = [(worker_root.join("etc/kubernetes"), "/etc/kubernetes")];
+    let bootstrap = "/etc/kubernetes/bootstrap-kubeconfig.yaml";
+    let san = ["-addext", "subjectAltName=DNS:kubernetes.default"];
+    let attempts: [(&str, &str, bool, &[&str], &str); 3] = [
+        (
+            "the controller's name, the key tagged on the worker's own instance",
+            &controller.private_dns_name,
+            true,
+            &[],
+            "no one running worker of this cluster is named",
+        ),
+        (
+            "the worker's own name, a key its instance does not carry",
+            &worker.private_dns_name,
+            false,
+            &[],
+            "does not carry this key's SHA-256",
+        ),
+        (
+            "the worker's own name and a tagged key, with a SAN",
+            &worker.private_dns_name,
+            true,
+            &san,
+            "it holds more than a node's subject and P-256 key",
+        ),
+    ];
+    for (i, (what, name, tag_own, extra, reason)) in attempts.into_iter().enumerate() {
+        let (request, sha256) = node_csr(&lab.work.path().join(format!("hijack-{i}")), name, extra);
+        if tag_own {
+            let out = run(&mut lab.command(
+                &[],
+                &[
+                    "aws",
+                    "ec2",
+                    "create-tags",
+                    "--region",
+                    "us-west-2",
+                    "--resources",
+                    &worker.id,
+                    "--tags",
+                    &format!("Key=kube-aws:node-client-key,Value={sha256}"),
+                ],
+            ));
+            assert!(out.status.success(), "{}", output_text(&out));
+        }
+        let out = kubectl_stdin(
+            lab,
+            bins,
+            &binds,
+            bootstrap,
+            &["create", "-f", "-", "-o", "jsonpath={.metadata.name}"],
+            &request.to_string(),
+        );
+        assert!(out.status.success(), "{what}: {}", output_text(&out));
+        let csr = String::from_utf8_lossy(&out.stdout).into_owned();
+        let decided = wait_for(
+            lab,
+            &format!("CSR {csr} ({what}) decided"),
+            60,
+            &["node-csr-approver"],
+            || {
+                let out = kubectl(
+                    lab,
+                    bins,
+                    &[],
+                    admin,
+                    &[
+                        "get",
+                        "csr",
+                        &csr,
+                        "-o",
+                        "jsonpath={.status.conditions[*].type}|{.status.certificate}",
+                    ],
+                );
+                let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                (out.status.success() && text != "|").then_some(text)
+            },
+        );
+        assert_eq!(decided, "Denied|", "{what}: CSR {csr}");
+        let log = std::fs::read_to_string(lab.work.path().join("node-csr-approver.log")).unwrap();
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(&format!("denied {csr}: ")))
+            .unwrap_or_else(|| panic!("no verdict on {csr} in:\n{log}"));
+        assert!(line.contains(reason), "{what}: {line}");
+        println!("hijack refused ({what}): {line}");
+    }
+
+    // The API server refuses a bootstrap token past its expiry, and takes one within it.
+    let ca = worker_root.join("etc/kubernetes/ssl/ca.pem");
+    for (id, expiration, accepted) in [
+        ("expird", "2020-01-01T00:00:00Z", false),
+        ("fresh1", "2099-01-01T00:00:00Z", true),
+    ] {
+        let out = kubectl(
+            lab,
+            bins,
+            &[],
+            admin,
+            &[
+                "-n",
+                "kube-system",
+                "create",
+                "secret",
+                "generic",
+                &format!("bootstrap-token-{id}"),
+                "--type=bootstrap.kubernetes.io/token",
+                &format!("--from-literal=token-id={id}"),
+                "--from-literal=token-secret=0123456789abcdef",
+                "--from-literal=usage-bootstrap-authentication=true",
+                "--from-literal=auth-extra-groups=system:bootstrappers:kube-aws",
+                &format!("--from-literal=expiration={expiration}"),
+            ],
+        );
+        assert!(out.status.success(), "{}", output_text(&out));
+        let kubeconfig = lab.work.path().join(format!("token-{id}.kubeconfig"));
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n  - name: c\n    cluster:\n      certificate-authority: {}\n      server: https://127.0.0.1:443\nusers:\n  - name: t\n    user:\n      token: {id}.0123456789abcdef\ncontexts:\n  - name: t\n    context: {{cluster: c, user: t}}\ncurrent-context: t\n",
+                ca.display()
+            ),
+        )
+        .unwrap();
+        let out = kubectl(
+            lab,
+            bins,
+            &[],
+            kubeconfig.to_str().unwrap(),
+            &["get", "--raw", "/api"],
+        );
+        assert_eq!(
+            out.status.success(),
+            accepted,
+            "bootstrap token expiring {expiration}: {}",
+            output_text(&out)
+        );
+        if !accepted {
+            assert!(
+                output_text(&out).contains("Unauthorized"),
+                "{}",
+                output_text(&out)
+            );
+        }
+        println!(
+            "bootstrap token expiring {expiration}: {}",
+            if accepted {
+                "accepted"
+            } else {
+                "refused (Unauthorized)"
+            }
+        );
+    }
+
+    // What the approver acts as.
+    for (verb, resource, allowed) in [
+        (
+            "update",
+            "certificatesigningrequests --subresource=approval",
+            "yes",
+        ),
+        ("get", "secrets", "no"),
+        ("create", "serviceaccounts --subresource=token", "no"),
+        ("create", "certificatesigningrequests", "no"),
+    ] {
+        let out = kubectl(
+            lab,
+            bins,
+            &[],
+            admin,
+            &[
+                &["auth", "can-i", verb][..],
+                &resource.split(' ').collect::<Vec<_>>(),
+                &["--all-namespaces", "--as=kube-aws:node-csr-approver"],
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            allowed,
+            "{verb} {resource}"
+        );
+    }
 }
 
 /// The resource versions of every object the add-on manifests under `root` name.
@@ -596,7 +770,10 @@ fn addon_versions(
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(root.join("etc/kubernetes/addons")).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap() == "bootstrap-token.yaml" {
+        // The token's Secret is applied by its own script; node-csr-approver is run, not applied.
+        if path.file_name().unwrap() == "bootstrap-token.yaml"
+            || path.extension().is_none_or(|e| e != "yaml")
+        {
             continue;
         }
         let got = kubectl(
@@ -750,6 +927,7 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         "/opt/bin",
         "/etc/aws",
         "/run/secrets/kubernetes.io/serviceaccount",
+        "/var/lib/kubelet",
     ]);
 
     // etcd: every member as its user data lays it out, keys decrypted through moto's KMS.
@@ -916,7 +1094,8 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         "apply-addons",
     );
 
-    // The controller's kubelet joins through its bootstrap kubeconfig; apply-addons labels it.
+    // The controller's kubelet joins with the certificate its node-bootstrap signs; apply-addons
+    // labels it.
     let token = std::fs::read_to_string(root.join("etc/kubernetes/ssl/bootstrap-token")).unwrap();
     let token_secret = format!("bootstrap-token-{}", token.split('.').next().unwrap());
     wait_for(
@@ -930,11 +1109,7 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
                 &bins,
                 &[],
                 admin,
-                &[
-                    "get",
-                    "clusterrolebinding",
-                    "kube-aws:node-autoapprove-bootstrap",
-                ],
+                &["get", "clusterrolebinding", "kube-aws:node-csr-approver"],
             );
             let secret = kubectl(
                 &lab,
@@ -946,14 +1121,37 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
             (rbac.status.success() && secret.status.success()).then_some(())
         },
     );
+    // node-csr-approver as its unit runs it, with a short grace so that a refused CSR is denied
+    // within seconds; its EC2 calls go through the proxy.
+    let approver_env = [
+        ("PATH", path.clone()),
+        ("AWS_ENDPOINT_URL", aws_endpoint.clone()),
+        ("KUBE_AWS_CSR_GRACE_SECONDS", "4".to_string()),
+    ];
+    let approver = unit_lines(&controller_units, "node-csr-approver.service", "ExecStart=")
+        .first()
+        .expect("node-csr-approver's ExecStart")
+        .to_string();
+    assert_eq!(
+        approver,
+        "/usr/bin/bash /etc/kubernetes/addons/node-csr-approver"
+    );
+    let approver: Vec<&str> = approver.split(' ').collect();
+    start(
+        &mut lab,
+        &kube,
+        &approver,
+        &approver_env,
+        "node-csr-approver",
+    );
     let controller_provider_id = identity["PROVIDER_ID"].clone();
     bootstrap_node(
         &mut lab,
         &bins,
         &root,
-        &controller.private_dns_name,
-        &controller_provider_id,
+        (&controller.private_dns_name, &controller_provider_id),
         &controller_units,
+        &[("PATH", path.clone())],
     );
     let signalled = wait_for(
         &lab,
@@ -1003,7 +1201,23 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         output_text(&labels)
     );
 
-    // A second apply of the same add-ons changes nothing.
+    // A second apply of the same add-ons changes nothing, but for removing the binding with
+    // which earlier templates approved every bootstrap CSR.
+    let old_binding = "kube-aws:node-autoapprove-bootstrap";
+    let out = kubectl(
+        &lab,
+        &bins,
+        &[],
+        admin,
+        &[
+            "create",
+            "clusterrolebinding",
+            old_binding,
+            "--clusterrole=system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            "--group=system:bootstrappers:kube-aws",
+        ],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
     let before = addon_versions(&lab, &bins, admin, &root);
     assert!(before.len() > 20, "{before:?}");
     let out = run(lab
@@ -1027,6 +1241,19 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     );
     let after = addon_versions(&lab, &bins, admin, &root);
     assert_eq!(before, after, "a second apply-addons changed objects");
+    let out = kubectl(
+        &lab,
+        &bins,
+        &[],
+        admin,
+        &["get", "clusterrolebinding", old_binding],
+    );
+    assert!(
+        !out.status.success() && output_text(&out).contains("NotFound"),
+        "apply-addons left {old_binding}: {}",
+        output_text(&out)
+    );
+    println!("apply-addons removed {old_binding}");
     println!(
         "apply-addons again: {} objects, every resourceVersion unchanged",
         after.len()
@@ -1065,21 +1292,47 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     let worker_provider = format!("aws:///{}/{}", worker.zone, worker.id);
     assert_eq!(worker_identity["NODE_NAME"], worker.private_dns_name);
     assert_eq!(worker_identity["PROVIDER_ID"], worker_provider);
-    let worker_kubeconfig = bootstrap_node(
+    let worker_binds = bootstrap_node(
         &mut lab,
         &bins,
         &worker_root,
-        &worker_identity["NODE_NAME"],
-        &worker_identity["PROVIDER_ID"],
+        (
+            &worker_identity["NODE_NAME"],
+            &worker_identity["PROVIDER_ID"],
+        ),
         &worker_units,
+        &[
+            ("PATH", path.clone()),
+            ("AWS_ENDPOINT_URL", aws_endpoint.clone()),
+        ],
     );
-    let worker_binds = [(worker_root.join("etc/kubernetes"), "/etc/kubernetes")];
+    let approved = wait_for(
+        &lab,
+        "node-csr-approver's verdict on the worker",
+        30,
+        &["node-csr-approver"],
+        || {
+            log_tail(&lab, "node-csr-approver")
+                .lines()
+                .find(|l| l.starts_with("approved "))
+                .map(str::to_string)
+        },
+    );
+    assert!(
+        approved.contains(&format!(
+            "worker {} ({})",
+            worker.id, worker.private_dns_name
+        )),
+        "{approved}"
+    );
+    println!("node-csr-approver: {approved}");
+    refused_bootstraps(&lab, &bins, &worker_root, &worker, &controller, admin);
     let as_worker = |args: &[&str]| {
         kubectl(
             &lab,
             &bins,
             &worker_binds,
-            worker_kubeconfig.to_str().unwrap(),
+            "/var/lib/kubelet/kubeconfig",
             args,
         )
     };

@@ -141,9 +141,9 @@ fn statement_matches(statement: &Value, request: &Request) -> bool {
         _ => panic!("a statement has exactly one of Action and NotAction: {statement}"),
     };
     let resource_hit = |field: &Value| {
-        strings(field)
-            .iter()
-            .any(|r| wildcard(r, &request.resource, false))
+        strings(field).iter().any(|r| {
+            substituted(r, request).is_some_and(|r| wildcard(&r, &request.resource, false))
+        })
     };
     let resource = match (statement.get("Resource"), statement.get("NotResource")) {
         (Some(r), None) => resource_hit(r),
@@ -151,6 +151,29 @@ fn statement_matches(statement: &Value, request: &Request) -> bool {
         _ => panic!("a statement has exactly one of Resource and NotResource: {statement}"),
     };
     action && resource && conditions_hold(statement.get("Condition"), request)
+}
+
+/// `text` with each policy variable (`${ec2:SourceInstanceARN}`) replaced by the request's
+/// value of that key; `None` when the request has no such value, which IAM treats as a
+/// resource or condition value that matches nothing.
+fn substituted(text: &str, request: &Request) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("a closed ${…}") + start;
+        let values = request.context.get(&rest[start + 2..end])?;
+        let [value] = values.as_slice() else {
+            panic!(
+                "policy variable {} is not single-valued",
+                &rest[start..=end]
+            );
+        };
+        out.push_str(value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 fn conditions_hold(conditions: Option<&Value>, request: &Request) -> bool {
@@ -166,7 +189,11 @@ fn conditions_hold(conditions: Option<&Value>, request: &Request) -> bool {
                 .expect("a condition operator maps keys to values")
                 .iter()
                 .all(|(key, values)| {
-                    condition_holds(operator, &strings(values), request.context.get(key))
+                    let wanted: Vec<String> = strings(values)
+                        .iter()
+                        .filter_map(|v| substituted(v, request))
+                        .collect();
+                    condition_holds(operator, &wanted, request.context.get(key))
                 })
         })
 }
@@ -282,6 +309,27 @@ fn evaluation_follows_iam_semantics() {
         evaluate(&policy, &Request::new("ec2:DeleteVpc", "*")),
         Decision::ExplicitDeny
     );
+    // A policy variable is the request's value of that key, and matches nothing without one.
+    let own: Value = serde_json::from_str(
+        r#"{"Statement": {"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": "${ec2:SourceInstanceARN}"}}"#,
+    )
+    .unwrap();
+    let tag = |target: &str| {
+        Request::new(
+            "ec2:CreateTags",
+            &format!("arn:aws:ec2:r:1:instance/{target}"),
+        )
+    };
+    let from = "arn:aws:ec2:r:1:instance/i-1";
+    assert!(allows(
+        &own,
+        &tag("i-1").with("ec2:SourceInstanceARN", from)
+    ));
+    assert!(!allows(
+        &own,
+        &tag("i-2").with("ec2:SourceInstanceARN", from)
+    ));
+    assert!(!allows(&own, &tag("i-1")), "not from an instance");
     assert!(wildcard("kms:*", "KMS:Decrypt", true));
     assert!(!wildcard("a?c", "abbc", false));
 }

@@ -415,15 +415,7 @@ fn lint_cloud_configs(cluster: &RenderedCluster) -> (usize, usize) {
             std::fs::write(&path, &f.content).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode)).unwrap();
             if f.content.starts_with(b"#!/bin/bash") {
-                let out = run(Command::new("shellcheck")
-                    .args(["-S", "warning", "-s", "bash"])
-                    .arg(&path));
-                assert!(
-                    out.status.success(),
-                    "{asset}: shellcheck {}:\n{}",
-                    f.path,
-                    String::from_utf8_lossy(&out.stdout)
-                );
+                shellcheck(&path, &format!("{asset}: {}", f.path));
                 scripts += 1;
             }
         }
@@ -454,7 +446,31 @@ fn lint_cloud_configs(cluster: &RenderedCluster) -> (usize, usize) {
         );
         units += names.len();
     }
+    // The controller scripts that travel with the add-on manifests.
+    let work = tempfile::tempdir().unwrap();
+    for (name, text) in &cluster.rendered.manifests {
+        if name.ends_with(".yaml") {
+            continue;
+        }
+        assert!(text.starts_with("#!/bin/bash\n"), "{name}");
+        let path = work.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        shellcheck(&path, &format!("addons/{name}"));
+        scripts += 1;
+    }
     (scripts, units)
+}
+
+/// shellcheck at warning level on the bash script at `path` (`what` names it).
+fn shellcheck(path: &Path, what: &str) {
+    let out = run(Command::new("shellcheck")
+        .args(["-S", "warning", "-s", "bash"])
+        .arg(path));
+    assert!(
+        out.status.success(),
+        "{what}: shellcheck:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -695,6 +711,9 @@ fn kubernetes_validate_and_kubectl_read_every_manifest_and_kubeconfig() {
         let work = tempfile::tempdir().unwrap();
         let mut manifests = Vec::new();
         for (name, text) in &cluster.rendered.manifests {
+            if !name.ends_with(".yaml") {
+                continue; // a controller script (shellchecked with the cloud-configs)
+            }
             // What apply-addons fills in at boot from the decrypted token.
             let text = text
                 .replace("${TOKEN_ID}", "abcdef")
@@ -1072,7 +1091,11 @@ fn the_controller_fetches_exactly_the_planned_addons_from_s3_and_refuses_a_chang
             )
         })
         .collect();
-    assert_eq!(planned.len(), kube_aws::render::ADDONS.len(), "{planned:?}");
+    assert_eq!(
+        planned.len(),
+        kube_aws::render::ADDONS.len() + kube_aws::render::CONTROLLER_SCRIPTS.len(),
+        "{planned:?}"
+    );
 
     let first = tempfile::tempdir().unwrap();
     lay_out(first.path(), &files);

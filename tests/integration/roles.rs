@@ -36,9 +36,11 @@ fn resolve(value: &Value, stack_id: &str) -> Value {
             out.push_str(&rest[..start]);
             let end = rest[start..].find('}').expect("a closed ${…}") + start;
             let name = &rest[start + 2..end];
-            out.push_str(&match vars.get(name) {
-                Some(v) => resolve(v, stack_id).as_str().unwrap().to_string(),
-                None => physical(name, stack_id),
+            out.push_str(&match (name.strip_prefix('!'), vars.get(name)) {
+                // `${!X}` is CloudFormation's escape for a literal `${X}` (a policy variable).
+                (Some(literal), _) => format!("${{{literal}}}"),
+                (None, Some(v)) => resolve(v, stack_id).as_str().unwrap().to_string(),
+                (None, None) => physical(name, stack_id),
             });
             rest = &rest[end + 1..];
         }
@@ -150,6 +152,15 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
         "s3:GetObject",
         &format!("arn:aws:s3:::physical-EtcdSnapshots/{name}/etcd/snapshot.db"),
     );
+    let node_key = "kube-aws:node-client-key";
+    let worker_instance = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0aaaaaaaaaaaaaaa1");
+    let other_instance = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0bbbbbbbbbbbbbbb2");
+    let tag_from_worker = |target: &str, key: &str| {
+        Request::new("ec2:CreateTags", target)
+            .with("ec2:InstanceID", target.rsplit('/').next().unwrap())
+            .with("ec2:SourceInstanceARN", &worker_instance)
+            .with("aws:TagKeys", key)
+    };
     let member = format!("etcd-0.{domain}");
     let api = format!("api.{domain}");
     let table: Vec<(&str, &Value, Request, bool)> = vec![
@@ -231,6 +242,50 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
             &worker,
             decrypt("bootstrap-token"),
             true,
+        ),
+        (
+            "a worker tags its own instance with its node key",
+            &worker,
+            tag_from_worker(&worker_instance, node_key),
+            true,
+        ),
+        (
+            "… but not another instance (a controller's)",
+            &worker,
+            tag_from_worker(&other_instance, node_key),
+            false,
+        ),
+        (
+            "… nor with another tag",
+            &worker,
+            tag_from_worker(&worker_instance, "kube-aws:pool"),
+            false,
+        ),
+        (
+            "… nor with its key and another tag",
+            &worker,
+            tag_from_worker(&worker_instance, node_key).with("aws:TagKeys", "Name"),
+            false,
+        ),
+        (
+            "… nor from outside an instance (its role's credentials taken away)",
+            &worker,
+            Request::new("ec2:CreateTags", &worker_instance)
+                .with("ec2:InstanceID", "i-0aaaaaaaaaaaaaaa1")
+                .with("aws:TagKeys", node_key),
+            false,
+        ),
+        (
+            "a controller sets no node key",
+            &controller,
+            tag_from_worker(&worker_instance, node_key),
+            false,
+        ),
+        (
+            "an etcd member sets no node key",
+            &etcd,
+            tag_from_worker(&worker_instance, node_key),
+            false,
         ),
         (
             "a controller attaches no etcd volume",

@@ -167,11 +167,15 @@ fn plan_from_nothing_creates_every_asset_the_stack_and_the_record() {
     let plan = c.plan_file("plan.json");
     crate::schemas::assert_valid("plan.schema.json", &plan);
     let assets = plan["assets"].as_array().unwrap();
-    // The stack, the controller, etcd member and worker cloud-configs, every add-on manifest,
-    // every key asset, the record.
+    // The stack, the controller, etcd member and worker cloud-configs, every add-on manifest
+    // and controller script, every key asset, the record.
     assert_eq!(
         assets.len(),
-        1 + 3 + kube_aws::render::ADDONS.len() + kube_aws::assets::tls::NAMES.len() + 1,
+        1 + 3
+            + kube_aws::render::ADDONS.len()
+            + kube_aws::render::CONTROLLER_SCRIPTS.len()
+            + kube_aws::assets::tls::NAMES.len()
+            + 1,
         "{assets:#?}"
     );
     assert!(
