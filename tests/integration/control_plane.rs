@@ -561,6 +561,11 @@ fn node_csr(dir: &Path, name: &str, extra: &[&str]) -> (Value, String) {
     (request, sha256)
 }
 
+/// One bootstrap attempt from a worker: what it is, the name asked for, whether its key is
+/// tagged on the worker's own instance, extra openssl arguments, whether a second CSR is
+/// smuggled after the first, and the approver's reason for denying it.
+type Attempt<'a> = (&'a str, &'a str, bool, &'a [&'a str], bool, &'a str);
+
 /// What root on a worker can try with the bootstrap token and the instance role it holds, each
 /// denied by the running node-csr-approver and no certificate issued: the controller's name
 /// with a key tagged on the worker's own instance, its own name with a key its instance does
@@ -578,12 +583,15 @@ fn refused_bootstraps(
     let binds = [(worker_root.join("etc/kubernetes"), "/etc/kubernetes")];
     let bootstrap = "/etc/kubernetes/bootstrap-kubeconfig.yaml";
     let san = ["-addext", "subjectAltName=DNS:kubernetes.default"];
-    let attempts: [(&str, &str, bool, &[&str], &str); 3] = [
+    // (what, the name asked for, the key tagged on the worker's own instance, extra openssl
+    // arguments, a second CSR smuggled after the first, the approver's reason).
+    let attempts: [Attempt; 4] = [
         (
             "the controller's name, the key tagged on the worker's own instance",
             &controller.private_dns_name,
             true,
             &[],
+            false,
             "no one running worker of this cluster is named",
         ),
         (
@@ -591,6 +599,7 @@ fn refused_bootstraps(
             &worker.private_dns_name,
             false,
             &[],
+            false,
             "does not carry this key's SHA-256",
         ),
         (
@@ -598,11 +607,29 @@ fn refused_bootstraps(
             &worker.private_dns_name,
             true,
             &san,
+            false,
             "it holds more than a node's subject and P-256 key",
         ),
+        (
+            "its own tagged CSR without its END line, then one for the controller's name \
+             (openssl reads the first block, Go's PEM decoder the second)",
+            &worker.private_dns_name,
+            true,
+            &[],
+            true,
+            "is not one PEM CSR signed by its own key",
+        ),
     ];
-    for (i, (what, name, tag_own, extra, reason)) in attempts.into_iter().enumerate() {
-        let (request, sha256) = node_csr(&lab.work.path().join(format!("hijack-{i}")), name, extra);
+    for (i, (what, name, tag_own, extra, smuggle, reason)) in attempts.into_iter().enumerate() {
+        let dir = lab.work.path().join(format!("hijack-{i}"));
+        let (mut request, sha256) = node_csr(&dir, name, extra);
+        if smuggle {
+            let own = std::fs::read_to_string(dir.join("csr.pem")).unwrap();
+            let (_, _) = node_csr(&dir.join("victim"), &controller.private_dns_name, &[]);
+            let victim = std::fs::read_to_string(dir.join("victim/csr.pem")).unwrap();
+            let own = own.replace("-----END CERTIFICATE REQUEST-----\n", "");
+            request["spec"]["request"] = json!(BASE64.encode(format!("{own}{victim}")));
+        }
         if tag_own {
             let out = run(&mut lab.command(
                 &[],
@@ -1326,6 +1353,30 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         "{approved}"
     );
     println!("node-csr-approver: {approved}");
+    // Once issued, the worker's tag no longer names its key: a copy of it vouches for nothing.
+    let out = run(&mut lab.command(
+        &[],
+        &[
+            "aws",
+            "ec2",
+            "describe-tags",
+            "--region",
+            "us-west-2",
+            "--filters",
+            &format!("Name=resource-id,Values={}", worker.id),
+            "Name=key,Values=kube-aws:node-client-key",
+            "--query",
+            "Tags[0].Value",
+            "--output",
+            "text",
+        ],
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "issued",
+        "{}",
+        output_text(&out)
+    );
     refused_bootstraps(&lab, &bins, &worker_root, &worker, &controller, admin);
     let as_worker = |args: &[&str]| {
         kubectl(

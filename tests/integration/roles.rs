@@ -268,7 +268,7 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
             false,
         ),
         (
-            "… nor from outside an instance (its role's credentials taken away)",
+            "… nor in a request that names no source instance",
             &worker,
             Request::new("ec2:CreateTags", &worker_instance)
                 .with("ec2:InstanceID", "i-0aaaaaaaaaaaaaaa1")
