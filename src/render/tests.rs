@@ -682,9 +682,7 @@ fn nodes_bootstrap_their_own_identity_and_carry_no_etcd_or_ca_credentials() {
             text.contains("kube-aws:node-client-key,Value=$key_sha256"),
             "{name}"
         );
-        assert!(text.contains(
-            "Requires=node-identity.service decrypt-assets.service node-bootstrap.service"
-        ));
+        assert!(text.contains("ExecStartPre=/opt/bin/node-bootstrap\n"));
         assert!(text.contains("tokenFile: /etc/kubernetes/ssl/bootstrap-token"));
         assert!(text.contains("rotateCertificates: true"));
     }

@@ -450,10 +450,8 @@ fn bootstrap_node(
     ];
     std::fs::create_dir_all(root.join("var/lib/kubelet")).unwrap();
     assert!(
-        unit_lines(units, "kubelet.service", "Requires=")
-            .iter()
-            .any(|l| l.contains("node-bootstrap.service")),
-        "the kubelet waits for node-bootstrap"
+        unit_lines(units, "kubelet.service", "ExecStartPre=").contains(&"/opt/bin/node-bootstrap"),
+        "the kubelet runs node-bootstrap before it starts"
     );
     let script = root.join("opt/bin/node-bootstrap");
     let out = run(lab
@@ -1105,18 +1103,19 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     ];
     let boottime = format!("-{}", uptime.saturating_sub(60));
     let apply_addons = "/opt/bin/apply-addons";
+    let apply_addons_argv = [
+        "unshare",
+        "--time",
+        "--boottime",
+        &boottime,
+        "--fork",
+        "/bin/bash",
+        apply_addons,
+    ];
     start(
         &mut lab,
         &kube,
-        &[
-            "unshare",
-            "--time",
-            "--boottime",
-            &boottime,
-            "--fork",
-            "/bin/bash",
-            apply_addons,
-        ],
+        &apply_addons_argv,
         &addons_env,
         "apply-addons",
     );
@@ -1248,18 +1247,7 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     let before = addon_versions(&lab, &bins, admin, &root);
     assert!(before.len() > 20, "{before:?}");
     let out = run(lab
-        .command(
-            &kube,
-            &[
-                "unshare",
-                "--time",
-                "--boottime",
-                &boottime,
-                "--fork",
-                "/bin/bash",
-                apply_addons,
-            ],
-        )
+        .command(&kube, &apply_addons_argv)
         .envs(addons_env.iter().map(|(k, v)| (*k, v.clone()))));
     assert!(
         out.status.success(),
@@ -1561,18 +1549,7 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         cluster.expect(0, &["apply", &file]);
         redeploy_apiserver(&mut lab, &bins, admin, &cluster, &file, &apiserver);
         let out = run(lab
-            .command(
-                &kube,
-                &[
-                    "unshare",
-                    "--time",
-                    "--boottime",
-                    &boottime,
-                    "--fork",
-                    "/bin/bash",
-                    apply_addons,
-                ],
-            )
+            .command(&kube, &apply_addons_argv)
             .envs(addons_env.iter().map(|(k, v)| (*k, v.clone()))));
         assert!(
             out.status.success(),
