@@ -1,16 +1,70 @@
-//! What every command shares at the terminal: the async runtime, colour detection, the
+//! What every command shares at the terminal: the async runtime, Ctrl-C, colour detection, the
 //! progress spinner, stdout writes, JSON output and the `yes` prompt.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::engine::EngineError;
+use crate::engine::interrupt::Interrupt;
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime can be built")
+}
+
+/// Catches Ctrl-C and SIGTERM from now until the process ends, so neither kills apply between
+/// two steps: the first fires the returned interrupt, each later one is answered, not obeyed
+/// (the stack goes on in CloudFormation either way; the lock must still be released). Call
+/// inside the runtime, before the lock is taken.
+pub fn catch_interrupts() -> Result<Interrupt, EngineError> {
+    let (sender, interrupt) = Interrupt::channel();
+    let announce = move |count: usize| {
+        sender.raise();
+        let text = match count {
+            1 => {
+                "Interrupt received: apply stops at its next safe point (never in the middle of a stack CloudFormation is changing), records the run as interrupted and releases the lock."
+            }
+            _ => {
+                "Already stopping: the stack keeps going in CloudFormation whatever happens here; apply is recording the interruption and releasing the lock (killing it now would leave the lock for `kube-aws state unlock`)."
+            }
+        };
+        eprintln!("{text}");
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind| {
+            signal(kind).map_err(|source| EngineError::Io {
+                path: PathBuf::from("<signal handler>"),
+                source,
+            })
+        };
+        let (mut int, mut term) = (
+            listen(SignalKind::interrupt())?,
+            listen(SignalKind::terminate())?,
+        );
+        tokio::spawn(async move {
+            for count in 1.. {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                announce(count);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        for count in 1.. {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            announce(count);
+        }
+    });
+    Ok(interrupt)
 }
 
 /// Colour only on a terminal, and never with NO_COLOR set.

@@ -4,13 +4,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
 use std::time::{Duration as StdDuration, Instant};
 
 use time::OffsetDateTime;
 
 use super::backend::Backend;
+use super::interrupt::Interrupt;
 use super::plan::records::ENDPOINT_OUTPUT;
 use super::{AwsOptions, EngineError, plan_checks};
 use crate::audit::{AuditResult, NewEntry, Provenance};
@@ -56,14 +56,14 @@ fn read_plan(origin: &str, bytes: &[u8]) -> Result<Plan, EngineError> {
     Ok(planfile::decode(origin, bytes)?)
 }
 
-/// Applies `plan`. `interrupt` resolving (Ctrl-C) stops the wait for the stack, never the
-/// stack itself.
+/// Applies `plan`. `interrupt` firing (Ctrl-C) stops the wait for a stack and the start of
+/// the next, never a stack CloudFormation is changing.
 pub async fn apply(
     dir: &Path,
     aws: &AwsOptions,
     plan: &Plan,
     command: &str,
-    interrupt: impl Future<Output = ()>,
+    interrupt: &Interrupt,
     observer: Observer<'_>,
 ) -> Result<ApplyOutcome, EngineError> {
     let config = ClusterConfig::load(dir)?;
@@ -115,6 +115,9 @@ pub async fn apply(
         .map_err(EngineError::ActorUnverified)?;
 
     // Step 2: the lock. From here on, every path releases it.
+    if interrupt.fired() {
+        return Err(EngineError::InterruptedBeforeLock);
+    }
     observer(ApplyEvent::Step("taking the state lock"));
     let length = lease_length();
     let lock = backend.store.lock(&actor, command, now(), length).await?;
@@ -333,11 +336,10 @@ async fn locked(
     lease: &Lease<'_>,
     (plan, rendered): (&Plan, Option<&crate::render::Rendered>),
     (actor, command, provenance): (&str, &str, &Provenance),
-    interrupt: impl Future<Output = ()>,
+    interrupt: &Interrupt,
     observer: Observer<'_>,
 ) -> Result<ApplyOutcome, EngineError> {
     let started = Instant::now();
-    tokio::pin!(interrupt);
     let loaded = backend.load(config).await?;
     if let Some(why) = staleness(plan, loaded.as_ref()) {
         return Err(stale(why));
@@ -427,8 +429,15 @@ async fn locked(
     if let Err(why) = check_pool_stacks(&cfn, config, plan, recorded_pools).await {
         return finish(AuditResult::Failed, None, Some(why)).await;
     }
+    // An interrupt stops apply before each stack it would change, never one that is changing.
+    let nothing_started = |what: &str| {
+        format!(
+            "interrupted before {what}; nothing of this plan was started, so apply it again or plan again"
+        )
+    };
     // Pool stacks go first on destroy, and a removed pool's before the cluster stack changes
     // (it may remove the subnets the pool runs in); by the id the state records.
+    let mut pools_deleted = 0;
     for pool in plan
         .pool_stacks
         .iter()
@@ -440,15 +449,19 @@ async fn locked(
             .and_then(|r| r.get(&pool.pool))
             .map(|s| s.id.clone().unwrap_or_else(|| s.name.clone()))
             .unwrap_or_else(|| pool.stack.name.clone());
-        if let Err((result, message)) = delete_stack(
-            &cfn,
-            &recorded,
-            backend,
-            lease,
-            interrupt.as_mut(),
-            observer,
-        )
-        .await
+        if interrupt.fired() {
+            let what = format!("pool stack {recorded} was deleted");
+            let message = match pools_deleted {
+                0 => nothing_started(&what),
+                n => format!(
+                    "interrupted before {what}, after {n} pool stack(s) were deleted; plan again to see what is left"
+                ),
+            };
+            return finish(AuditResult::Interrupted, None, Some(message)).await;
+        }
+        pools_deleted += 1;
+        if let Err((result, message)) =
+            delete_stack(&cfn, &recorded, backend, lease, interrupt, observer).await
         {
             return finish(result, None, Some(message)).await;
         }
@@ -470,14 +483,22 @@ async fn locked(
                 Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
             };
             let last = last_event_id(&cfn, &id).await;
+            if interrupt.fired() {
+                let message = match pools_deleted {
+                    0 => nothing_started(&format!("stack {id} was deleted")),
+                    n => format!(
+                        "interrupted before stack {id} was deleted, after its {n} pool stack(s) were; plan again to see what is left"
+                    ),
+                };
+                return finish(AuditResult::Interrupted, None, Some(message)).await;
+            }
             if let Some(why) = lock_lost(backend, &lease.current()).await {
                 return finish(AuditResult::Failed, None, Some(why)).await;
             }
             if let Err(e) = cfn.delete_stack(&id).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
-            stack_outcome = match follow(&cfn, &id, last, lease, interrupt.as_mut(), observer).await
-            {
+            stack_outcome = match follow(&cfn, &id, last, lease, interrupt, observer).await {
                 Ok(outcome) => outcome,
                 Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
             };
@@ -490,6 +511,10 @@ async fn locked(
                 "executing change set {change_set}"
             )));
             let last = last_event_id(&cfn, stack_name).await;
+            if interrupt.fired() {
+                let message = nothing_started(&format!("change set {change_set} was executed"));
+                return finish(AuditResult::Interrupted, None, Some(message)).await;
+            }
             // The last moment to find out the lock is gone: after this, AWS changes.
             if let Some(why) = lock_lost(backend, &lease.current()).await {
                 return finish(AuditResult::Failed, None, Some(why)).await;
@@ -521,17 +546,25 @@ async fn locked(
             if let Err(e) = cfn.execute_change_set(stack_name, change_set).await {
                 return finish(AuditResult::Failed, None, Some(e.to_string())).await;
             }
-            stack_outcome =
-                match follow(&cfn, stack_name, last, lease, interrupt.as_mut(), observer).await {
-                    Ok(outcome) => outcome,
-                    Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
-                };
+            stack_outcome = match follow(&cfn, stack_name, last, lease, interrupt, observer).await {
+                Ok(outcome) => outcome,
+                Err(e) => return finish(AuditResult::Failed, None, Some(e.to_string())).await,
+            };
         }
     }
+    let stack_outcome_changed = matches!(stack_outcome, StackOutcome::Done(_));
     let stack = match stack_outcome {
         StackOutcome::Interrupted => {
             let message = format!(
-                "interrupted while waiting; stack {stack_name} continues in CloudFormation and `kube-aws status` follows it"
+                "interrupted while waiting; stack {stack_name} continues in CloudFormation and `kube-aws status` follows it ({} was {}); plan again once it is done",
+                match plan.kind {
+                    PlanKind::Destroy => "its deletion".to_string(),
+                    PlanKind::Apply => format!("change set {cluster_change_set}"),
+                },
+                match plan.kind {
+                    PlanKind::Destroy => "started",
+                    PlanKind::Apply => "executed",
+                },
             );
             return finish(AuditResult::Interrupted, None, Some(message)).await;
         }
@@ -557,6 +590,15 @@ async fn locked(
         .iter()
         .filter(|p| matches!(p.stack.action, Action::Create | Action::Update))
         .collect();
+    if !changed_pools.is_empty() && interrupt.fired() {
+        let message = match stack_outcome_changed {
+            true => format!(
+                "interrupted before the pool stacks were started; stack {stack_name} was applied, so plan again: it shows the pool stacks still to apply"
+            ),
+            false => nothing_started("the pool stacks were started"),
+        };
+        return finish(AuditResult::Interrupted, None, Some(message)).await;
+    }
     // What the pool stacks take as parameters: the cluster stack's resources as they now are.
     let cluster_resources = if changed_pools.is_empty() {
         BTreeMap::new()
@@ -604,15 +646,7 @@ async fn locked(
     }
     for (pool, last_event, parameters) in executing {
         let stack_name = &pool.stack.name;
-        let followed = follow(
-            &cfn,
-            stack_name,
-            last_event,
-            lease,
-            interrupt.as_mut(),
-            observer,
-        )
-        .await;
+        let followed = follow(&cfn, stack_name, last_event, lease, interrupt, observer).await;
         let interrupted = matches!(followed, Ok(StackOutcome::Interrupted));
         match outcome(followed, stack_name) {
             Ok(done) => {
@@ -966,7 +1000,7 @@ async fn delete_stack<C: StackService>(
     target: &str,
     backend: &Backend,
     lease: &Lease<'_>,
-    interrupt: impl Future<Output = ()>,
+    interrupt: &Interrupt,
     observer: Observer<'_>,
 ) -> Result<(), StackFailure> {
     let failed = |e: &dyn std::fmt::Display| (AuditResult::Failed, e.to_string());
@@ -1213,10 +1247,9 @@ async fn follow<C: StackService>(
     stack: &str,
     mut last_event: Option<String>,
     lease: &Lease<'_>,
-    interrupt: impl Future<Output = ()>,
+    interrupt: &Interrupt,
     observer: Observer<'_>,
 ) -> Result<StackOutcome, EngineError> {
-    tokio::pin!(interrupt);
     let mut delay = StdDuration::from_millis(500);
     let mut failures: Vec<StackEvent> = Vec::new();
     loop {
@@ -1280,7 +1313,7 @@ async fn follow<C: StackService>(
         }
         lease.keep_alive().await;
         tokio::select! {
-            () = &mut interrupt => return Ok(StackOutcome::Interrupted),
+            () = interrupt.wait() => return Ok(StackOutcome::Interrupted),
             () = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 3 / 2).min(StdDuration::from_secs(10));

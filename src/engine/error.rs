@@ -159,6 +159,8 @@ pub enum EngineError {
     PreviewPlan,
     #[error("the plan is for cluster \"{planned}\" but cluster.yaml names \"{configured}\"")]
     PlanForOtherCluster { planned: String, configured: String },
+    #[error("interrupted before the state lock was taken; nothing changed")]
+    InterruptedBeforeLock,
     #[error("cluster.yaml: {MISSING_PLAN_SIGNING_KEY}")]
     SigningKeyRequired,
     #[error(

@@ -10,6 +10,7 @@ mod error;
 pub(crate) mod export;
 pub(crate) mod history;
 pub(crate) mod init;
+pub(crate) mod interrupt;
 pub(crate) mod kubeconfig;
 mod pending;
 pub(crate) mod pki;

@@ -172,17 +172,17 @@ fn ctrl_c_while_the_stack_updates_leaves_it_running_records_interrupted_and_rele
     c.expect(0, &["plan", "-o", "plan.json"]);
     // Held in progress far longer than the test runs: apply is interrupted while following.
     let child = apply_while_the_stack_is_busy(&c, Duration::from_secs(600), &[]);
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    signal(&child, "-INT");
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
     let message = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        message.contains("continues in CloudFormation and `kube-aws status` follows it"),
-        "{message}"
-    );
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    for said in [
+        "Interrupt received: apply stops at its next safe point",
+        "continues in CloudFormation and `kube-aws status` follows it (change set",
+        " was executed); plan again once it is done",
+    ] {
+        assert!(message.contains(said), "{said}: {message}");
+    }
     let history: Value =
         serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
             .unwrap();
@@ -191,6 +191,150 @@ fn ctrl_c_while_the_stack_updates_leaves_it_running_records_interrupted_and_rele
     let state: Value =
         serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
     assert_eq!(state["serial"], 1);
+    c.expect(0, &["history", "--verify"]);
+}
+
+/// Ctrl-C, then SIGTERM while apply records the interruption in the S3 state bucket: the
+/// second is answered, not obeyed, and the run still closes its audit entry and its lock.
+#[test]
+fn a_second_signal_while_apply_stops_is_answered_and_the_lock_is_still_released() {
+    let c = Cluster::new("twice", true, None);
+    c.plan_and_apply();
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let pid = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (executed, first_sent, second_sent) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let name = c.name.clone();
+    let (p, e, first, second) = (
+        pid.clone(),
+        executed.clone(),
+        first_sent.clone(),
+        second_sent.clone(),
+    );
+    let kill = |which: &str, pid: u32| {
+        let sent = std::process::Command::new("kill")
+            .args([which, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    c.proxy.intercept(Arc::new(move |req| {
+        let pid = p.load(Ordering::SeqCst);
+        match (req.service, req.operation) {
+            ("cloudformation", "ExecuteChangeSet") => e.store(true, Ordering::SeqCst),
+            ("cloudformation", "DescribeStacks") if e.load(Ordering::SeqCst) => {
+                if !first.swap(true, Ordering::SeqCst) {
+                    kill("-INT", pid);
+                }
+                return Some((200, format!(r#"<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-west-2:123456789012:stack/{name}/1</StackId><CreationTime>2026-11-25T20:00:00.000Z</CreationTime><StackStatus>UPDATE_IN_PROGRESS</StackStatus></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>y</RequestId></ResponseMetadata></DescribeStacksResponse>"#)));
+            }
+            // Apply now writes its closing entry to the bucket and waits for the answer.
+            ("s3", _) if first.load(Ordering::SeqCst) && !second.swap(true, Ordering::SeqCst) => {
+                kill("-TERM", pid);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            _ => {}
+        }
+        None
+    }));
+    let child = kube_aws(moto(), c.dir.path())
+        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+        .args(["apply", "plan.json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    pid.store(child.id(), Ordering::SeqCst);
+    let out = child.wait_with_output().unwrap();
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(second_sent.load(Ordering::SeqCst), "{message}");
+    for said in [
+        "Interrupt received: apply stops at its next safe point",
+        "Already stopping: the stack keeps going in CloudFormation",
+        "error: apply interrupted: interrupted while waiting",
+    ] {
+        assert!(message.contains(said), "{said}: {message}");
+    }
+    c.proxy.intercept(Arc::new(|_| None));
+    let history: Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
+            .unwrap();
+    assert_eq!(history[0]["result"], "interrupted");
+    assert!(stdout(&c.expect(0, &["status"])).contains("Lock: free"));
+    c.expect(0, &["history", "--verify"]);
+}
+
+fn signal(child: &std::process::Child, which: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([which, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// SIGTERM (a CI job cancelled) while apply checks the change set, before executing it: apply
+/// stops there, nothing in AWS changes, and the same plan applies afterwards.
+#[test]
+fn sigterm_before_the_change_set_executes_changes_nothing_and_the_plan_still_applies() {
+    let c = Cluster::new("sigterm", false, None);
+    c.plan_and_apply();
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let pid = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let executed = Arc::new(AtomicBool::new(false));
+    let (p, e) = (pid.clone(), executed.clone());
+    c.proxy.intercept(Arc::new(move |req| {
+        if req.service == "cloudformation" && req.operation == "ExecuteChangeSet" {
+            e.store(true, Ordering::SeqCst);
+        }
+        let pid = p.load(Ordering::SeqCst);
+        if req.service == "cloudformation" && req.operation == "DescribeChangeSet" && pid != 0 {
+            let sent = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+            // Delivered before apply reads the answer.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        None
+    }));
+    let child = kube_aws(moto(), c.dir.path())
+        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
+        .args(["apply", "plan.json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    pid.store(child.id(), Ordering::SeqCst);
+    let out = child.wait_with_output().unwrap();
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("was executed; nothing of this plan was started"),
+        "{message}"
+    );
+    assert!(
+        !executed.load(Ordering::SeqCst),
+        "the change set was executed"
+    );
+    let history: Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
+            .unwrap();
+    assert_eq!(history[0]["result"], "interrupted");
+    assert!(stdout(&c.expect(0, &["status"])).contains("Lock: free"));
+
+    c.proxy.intercept(Arc::new(|_| None));
+    c.expect(0, &["apply", "plan.json"]);
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    assert_eq!(state["serial"], 2);
+    c.expect(0, &["history", "--verify"]);
 }
 
 #[test]

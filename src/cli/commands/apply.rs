@@ -7,7 +7,7 @@ use super::Context;
 use super::plan::make_plan;
 use crate::audit::AuditResult;
 use crate::cli::args::ApplyArgs;
-use crate::cli::terminal::{ApplyProgress, confirm, runtime, stdout_color};
+use crate::cli::terminal::{ApplyProgress, catch_interrupts, confirm, runtime, stdout_color};
 use crate::cli::views;
 use crate::engine::apply::ApplyEvent;
 use crate::engine::plan::PlanOptions;
@@ -31,33 +31,35 @@ pub fn run(context: &Context, args: ApplyArgs) -> Result<ExitCode, EngineError> 
     execute(context, &plan, "apply")
 }
 
-/// Applies `plan`, showing each step and stack event; Ctrl-C stops the wait, not the stack.
+/// Applies `plan`, showing each step and stack event; Ctrl-C or SIGTERM stops apply at its next
+/// safe point, never a stack.
 pub fn execute(context: &Context, plan: &Plan, command: &str) -> Result<ExitCode, EngineError> {
     let progress = ApplyProgress::new();
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let result = runtime().block_on(engine::apply::apply(
-        &context.dir,
-        &context.aws,
-        plan,
-        command,
-        interrupt,
-        &mut |event| match event {
-            ApplyEvent::Step(step) => progress.step(step),
-            ApplyEvent::Stack(e) => progress.line(&format!(
-                "  {} {} ({}) {}{}",
-                e.timestamp,
-                e.logical_id,
-                e.resource_type,
-                e.status,
-                e.reason
-                    .as_ref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            )),
-        },
-    ));
+    let result = runtime().block_on(async {
+        let interrupt = catch_interrupts()?;
+        engine::apply::apply(
+            &context.dir,
+            &context.aws,
+            plan,
+            command,
+            &interrupt,
+            &mut |event| match event {
+                ApplyEvent::Step(step) => progress.step(step),
+                ApplyEvent::Stack(e) => progress.line(&format!(
+                    "  {} {} ({}) {}{}",
+                    e.timestamp,
+                    e.logical_id,
+                    e.resource_type,
+                    e.status,
+                    e.reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )),
+            },
+        )
+        .await
+    });
     progress.finish();
     let outcome = result?;
     match outcome.result {
