@@ -542,13 +542,32 @@ fn instance_roles_may_decrypt_only_with_the_cluster_key_and_context() {
             .iter()
             .filter(|s| s["Action"].to_string().contains("kms:"))
             .collect();
-        assert_eq!(decrypt.len(), 1, "{role}");
         assert_eq!(decrypt[0]["Action"], "kms:Decrypt");
-        assert_eq!(decrypt[0]["Resource"], "arn:aws:kms:us-west-2:1:key/x");
         assert_eq!(
             decrypt[0]["Condition"]["StringEquals"]["kms:EncryptionContext:kube-aws:cluster"],
             "demo"
         );
+        // Etcd's second: S3's use of the key for the snapshot bucket (SSE-KMS), and no other.
+        let through_s3 = &decrypt[1..];
+        assert_eq!(
+            through_s3.len(),
+            usize::from(role == "IAMRoleEtcd"),
+            "{role}"
+        );
+        for statement in through_s3 {
+            let condition = &statement["Condition"]["StringEquals"];
+            assert_eq!(
+                condition["kms:ViaService"],
+                serde_json::json!({"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"})
+            );
+            assert_eq!(
+                condition["kms:EncryptionContext:aws:s3:arn"],
+                serde_json::json!({"Fn::GetAtt": ["EtcdSnapshots", "Arn"]})
+            );
+        }
+        for statement in decrypt {
+            assert_eq!(statement["Resource"], "arn:aws:kms:us-west-2:1:key/x");
+        }
     }
 }
 

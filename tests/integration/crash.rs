@@ -149,13 +149,7 @@ fn a_lock_removed_before_execution_stops_the_apply_and_the_log_says_so() {
     c.expect(0, &["plan", "-o", "plan.json"]);
     c.proxy.reset();
     c.proxy.hold_request(at);
-    let child = kube_aws(moto(), c.dir.path())
-        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
-        .args(["apply", "plan.json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = c.spawn_apply(&[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !c.proxy.holding() {
         assert!(

@@ -183,15 +183,8 @@ fn ctrl_c_while_the_stack_updates_leaves_it_running_records_interrupted_and_rele
     ] {
         assert!(message.contains(said), "{said}: {message}");
     }
-    let history: Value =
-        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
-            .unwrap();
-    assert_eq!(history[0]["result"], "interrupted");
-    assert!(stdout(&c.expect(0, &["status"])).contains("Lock: free"));
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
-    assert_eq!(state["serial"], 1);
-    c.expect(0, &["history", "--verify"]);
+    interrupted_and_unlocked(&c);
+    assert_eq!(local_serial(&c), 1);
 }
 
 /// Ctrl-C, then SIGTERM while apply records the interruption in the S3 state bucket: the
@@ -215,13 +208,6 @@ fn a_second_signal_while_apply_stops_is_answered_and_the_lock_is_still_released(
         first_sent.clone(),
         second_sent.clone(),
     );
-    let kill = |which: &str, pid: u32| {
-        let sent = std::process::Command::new("kill")
-            .args([which, &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    };
     c.proxy.intercept(Arc::new(move |req| {
         let pid = p.load(Ordering::SeqCst);
         match (req.service, req.operation) {
@@ -230,7 +216,7 @@ fn a_second_signal_while_apply_stops_is_answered_and_the_lock_is_still_released(
                 if !first.swap(true, Ordering::SeqCst) {
                     kill("-INT", pid);
                 }
-                return Some((200, format!(r#"<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-west-2:123456789012:stack/{name}/1</StackId><CreationTime>2026-11-25T20:00:00.000Z</CreationTime><StackStatus>UPDATE_IN_PROGRESS</StackStatus></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>y</RequestId></ResponseMetadata></DescribeStacksResponse>"#)));
+                return Some((200, stack_updating(&name)));
             }
             // Apply now writes its closing entry to the bucket and waits for the answer.
             ("s3", _) if first.load(Ordering::SeqCst) && !second.swap(true, Ordering::SeqCst) => {
@@ -241,17 +227,7 @@ fn a_second_signal_while_apply_stops_is_answered_and_the_lock_is_still_released(
         }
         None
     }));
-    let child = kube_aws(moto(), c.dir.path())
-        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
-        .args(["apply", "plan.json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    pid.store(child.id(), Ordering::SeqCst);
-    let out = child.wait_with_output().unwrap();
-    let message = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{message}");
+    let message = apply_failing_with_pid_in(&c, &pid);
     assert!(second_sent.load(Ordering::SeqCst), "{message}");
     for said in [
         "Interrupt received: apply stops at its next safe point",
@@ -261,6 +237,12 @@ fn a_second_signal_while_apply_stops_is_answered_and_the_lock_is_still_released(
         assert!(message.contains(said), "{said}: {message}");
     }
     c.proxy.intercept(Arc::new(|_| None));
+    interrupted_and_unlocked(&c);
+    c.expect(0, &["history", "--verify"]);
+}
+
+/// The last run is recorded as interrupted, the lock is free and the log verifies.
+fn interrupted_and_unlocked(c: &Cluster) {
     let history: Value =
         serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
             .unwrap();
@@ -269,12 +251,33 @@ fn a_second_signal_while_apply_stops_is_answered_and_the_lock_is_still_released(
     c.expect(0, &["history", "--verify"]);
 }
 
+fn local_serial(c: &Cluster) -> u64 {
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    state["serial"].as_u64().unwrap()
+}
+
 fn signal(child: &std::process::Child, which: &str) {
+    kill(which, child.id());
+}
+
+fn kill(which: &str, pid: u32) {
     let sent = std::process::Command::new("kill")
-        .args([which, &child.id().to_string()])
+        .args([which, &pid.to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
+}
+
+/// Runs `apply plan.json` with its pid in `pid` (for the proxy's interceptor to signal) and
+/// returns its stderr once it has exited 1.
+fn apply_failing_with_pid_in(c: &Cluster, pid: &std::sync::atomic::AtomicU32) -> String {
+    let child = c.spawn_apply(&[]);
+    pid.store(child.id(), Ordering::SeqCst);
+    let out = child.wait_with_output().unwrap();
+    let message = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    message
 }
 
 /// SIGTERM (a CI job cancelled) while apply checks the change set, before executing it: apply
@@ -294,27 +297,13 @@ fn sigterm_before_the_change_set_executes_changes_nothing_and_the_plan_still_app
         }
         let pid = p.load(Ordering::SeqCst);
         if req.service == "cloudformation" && req.operation == "DescribeChangeSet" && pid != 0 {
-            let sent = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .unwrap();
-            assert!(sent.success());
+            kill("-TERM", pid);
             // Delivered before apply reads the answer.
             std::thread::sleep(Duration::from_millis(300));
         }
         None
     }));
-    let child = kube_aws(moto(), c.dir.path())
-        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
-        .args(["apply", "plan.json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    pid.store(child.id(), Ordering::SeqCst);
-    let out = child.wait_with_output().unwrap();
-    let message = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{message}");
+    let message = apply_failing_with_pid_in(&c, &pid);
     assert!(
         message.contains("was executed; nothing of this plan was started"),
         "{message}"
@@ -323,17 +312,10 @@ fn sigterm_before_the_change_set_executes_changes_nothing_and_the_plan_still_app
         !executed.load(Ordering::SeqCst),
         "the change set was executed"
     );
-    let history: Value =
-        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "1"]).stdout)
-            .unwrap();
-    assert_eq!(history[0]["result"], "interrupted");
-    assert!(stdout(&c.expect(0, &["status"])).contains("Lock: free"));
-
     c.proxy.intercept(Arc::new(|_| None));
+    interrupted_and_unlocked(&c);
     c.expect(0, &["apply", "plan.json"]);
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
-    assert_eq!(state["serial"], 2);
+    assert_eq!(local_serial(&c), 2);
     c.expect(0, &["history", "--verify"]);
 }
 
@@ -601,12 +583,19 @@ pub(crate) fn hold_stack_in_progress(c: &Cluster, busy: Duration) -> Arc<AtomicB
                     return None;
                 }
                 p.store(true, Ordering::SeqCst);
-                Some((200, format!(r#"<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-west-2:123456789012:stack/{name}/1</StackId><CreationTime>2026-11-25T20:00:00.000Z</CreationTime><StackStatus>UPDATE_IN_PROGRESS</StackStatus></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>y</RequestId></ResponseMetadata></DescribeStacksResponse>"#)))
+                Some((200, stack_updating(&name)))
             }
             _ => None,
         }
     }));
     polled
+}
+
+/// CloudFormation's DescribeStacks answer for stack `name` while it updates.
+fn stack_updating(name: &str) -> String {
+    format!(
+        r#"<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-west-2:123456789012:stack/{name}/1</StackId><CreationTime>2026-11-25T20:00:00.000Z</CreationTime><StackStatus>UPDATE_IN_PROGRESS</StackStatus></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>y</RequestId></ResponseMetadata></DescribeStacksResponse>"#
+    )
 }
 
 /// Starts `apply plan.json` (with `env`) while CloudFormation is held `UPDATE_IN_PROGRESS` for
@@ -617,14 +606,7 @@ pub(crate) fn apply_while_the_stack_is_busy(
     env: &[(&str, &str)],
 ) -> std::process::Child {
     let polled = hold_stack_in_progress(c, busy);
-    let child = kube_aws(moto(), c.dir.path())
-        .env("AWS_ENDPOINT_URL", &c.proxy.endpoint)
-        .envs(env.iter().copied())
-        .args(["apply", "plan.json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = c.spawn_apply(env);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !polled.load(Ordering::SeqCst) {
         assert!(Instant::now() < deadline, "apply never followed the stack");

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::iam::{Request, allows};
+use crate::iam::{Decision, Request, allows, evaluate};
 use crate::payload::{THREE_AND_THREE, render_cluster};
 
 const ACCOUNT: &str = "123456789012";
@@ -152,6 +152,70 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
         "s3:GetObject",
         &format!("arn:aws:s3:::physical-EtcdSnapshots/{name}/etcd/snapshot.db"),
     );
+    // The bucket's own policy decides too: a principal reads a snapshot only if its identity
+    // policy allows it and the bucket policy denies it nothing (one account, so either allows).
+    let bucket_policy = resolve(
+        &template["Resources"]["EtcdSnapshotsPolicy"]["Properties"]["PolicyDocument"],
+        &stack_id,
+    );
+    let etcd_role_arn = "physical-IAMRoleEtcd-Arn";
+    let by = |request: &Request, principal: &str, tls: bool| {
+        request
+            .clone()
+            .with("aws:PrincipalArn", principal)
+            .with("aws:SecureTransport", &tls.to_string())
+    };
+    let s3_allows = |identity: &Value, request: &Request| {
+        allows(identity, request) && evaluate(&bucket_policy, request) != Decision::ExplicitDeny
+    };
+    // What AmazonS3ReadOnlyAccess grants, held by some other role of the account.
+    let s3_read_only = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:Get*", "s3:List*", "s3:Describe*"], "Resource": "*"}
+    ]});
+    let reader = format!("arn:aws:iam::{ACCOUNT}:role/analytics");
+    let s3_rows = [
+        (
+            "etcd reads a snapshot (bucket policy too)",
+            &etcd,
+            by(&snapshot, etcd_role_arn, true),
+            true,
+        ),
+        (
+            "… and saves one",
+            &etcd,
+            Request {
+                action: "s3:PutObject".into(),
+                ..by(&snapshot, etcd_role_arn, true)
+            },
+            true,
+        ),
+        (
+            "… but not over plain HTTP",
+            &etcd,
+            by(&snapshot, etcd_role_arn, false),
+            false,
+        ),
+        (
+            "a role with AmazonS3ReadOnlyAccess reads no snapshot",
+            &s3_read_only,
+            by(&snapshot, &reader, true),
+            false,
+        ),
+        (
+            "… nor an old version of one",
+            &s3_read_only,
+            Request {
+                action: "s3:GetObjectVersion".into(),
+                ..by(&snapshot, &reader, true)
+            },
+            false,
+        ),
+    ];
+    let through_s3 = |action: &str, bucket: &str| {
+        Request::new(action, &cluster.config.kms_key_arn)
+            .with("kms:ViaService", &format!("s3.{REGION}.amazonaws.com"))
+            .with("kms:EncryptionContext:aws:s3:arn", bucket)
+    };
     let node_key = "kube-aws:node-client-key";
     let worker_instance = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0aaaaaaaaaaaaaaa1");
     let other_instance = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0bbbbbbbbbbbbbbb2");
@@ -223,6 +287,39 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
         ),
         ("… but not the CA's", &etcd, decrypt("ca"), false),
         ("etcd reads its snapshots", &etcd, snapshot.clone(), true),
+        (
+            "etcd decrypts a snapshot through S3 (SSE-KMS)",
+            &etcd,
+            through_s3("kms:Decrypt", "arn:aws:s3:::physical-EtcdSnapshots"),
+            true,
+        ),
+        (
+            "… and encrypts one",
+            &etcd,
+            through_s3("kms:GenerateDataKey", "arn:aws:s3:::physical-EtcdSnapshots"),
+            true,
+        ),
+        (
+            "… but not another bucket's objects",
+            &etcd,
+            through_s3("kms:Decrypt", "arn:aws:s3:::someone-elses-bucket"),
+            false,
+        ),
+        (
+            "… nor outside S3",
+            &etcd,
+            Request::new("kms:Decrypt", &cluster.config.kms_key_arn).with(
+                "kms:EncryptionContext:aws:s3:arn",
+                "arn:aws:s3:::physical-EtcdSnapshots",
+            ),
+            false,
+        ),
+        (
+            "a worker decrypts no snapshot",
+            &worker,
+            through_s3("kms:Decrypt", "arn:aws:s3:::physical-EtcdSnapshots"),
+            false,
+        ),
         (
             "a worker attaches no etcd volume",
             &worker,
@@ -318,8 +415,18 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
         ),
     ];
     let mut wrong = Vec::new();
-    for (what, policy, request, allowed) in &table {
-        let decided = allows(policy, request);
+    let s3_table = s3_rows
+        .iter()
+        .map(|(what, policy, request, allowed)| (what, *policy, request, allowed, true));
+    let all = table
+        .iter()
+        .map(|(what, policy, request, allowed)| (what, *policy, request, allowed, false))
+        .chain(s3_table);
+    for (what, policy, request, allowed, with_bucket_policy) in all {
+        let decided = match with_bucket_policy {
+            true => s3_allows(policy, request),
+            false => allows(policy, request),
+        };
         println!(
             "{:<45} {:<6} {request}",
             what,
@@ -330,4 +437,42 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
         }
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
+
+    // The example permissions boundary the stack's roles are created under must leave every
+    // action the rendered roles allow: a missing one fails only on real AWS.
+    let boundary: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/iam/instance-role-boundary.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut outside = Vec::new();
+    for (id, policy) in [
+        ("etcd", &etcd),
+        ("worker", &worker),
+        ("controller", &controller),
+    ] {
+        for statement in policy["Statement"].as_array().unwrap() {
+            let actions = match &statement["Action"] {
+                Value::String(one) => vec![one.clone()],
+                many => many
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect(),
+            };
+            for action in actions {
+                if !allows(&boundary, &Request::new(&action, "arn:aws:any")) {
+                    outside.push(format!("{id}: {action}"));
+                }
+            }
+        }
+    }
+    assert!(
+        outside.is_empty(),
+        "outside examples/iam/instance-role-boundary.json: {outside:?}"
+    );
 }

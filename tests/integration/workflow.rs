@@ -51,6 +51,18 @@ impl Cluster {
         cmd.args(args).output().expect("kube-aws runs")
     }
 
+    /// Starts `apply plan.json` (with `env`) through this cluster's proxy, its output piped.
+    pub fn spawn_apply(&self, env: &[(&str, &str)]) -> std::process::Child {
+        kube_aws(moto(), self.dir.path())
+            .env("AWS_ENDPOINT_URL", &self.proxy.endpoint)
+            .envs(env.iter().copied())
+            .args(["apply", "plan.json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kube-aws starts")
+    }
+
     /// Runs kube-aws and insists on `code`.
     pub fn expect(&self, code: i32, args: &[&str]) -> Output {
         let out = self.run(args);
