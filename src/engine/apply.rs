@@ -89,12 +89,23 @@ pub async fn apply(
     if let Some(why) = staleness(plan, current.as_ref()) {
         return Err(stale(why));
     }
-    super::anchor::check(
+    let anchored = super::anchor::anchor(
         &backend,
         current.as_ref(),
         super::anchor::Signatures::Verify,
     )
-    .await?;
+    .await?
+    .map_err(|why| EngineError::StateNotInLog {
+        location: backend.store.location(),
+        why,
+    })?;
+    // The state an earlier apply wrote without closing its run, as the log found it then.
+    let unclosed = match (anchored, current.as_ref()) {
+        (super::anchor::Anchor::UnclosedApply(seq), Some(state)) => {
+            Some((seq, state.sha256.clone()))
+        }
+        _ => None,
+    };
     let prior = current.as_ref().map(|l| &l.state);
     verify_signature(&config, plan, &context.kms(), prior).await?;
     // A signature says who made the plan, not that it is what this (merged) directory asks
@@ -137,6 +148,7 @@ pub async fn apply(
         &lease,
         (plan, rendered.as_ref()),
         (&actor, command, &provenance),
+        unclosed,
         interrupt,
         observer,
     )
@@ -336,6 +348,7 @@ async fn locked(
     lease: &Lease<'_>,
     (plan, rendered): (&Plan, Option<&crate::render::Rendered>),
     (actor, command, provenance): (&str, &str, &Provenance),
+    unclosed: Option<(u64, String)>,
     interrupt: &Interrupt,
     observer: Observer<'_>,
 ) -> Result<ApplyOutcome, EngineError> {
@@ -374,6 +387,17 @@ async fn locked(
             message,
             provenance: Some(provenance.clone()),
         };
+
+    // An earlier apply wrote the state and ended before its closing entry (killed, or the log
+    // write failed): its run is closed first, so the log again names the entry that wrote the
+    // state this run starts from; else a second such run in a row leaves a state no entry
+    // accounts for.
+    if let (Some((dead, sha256)), Some(l)) = (unclosed, loaded.as_ref())
+        && l.sha256 == sha256
+    {
+        lease.keep_alive().await;
+        close_unclosed_run(backend, dead, l, (actor, command, provenance)).await?;
+    }
 
     // Step 4. The state this run writes names this entry, so the log cannot lose it unseen.
     lease.keep_alive().await;
@@ -742,6 +766,40 @@ async fn locked(
         )
         .await
     }
+}
+
+/// Appends the closing entry the apply of `started` never wrote: it wrote `state` (its serial
+/// and hash) and ended there.
+async fn close_unclosed_run(
+    backend: &Backend,
+    started: u64,
+    state: &Loaded,
+    (actor, command, provenance): (&str, &str, &Provenance),
+) -> Result<(), EngineError> {
+    let run = backend.audit.read(started).await?;
+    backend
+        .append_audit(
+            now(),
+            NewEntry {
+                actor: actor.to_string(),
+                command: format!("{command} (closing the run of entry {started})"),
+                result: Some(AuditResult::Failed),
+                plan_sha256: run.as_ref().and_then(|r| r.plan_sha256.clone()),
+                change_set_arn: run.as_ref().and_then(|r| r.change_set_arn.clone()),
+                state_serial_before: run.as_ref().and_then(|r| r.state_serial_before),
+                state_serial_after: Some(state.state.serial),
+                state_sha256_after: Some(state.sha256.clone()),
+                duration_ms: None,
+                summary: run.as_ref().and_then(|r| r.summary),
+                message: Some(format!(
+                    "the apply of entry {started} wrote state serial {} and ended without its closing entry (it was killed, or writing the entry failed); its state is what its reviewed plan writes. Closed by the next apply",
+                    state.state.serial
+                )),
+                provenance: Some(provenance.clone()),
+            },
+        )
+        .await?;
+    Ok(())
 }
 
 /// Step 3's checks of what apply re-derives (see `plan_checks`). Returns the assets an

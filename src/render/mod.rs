@@ -95,7 +95,10 @@ pub const ADDONS: [&str; 7] = [
 ];
 /// Scripts the controllers fetch with the add-on manifests, because their user data holds
 /// only 16 KB; rendered with the same context, uploaded and checked the same way, not applied.
-pub const CONTROLLER_SCRIPTS: [&str; 1] = ["userdata/node-csr-approver"];
+pub const CONTROLLER_SCRIPTS: [&str; 2] = [
+    "userdata/node-csr-approver",
+    "userdata/node-ready-signaller",
+];
 /// The cluster-autoscaler add-on, applied after `ADDONS` when `clusterAutoscaler.enabled`.
 pub const CLUSTER_AUTOSCALER: &str = "manifests/cluster-autoscaler.yaml";
 pub const STACK: &str = "stack-template.json";
@@ -110,7 +113,7 @@ pub fn addons(config: &crate::config::ClusterConfig) -> Vec<&'static str> {
 }
 
 /// Every template, with its built-in text.
-pub const BUILT_IN: [(&str, &str); 14] = [
+pub const BUILT_IN: [(&str, &str); 15] = [
     (
         CONTROLLER,
         include_str!("../../templates/userdata/cloud-config-controller"),
@@ -160,6 +163,10 @@ pub const BUILT_IN: [(&str, &str); 14] = [
     (
         CONTROLLER_SCRIPTS[0],
         include_str!("../../templates/userdata/node-csr-approver"),
+    ),
+    (
+        CONTROLLER_SCRIPTS[1],
+        include_str!("../../templates/userdata/node-ready-signaller"),
     ),
 ];
 

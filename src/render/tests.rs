@@ -421,10 +421,23 @@ fn with_a_stack_per_pool_each_pool_is_its_own_stack_taking_the_cluster_stacks_re
         pool_resources["IAMRolePoolSpot"]["Properties"]["Policies"],
         stack(&single)["Resources"]["IAMRoleWorker"]["Properties"]["Policies"]
     );
-    assert!(
-        split.cloud_configs["cloud-config-worker-spot"].contains("--stack-name \"demo-pool-spot\"")
+    // A worker signals nothing; its group tags it with the stack and group the controllers'
+    // node-ready-signaller signals for it: the pool's own stack, whichever stack that is.
+    for rendered in [&single, &split] {
+        assert!(!rendered.cloud_configs["cloud-config-worker-spot"].contains("signal-resource"));
+    }
+    let tags = pool_resources["AutoScaleSpot"]["Properties"]["Tags"]
+        .as_array()
+        .unwrap();
+    let tag = |key: &str| tags.iter().find(|t| t["Key"] == key).unwrap().clone();
+    assert_eq!(
+        tag("kube-aws:signal-stack"),
+        serde_json::json!({"Key": "kube-aws:signal-stack", "Value": {"Ref": "AWS::StackName"}, "PropagateAtLaunch": true})
     );
-    assert!(single.cloud_configs["cloud-config-worker-spot"].contains("--stack-name \"demo\""));
+    assert_eq!(
+        tag("kube-aws:signal-resource"),
+        serde_json::json!({"Key": "kube-aws:signal-resource", "Value": "AutoScaleSpot", "PropagateAtLaunch": true})
+    );
     // A pool with the user's instance profile has no role in its stack either.
     let byo: Value = serde_json::from_str(&split.pool_stacks["byo"].template).unwrap();
     assert_eq!(
@@ -1098,7 +1111,7 @@ fn the_controller_role_writes_only_to_this_clusters_resources_and_reads_only_its
     let mut writes = 0;
     for s in &statements {
         let all: Vec<String> = actions(s);
-        if all.iter().all(|a| read_only(a)) || s["Sid"] == "SignalBootHealth" {
+        if all.iter().all(|a| read_only(a)) || s["Sid"] == "SignalItsOwnAndEachNewWorkersHealth" {
             continue;
         }
         writes += 1;

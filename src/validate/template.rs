@@ -217,6 +217,8 @@ pub fn check(text: &str) -> Vec<Finding> {
         out.push(Finding::error(FILE, None, format!("the template has {} resources, over CloudFormation's {RESOURCE_LIMIT}-resource limit per stack", resources.len())));
     }
     // CloudFormation's limits apply to what plan submits: the template without indentation.
+    // One over the inline limit is no finding: plans upload it to templateBucket (or the
+    // state bucket), which every configuration has.
     let submitted = crate::render::submitted_stack(text).len();
     if submitted > S3_LIMIT {
         out.push(Finding::error(
@@ -226,8 +228,6 @@ pub fn check(text: &str) -> Vec<Finding> {
                 "the template is {submitted} bytes, over CloudFormation's {S3_LIMIT}-byte limit"
             ),
         ));
-    } else if submitted > INLINE_LIMIT {
-        out.push(Finding::warning(FILE, None, format!("the template is {submitted} bytes, over the {INLINE_LIMIT}-byte inline limit: plans upload it to the state bucket, which needs the s3 state backend")));
     }
     out
 }

@@ -789,9 +789,10 @@ fn groups_start_in_order_and_every_signal_wait_ends_before_cloudformation_stops_
                 "/opt/bin/apply-addons",
                 controller.to_string(),
             ),
+            // The controllers signal for the workers, from the instance's launch.
             (
-                "cloud-config-worker",
-                "/opt/bin/signal-node-ready",
+                "addons",
+                "node-ready-signaller",
                 "AutoScaleWorkers".to_string(),
             ),
             (
@@ -801,7 +802,10 @@ fn groups_start_in_order_and_every_signal_wait_ends_before_cloudformation_stops_
             ),
         ];
         for (asset, path, group) in signallers {
-            let script = rendered_file(&cluster, asset, path);
+            let script = match asset {
+                "addons" => cluster.rendered.manifests[path].clone(),
+                _ => rendered_file(&cluster, asset, path),
+            };
             let waits = signal_wait_seconds(&script);
             let creation = iso(&resources[&group]["CreationPolicy"]["ResourceSignal"]["Timeout"]);
             assert!(
@@ -894,4 +898,133 @@ fn the_bootstrap_token_is_applied_with_an_expiry_thirty_days_ahead() {
         .unwrap()
         .collect();
     assert!(left.is_empty(), "a copy of the secret was left: {left:?}");
+}
+
+/// node-ready-signaller's decisions, its kubectl and aws replaced by recorders that answer
+/// as the API server and EC2 would (the boot test runs it against both for real): a new
+/// instance whose Node is Ready and initialised gets SUCCESS, one past the deadline without
+/// a Node FAILURE, and none is signalled twice. An instance older than any update could wait
+/// on, or tagged with another cluster's stack, is never signalled: CloudFormation counts a
+/// signal for whichever update waits, whatever instance it names.
+#[test]
+fn node_ready_signaller_signals_each_new_worker_once_and_never_an_old_or_foreign_one() {
+    let cluster = render_cluster("signaller", "");
+    let stack = cluster.config.stack_name();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let ago = |seconds: i64| {
+        (time::OffsetDateTime::now_utc() - time::Duration::seconds(seconds))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let pool = |stack: &str| (stack.to_string(), "AutoScaleWorkers".to_string());
+    let ours = pool(&stack);
+    // id, launched seconds ago, (stack, group) tags, the Node's Ready status and taints.
+    let instances = [
+        ("i-ready", 30, ours.clone(), Some(("True", ""))),
+        ("i-young", 30, ours.clone(), Some(("False", ""))),
+        (
+            "i-tainted",
+            30,
+            ours.clone(),
+            Some(("True", "node.cloudprovider.kubernetes.io/uninitialized")),
+        ),
+        ("i-late", 130, ours.clone(), None),
+        ("i-old", 1000, ours.clone(), Some(("True", ""))),
+        ("i-foreign", 30, pool("someone-else"), Some(("True", ""))),
+        (
+            "i-pool",
+            30,
+            pool(&format!("{stack}-pool-spot")),
+            Some(("True", "")),
+        ),
+        ("i-finished", 30, ours.clone(), Some(("True", ""))),
+    ];
+    let table: String = instances
+        .iter()
+        .map(|(id, age, (stack, group), _)| {
+            format!("{id}\tus-west-2a\t{}\t{stack}\t{group}\n", ago(*age))
+        })
+        .collect();
+    let nodes: String = instances
+        .iter()
+        .filter_map(|(id, _, _, node)| {
+            node.map(|(ready, taints)| format!("aws:///us-west-2a/{id}|{ready}|{taints}\n"))
+        })
+        .collect();
+    std::fs::write(dir.join("instances"), table).unwrap();
+    std::fs::write(dir.join("nodes"), nodes).unwrap();
+    let d = dir.display();
+    executable(
+        dir,
+        "kubectl",
+        format!("#!/bin/bash\ncat {d}/nodes\n").as_bytes(),
+    );
+    // EC2 lists the table; CloudFormation takes each signal, but says nothing waits on
+    // i-finished (a group already complete).
+    executable(
+        dir,
+        "aws",
+        format!(
+            "#!/bin/bash\ncase \"$*\" in\n  *describe-instances*) cat {d}/instances ;;\n  *signal-resource*)\n    echo \"$*\" >>{d}/signals\n    if [[ \"$*\" == *i-finished* ]]; then echo 'An error occurred (ValidationError) when calling the SignalResource operation: Resource AutoScaleWorkers is in CREATE_COMPLETE state and cannot be signaled' >&2; exit 254; fi ;;\nesac\n"
+        )
+        .as_bytes(),
+    );
+    let script = dir.join("node-ready-signaller");
+    std::fs::write(&script, &cluster.rendered.manifests["node-ready-signaller"]).unwrap();
+    let once = || {
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("--once")
+            .env(
+                "PATH",
+                format!("{d}:{}", std::env::var("PATH").unwrap_or_default()),
+            )
+            .env("KUBE_AWS_NODE_READY_SECONDS", "100")
+            .env("KUBE_AWS_SIGNALLED_FILE", dir.join("signalled"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = once();
+    let signals = std::fs::read_to_string(dir.join("signals")).unwrap();
+    let sent: Vec<(String, String, String)> = signals
+        .lines()
+        .map(|l| {
+            let word = |flag: &str| {
+                l.split(&format!("{flag} "))
+                    .nth(1)
+                    .and_then(|rest| rest.split(' ').next())
+                    .unwrap()
+                    .to_string()
+            };
+            (word("--unique-id"), word("--status"), word("--stack-name"))
+        })
+        .collect();
+    let wanted = |id: &str, status: &str, stack: &str| {
+        (id.to_string(), status.to_string(), stack.to_string())
+    };
+    assert_eq!(
+        sent,
+        vec![
+            wanted("i-ready", "SUCCESS", &stack),
+            wanted("i-late", "FAILURE", &stack),
+            wanted("i-pool", "SUCCESS", &format!("{stack}-pool-spot")),
+            wanted("i-finished", "SUCCESS", &stack),
+        ],
+        "{said}"
+    );
+    println!("node-ready-signaller --once:\n{said}");
+    // Looked at again: only what was still waiting (i-young, i-tainted) could be signalled.
+    let again = once();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("signals")).unwrap(),
+        signals,
+        "{again}"
+    );
 }

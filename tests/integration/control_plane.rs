@@ -679,11 +679,20 @@ fn refused_bootstraps(
             },
         );
         assert_eq!(decided, "Denied|", "{what}: CSR {csr}");
-        let log = std::fs::read_to_string(lab.work.path().join("node-csr-approver.log")).unwrap();
-        let line = log
-            .lines()
-            .find(|l| l.starts_with(&format!("denied {csr}: ")))
-            .unwrap_or_else(|| panic!("no verdict on {csr} in:\n{log}"));
+        // The approver logs its verdict once kubectl returns from denying: it may lag.
+        let line = wait_for(
+            lab,
+            &format!("the approver's verdict on {csr} in its log"),
+            10,
+            &["node-csr-approver"],
+            || {
+                std::fs::read_to_string(lab.work.path().join("node-csr-approver.log"))
+                    .ok()?
+                    .lines()
+                    .find(|l| l.starts_with(&format!("denied {csr}: ")))
+                    .map(str::to_string)
+            },
+        );
         assert!(line.contains(reason), "{what}: {line}");
         println!("hijack refused ({what}): {line}");
     }
@@ -1170,6 +1179,39 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         &approver_env,
         "node-csr-approver",
     );
+    // node-ready-signaller as its unit runs it; it signals for the worker once the cloud
+    // controller has initialised its Node (below).
+    let signaller = unit_lines(
+        &controller_units,
+        "node-ready-signaller.service",
+        "ExecStart=",
+    )
+    .first()
+    .expect("node-ready-signaller's ExecStart")
+    .to_string();
+    assert_eq!(
+        signaller,
+        "/usr/bin/bash /etc/kubernetes/addons/node-ready-signaller"
+    );
+    let signaller_env = [
+        ("PATH", path.clone()),
+        ("AWS_ENDPOINT_URL", aws_endpoint.clone()),
+        (
+            "KUBE_AWS_SIGNALLED_FILE",
+            lab.work
+                .path()
+                .join("node-ready-signalled")
+                .display()
+                .to_string(),
+        ),
+    ];
+    start(
+        &mut lab,
+        &kube,
+        &signaller.split(' ').collect::<Vec<_>>(),
+        &signaller_env,
+        "node-ready-signaller",
+    );
     let controller_provider_id = identity["PROVIDER_ID"].clone();
     bootstrap_node(
         &mut lab,
@@ -1185,11 +1227,10 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         180,
         &["apply-addons"],
         || {
-            cluster
-                .proxy
-                .seen()
-                .into_iter()
-                .find(|s| s.operation == "SignalResource")
+            cluster.proxy.seen().into_iter().find(|s| {
+                s.operation == "SignalResource"
+                    && s.body.contains(&format!("UniqueId={}", controller.id))
+            })
         },
     );
     assert!(
@@ -1835,6 +1876,36 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
             node_json["spec"]["providerID"]
         );
     }
+    // The worker signals nothing itself: node-ready-signaller on the controller signals for
+    // it, to the group and stack its instance's tags name (propagated from the group).
+    let for_worker = wait_for(
+        &lab,
+        "node-ready-signaller signals for the worker",
+        60,
+        &["node-ready-signaller"],
+        || {
+            cluster.proxy.seen().into_iter().find(|s| {
+                s.operation == "SignalResource"
+                    && s.body.contains(&format!("UniqueId={}", worker.id))
+            })
+        },
+    );
+    for part in [
+        "Status=SUCCESS".to_string(),
+        "LogicalResourceId=AutoScaleWorkers".to_string(),
+        format!("StackName={}", cluster.name),
+    ] {
+        assert!(
+            for_worker.body.contains(&part),
+            "{part}: {}",
+            for_worker.body
+        );
+    }
+    let line = log_tail(&lab, "node-ready-signaller")
+        .lines()
+        .find(|l| l.starts_with("signalled "))
+        .map(str::to_string);
+    println!("node-ready-signaller: {line:?}; {}", for_worker.body);
     // Every add-on workload lands on a node: the real DaemonSet controller and scheduler weigh
     // its selectors, tolerations, requests and priority class against the nodes as their
     // kubelets registered them, the cloud controller initialised them and apply-addons

@@ -2,13 +2,15 @@
 //! `status` shows a lock left behind, `state unlock` clears it (audited), and the next plan
 //! converges.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kube_aws::planfile::CertificateAction;
 use serde_json::Value;
 
 use crate::harness::{kube_aws, moto};
-use crate::workflow::{Cluster, stdout};
+use crate::workflow::{Cluster, stderr, stdout};
 
 fn lock_id(status: &str) -> Option<String> {
     status
@@ -315,4 +317,68 @@ fn plan_refuses_a_locked_state_and_says_who_holds_it() {
     );
     let out = c.expect(0, &["plan", "--detailed-exitcode"]);
     assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+}
+
+/// Two applies in a row write the state and then cannot write their closing entry (S3
+/// refuses every audit write after the state's): each next apply first closes the run before
+/// it, so the log still names the entry that wrote the state, and plan, apply and
+/// `history --verify` go on. (The fault-injection test met this: the second such run left a
+/// state no entry accounted for, and every later plan refused it.)
+#[test]
+fn two_applies_in_a_row_without_their_closing_entries_leave_a_state_the_log_accounts_for() {
+    let c = Cluster::new("unclosed", true, None);
+    c.plan_and_apply();
+    let state_written = Arc::new(AtomicBool::new(false));
+    for count in ["2", "3"] {
+        c.set("workerCount", count);
+        c.expect(0, &["plan", "-o", "plan.json"]);
+        state_written.store(false, Ordering::SeqCst);
+        let written = state_written.clone();
+        c.proxy.intercept(Arc::new(move |req| {
+            if req.service != "s3" || !req.operation.starts_with("PUT ") {
+                return None;
+            }
+            if req.operation.ends_with("/state.json") {
+                written.store(true, Ordering::SeqCst);
+                return None;
+            }
+            (written.load(Ordering::SeqCst) && req.operation.contains("/state.json.audit/")).then(|| {
+                (503, r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>r</RequestId></Error>"#.to_string())
+            })
+        }));
+        let out = c.expect(1, &["apply", "plan.json"]);
+        assert!(state_written.load(Ordering::SeqCst), "{}", stderr(&out));
+        assert!(stderr(&out).contains("SlowDown"), "{}", stderr(&out));
+        c.proxy.intercept(Arc::new(|_| None));
+    }
+    c.set("workerCount", "4");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    c.expect(0, &["apply", "plan.json"]);
+    c.expect(0, &["history", "--verify"]);
+    let history: Value =
+        serde_json::from_slice(&c.expect(0, &["history", "--json", "--limit", "8"]).stdout)
+            .unwrap();
+    let closings: Vec<&Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["command"]
+                .as_str()
+                .unwrap()
+                .contains("(closing the run of entry")
+        })
+        .collect();
+    assert_eq!(closings.len(), 2, "{history:#}");
+    for closing in closings {
+        assert_eq!(closing["result"], "failed");
+        assert!(
+            closing["message"]
+                .as_str()
+                .unwrap()
+                .contains("ended without its closing entry"),
+            "{closing}"
+        );
+    }
+    assert_eq!(history[0]["result"], "succeeded", "{history:#}");
 }

@@ -225,6 +225,12 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
             .with("ec2:SourceInstanceARN", &worker_instance)
             .with("aws:TagKeys", key)
     };
+    let signal = |stack: &str| Request::new("cloudformation:SignalResource", stack);
+    let stack_name = cluster.config.stack_name();
+    let pool_stack =
+        format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack_name}-pool-spot/guid");
+    let other_stack =
+        format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack_name}x-pool-spot/guid");
     let member = format!("etcd-0.{domain}");
     let api = format!("api.{domain}");
     let table: Vec<(&str, &Value, Request, bool)> = vec![
@@ -382,6 +388,36 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
             "an etcd member sets no node key",
             &etcd,
             tag_from_worker(&worker_instance, node_key),
+            false,
+        ),
+        (
+            "a worker signals no stack (it would reach every group of it)",
+            &worker,
+            signal(&stack_id),
+            false,
+        ),
+        (
+            "… nor its pool's stack",
+            &worker,
+            signal(&pool_stack),
+            false,
+        ),
+        (
+            "a controller signals for its cluster stack's groups",
+            &controller,
+            signal(&stack_id),
+            true,
+        ),
+        (
+            "… and its pool stacks'",
+            &controller,
+            signal(&pool_stack),
+            true,
+        ),
+        (
+            "… but not another cluster's",
+            &controller,
+            signal(&other_stack),
             false,
         ),
         (

@@ -159,7 +159,7 @@ fn a_node_that_never_signals_ready_rolls_the_update_back_and_apply_names_the_gro
     c.expect(0, &["plan", "-o", "plan.json"]);
     let name = c.name.clone();
     // CloudFormation's words when a rolling update's new instance never signals (its
-    // signal-node-ready unit found no Ready node, or the instance died first).
+    // Node never became Ready before node-ready-signaller's deadline, or the instance died).
     let timeout = "Received 0 SUCCESS signal(s) out of 1. Unable to satisfy 100% MinSuccessfulInstancesPercent requirement";
     serve_rolled_back_update(
         &c,
