@@ -43,6 +43,23 @@ impl KmsVault {
 }
 
 impl KmsVault {
+    /// DescribeKey's metadata, or `None` for a key that does not exist.
+    async fn described(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<aws_sdk_kms::types::KeyMetadata>, AwsError> {
+        match self.client.describe_key().key_id(key_id).send().await {
+            Ok(out) => Ok(out.key_metadata),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(AwsError::from_sdk("KMS", "DescribeKey", e)),
+        }
+    }
+
     /// Why `key_id` cannot seal keys for this caller (missing, disabled, not allowed to
     /// Encrypt with `context`), or `None` when it can.
     pub async fn check_key(
@@ -50,18 +67,10 @@ impl KmsVault {
         key_id: &str,
         context: &BTreeMap<String, String>,
     ) -> Result<Option<String>, AwsError> {
-        let described = self.client.describe_key().key_id(key_id).send().await;
-        let metadata = match described {
-            Ok(out) => out.key_metadata,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_not_found_exception()) =>
-            {
-                return Ok(Some(format!("KMS key {key_id} does not exist")));
-            }
-            Err(e) => return Err(AwsError::from_sdk("KMS", "DescribeKey", e)),
+        let Some(metadata) = self.described(key_id).await? else {
+            return Ok(Some(format!("KMS key {key_id} does not exist")));
         };
-        if metadata.as_ref().is_some_and(|m| !m.enabled) {
+        if !metadata.enabled {
             return Ok(Some(format!("KMS key {key_id} is disabled")));
         }
         match self.encrypt(key_id, b"kube-aws validate", context).await {
@@ -70,6 +79,31 @@ impl KmsVault {
                 "this caller cannot Encrypt with KMS key {key_id}: {e}"
             ))),
         }
+    }
+}
+
+impl KmsVault {
+    /// Why `key_id` cannot sign plans (missing, disabled, not an asymmetric `SIGN_VERIFY`
+    /// `ECC_NIST_P256` key), or `None` when it can; from DescribeKey alone, so validate signs
+    /// nothing.
+    pub async fn check_signing_key(&self, key_id: &str) -> Result<Option<String>, AwsError> {
+        use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+        let Some(metadata) = self.described(key_id).await? else {
+            return Ok(Some(format!("KMS key {key_id} does not exist")));
+        };
+        let named = |value: Option<&str>| value.unwrap_or("(none given)").to_string();
+        let (usage, spec) = (metadata.key_usage.clone(), metadata.key_spec.clone());
+        Ok(if !metadata.enabled {
+            Some(format!("KMS key {key_id} is disabled"))
+        } else if usage != Some(KeyUsageType::SignVerify) || spec != Some(KeySpec::EccNistP256) {
+            Some(format!(
+                "KMS key {key_id} cannot sign plans: its KeyUsage is {} and its KeySpec {}; plans need an asymmetric SIGN_VERIFY key of spec ECC_NIST_P256",
+                named(usage.as_ref().map(|u| u.as_str())),
+                named(spec.as_ref().map(|s| s.as_str()))
+            ))
+        } else {
+            None
+        })
     }
 }
 

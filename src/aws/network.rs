@@ -35,6 +35,22 @@ impl Ec2Network {
         Ec2Network { client }
     }
 
+    /// The names of the region's availability zones (local and wavelength zones included).
+    pub async fn availability_zones(&self) -> Result<Vec<String>, AwsError> {
+        let out = self
+            .client
+            .describe_availability_zones()
+            .all_availability_zones(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("EC2", "DescribeAvailabilityZones", e))?;
+        Ok(out
+            .availability_zones()
+            .iter()
+            .filter_map(|z| z.zone_name().map(str::to_string))
+            .collect())
+    }
+
     pub async fn vpc(&self, id: &str) -> Result<Option<Vpc>, AwsError> {
         let vpc = match self.client.describe_vpcs().vpc_ids(id).send().await {
             Ok(out) => out.vpcs().first().cloned(),

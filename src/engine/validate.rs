@@ -12,7 +12,7 @@ use crate::aws::AwsContext;
 use crate::aws::cloudformation::StackService;
 use crate::aws::images::Ec2Images;
 use crate::aws::kms::KmsVault;
-use crate::config::{CLUSTER_FILE, ClusterConfig};
+use crate::config::{CLUSTER_FILE, ClusterConfig, StateBackendKind};
 use crate::render::{self, RenderError, Rendered, Templates};
 use crate::validate::{Finding, cloudconfig, template};
 
@@ -212,13 +212,15 @@ fn end_of_life_findings(dir: &Path, config: &ClusterConfig, now: OffsetDateTime)
 }
 
 /// The external resources: the KMS key, the hosted zone, an existing VPC and route table, the
-/// key pair; and CloudFormation's own ValidateTemplate.
+/// key pair, the state and template buckets, the plan signing key and the zones; and
+/// CloudFormation's own ValidateTemplate.
 async fn online(
+    dir: &Path,
     config: &ClusterConfig,
     context: &AwsContext,
     stack_template: Option<&str>,
 ) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out = places_and_keys(dir, config, context).await;
     let external = "AWS";
     match context
         .kms()
@@ -339,6 +341,97 @@ async fn online(
     out
 }
 
+/// What plan needs before it changes anything, each at its cluster.yaml line: the state
+/// bucket (there, versioned), the template bucket (there), the plan signing key (an enabled
+/// SIGN_VERIFY ECC_NIST_P256 key) and the subnets' zones (the region's). Each would otherwise
+/// fail only in plan, after a change set was made, or in apply.
+async fn places_and_keys(dir: &Path, config: &ClusterConfig, context: &AwsContext) -> Vec<Finding> {
+    use crate::state::s3::{BucketVersioning, S3Objects};
+    let mut out = Vec::new();
+    let mut found = |key: &str, message: String| {
+        out.push(Finding::error(
+            CLUSTER_FILE,
+            setting_line(dir, key),
+            message,
+        ))
+    };
+    if let (StateBackendKind::S3, Some(bucket)) = (config.state.backend, &config.state.bucket) {
+        let region = config.state.region.as_deref().unwrap_or(&config.region);
+        match S3Objects::connect(context, region, bucket)
+            .versioning()
+            .await
+        {
+            Ok(BucketVersioning::Enabled) => {}
+            Ok(BucketVersioning::NoBucket) => found(
+                "state",
+                format!(
+                    "state.bucket: S3 bucket {bucket} does not exist in {region} (or this caller may not see it)"
+                ),
+            ),
+            Ok(BucketVersioning::Off) => found(
+                "state",
+                format!(
+                    "state.bucket: {}",
+                    crate::state::StateError::Unversioned {
+                        bucket: bucket.clone()
+                    }
+                ),
+            ),
+            Err(e) => found("state", format!("state.bucket: {e}")),
+        }
+    }
+    if let Some(bucket) = &config.template_bucket {
+        match S3Objects::connect(context, &config.region, bucket)
+            .versioning()
+            .await
+        {
+            Ok(BucketVersioning::NoBucket) => found(
+                "templateBucket",
+                format!(
+                    "templateBucket: S3 bucket {bucket} does not exist in {} (or this caller may not see it)",
+                    config.region
+                ),
+            ),
+            Ok(_) => {}
+            Err(e) => found("templateBucket", format!("templateBucket: {e}")),
+        }
+    }
+    if let Some(key) = &config.plan_signing_key_arn {
+        match context.kms().check_signing_key(key).await {
+            Ok(None) => {}
+            Ok(Some(problem)) => {
+                found("planSigningKeyArn", format!("planSigningKeyArn: {problem}"))
+            }
+            Err(e) => found("planSigningKeyArn", format!("planSigningKeyArn: {e}")),
+        }
+    }
+    match context.network().availability_zones().await {
+        Ok(zones) => {
+            let named: BTreeSet<String> = config
+                .effective_subnets()
+                .into_iter()
+                .map(|s| s.availability_zone)
+                .collect();
+            for zone in named.iter().filter(|z| !zones.contains(z)) {
+                let key = match config.subnets.is_empty() {
+                    true => "availabilityZone",
+                    false => "subnets",
+                };
+                found(
+                    key,
+                    format!(
+                        "availabilityZone: {zone} is not a zone of {} (it has {})",
+                        config.region,
+                        zones.join(", ")
+                    ),
+                );
+            }
+        }
+        Err(e) => found("availabilityZone", format!("availabilityZone: {e}")),
+    }
+    out
+}
+
 /// `kube-aws validate`: all findings, offline part first.
 pub async fn validate(
     dir: &Path,
@@ -353,7 +446,7 @@ pub async fn validate(
     } = offline(dir, now).await?;
     if let (false, Some(config)) = (offline_only, config) {
         let context = aws.context(&config).await?;
-        findings.extend(online(&config, &context, stack_template.as_deref()).await);
+        findings.extend(online(dir, &config, &context, stack_template.as_deref()).await);
     }
     Ok(findings)
 }

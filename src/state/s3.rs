@@ -9,6 +9,14 @@ use time::format_description::well_known::Rfc3339;
 use super::objects::{Object, ObjectStore, ObjectVersion, Precondition, StoreError, Written};
 use crate::aws::AwsError;
 
+/// What [`S3Objects::versioning`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketVersioning {
+    NoBucket,
+    Off,
+    Enabled,
+}
+
 #[derive(Debug, Clone)]
 pub struct S3Objects {
     client: aws_sdk_s3::Client,
@@ -30,6 +38,26 @@ impl S3Objects {
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// Whether the bucket exists for this caller and keeps versions (the state needs both).
+    pub async fn versioning(&self) -> Result<BucketVersioning, AwsError> {
+        match self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(
+                match out.status() == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled) {
+                    true => BucketVersioning::Enabled,
+                    false => BucketVersioning::Off,
+                },
+            ),
+            Err(e) if e.code() == Some("NoSuchBucket") => Ok(BucketVersioning::NoBucket),
+            Err(e) => Err(AwsError::from_sdk("S3", "GetBucketVersioning", e)),
+        }
     }
 
     async fn read_object(

@@ -1,6 +1,7 @@
 //! A loopback HTTP proxy in front of moto: it records every AWS request a test makes (so tests
 //! count exactly their own) and, when asked, injects AWS-shaped throttling errors, 500s and
-//! connection resets into a chosen fraction of requests.
+//! connection resets into a chosen fraction of requests. It also gives moto's one answer the
+//! SDK refuses (GetBucketVersioning's root element) the shape S3 gives it.
 
 use std::net::TcpListener as StdListener;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -373,12 +374,24 @@ impl Shared {
             .request(forward.body(Full::new(body)).unwrap())
             .await
             .map_err(std::io::Error::other)?;
-        let (parts, body) = response.into_parts();
-        let body = body
+        let (mut parts, body) = response.into_parts();
+        let mut body = body
             .collect()
             .await
             .map_err(std::io::Error::other)?
             .to_bytes();
+        if service == "s3"
+            && method == hyper::Method::GET
+            && path_and_query.ends_with("?versioning")
+        {
+            // moto names GetBucketVersioning's root element GetBucketVersioningResponse; S3
+            // (and so the SDK, which refuses moto's) says VersioningConfiguration.
+            body = Bytes::from(
+                String::from_utf8_lossy(&body)
+                    .replace("GetBucketVersioningResponse", "VersioningConfiguration"),
+            );
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+        }
         Ok(Response::from_parts(parts, Full::new(body)))
     }
 }

@@ -39,6 +39,12 @@ fn iam_action(seen: &Seen) -> String {
                 .split_once('/')
                 .is_some_and(|(_, key)| !key.is_empty());
             let action = match (method, object, seen.query.as_str()) {
+                ("GET", false, q)
+                    if q.split('&')
+                        .any(|p| p.trim_end_matches('=') == "versioning") =>
+                {
+                    "GetBucketVersioning"
+                }
                 ("GET", false, q) if q.contains("versions") => "ListBucketVersions",
                 ("GET", false, _) => "ListBucket",
                 ("GET", true, q) if q.contains("versionId") => "GetObjectVersion",

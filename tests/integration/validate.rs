@@ -204,6 +204,79 @@ fn against_moto_a_missing_kms_key_a_foreign_zone_and_a_missing_vpc_are_findings(
     );
 }
 
+/// What plan would otherwise meet only after it made a change set, or apply at the end: a
+/// missing or unversioned state bucket, a missing template bucket, a signing key that cannot
+/// sign plans, a zone the region lacks. Each is an error at its cluster.yaml line, in one run.
+#[test]
+fn against_moto_the_buckets_the_signing_key_and_the_zones_are_checked_before_any_plan() {
+    let c = Cluster::new("valplaces", true, None);
+    moto().ensure_key_pair();
+    c.expect(0, &["validate"]);
+    let config = kube_aws::config::ClusterConfig::load(c.dir.path()).unwrap();
+    let found_at = |lines: &[String], key: &str, text: &str| {
+        let line = std::fs::read_to_string(c.path("cluster.yaml"))
+            .unwrap()
+            .lines()
+            .position(|l| l.starts_with(&format!("{key}:")))
+            .unwrap()
+            + 1;
+        assert!(
+            lines.iter().any(
+                |l| l.starts_with(&format!("cluster.yaml: line {line}: error: "))
+                    && l.contains(text)
+            ),
+            "{key} at line {line}: {text}\n{lines:#?}"
+        );
+    };
+
+    let missing = "kube-aws-no-such-bucket-4711";
+    // The state's bucket, the `bucket:` line of cluster.yaml's `state:` block.
+    let state_bucket = |bucket: &str| {
+        let path = c.path("cluster.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("  bucket: "))
+            .unwrap()
+            .to_string();
+        std::fs::write(&path, text.replace(&line, &format!("  bucket: {bucket}"))).unwrap();
+    };
+    state_bucket(missing);
+    // The cluster's own key encrypts; it cannot sign.
+    c.set("planSigningKeyArn", &format!("\"{}\"", config.kms_key_arn));
+    c.set("availabilityZone", "us-west-2q");
+    let out = c.expect(1, &["validate"]);
+    let found = lines(&out);
+    found_at(
+        &found,
+        "state",
+        &format!("state.bucket: S3 bucket {missing} does not exist in us-west-2"),
+    );
+    found_at(
+        &found,
+        "planSigningKeyArn",
+        "cannot sign plans: its KeyUsage is (none given) and its KeySpec SYMMETRIC_DEFAULT",
+    );
+    found_at(
+        &found,
+        "availabilityZone",
+        "availabilityZone: us-west-2q is not a zone of us-west-2 (it has us-west-2a",
+    );
+    println!("{}", found.join("\n"));
+
+    let unversioned = moto().create_bucket("unversioned", false);
+    state_bucket(&unversioned);
+    c.set("templateBucket", missing);
+    let found = lines(&c.expect(1, &["validate"]));
+    found_at(&found, "state", "does not have versioning enabled");
+    found_at(
+        &found,
+        "templateBucket",
+        &format!("templateBucket: S3 bucket {missing} does not exist"),
+    );
+    println!("{}", found.join("\n"));
+}
+
 /// Exports the template (`extra` may pick a pool's stack) and runs cfn-lint on it.
 fn lint_export(c: &Cluster, extra: &[&str]) {
     let mut args = vec!["export", "-o", "stack.json"];
