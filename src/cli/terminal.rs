@@ -30,7 +30,8 @@ pub fn catch_interrupts() -> Result<Interrupt, EngineError> {
                 "Already stopping: the stack keeps going in CloudFormation whatever happens here; apply is recording the interruption and releasing the lock (killing it now would leave the lock for `kube-aws state unlock`)."
             }
         };
-        eprintln!("{text}");
+        // Never a panic: after a Ctrl-C in `apply | tee log`, stderr may be a closed pipe.
+        let _ = writeln!(std::io::stderr(), "{text}");
     };
     #[cfg(unix)]
     {
@@ -91,7 +92,9 @@ impl ApplyProgress {
     pub fn step(&self, step: &str) {
         match self {
             ApplyProgress::Spinner(bar) => bar.set_message(step.to_string()),
-            ApplyProgress::Lines => eprintln!("{}", crate::cli::views::printable(step)),
+            ApplyProgress::Lines => {
+                let _ = writeln!(std::io::stderr(), "{}", crate::cli::views::printable(step));
+            }
         }
     }
 
@@ -99,7 +102,9 @@ impl ApplyProgress {
         let text = crate::cli::views::printable(text);
         match self {
             ApplyProgress::Spinner(bar) => bar.println(text),
-            ApplyProgress::Lines => eprintln!("{text}"),
+            ApplyProgress::Lines => {
+                let _ = writeln!(std::io::stderr(), "{text}");
+            }
         }
     }
 

@@ -806,3 +806,15 @@ fn values_that_would_reach_a_unit_or_aws_unchecked_are_refused_at_their_line() {
         parse(&format!("{MINIMAL}etcdSnapshotSchedule: \"{schedule}\"\n")).unwrap();
     }
 }
+
+#[test]
+fn a_cluster_name_holding_another_clusters_pool_stack_name_is_refused() {
+    let found = problems(&MINIMAL.replace("clusterName: demo", "clusterName: prod-pool-x"));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.field == "clusterName" && p.message.contains("must not contain \"-pool-\"")),
+        "{found:?}"
+    );
+    assert!(parse(&MINIMAL.replace("clusterName: demo", "clusterName: prod-pools")).is_ok());
+}

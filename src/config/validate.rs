@@ -323,6 +323,12 @@ fn settings_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], Stri
             "must start with a letter and contain only letters, digits and '-' (at most 64 characters), because it names the CloudFormation stack".into(),
         );
     }
+    if c.cluster_name.contains("-pool-") {
+        problem(
+            &[key("clusterName")],
+            "must not contain \"-pool-\": the stacks of a cluster's pools are named <clusterName>-pool-<pool>, so another cluster's stacks could be taken for this one's (and its controllers may signal them)".into(),
+        );
+    }
     stack_tag_problems(c, problem);
     for (field, value) in [
         ("controllerInstanceType", &c.controller_instance_type),

@@ -11,9 +11,10 @@ use super::EngineError;
 use super::backend::Backend;
 
 /// How far back the newest state-writing entry is looked for. Only applies, `state push`
-/// and `state unlock` write entries, and only a failed apply writes none of the state, so a
-/// real log has its writer among its newest few; the bound keeps a planted high sequence
-/// number from turning every plan into a scan.
+/// and `state unlock` write entries, and only an apply that failed before its state write
+/// records no serial (an apply closing an earlier run that died after its write records that
+/// run's), so a real log has its writer among its newest few; the bound keeps a planted high
+/// sequence number from turning every plan into a scan.
 const ENTRIES_SEARCHED: u64 = 1000;
 
 /// What the log holds about the state: the newest entry that wrote one, and the entries after

@@ -637,6 +637,17 @@ async fn locked(
         }
     };
     for pool in changed_pools {
+        // Starting one may take a while (it may make a change set): asked again before each.
+        if interrupt.fired() {
+            failure.get_or_insert((
+                AuditResult::Interrupted,
+                format!(
+                    "interrupted before pool stack {} was started; the pool stacks started before it continue in CloudFormation (`kube-aws status` follows them); plan again once they are done: it shows what is left",
+                    pool.stack.name
+                ),
+            ));
+            break;
+        }
         lease.keep_alive().await;
         match start_pool_stack(
             config,
@@ -792,7 +803,7 @@ async fn close_unclosed_run(
                 duration_ms: None,
                 summary: run.as_ref().and_then(|r| r.summary),
                 message: Some(format!(
-                    "the apply of entry {started} wrote state serial {} and ended without its closing entry (it was killed, or writing the entry failed); its state is what its reviewed plan writes. Closed by the next apply",
+                    "the apply of entry {started} wrote state serial {} and has no closing entry (it was killed, writing the entry failed, or the entry was deleted); that state is what its reviewed plan writes. Closed by the next apply",
                     state.state.serial
                 )),
                 provenance: Some(provenance.clone()),

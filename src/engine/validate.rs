@@ -348,6 +348,7 @@ async fn online(
 async fn places_and_keys(dir: &Path, config: &ClusterConfig, context: &AwsContext) -> Vec<Finding> {
     use crate::state::s3::{BucketVersioning, S3Objects};
     let mut out = Vec::new();
+    let mut out_warnings = Vec::new();
     let mut found = |key: &str, message: String| {
         out.push(Finding::error(
             CLUSTER_FILE,
@@ -393,6 +394,13 @@ async fn places_and_keys(dir: &Path, config: &ClusterConfig, context: &AwsContex
                 ),
             ),
             Ok(_) => {}
+            // Plan needs only to put and get objects there: a role without
+            // s3:GetBucketVersioning cannot be told from a missing bucket, nor is it wrong.
+            Err(e) if e.code.as_deref() == Some("AccessDenied") => out_warnings.push(Finding::warning(
+                CLUSTER_FILE,
+                setting_line(dir, "templateBucket"),
+                format!("templateBucket: not checked, this caller may not read the bucket's versioning ({e})"),
+            )),
             Err(e) => found("templateBucket", format!("templateBucket: {e}")),
         }
     }
@@ -407,20 +415,23 @@ async fn places_and_keys(dir: &Path, config: &ClusterConfig, context: &AwsContex
     }
     match context.network().availability_zones().await {
         Ok(zones) => {
-            let named: BTreeSet<String> = config
+            let named = config
                 .effective_subnets()
                 .into_iter()
-                .map(|s| s.availability_zone)
-                .collect();
-            for zone in named.iter().filter(|z| !zones.contains(z)) {
-                let key = match config.subnets.is_empty() {
-                    true => "availabilityZone",
-                    false => "subnets",
-                };
+                .map(|s| (s.availability_zone, config.subnets.is_empty()))
+                .map(|(zone, top)| (zone, if top { "availabilityZone" } else { "subnets" }))
+                .chain(
+                    config
+                        .private_subnets
+                        .iter()
+                        .map(|s| (s.availability_zone.clone(), "privateSubnets")),
+                )
+                .collect::<BTreeSet<_>>();
+            for (zone, key) in named.iter().filter(|(z, _)| !zones.contains(z)) {
                 found(
                     key,
                     format!(
-                        "availabilityZone: {zone} is not a zone of {} (it has {})",
+                        "{key}: availability zone {zone} is not a zone of {} (it has {})",
                         config.region,
                         zones.join(", ")
                     ),
@@ -429,6 +440,7 @@ async fn places_and_keys(dir: &Path, config: &ClusterConfig, context: &AwsContex
         }
         Err(e) => found("availabilityZone", format!("availabilityZone: {e}")),
     }
+    out.extend(out_warnings);
     out
 }
 

@@ -919,46 +919,62 @@ fn node_ready_signaller_signals_each_new_worker_once_and_never_an_old_or_foreign
     };
     let pool = |stack: &str| (stack.to_string(), "AutoScaleWorkers".to_string());
     let ours = pool(&stack);
-    // id, launched seconds ago, (stack, group) tags, the Node's Ready status and taints.
+    // id, launched seconds ago, (stack, group) tags, and what its own Node (named by the
+    // instance's private DNS name) shows through the signaller's template: its provider id,
+    // then READY and UNINITIALIZED as they apply; None for no Node.
+    let own = |id: &str, words: &str| Some(format!("aws:///us-west-2a/{id}{words}"));
     let instances = [
-        ("i-ready", 30, ours.clone(), Some(("True", ""))),
-        ("i-young", 30, ours.clone(), Some(("False", ""))),
+        ("i-ready", 30, ours.clone(), own("i-ready", " READY")),
+        ("i-young", 30, ours.clone(), own("i-young", "")),
         (
             "i-tainted",
             30,
             ours.clone(),
-            Some(("True", "node.cloudprovider.kubernetes.io/uninitialized")),
+            own("i-tainted", " READY UNINITIALIZED"),
         ),
+        // A Node of its name that claims another instance's provider id: not its own.
+        ("i-claimed", 30, ours.clone(), own("i-ready", " READY")),
         ("i-late", 130, ours.clone(), None),
-        ("i-old", 1000, ours.clone(), Some(("True", ""))),
-        ("i-foreign", 30, pool("someone-else"), Some(("True", ""))),
+        ("i-old", 1000, ours.clone(), own("i-old", " READY")),
+        (
+            "i-foreign",
+            30,
+            pool("someone-else"),
+            own("i-foreign", " READY"),
+        ),
         (
             "i-pool",
             30,
             pool(&format!("{stack}-pool-spot")),
-            Some(("True", "")),
+            own("i-pool", " READY"),
         ),
-        ("i-finished", 30, ours.clone(), Some(("True", ""))),
+        ("i-finished", 30, ours.clone(), own("i-finished", " READY")),
     ];
     let table: String = instances
         .iter()
         .map(|(id, age, (stack, group), _)| {
-            format!("{id}\tus-west-2a\t{}\t{stack}\t{group}\n", ago(*age))
-        })
-        .collect();
-    let nodes: String = instances
-        .iter()
-        .filter_map(|(id, _, _, node)| {
-            node.map(|(ready, taints)| format!("aws:///us-west-2a/{id}|{ready}|{taints}\n"))
+            format!(
+                "{id}\tus-west-2a\t{}\tip-{id}.ec2.internal\t{stack}\t{group}\n",
+                ago(*age)
+            )
         })
         .collect();
     std::fs::write(dir.join("instances"), table).unwrap();
-    std::fs::write(dir.join("nodes"), nodes).unwrap();
+    std::fs::create_dir(dir.join("nodes")).unwrap();
+    for (id, _, _, node) in &instances {
+        if let Some(shown) = node {
+            std::fs::write(dir.join(format!("nodes/ip-{id}.ec2.internal")), shown).unwrap();
+        }
+    }
     let d = dir.display();
+    // `kubectl … get node NAME -o go-template=…`: what that Node shows, or NotFound.
     executable(
         dir,
         "kubectl",
-        format!("#!/bin/bash\ncat {d}/nodes\n").as_bytes(),
+        format!(
+            "#!/bin/bash\nwhile [ \"$1\" != node ]; do shift; done\ncat {d}/nodes/\"$2\" 2>/dev/null || {{ echo \"Error from server (NotFound): nodes \\\"$2\\\" not found\" >&2; exit 1; }}\n"
+        )
+        .as_bytes(),
     );
     // EC2 lists the table; CloudFormation takes each signal, but says nothing waits on
     // i-finished (a group already complete).

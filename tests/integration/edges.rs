@@ -251,6 +251,49 @@ fn interrupted_and_unlocked(c: &Cluster) {
     c.expect(0, &["history", "--verify"]);
 }
 
+/// Ctrl-C while the first of two changed pool stacks starts: the second is never started
+/// (starting one may take a while, so apply asks before each).
+#[test]
+fn ctrl_c_while_a_pool_stack_starts_leaves_the_next_one_unstarted() {
+    let c = Cluster::new("poolint", false, None);
+    c.set("stackPerPool", "true");
+    let pools = |instance_type: &str| {
+        format!(
+            "[{{name: gpu, count: 1, instanceType: {instance_type}}}, {{name: batch, count: 1, instanceType: {instance_type}}}]"
+        )
+    };
+    c.set("nodePools", &pools("m5.large"));
+    c.plan_and_apply();
+    c.set("nodePools", &pools("m6i.large"));
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let pid = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let executed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (p, e) = (pid.clone(), executed.clone());
+    c.proxy.intercept(Arc::new(move |req| {
+        if req.service == "cloudformation" && req.operation == "ExecuteChangeSet" {
+            let mut executed = e.lock().unwrap();
+            executed.push(req.body.to_string());
+            if executed.len() == 1 {
+                kill("-INT", p.load(Ordering::SeqCst));
+                // Delivered while the first pool stack starts.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        None
+    }));
+    let message = apply_failing_with_pid_in(&c, &pid);
+    assert!(
+        message.contains("interrupted before pool stack")
+            && message.contains("-pool-gpu was started"),
+        "{message}"
+    );
+    let executed = executed.lock().unwrap().clone();
+    assert_eq!(executed.len(), 1, "{executed:#?}");
+    assert!(executed[0].contains("pool-batch"), "{executed:#?}");
+    c.proxy.intercept(Arc::new(|_| None));
+    interrupted_and_unlocked(&c);
+}
+
 fn local_serial(c: &Cluster) -> u64 {
     let state: Value =
         serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();

@@ -54,14 +54,22 @@ pub struct Lab {
 
 static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Held by whatever binds instance files onto host paths (`/etc/kubernetes` …) and creates or
+/// removes those mount points: a lab, or one run of a rendered script in a mount namespace.
+/// Removing a mount point another test has bound in its own namespace leaves that binding
+/// unreachable by path (CI met it: fetch-addons' files vanished when a lab ended).
+pub fn host_mount_points() -> std::sync::MutexGuard<'static, ()> {
+    ONE_LAB
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Where an etcd member's files are bound (see [`Lab::member_command`]).
 const MEMBER_MOUNTS: [&str; 3] = ["/etc/kubernetes/ssl", "/etc/etcd", "/var/lib/etcd"];
 
 impl Lab {
     pub fn new(moto: &Moto, hosts: &[(String, String)]) -> Lab {
-        let guard = ONE_LAB
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = host_mount_points();
         let netns = format!("kaws-lab-{}", std::process::id());
         let moto_port: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
         let mut lab = Lab {

@@ -1042,6 +1042,7 @@ fn shaped_pools_plan_and_apply_on_moto_and_a_second_plan_is_empty() {
 /// Runs the rendered `fetch-addons` of the controller laid out at `root`, with `/etc/kubernetes`
 /// bound to the one under `root` in a private mount namespace, and the AWS CLI pointed at moto.
 fn fetch_addons(root: &Path) -> Output {
+    let _mount_points = crate::lab::host_mount_points();
     let host_dir = Path::new("/etc/kubernetes");
     let made = !host_dir.exists();
     std::fs::create_dir_all(host_dir).expect("create the /etc/kubernetes mount point");

@@ -260,7 +260,7 @@ fn against_moto_the_buckets_the_signing_key_and_the_zones_are_checked_before_any
     found_at(
         &found,
         "availabilityZone",
-        "availabilityZone: us-west-2q is not a zone of us-west-2 (it has us-west-2a",
+        "availabilityZone: availability zone us-west-2q is not a zone of us-west-2 (it has us-west-2a",
     );
     println!("{}", found.join("\n"));
 
