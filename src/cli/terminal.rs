@@ -14,7 +14,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime can be built")
 }
 
-/// Catches Ctrl-C and SIGTERM from now until the process ends, so neither kills apply between
+/// Catches Ctrl-C, SIGTERM and SIGHUP from now until the process ends, so neither kills apply between
 /// two steps: the first fires the returned interrupt, each later one is answered, not obeyed
 /// (the stack goes on in CloudFormation either way; the lock must still be released). Call
 /// inside the runtime, before the lock is taken.
@@ -42,15 +42,18 @@ pub fn catch_interrupts() -> Result<Interrupt, EngineError> {
                 source,
             })
         };
-        let (mut int, mut term) = (
+        // SIGHUP too: a closed terminal or a dropped SSH session must not kill apply mid-run.
+        let (mut int, mut term, mut hangup) = (
             listen(SignalKind::interrupt())?,
             listen(SignalKind::terminate())?,
+            listen(SignalKind::hangup())?,
         );
         tokio::spawn(async move {
             for count in 1.. {
                 tokio::select! {
                     _ = int.recv() => {}
                     _ = term.recv() => {}
+                    _ = hangup.recv() => {}
                 }
                 announce(count);
             }

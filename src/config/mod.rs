@@ -159,6 +159,12 @@ pub struct ClusterConfig {
     pub tls_cert_duration_days: u32,
     #[serde(default)]
     pub stack_tags: BTreeMap<String, String>,
+    /// Tag keys a Service may give its load balancer through the cloud controller's
+    /// `service.beta.kubernetes.io/aws-load-balancer-additional-resource-tags` annotation,
+    /// beyond the cluster's own: the controller role may create load balancers tagged with
+    /// these keys only.
+    #[serde(default)]
+    pub load_balancer_tag_keys: Vec<String>,
     #[serde(default)]
     pub state: StateConfig,
     /// S3 bucket (in `region`) for what the stack reads from S3: the add-on manifests the

@@ -718,6 +718,33 @@ fn stack_tags_ec2_or_cloudformation_would_refuse_are_refused_at_their_line() {
 }
 
 #[test]
+fn load_balancer_tag_keys_that_would_claim_a_cluster_are_refused_at_their_line() {
+    for (key, words) in [
+        ("kubernetes.io/cluster/other", "is reserved"),
+        ("KubernetesCluster", "is reserved"),
+        ("k8s.io/cluster-autoscaler/enabled", "is reserved"),
+        ("Kube-AWS:pool", "is reserved"),
+        ("ebs.csi.aws.com/cluster-name", "is reserved"),
+        ("aws:x", "is reserved"),
+        ("''", "1 to 128 characters"),
+    ] {
+        let found = problems(&format!(
+            "{MINIMAL}loadBalancerTagKeys:\n  - team\n  - {key}\n"
+        ));
+        assert!(
+            found.iter().any(|p| p.field == "loadBalancerTagKeys[1]"
+                && p.message.contains(words)
+                && p.line == Some(10)),
+            "{key}: {found:?}"
+        );
+    }
+    parse(&format!(
+        "{MINIMAL}loadBalancerTagKeys: [team, cost-center]\n"
+    ))
+    .unwrap();
+}
+
+#[test]
 fn values_that_would_reach_a_unit_or_aws_unchecked_are_refused_at_their_line() {
     for (setting, field, words) in [
         // Labels and taints land on the kubelet's command line: Kubernetes' syntax only.

@@ -192,6 +192,38 @@ fn is_spot_price(price: &str) -> bool {
 /// labels and taints, checked with the pool).
 const OWN_TAGS_PER_RESOURCE: usize = 8;
 
+/// Keys a Service may not add to its load balancer: tags that say which cluster owns a
+/// resource, or that another policy of the cluster trusts.
+const RESERVED_TAG_PREFIXES: [&str; 5] = [
+    "aws:",
+    "kubernetes.io/",
+    "k8s.io/",
+    "kube-aws:",
+    "ebs.csi.aws.com/",
+];
+
+/// loadBalancerTagKeys the controller role would be allowed to tag with: each is granted as it
+/// is written, so a reserved key would let a load balancer claim another cluster.
+fn load_balancer_tag_key_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)) {
+    for (i, k) in c.load_balancer_tag_keys.iter().enumerate() {
+        let at = [key("loadBalancerTagKeys"), Segment::Index(i)];
+        let lower = k.to_ascii_lowercase();
+        if k.is_empty() || k.chars().count() > 128 {
+            problem(&at, "a tag key has 1 to 128 characters".into());
+        } else if k == "KubernetesCluster"
+            || RESERVED_TAG_PREFIXES.iter().any(|p| lower.starts_with(p))
+        {
+            problem(
+                &at,
+                format!(
+                    "\"{k}\" is reserved: keys starting with {} and KubernetesCluster say which cluster owns a resource; the cloud controller sets its own",
+                    RESERVED_TAG_PREFIXES.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 /// stackTags that CloudFormation, EC2 or the instances would refuse: CloudFormation copies
 /// them onto every resource and instance, and the etcd members expose their tags in instance
 /// metadata (InstanceMetadataTags), where EC2 refuses to launch an instance with a key it
@@ -330,6 +362,7 @@ fn settings_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], Stri
         );
     }
     stack_tag_problems(c, problem);
+    load_balancer_tag_key_problems(c, problem);
     for (field, value) in [
         ("controllerInstanceType", &c.controller_instance_type),
         ("etcdInstanceType", &c.etcd_instance_type),

@@ -317,6 +317,14 @@ impl<'a> Lease<'a> {
         self.held.borrow().clone()
     }
 
+    /// How long a wait between two polls may last so the next poll still renews in time: the
+    /// backoff of a long wait would otherwise outgrow a short lease.
+    fn bound(&self, delay: StdDuration) -> StdDuration {
+        let third = StdDuration::from_secs_f64(self.length.as_seconds_f64() / 3.0);
+        let due = third.saturating_sub(self.renewed.get().elapsed());
+        delay.min(due.max(StdDuration::from_millis(100)))
+    }
+
     /// Renews the lease once a third of it has run. A renewal that fails for another reason
     /// than a lost lock is tried again at the next poll, while two thirds of the lease remain.
     async fn keep_alive(&self) {
@@ -1383,7 +1391,7 @@ async fn follow<C: StackService>(
         lease.keep_alive().await;
         tokio::select! {
             () = interrupt.wait() => return Ok(StackOutcome::Interrupted),
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(lease.bound(delay)) => {}
         }
         delay = (delay * 3 / 2).min(StdDuration::from_secs(10));
     }
@@ -1405,7 +1413,7 @@ async fn apply_records<D: DnsService>(
             });
         }
         lease.keep_alive().await;
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(lease.bound(delay)).await;
         delay = (delay * 3 / 2).min(StdDuration::from_secs(10));
     }
     Ok(())

@@ -764,6 +764,16 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             })
             .collect()
     };
+    // Where the cloud controller may place a Service's load balancer: the cluster's subnets.
+    let load_balancer_subnet_refs: Vec<minijinja::Value> = if c.private_subnets.is_empty() {
+        public_subnet_refs.clone()
+    } else {
+        public_subnet_refs
+            .iter()
+            .chain(&node_subnet_refs)
+            .cloned()
+            .collect()
+    };
     // Each pool in the node subnets it names (by zone or id), or in all of them.
     let node_subnets = c.node_subnets();
     let pool_subnet_refs: BTreeMap<&str, Vec<minijinja::Value>> = pools
@@ -878,6 +888,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         nodeSubnetRefs => node_subnet_refs,
         poolSubnetRefs => pool_subnet_refs.clone(),
         publicSubnetRefs => public_subnet_refs,
+        loadBalancerSubnetRefs => load_balancer_subnet_refs,
         apiLoadBalancer => api_load_balancer,
         addons => addons,
         artifacts => artifact_context,

@@ -55,6 +55,27 @@ fn stack(rendered: &Rendered) -> Value {
 }
 
 /// Every `Ref`, `Fn::GetAtt` and `DependsOn` target in `value`.
+/// Every statement a role of the stack carries: its inline policy's, then those of the stack's
+/// managed policies it names (an ARN from outside the stack adds none).
+fn role_statements(stack: &Value, role: &str) -> Vec<Value> {
+    let properties = &stack["Resources"][role]["Properties"];
+    let mut statements = properties["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for arn in properties["ManagedPolicyArns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(policy) = arn["Ref"].as_str() {
+            let document = &stack["Resources"][policy]["Properties"]["PolicyDocument"];
+            statements.extend(document["Statement"].as_array().unwrap().iter().cloned());
+        }
+    }
+    statements
+}
+
 fn references(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
@@ -291,11 +312,7 @@ fn pools_take_their_zones_instance_mix_iam_and_autoscaling() {
     );
 
     // The controllers' role may resize only this cluster's autoscaled groups.
-    let controller_policy =
-        resources["IAMRoleController"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-            .as_array()
-            .unwrap()
-            .clone();
+    let controller_policy = role_statements(&stack, "IAMRoleController");
     let resize = controller_policy
         .iter()
         .find(|s| s["Sid"] == "ResizeOnlyThisClustersAutoscaledPools")
@@ -547,11 +564,8 @@ fn instance_roles_may_decrypt_only_with_the_cluster_key_and_context() {
     let rendered = render_with(&config(""), &Templates::built_in()).unwrap();
     let stack = stack(&rendered);
     for role in ["IAMRoleController", "IAMRoleWorker", "IAMRoleEtcd"] {
-        let statements =
-            &stack["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
+        let statements = role_statements(&stack, role);
         let decrypt: Vec<&Value> = statements
-            .as_array()
-            .unwrap()
             .iter()
             .filter(|s| s["Action"].to_string().contains("kms:"))
             .collect();
@@ -953,11 +967,18 @@ fn secure_defaults_no_ssh_imdsv2_encrypted_volumes_and_opt_ins_render_as_asked()
         r["VolumeEtcd0"]["Properties"]["KmsKeyId"],
         "arn:aws:kms:us-west-2:1:key/ebs"
     );
-    // Session Manager's agent actions inline, no managed policy (AmazonSSMManagedInstanceCore
-    // would add ssm:GetParameter(s) on every parameter of the account).
+    // Session Manager's agent actions inline, no AWS managed policy (AmazonSSMManagedInstanceCore
+    // would add ssm:GetParameter(s) on every parameter of the account); the controllers carry
+    // only the stack's own.
     for role in ["IAMRoleController", "IAMRoleWorker", "IAMRoleEtcd"] {
+        let managed = r[role]["Properties"]["ManagedPolicyArns"]
+            .as_array()
+            .cloned();
         assert!(
-            r[role]["Properties"].get("ManagedPolicyArns").is_none(),
+            managed
+                .unwrap_or_default()
+                .iter()
+                .all(|arn| arn["Ref"].is_string()),
             "{role}"
         );
         let statements = r[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
@@ -1077,11 +1098,7 @@ fn the_controller_role_writes_only_to_this_clusters_resources_and_reads_only_its
     let c = config("ebsKmsKeyArn: arn:aws:kms:us-west-2:1:key/ebs\n");
     let rendered = render_with(&c, &Templates::built_in()).unwrap();
     let stack = stack(&rendered);
-    let statements = stack["Resources"]["IAMRoleController"]["Properties"]["Policies"][0]
-        ["PolicyDocument"]["Statement"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let statements = role_statements(&stack, "IAMRoleController");
     let actions = |s: &Value| -> Vec<String> {
         match &s["Action"] {
             Value::String(a) => vec![a.clone()],
@@ -1184,17 +1201,25 @@ fn kubelets_leave_node_initialisation_to_the_cloud_controller_manager() {
     assert!(ccm.contains("hostNetwork: true"), "{ccm}");
     let stack = stack(&rendered);
     let tags = |id: &str| stack["Resources"][id]["Properties"]["Tags"].to_string();
-    for id in ["SecurityGroupWorker", "SecurityGroupController", "Subnet0"] {
+    assert!(
+        tags("Subnet0").contains("\"Key\":\"kubernetes.io/cluster/demo\",\"Value\":\"owned\""),
+        "{}",
+        tags("Subnet0")
+    );
+    // The workers' group carries the cluster tag the cloud controller finds a target's group
+    // by, but shared: its role may delete only groups it created (owned).
+    assert!(
+        tags("SecurityGroupWorker")
+            .contains("\"Key\":\"kubernetes.io/cluster/demo\",\"Value\":\"shared\""),
+        "{}",
+        tags("SecurityGroupWorker")
+    );
+    for id in ["SecurityGroupEtcd", "SecurityGroupController"] {
         assert!(
-            tags(id).contains("\"Key\":\"kubernetes.io/cluster/demo\",\"Value\":\"owned\""),
-            "{id}: {}",
-            tags(id)
+            !tags(id).contains("kubernetes.io/cluster/"),
+            "{id}: etcd members are not nodes, controllers no load balancer's targets"
         );
     }
-    assert!(
-        !tags("SecurityGroupEtcd").contains("kubernetes.io/cluster/"),
-        "one tagged group per node: etcd members are not nodes"
-    );
     for id in ["AutoScaleWorkers", "AutoScaleGpu"] {
         assert!(
             tags(id).contains("\"Key\":\"ebs.csi.aws.com/cluster-name\""),

@@ -1862,7 +1862,13 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
                     t.iter()
                         .any(|t| t["key"] == "node.cloudprovider.kubernetes.io/uninitialized")
                 });
-                (!tainted).then_some(v)
+                // The cloud controller lifts the taint first and writes the addresses in a
+                // second update (cloud-provider's node controller, initializeNode then
+                // updateNodeAddress): a node may be seen between the two.
+                let addressed = v["status"]["addresses"]
+                    .to_string()
+                    .contains(&instance.private_ip);
+                (!tainted && addressed).then_some(v)
             },
         );
         let addresses = node_json["status"]["addresses"].to_string();

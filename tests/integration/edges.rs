@@ -187,8 +187,9 @@ fn ctrl_c_while_the_stack_updates_leaves_it_running_records_interrupted_and_rele
     assert_eq!(local_serial(&c), 1);
 }
 
-/// Ctrl-C, then SIGTERM while apply records the interruption in the S3 state bucket: the
-/// second is answered, not obeyed, and the run still closes its audit entry and its lock.
+/// Ctrl-C, then a hang-up (the terminal closed, SIGHUP) while apply records the interruption in
+/// the S3 state bucket: the second is answered, not obeyed, and the run still closes its audit
+/// entry and its lock. (SIGTERM as a first signal: the test after the next.)
 #[test]
 fn a_second_signal_while_apply_stops_is_answered_and_the_lock_is_still_released() {
     let c = Cluster::new("twice", true, None);
@@ -220,7 +221,7 @@ fn a_second_signal_while_apply_stops_is_answered_and_the_lock_is_still_released(
             }
             // Apply now writes its closing entry to the bucket and waits for the answer.
             ("s3", _) if first.load(Ordering::SeqCst) && !second.swap(true, Ordering::SeqCst) => {
-                kill("-TERM", pid);
+                kill("-HUP", pid);
                 std::thread::sleep(Duration::from_millis(300));
             }
             _ => {}
@@ -669,10 +670,11 @@ fn a_stack_update_longer_than_the_lease_keeps_the_lock_renewed_and_never_expired
     c.plan_and_apply();
     c.set("workerCount", "2");
     c.expect(0, &["plan", "-o", "plan.json"]);
-    // A 3-second lease over an 8-second update: without renewal it expires twice over.
+    // A 3-second lease over a 14-second update: without renewal it expires four times over,
+    // and polls backing off to several seconds apart would let it lapse between two of them.
     let child = apply_while_the_stack_is_busy(
         &c,
-        Duration::from_secs(8),
+        Duration::from_secs(14),
         &[("KUBE_AWS_LOCK_LEASE_SECONDS", "3")],
     );
     let mut leases = std::collections::BTreeSet::new();
@@ -697,7 +699,7 @@ fn a_stack_update_longer_than_the_lease_keeps_the_lock_renewed_and_never_expired
         String::from_utf8_lossy(&out.stderr)
     );
     println!(
-        "lease: 3 s lease over an 8 s update: {} distinct lease_expires values seen, {} expired",
+        "lease: 3 s lease over a 14 s update: {} distinct lease_expires values seen, {} expired",
         leases.len(),
         expired_seen.len()
     );

@@ -95,26 +95,54 @@ fn resolve(value: &Value, stack_id: &str) -> Value {
 fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
     let cluster = render_cluster(
         "roles",
-        &format!("{THREE_AND_THREE}ssmSessionManager: true\n"),
+        &format!(
+            "{THREE_AND_THREE}ssmSessionManager: true\nloadBalancerTagKeys: [team]\nclusterAutoscaler:\n  enabled: true\nebsKmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/11111111-2222-3333-4444-555555555555\n"
+        ),
     );
     let name = cluster.config.cluster_name.clone();
     let domain = cluster.config.etcd_domain();
     let stack_id = format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{name}/guid");
     let template: Value = serde_json::from_str(&cluster.rendered.stack_template).unwrap();
-    let role = |id: &str| -> Value {
+    // A role's permissions: its inline policy and the stack's managed policies it carries,
+    // resolved; each held to IAM's size quotas (white space is not counted), with every
+    // placeholder name counted as 40 characters, longer than the ids and ARNs it stands for.
+    let mut oversized = Vec::new();
+    let mut within_quota = |what: String, document: &Value, quota: usize| {
+        let text = serde_json::to_string(document).unwrap();
+        let size = text.len() + text.matches("physical-").count() * 40;
+        println!("{what:<45} {size:>6} of {quota} characters");
+        if size > quota {
+            oversized.push(format!("{what}: {size} > {quota}"));
+        }
+    };
+    let mut role = |id: &str| -> Value {
         let properties = &template["Resources"][id]["Properties"];
-        assert!(
-            properties.get("ManagedPolicyArns").is_none(),
-            "{id} has managed policies: {}",
-            properties["ManagedPolicyArns"]
-        );
-        resolve(&properties["Policies"][0]["PolicyDocument"], &stack_id)
+        let mut document = resolve(&properties["Policies"][0]["PolicyDocument"], &stack_id);
+        within_quota(format!("{id}'s inline policy"), &document, 10_240);
+        let managed = properties["ManagedPolicyArns"].as_array().cloned();
+        for arn in managed.unwrap_or_default() {
+            let policy = arn["Ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{id} carries a policy the stack does not hold: {arn}"));
+            let policy = resolve(
+                &template["Resources"][policy]["Properties"]["PolicyDocument"],
+                &stack_id,
+            );
+            within_quota(format!("{id}'s {arn}"), &policy, 6_144);
+            let statements = policy["Statement"].as_array().unwrap().clone();
+            document["Statement"]
+                .as_array_mut()
+                .unwrap()
+                .extend(statements);
+        }
+        document
     };
     let (etcd, worker, controller) = (
         role("IAMRoleEtcd"),
         role("IAMRoleWorker"),
         role("IAMRoleController"),
     );
+    assert!(oversized.is_empty(), "over IAM's quota: {oversized:?}");
 
     let volume = |i: usize| format!("arn:aws:ec2:{REGION}:{ACCOUNT}:volume/physical-VolumeEtcd{i}");
     let instance = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0123456789abcdef0");
@@ -231,6 +259,43 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
         format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack_name}-pool-spot/guid");
     let other_stack =
         format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{stack_name}x-pool-spot/guid");
+    // What the cloud controller asks for when a Service needs a load balancer (buildTags and
+    // ensureLoadBalancer in cloud-provider-aws), and the groups it opens node ports in.
+    let cluster_key = format!("kubernetes.io/cluster/{name}");
+    let load_balancer =
+        format!("arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/a0123456789abcdef");
+    let new_load_balancer = |subnets: &[&str], keys: &[&str]| {
+        let mut request = Request::new("elasticloadbalancing:CreateLoadBalancer", &load_balancer)
+            .with(&format!("aws:RequestTag/{cluster_key}"), "owned")
+            .with("aws:RequestTag/KubernetesCluster", &name);
+        for subnet in subnets {
+            request = request.with("elasticloadbalancing:Subnet", subnet);
+        }
+        for key in [
+            cluster_key.as_str(),
+            "KubernetesCluster",
+            "kubernetes.io/service-name",
+        ]
+        .iter()
+        .chain(keys)
+        {
+            request = request.with("aws:TagKeys", key);
+        }
+        request
+    };
+    let on_its_load_balancer = |action: &str| {
+        Request::new(action, &load_balancer)
+            .with(&format!("aws:ResourceTag/{cluster_key}"), "owned")
+    };
+    let group = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:security-group/sg-0123456789abcdef0");
+    let on_group = |action: &str, ownership: Option<&str>| {
+        let request = Request::new(action, &group).with("aws:ResourceTag/KubernetesCluster", &name);
+        match ownership {
+            Some(value) => request.with(&format!("aws:ResourceTag/{cluster_key}"), value),
+            None => request,
+        }
+    };
+    let (subnet_a, subnet_b) = ("physical-Subnet0", "physical-Subnet1");
     let member = format!("etcd-0.{domain}");
     let api = format!("api.{domain}");
     let table: Vec<(&str, &Value, Request, bool)> = vec![
@@ -418,6 +483,109 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
             "… but not another cluster's",
             &controller,
             signal(&other_stack),
+            false,
+        ),
+        (
+            "the cloud controller makes a load balancer in the cluster's subnets",
+            &controller,
+            new_load_balancer(&[subnet_a, subnet_b], &[]),
+            true,
+        ),
+        (
+            "… with a key loadBalancerTagKeys lists",
+            &controller,
+            new_load_balancer(&[subnet_a], &["team"]),
+            true,
+        ),
+        (
+            "… but not in another VPC's subnet",
+            &controller,
+            new_load_balancer(&[subnet_a, "subnet-0elsewhere"], &[]),
+            false,
+        ),
+        (
+            "… nor without naming a subnet",
+            &controller,
+            new_load_balancer(&[], &[]),
+            false,
+        ),
+        (
+            "… nor tagged as another cluster's too",
+            &controller,
+            new_load_balancer(&[subnet_a], &["kubernetes.io/cluster/other"]),
+            false,
+        ),
+        (
+            "… nor with an unlisted key",
+            &controller,
+            new_load_balancer(&[subnet_a], &["cost-center"]),
+            false,
+        ),
+        (
+            "… nor with the legacy tag naming another cluster",
+            &controller,
+            {
+                let mut request = new_load_balancer(&[subnet_a], &[]);
+                request.context.insert(
+                    "aws:RequestTag/KubernetesCluster".into(),
+                    vec!["other".into()],
+                );
+                request
+            },
+            false,
+        ),
+        (
+            "… nor tags its load balancer later as another cluster's",
+            &controller,
+            on_its_load_balancer("elasticloadbalancing:AddTags")
+                .with("aws:TagKeys", "kubernetes.io/cluster/other"),
+            false,
+        ),
+        (
+            "it moves its load balancer into a cluster subnet",
+            &controller,
+            on_its_load_balancer("elasticloadbalancing:AttachLoadBalancerToSubnets")
+                .with("elasticloadbalancing:Subnet", subnet_b),
+            true,
+        ),
+        (
+            "… but not into another VPC's",
+            &controller,
+            on_its_load_balancer("elasticloadbalancing:AttachLoadBalancerToSubnets")
+                .with("elasticloadbalancing:Subnet", "subnet-0elsewhere"),
+            false,
+        ),
+        (
+            "it opens node ports in the workers' group (shared)",
+            &controller,
+            on_group("ec2:AuthorizeSecurityGroupIngress", Some("shared")),
+            true,
+        ),
+        (
+            "… but not in the controllers' group (no cluster tag)",
+            &controller,
+            on_group("ec2:AuthorizeSecurityGroupIngress", None),
+            false,
+        ),
+        (
+            "it deletes a group it created (owned)",
+            &controller,
+            on_group("ec2:DeleteSecurityGroup", Some("owned")),
+            true,
+        ),
+        (
+            "… but not the workers' group",
+            &controller,
+            on_group("ec2:DeleteSecurityGroup", Some("shared")),
+            false,
+        ),
+        (
+            "… and creates none tagged as another cluster's too",
+            &controller,
+            Request::new("ec2:CreateSecurityGroup", &group)
+                .with(&format!("aws:RequestTag/{cluster_key}"), "owned")
+                .with("aws:TagKeys", &cluster_key)
+                .with("aws:TagKeys", "kubernetes.io/cluster/other"),
             false,
         ),
         (

@@ -439,6 +439,10 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
             None => r,
         }
     };
+    let our_policy = format!(
+        "arn:aws:iam::{ACCOUNT}:policy/{}-IAMPolicyCloudController-ABC",
+        c.name
+    );
     let service_table = [
         (
             "creates a cluster role under the boundary",
@@ -469,6 +473,29 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         (
             "never lifts the boundary",
             Request::new("iam:DeleteRolePermissionsBoundary", &ours),
+            false,
+        ),
+        (
+            "creates the cluster's managed policies (the cloud controller's)",
+            Request::new("iam:CreatePolicy", &our_policy),
+            true,
+        ),
+        (
+            "… and updates them",
+            Request::new("iam:CreatePolicyVersion", &our_policy),
+            true,
+        ),
+        (
+            "… but rewrites no other policy",
+            Request::new(
+                "iam:CreatePolicyVersion",
+                &format!("arn:aws:iam::{ACCOUNT}:policy/AdministratorsOnly"),
+            ),
+            false,
+        ),
+        (
+            "… nor the boundary, even under the cluster's prefix",
+            Request::new("iam:CreatePolicyVersion", &boundary),
             false,
         ),
         (
