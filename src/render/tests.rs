@@ -1721,3 +1721,103 @@ fn no_string_from_cluster_yaml_starts_a_line_of_its_own_in_anything_rendered() {
     // names end up only in the template's JSON).
     println!("accepted, kept out of scripts: {accepted:?}");
 }
+
+/// The example CloudFormation service role refuses to change what is not this cluster's by its
+/// `KubernetesCluster` tag. That holds only where every such resource the stacks create carries
+/// the tag from its first call (else CloudFormation's own follow-up calls on it would be
+/// refused), which AWS's resource schemas say per type (`data/tag-on-create.json`).
+#[test]
+fn the_service_roles_tag_guard_covers_only_types_tagged_as_created_and_each_is_tagged() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(root.join(path)).unwrap()).unwrap()
+    };
+    let policy = read("examples/iam/cloudformation-role-policy.json");
+    let schemas = read("data/tag-on-create.json");
+    let guarded_type = |arn: &str| -> &'static str {
+        let kind = arn.split(':').nth(5).unwrap();
+        match kind.split('/').next().unwrap() {
+            "volume" => "AWS::EC2::Volume",
+            "instance" => "AWS::EC2::Instance",
+            "security-group" => "AWS::EC2::SecurityGroup",
+            "vpc" => "AWS::EC2::VPC",
+            "subnet" => "AWS::EC2::Subnet",
+            "route-table" => "AWS::EC2::RouteTable",
+            "internet-gateway" => "AWS::EC2::InternetGateway",
+            "natgateway" => "AWS::EC2::NatGateway",
+            "elastic-ip" => "AWS::EC2::EIP",
+            "autoScalingGroup" => "AWS::AutoScaling::AutoScalingGroup",
+            "loadbalancer"
+                if kind.starts_with("loadbalancer/net/")
+                    || kind.starts_with("loadbalancer/app/") =>
+            {
+                "AWS::ElasticLoadBalancingV2::LoadBalancer"
+            }
+            _ => panic!("a guarded resource this test does not map to a type: {arn}"),
+        }
+    };
+    let mut guarded = BTreeSet::new();
+    for statement in policy["Statement"].as_array().unwrap() {
+        if statement["Condition"]["StringNotEquals"]["aws:ResourceTag/KubernetesCluster"]
+            != "CLUSTER_NAME"
+        {
+            continue;
+        }
+        assert_eq!(statement["Effect"], "Deny", "{statement}");
+        let resources = match &statement["Resource"] {
+            Value::String(one) => vec![one.clone()],
+            many => many
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect(),
+        };
+        guarded.extend(resources.iter().map(|arn| guarded_type(arn)));
+    }
+    assert!(guarded.len() >= 10, "{guarded:?}");
+    for kind in &guarded {
+        assert_eq!(
+            schemas["types"][kind]["tag_on_create"], true,
+            "{kind} is guarded by its tag, but CloudFormation does not tag it as it creates it"
+        );
+    }
+
+    let private = PRIVATE;
+    let (mut checked, mut untagged) = (BTreeMap::<String, usize>::new(), BTreeSet::new());
+    for extra in [
+        String::new(),
+        private.to_string(),
+        SHAPED_POOLS.to_string(),
+        format!("apiEndpointLoadBalancer: {{type: network}}\n{private}"),
+        "controllerCount: 2\nstackPerPool: true\nnodePools: [{name: gpu, count: 1}]\n".into(),
+    ] {
+        let rendered = render_with(&config(&extra), &Templates::built_in()).unwrap();
+        let templates = std::iter::once(rendered.stack_template.clone())
+            .chain(rendered.pool_stacks.values().map(|p| p.template.clone()));
+        for template in templates {
+            let template: Value = serde_json::from_str(&template).unwrap();
+            for (id, resource) in template["Resources"].as_object().unwrap() {
+                let kind = resource["Type"].as_str().unwrap();
+                if !guarded.contains(kind) {
+                    continue;
+                }
+                let tags = resource["Properties"]["Tags"].as_array();
+                let ours = tags
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t["Key"] == "KubernetesCluster" && t["Value"] == "demo");
+                if !ours {
+                    untagged.insert(format!("{id} ({kind})"));
+                }
+                *checked.entry(kind.to_string()).or_default() += 1;
+            }
+        }
+    }
+    println!("{checked:?}");
+    assert!(
+        untagged.is_empty(),
+        "without KubernetesCluster=demo: {untagged:?}"
+    );
+    assert!(checked.len() >= 9, "{checked:?}");
+}

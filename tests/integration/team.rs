@@ -443,6 +443,18 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         "arn:aws:iam::{ACCOUNT}:policy/{}-IAMPolicyCloudController-ABC",
         c.name
     );
+    // What a change set could ask of EC2 on resources outside the cluster: refused by their tag.
+    let elsewhere = |action: &str, resource: &str, cluster: Option<&str>| {
+        let request = Request::new(
+            action,
+            &format!("arn:aws:ec2:us-west-2:{ACCOUNT}:{resource}"),
+        )
+        .with("aws:RequestedRegion", "us-west-2");
+        match cluster {
+            Some(name) => request.with("aws:ResourceTag/KubernetesCluster", name),
+            None => request,
+        }
+    };
     let service_table = [
         (
             "creates a cluster role under the boundary",
@@ -473,6 +485,69 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         (
             "never lifts the boundary",
             Request::new("iam:DeleteRolePermissionsBoundary", &ours),
+            false,
+        ),
+        (
+            "attaches another workload's volume (no cluster tag)",
+            elsewhere("ec2:AttachVolume", "volume/vol-0other", None),
+            false,
+        ),
+        (
+            "… nor another cluster's",
+            elsewhere("ec2:AttachVolume", "volume/vol-0other", Some("other")),
+            false,
+        ),
+        (
+            "… but changes its own cluster's",
+            elsewhere("ec2:ModifyVolume", "volume/vol-0ours", Some(&c.name)),
+            true,
+        ),
+        (
+            "snapshots no other volume",
+            elsewhere("ec2:CreateSnapshot", "volume/vol-0other", None),
+            false,
+        ),
+        (
+            "rewrites no other instance's user data",
+            elsewhere("ec2:ModifyInstanceAttribute", "instance/i-0other", None),
+            false,
+        ),
+        (
+            "opens no other security group",
+            elsewhere("ec2:AuthorizeSecurityGroupIngress", "security-group/sg-0other", None),
+            false,
+        ),
+        (
+            "… but its own",
+            elsewhere("ec2:AuthorizeSecurityGroupIngress", "security-group/sg-0ours", Some(&c.name)),
+            true,
+        ),
+        (
+            "creates a group in a VPC brought by id (untagged)",
+            elsewhere("ec2:CreateSecurityGroup", "vpc/vpc-0brought", None),
+            true,
+        ),
+        (
+            "deletes no other VPC",
+            elsewhere("ec2:DeleteVpc", "vpc/vpc-0other", None),
+            false,
+        ),
+        (
+            "resizes no other Auto Scaling group",
+            Request::new(
+                "autoscaling:UpdateAutoScalingGroup",
+                &format!("arn:aws:autoscaling:us-west-2:{ACCOUNT}:autoScalingGroup:1:autoScalingGroupName/other"),
+            )
+            .with("aws:RequestedRegion", "us-west-2"),
+            false,
+        ),
+        (
+            "deletes no other network load balancer",
+            Request::new(
+                "elasticloadbalancing:DeleteLoadBalancer",
+                &format!("arn:aws:elasticloadbalancing:us-west-2:{ACCOUNT}:loadbalancer/net/other/1"),
+            )
+            .with("aws:RequestedRegion", "us-west-2"),
             false,
         ),
         (
