@@ -14,10 +14,22 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime can be built")
 }
 
-/// Catches Ctrl-C, SIGTERM and SIGHUP from now until the process ends, so neither kills apply between
-/// two steps: the first fires the returned interrupt, each later one is answered, not obeyed
-/// (the stack goes on in CloudFormation either way; the lock must still be released). Call
-/// inside the runtime, before the lock is taken.
+/// Whether this process ignores SIGHUP (started under nohup): tokio's handler would replace it.
+#[cfg(unix)]
+fn hangup_ignored() -> bool {
+    // SAFETY: with a null new action, sigaction only writes the current disposition into
+    // `current`, a plain C struct for which all-zero bytes are a valid value.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+/// Catches Ctrl-C, SIGTERM and SIGHUP (unless ignored) from now until the process ends, so
+/// none kills apply between two steps: the first fires the returned interrupt, each later one
+/// is answered, not obeyed (the stack goes on in CloudFormation either way; the lock must
+/// still be released). Call inside the runtime, before the lock is taken.
 pub fn catch_interrupts() -> Result<Interrupt, EngineError> {
     let (sender, interrupt) = Interrupt::channel();
     let announce = move |count: usize| {
@@ -43,17 +55,26 @@ pub fn catch_interrupts() -> Result<Interrupt, EngineError> {
             })
         };
         // SIGHUP too: a closed terminal or a dropped SSH session must not kill apply mid-run.
-        let (mut int, mut term, mut hangup) = (
+        // Under nohup it stays ignored: the user asked apply to outlive the terminal.
+        let (mut int, mut term) = (
             listen(SignalKind::interrupt())?,
             listen(SignalKind::terminate())?,
-            listen(SignalKind::hangup())?,
         );
+        let mut hangup = match hangup_ignored() {
+            true => None,
+            false => Some(listen(SignalKind::hangup())?),
+        };
         tokio::spawn(async move {
             for count in 1.. {
                 tokio::select! {
                     _ = int.recv() => {}
                     _ = term.recv() => {}
-                    _ = hangup.recv() => {}
+                    Some(_) = async {
+                        match hangup.as_mut() {
+                            Some(signal) => signal.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
                 }
                 announce(count);
             }

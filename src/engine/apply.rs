@@ -319,10 +319,14 @@ impl<'a> Lease<'a> {
 
     /// How long a wait between two polls may last so the next poll still renews in time: the
     /// backoff of a long wait would otherwise outgrow a short lease.
+    /// A lost lock needs no renewal, and a failing renewal is retried at most once a second.
     fn bound(&self, delay: StdDuration) -> StdDuration {
+        if self.lost.borrow().is_some() {
+            return delay;
+        }
         let third = StdDuration::from_secs_f64(self.length.as_seconds_f64() / 3.0);
         let due = third.saturating_sub(self.renewed.get().elapsed());
-        delay.min(due.max(StdDuration::from_millis(100)))
+        delay.min(due.max(StdDuration::from_secs(1)))
     }
 
     /// Renews the lease once a third of it has run. A renewal that fails for another reason

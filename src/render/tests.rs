@@ -1128,7 +1128,11 @@ fn the_controller_role_writes_only_to_this_clusters_resources_and_reads_only_its
     let mut writes = 0;
     for s in &statements {
         let all: Vec<String> = actions(s);
-        if all.iter().all(|a| read_only(a)) || s["Sid"] == "SignalItsOwnAndEachNewWorkersHealth" {
+        // A Deny only takes away: what it names needs no scope of its own.
+        if all.iter().all(|a| read_only(a))
+            || s["Sid"] == "SignalItsOwnAndEachNewWorkersHealth"
+            || s["Effect"] == "Deny"
+        {
             continue;
         }
         writes += 1;
@@ -1195,6 +1199,14 @@ fn kubelets_leave_node_initialisation_to_the_cloud_controller_manager() {
             "{name}"
         );
     }
+    // Controllers register already excluded from load balancers: the cloud controller may not
+    // open their group, and would try in the window before a later label.
+    let controller = kubelet_command(&rendered.cloud_configs["cloud-config-controller"]);
+    assert!(
+        controller
+            .contains("--node-labels=node.kubernetes.io/exclude-from-external-load-balancers= "),
+        "{controller}"
+    );
     let ccm = &rendered.manifests["aws-cloud-controller-manager.yaml"];
     assert!(ccm.contains("KubernetesClusterID = demo"), "{ccm}");
     assert!(ccm.contains("- --configure-cloud-routes=false"), "{ccm}");
@@ -1820,4 +1832,33 @@ fn the_service_roles_tag_guard_covers_only_types_tagged_as_created_and_each_is_t
         "without KubernetesCluster=demo: {untagged:?}"
     );
     assert!(checked.len() >= 9, "{checked:?}");
+}
+
+/// In a VPC the stack creates, the cloud controller puts load balancers only in the cluster's
+/// subnets; in one brought by id it also picks subnets cluster.yaml does not name, so there the
+/// policy names none (which would refuse its own choices).
+#[test]
+fn load_balancer_subnets_are_limited_only_in_a_vpc_the_stack_creates() {
+    for (extra, limited) in [("", true), (SHAPED_POOLS, false)] {
+        let rendered = render_with(&config(extra), &Templates::built_in()).unwrap();
+        let stack = stack(&rendered);
+        let managed = stack["Resources"]["IAMRoleController"]["Properties"]["ManagedPolicyArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|arn| arn["Ref"].is_string())
+            .count();
+        assert!(managed >= 3, "{managed} of the stack's policies");
+        let statements = role_statements(&stack, "IAMRoleController");
+        let create = statements
+            .iter()
+            .find(|s| s["Sid"] == "CreateLoadBalancersTaggedForThisClusterInItsSubnets")
+            .unwrap();
+        let subnets =
+            &create["Condition"]["ForAllValues:StringEquals"]["elasticloadbalancing:Subnet"];
+        assert_eq!(subnets.is_array(), limited, "{extra}: {create}");
+        if limited {
+            assert_eq!(subnets[0]["Ref"], "Subnet0", "{create}");
+        }
+    }
 }

@@ -325,7 +325,8 @@ fn apply_failing_with_pid_in(c: &Cluster, pid: &std::sync::atomic::AtomicU32) ->
 }
 
 /// SIGTERM (a CI job cancelled) while apply checks the change set, before executing it: apply
-/// stops there, nothing in AWS changes, and the same plan applies afterwards.
+/// stops there, nothing in AWS changes, and the same plan applies afterwards, under nohup
+/// through a hang-up.
 #[test]
 fn sigterm_before_the_change_set_executes_changes_nothing_and_the_plan_still_applies() {
     let c = Cluster::new("sigterm", false, None);
@@ -358,7 +359,30 @@ fn sigterm_before_the_change_set_executes_changes_nothing_and_the_plan_still_app
     );
     c.proxy.intercept(Arc::new(|_| None));
     interrupted_and_unlocked(&c);
-    c.expect(0, &["apply", "plan.json"]);
+    // The same plan, applied under nohup: a hang-up while it follows the stack is ignored.
+    let pid = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (p, hung_up) = (pid.clone(), Arc::new(AtomicBool::new(false)));
+    let h = hung_up.clone();
+    c.proxy.intercept(Arc::new(move |req| {
+        let pid = p.load(Ordering::SeqCst);
+        if req.service == "cloudformation"
+            && req.operation == "DescribeStacks"
+            && pid != 0
+            && !h.swap(true, Ordering::SeqCst)
+        {
+            kill("-HUP", pid);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        None
+    }));
+    let child = c.spawn_apply_under_nohup();
+    pid.store(child.id(), Ordering::SeqCst);
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(hung_up.load(Ordering::SeqCst), "{said}");
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains("Interrupt received"), "{said}");
+    c.proxy.intercept(Arc::new(|_| None));
     assert_eq!(local_serial(&c), 2);
     c.expect(0, &["history", "--verify"]);
 }

@@ -264,20 +264,18 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
     let cluster_key = format!("kubernetes.io/cluster/{name}");
     let load_balancer =
         format!("arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:loadbalancer/a0123456789abcdef");
+    // kube-aws names the cluster by KubernetesClusterID, so the legacy KubernetesCluster tag
+    // is not among them (buildTags adds it only with KubernetesClusterTag).
     let new_load_balancer = |subnets: &[&str], keys: &[&str]| {
         let mut request = Request::new("elasticloadbalancing:CreateLoadBalancer", &load_balancer)
             .with(&format!("aws:RequestTag/{cluster_key}"), "owned")
-            .with("aws:RequestTag/KubernetesCluster", &name);
+            .with("elasticloadbalancing:SecurityGroup", "sg-0loadbalancer");
         for subnet in subnets {
             request = request.with("elasticloadbalancing:Subnet", subnet);
         }
-        for key in [
-            cluster_key.as_str(),
-            "KubernetesCluster",
-            "kubernetes.io/service-name",
-        ]
-        .iter()
-        .chain(keys)
+        for key in [cluster_key.as_str(), "kubernetes.io/service-name"]
+            .iter()
+            .chain(keys)
         {
             request = request.with("aws:TagKeys", key);
         }
@@ -288,6 +286,12 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
             .with(&format!("aws:ResourceTag/{cluster_key}"), "owned")
     };
     let group = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:security-group/sg-0123456789abcdef0");
+    let created_for_the_cluster = |action: &str, resource: &str| {
+        Request::new(action, resource)
+            .with(&format!("aws:RequestTag/{cluster_key}"), "owned")
+            .with("aws:TagKeys", &cluster_key)
+            .with("aws:TagKeys", "kubernetes.io/service-name")
+    };
     let on_group = |action: &str, ownership: Option<&str>| {
         let request = Request::new(action, &group).with("aws:ResourceTag/KubernetesCluster", &name);
         match ownership {
@@ -524,14 +528,70 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
         (
             "… nor with the legacy tag naming another cluster",
             &controller,
-            {
-                let mut request = new_load_balancer(&[subnet_a], &[]);
-                request.context.insert(
-                    "aws:RequestTag/KubernetesCluster".into(),
-                    vec!["other".into()],
-                );
-                request
-            },
+            new_load_balancer(&[subnet_a], &["KubernetesCluster"])
+                .with("aws:RequestTag/KubernetesCluster", "other"),
+            false,
+        ),
+        (
+            "… nor in the controllers' security group",
+            &controller,
+            new_load_balancer(&[subnet_a], &[]).with(
+                "elasticloadbalancing:SecurityGroup",
+                "physical-SecurityGroupController",
+            ),
+            false,
+        ),
+        (
+            "… nor puts one of its load balancers in the etcd members' group later",
+            &controller,
+            on_its_load_balancer("elasticloadbalancing:ApplySecurityGroupsToLoadBalancer").with(
+                "elasticloadbalancing:SecurityGroup",
+                "physical-SecurityGroupEtcd",
+            ),
+            false,
+        ),
+        (
+            "it makes target groups and listeners tagged for the cluster",
+            &controller,
+            created_for_the_cluster("elasticloadbalancing:CreateTargetGroup", &load_balancer),
+            true,
+        ),
+        (
+            "… and tags them as it makes them",
+            &controller,
+            Request::new("elasticloadbalancing:AddTags", &load_balancer)
+                .with("elasticloadbalancing:CreateAction", "CreateTargetGroup")
+                .with("aws:TagKeys", &cluster_key)
+                .with("aws:TagKeys", "kubernetes.io/service-name"),
+            true,
+        ),
+        (
+            "it makes a load balancer's security group tagged for the cluster",
+            &controller,
+            created_for_the_cluster("ec2:CreateSecurityGroup", &group),
+            true,
+        ),
+        (
+            "… and tags it as it makes it",
+            &controller,
+            Request::new("ec2:CreateTags", &group)
+                .with("ec2:CreateAction", "CreateSecurityGroup")
+                .with("aws:TagKeys", &cluster_key),
+            true,
+        ),
+        (
+            "the EBS CSI controller makes a volume tagged for the cluster",
+            &controller,
+            Request::new("ec2:CreateVolume", &volume(9))
+                .with("aws:RequestTag/ebs.csi.aws.com/cluster-name", &name),
+            true,
+        ),
+        (
+            "… but not one claiming another cluster's KubernetesCluster",
+            &controller,
+            Request::new("ec2:CreateVolume", &volume(9))
+                .with("aws:RequestTag/ebs.csi.aws.com/cluster-name", &name)
+                .with("aws:RequestTag/KubernetesCluster", "other"),
             false,
         ),
         (

@@ -377,6 +377,19 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
     // Resources and conditions bind the roles to this cluster: the same actions on another
     // cluster's stack, state or keys are refused.
     let others = [
+        // An import change set would adopt an existing resource, a CI policy say, into the
+        // stack the service role then rewrites.
+        Request::new(
+            "cloudformation:CreateChangeSet",
+            &format!(
+                "arn:aws:cloudformation:us-west-2:{ACCOUNT}:stack/{}/1",
+                c.name
+            ),
+        )
+        .with(
+            "cloudformation:ImportResourceTypes",
+            "AWS::IAM::ManagedPolicy",
+        ),
         Request::new(
             "cloudformation:ExecuteChangeSet",
             &format!("arn:aws:cloudformation:us-west-2:{ACCOUNT}:stack/someone-else/1"),
@@ -440,7 +453,7 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
         }
     };
     let our_policy = format!(
-        "arn:aws:iam::{ACCOUNT}:policy/{}-IAMPolicyCloudController-ABC",
+        "arn:aws:iam::{ACCOUNT}:policy/kube-aws/{}-IAMPolicyCloudController-ABC",
         c.name
     );
     // What a change set could ask of EC2 on resources outside the cluster: refused by their tag.
@@ -565,6 +578,14 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
             Request::new(
                 "iam:CreatePolicyVersion",
                 &format!("arn:aws:iam::{ACCOUNT}:policy/AdministratorsOnly"),
+            ),
+            false,
+        ),
+        (
+            "… not even one of the cluster's name outside kube-aws/ (a CI job's)",
+            Request::new(
+                "iam:CreatePolicyVersion",
+                &format!("arn:aws:iam::{ACCOUNT}:policy/{}-plan", c.name),
             ),
             false,
         ),

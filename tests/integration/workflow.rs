@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use kube_aws::planfile::{CertificateAction, RecordAction};
 use serde_json::Value;
@@ -53,14 +53,32 @@ impl Cluster {
 
     /// Starts `apply plan.json` (with `env`) through this cluster's proxy, its output piped.
     pub fn spawn_apply(&self, env: &[(&str, &str)]) -> std::process::Child {
-        kube_aws(moto(), self.dir.path())
+        self.apply_command(env).spawn().expect("kube-aws starts")
+    }
+
+    /// Apply as `nohup` starts it: SIGHUP ignored from the start.
+    pub fn spawn_apply_under_nohup(&self) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let mut command = self.apply_command(&[]);
+        // SAFETY: between fork and exec, only signal(2), which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        command.spawn().expect("kube-aws starts")
+    }
+
+    fn apply_command(&self, env: &[(&str, &str)]) -> Command {
+        let mut command = kube_aws(moto(), self.dir.path());
+        command
             .env("AWS_ENDPOINT_URL", &self.proxy.endpoint)
             .envs(env.iter().copied())
             .args(["apply", "plan.json"])
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kube-aws starts")
+            .stderr(std::process::Stdio::piped());
+        command
     }
 
     /// Runs kube-aws and insists on `code`.
