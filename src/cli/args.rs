@@ -143,7 +143,14 @@ pub enum StateCommand {
     },
 }
 
+/// A bucket is required: the state bucket (a team's), or a template bucket with local state.
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("bucket")
+        .required(true)
+        .multiple(true)
+        .args(["state_bucket", "template_bucket"])
+))]
 pub struct InitArgs {
     /// Unique cluster name; also the CloudFormation stack name.
     #[arg(long)]
@@ -172,7 +179,7 @@ pub struct InitArgs {
     pub state_key: Option<String>,
     /// S3 bucket (in the cluster's region) for the add-on manifests the controllers fetch and
     /// for large templates; needed with local state, defaults to the state bucket.
-    #[arg(long, required_unless_present = "state_bucket")]
+    #[arg(long)]
     pub template_bucket: Option<String>,
     /// Asymmetric KMS key (ECC_NIST_P256, SIGN_VERIFY) that signs every plan; apply refuses a
     /// plan it did not sign.
@@ -231,7 +238,12 @@ pub struct DestroyArgs {
     #[arg(long, requires = "output")]
     pub plan_only: bool,
     /// Where --plan-only writes the plan.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        requires = "plan_only"
+    )]
     pub output: Option<PathBuf>,
     /// Destroy without asking.
     #[arg(long)]
@@ -245,17 +257,26 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct KubeconfigArgs {
-    /// Where to write it.
+    /// Where to write it (a file of mode 0600; never stdout, since it holds the admin key).
     #[arg(
         short = 'o',
         long = "output",
         value_name = "FILE",
-        default_value = "kubeconfig"
+        default_value = "kubeconfig",
+        value_parser = kubeconfig_file
     )]
     pub output: PathBuf,
     /// Replace an existing file.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `-o -` means stdout elsewhere; here it would be a file named `-` holding a private key.
+fn kubeconfig_file(value: &str) -> Result<PathBuf, String> {
+    match value {
+        "-" => Err("the admin kubeconfig holds the admin's private key, which kube-aws never writes to stdout: name a file (written with mode 0600)".into()),
+        file => Ok(PathBuf::from(file)),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -319,3 +319,48 @@ fn devices_fifos_and_links_out_of_the_cluster_directory_are_refused_without_read
         }
     }
 }
+
+/// Flags that would do something other than what they say are usage errors (exit 1): `init`
+/// names both buckets it could use, `kubeconfig -o -` writes no file named `-` (and never the
+/// key to stdout), `destroy -o` asks for `--plan-only`.
+#[test]
+fn flags_that_would_mislead_are_usage_errors_naming_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = kube_aws(dir.path())
+        .args([
+            "init",
+            "--cluster-name",
+            "x",
+            "--external-dns-name",
+            "x.example.com",
+            "--region",
+            "us-west-2",
+            "--availability-zone",
+            "us-west-2a",
+            "--kms-key-arn",
+            "arn:aws:kms:us-west-2:1:key/x",
+            "--unsigned-plans",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&init.stderr);
+    assert_eq!(init.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("--state-bucket") && said.contains("--template-bucket"),
+        "{said}"
+    );
+    assert!(!dir.path().join("cluster.yaml").exists());
+
+    std::fs::write(dir.path().join("cluster.yaml"), MINIMAL).unwrap();
+    for (args, words) in [
+        (&["kubeconfig", "-o", "-"][..], "never writes to stdout"),
+        (&["destroy", "-o", "destroy.json"], "--plan-only"),
+    ] {
+        let out = kube_aws(dir.path()).args(args).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(said.contains(words), "{args:?}: {said}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert!(!dir.path().join("-").exists());
+}

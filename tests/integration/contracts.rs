@@ -533,6 +533,14 @@ fn a_single_controller_takes_a_new_ami_on_moto_and_the_api_record_follows_it() {
         )),
         "{text}"
     );
+    // The one etcd member rolls too (its launch template has the image): the plan says the
+    // API is down meanwhile, rather than only "at least 0 in service".
+    assert!(
+        text.contains(
+            "etcd's only member (etcd-0) is replaced: etcd, and with it the Kubernetes API, is down"
+        ),
+        "{text}"
+    );
     c.expect(0, &["apply", "plan.json"]);
     // moto updates the instance in place (it ignores that ImageId requires a replacement), so
     // what it shows is that the update applies and the record names the running controller;

@@ -183,6 +183,7 @@ fn policy_for(name: &str, c: &Cluster) -> Value {
                 .as_deref()
                 .unwrap_or("none"),
         )
+        .replace("CLUSTER_DOMAIN", &config.etcd_domain())
         .replace("CLUSTER_NAME", &c.name)
         .replace("REGION", "us-west-2")
         .replace("ACCOUNT", ACCOUNT);
@@ -468,6 +469,16 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
             None => request,
         }
     };
+    let record = |name: &str| {
+        Request::new(
+            "route53:ChangeResourceRecordSets",
+            "arn:aws:route53:::hostedzone/Z0OTHER",
+        )
+        .with(
+            "route53:ChangeResourceRecordSetsNormalizedRecordNames",
+            name,
+        )
+    };
     let service_table = [
         (
             "creates a cluster role under the boundary",
@@ -561,6 +572,21 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
                 &format!("arn:aws:elasticloadbalancing:us-west-2:{ACCOUNT}:loadbalancer/net/other/1"),
             )
             .with("aws:RequestedRegion", "us-west-2"),
+            false,
+        ),
+        (
+            "points a name under the cluster's private domain (the API record)",
+            record(&format!("api.{}", config.etcd_domain())),
+            true,
+        ),
+        (
+            "… but no other name (a company zone's)",
+            record("www.example.com"),
+            false,
+        ),
+        (
+            "routes no other route table",
+            elsewhere("ec2:CreateRoute", "route-table/rtb-0other", None),
             false,
         ),
         (

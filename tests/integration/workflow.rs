@@ -221,6 +221,15 @@ fn plan_from_nothing_creates_every_asset_the_stack_and_the_record() {
     );
     let changes = plan["stack"]["resource_changes"].as_array().unwrap();
     assert!(changes.len() > 20 && changes.iter().all(|c| c["action"] == "Add"));
+    // Making a CREATE change set leaves a stack in REVIEW_IN_PROGRESS: the plan says so.
+    assert!(
+        plan["notes"].to_string().contains(&format!(
+            "CloudFormation now holds stack {} in REVIEW_IN_PROGRESS",
+            c.name
+        )),
+        "{}",
+        plan["notes"]
+    );
     let record = &plan["records"][0];
     assert_eq!(record["action"], "UPSERT");
     assert_eq!(record["name"], format!("api.{}.example.com.", c.name));

@@ -28,7 +28,8 @@ pub fn run(context: &Context, args: ValidateArgs) -> Result<ExitCode, EngineErro
             "errors": errors,
             "warnings": warnings,
         }))?,
-        _ => print!(
+        Format::Markdown => print!("{}", views::findings::findings_markdown(&findings)),
+        Format::Text => print!(
             "{}",
             views::findings::findings_text(&findings, stdout_color())
         ),

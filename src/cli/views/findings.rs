@@ -1,4 +1,5 @@
-//! `validate`'s text view: findings grouped by file, coloured by severity.
+//! `validate`'s views: findings grouped by file, as coloured text or as Markdown for a pull
+//! request comment.
 
 use std::fmt::Write;
 
@@ -43,4 +44,61 @@ pub fn findings_text(findings: &[crate::validate::Finding], color: bool) -> Stri
         );
     }
     out
+}
+
+/// `validate --format markdown`: a summary and one table row per finding, for a pull request
+/// comment (a message's `|` and line breaks cannot break the table).
+pub fn findings_markdown(findings: &[crate::validate::Finding]) -> String {
+    use crate::validate::Severity;
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
+    let warnings = findings.len() - errors;
+    let mut out = String::from("### kube-aws validate\n\n");
+    if findings.is_empty() {
+        out.push_str("**Validation OK.**\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "**Validation: {errors} error(s), {warnings} warning(s).**\n"
+    );
+    out.push_str("| | File | Line | Finding |\n|---|---|---:|---|\n");
+    let cell = |text: &str| text.replace('|', "\\|").replace('\n', "<br>");
+    for f in findings {
+        let line = match (f.line, f.template_line) {
+            (Some(line), Some(t)) => format!("{line} (template {t})"),
+            (Some(line), None) => line.to_string(),
+            (None, _) => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {line} | {} |",
+            f.severity.as_str(),
+            cell(&f.file),
+            cell(&f.message)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::Finding;
+
+    #[test]
+    fn findings_markdown_snapshot() {
+        let findings = [
+            Finding::error(
+                "cluster.yaml",
+                Some(12),
+                "subnets[1].instanceCIDR: 10.0.0.0/24 overlaps subnets[0] | line two\nand a third",
+            ),
+            Finding::warning("UserDataWorker", None, "unrecognized key \"x\""),
+        ];
+        insta::assert_snapshot!(findings_markdown(&findings));
+        insta::assert_snapshot!("findings_markdown_ok", findings_markdown(&[]));
+    }
 }

@@ -162,12 +162,19 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
                 _ => &p.remove,
             };
             let mut line = format!("  {} {}", a.action.symbol(), a.path);
-            if a.action == Action::Update {
-                line.push_str(&format!(
+            // A certificate renewed for the same spec keeps its (spec) hash: say so, rather
+            // than show a change from a hash to itself.
+            match (a.action, a.old_sha256 == a.new_sha256) {
+                (Action::Update, true) => line.push_str(&format!(
+                    "  {}, spec unchanged: re-issued",
+                    short(&a.new_sha256)
+                )),
+                (Action::Update, false) => line.push_str(&format!(
                     "  {} → {}",
                     short(&a.old_sha256),
                     short(&a.new_sha256)
-                ));
+                )),
+                _ => {}
             }
             if let Some(reason) = &a.reason {
                 line.push_str(&format!("  ({reason})"));
@@ -432,6 +439,26 @@ mod tests {
     fn plan_json_snapshot() {
         let json = String::from_utf8(crate::planfile::encode(&rolling_plan())).unwrap();
         insta::assert_snapshot!(json);
+    }
+
+    #[test]
+    fn a_renewal_for_the_same_spec_says_re_issued_not_a_hash_to_itself() {
+        let mut plan = rolling_plan();
+        plan.assets.push(crate::planfile::AssetChange {
+            path: "tls/admin".into(),
+            kind: crate::assets::AssetKind::Tls,
+            action: Action::Update,
+            old_sha256: Some("1ad956f456ba0000".into()),
+            new_sha256: Some("1ad956f456ba0000".into()),
+            diff: None,
+            reason: Some("expires 2027-01-01, within the renewal window".into()),
+        });
+        let text = plan_text(&plan, false);
+        assert!(
+            text.contains("~ tls/admin  1ad956f456ba, spec unchanged: re-issued  (expires"),
+            "{text}"
+        );
+        assert!(!text.contains("1ad956f456ba → 1ad956f456ba"), "{text}");
     }
 
     #[test]

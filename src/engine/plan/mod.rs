@@ -65,6 +65,19 @@ impl Default for PlanOptions {
 pub type Progress<'a> = &'a mut dyn FnMut(&str);
 
 /// Makes a plan for the cluster in `dir`.
+/// A renewal window as long as the leaves' lifetime re-issues every leaf on every plan: fine
+/// once, to renew them all now, but never as a standing setting. (A window reaching the CA's
+/// expiry is refused where the CA would be issued.)
+fn renewal_window_note(config: &ClusterConfig, renew_before: Duration) -> Option<String> {
+    let lifetime = config.tls_cert_duration_days;
+    (renew_before >= Duration::days(lifetime.into())).then(|| {
+        format!(
+            "--renew-before {} is not shorter than tlsCertDurationDays ({lifetime}): every certificate but the CA is re-issued now, and would be on every plan with this window",
+            renew_before.whole_days()
+        )
+    })
+}
+
 pub async fn plan(
     dir: &Path,
     aws: &AwsOptions,
@@ -351,6 +364,13 @@ async fn plan_apply(
         &pool_stacks,
     );
     notes.extend(controller_replacement_note(config, &stack.change));
+    notes.extend(etcd_replacement_note(config, &stack.change));
+    notes.extend(
+        std::iter::once(&stack.change)
+            .chain(pool_stacks.iter().map(|p| &p.stack))
+            .filter_map(review_in_progress_note),
+    );
+    notes.extend(renewal_window_note(config, options.renew_before));
     let template = (stack.change.action != Action::NoOp).then_some(built.rendered.stack_template);
     Ok(Plan {
         offline: online.is_none(),
@@ -437,6 +457,53 @@ fn controller_replacement_note(config: &ClusterConfig, cluster: &StackChange) ->
         "the controller is {how}: CloudFormation starts the new one beside the old, which keeps serving the API until the new one signals that its own API is ready; then {} and the elastic IP (what externalDNSName points at) move to the new one, nodes follow within the record's 60-second TTL, and the old one is terminated. Running pods are not touched. With controllerCount 2 or more the controllers roll one at a time behind a load balancer instead",
         config.api_internal_dns_name()
     ))
+}
+
+/// A CREATE change set makes its stack exist, empty, in REVIEW_IN_PROGRESS until it is
+/// executed; `status` and `destroy` see it. The reviewer is told, and how to drop it.
+fn review_in_progress_note(change: &StackChange) -> Option<String> {
+    (change.action == crate::planfile::Action::Create && change.change_set_name.is_some()).then(
+        || {
+            format!(
+                "CloudFormation now holds stack {name} in REVIEW_IN_PROGRESS (empty, with this plan's change set) until apply executes it; an abandoned plan leaves it so, the next plan makes a new change set for it, and `aws cloudformation delete-stack --stack-name {name}` removes it",
+                name = change.name
+            )
+        },
+    )
+}
+
+/// Which etcd members this plan replaces (their groups roll or are replaced), and what that
+/// means for the cluster: each group holds one member and may drop to none while it rolls,
+/// which with one member is etcd, and so the API, down; with more, the groups roll one after
+/// another (each waits for its member's signal), so quorum holds.
+fn etcd_replacement_note(config: &ClusterConfig, cluster: &StackChange) -> Option<String> {
+    let members = config.etcd_members();
+    let replaced: Vec<&str> = members
+        .iter()
+        .filter(|m| {
+            cluster.resource_changes.iter().any(|c| {
+                c.logical_id == m.logical_id
+                    && c.action != crate::planfile::ResourceAction::Add
+                    && c.may_get_new_identity()
+            })
+        })
+        .map(|m| m.name.as_str())
+        .collect();
+    if replaced.is_empty() {
+        return None;
+    }
+    Some(match members.len() {
+        1 => format!(
+            "etcd's only member ({}) is replaced: etcd, and with it the Kubernetes API, is down until the new instance has attached the member's volume and started (at most etcdCreateTimeout, {}); running pods keep running. Three members (etcdCount: 3) roll without an outage",
+            replaced.join(", "),
+            config.etcd_create_timeout
+        ),
+        n => format!(
+            "etcd members {} are replaced one at a time (each waits for its member's health signal), so {} of {n} keep quorum throughout; each member's group shows 0 in service only for its own member",
+            replaced.join(", "),
+            n - 1
+        ),
+    })
 }
 
 /// What the reviewer of a move to `stackPerPool` is told. Step 1 creates every pool's stack
@@ -721,4 +788,66 @@ async fn plan_destroy(
         summary,
         ..unsealed(config, PlanKind::Destroy, binding, target, stack)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planfile::{ResourceAction, ResourceChange};
+
+    fn config(extra: &str) -> ClusterConfig {
+        let text = format!(
+            "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\ntemplateBucket: demo-artifacts\n{extra}"
+        );
+        ClusterConfig::parse(Path::new("cluster.yaml"), &text).unwrap()
+    }
+
+    fn rolling(logical_id: &str) -> ResourceChange {
+        ResourceChange {
+            action: ResourceAction::Modify,
+            logical_id: logical_id.into(),
+            resource_type: "AWS::AutoScaling::AutoScalingGroup".into(),
+            physical_id: None,
+            replacement: Some(crate::planfile::Replacement::True),
+            replacement_source: None,
+            scope: vec![],
+            details: vec![],
+            changed_properties: vec![],
+            rolling: None,
+        }
+    }
+
+    /// A replaced etcd member is said in words: the API is down with one member, quorum holds
+    /// with three; a change that replaces none says nothing.
+    #[test]
+    fn an_etcd_replacement_says_whether_the_api_goes_down() {
+        for (extra, words) in [
+            (
+                "",
+                "etcd's only member (etcd-0) is replaced: etcd, and with it the Kubernetes API, is down",
+            ),
+            (
+                "etcdCount: 3\n",
+                "etcd members etcd-0, etcd-1, etcd-2 are replaced one at a time (each waits for its member's health signal), so 2 of 3 keep quorum",
+            ),
+        ] {
+            let config = config(extra);
+            let members = config.etcd_members();
+            let change = StackChange {
+                resource_changes: members.iter().map(|m| rolling(&m.logical_id)).collect(),
+                ..StackChange::without_change_set(
+                    "demo".into(),
+                    crate::planfile::Action::Update,
+                    None,
+                )
+            };
+            let note = etcd_replacement_note(&config, &change).unwrap();
+            assert!(note.starts_with(words), "{note}");
+            let untouched = StackChange {
+                resource_changes: vec![rolling("AutoScaleWorkers")],
+                ..change
+            };
+            assert_eq!(etcd_replacement_note(&config, &untouched), None);
+        }
+    }
 }
