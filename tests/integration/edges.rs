@@ -421,7 +421,7 @@ fn certificates_near_expiry_are_reissued_and_every_not_after_is_in_the_plan() {
     // Fine once, to renew every leaf now; the plan says it would be so on every plan.
     assert!(
         renew["notes"].to_string().contains(
-            "--renew-before 400 is not shorter than tlsCertDurationDays (365): every certificate but the CA is re-issued now"
+            "the renewal window (--renew-before, 400 days) is not shorter than tlsCertDurationDays (365): every leaf certificate is due now"
         ),
         "{}",
         renew["notes"]

@@ -585,6 +585,16 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
             false,
         ),
         (
+            "reroutes no other subnet",
+            elsewhere("ec2:AssociateRouteTable", "subnet/subnet-0other", None),
+            false,
+        ),
+        (
+            "… but puts its own subnets in a route table brought by id",
+            elsewhere("ec2:AssociateRouteTable", "route-table/rtb-0brought", None),
+            true,
+        ),
+        (
             "routes no other route table",
             elsewhere("ec2:CreateRoute", "route-table/rtb-0other", None),
             false,

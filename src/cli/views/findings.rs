@@ -65,7 +65,6 @@ pub fn findings_markdown(findings: &[crate::validate::Finding]) -> String {
         "**Validation: {errors} error(s), {warnings} warning(s).**\n"
     );
     out.push_str("| | File | Line | Finding |\n|---|---|---:|---|\n");
-    let cell = |text: &str| text.replace('|', "\\|").replace('\n', "<br>");
     for f in findings {
         let line = match (f.line, f.template_line) {
             (Some(line), Some(t)) => format!("{line} (template {t})"),
@@ -74,11 +73,33 @@ pub fn findings_markdown(findings: &[crate::validate::Finding]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | `{}` | {line} | {} |",
+            "| {} | <code>{}</code> | {line} | {} |",
             f.severity.as_str(),
-            cell(&f.file),
-            cell(&f.message)
+            markdown_cell(&f.file),
+            markdown_cell(&f.message)
         );
+    }
+    out
+}
+
+/// `text` as the inside of a Markdown table cell, read literally: a message quotes what a pull
+/// request wrote (a YAML key, a value), which must not hide rows (`<!--`), link, mention,
+/// format or break the table. Control characters are shown escaped, line breaks become `<br>`.
+fn markdown_cell(text: &str) -> String {
+    let text = super::printable(&text.replace("\r\n", "\n"));
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\n' => out.push_str("<br>"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '@' | '!' | '|' | '~' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            other => out.push(other),
+        }
     }
     out
 }
@@ -97,6 +118,11 @@ mod tests {
                 "subnets[1].instanceCIDR: 10.0.0.0/24 overlaps subnets[0] | line two\nand a third",
             ),
             Finding::warning("UserDataWorker", None, "unrecognized key \"x\""),
+            Finding::error(
+                "user`data",
+                Some(3),
+                "unrecognized key \"<!--\": see [here](https://x) @team **now**\rmore",
+            ),
         ];
         insta::assert_snapshot!(findings_markdown(&findings));
         insta::assert_snapshot!("findings_markdown_ok", findings_markdown(&[]));

@@ -64,20 +64,20 @@ impl Default for PlanOptions {
 /// Reports what planning is doing, for a progress display.
 pub type Progress<'a> = &'a mut dyn FnMut(&str);
 
-/// Makes a plan for the cluster in `dir`.
-/// A renewal window as long as the leaves' lifetime re-issues every leaf on every plan: fine
+/// A renewal window as long as the leaves' lifetime makes every leaf due on every plan: fine
 /// once, to renew them all now, but never as a standing setting. (A window reaching the CA's
 /// expiry is refused where the CA would be issued.)
 fn renewal_window_note(config: &ClusterConfig, renew_before: Duration) -> Option<String> {
     let lifetime = config.tls_cert_duration_days;
     (renew_before >= Duration::days(lifetime.into())).then(|| {
         format!(
-            "--renew-before {} is not shorter than tlsCertDurationDays ({lifetime}): every certificate but the CA is re-issued now, and would be on every plan with this window",
+            "the renewal window (--renew-before, {} days) is not shorter than tlsCertDurationDays ({lifetime}): every leaf certificate is due now, and would be on every plan with this window",
             renew_before.whole_days()
         )
     })
 }
 
+/// Makes a plan for the cluster in `dir`.
 pub async fn plan(
     dir: &Path,
     aws: &AwsOptions,
@@ -368,7 +368,7 @@ async fn plan_apply(
     notes.extend(
         std::iter::once(&stack.change)
             .chain(pool_stacks.iter().map(|p| &p.stack))
-            .filter_map(review_in_progress_note),
+            .filter_map(|change| review_in_progress_note(change, options.preview)),
     );
     notes.extend(renewal_window_note(config, options.renew_before));
     let template = (stack.change.action != Action::NoOp).then_some(built.rendered.stack_template);
@@ -461,11 +461,15 @@ fn controller_replacement_note(config: &ClusterConfig, cluster: &StackChange) ->
 
 /// A CREATE change set makes its stack exist, empty, in REVIEW_IN_PROGRESS until it is
 /// executed; `status` and `destroy` see it. The reviewer is told, and how to drop it.
-fn review_in_progress_note(change: &StackChange) -> Option<String> {
+fn review_in_progress_note(change: &StackChange, preview: bool) -> Option<String> {
+    let until = match preview {
+        true => "until a plan of the merged change is applied (apply never takes a preview)",
+        false => "until apply executes it",
+    };
     (change.action == crate::planfile::Action::Create && change.change_set_name.is_some()).then(
         || {
             format!(
-                "CloudFormation now holds stack {name} in REVIEW_IN_PROGRESS (empty, with this plan's change set) until apply executes it; an abandoned plan leaves it so, the next plan makes a new change set for it, and `aws cloudformation delete-stack --stack-name {name}` removes it",
+                "CloudFormation now holds stack {name} in REVIEW_IN_PROGRESS (empty, with this plan's change set) {until}; an abandoned plan leaves it so, the next plan makes a new change set for it, and `aws cloudformation delete-stack --stack-name {name}` removes it",
                 name = change.name
             )
         },
