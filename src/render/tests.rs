@@ -76,6 +76,18 @@ fn role_statements(stack: &Value, role: &str) -> Vec<Value> {
     statements
 }
 
+/// A policy statement's `Action` or `Resource`: one string or a list of them.
+fn one_or_many(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect(),
+        other => panic!("neither a string nor a list: {other}"),
+    }
+}
+
 fn references(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
@@ -1099,16 +1111,7 @@ fn the_controller_role_writes_only_to_this_clusters_resources_and_reads_only_its
     let rendered = render_with(&c, &Templates::built_in()).unwrap();
     let stack = stack(&rendered);
     let statements = role_statements(&stack, "IAMRoleController");
-    let actions = |s: &Value| -> Vec<String> {
-        match &s["Action"] {
-            Value::String(a) => vec![a.clone()],
-            Value::Array(list) => list
-                .iter()
-                .map(|a| a.as_str().unwrap().to_string())
-                .collect(),
-            _ => panic!("statement without actions: {s}"),
-        }
-    };
+    let actions = |s: &Value| one_or_many(&s["Action"]);
     let read_only = |action: &str| {
         let verb = action.split(':').nth(1).unwrap();
         ["Describe", "Get", "List"]
@@ -1776,15 +1779,7 @@ fn the_service_roles_tag_guard_covers_only_types_tagged_as_created_and_each_is_t
             continue;
         }
         assert_eq!(statement["Effect"], "Deny", "{statement}");
-        let resources = match &statement["Resource"] {
-            Value::String(one) => vec![one.clone()],
-            many => many
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r.as_str().unwrap().to_string())
-                .collect(),
-        };
+        let resources = one_or_many(&statement["Resource"]);
         guarded.extend(resources.iter().map(|arn| guarded_type(arn)));
     }
     assert!(guarded.len() >= 10, "{guarded:?}");

@@ -7,7 +7,6 @@ use crate::cli::args::{Format, ValidateArgs};
 use crate::cli::terminal::{print_json, runtime, stdout_color};
 use crate::cli::views;
 use crate::engine::{self, EngineError};
-use crate::validate::Severity;
 
 pub fn run(context: &Context, args: ValidateArgs) -> Result<ExitCode, EngineError> {
     let now = time::OffsetDateTime::now_utc();
@@ -17,11 +16,7 @@ pub fn run(context: &Context, args: ValidateArgs) -> Result<ExitCode, EngineErro
         args.offline,
         now,
     ))?;
-    let errors = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
-    let warnings = findings.len() - errors;
+    let (errors, warnings) = views::findings::counts(&findings);
     match args.format {
         Format::Json => print_json(&serde_json::json!({
             "findings": findings,

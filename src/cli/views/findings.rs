@@ -26,11 +26,7 @@ pub fn findings_text(findings: &[crate::validate::Finding], color: bool) -> Stri
         }
         out.push('\n');
     }
-    let errors = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
-    let warnings = findings.len() - errors;
+    let (errors, warnings) = counts(findings);
     if findings.is_empty() {
         let _ = writeln!(out, "{}", p.add.apply_to("Validation OK"));
     } else {
@@ -46,15 +42,19 @@ pub fn findings_text(findings: &[crate::validate::Finding], color: bool) -> Stri
     out
 }
 
+/// How many findings are errors, and how many warnings.
+pub fn counts(findings: &[crate::validate::Finding]) -> (usize, usize) {
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == crate::validate::Severity::Error)
+        .count();
+    (errors, findings.len() - errors)
+}
+
 /// `validate --format markdown`: a summary and one table row per finding, for a pull request
 /// comment (a message's `|` and line breaks cannot break the table).
 pub fn findings_markdown(findings: &[crate::validate::Finding]) -> String {
-    use crate::validate::Severity;
-    let errors = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
-    let warnings = findings.len() - errors;
+    let (errors, warnings) = counts(findings);
     let mut out = String::from("### kube-aws validate\n\n");
     if findings.is_empty() {
         out.push_str("**Validation OK.**\n");
