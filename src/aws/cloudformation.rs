@@ -9,13 +9,16 @@ use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Tag};
 use super::AwsError;
 use crate::planfile::{Replacement, ResourceAction};
 
+mod status;
+pub use status::{ChangeSetStatus, ExecutionStatus, ResourceStatus, StackEnding, StackStatus};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackDescription {
     pub id: String,
     pub name: String,
     /// The template's `Description`.
     pub description: Option<String>,
-    pub status: String,
+    pub status: StackStatus,
     pub status_reason: Option<String>,
     pub outputs: BTreeMap<String, String>,
 }
@@ -51,10 +54,28 @@ pub struct ResourceChange {
 pub struct ChangeSetDescription {
     pub arn: String,
     pub stack_id: Option<String>,
-    pub status: String,
+    pub status: ChangeSetStatus,
     pub status_reason: Option<String>,
-    pub execution_status: String,
+    pub execution_status: ExecutionStatus,
     pub changes: Vec<ResourceChange>,
+}
+
+impl ChangeSetDescription {
+    /// Made, and neither executed nor made obsolete by another change: apply may run it.
+    pub fn is_executable(&self) -> bool {
+        self.status == ChangeSetStatus::CreateComplete
+            && self.execution_status == ExecutionStatus::Available
+    }
+
+    /// CloudFormation refused to make it because the template and parameters change nothing.
+    /// The API says so only in the reason's words (two wordings are in use).
+    pub fn found_no_changes(&self) -> bool {
+        self.status == ChangeSetStatus::Failed
+            && self.status_reason.as_deref().is_some_and(|reason| {
+                reason.contains("didn't contain changes")
+                    || reason.contains("No updates are to be performed")
+            })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +84,7 @@ pub struct StackEvent {
     pub timestamp: String,
     pub logical_id: String,
     pub resource_type: String,
-    pub status: String,
+    pub status: ResourceStatus,
     pub reason: Option<String>,
 }
 
@@ -157,11 +178,8 @@ impl StackService for CloudFormation {
         let Some(stack) = out.stacks().first() else {
             return Ok(None);
         };
-        let status = stack
-            .stack_status()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default();
-        if status == "DELETE_COMPLETE" {
+        let status = StackStatus::from(stack.stack_status().map_or("", |s| s.as_str()));
+        if status == StackStatus::DeleteComplete {
             return Ok(None);
         }
         Ok(Some(StackDescription {
@@ -272,15 +290,11 @@ impl StackService for CloudFormation {
             let entry = description.get_or_insert_with(|| ChangeSetDescription {
                 arn: out.change_set_id().unwrap_or_default().to_string(),
                 stack_id: out.stack_id().map(str::to_string),
-                status: out
-                    .status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
+                status: ChangeSetStatus::from(out.status().map_or("", |s| s.as_str())),
                 status_reason: out.status_reason().map(str::to_string),
-                execution_status: out
-                    .execution_status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
+                execution_status: ExecutionStatus::from(
+                    out.execution_status().map_or("", |s| s.as_str()),
+                ),
                 changes: Vec::new(),
             });
             entry.changes.extend(changes);
@@ -403,10 +417,7 @@ impl StackService for CloudFormation {
                     timestamp: timestamp(e.timestamp()),
                     logical_id: e.logical_resource_id().unwrap_or_default().to_string(),
                     resource_type: e.resource_type().unwrap_or_default().to_string(),
-                    status: e
-                        .resource_status()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
+                    status: ResourceStatus::from(e.resource_status().map_or("", |s| s.as_str())),
                     reason: e.resource_status_reason().map(str::to_string),
                 });
             }

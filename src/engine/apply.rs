@@ -15,7 +15,7 @@ use super::plan::records::ENDPOINT_OUTPUT;
 use super::{AwsOptions, EngineError, plan_checks};
 use crate::audit::{AuditResult, NewEntry, Provenance};
 use crate::aws::AwsContext;
-use crate::aws::cloudformation::{StackEvent, StackService};
+use crate::aws::cloudformation::{StackEnding, StackEvent, StackService, StackStatus};
 use crate::aws::route53::{DnsService, RecordChange as DnsChange};
 use crate::config::ClusterConfig;
 use crate::hash::{canonical_json_pretty, sha256_hex};
@@ -1048,7 +1048,7 @@ async fn check_change_set<C: StackService>(
             described.stack_id.as_deref().unwrap_or("(unknown)")
         ));
     }
-    if described.status != "CREATE_COMPLETE" || described.execution_status != "AVAILABLE" {
+    if !described.is_executable() {
         return Err(format!(
             "change set {change_set} is {} / {}, not AVAILABLE; nothing was executed. Make a new plan.",
             described.status, described.execution_status
@@ -1086,7 +1086,6 @@ async fn delete_stack<C: StackService>(
 ) -> Result<(), StackFailure> {
     let failed = |e: &dyn std::fmt::Display| (AuditResult::Failed, e.to_string());
     let id = match cfn.describe_stack(target).await {
-        Ok(Some(d)) if d.status == "DELETE_COMPLETE" => return Ok(()),
         Ok(Some(d)) => d.id,
         Ok(None) => return Ok(()),
         Err(e) => return Err(failed(&e)),
@@ -1318,10 +1317,6 @@ async fn last_event_id<C: StackService>(cfn: &C, stack: &str) -> Option<String> 
         .and_then(|events| events.first().map(|e| e.id.clone()))
 }
 
-fn is_failure_event(e: &StackEvent) -> bool {
-    e.status.ends_with("_FAILED")
-}
-
 /// Step 6: streams events until the stack reaches a terminal status. A rollback is a failure.
 async fn follow<C: StackService>(
     cfn: &C,
@@ -1338,7 +1333,7 @@ async fn follow<C: StackService>(
         events.reverse();
         for event in &events {
             observer(ApplyEvent::Stack(event));
-            if is_failure_event(event) {
+            if event.status.is_failure() {
                 failures.push(event.clone());
             }
         }
@@ -1346,10 +1341,10 @@ async fn follow<C: StackService>(
             last_event = Some(newest.id.clone());
         }
         let described = cfn.describe_stack(stack).await?;
+        // Only a deleted stack is gone.
         let status = described
             .as_ref()
-            .map(|d| d.status.clone())
-            .unwrap_or_else(|| "DELETE_COMPLETE".into());
+            .map_or(StackStatus::DeleteComplete, |d| d.status.clone());
         let reasons = || {
             let shown: Vec<String> = failures
                 .iter()
@@ -1374,23 +1369,21 @@ async fn follow<C: StackService>(
                 shown.join("; ")
             }
         };
-        match status.as_str() {
-            "CREATE_COMPLETE" | "UPDATE_COMPLETE" | "IMPORT_COMPLETE" | "DELETE_COMPLETE" => {
-                return Ok(StackOutcome::Done(described));
-            }
-            s if s.ends_with("ROLLBACK_COMPLETE") => {
+        match status.ending() {
+            Some(StackEnding::Succeeded) => return Ok(StackOutcome::Done(described)),
+            Some(StackEnding::RolledBack) => {
                 return Ok(StackOutcome::Failed {
                     result: AuditResult::RolledBack,
-                    message: format!("stack {stack} rolled back ({s}): {}", reasons()),
+                    message: format!("stack {stack} rolled back ({status}): {}", reasons()),
                 });
             }
-            s if s.ends_with("_FAILED") => {
+            Some(StackEnding::Failed) => {
                 return Ok(StackOutcome::Failed {
                     result: AuditResult::Failed,
-                    message: format!("stack {stack} failed ({s}): {}", reasons()),
+                    message: format!("stack {stack} failed ({status}): {}", reasons()),
                 });
             }
-            _ => {}
+            None => {}
         }
         lease.keep_alive().await;
         tokio::select! {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::assets::tls::TlsError;
 use crate::aws::AwsError;
+use crate::aws::cloudformation::StackStatus;
 use crate::config::{ConfigError, MISSING_PLAN_SIGNING_KEY};
 use crate::planfile::PlanError;
 use crate::render::RenderError;
@@ -112,11 +113,11 @@ pub enum EngineError {
     #[error(
         "stack {stack} is in {status} after a failed create and cannot be updated; run `kube-aws destroy`, then plan again"
     )]
-    StackFailedCreate { stack: String, status: String },
+    StackFailedCreate { stack: String, status: StackStatus },
     #[error(
         "stack {stack} is busy ({status}); wait for it to finish (`kube-aws status` follows it), then plan again"
     )]
-    StackBusy { stack: String, status: String },
+    StackBusy { stack: String, status: StackStatus },
     #[error(
         "the cluster stack has no resource {resource}, which a node pool stack takes as a parameter"
     )]
@@ -124,7 +125,7 @@ pub enum EngineError {
     #[error(
         "node pool stack {stack} failed to create ({status}), which CloudFormation cannot update; delete it (`aws cloudformation delete-stack --stack-name {stack}`) and plan again: the plan creates it anew. The rest of the cluster is not affected"
     )]
-    PoolStackFailedCreate { stack: String, status: String },
+    PoolStackFailedCreate { stack: String, status: StackStatus },
     #[error(
         "stack {stack} runs a template other than the one the state records (changed outside kube-aws); remove its render_key from the state's pool_stacks to render it again"
     )]

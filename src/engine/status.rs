@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{AwsOptions, EngineError, open};
 use crate::audit::AuditEntry;
-use crate::aws::cloudformation::{StackDescription, StackEvent, StackService};
+use crate::aws::cloudformation::{ExecutionStatus, StackDescription, StackEvent, StackService};
 use crate::aws::route53::DnsService;
 use crate::state::store::LockInfo;
 
@@ -99,11 +99,11 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
             None => "made no change set".to_string(),
             Some(arn) => {
                 let fate = match cfn.describe_change_set(&stack_name, arn).await {
-                    Ok(cs) => match cs.execution_status.as_str() {
-                        "AVAILABLE" => "was never executed".to_string(),
-                        "EXECUTE_COMPLETE" => "was executed".to_string(),
-                        "EXECUTE_IN_PROGRESS" => "is executing".to_string(),
-                        "EXECUTE_FAILED" => "failed to execute".to_string(),
+                    Ok(cs) => match cs.execution_status {
+                        ExecutionStatus::Available => "was never executed".to_string(),
+                        ExecutionStatus::ExecuteComplete => "was executed".to_string(),
+                        ExecutionStatus::ExecuteInProgress => "is executing".to_string(),
+                        ExecutionStatus::ExecuteFailed => "failed to execute".to_string(),
                         other => format!("is {other}"),
                     },
                     Err(_) => "is gone (executed, or deleted)".to_string(),

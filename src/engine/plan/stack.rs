@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use super::{Progress, artifacts, changes};
 use crate::aws::AwsContext;
-use crate::aws::cloudformation::{ChangeSetDescription, ChangeSetRequest, StackService};
+use crate::aws::cloudformation::{
+    ChangeSetDescription, ChangeSetRequest, ChangeSetStatus, StackService,
+};
 use crate::config::ClusterConfig;
 use crate::engine::EngineError;
 use crate::hash::{canonical_json, sha256_hex};
@@ -108,20 +110,8 @@ pub async fn plan_stack(
     // A stack only in REVIEW_IN_PROGRESS is an earlier plan's change set for a stack deleted
     // outside kube-aws, not a stack: planned as an absent one.
     let live_stack = match &live {
-        Some(s) if s.status == "REVIEW_IN_PROGRESS" => None,
-        Some(s) if s.status == "ROLLBACK_COMPLETE" || s.status == "ROLLBACK_FAILED" => {
-            return Err(EngineError::StackFailedCreate {
-                stack: stack_name.clone(),
-                status: s.status.clone(),
-            });
-        }
-        Some(s) if s.status.ends_with("_IN_PROGRESS") => {
-            return Err(EngineError::StackBusy {
-                stack: stack_name.clone(),
-                status: s.status.clone(),
-            });
-        }
-        other => other.as_ref(),
+        Some(s) => usable(stack_name, s)?.then_some(s),
+        None => None,
     };
     check_stack_binding(
         config,
@@ -423,18 +413,32 @@ pub(crate) async fn live_stack<C: StackService>(
     stack_name: &str,
 ) -> Result<Option<crate::aws::cloudformation::StackDescription>, EngineError> {
     match cfn.describe_stack(stack_name).await? {
-        Some(s) if s.status == "REVIEW_IN_PROGRESS" => Ok(None),
-        Some(s) if s.status == "ROLLBACK_COMPLETE" || s.status == "ROLLBACK_FAILED" => {
-            Err(EngineError::StackFailedCreate {
-                stack: stack_name.to_string(),
-                status: s.status,
-            })
-        }
-        Some(s) if s.status.ends_with("_IN_PROGRESS") => Err(EngineError::StackBusy {
+        Some(s) if usable(stack_name, &s)? => Ok(Some(s)),
+        _ => Ok(None),
+    }
+}
+
+/// Whether a described stack is one to plan against: `false` for one only in
+/// REVIEW_IN_PROGRESS (an earlier plan's CREATE change set, not a stack); refuses one that
+/// failed to create or that CloudFormation is changing.
+fn usable(
+    stack_name: &str,
+    stack: &crate::aws::cloudformation::StackDescription,
+) -> Result<bool, EngineError> {
+    if stack.status.is_review() {
+        Ok(false)
+    } else if stack.status.failed_create() {
+        Err(EngineError::StackFailedCreate {
             stack: stack_name.to_string(),
-            status: s.status,
-        }),
-        other => Ok(other),
+            status: stack.status.clone(),
+        })
+    } else if stack.status.is_busy() {
+        Err(EngineError::StackBusy {
+            stack: stack_name.to_string(),
+            status: stack.status.clone(),
+        })
+    } else {
+        Ok(true)
     }
 }
 
@@ -616,18 +620,13 @@ async fn wait_for_change_set<C: StackService>(
     let deadline = Instant::now() + Duration::from_secs(30 * 60);
     loop {
         let described = cfn.describe_change_set(stack, name).await?;
-        match described.status.as_str() {
-            "CREATE_COMPLETE" => return Ok(Some(described)),
-            "FAILED" => {
-                let reason = described.status_reason.clone().unwrap_or_default();
-                if reason.contains("didn't contain changes")
-                    || reason.contains("No updates are to be performed")
-                {
-                    return Ok(None);
-                }
+        match described.status {
+            ChangeSetStatus::CreateComplete => return Ok(Some(described)),
+            ChangeSetStatus::Failed if described.found_no_changes() => return Ok(None),
+            ChangeSetStatus::Failed => {
                 return Err(EngineError::ChangeSetFailed {
                     name: name.to_string(),
-                    reason,
+                    reason: described.status_reason.clone().unwrap_or_default(),
                 });
             }
             status => progress(&format!("change set {name}: {status}")),
