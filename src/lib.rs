@@ -1,6 +1,8 @@
 //! kube-aws: deploys secure, auditable and reproducible Kubernetes clusters on AWS.
 //! The binary is a thin shell over this library; see ARCHITECTURE.md for the codemap.
 
+#[cfg(test)]
+mod architecture;
 pub mod assets;
 pub mod audit;
 pub mod aws;
@@ -11,6 +13,7 @@ pub mod diff;
 pub mod engine;
 pub mod hash;
 pub mod planfile;
+pub mod releases;
 pub mod render;
 pub mod state;
 pub mod validate;

@@ -7,6 +7,7 @@ pub mod images;
 pub mod kms;
 pub mod network;
 pub mod route53;
+pub mod s3;
 
 use std::fmt::Debug;
 

@@ -43,7 +43,7 @@ pub enum Command {
     /// Delete the stack and the Route53 records this tool created.
     Destroy(DestroyArgs),
     /// Stack status and events, outputs, records, lock holder, state serial, last audit entry.
-    Status,
+    Status(StatusArgs),
     /// Print a shell completion script: `source <(kube-aws completions bash)`.
     Completions(CompletionsArgs),
     /// Print the man page (roff), generated from the same definitions as --help.
@@ -63,6 +63,20 @@ pub enum Format {
     Text,
     Json,
     Markdown,
+}
+
+/// How a command that reports (status, history) prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// How to print the status.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Args)]
@@ -99,8 +113,11 @@ pub enum HistoryCommand {
     Show {
         /// Sequence number of the entry.
         seq: u64,
-        /// Print the entry as JSON (without the plan).
-        #[arg(long)]
+        /// How to print the entry (JSON: without the plan).
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// The same as --format json.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
 }
@@ -286,8 +303,11 @@ pub struct HistoryArgs {
     /// Show at most N entries (only those are read).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub limit: u64,
-    /// Print the entries as JSON.
-    #[arg(long)]
+    /// How to print the entries.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// Check every entry's hash and link; exit 1 naming the first problem.
     #[arg(long)]

@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod exit;
 mod terminal;
 mod views;
 
@@ -14,6 +15,7 @@ use clap::Parser;
 pub use args::Cli;
 use args::Command;
 use commands::Context;
+use exit::Exit;
 
 use crate::engine::{AwsOptions, EngineError};
 
@@ -26,16 +28,18 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            return match e.use_stderr() {
+                true => Exit::Error,
+                false => Exit::Success,
+            }
+            .into();
         }
     };
     match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {}", views::printable(&e.to_string()));
-            ExitCode::from(1)
-        }
+        Ok(exit) => exit,
+        Err(e) => exit::fail(&e.to_string()),
     }
+    .into()
 }
 
 /// A panic is a bug whatever the input: say so in one line with the version and where, and
@@ -55,15 +59,15 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
-            "error: this is a bug in kube-aws {} ({}), not a problem with your input: {message}{place}\nPlease report it; RUST_BACKTRACE=1 shows a backtrace.",
+        exit::fail(&format!(
+            "this is a bug in kube-aws {} ({}), not a problem with your input: {message}{place}\nPlease report it; RUST_BACKTRACE=1 shows a backtrace.",
             env!("CARGO_PKG_VERSION"),
             env!("KUBE_AWS_GIT_COMMIT"),
-        );
+        ));
     }));
 }
 
-fn run(cli: Cli) -> Result<ExitCode, EngineError> {
+fn run(cli: Cli) -> Result<Exit, EngineError> {
     let context = Context {
         dir: cli.dir,
         aws: AwsOptions {
@@ -79,7 +83,7 @@ fn run(cli: Cli) -> Result<ExitCode, EngineError> {
         Command::Plan(args) => commands::plan::run(&context, args),
         Command::Apply(args) => commands::apply::run(&context, args),
         Command::Destroy(args) => commands::destroy::run(&context, args),
-        Command::Status => commands::status::run(&context),
+        Command::Status(args) => commands::status::run(&context, args),
         Command::Kubeconfig(args) => commands::kubeconfig::run(&context, args),
         Command::History(args) => commands::history::run(&context, args),
         Command::State(command) => commands::state::run(&context, command),

@@ -816,16 +816,6 @@ impl ClusterConfig {
         }
     }
 
-    /// How this configuration signs plans; `None` when it says neither (only offline plans
-    /// may be made then).
-    pub fn plan_signing(&self) -> Option<crate::state::PlanSigning> {
-        match (&self.plan_signing_key_arn, self.unsigned_plans) {
-            (Some(key), _) => Some(crate::state::PlanSigning::Key(key.clone())),
-            (None, true) => Some(crate::state::PlanSigning::Unsigned),
-            (None, false) => None,
-        }
-    }
-
     /// CloudFormation stack name for this cluster.
     pub fn stack_name(&self) -> String {
         self.cluster_name.clone()
@@ -994,7 +984,7 @@ mod defaults {
         Ipv4Addr::new(10, 3, 0, 10)
     }
     pub fn kubernetes_version() -> String {
-        crate::render::DEFAULT_KUBERNETES_VERSION.to_string()
+        crate::releases::DEFAULT_KUBERNETES_VERSION.to_string()
     }
     pub fn api_access_allowed_source_cidrs() -> Vec<Ipv4Net> {
         vec!["0.0.0.0/0".parse().expect("valid literal")]

@@ -774,7 +774,7 @@ fn limit_problems(c: &ClusterConfig, problem: &mut dyn FnMut(&[Segment], String)
             ),
         );
     }
-    if let Err(message) = crate::render::check_kubernetes_version(&c.kubernetes_version) {
+    if let Err(message) = crate::releases::check_kubernetes_version(&c.kubernetes_version) {
         problem(&[key("kubernetesVersion")], message);
     }
 }

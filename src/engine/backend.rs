@@ -9,12 +9,14 @@ use time::OffsetDateTime;
 use crate::audit::{AuditEntry, AuditLog, EntrySignature, NewEntry};
 use crate::aws::AwsContext;
 use crate::aws::kms::{KmsVault, PLAN_SIGNING_ALGORITHM};
+use crate::aws::s3::S3Objects;
 use crate::config::{ClusterConfig, StateBackendKind};
 use crate::planfile::{self, Plan};
 use crate::state::StateError;
 use crate::state::local::LocalObjects;
-use crate::state::objects::{Layout, ObjectStore, Objects, Precondition, StoreError};
-use crate::state::s3::S3Objects;
+use crate::state::objects::{
+    Layout, Object, ObjectStore, ObjectVersion, Precondition, StoreError, Written,
+};
 use crate::state::store::{Loaded, StateStore};
 
 use super::EngineError;
@@ -274,5 +276,67 @@ async fn signature_problem(kms: &KmsVault, key: &str, entry: &AuditEntry) -> Opt
             "entry {}'s signature could not be checked: {e}",
             entry.seq
         )),
+    }
+}
+
+/// The backend chosen by `cluster.yaml`: the one place that knows both kinds of storage.
+#[derive(Debug, Clone)]
+pub enum Objects {
+    Local(LocalObjects),
+    S3(S3Objects),
+}
+
+impl ObjectStore for Objects {
+    fn location(&self, key: &str) -> String {
+        match self {
+            Objects::Local(o) => o.location(key),
+            Objects::S3(o) => o.location(key),
+        }
+    }
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        match self {
+            Objects::Local(o) => o.get(key).await,
+            Objects::S3(o) => o.get(key).await,
+        }
+    }
+    async fn put(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        condition: Precondition,
+    ) -> Result<Written, StoreError> {
+        match self {
+            Objects::Local(o) => o.put(key, bytes, condition).await,
+            Objects::S3(o) => o.put(key, bytes, condition).await,
+        }
+    }
+    async fn delete(&self, key: &str, if_match: &str) -> Result<(), StoreError> {
+        match self {
+            Objects::Local(o) => o.delete(key, if_match).await,
+            Objects::S3(o) => o.delete(key, if_match).await,
+        }
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Objects::Local(o) => o.list(prefix, start_after, max).await,
+            Objects::S3(o) => o.list(prefix, start_after, max).await,
+        }
+    }
+    async fn versions(&self, key: &str) -> Result<Vec<ObjectVersion>, StoreError> {
+        match self {
+            Objects::Local(o) => o.versions(key).await,
+            Objects::S3(o) => o.versions(key).await,
+        }
+    }
+    async fn get_version(&self, key: &str, version_id: &str) -> Result<Object, StoreError> {
+        match self {
+            Objects::Local(o) => o.get_version(key, version_id).await,
+            Objects::S3(o) => o.get_version(key, version_id).await,
+        }
     }
 }

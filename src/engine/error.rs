@@ -11,8 +11,8 @@ use crate::planfile::PlanError;
 use crate::render::RenderError;
 use crate::state::StateError;
 
+use super::apply::checks::PlanMismatch;
 use super::plan::records::ZoneProblem;
-use super::plan_checks::PlanMismatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -49,7 +49,7 @@ pub fn init(dir: &Path, options: &InitOptions) -> Result<PathBuf, EngineError> {
                 kmsKeyArn => options.kms_key_arn.clone(),
                 hostedZoneId => options.hosted_zone_id.clone(),
                 createRecordSet => options.hosted_zone_id.is_some(),
-                kubernetesVersion => render::DEFAULT_KUBERNETES_VERSION,
+                kubernetesVersion => crate::releases::DEFAULT_KUBERNETES_VERSION,
                 stateBucket => options.state_bucket.clone(),
                 stateKey => state_key,
                 templateBucket => options.template_bucket.clone(),

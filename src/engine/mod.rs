@@ -15,9 +15,9 @@ pub(crate) mod kubeconfig;
 mod pending;
 pub(crate) mod pki;
 pub mod plan;
-mod plan_checks;
 pub(crate) mod provenance;
 pub(crate) mod render_templates;
+mod signing;
 pub(crate) mod state;
 pub(crate) mod status;
 pub mod validate;
@@ -31,11 +31,11 @@ use crate::aws::AwsContext;
 use crate::config::ClusterConfig;
 use crate::render::{self, Templates};
 
+pub use apply::checks::PlanMismatch;
 use backend::Backend;
 pub use error::EngineError;
 pub use plan::records::ZoneProblem;
 pub use plan::{Build, BuildInputs, build};
-pub use plan_checks::PlanMismatch;
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
     move |source| EngineError::Io {
@@ -87,7 +87,7 @@ impl AwsOptions {
 /// The built-in templates, replaced by the cluster directory's own where present.
 pub fn load_templates(dir: &Path) -> Result<Templates, EngineError> {
     let mut overrides = BTreeMap::new();
-    for (name, _) in render::BUILT_IN {
+    for name in render::built_in().map(|t| t.path) {
         let path = dir.join(name);
         match crate::bounded::read_in(dir, name, crate::bounded::CLUSTER_FILE_LIMIT) {
             Ok(bytes) => {

@@ -76,7 +76,7 @@ pub(crate) async fn proven(
         ));
     }
     if let Some((kms, _)) = backend.signer() {
-        super::apply::verify_signature(config, &kept, kms, prior)
+        super::signing::verify_signature(config, &kept, kms, prior)
             .await
             .map_err(|e| refuse(format!("that plan's signature does not hold: {e}")))?;
     }

@@ -9,9 +9,8 @@ use crate::render;
 /// Copies the built-in templates into the cluster directory for customisation. Without
 /// `force` it refuses (and writes nothing) if any of them is already there.
 pub fn render_templates(dir: &Path, force: bool) -> Result<Vec<PathBuf>, EngineError> {
-    let targets: Vec<(PathBuf, &str)> = render::BUILT_IN
-        .iter()
-        .map(|(name, text)| (dir.join(name), *text))
+    let targets: Vec<(PathBuf, &str)> = render::built_in()
+        .map(|t| (dir.join(t.path), t.text))
         .collect();
     if !force {
         let present: Vec<PathBuf> = targets

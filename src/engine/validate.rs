@@ -13,55 +13,8 @@ use crate::aws::cloudformation::StackService;
 use crate::aws::images::Ec2Images;
 use crate::aws::kms::KmsVault;
 use crate::config::{CLUSTER_FILE, ClusterConfig, StateBackendKind};
-use crate::render::{self, RenderError, Rendered, Templates};
-use crate::validate::{Finding, cloudconfig, template};
-
-/// The role name the original kube-aws used for each cloud-config.
-fn role(asset: &str) -> String {
-    match asset {
-        "cloud-config-controller" => "UserDataController".into(),
-        "cloud-config-worker" => "UserDataWorker".into(),
-        etcd if etcd.starts_with("cloud-config-etcd-") => {
-            format!(
-                "UserDataEtcd[{}]",
-                etcd.trim_start_matches("cloud-config-etcd-")
-            )
-        }
-        other => format!(
-            "UserDataWorker[{}]",
-            other.trim_start_matches("cloud-config-worker-")
-        ),
-    }
-}
-
-fn template_of(asset: &str) -> &'static str {
-    match asset {
-        "cloud-config-controller" => render::CONTROLLER,
-        etcd if etcd.starts_with("cloud-config-etcd-") => render::ETCD,
-        _ => render::WORKER,
-    }
-}
-
-/// Checks rendered output: every cloud-config (each pool's too: each renders its own labels
-/// and taints into the same template) and the stack.
-pub fn check_rendered(rendered: &Rendered, templates: &Templates) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let mut said = BTreeSet::new();
-    for (asset, text) in &rendered.cloud_configs {
-        let source = template_of(asset);
-        for f in cloudconfig::check(&role(asset), text, templates.text(source)) {
-            // Every pool renders the same template: say each of its problems once.
-            if said.insert((source, f.line, f.message.clone())) {
-                findings.push(f);
-            }
-        }
-    }
-    findings.extend(template::check(&rendered.stack_template));
-    for pool in rendered.pool_stacks.values() {
-        findings.extend(template::check(&pool.template));
-    }
-    findings
-}
+use crate::render::{self, RenderError};
+use crate::validate::{Finding, template};
 
 fn render_finding(e: &RenderError) -> Finding {
     match e {
@@ -126,7 +79,7 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
     let (stack_template, findings) =
         match build::<KmsVault, Ec2Images>(dir, &inputs, None, None, &mut |_| {}).await {
             Ok(built) => {
-                let findings = check_rendered(&built.rendered, &built.templates);
+                let findings = crate::validate::rendered::check(&built.rendered, &built.templates);
                 (Some(built.rendered.stack_template), findings)
             }
             Err(EngineError::Render(e)) => (None, vec![render_finding(&e)]),
@@ -178,7 +131,7 @@ fn weakening_findings(dir: &Path, config: &ClusterConfig) -> Vec<Finding> {
 /// version gets no security fixes), a warning in the 90 days before.
 fn end_of_life_findings(dir: &Path, config: &ClusterConfig, now: OffsetDateTime) -> Vec<Finding> {
     let version = &config.kubernetes_version;
-    let Some(end) = render::end_of_life(version) else {
+    let Some(end) = crate::releases::end_of_life(version) else {
         return Vec::new();
     };
     let Ok(end_date) = time::Date::parse(
@@ -195,7 +148,7 @@ fn end_of_life_findings(dir: &Path, config: &ClusterConfig, now: OffsetDateTime)
             line,
             format!(
                 "kubernetesVersion: {version} reached its upstream end of life on {end} and gets no security fixes; the default is {}",
-                render::DEFAULT_KUBERNETES_VERSION
+                crate::releases::DEFAULT_KUBERNETES_VERSION
             ),
         )]
     } else if end_date - today < time::Duration::days(90) {
@@ -346,7 +299,7 @@ async fn online(
 /// SIGN_VERIFY ECC_NIST_P256 key) and the subnets' zones (the region's). Each would otherwise
 /// fail only in plan, after a change set was made, or in apply.
 async fn places_and_keys(dir: &Path, config: &ClusterConfig, context: &AwsContext) -> Vec<Finding> {
-    use crate::state::s3::{BucketVersioning, S3Objects};
+    use crate::aws::s3::{BucketVersioning, S3Objects};
     let mut out = Vec::new();
     let mut out_warnings = Vec::new();
     let mut found = |key: &str, message: String| {

@@ -10,165 +10,120 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::assets::TlsAssets;
+use crate::assets::{CloudConfigId, TlsAssets};
 use crate::config::ClusterConfig;
+use crate::releases::{images, releases};
 
-/// Kubernetes version used when `kubernetesVersion` is not set: the newest minor with at least
-/// six months of upstream support left (see `data/kubernetes-releases.json`).
-pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.37.1";
-
-/// The Kubernetes releases the templates are written for, their end of life and pinned images.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Releases {
-    pub default: String,
-    pub minors: Vec<MinorRelease>,
-    pub etcd: EtcdRelease,
-    pub awscli: String,
-    pub addons: AddonImages,
+/// A template kube-aws ships: its path, relative to the cluster directory (and to
+/// `templates/` in this repository), and its built-in text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltIn {
+    pub path: &'static str,
+    pub text: &'static str,
 }
 
-/// Images of the add-ons the control plane applies, and the CNI plugins release every node
-/// installs.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AddonImages {
-    pub coredns: String,
-    pub flannel: String,
-    pub flannel_cni_plugin: String,
-    pub cni_plugins: String,
-    pub ebs_csi_driver: String,
-    pub csi_provisioner: String,
-    pub csi_attacher: String,
-    pub csi_resizer: String,
-    pub liveness_probe: String,
-    pub node_driver_registrar: String,
+/// The template at `templates/<path>`, compiled in.
+macro_rules! built_in {
+    ($path:literal) => {
+        BuiltIn {
+            path: $path,
+            text: include_str!(concat!("../../templates/", $path)),
+        }
+    };
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MinorRelease {
-    pub minor: u32,
-    /// Upstream end of maintenance, `YYYY-MM-DD`.
-    pub end_of_life: String,
-    pub patch: String,
-    /// The AWS cloud controller manager of this minor's release line.
-    pub cloud_controller_manager: String,
-    /// The cluster-autoscaler of this minor's release line.
-    pub cluster_autoscaler: String,
-    /// Image digests of `patch`, by image name, where a published one was found.
-    pub digests: BTreeMap<String, String>,
-}
+const CONTROLLER_TEMPLATE: BuiltIn = built_in!("userdata/cloud-config-controller");
+const WORKER_TEMPLATE: BuiltIn = built_in!("userdata/cloud-config-worker");
+const ETCD_TEMPLATE: BuiltIn = built_in!("userdata/cloud-config-etcd");
+const SCRIPTS_TEMPLATE: BuiltIn = built_in!("userdata/scripts.j2");
+const STACK_TEMPLATE: BuiltIn = built_in!("stack-template.json");
 
-#[derive(Debug, Deserialize)]
-pub struct EtcdRelease {
-    pub version: String,
-    pub image: String,
-}
-
-/// `data/kubernetes-releases.json`, parsed once.
-pub fn releases() -> &'static Releases {
-    static RELEASES: std::sync::LazyLock<Releases> = std::sync::LazyLock::new(|| {
-        serde_json::from_str(include_str!("../../data/kubernetes-releases.json"))
-            .expect("data/kubernetes-releases.json is checked by a unit test")
-    });
-    &RELEASES
-}
-
-/// Template paths, relative to the cluster directory (and to `templates/` in this repository).
-pub const CONTROLLER: &str = "userdata/cloud-config-controller";
-pub const WORKER: &str = "userdata/cloud-config-worker";
-pub const ETCD: &str = "userdata/cloud-config-etcd";
+pub const CONTROLLER: &str = CONTROLLER_TEMPLATE.path;
+pub const WORKER: &str = WORKER_TEMPLATE.path;
+pub const ETCD: &str = ETCD_TEMPLATE.path;
 /// Macros (scripts and units) the cloud-configs import; rendered only through them.
-pub const SCRIPTS: &str = "userdata/scripts.j2";
-/// The add-ons the controllers apply, in the order they are applied.
-pub const ADDONS: [&str; 7] = [
-    "manifests/node-bootstrap.yaml",
-    "manifests/bootstrap-token.yaml",
-    "manifests/kube-proxy.yaml",
-    "manifests/flannel.yaml",
-    "manifests/aws-cloud-controller-manager.yaml",
-    "manifests/coredns.yaml",
-    "manifests/aws-ebs-csi-driver.yaml",
+pub const SCRIPTS: &str = SCRIPTS_TEMPLATE.path;
+pub const STACK: &str = STACK_TEMPLATE.path;
+
+/// An add-on the controllers apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Addon {
+    pub template: BuiltIn,
+    /// For an optional add-on, the cluster.yaml switch that turns it on; `None` when every
+    /// cluster gets it.
+    pub enabled_by: Option<Switch>,
+}
+
+/// A cluster.yaml setting by its name, and how to read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Switch {
+    pub field: &'static str,
+    pub enabled: fn(&ClusterConfig) -> bool,
+}
+
+impl Addon {
+    const fn always(template: BuiltIn) -> Addon {
+        Addon {
+            template,
+            enabled_by: None,
+        }
+    }
+}
+
+/// The add-ons, in the order the controllers apply them: a new add-on is its template in
+/// `templates/manifests/` and one line here.
+pub const ADDONS: [Addon; 8] = [
+    Addon::always(built_in!("manifests/node-bootstrap.yaml")),
+    Addon::always(built_in!("manifests/bootstrap-token.yaml")),
+    Addon::always(built_in!("manifests/kube-proxy.yaml")),
+    Addon::always(built_in!("manifests/flannel.yaml")),
+    Addon::always(built_in!("manifests/aws-cloud-controller-manager.yaml")),
+    Addon::always(built_in!("manifests/coredns.yaml")),
+    Addon::always(built_in!("manifests/aws-ebs-csi-driver.yaml")),
+    Addon {
+        template: built_in!("manifests/cluster-autoscaler.yaml"),
+        enabled_by: Some(Switch {
+            field: "clusterAutoscaler.enabled",
+            enabled: |c| c.cluster_autoscaler.enabled,
+        }),
+    },
 ];
+
 /// Scripts the controllers fetch with the add-on manifests, because their user data holds
 /// only 16 KB; rendered with the same context, uploaded and checked the same way, not applied.
-pub const CONTROLLER_SCRIPTS: [&str; 2] = [
-    "userdata/node-csr-approver",
-    "userdata/node-ready-signaller",
+pub const CONTROLLER_SCRIPTS: [BuiltIn; 2] = [
+    built_in!("userdata/node-csr-approver"),
+    built_in!("userdata/node-ready-signaller"),
 ];
-/// The cluster-autoscaler add-on, applied after `ADDONS` when `clusterAutoscaler.enabled`.
-pub const CLUSTER_AUTOSCALER: &str = "manifests/cluster-autoscaler.yaml";
-pub const STACK: &str = "stack-template.json";
 
 /// The add-ons a cluster gets, in the order the controllers apply them.
 pub fn addons(config: &crate::config::ClusterConfig) -> Vec<&'static str> {
-    let mut out = ADDONS.to_vec();
-    if config.cluster_autoscaler.enabled {
-        out.push(CLUSTER_AUTOSCALER);
-    }
-    out
+    ADDONS
+        .iter()
+        .filter(|addon| {
+            addon
+                .enabled_by
+                .is_none_or(|switch| (switch.enabled)(config))
+        })
+        .map(|addon| addon.template.path)
+        .collect()
 }
 
-/// Every template, with its built-in text.
-pub const BUILT_IN: [(&str, &str); 15] = [
-    (
-        CONTROLLER,
-        include_str!("../../templates/userdata/cloud-config-controller"),
-    ),
-    (
-        WORKER,
-        include_str!("../../templates/userdata/cloud-config-worker"),
-    ),
-    (
-        ETCD,
-        include_str!("../../templates/userdata/cloud-config-etcd"),
-    ),
-    (STACK, include_str!("../../templates/stack-template.json")),
-    (SCRIPTS, include_str!("../../templates/userdata/scripts.j2")),
-    (
-        ADDONS[0],
-        include_str!("../../templates/manifests/node-bootstrap.yaml"),
-    ),
-    (
-        ADDONS[1],
-        include_str!("../../templates/manifests/bootstrap-token.yaml"),
-    ),
-    (
-        ADDONS[2],
-        include_str!("../../templates/manifests/kube-proxy.yaml"),
-    ),
-    (
-        ADDONS[3],
-        include_str!("../../templates/manifests/flannel.yaml"),
-    ),
-    (
-        ADDONS[4],
-        include_str!("../../templates/manifests/aws-cloud-controller-manager.yaml"),
-    ),
-    (
-        ADDONS[5],
-        include_str!("../../templates/manifests/coredns.yaml"),
-    ),
-    (
-        ADDONS[6],
-        include_str!("../../templates/manifests/aws-ebs-csi-driver.yaml"),
-    ),
-    (
-        CLUSTER_AUTOSCALER,
-        include_str!("../../templates/manifests/cluster-autoscaler.yaml"),
-    ),
-    (
-        CONTROLLER_SCRIPTS[0],
-        include_str!("../../templates/userdata/node-csr-approver"),
-    ),
-    (
-        CONTROLLER_SCRIPTS[1],
-        include_str!("../../templates/userdata/node-ready-signaller"),
-    ),
-];
+/// Every template kube-aws ships.
+pub fn built_in() -> impl Iterator<Item = BuiltIn> {
+    [
+        CONTROLLER_TEMPLATE,
+        WORKER_TEMPLATE,
+        ETCD_TEMPLATE,
+        STACK_TEMPLATE,
+        SCRIPTS_TEMPLATE,
+    ]
+    .into_iter()
+    .chain(ADDONS.iter().map(|addon| addon.template))
+    .chain(CONTROLLER_SCRIPTS)
+}
 
 /// Where a template's text came from, so errors and `validate` can name the right file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,11 +141,10 @@ pub struct Templates {
 impl Templates {
     /// The built-in templates, each replaced by `overrides` where the cluster dir has one.
     pub fn with_overrides(mut overrides: BTreeMap<&'static str, String>) -> Templates {
-        let sources = BUILT_IN
-            .iter()
-            .map(|(name, text)| match overrides.remove(name) {
-                Some(own) => (*name, (own, Origin::ClusterDir)),
-                None => (*name, (text.to_string(), Origin::BuiltIn)),
+        let sources = built_in()
+            .map(|BuiltIn { path, text }| match overrides.remove(path) {
+                Some(own) => (path, (own, Origin::ClusterDir)),
+                None => (path, (text.to_string(), Origin::BuiltIn)),
             })
             .collect();
         Templates { sources }
@@ -330,132 +284,6 @@ impl RenderError {
             line: e.line(),
             message,
         }
-    }
-}
-
-/// Checks `version` is `vMAJOR.MINOR.PATCH` with a minor the templates support.
-pub fn check_kubernetes_version(version: &str) -> Result<(), String> {
-    let minor = parse_minor(version).ok_or_else(|| {
-        format!("\"{version}\" is not a Kubernetes version like {DEFAULT_KUBERNETES_VERSION}")
-    })?;
-    let canonical = version
-        .strip_prefix('v')
-        .is_some_and(|rest| rest.split('.').all(|n| n == "0" || !n.starts_with('0')));
-    if !canonical {
-        return Err(format!(
-            "\"{version}\" is not written as Kubernetes writes its versions (no leading zeros), like {DEFAULT_KUBERNETES_VERSION}"
-        ));
-    }
-    if let Some(release) = minor_release(minor)
-        && parse_version(version).map(|(_, patch)| patch)
-            > parse_version(&release.patch).map(|(_, patch)| patch)
-    {
-        return Err(format!(
-            "Kubernetes {version} is newer than the newest 1.{minor} patch kube-aws knows ({}): its checksums and images are not in data/kubernetes-releases.json",
-            release.patch
-        ));
-    }
-    if minor_release(minor).is_none() {
-        let supported: Vec<String> = releases()
-            .minors
-            .iter()
-            .map(|m| format!("v1.{} (until {})", m.minor, m.end_of_life))
-            .collect();
-        return Err(format!(
-            "Kubernetes {version} is not a supported release (supported: {}); the default is {DEFAULT_KUBERNETES_VERSION}",
-            supported.join(", ")
-        ));
-    }
-    Ok(())
-}
-
-/// The end of life (`YYYY-MM-DD`) of `version`'s minor, if it is one the templates support.
-pub fn end_of_life(version: &str) -> Option<&'static str> {
-    parse_minor(version)
-        .and_then(minor_release)
-        .map(|m| m.end_of_life.as_str())
-}
-
-fn minor_release(minor: u32) -> Option<&'static MinorRelease> {
-    releases().minors.iter().find(|m| m.minor == minor)
-}
-
-/// The minor and patch of `v1.MINOR.PATCH`.
-fn parse_version(version: &str) -> Option<(u32, u32)> {
-    let rest = version.strip_prefix('v')?;
-    let mut parts = rest.split('.');
-    let major: u32 = parts.next()?.parse().ok()?;
-    let minor: u32 = parts.next()?.parse().ok()?;
-    let patch: u32 = parts.next()?.parse().ok()?;
-    (major == 1 && parts.next().is_none()).then_some((minor, patch))
-}
-
-fn parse_minor(version: &str) -> Option<u32> {
-    parse_version(version).map(|(minor, _)| minor)
-}
-
-/// Container images and downloads for a Kubernetes version.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Images {
-    apiserver: String,
-    controller_manager: String,
-    scheduler: String,
-    proxy: String,
-    etcd: String,
-    etcd_version: String,
-    awscli: String,
-    coredns: String,
-    flannel: String,
-    flannel_cni_plugin: String,
-    cloud_controller_manager: String,
-    cluster_autoscaler: String,
-    ebs_csi_driver: String,
-    csi_provisioner: String,
-    csi_attacher: String,
-    csi_resizer: String,
-    liveness_probe: String,
-    node_driver_registrar: String,
-}
-
-fn images(version: &str) -> Images {
-    let pinned = parse_minor(version)
-        .and_then(minor_release)
-        .filter(|m| m.patch == version);
-    // By digest where one is recorded for exactly this patch release, else by tag.
-    let image = |name: &str| match pinned.and_then(|m| m.digests.get(name)) {
-        Some(digest) => format!("registry.k8s.io/{name}:{version}@{digest}"),
-        None => format!("registry.k8s.io/{name}:{version}"),
-    };
-    let data = releases();
-    // The add-ons that follow the Kubernetes minor; an unknown minor (which validate refuses)
-    // gets the newest.
-    let release = parse_minor(version)
-        .and_then(minor_release)
-        .or_else(|| data.minors.last());
-    Images {
-        apiserver: image("kube-apiserver"),
-        controller_manager: image("kube-controller-manager"),
-        scheduler: image("kube-scheduler"),
-        proxy: image("kube-proxy"),
-        etcd: format!("{}:{}", data.etcd.image, data.etcd.version),
-        etcd_version: data.etcd.version.clone(),
-        awscli: data.awscli.clone(),
-        coredns: data.addons.coredns.clone(),
-        flannel: data.addons.flannel.clone(),
-        flannel_cni_plugin: data.addons.flannel_cni_plugin.clone(),
-        cloud_controller_manager: release
-            .map(|m| m.cloud_controller_manager.clone())
-            .unwrap_or_default(),
-        cluster_autoscaler: release
-            .map(|m| m.cluster_autoscaler.clone())
-            .unwrap_or_default(),
-        ebs_csi_driver: data.addons.ebs_csi_driver.clone(),
-        csi_provisioner: data.addons.csi_provisioner.clone(),
-        csi_attacher: data.addons.csi_attacher.clone(),
-        csi_resizer: data.addons.csi_resizer.clone(),
-        liveness_probe: data.addons.liveness_probe.clone(),
-        node_driver_registrar: data.addons.node_driver_registrar.clone(),
     }
 }
 
@@ -614,7 +442,10 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
 
     let addon_names = addons(c);
     let mut manifests = BTreeMap::new();
-    for name in addon_names.iter().chain(&CONTROLLER_SCRIPTS) {
+    for name in addon_names
+        .iter()
+        .chain(&CONTROLLER_SCRIPTS.map(|s| s.path))
+    {
         let file = addon_file_name(name).to_string();
         manifests.insert(file, render_one(name, context! {})?);
     }
@@ -634,7 +465,11 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
     let addons: Vec<_> = addon_names
         .iter()
         .map(|name| (name, true))
-        .chain(CONTROLLER_SCRIPTS.iter().map(|name| (name, false)))
+        .chain(
+            CONTROLLER_SCRIPTS
+                .iter()
+                .map(|script| (&script.path, false)),
+        )
         .filter_map(|(name, apply)| {
             let file = addon_file_name(name);
             let object = addon_objects.iter().find(|o| o.name == file)?;
@@ -654,7 +489,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
     };
     let mut cloud_configs = BTreeMap::new();
     cloud_configs.insert(
-        "cloud-config-controller".to_string(),
+        CloudConfigId::Controller.name(),
         render_one(
             CONTROLLER,
             context! {
@@ -667,7 +502,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
     for member in &members {
         let text = render_one(ETCD, context! { member => Serde(member) })?;
         etcd_userdata.push(gzip_base64(&text));
-        cloud_configs.insert(etcd_asset_name(member.index), text);
+        cloud_configs.insert(CloudConfigId::Etcd(member.index).name(), text);
     }
     let keep_pools = c.stack_per_pool && inputs.keep_pools_in_cluster_stack;
     // A pool in a stack of its own, unchanged, is not rendered at all; in the cluster stack
@@ -711,7 +546,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
             c.stack_name()
         })?;
         worker_userdata.insert(pool.name.clone(), gzip_base64(&text));
-        cloud_configs.insert(worker_asset_name(&pool.name), text);
+        cloud_configs.insert(CloudConfigId::Worker(pool.name.clone()).name(), text);
         if keep_pools {
             let in_cluster_stack = signalling(c.stack_name())?;
             cluster_worker_userdata.insert(pool.name.clone(), gzip_base64(&in_cluster_stack));
@@ -833,7 +668,7 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
         (Some(_), Some(id)) => Some(serde_json::to_string(id).expect("a string serialises")),
         (Some(_), None) => None,
     };
-    let controller_userdata = gzip_base64(&cloud_configs["cloud-config-controller"]);
+    let controller_userdata = gzip_base64(&cloud_configs[&CloudConfigId::Controller.name()]);
     let cluster_userdata = keep_pools.then(|| {
         context! {
             controller => controller_userdata.clone(),
@@ -975,11 +810,6 @@ fn check_pool_stack(pool: &str, logical_name: &str, template: &str) -> Result<()
 /// Filesystem label of each etcd member's data volume; its mount unit finds it by this label.
 const ETCD_VOLUME_LABEL: &str = "kube-aws-etcd";
 
-/// Asset name of an etcd member's cloud-config.
-pub fn etcd_asset_name(index: usize) -> String {
-    format!("cloud-config-etcd-{index}")
-}
-
 /// The key assets each instance role may decrypt: exactly those its cloud-config carries, so
 /// a worker's role cannot decrypt the CA's or etcd's key even with their ciphertexts.
 fn decryptable_assets() -> BTreeMap<&'static str, Vec<&'static str>> {
@@ -1002,15 +832,6 @@ fn decryptable_assets() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("Etcd", vec!["etcd-server"]),
         ("Worker", vec![crate::assets::tls::BOOTSTRAP_TOKEN]),
     ])
-}
-
-/// Asset name of a pool's worker cloud-config: the default pool keeps the original name.
-pub fn worker_asset_name(pool: &str) -> String {
-    if pool == crate::config::DEFAULT_POOL {
-        "cloud-config-worker".to_string()
-    } else {
-        format!("cloud-config-worker-{pool}")
-    }
 }
 
 /// The stack template as CloudFormation receives it: the same canonical JSON without

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::assets::TlsAsset;
+use crate::releases::{DEFAULT_KUBERNETES_VERSION, check_kubernetes_version, parse_minor};
 
 fn config(extra: &str) -> ClusterConfig {
     let text = format!(
@@ -1855,5 +1856,22 @@ fn load_balancer_subnets_are_limited_only_in_a_vpc_the_stack_creates() {
         if limited {
             assert_eq!(subnets[0]["Ref"], "Subnet0", "{create}");
         }
+    }
+}
+
+#[test]
+fn each_optional_addon_is_switched_by_a_field_init_writes_and_only_when_on() {
+    let init_text = include_str!("../../templates/cluster.yaml");
+    for addon in ADDONS {
+        let Some(switch) = addon.enabled_by else {
+            continue;
+        };
+        let top = switch.field.split('.').next().unwrap();
+        assert!(init_text.contains(top), "{} is not in cluster.yaml", switch.field);
+        let off = config("");
+        let on = config("clusterAutoscaler:\n  enabled: true\n");
+        assert!(!(switch.enabled)(&off) && (switch.enabled)(&on), "{}", switch.field);
+        assert!(!addons(&off).contains(&addon.template.path));
+        assert!(addons(&on).contains(&addon.template.path));
     }
 }

@@ -3,7 +3,6 @@
 
 pub mod local;
 pub mod objects;
-pub mod s3;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -69,6 +68,16 @@ pub enum PlanSigning {
 }
 
 impl PlanSigning {
+    /// How `config` signs plans; `None` when it says neither (only offline plans may be made
+    /// then).
+    pub fn configured(config: &crate::config::ClusterConfig) -> Option<PlanSigning> {
+        match (&config.plan_signing_key_arn, config.unsigned_plans) {
+            (Some(key), _) => Some(PlanSigning::Key(key.clone())),
+            (None, true) => Some(PlanSigning::Unsigned),
+            (None, false) => None,
+        }
+    }
+
     /// The key, when plans are signed.
     pub fn key(&self) -> Option<&str> {
         match self {

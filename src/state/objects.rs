@@ -4,9 +4,6 @@
 
 use serde::Serialize;
 
-use super::local::LocalObjects;
-use super::s3::S3Objects;
-
 /// An object as read: its bytes, ETag and (on versioned S3) version id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Object {
@@ -53,7 +50,7 @@ pub enum StoreError {
 }
 
 /// Named objects with conditional writes.
-#[allow(async_fn_in_trait)] // used through generics and the `Objects` enum only
+#[allow(async_fn_in_trait)] // used through generics and engine's `Objects` enum only
 pub trait ObjectStore {
     /// Where `key` lives, for messages: a path or `s3://bucket/key`.
     fn location(&self, key: &str) -> String;
@@ -77,68 +74,6 @@ pub trait ObjectStore {
     async fn versions(&self, key: &str) -> Result<Vec<ObjectVersion>, StoreError>;
     /// The bytes of one version.
     async fn get_version(&self, key: &str, version_id: &str) -> Result<Object, StoreError>;
-}
-
-/// The backend chosen by `cluster.yaml`.
-#[derive(Debug, Clone)]
-pub enum Objects {
-    Local(LocalObjects),
-    S3(S3Objects),
-}
-
-impl ObjectStore for Objects {
-    fn location(&self, key: &str) -> String {
-        match self {
-            Objects::Local(o) => o.location(key),
-            Objects::S3(o) => o.location(key),
-        }
-    }
-    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
-        match self {
-            Objects::Local(o) => o.get(key).await,
-            Objects::S3(o) => o.get(key).await,
-        }
-    }
-    async fn put(
-        &self,
-        key: &str,
-        bytes: &[u8],
-        condition: Precondition,
-    ) -> Result<Written, StoreError> {
-        match self {
-            Objects::Local(o) => o.put(key, bytes, condition).await,
-            Objects::S3(o) => o.put(key, bytes, condition).await,
-        }
-    }
-    async fn delete(&self, key: &str, if_match: &str) -> Result<(), StoreError> {
-        match self {
-            Objects::Local(o) => o.delete(key, if_match).await,
-            Objects::S3(o) => o.delete(key, if_match).await,
-        }
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        start_after: Option<&str>,
-        max: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        match self {
-            Objects::Local(o) => o.list(prefix, start_after, max).await,
-            Objects::S3(o) => o.list(prefix, start_after, max).await,
-        }
-    }
-    async fn versions(&self, key: &str) -> Result<Vec<ObjectVersion>, StoreError> {
-        match self {
-            Objects::Local(o) => o.versions(key).await,
-            Objects::S3(o) => o.versions(key).await,
-        }
-    }
-    async fn get_version(&self, key: &str, version_id: &str) -> Result<Object, StoreError> {
-        match self {
-            Objects::Local(o) => o.get_version(key, version_id).await,
-            Objects::S3(o) => o.get_version(key, version_id).await,
-        }
-    }
 }
 
 /// The keys one backend uses: the state, its lock, the audit entries' prefix, and the assets

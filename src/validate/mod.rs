@@ -3,6 +3,7 @@
 //! external resources the stack integrates with.
 
 pub mod cloudconfig;
+pub mod rendered;
 pub mod template;
 
 use serde::Serialize;

@@ -4,9 +4,9 @@
 use time::{Duration, OffsetDateTime};
 
 use kube_aws::audit::{AuditResult, NewEntry};
+use kube_aws::aws::s3::S3Objects;
 use kube_aws::engine::backend::Backend;
 use kube_aws::state::objects::{ObjectStore, Precondition};
-use kube_aws::state::s3::S3Objects;
 use kube_aws::state::store::Loaded;
 use kube_aws::state::{State, StateError};
 

@@ -154,7 +154,7 @@ fn render_copies_templates_refuses_to_overwrite_and_overrides_take_effect() {
     let dir = tempfile::tempdir().unwrap();
     let out = kube_aws(dir.path()).arg("render").output().unwrap();
     assert!(out.status.success());
-    for name in kube_aws::render::BUILT_IN.map(|(name, _)| name) {
+    for name in kube_aws::render::built_in().map(|t| t.path) {
         assert!(dir.path().join(name).is_file(), "{name} missing");
     }
     let stack = dir.path().join("stack-template.json");

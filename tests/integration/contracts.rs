@@ -197,7 +197,10 @@ fn kubelet_identity(
 /// run on a moto instance, must be found both ways: its name is the instance's private DNS
 /// name, and its provider id names the instance and its zone in the form the controller parses.
 #[test]
+#[ignore = "real-component tier (the rendered scripts: bash, curl): scripts/test and CI run it"]
 fn every_kubelet_registers_under_the_name_and_provider_id_the_cloud_controller_looks_up() {
+    crate::lab::require("bash");
+    crate::lab::require("curl");
     let cluster: RenderedCluster = render_cluster("identity", "");
     let instance = run_instance();
     assert!(
@@ -241,7 +244,10 @@ fn every_kubelet_registers_under_the_name_and_provider_id_the_cloud_controller_l
 
 /// The identity script refuses metadata it cannot name a node after, and writes nothing.
 #[test]
+#[ignore = "real-component tier (the rendered scripts: bash, curl): scripts/test and CI run it"]
 fn the_node_identity_script_refuses_a_hostile_host_name_and_writes_nothing() {
+    crate::lab::require("bash");
+    crate::lab::require("curl");
     let cluster = render_cluster("identitybad", "");
     let script = rendered_file(&cluster, "cloud-config-worker", "/opt/bin/node-identity");
     let work = tempfile::tempdir().unwrap();
@@ -840,7 +846,10 @@ fn groups_start_in_order_and_every_signal_wait_ends_before_cloudformation_stops_
 /// filled in, an expiry 30 days ahead in RFC 3339 (what the API server and the token cleaner
 /// read), and no copy of the secret left behind.
 #[test]
+#[ignore = "real-component tier (the rendered scripts: bash, envsubst): scripts/test and CI run it"]
 fn the_bootstrap_token_is_applied_with_an_expiry_thirty_days_ahead() {
+    crate::lab::require("bash");
+    crate::lab::require("envsubst");
     let cluster = render_cluster("tokenexpiry", "");
     let script = rendered_file(
         &cluster,
@@ -915,7 +924,9 @@ fn the_bootstrap_token_is_applied_with_an_expiry_thirty_days_ahead() {
 /// on, or tagged with another cluster's stack, is never signalled: CloudFormation counts a
 /// signal for whichever update waits, whatever instance it names.
 #[test]
+#[ignore = "real-component tier (the rendered scripts: bash): scripts/test and CI run it"]
 fn node_ready_signaller_signals_each_new_worker_once_and_never_an_old_or_foreign_one() {
+    crate::lab::require("bash");
     let cluster = render_cluster("signaller", "");
     let stack = cluster.config.stack_name();
     let work = tempfile::tempdir().unwrap();

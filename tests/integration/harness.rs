@@ -416,6 +416,14 @@ pub fn kube_aws(moto: &Moto, dir: &Path) -> Command {
     cmd
 }
 
+/// How many add-ons a cluster of `init`'s defaults gets: those no cluster.yaml switch turns on.
+pub fn default_addons() -> usize {
+    kube_aws::render::ADDONS
+        .iter()
+        .filter(|addon| addon.enabled_by.is_none())
+        .count()
+}
+
 /// A unique cluster name per test, so tests sharing moto never see each other's requests.
 pub fn unique_cluster(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -5,9 +5,9 @@ use std::path::Path;
 use time::OffsetDateTime;
 
 use kube_aws::audit::{self, AuditResult, ChangeSummary, NewEntry};
+use kube_aws::aws::s3::S3Objects;
 use kube_aws::engine::backend::Backend;
 use kube_aws::state::objects::{ObjectStore, Precondition};
-use kube_aws::state::s3::S3Objects;
 
 use crate::harness::{block_on, init_cluster_with, kube_aws, moto};
 

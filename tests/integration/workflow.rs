@@ -202,7 +202,7 @@ fn plan_from_nothing_creates_every_asset_the_stack_and_the_record() {
     assert_eq!(
         assets.len(),
         1 + 3
-            + kube_aws::render::ADDONS.len()
+            + crate::harness::default_addons()
             + kube_aws::render::CONTROLLER_SCRIPTS.len()
             + kube_aws::assets::tls::NAMES.len()
             + 1,
@@ -1568,7 +1568,7 @@ fn twenty_plan_apply_rounds_with_a_quarter_of_requests_faulted_lose_nothing() {
     let config = kube_aws::config::ClusterConfig::load(c.dir.path()).unwrap();
     let state_key = config.state.key.clone().expect("an S3 state key");
     let backend = kube_aws::engine::backend::Backend::s3(
-        kube_aws::state::s3::S3Objects::new(block_on(moto().s3()), c.bucket.as_ref().unwrap()),
+        kube_aws::aws::s3::S3Objects::new(block_on(moto().s3()), c.bucket.as_ref().unwrap()),
         &state_key,
     );
     let stored = || block_on(backend.store.load()).unwrap();

@@ -1,12 +1,10 @@
 //! `kube-aws apply [PLAN] [--auto-approve]`: execute a reviewed plan file, or plan, show and
 //! ask first.
 
-use std::process::ExitCode;
-
 use super::Context;
 use super::plan::make_plan;
-use crate::audit::AuditResult;
 use crate::cli::args::ApplyArgs;
+use crate::cli::exit::{self, Exit};
 use crate::cli::terminal::{ApplyProgress, catch_interrupts, confirm, runtime, stdout_color};
 use crate::cli::views;
 use crate::engine::apply::ApplyEvent;
@@ -14,7 +12,7 @@ use crate::engine::plan::PlanOptions;
 use crate::engine::{self, EngineError};
 use crate::planfile::Plan;
 
-pub fn run(context: &Context, args: ApplyArgs) -> Result<ExitCode, EngineError> {
+pub fn run(context: &Context, args: ApplyArgs) -> Result<Exit, EngineError> {
     if let Some(path) = &args.plan {
         let plan = engine::apply::read_plan_file(path)?;
         return execute(context, &plan, &format!("apply {}", path.display()));
@@ -22,18 +20,18 @@ pub fn run(context: &Context, args: ApplyArgs) -> Result<ExitCode, EngineError> 
     let plan = make_plan(context, &PlanOptions::default())?;
     print!("{}", views::plan::plan_text(&plan, stdout_color()));
     if !plan.has_changes() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     if !args.auto_approve && !confirm("apply this plan")? {
         eprintln!("Apply cancelled.");
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::Error);
     }
     execute(context, &plan, "apply")
 }
 
 /// Applies `plan`, showing each step and stack event; Ctrl-C or SIGTERM stops apply at its next
 /// safe point, never a stack.
-pub fn execute(context: &Context, plan: &Plan, command: &str) -> Result<ExitCode, EngineError> {
+pub fn execute(context: &Context, plan: &Plan, command: &str) -> Result<Exit, EngineError> {
     let progress = ApplyProgress::new();
     let result = runtime().block_on(async {
         let interrupt = catch_interrupts()?;
@@ -45,40 +43,17 @@ pub fn execute(context: &Context, plan: &Plan, command: &str) -> Result<ExitCode
             &interrupt,
             &mut |event| match event {
                 ApplyEvent::Step(step) => progress.step(step),
-                ApplyEvent::Stack(e) => progress.line(&format!(
-                    "  {} {} ({}) {}{}",
-                    e.timestamp,
-                    e.logical_id,
-                    e.resource_type,
-                    e.status,
-                    e.reason
-                        .as_ref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                )),
+                ApplyEvent::Stack(e) => progress.line(&views::apply::event_line(e)),
             },
         )
         .await
     });
     progress.finish();
-    let outcome = result?;
-    match outcome.result {
-        AuditResult::Succeeded => {
-            println!(
-                "Apply complete: state serial {} → {}, audit entry {}.",
-                outcome.serial_before, outcome.serial_after, outcome.audit_seq
-            );
-            Ok(ExitCode::SUCCESS)
+    match views::apply::outcome(&result?) {
+        Ok(line) => {
+            print!("{line}");
+            Ok(Exit::Success)
         }
-        other => {
-            eprintln!(
-                "error: apply {}: {} (state serial {}, audit entry {})",
-                other.as_str(),
-                outcome.message.unwrap_or_default(),
-                outcome.serial_after,
-                outcome.audit_seq
-            );
-            Ok(ExitCode::from(1))
-        }
+        Err(message) => Ok(exit::fail(&message)),
     }
 }

@@ -1,17 +1,16 @@
 //! `kube-aws destroy [--plan-only -o FILE] [--auto-approve]`.
 
-use std::process::ExitCode;
-
 use super::Context;
 use super::apply::execute;
 use super::plan::{make_plan, write_plan};
 use crate::cli::args::DestroyArgs;
+use crate::cli::exit::Exit;
 use crate::cli::terminal::{confirm, stdout_color};
 use crate::cli::views;
 use crate::engine::EngineError;
 use crate::engine::plan::PlanOptions;
 
-pub fn run(context: &Context, args: DestroyArgs) -> Result<ExitCode, EngineError> {
+pub fn run(context: &Context, args: DestroyArgs) -> Result<Exit, EngineError> {
     let options = PlanOptions {
         destroy: true,
         ..Default::default()
@@ -25,14 +24,14 @@ pub fn run(context: &Context, args: DestroyArgs) -> Result<ExitCode, EngineError
             path.display(),
             path.display()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     if !plan.has_changes() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     if !args.auto_approve && !confirm("destroy this cluster")? {
         eprintln!("Destroy cancelled.");
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::Error);
     }
     execute(context, &plan, "destroy")
 }

@@ -1,13 +1,12 @@
 //! `kube-aws export [--plan PLAN] [-o FILE]`.
 
-use std::process::ExitCode;
-
 use super::Context;
 use crate::cli::args::ExportArgs;
+use crate::cli::exit::Exit;
 use crate::cli::terminal::{runtime, write_stdout};
 use crate::engine::{self, EngineError};
 
-pub fn run(context: &Context, args: ExportArgs) -> Result<ExitCode, EngineError> {
+pub fn run(context: &Context, args: ExportArgs) -> Result<Exit, EngineError> {
     let template = match &args.plan {
         Some(path) => engine::export::reviewed_template(path, args.pool.as_deref())?,
         None => {
@@ -27,5 +26,5 @@ pub fn run(context: &Context, args: ExportArgs) -> Result<ExitCode, EngineError>
         }
         None => write_stdout(template.as_bytes())?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -2,21 +2,21 @@
 //! they never drift from `--help`.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use crate::cli::args::{Cli, CompletionsArgs};
+use crate::cli::exit::Exit;
 use crate::cli::terminal::write_stdout;
 use crate::engine::EngineError;
 
-pub fn completions(args: CompletionsArgs) -> Result<ExitCode, EngineError> {
+pub fn completions(args: CompletionsArgs) -> Result<Exit, EngineError> {
     let mut command = <Cli as clap::CommandFactory>::command();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut command, "kube-aws", &mut out);
     write_stdout(&out)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-pub fn man() -> Result<ExitCode, EngineError> {
+pub fn man() -> Result<Exit, EngineError> {
     let mut out = Vec::new();
     clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
         .render(&mut out)
@@ -25,5 +25,5 @@ pub fn man() -> Result<ExitCode, EngineError> {
             source,
         })?;
     write_stdout(&out)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

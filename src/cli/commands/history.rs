@@ -1,18 +1,17 @@
-//! `kube-aws history [--limit N] [--json] [--verify]` and `history show SEQ`.
-
-use std::process::ExitCode;
+//! `kube-aws history [--limit N] [--format text|json] [--verify]` and `history show SEQ`.
 
 use super::Context;
-use crate::cli::args::{HistoryArgs, HistoryCommand};
+use crate::cli::args::{HistoryArgs, HistoryCommand, ReportFormat};
+use crate::cli::exit::{self, Exit};
 use crate::cli::terminal::{print_json, runtime, stdout_color};
 use crate::cli::views;
 use crate::engine::{EngineError, history};
 
-pub fn run(context: &Context, args: HistoryArgs) -> Result<ExitCode, EngineError> {
+pub fn run(context: &Context, args: HistoryArgs) -> Result<Exit, EngineError> {
     let (dir, aws) = (&context.dir, &context.aws);
-    if let Some(HistoryCommand::Show { seq, json }) = args.show {
+    if let Some(HistoryCommand::Show { seq, format, json }) = args.show {
         let (entry, plan) = runtime().block_on(history::history_entry(dir, aws, seq))?;
-        if json {
+        if json || format == ReportFormat::Json {
             print_json(&entry)?;
         } else {
             print!(
@@ -20,7 +19,7 @@ pub fn run(context: &Context, args: HistoryArgs) -> Result<ExitCode, EngineError
                 views::history::history_entry_text(&entry, plan.as_ref(), stdout_color())
             );
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     if args.verify {
         let report = runtime().block_on(history::verify_history(dir, aws))?;
@@ -29,24 +28,23 @@ pub fn run(context: &Context, args: HistoryArgs) -> Result<ExitCode, EngineError
             for line in &report.checked {
                 println!("  - {line}");
             }
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Exit::Success);
         }
         for problem in &report.problems {
             println!("{problem}");
         }
-        eprintln!(
-            "error: audit log verification failed: {} problem(s) in {} entries; first: {}",
+        return Ok(exit::fail(&format!(
+            "audit log verification failed: {} problem(s) in {} entries; first: {}",
             report.problems.len(),
             report.entries,
             report.problems[0]
-        );
-        return Ok(ExitCode::from(1));
+        )));
     }
     let entries = runtime().block_on(history::history(dir, aws, args.limit))?;
-    if args.json {
+    if args.json || args.format == ReportFormat::Json {
         print_json(&entries)?;
     } else {
         print!("{}", views::history::history_table(&entries));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,13 +1,12 @@
 //! `kube-aws init`.
 
-use std::process::ExitCode;
-
 use super::Context;
 use crate::cli::args::InitArgs;
+use crate::cli::exit::Exit;
 use crate::engine::EngineError;
 use crate::engine::init::{InitOptions, init};
 
-pub fn run(context: &Context, args: InitArgs) -> Result<ExitCode, EngineError> {
+pub fn run(context: &Context, args: InitArgs) -> Result<Exit, EngineError> {
     let region = context
         .aws
         .region
@@ -31,5 +30,5 @@ pub fn run(context: &Context, args: InitArgs) -> Result<ExitCode, EngineError> {
         },
     )?;
     eprintln!("Wrote {}", path.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

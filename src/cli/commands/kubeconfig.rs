@@ -1,13 +1,12 @@
 //! `kube-aws kubeconfig [-o FILE] [--force]`.
 
-use std::process::ExitCode;
-
 use super::Context;
 use crate::cli::args::KubeconfigArgs;
+use crate::cli::exit::Exit;
 use crate::cli::terminal::runtime;
 use crate::engine::{self, EngineError};
 
-pub fn run(context: &Context, args: KubeconfigArgs) -> Result<ExitCode, EngineError> {
+pub fn run(context: &Context, args: KubeconfigArgs) -> Result<Exit, EngineError> {
     let path = runtime().block_on(engine::kubeconfig::kubeconfig(
         &context.dir,
         &context.aws,
@@ -15,5 +14,5 @@ pub fn run(context: &Context, args: KubeconfigArgs) -> Result<ExitCode, EngineEr
         args.force,
     ))?;
     eprintln!("Wrote {} (mode 0600)", path.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

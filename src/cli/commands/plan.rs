@@ -1,17 +1,16 @@
 //! `kube-aws plan`: make, write and show a plan; `apply` and `destroy` make theirs here too.
 
-use std::path::Path;
-use std::process::ExitCode;
-
 use super::Context;
 use crate::cli::args::{Format, PlanArgs};
+use crate::cli::exit::Exit;
 use crate::cli::terminal::{print_json, runtime, spinner, stdout_color};
 use crate::cli::views;
 use crate::engine::plan::PlanOptions;
 use crate::engine::{self, EngineError};
 use crate::planfile::Plan;
+use std::path::Path;
 
-pub fn run(context: &Context, args: PlanArgs) -> Result<ExitCode, EngineError> {
+pub fn run(context: &Context, args: PlanArgs) -> Result<Exit, EngineError> {
     let options = PlanOptions {
         offline: args.offline,
         preview: args.preview,
@@ -36,9 +35,9 @@ pub fn run(context: &Context, args: PlanArgs) -> Result<ExitCode, EngineError> {
         Format::Json => print_json(&plan)?,
     }
     Ok(if args.detailed_exitcode && plan.has_changes() {
-        ExitCode::from(2)
+        Exit::Changes
     } else {
-        ExitCode::SUCCESS
+        Exit::Success
     })
 }
 

@@ -1,14 +1,13 @@
 //! `kube-aws state show|pull|versions|push|unlock`.
 
-use std::process::ExitCode;
-
 use super::Context;
 use crate::cli::args::StateCommand;
+use crate::cli::exit::Exit;
 use crate::cli::terminal::{print_json, runtime, write_stdout};
 use crate::cli::views;
 use crate::engine::{self, EngineError, state};
 
-pub fn run(context: &Context, command: StateCommand) -> Result<ExitCode, EngineError> {
+pub fn run(context: &Context, command: StateCommand) -> Result<Exit, EngineError> {
     let (dir, aws) = (&context.dir, &context.aws);
     let rt = runtime();
     match command {
@@ -42,5 +41,5 @@ pub fn run(context: &Context, command: StateCommand) -> Result<ExitCode, EngineE
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

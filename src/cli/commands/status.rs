@@ -1,14 +1,17 @@
-//! `kube-aws status`.
-
-use std::process::ExitCode;
+//! `kube-aws status [--format text|json]`.
 
 use super::Context;
-use crate::cli::terminal::runtime;
+use crate::cli::args::{ReportFormat, StatusArgs};
+use crate::cli::exit::Exit;
+use crate::cli::terminal::{print_json, runtime};
 use crate::cli::views;
 use crate::engine::{self, EngineError};
 
-pub fn run(context: &Context) -> Result<ExitCode, EngineError> {
+pub fn run(context: &Context, args: StatusArgs) -> Result<Exit, EngineError> {
     let status = runtime().block_on(engine::status::status(&context.dir, &context.aws))?;
-    print!("{}", views::status::status_text(&status));
-    Ok(ExitCode::SUCCESS)
+    match args.format {
+        ReportFormat::Text => print!("{}", views::status::status_text(&status)),
+        ReportFormat::Json => print_json(&views::status::status_json(&status))?,
+    }
+    Ok(Exit::Success)
 }

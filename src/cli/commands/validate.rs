@@ -1,14 +1,13 @@
 //! `kube-aws validate [--offline] [--format F] [--strict]`.
 
-use std::process::ExitCode;
-
 use super::Context;
 use crate::cli::args::{Format, ValidateArgs};
+use crate::cli::exit::Exit;
 use crate::cli::terminal::{print_json, runtime, stdout_color};
 use crate::cli::views;
 use crate::engine::{self, EngineError};
 
-pub fn run(context: &Context, args: ValidateArgs) -> Result<ExitCode, EngineError> {
+pub fn run(context: &Context, args: ValidateArgs) -> Result<Exit, EngineError> {
     let now = time::OffsetDateTime::now_utc();
     let findings = runtime().block_on(engine::validate::validate(
         &context.dir,
@@ -30,8 +29,8 @@ pub fn run(context: &Context, args: ValidateArgs) -> Result<ExitCode, EngineErro
         ),
     }
     Ok(if errors > 0 || (args.strict && warnings > 0) {
-        ExitCode::from(1)
+        Exit::Error
     } else {
-        ExitCode::SUCCESS
+        Exit::Success
     })
 }

@@ -145,3 +145,36 @@ pub fn versions_table(versions: &[StateVersion]) -> String {
         .collect();
     table(&["VERSION", "LAST MODIFIED", "SERIAL", "LATEST"], &rows)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditResult;
+    use crate::cli::views::fixtures::audit_entry;
+    use crate::planfile::fixtures::rolling_plan;
+
+    #[test]
+    fn history_table_and_entry_snapshot() {
+        let mut hostile = audit_entry(12, AuditResult::Failed);
+        hostile.command = "apply \u{1b}[2Jplan.json".into();
+        let entries = [
+            hostile,
+            audit_entry(11, AuditResult::RolledBack),
+            audit_entry(10, AuditResult::Succeeded),
+            audit_entry(9, AuditResult::Started),
+        ];
+        let mut out = history_table(&entries);
+        out.push_str("---\n");
+        out.push_str(&history_entry_text(
+            &entries[1],
+            Some(&rolling_plan()),
+            false,
+        ));
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn an_empty_log_says_so() {
+        assert_eq!(history_table(&[]), "No audit entries yet.\n");
+    }
+}

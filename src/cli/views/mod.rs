@@ -1,6 +1,7 @@
 //! What each command prints, as pure functions from the engine's results to text: no I/O, so
 //! each view is tested (and snapshot-tested) on its own.
 
+pub mod apply;
 pub mod findings;
 pub mod history;
 pub mod plan;
@@ -23,6 +24,12 @@ pub fn printable(text: &str) -> String {
         }
     }
     out
+}
+
+/// An error as every command prints it: `error: ` and the message, control characters
+/// escaped.
+pub fn error_text(message: &str) -> String {
+    format!("error: {}\n", printable(message))
 }
 
 /// Left-aligned columns, two spaces apart; the last column is not padded.
@@ -73,5 +80,105 @@ impl Palette {
             dim: style(Style::new().dim()),
             bold: style(Style::new().bold()),
         }
+    }
+}
+
+/// What the view tests print.
+#[cfg(test)]
+pub(super) mod fixtures {
+    use crate::audit::{AuditEntry, AuditResult, ChangeSummary};
+
+    /// An apply's audit entry, as the S3 backend stores one.
+    pub fn audit_entry(seq: u64, result: AuditResult) -> AuditEntry {
+        let wrote = matches!(result, AuditResult::Succeeded);
+        AuditEntry {
+            format_version: 1,
+            seq,
+            prev_sha256: "0".repeat(64),
+            time: format!("2026-12-07T00:{seq:02}:00Z"),
+            actor: "arn:aws:sts::123456789012:assumed-role/ci-apply/run-77".into(),
+            command: "apply plan.json".into(),
+            result,
+            plan_sha256: Some("ab".repeat(32)),
+            change_set_arn: Some(
+                "arn:aws:cloudformation:us-west-2:123456789012:changeSet/kube-aws-5/1".into(),
+            ),
+            state_serial_before: Some(4),
+            state_serial_after: wrote.then_some(5),
+            state_sha256_after: wrote.then(|| "cd".repeat(32)),
+            duration_ms: (result != AuditResult::Started).then_some(81_250),
+            summary: Some(ChangeSummary {
+                add: 1,
+                change: 2,
+                remove: 0,
+                replace: 1,
+            }),
+            message: (result == AuditResult::RolledBack)
+                .then(|| "stack demo rolled back (UPDATE_ROLLBACK_COMPLETE)".into()),
+            provenance: None,
+            tool_version: "0.1.0".into(),
+            entry_sha256: "ef".repeat(32),
+            signature: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::AwsError;
+    use crate::aws::cloudformation::StackStatus;
+    use crate::engine::{EngineError, PlanMismatch};
+    use crate::state::StateError;
+    use crate::state::store::LockInfo;
+
+    /// One error of each class as the user sees it: a cluster.yaml mistake at its line, a
+    /// refusal, a held lock, a stale plan, a plan apply re-derives otherwise, AWS's own error
+    /// (with a control character it must not pass to the terminal), a file.
+    #[test]
+    fn every_error_class_snapshot() {
+        let config = crate::config::ClusterConfig::parse(
+            std::path::Path::new("cluster.yaml"),
+            "clusterName: demo\nregion: us-west-2\nworkerCount: many\n",
+        )
+        .unwrap_err();
+        let errors: Vec<EngineError> = vec![
+            config.into(),
+            EngineError::StackBusy {
+                stack: "demo".into(),
+                status: StackStatus::UpdateInProgress,
+            },
+            StateError::Locked {
+                info: Box::new(LockInfo {
+                    format_version: 1,
+                    id: "lock-1".into(),
+                    holder: "arn:aws:sts::123456789012:assumed-role/ci-apply/run-77".into(),
+                    operation: "apply plan.json".into(),
+                    created: "2026-12-07T00:00:00Z".into(),
+                    lease_expires: "2026-12-07T01:00:00Z".into(),
+                }),
+                expired: false,
+            }
+            .into(),
+            StateError::Stale {
+                message: "the plan was made against state serial 4 but the state is now at serial 5 (written by another apply since); nothing was executed. Make a new plan.".into(),
+            }
+            .into(),
+            PlanMismatch::NoImage.into(),
+            AwsError {
+                service: "KMS",
+                operation: "Sign",
+                code: Some("NotFoundException".into()),
+                message: "Key 'arn:aws:kms:us-west-2:123456789012:key/x' does not exist\u{1b}[2J"
+                    .into(),
+            }
+            .into(),
+            EngineError::Io {
+                path: "plan.json".into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+        ];
+        let out: String = errors.iter().map(|e| error_text(&e.to_string())).collect();
+        insta::assert_snapshot!(out);
     }
 }

@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::assets::{AssetKind, AssetRecord};
 use crate::aws::AwsContext;
+use crate::aws::s3::S3Objects;
 use crate::config::{ArtifactLocation, ClusterConfig};
 use crate::engine::EngineError;
 use crate::hash::sha256_hex;
 use crate::render::{self, Rendered};
 use crate::state::StateError;
 use crate::state::objects::{ObjectStore, Precondition};
-use crate::state::s3::S3Objects;
 
 /// CloudFormation's limit for a template passed inline; larger ones go through S3.
 const INLINE_TEMPLATE_LIMIT: usize = 51_200;

@@ -245,9 +245,7 @@ pub fn render_for_apply(
     next: &State,
 ) -> Result<Rendered, EngineError> {
     let Some(image) = next.image.clone() else {
-        return Err(EngineError::Mismatch(
-            crate::engine::plan_checks::PlanMismatch::NoImage,
-        ));
+        return Err(EngineError::Mismatch(crate::engine::PlanMismatch::NoImage));
     };
     let prepared = Prepared {
         image,
@@ -286,7 +284,7 @@ impl Prepared {
                     == Some(key)
                     && prior.assets.contains_key(&crate::assets::asset_path(
                         crate::assets::AssetKind::CloudConfig,
-                        &render::worker_asset_name(pool),
+                        &crate::assets::CloudConfigId::Worker(pool.to_string()).name(),
                     ))
             })
             .map(|(pool, _)| pool.clone())
@@ -327,7 +325,7 @@ impl Build {
     /// made of files it rejects (every pool's cloud-config, as `validate` checks them).
     pub fn refuse_invalid(&self) -> Result<(), EngineError> {
         let findings: Vec<String> =
-            crate::engine::validate::check_rendered(&self.rendered, &self.templates)
+            crate::validate::rendered::check(&self.rendered, &self.templates)
                 .into_iter()
                 .filter(|f| f.severity == crate::validate::Severity::Error)
                 .map(|f| f.to_string())

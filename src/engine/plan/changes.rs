@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::records::desired_record_spec;
 use crate::assets::tls::{BOOTSTRAP_TOKEN, SECRETS_ENCRYPTION, SERVICE_ACCOUNT};
-use crate::assets::{AssetKind, AssetRecord, TlsAssets, asset_path};
+use crate::assets::{AssetKind, AssetRecord, CloudConfigId, TlsAssets, asset_name, asset_path};
 use crate::config::ClusterConfig;
 use crate::diff;
 use crate::engine::pki::IssueReason;
@@ -115,7 +115,10 @@ pub fn applied_state(
     let mut assets = desired_assets(config, rendered, tls);
     // A pool not rendered (its key is the state's) keeps the cloud-config the state records.
     for pool in &rendered.reused_pools {
-        let path = asset_path(AssetKind::CloudConfig, &render::worker_asset_name(pool));
+        let path = asset_path(
+            AssetKind::CloudConfig,
+            &CloudConfigId::Worker(pool.to_string()).name(),
+        );
         if let Some(recorded) = prior.and_then(|s| s.assets.get(&path)) {
             assets.insert(path, recorded.clone());
         }
@@ -528,7 +531,7 @@ pub fn asset_changes(inputs: &AssetInputs<'_>) -> Vec<AssetChange> {
             (None, None) => continue,
         };
         let reason = (kind == AssetKind::Tls)
-            .then(|| path.trim_start_matches("tls/"))
+            .then(|| asset_name(AssetKind::Tls, path))
             .and_then(|name| Some(describe_reason(name, reasons.get(name)?)));
         let action = match (old, new) {
             (None, _) => Action::Create,
@@ -545,12 +548,12 @@ pub fn asset_changes(inputs: &AssetInputs<'_>) -> Vec<AssetChange> {
                 AssetKind::CloudConfig => inputs
                     .rendered
                     .cloud_configs
-                    .get(path.trim_start_matches("userdata/"))
+                    .get(asset_name(kind, path))
                     .cloned(),
                 AssetKind::Manifest => inputs
                     .rendered
                     .manifests
-                    .get(path.trim_start_matches("addons/"))
+                    .get(asset_name(kind, path))
                     .cloned(),
                 _ => None,
             };
@@ -675,9 +678,7 @@ pub fn destroyed_state(config: &ClusterConfig, prior: Option<&State>, lineage: S
 /// The plan signing the next state records: cluster.yaml's, or (for an offline preview made
 /// without either setting) the state's as it is.
 pub fn signing_after(config: &ClusterConfig, prior: Option<&State>) -> Option<PlanSigning> {
-    config
-        .plan_signing()
-        .or_else(|| prior.and_then(|s| s.plan_signing.clone()))
+    PlanSigning::configured(config).or_else(|| prior.and_then(|s| s.plan_signing.clone()))
 }
 
 /// The change of plan signing a plan makes, when the state (`recorded` is what it records;

@@ -143,8 +143,10 @@ pub async fn plan(
     }
     .seal();
     // While signing changes away from a key the state records, that key signs the plan.
-    let key =
-        super::apply::signing_key_for(&config, recorded_signing.as_ref().and_then(Option::as_ref));
+    let key = super::signing::signing_key_for(
+        &config,
+        recorded_signing.as_ref().and_then(Option::as_ref),
+    );
     match (online, key) {
         (Some(context), Some(key)) if options.sign && !options.preview => {
             progress("signing the plan");

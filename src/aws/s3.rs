@@ -6,8 +6,10 @@ use aws_sdk_s3::primitives::ByteStream;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::objects::{Object, ObjectStore, ObjectVersion, Precondition, StoreError, Written};
-use crate::aws::AwsError;
+use super::AwsError;
+use crate::state::objects::{
+    Object, ObjectStore, ObjectVersion, Precondition, StoreError, Written,
+};
 
 /// What [`S3Objects::versioning`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +34,7 @@ impl S3Objects {
     }
 
     /// Objects in `bucket` through the context's credentials, in the bucket's `region`.
-    pub fn connect(aws: &crate::aws::AwsContext, region: &str, bucket: &str) -> S3Objects {
+    pub fn connect(aws: &super::AwsContext, region: &str, bucket: &str) -> S3Objects {
         S3Objects::new(aws.s3(Some(region)), bucket)
     }
 

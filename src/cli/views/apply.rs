@@ -1,0 +1,91 @@
+//! What apply prints: a line per stack event, and how the run ended.
+
+use crate::audit::AuditResult;
+use crate::aws::cloudformation::StackEvent;
+use crate::engine::apply::ApplyOutcome;
+
+/// One stack event, as apply streams them.
+pub fn event_line(e: &StackEvent) -> String {
+    super::printable(&format!(
+        "  {} {} ({}) {}{}",
+        e.timestamp,
+        e.logical_id,
+        e.resource_type,
+        e.status,
+        e.reason
+            .as_ref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
+    ))
+}
+
+/// How the run ended: `Ok` with the line for stdout when it succeeded, `Err` with the error
+/// message otherwise.
+pub fn outcome(outcome: &ApplyOutcome) -> Result<String, String> {
+    match outcome.result {
+        AuditResult::Succeeded => Ok(format!(
+            "Apply complete: state serial {} → {}, audit entry {}.\n",
+            outcome.serial_before, outcome.serial_after, outcome.audit_seq
+        )),
+        other => Err(format!(
+            "apply {}: {} (state serial {}, audit entry {})",
+            other.as_str(),
+            outcome.message.clone().unwrap_or_default(),
+            outcome.serial_after,
+            outcome.audit_seq
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::cloudformation::ResourceStatus;
+
+    #[test]
+    fn apply_event_stream_and_endings_snapshot() {
+        let event = |id: &str, status: &str, reason: Option<&str>| StackEvent {
+            id: id.into(),
+            timestamp: "2026-12-07T00:00:01Z".into(),
+            logical_id: "AutoScaleWorker".into(),
+            resource_type: "AWS::AutoScaling::AutoScalingGroup".into(),
+            status: ResourceStatus::from(status),
+            reason: reason.map(str::to_string),
+        };
+        let mut out = String::new();
+        for e in [
+            event("1", "UPDATE_IN_PROGRESS", None),
+            event(
+                "2",
+                "UPDATE_FAILED",
+                Some("Received 0 SUCCESS signal(s)\u{1b}[2J"),
+            ),
+            event("3", "UPDATE_ROLLBACK_COMPLETE", None),
+        ] {
+            out.push_str(&event_line(&e));
+            out.push('\n');
+        }
+        let ended = |result, message: Option<&str>| ApplyOutcome {
+            result,
+            serial_before: 4,
+            serial_after: if result == AuditResult::Succeeded {
+                5
+            } else {
+                4
+            },
+            message: message.map(str::to_string),
+            audit_seq: 9,
+        };
+        for ending in [
+            ended(AuditResult::Succeeded, None),
+            ended(AuditResult::RolledBack, Some("stack demo rolled back")),
+            ended(AuditResult::Interrupted, Some("interrupted before …")),
+        ] {
+            match outcome(&ending) {
+                Ok(line) => out.push_str(&line),
+                Err(message) => out.push_str(&super::super::error_text(&message)),
+            }
+        }
+        insta::assert_snapshot!(out);
+    }
+}
