@@ -20,6 +20,7 @@ use kube_aws::aws::kms::KeyVault;
 use kube_aws::config::{ClusterConfig, ReleaseChannel};
 use kube_aws::engine::backend::Backend;
 use kube_aws::engine::{self, plan::applied_state};
+use kube_aws::state::lock::Locker;
 use zeroize::Zeroizing;
 
 /// Seeds the benchmark's state without AWS: "encrypts" by tagging. Never used by the product.
@@ -93,11 +94,12 @@ fn seed(dir: &Path, pools: usize, stack_per_pool: bool) {
         let backend = Backend::local(dir);
         let lock = backend
             .store
+            .locker
             .lock("bench", "seed", now, time::Duration::minutes(5))
             .await
             .unwrap();
         backend.store.persist(&state, None, &lock).await.unwrap();
-        backend.store.unlock(&lock).await.unwrap();
+        backend.store.locker.unlock(&lock).await.unwrap();
     });
 }
 

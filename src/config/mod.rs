@@ -1,7 +1,11 @@
 //! The typed model of `cluster.yaml`: field names and defaults of the original kube-aws, parsed
 //! with positions so every mistake names its file, line and column.
 
+mod defaults;
+mod kubelet;
 mod locate;
+mod model;
+mod parse_limits;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -12,8 +16,12 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub use kubelet::*;
 pub use locate::Locator;
 use locate::Segment;
+pub use model::*;
+pub(crate) use parse_limits::nested_beyond;
+use parse_limits::{beyond_bounds, lenient_findings};
 
 /// File name of the cluster definition inside a cluster directory.
 pub const CLUSTER_FILE: &str = "cluster.yaml";
@@ -233,396 +241,6 @@ impl ArtifactLocation {
             self.bucket, self.region
         )
     }
-}
-
-/// One instance subnet. Without `subnets`, `availabilityZone` + `instanceCIDR` make the only one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SubnetConfig {
-    /// An existing subnet of `vpcId` to use instead of creating one; its zone and CIDR must be
-    /// given too (validate checks them against AWS).
-    #[serde(default)]
-    pub id: Option<String>,
-    pub availability_zone: String,
-    #[serde(rename = "instanceCIDR")]
-    pub instance_cidr: Ipv4Net,
-}
-
-impl SubnetConfig {
-    /// Whether a pool's `subnets` entry names this subnet: by its zone or by its id.
-    pub fn is_named(&self, name: &str) -> bool {
-        self.availability_zone == name || self.id.as_deref() == Some(name)
-    }
-}
-
-/// An extra group of workers with its own Auto Scaling group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodePoolConfig {
-    pub name: String,
-    #[serde(default)]
-    pub count: Option<u32>,
-    /// The fewest instances the group may shrink to (cluster-autoscaler, or by hand); `count`
-    /// when unset.
-    #[serde(default)]
-    pub min_size: Option<u32>,
-    /// The most instances the group may grow to; `count + 1` when unset (room for the rolling
-    /// update's extra instance).
-    #[serde(default)]
-    pub max_size: Option<u32>,
-    #[serde(default)]
-    pub instance_type: Option<String>,
-    /// Instance types the group may launch, most preferred first (an Auto Scaling mixed
-    /// instances policy); instead of `instanceType`. Give types of one size (vCPU and memory)
-    /// so the cluster-autoscaler's guesses hold.
-    /// `None` when not given; an empty list given is refused by `validate`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_types: Option<Vec<String>>,
-    /// With `instanceTypes`: how many instances are on-demand before any spot (0 when unset).
-    #[serde(default)]
-    pub on_demand_base_capacity: Option<u32>,
-    /// With `instanceTypes`: the on-demand share, in percent, above the base; 0 (all spot) for
-    /// a pool with a `spotPrice`, else 100 (all on-demand).
-    #[serde(default)]
-    pub on_demand_percentage_above_base_capacity: Option<u32>,
-    /// With `instanceTypes`: how spot capacity is chosen (`price-capacity-optimized` when unset).
-    #[serde(default)]
-    pub spot_allocation_strategy: Option<SpotAllocationStrategy>,
-    #[serde(default)]
-    pub spot_price: Option<String>,
-    #[serde(default)]
-    pub root_volume_size: Option<u32>,
-    #[serde(default)]
-    pub root_volume_type: Option<String>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub taints: Vec<TaintConfig>,
-    /// Which of the cluster's node subnets the pool runs in, each by availability zone (every
-    /// node subnet in it) or by subnet `id`; all of them when unset.
-    #[serde(default)]
-    pub subnets: Vec<String>,
-    /// IAM managed policies attached to the pool's own role (the pool gets a role of its own,
-    /// with the workers' permissions, instead of sharing theirs).
-    #[serde(default)]
-    pub managed_policies: Vec<String>,
-    /// An existing instance profile the pool's instances run with instead of one kube-aws
-    /// makes; its role must have what the workers' role has (README, "Node pools").
-    #[serde(default)]
-    pub instance_profile_arn: Option<String>,
-    /// The cluster-autoscaler sizes this group between `minSize` and `maxSize` (needs
-    /// `clusterAutoscaler.enabled`); the template then sets no desired capacity, so a stack
-    /// update never undoes its choice.
-    #[serde(default)]
-    pub autoscaled: bool,
-}
-
-/// How an Auto Scaling group picks spot capacity among its instance types (AWS's words).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SpotAllocationStrategy {
-    /// AWS's recommendation: the pools least likely to be interrupted, among the cheapest.
-    #[default]
-    PriceCapacityOptimized,
-    CapacityOptimized,
-    CapacityOptimizedPrioritized,
-    LowestPrice,
-}
-
-/// The cluster-autoscaler add-on: it runs on the controllers with their role, whose policy
-/// then lets it resize only the groups tagged as this cluster's autoscaled pools.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterAutoscalerConfig {
-    #[serde(default)]
-    pub enabled: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaintConfig {
-    pub key: String,
-    #[serde(default)]
-    pub value: String,
-    pub effect: TaintEffect,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TaintEffect {
-    NoSchedule,
-    PreferNoSchedule,
-    NoExecute,
-}
-
-/// The API servers' load balancer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiLoadBalancer {
-    #[serde(default, rename = "type")]
-    pub kind: LoadBalancerKind,
-    #[serde(default)]
-    pub scheme: LoadBalancerScheme,
-}
-
-/// Which Elastic Load Balancing generation fronts the API.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LoadBalancerKind {
-    /// A network load balancer: TCP pass-through (TLS ends at the API servers), its own
-    /// security group, cross-zone.
-    #[default]
-    Network,
-    /// The classic ELB of earlier releases.
-    Classic,
-}
-
-/// Whether the API is reachable from the internet or only from inside the VPC.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LoadBalancerScheme {
-    #[default]
-    InternetFacing,
-    /// Private addresses only, in the private subnets when there are some.
-    Internal,
-}
-
-/// How many NAT gateways the private subnets route through.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum NatGateways {
-    /// One per availability zone of the private subnets: a zone's outage leaves the others' egress.
-    #[default]
-    #[serde(rename = "perAZ")]
-    PerAz,
-    /// One for all: cheaper, and a single point of failure for egress.
-    Single,
-}
-
-/// Flatcar Container Linux release channel whose newest AMI is used when `amiId` is not set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReleaseChannel {
-    #[default]
-    Stable,
-    Beta,
-    Alpha,
-    Lts,
-}
-
-impl ReleaseChannel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReleaseChannel::Stable => "stable",
-            ReleaseChannel::Beta => "beta",
-            ReleaseChannel::Alpha => "alpha",
-            ReleaseChannel::Lts => "lts",
-        }
-    }
-}
-
-/// Where the state file, lock and audit log live.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StateConfig {
-    #[serde(default)]
-    pub backend: StateBackendKind,
-    #[serde(default)]
-    pub bucket: Option<String>,
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub region: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StateBackendKind {
-    #[default]
-    Local,
-    S3,
-}
-
-/// A worker group as the templates see it: the default workers and each node pool, resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WorkerPool {
-    pub name: String,
-    /// CloudFormation logical-id fragment, e.g. `Gpu` for `gpu`, `Workers` for the default pool.
-    pub logical_name: String,
-    /// How many instances the group starts with (`DesiredCapacity`).
-    pub count: u32,
-    pub min_size: u32,
-    pub max_size: u32,
-    /// What a rolling update keeps running: `count`, but always below `max_size`, which
-    /// CloudFormation requires ("Must be less than the Auto Scaling group's Max size",
-    /// UpdatePolicy attribute reference; cfn-lint does not check it).
-    pub min_in_service: u32,
-    pub instance_type: String,
-    /// A mixed instances policy's types; empty for a group of `instance_type` alone.
-    pub instance_types: Vec<String>,
-    pub on_demand_base_capacity: u32,
-    pub on_demand_percentage_above_base_capacity: u32,
-    pub spot_allocation_strategy: SpotAllocationStrategy,
-    pub spot_price: Option<String>,
-    pub root_volume_size: u32,
-    pub root_volume_type: String,
-    pub labels: BTreeMap<String, String>,
-    pub taints: Vec<TaintConfig>,
-    /// Zones or subnet ids of the node subnets it runs in; empty for all of them.
-    pub subnets: Vec<String>,
-    pub managed_policies: Vec<String>,
-    pub instance_profile_arn: Option<String>,
-    /// The cluster-autoscaler owns its size: no desired capacity in the template.
-    pub autoscaled: bool,
-}
-
-impl WorkerPool {
-    /// Whether the pool runs with a role of its own rather than the workers' shared one.
-    pub fn has_own_role(&self) -> bool {
-        !self.managed_policies.is_empty()
-    }
-}
-
-/// One etcd member as the templates see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EtcdMember {
-    pub index: usize,
-    /// `etcd-<index>`: the member's etcd name.
-    pub name: String,
-    /// The DNS name peers and clients use; the member points it at whichever instance it runs on.
-    pub host: String,
-    /// Logical id of the member's Auto Scaling group (one instance), which it signals.
-    pub logical_id: String,
-    pub subnet_index: usize,
-    pub availability_zone: String,
-}
-
-/// The largest cluster.yaml kube-aws reads; real ones are a few kilobytes.
-const MAX_CONFIG_BYTES: usize = 1024 * 1024;
-/// The deepest nesting kube-aws reads; cluster.yaml needs five levels.
-const MAX_NESTING: usize = 64;
-
-/// Why `text` is too large or too deeply nested to parse, at the line where it gets so. Depth
-/// is over-estimated (each indentation column and each `- ` counts as a level, plus open flow
-/// brackets), which is safe: the parsers' recursion is what must stay bounded.
-fn beyond_bounds(text: &str) -> Option<Problem> {
-    nested_beyond(text, MAX_NESTING)
-}
-
-/// [`beyond_bounds`] with another depth: rendered cloud-configs carry scripts and manifests
-/// in block scalars, indented further than any cluster.yaml, and get a wider bound.
-pub(crate) fn nested_beyond(text: &str, max_nesting: usize) -> Option<Problem> {
-    if text.len() > MAX_CONFIG_BYTES {
-        return Some(Problem::general(format!(
-            "{} bytes: larger than the {MAX_CONFIG_BYTES} bytes kube-aws reads",
-            text.len()
-        )));
-    }
-    let mut flow = 0usize;
-    for (index, line) in text.lines().enumerate() {
-        let indent = line.len() - line.trim_start_matches(' ').len();
-        let mut rest = line.trim_start_matches(' ');
-        let mut dashes = 0;
-        // `- `, and the explicit key and value indicators `? ` and `: `, each open a level.
-        while let Some(after) = rest
-            .strip_prefix("- ")
-            .or_else(|| rest.strip_prefix("? "))
-            .or_else(|| rest.strip_prefix(": "))
-            .or_else(|| matches!(rest, "-" | "?" | ":").then_some(""))
-        {
-            dashes += 1;
-            rest = after.trim_start_matches(' ');
-            if rest.is_empty() {
-                break;
-            }
-        }
-        let mut deepest_flow = flow;
-        let mut quoted: Option<char> = None;
-        for ch in rest.chars() {
-            match (quoted, ch) {
-                (Some(q), c) if c == q => quoted = None,
-                (Some(_), _) => {}
-                (None, '"' | '\'') => quoted = Some(ch),
-                (None, '#') => break,
-                (None, '[' | '{') => {
-                    flow += 1;
-                    deepest_flow = deepest_flow.max(flow);
-                }
-                (None, ']' | '}') => flow = flow.saturating_sub(1),
-                _ => {}
-            }
-        }
-        if indent + dashes + deepest_flow > max_nesting {
-            return Some(Problem {
-                field: String::new(),
-                line: Some(index + 1),
-                column: None,
-                message: format!(
-                    "nested more than {max_nesting} levels deep, which no file kube-aws reads needs"
-                ),
-            });
-        }
-    }
-    None
-}
-
-/// How many fields that fail to parse are set aside, one at a time, before the rest of the
-/// file is checked without them.
-const MAX_SET_ASIDE: usize = 32;
-
-/// Everything else wrong with a file whose field failed to parse: that field is set aside
-/// (and each next one that fails, up to [`MAX_SET_ASIDE`]), and the rest is parsed and checked
-/// semantically, so one run reports the type errors, the unknown keys and the semantic errors
-/// together. A field that cannot be set aside (a required one) ends the search.
-fn lenient_findings(text: &str, first: &serde_norway::Error, locator: &Locator) -> Vec<Problem> {
-    let mut findings = Vec::new();
-    let Ok(mut value) = serde_norway::from_str::<serde_norway::Value>(text) else {
-        return findings; // not even YAML: the syntax error is the finding
-    };
-    let mut failed = first.to_string();
-    let mut set_aside: Vec<Vec<Segment>> = Vec::new();
-    for _ in 0..MAX_SET_ASIDE {
-        let Some(path) = failed
-            .split_once(": ")
-            .and_then(|(path, _)| locate::parse_path(path))
-        else {
-            return findings;
-        };
-        if !locate::remove_path(&mut value, &path) {
-            return findings;
-        }
-        set_aside.push(path);
-        let Ok(rest) = serde_norway::to_string(&value) else {
-            return findings;
-        };
-        let mut unknown = Vec::new();
-        let de = serde_norway::Deserializer::from_str(&rest);
-        let parsed: Result<ClusterConfig, _> =
-            serde_ignored::deserialize(de, |path| unknown.push(locate::segments(&path)));
-        findings.extend(unknown.iter().map(|segments| locator.unknown_key(segments)));
-        match parsed {
-            Ok(config) => {
-                findings.extend(validate::semantic_problems(&config, locator));
-                return findings;
-            }
-            Err(e) => {
-                // Positions in the re-serialised text mean nothing: place it in the original.
-                let problem = Problem::from_yaml_error(&e);
-                match locate::parse_path(&problem.field) {
-                    // An error about what was set aside (a required field now missing, an
-                    // element now null) is that field's finding again, not a new one.
-                    Some(path) if set_aside.iter().any(|gone| gone.starts_with(&path)) => {
-                        return findings;
-                    }
-                    Some(path) => findings.push(locator.problem(&path, problem.message)),
-                    None => return findings,
-                }
-                failed = e.to_string();
-            }
-        }
-    }
-    findings
 }
 
 /// Name of the implicit pool made from the top-level `worker*` settings.
@@ -880,62 +498,6 @@ impl ClusterConfig {
     }
 }
 
-/// What kubelet and the NodeRestriction admission plugin refuse (`data/kubelet-rules.json`).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KubeletRules {
-    pub removed_flags: Vec<RemovedFlag>,
-    pub cloud_provider_values: Vec<String>,
-    pub allowed_labels: Vec<String>,
-    pub allowed_label_namespaces: Vec<String>,
-    pub restricted_label_namespaces: Vec<String>,
-    pub forbidden_label_namespaces: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RemovedFlag {
-    pub flag: String,
-    /// The minor release that removed it.
-    pub removed_in: u32,
-}
-
-impl KubeletRules {
-    /// `data/kubelet-rules.json`, parsed once.
-    pub fn get() -> &'static KubeletRules {
-        static RULES: std::sync::LazyLock<KubeletRules> = std::sync::LazyLock::new(|| {
-            serde_json::from_str(include_str!("../../data/kubelet-rules.json"))
-                .expect("data/kubelet-rules.json is checked by a unit test")
-        });
-        &RULES
-    }
-
-    /// Why kubelet (`--node-labels`) or NodeRestriction would refuse label `key`, if they would.
-    pub fn label_refusal(&self, key: &str) -> Option<String> {
-        let namespace = key.split_once('/').map(|(ns, _)| ns).unwrap_or("");
-        let within = |ns: &str, list: &[String]| {
-            list.iter()
-                .any(|n| ns == n || ns.ends_with(&format!(".{n}")))
-        };
-        if within(namespace, &self.forbidden_label_namespaces) {
-            return Some(format!(
-                "the {namespace} namespace is reserved for labels only administrators set; kubelet may not"
-            ));
-        }
-        if within(namespace, &self.restricted_label_namespaces)
-            && !self.allowed_labels.iter().any(|l| l == key)
-            && !within(namespace, &self.allowed_label_namespaces)
-        {
-            return Some(format!(
-                "kubelet refuses --node-labels in the kubernetes.io and k8s.io namespaces except {} and the {} prefixes",
-                self.allowed_labels.join(", "),
-                self.allowed_label_namespaces.join(", ")
-            ));
-        }
-        None
-    }
-}
-
 /// `gpu-large` → `GpuLarge`: node pool names become parts of CloudFormation logical ids.
 pub fn logical_name(name: &str) -> String {
     name.split('-')
@@ -948,68 +510,6 @@ pub fn logical_name(name: &str) -> String {
             }
         })
         .collect()
-}
-
-mod defaults {
-    use super::*;
-
-    pub fn record_set_ttl() -> u32 {
-        300
-    }
-    pub fn vpc_cidr() -> Ipv4Net {
-        "10.0.0.0/16".parse().expect("valid literal")
-    }
-    pub fn instance_cidr() -> Ipv4Net {
-        "10.0.0.0/24".parse().expect("valid literal")
-    }
-    pub fn one() -> u32 {
-        1
-    }
-    pub fn instance_type() -> String {
-        "t3.medium".to_string()
-    }
-    pub fn root_volume_size() -> u32 {
-        30
-    }
-    pub fn root_volume_type() -> String {
-        "gp3".to_string()
-    }
-    pub fn service_cidr() -> Ipv4Net {
-        "10.3.0.0/24".parse().expect("valid literal")
-    }
-    pub fn pod_cidr() -> Ipv4Net {
-        "10.2.0.0/16".parse().expect("valid literal")
-    }
-    pub fn dns_service_ip() -> Ipv4Addr {
-        Ipv4Addr::new(10, 3, 0, 10)
-    }
-    pub fn kubernetes_version() -> String {
-        crate::releases::DEFAULT_KUBERNETES_VERSION.to_string()
-    }
-    pub fn api_access_allowed_source_cidrs() -> Vec<Ipv4Net> {
-        vec!["0.0.0.0/0".parse().expect("valid literal")]
-    }
-    pub fn create_timeout() -> String {
-        "PT15M".to_string()
-    }
-    pub fn etcd_create_timeout() -> String {
-        "PT30M".to_string()
-    }
-    pub fn etcd_data_volume_size() -> u32 {
-        30
-    }
-    pub fn etcd_snapshot_schedule() -> String {
-        "hourly".to_string()
-    }
-    pub fn etcd_snapshot_retention_days() -> u32 {
-        7
-    }
-    pub fn ca_days() -> u32 {
-        3650
-    }
-    pub fn cert_days() -> u32 {
-        365
-    }
 }
 
 /// Seconds of an ISO 8601 duration of hours, minutes and seconds (`PT1H30M`), as
@@ -1069,9 +569,54 @@ impl Problem {
             field,
             line: location.as_ref().map(|l| l.line()),
             column: location.as_ref().map(|l| l.column()),
-            message,
+            message: in_plain_words(&message),
         }
     }
+}
+
+/// serde's type words in cluster.yaml's: `invalid type: string "many", expected u32` says
+/// `expected a whole number from 0 to 4294967295, found the string "many"`. Anything else
+/// serde says is kept as it is.
+fn in_plain_words(message: &str) -> String {
+    let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+    else {
+        return message.to_string();
+    };
+    let Some((found, expected)) = rest.rsplit_once(", expected ") else {
+        return message.to_string();
+    };
+    let expected = match expected {
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" => "a whole number from 0 to 4294967295",
+        "u64" | "usize" => "a whole number of 0 or more",
+        "i32" | "i64" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a sequence" => "a list",
+        "a map" => "a mapping (key: value lines)",
+        struct_name if struct_name.starts_with("struct ") => "a mapping (key: value lines)",
+        other => other,
+    };
+    let unquoted = |value: &str| value.trim_matches('`').to_string();
+    let found = match found.split_once(' ') {
+        Some(("string", value)) => format!("the string {value}"),
+        Some(("integer" | "floating", value)) => {
+            format!(
+                "the number {}",
+                unquoted(value.trim_start_matches("point "))
+            )
+        }
+        Some(("boolean", value)) => unquoted(value),
+        _ => match found {
+            "sequence" => "a list".to_string(),
+            "map" => "a mapping".to_string(),
+            "unit value" => "nothing (an empty value)".to_string(),
+            other => other.to_string(),
+        },
+    };
+    format!("expected {expected}, found {found}")
 }
 
 /// Everything wrong with one `cluster.yaml`, each problem on its own line.

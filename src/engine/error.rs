@@ -10,6 +10,7 @@ use crate::config::{ConfigError, MISSING_PLAN_SIGNING_KEY};
 use crate::planfile::PlanError;
 use crate::render::RenderError;
 use crate::state::StateError;
+use crate::validate::Finding;
 
 use super::apply::checks::PlanMismatch;
 use super::plan::records::ZoneProblem;
@@ -107,7 +108,7 @@ pub enum EngineError {
     #[error("the state has no Secrets encryption key to rotate")]
     NoSecretsKey,
     #[error("{}", invalid(findings))]
-    Invalid { findings: Vec<String> },
+    Invalid { findings: Vec<Finding> },
     #[error("the rendered stack template is not JSON: {0}")]
     TemplateNotJson(String),
     #[error(
@@ -266,11 +267,12 @@ pub enum EngineError {
     Output(String),
 }
 
-fn invalid(findings: &[String]) -> String {
+fn invalid(findings: &[Finding]) -> String {
+    let lines: Vec<String> = findings.iter().map(Finding::to_string).collect();
     format!(
         "validation found {} error(s); nothing was planned (`kube-aws validate` shows every finding):\n{}",
         findings.len(),
-        findings.join("\n")
+        lines.join("\n")
     )
 }
 

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::{AwsOptions, EngineError, open};
 use crate::audit::{AuditEntry, AuditResult, NewEntry};
 use crate::state::State;
+use crate::state::lock::Locker;
 use crate::state::store::{LockInfo, StateVersion};
 
 /// The current state with key ciphertexts replaced by a short fingerprint, unless `raw`.
@@ -92,6 +93,7 @@ pub async fn push(
         .map_err(EngineError::ActorUnverified)?;
     let lock = backend
         .store
+        .locker
         .lock(
             &actor,
             "state push",
@@ -152,7 +154,7 @@ pub async fn push(
         backend.append_audit(now, new).await
     }
     .await;
-    let released = backend.store.unlock(&lock).await;
+    let released = backend.store.locker.unlock(&lock).await;
     let entry = result?;
     released?;
     Ok((state, entry))
@@ -174,7 +176,7 @@ pub async fn unlock(
         .actor()
         .await
         .map_err(EngineError::ActorUnverified)?;
-    let info = backend.store.force_unlock(id, now, force).await?;
+    let info = backend.store.locker.force_unlock(id, now, force).await?;
     let entry = backend
         .append_audit(
             now,

@@ -9,6 +9,7 @@ use super::{AwsOptions, EngineError, open};
 use crate::audit::AuditEntry;
 use crate::aws::cloudformation::{ExecutionStatus, StackDescription, StackEvent, StackService};
 use crate::aws::route53::DnsService;
+use crate::state::lock::Locker;
 use crate::state::store::LockInfo;
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,7 +88,7 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
             live: live.map(|l| l.values),
         });
     }
-    let lock = backend.store.current_lock().await?.map(|(info, _)| info);
+    let lock = backend.store.locker.current().await?;
     let lock_expired = lock
         .as_ref()
         .is_some_and(|l| l.expired_at(time::OffsetDateTime::now_utc()));

@@ -16,6 +16,11 @@ use crate::assets::{CloudConfigId, TlsAssets};
 use crate::config::ClusterConfig;
 use crate::releases::{images, releases};
 
+mod nodes;
+mod stack;
+
+use nodes::{Renderer, render_addons, render_nodes};
+
 /// A template kube-aws ships: its path, relative to the cluster directory (and to
 /// `templates/` in this repository), and its built-in text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,383 +393,59 @@ fn tls_context(
 
 /// Renders every cloud-config and the stack template.
 pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Rendered, RenderError> {
-    let env = environment(templates)?;
+    let r = Renderer::new(templates, inputs)?;
     let c = inputs.config;
-    let members = c.etcd_members();
-    let etcd_endpoints = members
-        .iter()
-        .map(|m| format!("https://{}:2379", m.host))
-        .collect::<Vec<_>>()
-        .join(",");
-    let etcd_initial_cluster = members
-        .iter()
-        .map(|m| format!("{}=https://{}:2380", m.name, m.host))
-        .collect::<Vec<_>>()
-        .join(",");
-    let version = c.kubernetes_version.as_str();
-    let base = context! {
-        cluster => Serde(c),
-        stackName => c.stack_name(),
-        etcdEndpoints => etcd_endpoints,
-        etcdInitialCluster => etcd_initial_cluster,
-        etcdDomain => c.etcd_domain(),
-        etcdVolumeLabel => ETCD_VOLUME_LABEL,
-        kubernetesServiceIP => c.kubernetes_service_ip().to_string(),
-        k8s => context! {
-            version => version,
-            releaseUrl => format!("https://dl.k8s.io/release/{version}/bin/linux/amd64"),
-        },
-        cniPlugins => releases().addons.cni_plugins.clone(),
-        // How nodes reach the API: by the name the stack points at the load balancer, or at
-        // the single controller's private address (so a narrowed apiAccessAllowedSourceCIDRs
-        // does not lock the cluster's own nodes out), while it creates them.
-        apiServerURL => format!("https://{}:443", c.api_internal_dns_name()),
-        apiInternalDNSName => c.api_internal_dns_name(),
-        // Until when (seconds of uptime) each boot script that signals CloudFormation waits:
-        // derived from the timeout CloudFormation waits for that signal.
-        waits => context! {
-            controller => ClusterConfig::signal_deadline_seconds(&c.controller_create_timeout),
-            worker => ClusterConfig::signal_deadline_seconds(&c.worker_create_timeout),
-            etcd => ClusterConfig::signal_deadline_seconds(&c.etcd_create_timeout),
-        },
-        controllerGroup => c.controllers_behind_load_balancer(),
-        images => Serde(images(version)),
-        tls => tls_context(inputs)?,
-    };
-    let render_one = |name: &str, extra: minijinja::Value| -> Result<String, RenderError> {
-        let template = env
-            .get_template(name)
-            .map_err(|e| RenderError::from_minijinja(name, &e))?;
-        template
-            .render(context! { ..extra, ..base.clone() })
-            .map_err(|e| RenderError::from_minijinja(name, &e))
-    };
-
-    let addon_names = addons(c);
-    let mut manifests = BTreeMap::new();
-    for name in addon_names
-        .iter()
-        .chain(&CONTROLLER_SCRIPTS.map(|s| s.path))
-    {
-        let file = addon_file_name(name).to_string();
-        manifests.insert(file, render_one(name, context! {})?);
-    }
-    let artifacts = c.artifacts().ok_or(RenderError::NoArtifactBucket)?;
-    let addon_objects: Vec<AddonObject> = manifests
-        .iter()
-        .map(|(file, text)| {
-            let sha256 = crate::hash::sha256_hex(text);
-            AddonObject {
-                name: file.clone(),
-                key: artifacts.addon_key(&sha256),
-                sha256,
-            }
-        })
-        .collect();
-    // The manifests in the order the controller applies them, then the scripts it only fetches.
-    let addons: Vec<_> = addon_names
-        .iter()
-        .map(|name| (name, true))
-        .chain(
-            CONTROLLER_SCRIPTS
-                .iter()
-                .map(|script| (&script.path, false)),
-        )
-        .filter_map(|(name, apply)| {
-            let file = addon_file_name(name);
-            let object = addon_objects.iter().find(|o| o.name == file)?;
-            Some(context! {
-                name => file, text => manifests[file].clone(), apply => apply,
-                key => object.key.clone(), sha256 => object.sha256.clone(),
-            })
-        })
-        .collect();
-    let artifact_context = context! {
-        bucket => artifacts.bucket.clone(), region => artifacts.region.clone(),
-    };
-    let controller_logical_id = if c.controllers_behind_load_balancer() {
-        "AutoScaleController"
-    } else {
-        "InstanceController"
-    };
-    let mut cloud_configs = BTreeMap::new();
-    cloud_configs.insert(
-        CloudConfigId::Controller.name(),
-        render_one(
-            CONTROLLER,
-            context! {
-                addons => addons.clone(), artifacts => artifact_context.clone(),
-                controllerLogicalId => controller_logical_id,
-            },
-        )?,
-    );
-    let mut etcd_userdata = Vec::new();
-    for member in &members {
-        let text = render_one(ETCD, context! { member => Serde(member) })?;
-        etcd_userdata.push(gzip_base64(&text));
-        cloud_configs.insert(CloudConfigId::Etcd(member.index).name(), text);
-    }
-    let keep_pools = c.stack_per_pool && inputs.keep_pools_in_cluster_stack;
-    // A pool in a stack of its own, unchanged, is not rendered at all; in the cluster stack
-    // (or while moving out of it) every pool is.
-    let reused_pools: std::collections::BTreeSet<String> = if c.stack_per_pool && !keep_pools {
-        inputs.reuse_pools.clone()
-    } else {
-        Default::default()
-    };
-    let pools: Vec<_> = c
-        .worker_pools()
-        .into_iter()
-        .filter(|p| !reused_pools.contains(&p.name))
-        .collect();
-    let mut worker_userdata = BTreeMap::new();
-    // While the pools stay in the cluster stack, their launch templates keep the user data
-    // they run with (signalling the cluster stack), so nothing rolls there.
-    let mut cluster_worker_userdata = BTreeMap::new();
-    for pool in &pools {
-        let mut labels = vec![format!("{}={}", crate::config::POOL_LABEL, pool.name)];
-        labels.extend(pool.labels.iter().map(|(k, v)| format!("{k}={v}")));
-        let taints = pool
-            .taints
-            .iter()
-            .map(|t| format!("{}={}:{:?}", t.key, t.value, t.effect))
-            .collect::<Vec<_>>()
-            .join(",");
-        // The worker's cloud-config signals the stack its group is in.
-        let signalling = |stack_name: String| {
-            render_one(
-                WORKER,
-                context! { stackName => stack_name, pool => context! {
-                    name => pool.name.clone(), logicalName => pool.logical_name.clone(),
-                    nodeLabels => labels.join(","), nodeTaints => taints.clone(),
-                }},
-            )
-        };
-        let text = signalling(if c.stack_per_pool {
-            c.pool_stack_name(&pool.name)
-        } else {
-            c.stack_name()
-        })?;
-        worker_userdata.insert(pool.name.clone(), gzip_base64(&text));
-        cloud_configs.insert(CloudConfigId::Worker(pool.name.clone()).name(), text);
-        if keep_pools {
-            let in_cluster_stack = signalling(c.stack_name())?;
-            cluster_worker_userdata.insert(pool.name.clone(), gzip_base64(&in_cluster_stack));
-        }
-    }
-
-    let subnets = c.effective_subnets();
-    // Instances go to the private subnets when there are any; each routes out through the NAT
-    // gateway in its zone's public subnet (perAZ), or all through the first one (single).
-    let nat_subnet_of: Vec<usize> = c
-        .private_subnets
-        .iter()
-        .map(|p| match c.nat_gateways {
-            crate::config::NatGateways::Single => 0,
-            crate::config::NatGateways::PerAz => subnets
-                .iter()
-                .position(|s| s.availability_zone == p.availability_zone)
-                .unwrap_or(0),
-        })
-        .collect();
-    let nat_subnets: std::collections::BTreeSet<usize> = nat_subnet_of.iter().copied().collect();
-    let private_subnets: Vec<_> = c
-        .private_subnets
-        .iter()
-        .zip(&nat_subnet_of)
-        .map(|(p, nat)| {
-            context! {
-                availabilityZone => p.availability_zone.clone(),
-                instanceCIDR => p.instance_cidr.to_string(),
-                natSubnet => *nat,
-            }
-        })
-        .collect();
-    // How the template names each subnet: an existing one by its id, one it creates by Ref.
-    let public_subnet_refs: Vec<minijinja::Value> = subnets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| match &s.id {
-            Some(id) => serde_json::to_string(id).expect("a string serialises"),
-            None => format!(r#"{{"Ref": "Subnet{i}"}}"#),
-        })
-        .map(minijinja::Value::from_safe_string)
-        .collect();
-    let node_subnet_refs: Vec<minijinja::Value> = if c.private_subnets.is_empty() {
-        public_subnet_refs.clone()
-    } else {
-        (0..c.private_subnets.len())
-            .map(|i| {
-                minijinja::Value::from_safe_string(format!(r#"{{"Ref": "PrivateSubnet{i}"}}"#))
-            })
-            .collect()
-    };
-    // Where the cloud controller may place a Service's load balancer: the cluster's subnets.
-    let load_balancer_subnet_refs: Vec<minijinja::Value> = if c.private_subnets.is_empty() {
-        public_subnet_refs.clone()
-    } else {
-        public_subnet_refs
-            .iter()
-            .chain(&node_subnet_refs)
-            .cloned()
-            .collect()
-    };
-    // Each pool in the node subnets it names (by zone or id), or in all of them.
-    let node_subnets = c.node_subnets();
-    let pool_subnet_refs: BTreeMap<&str, Vec<minijinja::Value>> = pools
-        .iter()
-        .map(|pool| {
-            let refs = node_subnets
-                .iter()
-                .zip(&node_subnet_refs)
-                .filter(|(subnet, _)| {
-                    pool.subnets.is_empty() || pool.subnets.iter().any(|w| subnet.is_named(w))
-                })
-                .map(|(_, reference)| reference.clone())
-                .collect();
-            (pool.name.as_str(), refs)
-        })
-        .collect();
-    // The instance roles: the three shared ones, then one per pool with managed policies. A
-    // pool in its own stack has its own role there (unless it brings an instance profile), so
-    // the cluster stack then has no workers' role.
-    let pool_role = |p: &crate::config::WorkerPool| {
-        context! {
-            id => format!("Pool{}", p.logical_name), kind => "Worker",
-            managedPolicies => p.managed_policies.clone(),
-        }
-    };
-    let shared_roles: &[&str] = if c.stack_per_pool && !keep_pools {
-        &["Controller", "Etcd"]
-    } else {
-        &["Controller", "Worker", "Etcd"]
-    };
-    let iam_roles: Vec<minijinja::Value> = shared_roles
-        .iter()
-        .map(|&kind| context! { id => kind, kind => kind, managedPolicies => Vec::<String>::new() })
-        .chain(
-            pools
-                .iter()
-                .filter(|p| p.has_own_role() && (!c.stack_per_pool || keep_pools))
-                .map(pool_role),
-        )
-        .collect();
-    // An internal API load balancer sits beside the nodes; an internet-facing one in the
-    // public subnets.
-    let api_load_balancer = c.api_load_balancer().map(|lb| {
-        let internal = lb.scheme == crate::config::LoadBalancerScheme::Internal;
-        context! {
-            type => if lb.kind == crate::config::LoadBalancerKind::Network { "network" } else { "classic" },
-            scheme => if internal { "internal" } else { "internet-facing" },
-            subnetRefs => if internal { node_subnet_refs.clone() } else { public_subnet_refs.clone() },
-        }
-    });
-    let vpc_ref = match &c.vpc_id {
-        Some(id) => serde_json::to_string(id).expect("a string serialises"),
-        None => r#"{"Ref": "VPC"}"#.to_string(),
-    };
-    let route_table_ref = match (&c.vpc_id, &c.route_table_id) {
-        (None, _) => Some(r#"{"Ref": "RouteTable"}"#.to_string()),
-        (Some(_), Some(id)) => Some(serde_json::to_string(id).expect("a string serialises")),
-        (Some(_), None) => None,
-    };
-    let controller_userdata = gzip_base64(&cloud_configs[&CloudConfigId::Controller.name()]);
-    let cluster_userdata = keep_pools.then(|| {
-        context! {
-            controller => controller_userdata.clone(),
-            etcd => etcd_userdata.clone(),
-            workers => cluster_worker_userdata,
-        }
-    });
+    let addons = render_addons(&r, c)?;
+    let nodes = render_nodes(&r, inputs, &addons)?;
+    let keep_pools = nodes.keep_pools;
+    let pools = &nodes.pools;
+    let network = stack::network(c, pools);
+    let iam_roles = stack::iam_roles(c, pools, keep_pools);
+    let controller_userdata = gzip_base64(&nodes.cloud_configs[&CloudConfigId::Controller.name()]);
     let userdata = context! {
-        controller => controller_userdata,
-        etcd => etcd_userdata,
-        workers => worker_userdata,
+        controller => controller_userdata.clone(),
+        etcd => nodes.etcd_userdata.clone(),
+        workers => nodes.worker_userdata,
     };
-    let cluster_userdata = cluster_userdata.unwrap_or_else(|| userdata.clone());
-    // What a pool stack takes from the cluster stack, as parameters of the same names (apply
-    // holds a plan to exactly these): the workers' security group and the node subnets it
-    // creates (a subnet given by id is written in as it is).
-    let pool_parameters = |pool: &crate::config::WorkerPool| -> Vec<(String, &'static str)> {
-        let subnets = pool_subnet_refs[pool.name.as_str()]
-            .iter()
-            .filter_map(|reference| {
-                let value: serde_json::Value = serde_json::from_str(reference.as_str()?).ok()?;
-                Some((
-                    value.get("Ref")?.as_str()?.to_string(),
-                    "AWS::EC2::Subnet::Id",
-                ))
-            });
-        // By name, as the state's map keeps them, so a reused pool lists them alike.
-        let mut parameters: Vec<(String, &'static str)> = std::iter::once((
-            "SecurityGroupWorker".to_string(),
-            "AWS::EC2::SecurityGroup::Id",
-        ))
-        .chain(subnets)
-        .collect();
-        parameters.sort();
-        parameters
+    let cluster_userdata = match keep_pools {
+        true => context! {
+            controller => controller_userdata,
+            etcd => nodes.etcd_userdata,
+            workers => nodes.cluster_worker_userdata,
+        },
+        false => userdata.clone(),
     };
     let cluster_pools: &[crate::config::WorkerPool] = if c.stack_per_pool && !keep_pools {
         &[]
     } else {
-        &pools
+        pools
     };
     // Everything the stack template reads; a pool stack gets the same, with its own pool,
     // role and parameters, so an override that ignores `poolStack` still renders (and is
     // refused by what it holds, not by an undefined value).
-    let network_depends_on = network_dependencies(c, &subnets, route_table_ref.is_some());
+    let network_depends_on =
+        network_dependencies(c, &network.subnets, network.route_table_ref.is_some());
     let stack_context = context! {
         amiId => inputs.ami_id,
         networkDependsOn => network_depends_on,
-        subnets => Serde(subnets),
-        privateSubnets => private_subnets,
-        natSubnets => nat_subnets.into_iter().collect::<Vec<_>>(),
-        nodeSubnetRefs => node_subnet_refs,
-        poolSubnetRefs => pool_subnet_refs.clone(),
-        publicSubnetRefs => public_subnet_refs,
-        loadBalancerSubnetRefs => load_balancer_subnet_refs,
-        apiLoadBalancer => api_load_balancer,
-        addons => addons,
-        artifacts => artifact_context,
-        etcdMembers => Serde(&members),
+        subnets => Serde(&network.subnets),
+        privateSubnets => network.private_subnets.clone(),
+        natSubnets => network.nat_subnets.clone(),
+        nodeSubnetRefs => network.node_subnet_refs.clone(),
+        poolSubnetRefs => network.pool_subnet_refs.clone(),
+        publicSubnetRefs => network.public_subnet_refs.clone(),
+        loadBalancerSubnetRefs => network.load_balancer_subnet_refs.clone(),
+        apiLoadBalancer => network.api_load_balancer.clone(),
+        addons => addons.listed,
+        artifacts => addons.artifacts,
+        etcdMembers => Serde(&c.etcd_members()),
         decryptableAssets => decryptable_assets(),
-        vpcRef => minijinja::Value::from_safe_string(vpc_ref),
-        routeTableRef => route_table_ref.map(minijinja::Value::from_safe_string),
+        vpcRef => minijinja::Value::from_safe_string(network.vpc_ref.clone()),
+        routeTableRef => network.route_table_ref.clone().map(minijinja::Value::from_safe_string),
         userdata => userdata,
     };
-    let mut pool_stacks = BTreeMap::new();
-    for pool in pools.iter().filter(|_| c.stack_per_pool) {
-        let parameters = pool_parameters(pool);
-        let own_role = match pool.instance_profile_arn {
-            None => vec![pool_role(pool)],
-            Some(_) => vec![],
-        };
-        let parameter_context: Vec<_> = parameters
-            .iter()
-            .map(|(name, kind)| context! { name => name, type => *kind })
-            .collect();
-        let text = render_one(
-            STACK,
-            context! {
-                poolStack => context! { pool => pool.name.clone(), parameters => parameter_context },
-                iamRoles => own_role,
-                workerPools => Serde(std::slice::from_ref(pool)),
-                ..stack_context.clone()
-            },
-        )?;
-        let template = canonical_stack(&text)?;
-        check_pool_stack(&pool.name, &pool.logical_name, &template)?;
-        pool_stacks.insert(
-            pool.name.clone(),
-            PoolStackTemplate {
-                stack_name: c.pool_stack_name(&pool.name),
-                template,
-                parameters: parameters.into_iter().map(|(name, _)| name).collect(),
-            },
-        );
-    }
-    let stack = render_one(
+    let pool_stacks = stack::pool_stacks(&r, c, pools, &network, &stack_context)?;
+    let stack = r.one(
         STACK,
         context! {
             poolStack => None::<bool>,
@@ -776,12 +457,12 @@ pub fn render(templates: &Templates, inputs: &RenderInputs<'_>) -> Result<Render
     )?;
     let stack_template = canonical_stack(&stack)?;
     Ok(Rendered {
-        cloud_configs,
+        cloud_configs: nodes.cloud_configs,
         stack_template,
-        manifests,
-        addon_objects,
+        manifests: addons.manifests,
+        addon_objects: addons.objects,
         pool_stacks,
-        reused_pools,
+        reused_pools: nodes.reused_pools,
     })
 }
 

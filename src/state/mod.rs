@@ -2,6 +2,7 @@
 //! certificates and key ciphertexts, records), its codec, and the backends that keep it.
 
 pub mod local;
+pub mod lock;
 pub mod objects;
 pub mod store;
 

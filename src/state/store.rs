@@ -1,10 +1,11 @@
-//! The state store over any [`ObjectStore`]: load with the version it was read at, a leased
-//! lock, and a persist that only succeeds when nobody wrote since that read.
+//! The state store over any [`ObjectStore`]: load with the version it was read at, and a
+//! persist that only succeeds when nobody wrote since that read and the [`Locker`]'s lock is
+//! still held.
 
-use serde::{Deserialize, Serialize};
-use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime};
+use serde::Serialize;
+use time::Duration;
 
+pub use super::lock::{HeldLock, LockInfo, Locker, ObjectLock};
 use super::objects::{Layout, ObjectStore, ObjectVersion, Precondition, StoreError};
 use super::{State, StateError, decode, encode};
 use crate::hash::sha256_hex;
@@ -25,31 +26,6 @@ pub struct Loaded {
     pub version_id: Option<String>,
 }
 
-/// What the lock object says: who holds it, for what, and until when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockInfo {
-    pub format_version: u32,
-    pub id: String,
-    pub holder: String,
-    pub operation: String,
-    /// RFC 3339, UTC.
-    pub created: String,
-    pub lease_expires: String,
-}
-
-impl LockInfo {
-    pub fn expired_at(&self, now: OffsetDateTime) -> bool {
-        OffsetDateTime::parse(&self.lease_expires, &Rfc3339).is_ok_and(|t| t <= now)
-    }
-}
-
-/// A lock this process holds; released with [`StateStore::unlock`].
-#[derive(Debug, Clone)]
-pub struct HeldLock {
-    pub info: LockInfo,
-    etag: String,
-}
-
 /// One stored version of the state, with the serial it holds.
 #[derive(Debug, Clone, Serialize)]
 pub struct StateVersion {
@@ -60,20 +36,41 @@ pub struct StateVersion {
 }
 
 #[derive(Debug, Clone)]
-pub struct StateStore<O> {
+pub struct StateStore<O, L = ObjectLock<O>> {
     objects: O,
     layout: Layout,
     /// S3 backends refuse to work without bucket versioning.
     require_versioning: Option<String>,
+    /// Who may write the state: the lock `persist` and `push` require.
+    pub locker: L,
 }
 
-impl<O: ObjectStore> StateStore<O> {
-    /// `require_versioning` names the bucket when the backend must be versioned.
+impl<O: ObjectStore + Clone> StateStore<O> {
+    /// `require_versioning` names the bucket when the backend must be versioned. The lock is
+    /// an object beside the state (`layout.lock`).
     pub fn new(objects: O, layout: Layout, require_versioning: Option<String>) -> StateStore<O> {
+        let locker = ObjectLock::new(
+            objects.clone(),
+            layout.lock.clone(),
+            require_versioning.clone(),
+        );
+        StateStore::with_locker(objects, layout, require_versioning, locker)
+    }
+}
+
+impl<O: ObjectStore, L: Locker> StateStore<O, L> {
+    /// A store whose lock is `locker`'s (a lock table, say) rather than an object of its own.
+    pub fn with_locker(
+        objects: O,
+        layout: Layout,
+        require_versioning: Option<String>,
+        locker: L,
+    ) -> StateStore<O, L> {
         StateStore {
             objects,
             layout,
             require_versioning,
+            locker,
         }
     }
 
@@ -112,147 +109,6 @@ impl<O: ObjectStore> StateStore<O> {
         }))
     }
 
-    /// The lock as it stands, with its ETag.
-    /// Whether `lock` is still the lock on the state (nobody removed or replaced it).
-    pub async fn still_holds(&self, lock: &HeldLock) -> Result<bool, StateError> {
-        Ok(self
-            .current_lock()
-            .await?
-            .is_some_and(|(info, etag)| info.id == lock.info.id && etag == lock.etag))
-    }
-
-    pub async fn current_lock(&self) -> Result<Option<(LockInfo, String)>, StateError> {
-        let Some(object) = self.objects.get(&self.layout.lock).await? else {
-            return Ok(None);
-        };
-        let info: LockInfo =
-            serde_json::from_slice(&object.bytes).map_err(|source| StateError::Malformed {
-                origin: self.objects.location(&self.layout.lock),
-                source,
-            })?;
-        Ok(Some((info, object.etag)))
-    }
-
-    /// Takes the lock, or says who holds it (and whether their lease has run out).
-    pub async fn lock(
-        &self,
-        holder: &str,
-        operation: &str,
-        now: OffsetDateTime,
-        lease: Duration,
-    ) -> Result<HeldLock, StateError> {
-        let info = LockInfo {
-            format_version: 1,
-            id: uuid::Uuid::new_v4().to_string(),
-            holder: holder.to_string(),
-            operation: operation.to_string(),
-            created: now.format(&Rfc3339).expect("RFC 3339 formats"),
-            lease_expires: (now + lease).format(&Rfc3339).expect("RFC 3339 formats"),
-        };
-        let bytes = crate::hash::canonical_json_pretty(&info).expect("a lock serialises");
-        match self
-            .objects
-            .put(&self.layout.lock, &bytes, Precondition::IfAbsent)
-            .await
-        {
-            Ok(written) => {
-                let held = HeldLock {
-                    info,
-                    etag: written.etag,
-                };
-                // Only versioned buckets return a version id: a cheap, exact check that needs
-                // no extra request, made before anything else is written.
-                if self.require_versioning.is_some() && written.version_id.is_none() {
-                    self.unlock(&held).await?;
-                    return Err(self.unversioned());
-                }
-                Ok(held)
-            }
-            Err(StoreError::PreconditionFailed { .. }) => match self.current_lock().await? {
-                Some((info, _)) => Err(StateError::Locked {
-                    expired: info.expired_at(now),
-                    info: Box::new(info),
-                }),
-                // Released between our attempt and our read: report it as contention.
-                None => Err(StateError::LockContended),
-            },
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Extends the lease of a lock this process holds to `now + lease`, only if nobody removed
-    /// or replaced it since: the returned lock carries the new ETag.
-    pub async fn renew(
-        &self,
-        lock: &HeldLock,
-        now: OffsetDateTime,
-        lease: Duration,
-    ) -> Result<HeldLock, StateError> {
-        let info = LockInfo {
-            lease_expires: (now + lease).format(&Rfc3339).expect("RFC 3339 formats"),
-            ..lock.info.clone()
-        };
-        let bytes = crate::hash::canonical_json_pretty(&info).expect("a lock serialises");
-        match self
-            .objects
-            .put(
-                &self.layout.lock,
-                &bytes,
-                Precondition::IfMatch(lock.etag.clone()),
-            )
-            .await
-        {
-            Ok(written) => Ok(HeldLock {
-                info,
-                etag: written.etag,
-            }),
-            Err(StoreError::PreconditionFailed { .. }) => Err(StateError::LockLost {
-                id: lock.info.id.clone(),
-            }),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Releases a lock this process holds; fails if it is no longer ours.
-    pub async fn unlock(&self, lock: &HeldLock) -> Result<(), StateError> {
-        match self.objects.delete(&self.layout.lock, &lock.etag).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::PreconditionFailed { .. }) => Err(StateError::LockLost {
-                id: lock.info.id.clone(),
-            }),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Removes someone else's lock, only if its id is `id`, and while its lease runs only when
-    /// `live` says so (a run renews its lease while it works).
-    pub async fn force_unlock(
-        &self,
-        id: &str,
-        now: OffsetDateTime,
-        live: bool,
-    ) -> Result<LockInfo, StateError> {
-        let Some((info, etag)) = self.current_lock().await? else {
-            return Err(StateError::NotLocked);
-        };
-        if info.id != id {
-            return Err(StateError::LockIdMismatch {
-                given: id.to_string(),
-                info: Box::new(info),
-            });
-        }
-        if !live && !info.expired_at(now) {
-            return Err(StateError::LockLive {
-                info: Box::new(info),
-            });
-        }
-        match self.objects.delete(&self.layout.lock, &etag).await {
-            Ok(()) => Ok(info),
-            Err(StoreError::PreconditionFailed { .. }) => Err(StateError::LockContended),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Writes `next` as the successor of `prior`, only if the stored state is still exactly
     /// `prior` and `lock` is still held: no concurrent update is ever overwritten.
     pub async fn persist(
@@ -281,8 +137,8 @@ impl<O: ObjectStore> StateStore<O> {
                 ),
             });
         }
-        match self.current_lock().await? {
-            Some((info, _)) if info.id == lock.info.id => {}
+        match self.locker.current().await? {
+            Some(info) if info.id == lock.info.id => {}
             _ => {
                 return Err(StateError::LockLost {
                     id: lock.info.id.clone(),
@@ -344,8 +200,8 @@ impl<O: ObjectStore> StateStore<O> {
             }
             Some(c) => Precondition::IfMatch(c.etag.clone()),
         };
-        match self.current_lock().await? {
-            Some((info, _)) if info.id == lock.info.id => {}
+        match self.locker.current().await? {
+            Some(info) if info.id == lock.info.id => {}
             _ => {
                 return Err(StateError::LockLost {
                     id: lock.info.id.clone(),
@@ -372,7 +228,7 @@ impl<O: ObjectStore> StateStore<O> {
         pending: &super::PendingAssets,
         lock: &HeldLock,
     ) -> Result<String, StateError> {
-        if !self.still_holds(lock).await? {
+        if !self.locker.still_holds(lock).await? {
             return Err(StateError::LockLost {
                 id: lock.info.id.clone(),
             });

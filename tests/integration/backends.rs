@@ -11,6 +11,7 @@ use kube_aws::state::store::Loaded;
 use kube_aws::state::{State, StateError};
 
 use crate::harness::{block_on, moto};
+use kube_aws::state::lock::Locker;
 
 /// A fresh backend and whatever must outlive it (the temp dir of the local one).
 pub struct Fixture {
@@ -46,13 +47,17 @@ fn lease() -> Duration {
 
 /// Writes serial `prior.serial + 1` under a fresh lock.
 async fn bump(backend: &Backend, prior: Option<&Loaded>) -> Result<Loaded, StateError> {
-    let lock = backend.store.lock("test", "bump", now(), lease()).await?;
+    let lock = backend
+        .store
+        .locker
+        .lock("test", "bump", now(), lease())
+        .await?;
     let mut next = prior
         .map(|p| p.state.clone())
         .unwrap_or_else(|| State::new("demo", "aaaaaaaa-0000-4000-8000-000000000000".into()));
     next.serial += 1;
     let result = backend.store.persist(&next, prior, &lock).await;
-    backend.store.unlock(&lock).await?;
+    backend.store.locker.unlock(&lock).await?;
     result
 }
 
@@ -68,11 +73,13 @@ fn entry(command: &str) -> NewEntry {
 async fn lock_contention(backend: Backend) {
     let first = backend
         .store
+        .locker
         .lock("alice", "apply", now(), lease())
         .await
         .unwrap();
     let err = backend
         .store
+        .locker
         .lock("bob", "apply", now(), lease())
         .await
         .unwrap_err();
@@ -94,28 +101,31 @@ async fn lock_contention(backend: Backend) {
             .contains(&format!("kube-aws state unlock {} --force", first.info.id)),
         "{err}"
     );
-    backend.store.unlock(&first).await.unwrap();
+    backend.store.locker.unlock(&first).await.unwrap();
     let second = backend
         .store
+        .locker
         .lock("bob", "apply", now(), lease())
         .await
         .unwrap();
     // The first holder can no longer release what is now bob's lock.
     assert!(matches!(
-        backend.store.unlock(&first).await,
+        backend.store.locker.unlock(&first).await,
         Err(StateError::LockLost { .. })
     ));
-    backend.store.unlock(&second).await.unwrap();
+    backend.store.locker.unlock(&second).await.unwrap();
 }
 
 async fn expired_lock_is_reported_and_only_its_id_unlocks_it(backend: Backend) {
     let old = backend
         .store
+        .locker
         .lock("crashed-run", "apply", now() - Duration::hours(3), lease())
         .await
         .unwrap();
     let err = backend
         .store
+        .locker
         .lock("me", "apply", now(), lease())
         .await
         .unwrap_err();
@@ -132,6 +142,7 @@ async fn expired_lock_is_reported_and_only_its_id_unlocks_it(backend: Backend) {
 
     let wrong = backend
         .store
+        .locker
         .force_unlock("not-the-id", now(), false)
         .await
         .unwrap_err();
@@ -142,24 +153,31 @@ async fn expired_lock_is_reported_and_only_its_id_unlocks_it(backend: Backend) {
     // Its lease ran out: no --force needed.
     let removed = backend
         .store
+        .locker
         .force_unlock(&old.info.id, now(), false)
         .await
         .unwrap();
     assert_eq!(removed.holder, "crashed-run");
-    assert!(backend.store.current_lock().await.unwrap().is_none());
+    assert!(backend.store.locker.current().await.unwrap().is_none());
     assert!(matches!(
-        backend.store.force_unlock(&old.info.id, now(), true).await,
+        backend
+            .store
+            .locker
+            .force_unlock(&old.info.id, now(), true)
+            .await,
         Err(StateError::NotLocked)
     ));
 
     // A live lease is a run that may still be working: removing it takes --force.
     let live = backend
         .store
+        .locker
         .lock("ci-run-7", "apply", now(), lease())
         .await
         .unwrap();
     let refused = backend
         .store
+        .locker
         .force_unlock(&live.info.id, now(), false)
         .await
         .unwrap_err();
@@ -170,13 +188,14 @@ async fn expired_lock_is_reported_and_only_its_id_unlocks_it(backend: Backend) {
             && message.contains(&format!("kube-aws state unlock {} --force", live.info.id)),
         "{message}"
     );
-    assert!(backend.store.current_lock().await.unwrap().is_some());
+    assert!(backend.store.locker.current().await.unwrap().is_some());
     backend
         .store
+        .locker
         .force_unlock(&live.info.id, now(), true)
         .await
         .unwrap();
-    assert!(backend.store.current_lock().await.unwrap().is_none());
+    assert!(backend.store.locker.current().await.unwrap().is_none());
 }
 
 async fn serials_advance_by_one_and_stale_serials_are_refused(backend: Backend) {
@@ -188,6 +207,7 @@ async fn serials_advance_by_one_and_stale_serials_are_refused(backend: Backend) 
 
     let lock = backend
         .store
+        .locker
         .lock("t", "stale", now(), lease())
         .await
         .unwrap();
@@ -199,7 +219,7 @@ async fn serials_advance_by_one_and_stale_serials_are_refused(backend: Backend) 
         .await
         .unwrap_err();
     assert!(matches!(err, StateError::Stale { .. }), "{err}");
-    backend.store.unlock(&lock).await.unwrap();
+    backend.store.locker.unlock(&lock).await.unwrap();
     assert_eq!(backend.store.load().await.unwrap().unwrap().state.serial, 1);
 }
 
@@ -207,6 +227,7 @@ async fn lineage_mismatch_is_refused(backend: Backend) {
     let one = bump(&backend, None).await.unwrap();
     let lock = backend
         .store
+        .locker
         .lock("t", "lineage", now(), lease())
         .await
         .unwrap();
@@ -219,7 +240,7 @@ async fn lineage_mismatch_is_refused(backend: Backend) {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("lineage"), "{err}");
-    backend.store.unlock(&lock).await.unwrap();
+    backend.store.locker.unlock(&lock).await.unwrap();
 }
 
 async fn a_lost_update_is_impossible(backend: Backend) {
@@ -242,11 +263,13 @@ async fn persist_needs_the_lock_still_held(backend: Backend) {
     let one = bump(&backend, None).await.unwrap();
     let lock = backend
         .store
+        .locker
         .lock("slow", "apply", now(), lease())
         .await
         .unwrap();
     backend
         .store
+        .locker
         .force_unlock(&lock.info.id, now(), true)
         .await
         .unwrap();
@@ -264,31 +287,39 @@ async fn persist_needs_the_lock_still_held(backend: Backend) {
 async fn a_renewed_lease_moves_on_and_a_removed_lock_cannot_be_renewed(backend: Backend) {
     let lock = backend
         .store
+        .locker
         .lock("slow", "apply", now(), lease())
         .await
         .unwrap();
     let later = now() + Duration::minutes(20);
-    let renewed = backend.store.renew(&lock, later, lease()).await.unwrap();
+    let renewed = backend
+        .store
+        .locker
+        .renew(&lock, later, lease())
+        .await
+        .unwrap();
     assert_eq!(renewed.info.id, lock.info.id);
     assert!(renewed.info.lease_expires > lock.info.lease_expires);
-    let (stored, _) = backend.store.current_lock().await.unwrap().unwrap();
+    let stored = backend.store.locker.current().await.unwrap().unwrap();
     assert_eq!(stored.lease_expires, renewed.info.lease_expires);
     // The old handle is stale; the renewed one still holds the lock.
-    assert!(!backend.store.still_holds(&lock).await.unwrap());
-    assert!(backend.store.still_holds(&renewed).await.unwrap());
+    assert!(!backend.store.locker.still_holds(&lock).await.unwrap());
+    assert!(backend.store.locker.still_holds(&renewed).await.unwrap());
     backend
         .store
+        .locker
         .force_unlock(&lock.info.id, now(), true)
         .await
         .unwrap();
     let err = backend
         .store
+        .locker
         .renew(&renewed, later, lease())
         .await
         .unwrap_err();
     assert!(matches!(err, StateError::LockLost { .. }), "{err}");
     // Renewing never re-creates a removed lock.
-    assert!(backend.store.current_lock().await.unwrap().is_none());
+    assert!(backend.store.locker.current().await.unwrap().is_none());
 }
 
 async fn versions_are_listed_newest_first_with_serials(backend: Backend) {
@@ -554,7 +585,7 @@ fn an_unversioned_bucket_is_refused_with_how_to_enable_versioning() {
     let moto = moto();
     let bucket = moto.create_bucket("plain", false);
     let backend = Backend::s3(S3Objects::new(block_on(moto.s3()), &bucket), "state.json");
-    let err = block_on(backend.store.lock("me", "apply", now(), lease())).unwrap_err();
+    let err = block_on(backend.store.locker.lock("me", "apply", now(), lease())).unwrap_err();
     let message = err.to_string();
     assert!(
         message.contains(&format!(
@@ -567,7 +598,7 @@ fn an_unversioned_bucket_is_refused_with_how_to_enable_versioning() {
         "{message}"
     );
     // Nothing is left behind: the probe lock is removed again.
-    assert!(block_on(backend.store.current_lock()).unwrap().is_none());
+    assert!(block_on(backend.store.locker.current()).unwrap().is_none());
 }
 
 /// Counts who is inside the locked section: the lock's whole promise is that this never
@@ -618,6 +649,7 @@ fn twenty_racing_writers_never_lose_an_update(backend: Backend) {
                     start.wait();
                     let lock = backend
                         .store
+                        .locker
                         .lock(&format!("writer-{i}"), "apply", now(), lease())
                         .await
                         .map_err(|e| e.to_string())?;
@@ -642,6 +674,7 @@ fn twenty_racing_writers_never_lose_an_update(backend: Backend) {
                     .await;
                     backend
                         .store
+                        .locker
                         .unlock(&lock)
                         .await
                         .map_err(|e| e.to_string())?;
@@ -681,7 +714,7 @@ fn twenty_racing_writers_never_lose_an_update(backend: Backend) {
     let report = block_on(backend.audit.verify()).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.entries, 1);
-    assert!(block_on(backend.store.current_lock()).unwrap().is_none());
+    assert!(block_on(backend.store.locker.current()).unwrap().is_none());
 }
 
 /// Twenty writers each retry until they have taken the lock once, then read, increment and
@@ -700,6 +733,7 @@ fn twenty_sequential_rounds_under_contention_count_every_increment(backend: Back
                     while std::time::Instant::now() < deadline {
                         match backend
                             .store
+                            .locker
                             .lock(&format!("writer-{i}"), "apply", now(), lease())
                             .await
                         {
@@ -714,6 +748,7 @@ fn twenty_sequential_rounds_under_contention_count_every_increment(backend: Back
                                 .await;
                                 backend
                                     .store
+                                    .locker
                                     .unlock(&lock)
                                     .await
                                     .map_err(|e| e.to_string())?;
@@ -751,5 +786,5 @@ fn twenty_sequential_rounds_under_contention_count_every_increment(backend: Back
     );
     let last = block_on(backend.store.load()).unwrap().unwrap();
     assert_eq!(last.state.serial, 1 + WRITERS);
-    assert!(block_on(backend.store.current_lock()).unwrap().is_none());
+    assert!(block_on(backend.store.locker.current()).unwrap().is_none());
 }

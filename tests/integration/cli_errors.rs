@@ -52,7 +52,9 @@ fn wrong_type_is_an_error_with_file_line_and_column() {
     let (code, stderr) = export_with(&format!("{MINIMAL}controllerCount: three\n"));
     assert_eq!(code, 1);
     assert!(
-        stderr.starts_with("error: ./cluster.yaml:8:18: controllerCount: invalid type"),
+        stderr.starts_with(
+            "error: ./cluster.yaml:8:18: controllerCount: expected a whole number from 0 to 4294967295, found the string \"three\""
+        ),
         "{stderr}"
     );
 }
@@ -200,7 +202,7 @@ fn validate_offline_reports_an_unknown_key_a_type_error_and_an_overlap_in_one_ru
     assert_eq!(out.status.code(), Some(1), "{text}");
     for expected in [
         "cluster.yaml: line 8: error: workerCont: unknown key",
-        "cluster.yaml: line 9: error: recordSetTTL: invalid type",
+        "cluster.yaml: line 9: error: recordSetTTL: expected a whole number",
         "cluster.yaml: line 10: error: serviceCIDR: 10.0.0.0/24 overlaps vpcCIDR 10.0.0.0/16",
     ] {
         assert!(text.contains(expected), "{expected}: {text}");

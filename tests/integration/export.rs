@@ -11,6 +11,7 @@ use kube_aws::engine::backend::Backend;
 use kube_aws::state::State;
 
 use crate::harness::{FLATCAR_AMI, block_on, init_cluster, kube_aws, moto};
+use kube_aws::state::lock::Locker;
 
 fn export(dir: &Path, file: &str) -> Vec<u8> {
     let out = kube_aws(moto(), dir)
@@ -45,6 +46,7 @@ fn seed_state(dir: &Path, cluster: &str) {
         let backend = Backend::local(dir);
         let lock = backend
             .store
+            .locker
             .lock("test", "seed", now, time::Duration::minutes(5))
             .await
             .expect("lock");
@@ -53,7 +55,7 @@ fn seed_state(dir: &Path, cluster: &str) {
             .persist(&state, None, &lock)
             .await
             .expect("persist");
-        backend.store.unlock(&lock).await.expect("unlock");
+        backend.store.locker.unlock(&lock).await.expect("unlock");
     });
 }
 

@@ -19,6 +19,7 @@ use kube_aws::config::ClusterConfig;
 use kube_aws::engine::backend::Backend;
 
 use crate::harness::block_on;
+use kube_aws::state::lock::Locker;
 
 const MINIMAL: &str = "\
 clusterName: demo
@@ -621,7 +622,7 @@ fn every_input_kube_aws_reads_is_refused_with_a_position_or_accepted_never_a_pan
     let lock = fixture("lock-v1.json");
     check("lock", 2_500, damage(), &tallies, |d| {
         std::fs::write(cluster.path().join("state/state.lock"), apply(d, &lock)).unwrap();
-        match block_on(backend.store.current_lock()) {
+        match block_on(backend.store.locker.current()) {
             Ok(_) => Ok(()),
             Err(e) => {
                 refuse("lock");

@@ -10,6 +10,7 @@ use kube_aws::engine::backend::Backend;
 use kube_aws::state::objects::{ObjectStore, Precondition};
 
 use crate::harness::{block_on, init_cluster_with, kube_aws, moto};
+use kube_aws::state::lock::Locker;
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = kube_aws(moto(), dir)
@@ -221,11 +222,12 @@ fn state_show_redacts_pull_is_exact_and_unlock_is_audited() {
     let lock = block_on(
         backend
             .store
+            .locker
             .lock("seed", "seed", now, time::Duration::hours(1)),
     )
     .unwrap();
     block_on(backend.store.persist(&state, None, &lock)).unwrap();
-    block_on(backend.store.unlock(&lock)).unwrap();
+    block_on(backend.store.locker.unlock(&lock)).unwrap();
 
     let (code, stdout, _) = run(dir.path(), &["state", "show"]);
     assert_eq!(code, 0);
@@ -247,11 +249,12 @@ fn state_show_redacts_pull_is_exact_and_unlock_is_audited() {
     );
 
     // A lock left by a dead run: the wrong id is refused, the right one removed and audited.
-    let dead = block_on(
-        backend
-            .store
-            .lock("ci-run-41", "apply", now, time::Duration::hours(1)),
-    )
+    let dead = block_on(backend.store.locker.lock(
+        "ci-run-41",
+        "apply",
+        now,
+        time::Duration::hours(1),
+    ))
     .unwrap();
     let (code, _, stderr) = run(dir.path(), &["state", "unlock", "wrong-id"]);
     assert_eq!(code, 1);
@@ -520,7 +523,7 @@ fn terminal_control_characters_from_a_lock_are_shown_escaped() {
     let (dir, _) = init_cluster_with(moto, "escapes", &[]);
     let backend = Backend::local(dir.path());
     let hostile = "ci\x1b]0;pwned\x07\x1b[2J\rrun";
-    block_on(backend.store.lock(
+    block_on(backend.store.locker.lock(
         hostile,
         "apply\x1b[31m",
         OffsetDateTime::now_utc(),

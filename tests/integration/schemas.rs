@@ -10,6 +10,7 @@ use kube_aws::engine::backend::Backend;
 use kube_aws::state::State;
 
 use crate::harness::block_on;
+use kube_aws::state::lock::Locker;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -117,6 +118,7 @@ fn what_the_program_writes_validates() {
     block_on(async {
         let lock = backend
             .store
+            .locker
             .lock("me@host", "apply", now, time::Duration::hours(1))
             .await
             .unwrap();
@@ -126,7 +128,7 @@ fn what_the_program_writes_validates() {
         let mut state = State::new("demo", uuid_like());
         state.serial = 1;
         backend.store.persist(&state, None, &lock).await.unwrap();
-        backend.store.unlock(&lock).await.unwrap();
+        backend.store.locker.unlock(&lock).await.unwrap();
         backend
             .audit
             .append(

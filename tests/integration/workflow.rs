@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::harness::{block_on, init_named, kube_aws, moto, unique_cluster};
 use crate::proxy::{Faults, Proxy};
+use kube_aws::state::lock::Locker;
 
 /// A cluster directory initialised against moto, with its own hosted zone and proxy.
 pub struct Cluster {
@@ -1645,7 +1646,7 @@ fn twenty_plan_apply_rounds_with_a_quarter_of_requests_faulted_lose_nothing() {
                 );
                 // A failed apply leaves no lock unless releasing it was itself refused by
                 // every retry; then the user's `state unlock` must remove it.
-                if let Some((lock, _)) = block_on(backend.store.current_lock()).unwrap() {
+                if let Some(lock) = block_on(backend.store.locker.current()).unwrap() {
                     let unlock_faulted = seen.iter().rev().find(|s| {
                         s.service == "s3"
                             && s.operation.starts_with("DELETE ")
@@ -1658,7 +1659,7 @@ fn twenty_plan_apply_rounds_with_a_quarter_of_requests_faulted_lose_nothing() {
                     );
                     c.proxy.stop_faults();
                     c.expect(0, &["state", "unlock", &lock.id, "--force"]);
-                    assert!(block_on(backend.store.current_lock()).unwrap().is_none());
+                    assert!(block_on(backend.store.locker.current()).unwrap().is_none());
                     panic!(
                         "round {round}: the lock release failed on every retry; rerun with another seed"
                     );

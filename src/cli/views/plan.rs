@@ -117,6 +117,17 @@ fn stack_text(out: &mut String, p: &Palette, stack: &crate::planfile::StackChang
     }
 }
 
+/// What applying the plan does to the state's serial: a plan without changes writes nothing.
+fn serial_move(plan: &Plan) -> String {
+    match plan.has_changes() {
+        true => format!(
+            "state serial {} → {}",
+            plan.prior.serial, plan.new_state.serial
+        ),
+        false => format!("state serial {}, unchanged", plan.prior.serial),
+    }
+}
+
 pub fn plan_text(plan: &Plan, color: bool) -> String {
     let p = Palette::new(color);
     let mut out = String::new();
@@ -126,11 +137,10 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
     };
     let _ = writeln!(
         out,
-        "{} for cluster {} (state serial {} → {})",
+        "{} for cluster {} ({})",
         p.bold.apply_to(format!("kube-aws {kind}")),
         plan.cluster_name,
-        plan.prior.serial,
-        plan.new_state.serial
+        serial_move(plan)
     );
     if plan.offline {
         let _ = writeln!(
@@ -352,13 +362,9 @@ pub fn plan_markdown(plan: &Plan) -> String {
         s.add, s.change, s.remove, s.replace
     );
     let _ = writeln!(out, "**{}**\n", summary_line(plan));
-    let _ = writeln!(
-        out,
-        "State serial {} → {}; plan `{}`.\n",
-        plan.prior.serial,
-        plan.new_state.serial,
-        &plan.plan_sha256[..12]
-    );
+    let mut serial = serial_move(plan);
+    serial[..1].make_ascii_uppercase();
+    let _ = writeln!(out, "{serial}; plan `{}`.\n", &plan.plan_sha256[..12]);
     stack_markdown(&mut out, &plan.stack);
     for pool in plan
         .pool_stacks

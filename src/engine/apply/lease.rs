@@ -7,6 +7,7 @@ use std::time::{Duration as StdDuration, Instant};
 use super::now;
 use crate::engine::backend::Backend;
 use crate::state::StateError;
+use crate::state::lock::Locker;
 use crate::state::store::{DEFAULT_LEASE, HeldLock};
 
 /// How long the lock's lease runs: an hour, or `KUBE_AWS_LOCK_LEASE_SECONDS` (at least 3).
@@ -70,7 +71,13 @@ impl<'a> Lease<'a> {
             return;
         }
         let lock = self.current();
-        match self.backend.store.renew(&lock, now(), self.length).await {
+        match self
+            .backend
+            .store
+            .locker
+            .renew(&lock, now(), self.length)
+            .await
+        {
             Ok(renewed) => {
                 *self.held.borrow_mut() = renewed;
                 self.renewed.set(Instant::now());
@@ -88,7 +95,7 @@ impl<'a> Lease<'a> {
     /// replaced by another run's. `None` while it still holds it.
     pub(super) async fn lost_before_change(&self) -> Option<String> {
         let lock = self.current();
-        match self.backend.store.still_holds(&lock).await {
+        match self.backend.store.locker.still_holds(&lock).await {
             Ok(true) => None,
             Ok(false) => Some(format!(
                 "the state lock {} was removed or taken over while this apply ran; nothing was executed. Make a new plan once no other run is active.",

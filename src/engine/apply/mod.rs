@@ -22,6 +22,7 @@ use crate::aws::cloudformation::StackEvent;
 use crate::config::ClusterConfig;
 use crate::planfile::{self, Plan, PlanKind};
 use crate::state::StateError;
+use crate::state::lock::Locker;
 use crate::state::store::Loaded;
 use lease::{Lease, lease_length};
 use run::{Actor, Run};
@@ -134,7 +135,11 @@ pub async fn apply(
     }
     observer(ApplyEvent::Step("taking the state lock"));
     let length = lease_length();
-    let lock = backend.store.lock(&actor, command, now(), length).await?;
+    let lock = backend
+        .store
+        .locker
+        .lock(&actor, command, now(), length)
+        .await?;
     let lease = Lease::new(&backend, lock, length);
     // Applied after the merge, the run knows no pull request; the plan, made in it, does.
     let mut provenance = super::provenance::collect(dir);
@@ -163,7 +168,7 @@ pub async fn apply(
     .await;
     let held = lease.current();
     let released = super::backend::tried_again(
-        || backend.store.unlock(&held),
+        || backend.store.locker.unlock(&held),
         |e| !matches!(e, StateError::LockLost { .. }),
     )
     .await;

@@ -324,12 +324,10 @@ impl Build {
     /// Refuses a render that the offline part of `validate` finds errors in: a plan is never
     /// made of files it rejects (every pool's cloud-config, as `validate` checks them).
     pub fn refuse_invalid(&self) -> Result<(), EngineError> {
-        let findings: Vec<String> =
-            crate::validate::rendered::check(&self.rendered, &self.templates)
-                .into_iter()
-                .filter(|f| f.severity == crate::validate::Severity::Error)
-                .map(|f| f.to_string())
-                .collect();
+        let findings: Vec<_> = crate::validate::rendered::check(&self.rendered, &self.templates)
+            .into_iter()
+            .filter(|f| f.severity == crate::validate::Severity::Error)
+            .collect();
         if findings.is_empty() {
             Ok(())
         } else {

@@ -8,10 +8,16 @@
 mod artifacts;
 mod build;
 mod changes;
+mod destroy;
+mod notes;
 pub(crate) use changes::{desired_assets, signing_after, signing_change};
 pub(crate) mod records;
 pub(crate) mod stack;
 
+use destroy::plan_destroy;
+use notes::plan_notes;
+
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
@@ -27,6 +33,7 @@ use crate::config::{ClusterConfig, StateBackendKind};
 use crate::planfile::{
     Action, ChangeSummary, Plan, PlanKind, PoolStackChange, PriorBinding, StackChange, Target,
 };
+use crate::state::lock::Locker;
 use crate::state::store::Loaded;
 use crate::state::{PendingAssets, State};
 
@@ -64,19 +71,6 @@ impl Default for PlanOptions {
 /// Reports what planning is doing, for a progress display.
 pub type Progress<'a> = &'a mut dyn FnMut(&str);
 
-/// A renewal window as long as the leaves' lifetime makes every leaf due on every plan: fine
-/// once, to renew them all now, but never as a standing setting. (A window reaching the CA's
-/// expiry is refused where the CA would be issued.)
-fn renewal_window_note(config: &ClusterConfig, renew_before: Duration) -> Option<String> {
-    let lifetime = config.tls_cert_duration_days;
-    (renew_before >= Duration::days(lifetime.into())).then(|| {
-        format!(
-            "the renewal window (--renew-before, {} days) is not shorter than tlsCertDurationDays ({lifetime}): every leaf certificate is due now, and would be on every plan with this window",
-            renew_before.whole_days()
-        )
-    })
-}
-
 /// Makes a plan for the cluster in `dir`.
 pub async fn plan(
     dir: &Path,
@@ -110,7 +104,7 @@ pub async fn plan(
     progress("reading the state");
     // Terraform's plan takes the lock; this one reads it: a plan made while an apply runs, or
     // after one died holding it, describes a state that is changing or half-applied.
-    if let Some((info, _)) = backend.store.current_lock().await? {
+    if let Some(info) = backend.store.locker.current().await? {
         return Err(crate::state::StateError::Locked {
             expired: info.expired_at(now),
             info: Box::new(info),
@@ -215,6 +209,33 @@ fn unsealed(
         signature: None,
         provenance: None,
     }
+}
+
+/// Where the plan applies, as the stacks found it; `new_state` records the same, with each
+/// pool stack the plan leaves as it is (its id and the parameters it runs with).
+fn bind_to_stacks(
+    config: &ClusterConfig,
+    new_state: &mut State,
+    stack: &stack::StackPlan,
+    settled_pools: BTreeMap<String, (String, BTreeMap<String, String>)>,
+) -> Target {
+    let target = Target {
+        region: config.region.clone(),
+        account_id: stack.stack_id.as_deref().and_then(stack::stack_account),
+        stack_id: stack.stack_id.clone(),
+    };
+    new_state.region = Some(target.region.clone());
+    new_state.account_id = target.account_id.clone();
+    if let Some(s) = new_state.stack.as_mut() {
+        s.id = stack.stack_id.clone();
+    }
+    for (pool, (id, parameters)) in settled_pools {
+        if let Some(recorded) = new_state.pool_stacks.get_mut(&pool) {
+            recorded.id = Some(id);
+            recorded.parameters = parameters;
+        }
+    }
+    target
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; the pieces are the plan's inputs
@@ -341,38 +362,16 @@ async fn plan_apply(
     let certificates =
         changes::certificates(&built.tls.assets, &built.tls.issued, prior, shipped_by);
 
-    let target = Target {
-        region: config.region.clone(),
-        account_id: stack.stack_id.as_deref().and_then(stack::stack_account),
-        stack_id: stack.stack_id.clone(),
-    };
-    new_state.region = Some(target.region.clone());
-    new_state.account_id = target.account_id.clone();
-    if let Some(s) = new_state.stack.as_mut() {
-        s.id = stack.stack_id.clone();
-    }
-    for (pool, (id, parameters)) in settled_pools {
-        if let Some(recorded) = new_state.pool_stacks.get_mut(&pool) {
-            recorded.id = Some(id);
-            recorded.parameters = parameters;
-        }
-    }
+    let target = bind_to_stacks(config, &mut new_state, &stack, settled_pools);
     new_state.records = changes::recorded_records(&records);
     let summary = changes::summarize(&stack.change, &pool_stacks, &records, &assets);
-    let mut notes = migration_notes(
+    let notes = plan_notes(
         config,
+        options,
         built.keep_pools_in_cluster_stack,
         &stack.change,
         &pool_stacks,
     );
-    notes.extend(controller_replacement_note(config, &stack.change));
-    notes.extend(etcd_replacement_note(config, &stack.change));
-    notes.extend(
-        std::iter::once(&stack.change)
-            .chain(pool_stacks.iter().map(|p| &p.stack))
-            .filter_map(|change| review_in_progress_note(change, options.preview)),
-    );
-    notes.extend(renewal_window_note(config, options.renew_before));
     let template = (stack.change.action != Action::NoOp).then_some(built.rendered.stack_template);
     Ok(Plan {
         offline: online.is_none(),
@@ -436,132 +435,6 @@ fn refuse_other_changes_while_moving(
         }
         _ => Ok(()),
     }
-}
-
-/// What happens to the API while a single controller is replaced (a new AMI, instance type,
-/// key or subnet): CloudFormation creates the new instance first and waits for its signal, so
-/// the old one serves until the new one is up; then it moves the nodes' record and the
-/// elastic IP, and deletes the old instance.
-fn controller_replacement_note(config: &ClusterConfig, cluster: &StackChange) -> Option<String> {
-    let change = cluster
-        .resource_changes
-        .iter()
-        .find(|c| c.logical_id == "InstanceController")?;
-    if change.action == crate::planfile::ResourceAction::Add || !change.may_get_new_identity() {
-        return None;
-    }
-    let how = if change.replaces() {
-        "replaced"
-    } else {
-        "perhaps replaced"
-    };
-    Some(format!(
-        "the controller is {how}: CloudFormation starts the new one beside the old, which keeps serving the API until the new one signals that its own API is ready; then {} and the elastic IP (what externalDNSName points at) move to the new one, nodes follow within the record's 60-second TTL, and the old one is terminated. Running pods are not touched. With controllerCount 2 or more the controllers roll one at a time behind a load balancer instead",
-        config.api_internal_dns_name()
-    ))
-}
-
-/// A CREATE change set makes its stack exist, empty, in REVIEW_IN_PROGRESS until it is
-/// executed; `status` and `destroy` see it. The reviewer is told, and how to drop it.
-fn review_in_progress_note(change: &StackChange, preview: bool) -> Option<String> {
-    let until = match preview {
-        true => "until a plan of the merged change is applied (apply never takes a preview)",
-        false => "until apply executes it",
-    };
-    (change.action == crate::planfile::Action::Create && change.change_set_name.is_some()).then(
-        || {
-            format!(
-                "CloudFormation now holds stack {name} in REVIEW_IN_PROGRESS (empty, with this plan's change set) {until}; an abandoned plan leaves it so, the next plan makes a new change set for it, and `aws cloudformation delete-stack --stack-name {name}` removes it",
-                name = change.name
-            )
-        },
-    )
-}
-
-/// Which etcd members this plan replaces (their groups roll or are replaced), and what that
-/// means for the cluster: each group holds one member and may drop to none while it rolls,
-/// which with one member is etcd, and so the API, down; with more, the groups roll one after
-/// another (each waits for its member's signal), so quorum holds.
-fn etcd_replacement_note(config: &ClusterConfig, cluster: &StackChange) -> Option<String> {
-    let members = config.etcd_members();
-    let replaced: Vec<&str> = members
-        .iter()
-        .filter(|m| {
-            cluster.resource_changes.iter().any(|c| {
-                c.logical_id == m.logical_id
-                    && c.action != crate::planfile::ResourceAction::Add
-                    && c.may_get_new_identity()
-            })
-        })
-        .map(|m| m.name.as_str())
-        .collect();
-    if replaced.is_empty() {
-        return None;
-    }
-    Some(match members.len() {
-        1 => format!(
-            "etcd's only member ({}) is replaced: etcd, and with it the Kubernetes API, is down until the new instance has attached the member's volume and started (at most etcdCreateTimeout, {}); running pods keep running. Three members (etcdCount: 3) roll without an outage",
-            replaced.join(", "),
-            config.etcd_create_timeout
-        ),
-        n => format!(
-            "etcd members {} are replaced one at a time (each waits for its member's health signal), so {} of {n} keep quorum throughout; each member's group shows 0 in service only for its own member",
-            replaced.join(", "),
-            n - 1
-        ),
-    })
-}
-
-/// What the reviewer of a move to `stackPerPool` is told. Step 1 creates every pool's stack
-/// beside the cluster stack, whose pools keep running as they are (capacity doubles); step 2,
-/// the next plan, removes them from the cluster stack, so their instances terminate once the
-/// pool stacks' are serving. No moment is without workers, and the control plane is untouched.
-fn migration_notes(
-    config: &ClusterConfig,
-    keep_pools_in_cluster_stack: bool,
-    cluster: &StackChange,
-    pool_stacks: &[PoolStackChange],
-) -> Vec<String> {
-    if keep_pools_in_cluster_stack {
-        let mut notes = vec![format!(
-            "moving to a stack per pool, step 1 of 2: {} pool stacks are created beside stack {}, which stays as it runs (until step 2 each pool runs twice its instances). Once they are serving, the next plan removes the pools from stack {} (step 2): their instances terminate",
-            pool_stacks.len(),
-            config.stack_name(),
-            config.stack_name()
-        )];
-        let autoscaled: Vec<String> = config
-            .worker_pools()
-            .into_iter()
-            .filter(|p| p.autoscaled)
-            .map(|p| format!("{} (minSize {})", p.name, p.min_size))
-            .collect();
-        if !autoscaled.is_empty() {
-            notes.push(format!(
-                "autoscaled pools start at their minSize in their own stacks: {}. Before step 2 removes their old groups, let the cluster-autoscaler grow the new ones (or raise minSize for the move)",
-                autoscaled.join(", ")
-            ));
-        }
-        return notes;
-    }
-    let moved: Vec<&str> = cluster
-        .resource_changes
-        .iter()
-        .filter(|c| c.action == crate::planfile::ResourceAction::Remove)
-        .filter_map(|c| c.logical_id.strip_prefix("AutoScale"))
-        .filter(|logical| {
-            pool_stacks
-                .iter()
-                .any(|p| crate::config::logical_name(&p.pool) == *logical)
-        })
-        .collect();
-    if moved.is_empty() {
-        return Vec::new();
-    }
-    vec![format!(
-        "moving to a stack per pool, step 2 of 2: stack {} no longer holds the groups of {} pool(s), which run in their own stacks; the groups it removes terminate their instances",
-        config.stack_name(),
-        moved.len()
-    )]
 }
 
 /// What an offline plan made from the state says it did not do.
@@ -695,165 +568,5 @@ async fn shipped_by_interrupted_apply(
         .map(|(pending, _)| pending))
 }
 
-/// What a destroy plan tells the reviewer about the cluster's keys.
-const DESTROY_DROPS_KEYS: &str = "The cluster's CA, admin credentials, service-account key and Secrets encryption key leave the state: a cluster created again under this name gets new ones, and this cluster's kubeconfigs will not work there.";
-
-/// The plan for `destroy`: delete the stack and the records this tool created.
-async fn plan_destroy(
-    config: &ClusterConfig,
-    prior: Option<Loaded>,
-    online: Option<&AwsContext>,
-    progress: Progress<'_>,
-) -> Result<Plan, EngineError> {
-    let Some(context) = online else {
-        return Err(EngineError::DestroyOffline);
-    };
-    let binding = prior_binding(prior.as_ref());
-    let prior = prior.as_ref().map(|p| &p.state);
-    let stack_name = config.stack_name();
-    progress("describing the stack");
-    let live = context.cloudformation().describe_stack(&stack_name).await?;
-    let recorded = prior.and_then(|s| s.stack.as_ref());
-    let recorded_id = recorded.and_then(|s| s.id.clone());
-    stack::check_stack_binding(
-        config,
-        &stack_name,
-        recorded_id.as_deref(),
-        live.as_ref().map(|s| s.id.as_str()),
-        context,
-    )
-    .await?;
-    let stack_id = live.as_ref().map(|s| s.id.clone()).or(recorded_id);
-    let target = Target {
-        region: config.region.clone(),
-        account_id: match stack_id.as_deref().and_then(stack::stack_account) {
-            Some(account) => Some(account),
-            None => Some(stack::caller_account(context).await?),
-        },
-        stack_id,
-    };
-    let action = if live.is_some() {
-        Action::Delete
-    } else {
-        Action::NoOp
-    };
-    let stack = StackChange::without_change_set(
-        stack_name,
-        action,
-        recorded.map(|s| s.template_sha256.clone()),
-    );
-    // Every pool stack the state records goes first (apply skips one already gone).
-    let mut pool_stacks: Vec<PoolStackChange> = prior
-        .map(|s| &s.pool_stacks)
-        .into_iter()
-        .flatten()
-        .map(|(pool, recorded)| PoolStackChange::of_recorded(pool, recorded, Action::Delete))
-        .collect();
-    // And those an apply created but did not record (it failed before writing the state),
-    // found by name and known by the description the template gives them.
-    if config.stack_per_pool {
-        let cfn = context.cloudformation();
-        for pool in config.worker_pools() {
-            if pool_stacks.iter().any(|p| p.pool == pool.name) {
-                continue;
-            }
-            let name = config.pool_stack_name(&pool.name);
-            let Some(live) = cfn.describe_stack(&name).await? else {
-                continue;
-            };
-            if live.description.as_deref()
-                != Some(stack::pool_stack_description(config, &pool.name).as_str())
-            {
-                continue;
-            }
-            pool_stacks.push(PoolStackChange {
-                pool: pool.name.clone(),
-                stack: StackChange::without_change_set(name, Action::Delete, None),
-                parameters: Vec::new(),
-                template: None,
-            });
-        }
-    }
-    let records = records::removed_records(prior, &[]);
-    let summary = ChangeSummary {
-        remove: u32::from(stack.action == Action::Delete)
-            + pool_stacks.len() as u32
-            + records.len() as u32,
-        ..ChangeSummary::default()
-    };
-    let mut notes = Vec::new();
-    if prior.is_some_and(|s| !s.tls.is_empty()) {
-        notes.push(DESTROY_DROPS_KEYS.to_string());
-    }
-    Ok(Plan {
-        pool_stacks,
-        assets: changes::destroyed_assets(prior),
-        records,
-        notes,
-        new_state: changes::destroyed_state(config, prior, uuid::Uuid::new_v4().to_string()),
-        summary,
-        ..unsealed(config, PlanKind::Destroy, binding, target, stack)
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::planfile::{ResourceAction, ResourceChange};
-
-    fn config(extra: &str) -> ClusterConfig {
-        let text = format!(
-            "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\ntemplateBucket: demo-artifacts\n{extra}"
-        );
-        ClusterConfig::parse(Path::new("cluster.yaml"), &text).unwrap()
-    }
-
-    fn rolling(logical_id: &str) -> ResourceChange {
-        ResourceChange {
-            action: ResourceAction::Modify,
-            logical_id: logical_id.into(),
-            resource_type: "AWS::AutoScaling::AutoScalingGroup".into(),
-            physical_id: None,
-            replacement: Some(crate::planfile::Replacement::True),
-            replacement_source: None,
-            scope: vec![],
-            details: vec![],
-            changed_properties: vec![],
-            rolling: None,
-        }
-    }
-
-    /// A replaced etcd member is said in words: the API is down with one member, quorum holds
-    /// with three; a change that replaces none says nothing.
-    #[test]
-    fn an_etcd_replacement_says_whether_the_api_goes_down() {
-        for (extra, words) in [
-            (
-                "",
-                "etcd's only member (etcd-0) is replaced: etcd, and with it the Kubernetes API, is down",
-            ),
-            (
-                "etcdCount: 3\n",
-                "etcd members etcd-0, etcd-1, etcd-2 are replaced one at a time (each waits for its member's health signal), so 2 of 3 keep quorum",
-            ),
-        ] {
-            let config = config(extra);
-            let members = config.etcd_members();
-            let change = StackChange {
-                resource_changes: members.iter().map(|m| rolling(&m.logical_id)).collect(),
-                ..StackChange::without_change_set(
-                    "demo".into(),
-                    crate::planfile::Action::Update,
-                    None,
-                )
-            };
-            let note = etcd_replacement_note(&config, &change).unwrap();
-            assert!(note.starts_with(words), "{note}");
-            let untouched = StackChange {
-                resource_changes: vec![rolling("AutoScaleWorkers")],
-                ..change
-            };
-            assert_eq!(etcd_replacement_note(&config, &untouched), None);
-        }
-    }
-}
+mod tests;

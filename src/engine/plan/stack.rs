@@ -251,18 +251,8 @@ pub async fn plan_pool_stacks(
             context,
         )
         .await?;
-        // A stack of this name the state does not record is this cluster's only if its
-        // template says so (an apply that failed before writing the state made it); otherwise
-        // it is another's (a cluster named `<this>-pool-<name>`), never to be changed.
-        if let (None, Some(found)) = (recorded, &live) {
-            let expected = pool_stack_description(config, pool);
-            if found.description.as_deref() != Some(expected.as_str()) {
-                return Err(EngineError::ForeignPoolStack {
-                    stack: rendered_pool.stack_name.clone(),
-                    live: found.id.clone(),
-                    expected,
-                });
-            }
+        if recorded.is_none() {
+            refuse_foreign_pool_stack(config, pool, &rendered_pool.stack_name, live.as_ref())?;
         }
         // What the pool stack runs now, to diff against.
         let deployed: Option<Value> = match &live {
@@ -327,9 +317,57 @@ pub async fn plan_pool_stacks(
             changes::resource_changes(&described.changes, deployed.as_ref(), &new_template);
         planned.push(change);
     }
-    // Pools not rendered because their key is the state's: unchanged, unless the cluster
-    // stack moves one of their parameters. Then the template they run (read back, and held
-    // to the hash the state records) is the one apply makes their change set from.
+    planned.extend(plan_reused_pools(config, recorded, online, rendered, cluster).await?);
+    // Pools removed from cluster.yaml: their stacks go, before the cluster stack changes (it
+    // may remove what they use).
+    for (pool, stack) in recorded.into_iter().flatten() {
+        if !rendered.pool_stacks.contains_key(pool) && !rendered.reused_pools.contains(pool) {
+            planned.push(PoolStackChange::of_recorded(pool, stack, Action::Delete));
+        }
+    }
+    planned.sort_by(|a, b| a.pool.cmp(&b.pool));
+    Ok(PoolStacksPlan {
+        changes: planned,
+        settled,
+    })
+}
+
+/// A stack of a pool's name the state does not record is this cluster's only if its template
+/// says so (an apply that failed before writing the state made it); otherwise it is another's
+/// (a cluster named `<this>-pool-<name>`), never to be changed.
+fn refuse_foreign_pool_stack(
+    config: &ClusterConfig,
+    pool: &str,
+    stack_name: &str,
+    live: Option<&crate::aws::cloudformation::StackDescription>,
+) -> Result<(), EngineError> {
+    match live {
+        Some(found) => {
+            let expected = pool_stack_description(config, pool);
+            if found.description.as_deref() != Some(expected.as_str()) {
+                return Err(EngineError::ForeignPoolStack {
+                    stack: stack_name.to_string(),
+                    live: found.id.clone(),
+                    expected,
+                });
+            }
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Pools not rendered because their key is the state's: unchanged, unless the cluster stack
+/// moves one of their parameters. Then the template they run (read back, and held to the hash
+/// the state records) is the one apply makes their change set from.
+async fn plan_reused_pools(
+    config: &ClusterConfig,
+    recorded: Option<&BTreeMap<String, crate::state::StackState>>,
+    online: Option<&AwsContext>,
+    rendered: &Rendered,
+    cluster: &StackPlan,
+) -> Result<Vec<PoolStackChange>, EngineError> {
+    let mut planned = Vec::new();
     for pool in &rendered.reused_pools {
         let Some(recorded) = recorded.and_then(|r| r.get(pool)) else {
             continue;
@@ -358,18 +396,7 @@ pub async fn plan_pool_stacks(
         }
         planned.push(change);
     }
-    // Pools removed from cluster.yaml: their stacks go, before the cluster stack changes (it
-    // may remove what they use).
-    for (pool, stack) in recorded.into_iter().flatten() {
-        if !rendered.pool_stacks.contains_key(pool) && !rendered.reused_pools.contains(pool) {
-            planned.push(PoolStackChange::of_recorded(pool, stack, Action::Delete));
-        }
-    }
-    planned.sort_by(|a, b| a.pool.cmp(&b.pool));
-    Ok(PoolStacksPlan {
-        changes: planned,
-        settled,
-    })
+    Ok(planned)
 }
 
 /// What planning the pool stacks found.

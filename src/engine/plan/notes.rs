@@ -1,0 +1,173 @@
+//! What a plan says in words besides its changes: a move between stack layouts, a single
+//! controller or etcd member replaced, a stack left in review, a renewal window.
+
+use super::*;
+
+/// A renewal window as long as the leaves' lifetime makes every leaf due on every plan: fine
+/// once, to renew them all now, but never as a standing setting. (A window reaching the CA's
+/// expiry is refused where the CA would be issued.)
+pub(super) fn renewal_window_note(
+    config: &ClusterConfig,
+    renew_before: Duration,
+) -> Option<String> {
+    let lifetime = config.tls_cert_duration_days;
+    (renew_before >= Duration::days(lifetime.into())).then(|| {
+        format!(
+            "the renewal window (--renew-before, {} days) is not shorter than tlsCertDurationDays ({lifetime}): every leaf certificate is due now, and would be on every plan with this window",
+            renew_before.whole_days()
+        )
+    })
+}
+
+/// What the plan says in words besides its changes: a move between layouts, a replaced single
+/// controller or etcd member, a stack left in review, a renewal window as long as a lifetime.
+pub(super) fn plan_notes(
+    config: &ClusterConfig,
+    options: &PlanOptions,
+    keep_pools_in_cluster_stack: bool,
+    change: &StackChange,
+    pool_stacks: &[PoolStackChange],
+) -> Vec<String> {
+    let mut notes = migration_notes(config, keep_pools_in_cluster_stack, change, pool_stacks);
+    notes.extend(controller_replacement_note(config, change));
+    notes.extend(etcd_replacement_note(config, change));
+    notes.extend(
+        std::iter::once(change)
+            .chain(pool_stacks.iter().map(|p| &p.stack))
+            .filter_map(|change| review_in_progress_note(change, options.preview)),
+    );
+    notes.extend(renewal_window_note(config, options.renew_before));
+    notes
+}
+
+/// What happens to the API while a single controller is replaced (a new AMI, instance type,
+/// key or subnet): CloudFormation creates the new instance first and waits for its signal, so
+/// the old one serves until the new one is up; then it moves the nodes' record and the
+/// elastic IP, and deletes the old instance.
+pub(super) fn controller_replacement_note(
+    config: &ClusterConfig,
+    cluster: &StackChange,
+) -> Option<String> {
+    let change = cluster
+        .resource_changes
+        .iter()
+        .find(|c| c.logical_id == "InstanceController")?;
+    if change.action == crate::planfile::ResourceAction::Add || !change.may_get_new_identity() {
+        return None;
+    }
+    let how = if change.replaces() {
+        "replaced"
+    } else {
+        "perhaps replaced"
+    };
+    Some(format!(
+        "the controller is {how}: CloudFormation starts the new one beside the old, which keeps serving the API until the new one signals that its own API is ready; then {} and the elastic IP (what externalDNSName points at) move to the new one, nodes follow within the record's 60-second TTL, and the old one is terminated. Running pods are not touched. With controllerCount 2 or more the controllers roll one at a time behind a load balancer instead",
+        config.api_internal_dns_name()
+    ))
+}
+
+/// A CREATE change set makes its stack exist, empty, in REVIEW_IN_PROGRESS until it is
+/// executed; `status` and `destroy` see it. The reviewer is told, and how to drop it.
+pub(super) fn review_in_progress_note(change: &StackChange, preview: bool) -> Option<String> {
+    let until = match preview {
+        true => "until a plan of the merged change is applied (apply never takes a preview)",
+        false => "until apply executes it",
+    };
+    (change.action == crate::planfile::Action::Create && change.change_set_name.is_some()).then(
+        || {
+            format!(
+                "CloudFormation now holds stack {name} in REVIEW_IN_PROGRESS (empty, with this plan's change set) {until}; an abandoned plan leaves it so, the next plan makes a new change set for it, and `aws cloudformation delete-stack --stack-name {name}` removes it",
+                name = change.name
+            )
+        },
+    )
+}
+
+/// Which etcd members this plan replaces (their groups roll or are replaced), and what that
+/// means for the cluster: each group holds one member and may drop to none while it rolls,
+/// which with one member is etcd, and so the API, down; with more, the groups roll one after
+/// another (each waits for its member's signal), so quorum holds.
+pub(super) fn etcd_replacement_note(
+    config: &ClusterConfig,
+    cluster: &StackChange,
+) -> Option<String> {
+    let members = config.etcd_members();
+    let replaced: Vec<&str> = members
+        .iter()
+        .filter(|m| {
+            cluster.resource_changes.iter().any(|c| {
+                c.logical_id == m.logical_id
+                    && c.action != crate::planfile::ResourceAction::Add
+                    && c.may_get_new_identity()
+            })
+        })
+        .map(|m| m.name.as_str())
+        .collect();
+    if replaced.is_empty() {
+        return None;
+    }
+    Some(match members.len() {
+        1 => format!(
+            "etcd's only member ({}) is replaced: etcd, and with it the Kubernetes API, is down until the new instance has attached the member's volume and started (at most etcdCreateTimeout, {}); running pods keep running. Three members (etcdCount: 3) roll without an outage",
+            replaced.join(", "),
+            config.etcd_create_timeout
+        ),
+        n => format!(
+            "etcd members {} are replaced one at a time (each waits for its member's health signal), so {} of {n} keep quorum throughout; each member's group shows 0 in service only for its own member",
+            replaced.join(", "),
+            n - 1
+        ),
+    })
+}
+
+/// What the reviewer of a move to `stackPerPool` is told. Step 1 creates every pool's stack
+/// beside the cluster stack, whose pools keep running as they are (capacity doubles); step 2,
+/// the next plan, removes them from the cluster stack, so their instances terminate once the
+/// pool stacks' are serving. No moment is without workers, and the control plane is untouched.
+pub(super) fn migration_notes(
+    config: &ClusterConfig,
+    keep_pools_in_cluster_stack: bool,
+    cluster: &StackChange,
+    pool_stacks: &[PoolStackChange],
+) -> Vec<String> {
+    if keep_pools_in_cluster_stack {
+        let mut notes = vec![format!(
+            "moving to a stack per pool, step 1 of 2: {} pool stacks are created beside stack {}, which stays as it runs (until step 2 each pool runs twice its instances). Once they are serving, the next plan removes the pools from stack {} (step 2): their instances terminate",
+            pool_stacks.len(),
+            config.stack_name(),
+            config.stack_name()
+        )];
+        let autoscaled: Vec<String> = config
+            .worker_pools()
+            .into_iter()
+            .filter(|p| p.autoscaled)
+            .map(|p| format!("{} (minSize {})", p.name, p.min_size))
+            .collect();
+        if !autoscaled.is_empty() {
+            notes.push(format!(
+                "autoscaled pools start at their minSize in their own stacks: {}. Before step 2 removes their old groups, let the cluster-autoscaler grow the new ones (or raise minSize for the move)",
+                autoscaled.join(", ")
+            ));
+        }
+        return notes;
+    }
+    let moved: Vec<&str> = cluster
+        .resource_changes
+        .iter()
+        .filter(|c| c.action == crate::planfile::ResourceAction::Remove)
+        .filter_map(|c| c.logical_id.strip_prefix("AutoScale"))
+        .filter(|logical| {
+            pool_stacks
+                .iter()
+                .any(|p| crate::config::logical_name(&p.pool) == *logical)
+        })
+        .collect();
+    if moved.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "moving to a stack per pool, step 2 of 2: stack {} no longer holds the groups of {} pool(s), which run in their own stacks; the groups it removes terminate their instances",
+        config.stack_name(),
+        moved.len()
+    )]
+}

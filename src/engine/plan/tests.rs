@@ -1,0 +1,57 @@
+//! plan's decisions that need no AWS: notes, layouts and the offline shortcut.
+
+use super::notes::*;
+use super::*;
+use crate::planfile::{ResourceAction, ResourceChange};
+
+fn config(extra: &str) -> ClusterConfig {
+    let text = format!(
+        "clusterName: demo\nexternalDNSName: k8s.example.com\nregion: us-west-2\navailabilityZone: us-west-2a\nkmsKeyArn: arn:aws:kms:us-west-2:1:key/x\ntemplateBucket: demo-artifacts\n{extra}"
+    );
+    ClusterConfig::parse(Path::new("cluster.yaml"), &text).unwrap()
+}
+
+fn rolling(logical_id: &str) -> ResourceChange {
+    ResourceChange {
+        action: ResourceAction::Modify,
+        logical_id: logical_id.into(),
+        resource_type: "AWS::AutoScaling::AutoScalingGroup".into(),
+        physical_id: None,
+        replacement: Some(crate::planfile::Replacement::True),
+        replacement_source: None,
+        scope: vec![],
+        details: vec![],
+        changed_properties: vec![],
+        rolling: None,
+    }
+}
+
+/// A replaced etcd member is said in words: the API is down with one member, quorum holds
+/// with three; a change that replaces none says nothing.
+#[test]
+fn an_etcd_replacement_says_whether_the_api_goes_down() {
+    for (extra, words) in [
+        (
+            "",
+            "etcd's only member (etcd-0) is replaced: etcd, and with it the Kubernetes API, is down",
+        ),
+        (
+            "etcdCount: 3\n",
+            "etcd members etcd-0, etcd-1, etcd-2 are replaced one at a time (each waits for its member's health signal), so 2 of 3 keep quorum",
+        ),
+    ] {
+        let config = config(extra);
+        let members = config.etcd_members();
+        let change = StackChange {
+            resource_changes: members.iter().map(|m| rolling(&m.logical_id)).collect(),
+            ..StackChange::without_change_set("demo".into(), crate::planfile::Action::Update, None)
+        };
+        let note = etcd_replacement_note(&config, &change).unwrap();
+        assert!(note.starts_with(words), "{note}");
+        let untouched = StackChange {
+            resource_changes: vec![rolling("AutoScaleWorkers")],
+            ..change
+        };
+        assert_eq!(etcd_replacement_note(&config, &untouched), None);
+    }
+}
