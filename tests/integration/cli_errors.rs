@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use assert_cmd::cargo::CommandCargoExt;
+use crate::harness::kube_aws_without_aws;
 
 const MINIMAL: &str = "\
 clusterName: demo
@@ -16,20 +16,13 @@ kmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/0000
 templateBucket: demo-artifacts
 ";
 
-fn kube_aws(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("kube-aws").unwrap();
-    // An unreachable endpoint: any AWS call would fail, so passing tests prove none was made.
-    cmd.current_dir(dir)
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x");
-    cmd
-}
-
 fn export_with(config: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cluster.yaml"), config).unwrap();
-    let out = kube_aws(dir.path()).arg("export").output().unwrap();
+    let out = kube_aws_without_aws(dir.path())
+        .arg("export")
+        .output()
+        .unwrap();
     assert!(out.stdout.is_empty(), "nothing is exported on error");
     (
         out.status.code().unwrap(),
@@ -77,7 +70,7 @@ fn overlapping_subnet_is_an_error_naming_the_field_and_line() {
 fn init_refuses_to_overwrite_cluster_yaml() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cluster.yaml"), "mine\n").unwrap();
-    let out = kube_aws(dir.path())
+    let out = kube_aws_without_aws(dir.path())
         .args([
             "init",
             "--cluster-name",
@@ -109,7 +102,7 @@ fn init_refuses_to_overwrite_cluster_yaml() {
 #[test]
 fn init_writes_a_commented_config_that_parses() {
     let dir = tempfile::tempdir().unwrap();
-    let out = kube_aws(dir.path())
+    let out = kube_aws_without_aws(dir.path())
         .args([
             "init",
             "--cluster-name",
@@ -154,7 +147,10 @@ fn init_writes_a_commented_config_that_parses() {
 #[test]
 fn render_copies_templates_refuses_to_overwrite_and_overrides_take_effect() {
     let dir = tempfile::tempdir().unwrap();
-    let out = kube_aws(dir.path()).arg("render").output().unwrap();
+    let out = kube_aws_without_aws(dir.path())
+        .arg("render")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     for name in kube_aws::render::built_in().map(|t| t.path) {
         assert!(dir.path().join(name).is_file(), "{name} missing");
@@ -162,7 +158,10 @@ fn render_copies_templates_refuses_to_overwrite_and_overrides_take_effect() {
     let stack = dir.path().join("stack-template.json");
     std::fs::write(&stack, "customised").unwrap();
 
-    let again = kube_aws(dir.path()).arg("render").output().unwrap();
+    let again = kube_aws_without_aws(dir.path())
+        .arg("render")
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     assert_eq!(std::fs::read_to_string(&stack).unwrap(), "customised");
@@ -173,7 +172,7 @@ fn render_copies_templates_refuses_to_overwrite_and_overrides_take_effect() {
         Some(&kube_aws::render::Origin::ClusterDir)
     );
 
-    let forced = kube_aws(dir.path())
+    let forced = kube_aws_without_aws(dir.path())
         .args(["render", "--force"])
         .output()
         .unwrap();
@@ -189,7 +188,7 @@ fn validate_offline_reports_an_unknown_key_a_type_error_and_an_overlap_in_one_ru
         format!("{MINIMAL}workerCont: 3\nrecordSetTTL: soon\nserviceCIDR: 10.0.0.0/24\n"),
     )
     .unwrap();
-    let out = kube_aws(dir.path())
+    let out = kube_aws_without_aws(dir.path())
         .args(["validate", "--offline"])
         .output()
         .unwrap();
@@ -213,7 +212,7 @@ fn validate_offline_reports_an_unknown_key_a_type_error_and_an_overlap_in_one_ru
 fn an_out_of_range_renew_before_is_a_usage_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cluster.yaml"), MINIMAL).unwrap();
-    let out = kube_aws(dir.path())
+    let out = kube_aws_without_aws(dir.path())
         .args(["plan", "--offline", "--renew-before", "999999999999999"])
         .output()
         .unwrap();
@@ -232,7 +231,7 @@ fn an_out_of_range_renew_before_is_a_usage_error_not_a_panic() {
 fn a_usage_error_exits_1_never_the_2_of_changes() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cluster.yaml"), MINIMAL).unwrap();
-    let out = kube_aws(dir.path())
+    let out = kube_aws_without_aws(dir.path())
         .args(["plan", "--detailed-exitcode", "--renew-befor", "10"])
         .output()
         .unwrap();
@@ -240,7 +239,7 @@ fn a_usage_error_exits_1_never_the_2_of_changes() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--renew-befor"), "{stderr}");
     for ok in [&["--help"][..], &["--version"], &["plan", "--help"]] {
-        let out = kube_aws(dir.path()).args(ok).output().unwrap();
+        let out = kube_aws_without_aws(dir.path()).args(ok).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{ok:?}");
         assert!(!out.stdout.is_empty(), "{ok:?}");
     }
@@ -249,7 +248,7 @@ fn a_usage_error_exits_1_never_the_2_of_changes() {
 /// Runs kube-aws and kills it after 20 s: a read that hangs (a FIFO) or never ends (a device)
 /// fails the test instead of the suite.
 fn run_bounded(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let mut child = kube_aws(dir)
+    let mut child = kube_aws_without_aws(dir)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -328,7 +327,7 @@ fn devices_fifos_and_links_out_of_the_cluster_directory_are_refused_without_read
 #[test]
 fn flags_that_would_mislead_are_usage_errors_naming_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let init = kube_aws(dir.path())
+    let init = kube_aws_without_aws(dir.path())
         .args([
             "init",
             "--cluster-name",
@@ -358,7 +357,10 @@ fn flags_that_would_mislead_are_usage_errors_naming_what_to_do() {
         (&["kubeconfig", "-o", "-"][..], "never writes to stdout"),
         (&["destroy", "-o", "destroy.json"], "--plan-only"),
     ] {
-        let out = kube_aws(dir.path()).args(args).output().unwrap();
+        let out = kube_aws_without_aws(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
         assert!(said.contains(words), "{args:?}: {said}");

@@ -463,7 +463,7 @@ fn no_instance_cloudformation_may_replace_has_a_fixed_address() {
 /// the next plan is empty.
 #[test]
 fn a_single_controller_takes_a_new_ami_on_moto_and_the_api_record_follows_it() {
-    let c = crate::workflow::Cluster::new("newami", false, None);
+    let c = crate::cluster::Cluster::new("newami", false, None);
     c.plan_and_apply();
     let physical = |logical: &str| {
         block_on(moto().stack_resources(&c.name))
@@ -525,7 +525,7 @@ fn a_single_controller_takes_a_new_ami_on_moto_and_the_api_record_follows_it() {
     });
     c.set("amiId", &image);
     let out = c.expect(2, &["plan", "--detailed-exitcode", "-o", "plan.json"]);
-    let text = crate::workflow::stdout(&out);
+    let text = crate::cluster::stdout(&out);
     assert!(
         text.contains("InstanceController (AWS::EC2::Instance) [ImageId]"),
         "{text}"

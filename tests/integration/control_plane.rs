@@ -16,13 +16,13 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD as BASE64URL};
 use serde_json::{Value, json};
 
+use crate::cluster::Cluster;
 use crate::harness::{block_on, moto};
 use crate::lab::{
     Lab, Member, decrypt_assets, env_file, etcdctl, lay_out, output_text, require, require_root,
     run, serve_imds, start_member, unit_lines, wait_healthy,
 };
 use crate::payload::{WrittenUnit, cloud_config_parts};
-use crate::workflow::Cluster;
 
 /// Where `scripts/build-kubernetes` keeps the binaries; each must be there (never skipped).
 struct Binaries {

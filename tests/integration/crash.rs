@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use kube_aws::planfile::CertificateAction;
 use serde_json::Value;
 
+use crate::cluster::{Cluster, stderr, stdout};
 use crate::harness::{kube_aws, moto};
-use crate::workflow::{Cluster, stderr, stdout};
 
 fn lock_id(status: &str) -> Option<String> {
     status
@@ -293,7 +293,7 @@ fn plan_refuses_a_locked_state_and_says_who_holds_it() {
     };
     std::fs::write(c.path("state/state.lock"), lock("2999-01-01T00:00:00Z")).unwrap();
     let out = c.expect(1, &["plan", "-o", "held.json"]);
-    let text = crate::workflow::stderr(&out);
+    let text = crate::cluster::stderr(&out);
     assert!(
         text.contains("the state is locked by arn:aws:sts::123456789012:assumed-role/ci/apply for `apply plan.json`")
             && text.contains("--force"),
@@ -303,7 +303,7 @@ fn plan_refuses_a_locked_state_and_says_who_holds_it() {
 
     std::fs::write(c.path("state/state.lock"), lock("2026-01-01T00:00:00Z")).unwrap();
     let out = c.expect(1, &["plan"]);
-    let text = crate::workflow::stderr(&out);
+    let text = crate::cluster::stderr(&out);
     assert!(
         text.contains("expired at 2026-01-01T00:00:00Z")
             && text.contains(

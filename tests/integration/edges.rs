@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::cluster::{Cluster, stderr, stdout};
 use crate::harness::{block_on, kube_aws, moto};
-use crate::workflow::{Cluster, stderr, stdout};
 
 /// A stack template override with only what moto can also delete: the API endpoint's EIP.
 const SMALL_STACK: &str = r#"{
@@ -104,7 +104,7 @@ fn destroy_deletes_the_stack_and_only_the_records_it_created() {
     assert!(
         !c.path("after-destroy.kubeconfig").exists(),
         "{}",
-        crate::workflow::stderr(&out)
+        crate::cluster::stderr(&out)
     );
     let again: Value =
         serde_json::from_slice(&c.expect(0, &["plan", "--format", "json"]).stdout).unwrap();

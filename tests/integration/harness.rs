@@ -406,6 +406,18 @@ pub fn aws_env(moto: &Moto) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The binary in `dir` with no AWS to reach: an unreachable endpoint and dummy keys, so a
+/// passing test proves no AWS call was made.
+pub fn kube_aws_without_aws(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("kube-aws").expect("the kube-aws binary is built");
+    cmd.current_dir(dir)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env_remove("AWS_PROFILE");
+    cmd
+}
+
 /// The kube-aws binary, run in `dir` against moto.
 pub fn kube_aws(moto: &Moto, dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("kube-aws").expect("the kube-aws binary is built");

@@ -303,7 +303,7 @@ fn an_unknown_state_format_version_is_refused() {
 /// `history --verify` exits 1 and says what is missing or edited.
 #[test]
 fn deleting_or_rewriting_the_newest_entries_fails_verify_with_what_is_missing() {
-    use crate::workflow::{Cluster, stderr, stdout};
+    use crate::cluster::{Cluster, stderr, stdout};
     let c = Cluster::new("anchor", false, None);
     c.plan_and_apply();
     c.set("workerCount", "2");
@@ -426,7 +426,7 @@ fn deleting_or_rewriting_the_newest_entries_fails_verify_with_what_is_missing() 
 /// kept in the state backend as it was reviewed.
 #[test]
 fn entries_record_commit_ci_run_and_pull_request_and_show_prints_the_kept_plan() {
-    use crate::workflow::{Cluster, stdout};
+    use crate::cluster::{Cluster, stdout};
     let c = Cluster::new("provenance", false, None);
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")
@@ -556,7 +556,7 @@ fn terminal_control_characters_from_a_lock_are_shown_escaped() {
 /// with an audit entry, after which the plan shows what the stack differs from it.
 #[test]
 fn a_restored_older_state_is_refused_until_a_rollback_is_pushed_and_audited() {
-    use crate::workflow::{Cluster, stderr, stdout};
+    use crate::cluster::{Cluster, stderr, stdout};
     let c = Cluster::new("rollback", true, None);
     c.plan_and_apply();
     c.set("workerCount", "2");
@@ -634,7 +634,7 @@ fn a_restored_older_state_is_refused_until_a_rollback_is_pushed_and_audited() {
 /// copied forward to vouch for an older state restored, is refused by plan.
 #[test]
 fn an_edited_or_replayed_writer_entry_vouches_for_no_state() {
-    use crate::workflow::{Cluster, stderr};
+    use crate::cluster::{Cluster, stderr};
     let c = Cluster::new("replay", false, None);
     c.plan_and_apply();
     let state_path = c.path("state/state.json");

@@ -2,6 +2,7 @@
 
 mod backends;
 mod cli_errors;
+mod cluster;
 mod contracts;
 mod control_plane;
 mod crash;

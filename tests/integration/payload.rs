@@ -933,7 +933,7 @@ fn checkov_finds_nothing_but_the_listed_exemptions_in_the_exported_templates() {
 #[test]
 fn applied_launch_templates_require_imdsv2_and_encrypt_every_volume_on_moto() {
     // S3 state: with a second pool the template is over the inline limit and is uploaded.
-    let c = crate::workflow::Cluster::new("imds", true, None);
+    let c = crate::cluster::Cluster::new("imds", true, None);
     c.set("nodePools", "[{name: batch}]");
     c.plan_and_apply();
     let checked = block_on(async {
@@ -976,7 +976,7 @@ fn applied_launch_templates_require_imdsv2_and_encrypt_every_volume_on_moto() {
 
 #[test]
 fn a_private_subnet_cluster_plans_and_applies_on_moto_with_its_nat_gateways() {
-    let c = crate::workflow::Cluster::new("private", true, None);
+    let c = crate::cluster::Cluster::new("private", true, None);
     c.use_private_subnets();
     c.plan_and_apply();
     let resources = block_on(moto().stack_resources(&c.name));
@@ -999,7 +999,7 @@ fn a_private_subnet_cluster_plans_and_applies_on_moto_with_its_nat_gateways() {
 fn shaped_pools_plan_and_apply_on_moto_and_a_second_plan_is_empty() {
     // Mixed instance types with spot, one zone of two, a pool role of its own, the user's
     // instance profile, and an autoscaled pool with the cluster-autoscaler add-on.
-    let c = crate::workflow::Cluster::new("pools", true, None);
+    let c = crate::cluster::Cluster::new("pools", true, None);
     c.use_private_subnets();
     c.set("clusterAutoscaler", "{enabled: true}");
     c.set(
@@ -1075,7 +1075,7 @@ fn the_controller_fetches_exactly_the_planned_addons_from_s3_and_refuses_a_chang
     require_root();
     require("aws");
     require("unshare");
-    let cluster = crate::workflow::Cluster::new("fetch", false, None);
+    let cluster = crate::cluster::Cluster::new("fetch", false, None);
     cluster.expect(0, &["plan", "-o", "plan.json"]);
     let plan = cluster.plan_file("plan.json");
     let template: serde_json::Value =

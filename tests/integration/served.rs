@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 
-use crate::workflow::{Cluster, stderr, stdout};
+use crate::cluster::{Cluster, stderr, stdout};
 
 const NS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
 

@@ -5,8 +5,8 @@
 use base64::Engine;
 use kube_aws::planfile::{self, Plan, PlanSignature};
 
+use crate::cluster::{Cluster, stderr, stdout};
 use crate::harness::{block_on, moto};
-use crate::workflow::{Cluster, stderr, stdout};
 
 fn sign_with(plan: &Plan, key: &str) -> Plan {
     let signature = block_on(async {

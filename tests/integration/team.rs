@@ -5,12 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
+use crate::cluster::Cluster;
 use crate::iam::{Request, allows};
 use crate::proxy::Seen;
-use crate::workflow::Cluster;
 
 /// The IAM action an observed request needs.
 fn iam_action(seen: &Seen) -> String {
@@ -756,32 +755,31 @@ fn a_pull_requests_preview_holds_no_key_and_apply_refuses_it() {
     std::fs::write(c.path("preview.json"), &out.stdout).unwrap();
     let markdown = c.expect(2, &[&args[..], &["--format", "markdown"]].concat());
     assert!(
-        crate::workflow::stdout(&markdown).contains("Preview for review, made without keys"),
+        crate::cluster::stdout(&markdown).contains("Preview for review, made without keys"),
         "{}",
-        crate::workflow::stdout(&markdown)
+        crate::cluster::stdout(&markdown)
     );
 
     let out = c.expect(1, &["apply", "preview.json"]);
     assert!(
-        crate::workflow::stderr(&out).contains("made with --preview"),
+        crate::cluster::stderr(&out).contains("made with --preview"),
         "{}",
-        crate::workflow::stderr(&out)
+        crate::cluster::stderr(&out)
     );
     assert!(c.proxy.cluster_writes().is_empty(), "apply wrote to AWS");
     let out = c.run(&["plan", "--preview", "-o", "preview-file.json"]);
     assert_eq!(out.status.code(), Some(1), "a usage error");
     assert!(
-        crate::workflow::stderr(&out).contains("cannot be used with"),
+        crate::cluster::stderr(&out).contains("cannot be used with"),
         "{}",
-        crate::workflow::stderr(&out)
+        crate::cluster::stderr(&out)
     );
     assert!(!c.path("preview-file.json").exists());
 }
 
 #[test]
 fn bash_completion_completes_pl_to_plan() {
-    let out = Command::cargo_bin("kube-aws")
-        .unwrap()
+    let out = crate::harness::kube_aws_without_aws(Path::new("."))
         .args(["completions", "bash"])
         .output()
         .unwrap();
@@ -804,8 +802,7 @@ fn bash_completion_completes_pl_to_plan() {
 
 #[test]
 fn version_names_the_crate_version_and_the_commit() {
-    let out = Command::cargo_bin("kube-aws")
-        .unwrap()
+    let out = crate::harness::kube_aws_without_aws(Path::new("."))
         .arg("--version")
         .output()
         .unwrap();
@@ -827,8 +824,7 @@ fn version_names_the_crate_version_and_the_commit() {
 
 #[test]
 fn the_man_page_is_generated_from_the_same_definitions() {
-    let out = Command::cargo_bin("kube-aws")
-        .unwrap()
+    let out = crate::harness::kube_aws_without_aws(Path::new("."))
         .arg("man")
         .output()
         .unwrap();

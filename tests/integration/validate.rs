@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
+use crate::cluster::{Cluster, stderr, stdout};
 use crate::harness::moto;
-use crate::workflow::{Cluster, stderr, stdout};
 
 fn lines(out: &std::process::Output) -> Vec<String> {
     stdout(out).lines().map(str::to_string).collect()
