@@ -371,6 +371,12 @@ fn an_internal_network_load_balancer_plans_on_moto_applies_and_points_the_record
     let out = c.expect(0, &["apply", "plan.json"]);
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(said.contains("Apply complete"), "{said}");
+    assert!(
+        stdout(&out).contains(&format!(
+            "The API is at https://api.{name}.example.com: `kube-aws kubeconfig -o admin.kubeconfig`"
+        )),
+        "{said}"
+    );
     let record = crate::harness::block_on(async {
         let r53 = aws_sdk_route53::Client::new(&crate::harness::moto().sdk_config().await);
         r53.list_resource_record_sets()

@@ -943,6 +943,15 @@ fn a_stale_plan_is_refused_and_nothing_is_executed() {
         entries[0]["result"], "succeeded",
         "the refused apply left no entry: {history}"
     );
+    // The plan that was applied, applied again: not blamed on another apply.
+    let again = stderr(&c.expect(1, &["apply", "second.json"]));
+    assert!(
+        again.contains(
+            "stale: this plan was already applied: state serial 2 is what it wrote (audit entry"
+        ),
+        "{again}"
+    );
+    assert!(!again.contains("another apply"), "{again}");
 }
 
 #[test]

@@ -23,10 +23,18 @@ pub fn event_line(e: &StackEvent) -> String {
 /// message otherwise.
 pub fn outcome(outcome: &ApplyOutcome) -> Result<String, String> {
     match outcome.result {
-        AuditResult::Succeeded => Ok(format!(
-            "Apply complete: state serial {} → {}, audit entry {}.\n",
-            outcome.serial_before, outcome.serial_after, outcome.audit_seq
-        )),
+        AuditResult::Succeeded => {
+            let mut said = format!(
+                "Apply complete: state serial {} → {}, audit entry {}.\n",
+                outcome.serial_before, outcome.serial_after, outcome.audit_seq
+            );
+            if let Some(api) = &outcome.api_url {
+                said.push_str(&format!(
+                    "The API is at {api}: `kube-aws kubeconfig -o admin.kubeconfig` writes an admin kubeconfig for it, and `kube-aws status` shows the stacks and the lock.\n"
+                ));
+            }
+            Ok(super::printable(&said))
+        }
         other => Err(format!(
             "apply {}: {} (state serial {}, audit entry {})",
             other.as_str(),
@@ -75,6 +83,7 @@ mod tests {
             },
             message: message.map(str::to_string),
             audit_seq: 9,
+            api_url: Some("https://k8s.example.com".into()),
         };
         for ending in [
             ended(AuditResult::Succeeded, None),

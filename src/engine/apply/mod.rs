@@ -44,6 +44,8 @@ pub struct ApplyOutcome {
     /// What went wrong, for failed, rolled back and interrupted applies.
     pub message: Option<String>,
     pub audit_seq: u64,
+    /// Where the cluster's API answers, after an apply (not a destroy).
+    pub api_url: Option<String>,
 }
 
 fn now() -> OffsetDateTime {
@@ -91,7 +93,11 @@ pub async fn apply(
     observer(ApplyEvent::Step("verifying the plan's signature"));
     let current = backend.load(&config).await?;
     if let Some(why) = staleness(plan, current.as_ref()) {
-        return Err(stale(why));
+        return Err(stale(
+            applied_already(&backend, plan, current.as_ref())
+                .await
+                .unwrap_or(why),
+        ));
     }
     let anchored = super::anchor::anchor(
         &backend,
@@ -184,6 +190,24 @@ pub async fn apply(
 fn stale(why: String) -> EngineError {
     EngineError::State(StateError::Stale {
         message: format!("{why}; nothing was executed. Make a new plan."),
+    })
+}
+
+/// When the state is the one this very plan wrote (applied twice, or its apply finished
+/// while CI retried), says so: the state moved, but not because of another apply.
+async fn applied_already(
+    backend: &Backend,
+    plan: &Plan,
+    current: Option<&Loaded>,
+) -> Option<String> {
+    let loaded = current?;
+    let head = loaded.state.audit_head.as_ref()?;
+    let entry = backend.audit.read(head.seq).await.ok()??;
+    (entry.plan_sha256.as_deref() == Some(plan.plan_sha256.as_str())).then(|| {
+        format!(
+            "this plan was already applied: state serial {} is what it wrote (audit entry {}, `kube-aws history show {}`)",
+            loaded.state.serial, head.seq, head.seq
+        )
     })
 }
 

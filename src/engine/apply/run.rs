@@ -306,6 +306,8 @@ impl<'a> Run<'a> {
             serial_after: serial_after.unwrap_or(self.serial_before),
             message,
             audit_seq: written.seq,
+            api_url: (self.plan.kind == PlanKind::Apply)
+                .then(|| format!("https://{}", self.config.external_dns_name)),
         })
     }
 
