@@ -252,6 +252,20 @@ pub const POOL_LABEL: &str = "kube-aws.coreos.com/pool";
 impl ClusterConfig {
     /// Parses `text` (read from `file`) and runs the semantic checks.
     pub fn parse(file: &Path, text: &str) -> Result<ClusterConfig, ConfigError> {
+        match ClusterConfig::parse_lenient(file, text)? {
+            (config, None) => Ok(config),
+            (_, Some(problems)) => Err(problems),
+        }
+    }
+
+    /// Parses `cluster.yaml` as far as it parses: a file whose fields all have their types is
+    /// a configuration, with its unknown keys and semantic problems beside it (for the
+    /// commands that only report, which must work while a bad edit waits for review). A
+    /// field of the wrong type, or a file beyond the bounds, is an error as for `parse`.
+    pub fn parse_lenient(
+        file: &Path,
+        text: &str,
+    ) -> Result<(ClusterConfig, Option<ConfigError>), ConfigError> {
         let err = |problems| ConfigError {
             file: file.to_path_buf(),
             problems,
@@ -272,11 +286,8 @@ impl ClusterConfig {
         match parsed {
             Ok(config) => {
                 problems.extend(validate::semantic_problems(&config, &locator));
-                if problems.is_empty() {
-                    Ok(config)
-                } else {
-                    Err(err(problems))
-                }
+                let problems = (!problems.is_empty()).then(|| err(problems));
+                Ok((config, problems))
             }
             Err(e) => {
                 problems.push(Problem::from_yaml_error(&e));
@@ -290,6 +301,14 @@ impl ClusterConfig {
 
     /// Reads `cluster.yaml` from the cluster directory.
     pub fn load(dir: &Path) -> Result<ClusterConfig, ConfigError> {
+        match ClusterConfig::load_lenient(dir)? {
+            (config, None) => Ok(config),
+            (_, Some(problems)) => Err(problems),
+        }
+    }
+
+    /// [`ClusterConfig::parse_lenient`] of the cluster directory's `cluster.yaml`.
+    pub fn load_lenient(dir: &Path) -> Result<(ClusterConfig, Option<ConfigError>), ConfigError> {
         let file = dir.join(CLUSTER_FILE);
         let unreadable = |why: String| ConfigError {
             file: file.clone(),
@@ -299,7 +318,7 @@ impl ClusterConfig {
             .map_err(|e| unreadable(e.to_string()))?;
         let text = String::from_utf8(bytes)
             .map_err(|e| unreadable(format!("stream did not contain valid UTF-8: {e}")))?;
-        ClusterConfig::parse(&file, &text)
+        ClusterConfig::parse_lenient(&file, &text)
     }
 
     /// The instance subnets: `subnets`, or the single `availabilityZone`/`instanceCIDR` pair.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::anchor::{Anchor, Signatures};
-use super::{AwsOptions, EngineError, open};
+use super::{AwsOptions, EngineError, open_reading};
 use crate::audit::{AuditEntry, AuditResult, Verification};
 use crate::planfile::Plan;
 use crate::state::PlanSigning;
@@ -15,7 +15,7 @@ pub async fn history(
     aws: &AwsOptions,
     limit: u64,
 ) -> Result<Vec<AuditEntry>, EngineError> {
-    let (_, _, backend) = open(dir, aws).await?;
+    let (_, _, backend) = open_reading(dir, aws).await?;
     Ok(backend.audit.newest(limit).await?)
 }
 
@@ -25,7 +25,7 @@ pub async fn history_entry(
     aws: &AwsOptions,
     seq: u64,
 ) -> Result<(AuditEntry, Option<Plan>), EngineError> {
-    let (_, _, backend) = open(dir, aws).await?;
+    let (_, _, backend) = open_reading(dir, aws).await?;
     let entry = backend
         .audit
         .read(seq)
@@ -45,7 +45,7 @@ pub async fn history_entry(
 /// entry wrote (`anchor`), the log must still hold the entry the state names, and every state
 /// an entry says it wrote must be stored. `checked` says what was verified.
 pub async fn verify_history(dir: &Path, aws: &AwsOptions) -> Result<Verification, EngineError> {
-    let (config, _, backend) = open(dir, aws).await?;
+    let (config, _, backend) = open_reading(dir, aws).await?;
     let read = std::cell::RefCell::new(Vec::new());
     let mut verification = backend
         .audit

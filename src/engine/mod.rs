@@ -116,3 +116,25 @@ pub async fn open(
     let backend = Backend::open(dir, &config, &context);
     Ok((config, context, backend))
 }
+
+/// [`open`] for the commands that only report or unlock (status, history, state show, pull,
+/// versions, unlock): a cluster.yaml that parses but has problems (an unknown key, a value
+/// `validate` refuses) still says where the state and the stack are, so an operator is not
+/// locked out while a bad edit waits for review. `config_problems` says what is wrong.
+pub(crate) async fn open_reading(
+    dir: &Path,
+    aws: &AwsOptions,
+) -> Result<(ClusterConfig, AwsContext, Backend), EngineError> {
+    let (config, _) = ClusterConfig::load_lenient(dir)?;
+    let context = aws.context(&config).await?;
+    let backend = Backend::open(dir, &config, &context);
+    Ok((config, context, backend))
+}
+
+/// What is wrong with a cluster.yaml that still parses, for the reading commands to warn of.
+pub fn config_problems(dir: &Path) -> Option<String> {
+    match ClusterConfig::load_lenient(dir) {
+        Ok((_, problems)) => problems.map(|p| p.to_string()),
+        Err(_) => None,
+    }
+}

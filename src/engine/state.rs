@@ -5,7 +5,7 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use super::{AwsOptions, EngineError, open};
+use super::{AwsOptions, EngineError, open, open_reading};
 use crate::audit::{AuditEntry, AuditResult, NewEntry};
 use crate::state::State;
 use crate::state::lock::Locker;
@@ -13,7 +13,7 @@ use crate::state::store::{LockInfo, StateVersion};
 
 /// The current state with key ciphertexts replaced by a short fingerprint, unless `raw`.
 pub async fn show(dir: &Path, aws: &AwsOptions, raw: bool) -> Result<State, EngineError> {
-    let (config, _, backend) = open(dir, aws).await?;
+    let (config, _, backend) = open_reading(dir, aws).await?;
     let mut state = backend
         .load(&config)
         .await?
@@ -38,7 +38,7 @@ pub async fn pull(
     aws: &AwsOptions,
     version: Option<&str>,
 ) -> Result<Vec<u8>, EngineError> {
-    let (config, _, backend) = open(dir, aws).await?;
+    let (config, _, backend) = open_reading(dir, aws).await?;
     if let Some(version) = version {
         let bytes = backend.store.version_bytes(version).await?;
         let origin = format!("{} (version {version})", backend.store.location());
@@ -61,7 +61,7 @@ pub async fn pull(
 
 /// Every stored version of the state, newest first.
 pub async fn versions(dir: &Path, aws: &AwsOptions) -> Result<Vec<StateVersion>, EngineError> {
-    let (_, _, backend) = open(dir, aws).await?;
+    let (_, _, backend) = open_reading(dir, aws).await?;
     Ok(backend.store.versions().await?)
 }
 
@@ -169,7 +169,7 @@ pub async fn unlock(
     force: bool,
     now: OffsetDateTime,
 ) -> Result<(LockInfo, AuditEntry), EngineError> {
-    let (_, context, backend) = open(dir, aws).await?;
+    let (_, context, backend) = open_reading(dir, aws).await?;
     // Who unlocks is known before the lock goes, so the unlock is never left unaudited for
     // want of a name.
     let actor = context

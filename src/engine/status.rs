@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{AwsOptions, EngineError, open};
+use super::{AwsOptions, EngineError, open_reading};
 use crate::audit::AuditEntry;
 use crate::aws::cloudformation::{ExecutionStatus, StackDescription, StackEvent, StackService};
 use crate::aws::route53::DnsService;
@@ -39,7 +39,7 @@ pub struct Status {
 }
 
 pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError> {
-    let (config, context, backend) = open(dir, aws).await?;
+    let (config, context, backend) = open_reading(dir, aws).await?;
     let loaded = backend.load(&config).await?;
     let cfn = context.cloudformation();
     let stack_name = config.stack_name();

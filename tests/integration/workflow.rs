@@ -1856,3 +1856,43 @@ fn apply_in_a_ci_log_prints_its_steps_and_the_stacks_events() {
         "{log}"
     );
 }
+
+#[test]
+fn a_cluster_yaml_typo_awaiting_review_refuses_plan_but_not_status_history_or_unlock() {
+    let c = Cluster::new("typo", false, None);
+    c.plan_and_apply();
+    c.set("workerCont", "3");
+    c.set("controllerCount", "0");
+    let refused = stderr(&c.expect(1, &["plan"]));
+    assert!(refused.contains("unknown key \"workerCont\""), "{refused}");
+    let status = c.expect(0, &["status"]);
+    assert!(
+        stdout(&status).contains(&format!("Stack {}: CREATE_COMPLETE", c.name)),
+        "{}",
+        stdout(&status)
+    );
+    let warned = stderr(&status);
+    assert!(
+        warned.starts_with("warning: cluster.yaml has problems (plan and apply refuse it;")
+            && warned.contains("workerCont: unknown key")
+            && warned.contains("controllerCount: must be between 1 and 50"),
+        "{warned}"
+    );
+    let history = c.expect(0, &["history", "--format", "json"]);
+    let entries: Value = serde_json::from_str(&stdout(&history)).unwrap();
+    assert_eq!(entries[0]["result"], "succeeded", "{entries}");
+    assert!(
+        stderr(&history).contains("workerCont"),
+        "{}",
+        stderr(&history)
+    );
+    c.expect(0, &["history", "--verify"]);
+    c.expect(0, &["state", "show"]);
+    // A field of the wrong type leaves nothing to read the state by: refused as before.
+    c.set("workerCount", "many");
+    let unreadable = stderr(&c.expect(1, &["status"]));
+    assert!(
+        unreadable.contains("workerCount: expected a whole number"),
+        "{unreadable}"
+    );
+}

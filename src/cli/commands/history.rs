@@ -9,6 +9,7 @@ use crate::engine::{EngineError, history};
 
 pub fn run(context: &Context, args: HistoryArgs) -> Result<Exit, EngineError> {
     let (dir, aws) = (&context.dir, &context.aws);
+    context.warn_of_config_problems();
     if let Some(HistoryCommand::Show { seq, format, json }) = args.show {
         let (entry, plan) = runtime().block_on(history::history_entry(dir, aws, seq))?;
         if json || format == ReportFormat::Json {

@@ -23,3 +23,13 @@ pub struct Context {
     pub dir: PathBuf,
     pub aws: AwsOptions,
 }
+
+impl Context {
+    /// For the commands that read on with a cluster.yaml that parses but has problems: says
+    /// so first, on stderr.
+    pub fn warn_of_config_problems(&self) {
+        if let Some(problems) = crate::engine::config_problems(&self.dir) {
+            eprint!("{}", crate::cli::views::config_warning_text(&problems));
+        }
+    }
+}

@@ -9,6 +9,9 @@ use crate::engine::{self, EngineError, state};
 
 pub fn run(context: &Context, command: StateCommand) -> Result<Exit, EngineError> {
     let (dir, aws) = (&context.dir, &context.aws);
+    if !matches!(command, StateCommand::Push { .. }) {
+        context.warn_of_config_problems();
+    }
     let rt = runtime();
     match command {
         StateCommand::Show { raw } => print_json(&rt.block_on(state::show(dir, aws, raw))?)?,

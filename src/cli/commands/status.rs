@@ -8,6 +8,7 @@ use crate::cli::views;
 use crate::engine::{self, EngineError};
 
 pub fn run(context: &Context, args: StatusArgs) -> Result<Exit, EngineError> {
+    context.warn_of_config_problems();
     let status = runtime().block_on(engine::status::status(&context.dir, &context.aws))?;
     match args.format {
         ReportFormat::Text => print!("{}", views::status::status_text(&status)),

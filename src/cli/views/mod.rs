@@ -32,6 +32,14 @@ pub fn error_text(message: &str) -> String {
     format!("error: {}\n", printable(message))
 }
 
+/// A cluster.yaml with problems that a reading command goes on with.
+pub fn config_warning_text(problems: &str) -> String {
+    format!(
+        "warning: cluster.yaml has problems (plan and apply refuse it; `kube-aws validate` lists them), read as far as it parses:\n{}\n",
+        printable(problems)
+    )
+}
+
 /// Left-aligned columns, two spaces apart; the last column is not padded.
 pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
