@@ -41,6 +41,13 @@ fn destroy_deletes_the_stack_and_only_the_records_it_created() {
     let c = Cluster::new("destroy", false, None);
     c.expect(0, &["render"]);
     std::fs::write(c.path("stack-template.json"), SMALL_STACK).unwrap();
+    let planned = stdout(&c.expect(0, &["plan"]));
+    assert!(
+        planned.contains("Note: the cluster directory's own ")
+            && planned.contains("stack-template.json")
+            && planned.contains("does not reach this cluster"),
+        "{planned}"
+    );
     c.plan_and_apply();
     // Somebody else's record in the same zone.
     block_on(async {

@@ -365,10 +365,11 @@ async fn plan_apply(
     let target = bind_to_stacks(config, &mut new_state, &stack, settled_pools);
     new_state.records = changes::recorded_records(&records);
     let summary = changes::summarize(&stack.change, &pool_stacks, &records, &assets);
+    let overrides: Vec<&str> = built.templates.overrides().map(|(name, _)| name).collect();
     let notes = plan_notes(
         config,
         options,
-        built.keep_pools_in_cluster_stack,
+        (built.keep_pools_in_cluster_stack, &overrides),
         &stack.change,
         &pool_stacks,
     );

@@ -24,11 +24,12 @@ pub(super) fn renewal_window_note(
 pub(super) fn plan_notes(
     config: &ClusterConfig,
     options: &PlanOptions,
-    keep_pools_in_cluster_stack: bool,
+    (keep_pools_in_cluster_stack, overrides): (bool, &[&str]),
     change: &StackChange,
     pool_stacks: &[PoolStackChange],
 ) -> Vec<String> {
     let mut notes = migration_notes(config, keep_pools_in_cluster_stack, change, pool_stacks);
+    notes.extend(overrides_note(overrides));
     notes.extend(controller_replacement_note(config, change));
     notes.extend(etcd_replacement_note(config, change));
     notes.extend(
@@ -38,6 +39,20 @@ pub(super) fn plan_notes(
     );
     notes.extend(renewal_window_note(config, options.renew_before));
     notes
+}
+
+/// Templates of the cluster directory replace built-ins: a reviewer (and whoever upgrades
+/// kube-aws) should know the built-ins' fixes do not reach them.
+pub(super) fn overrides_note(overrides: &[&str]) -> Option<String> {
+    (!overrides.is_empty()).then(|| {
+        format!(
+            "the cluster directory's own {} replace{} the built-in{}: what a newer kube-aws changes in {} does not reach this cluster (`kube-aws --dir EMPTY_DIR render` writes the built-ins to compare)",
+            overrides.join(", "),
+            if overrides.len() == 1 { "s" } else { "" },
+            if overrides.len() == 1 { "" } else { "s" },
+            if overrides.len() == 1 { "it" } else { "them" },
+        )
+    })
 }
 
 /// What happens to the API while a single controller is replaced (a new AMI, instance type,

@@ -55,3 +55,18 @@ fn an_etcd_replacement_says_whether_the_api_goes_down() {
         assert_eq!(etcd_replacement_note(&config, &untouched), None);
     }
 }
+
+#[test]
+fn overridden_templates_are_named_and_none_says_nothing() {
+    assert_eq!(overrides_note(&[]), None);
+    let one = overrides_note(&["stack-template.json"]).unwrap();
+    assert!(
+        one.starts_with("the cluster directory's own stack-template.json replaces the built-in:"),
+        "{one}"
+    );
+    let two = overrides_note(&["stack-template.json", "userdata/cloud-config-worker"]).unwrap();
+    assert!(
+        two.contains("stack-template.json, userdata/cloud-config-worker replace the built-ins"),
+        "{two}"
+    );
+}
