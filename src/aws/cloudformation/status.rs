@@ -1,5 +1,6 @@
 //! CloudFormation's status words as types, so the engine asks a status what it means
-//! (`is_busy`, `ending`, `is_executable`) instead of comparing strings.
+//! (`is_busy`, `ending`, `is_executable`) instead of comparing strings. Only a word newer than
+//! this build is read by AWS's naming, here and nowhere else.
 
 use std::fmt;
 
@@ -118,12 +119,15 @@ impl StackStatus {
             | ImportRollbackFailed
             | ImportRollbackComplete
             | CreateComplete => false,
-            Other(_) => false,
+            // A word newer than this build: AWS's naming says whether it is a change going on.
+            Other(word) => word.ends_with("_IN_PROGRESS"),
         }
     }
 
-    /// How the last change ended, or `None` while it goes on (or for a word this version
-    /// does not know).
+    /// How the last change ended, or `None` while it goes on. A word newer than this build
+    /// is read by AWS's naming (`…ROLLBACK_COMPLETE`, `…_FAILED`), so that apply never waits
+    /// forever on a final status it does not know; an unknown `…_COMPLETE` is not taken for
+    /// success.
     pub fn ending(&self) -> Option<StackEnding> {
         use StackStatus::*;
         match self {
@@ -144,8 +148,10 @@ impl StackStatus {
             | UpdateRollbackCompleteCleanupInProgress
             | ReviewInProgress
             | ImportInProgress
-            | ImportRollbackInProgress
-            | Other(_) => None,
+            | ImportRollbackInProgress => None,
+            Other(word) if word.ends_with("ROLLBACK_COMPLETE") => Some(StackEnding::RolledBack),
+            Other(word) if word.ends_with("_FAILED") => Some(StackEnding::Failed),
+            Other(_) => None,
         }
     }
 }
@@ -215,18 +221,22 @@ impl ResourceStatus {
     /// The event reports a failure: apply shows it as the reason the stack failed.
     pub fn is_failure(&self) -> bool {
         use ResourceStatus::*;
-        matches!(
-            self,
-            CreateFailed
-                | DeleteFailed
-                | UpdateFailed
-                | ImportFailed
-                | ImportRollbackFailed
-                | ExportFailed
-                | ExportRollbackFailed
-                | UpdateRollbackFailed
-                | RollbackFailed
-        )
+        match self {
+            // A word newer than this build, read by AWS's naming.
+            Other(word) => word.ends_with("_FAILED"),
+            known => matches!(
+                known,
+                CreateFailed
+                    | DeleteFailed
+                    | UpdateFailed
+                    | ImportFailed
+                    | ImportRollbackFailed
+                    | ExportFailed
+                    | ExportRollbackFailed
+                    | UpdateRollbackFailed
+                    | RollbackFailed
+            ),
+        }
     }
 }
 
@@ -306,7 +316,17 @@ mod tests {
                 "{word}"
             );
         }
-        assert!(!StackStatus::Other("X_IN_PROGRESS".into()).is_busy());
+        // Words newer than this build: read by their naming, never taken for success.
+        assert!(StackStatus::Other("X_IN_PROGRESS".into()).is_busy());
         assert_eq!(StackStatus::Other("X_COMPLETE".into()).ending(), None);
+        assert_eq!(
+            StackStatus::Other("X_ROLLBACK_COMPLETE".into()).ending(),
+            Some(StackEnding::RolledBack)
+        );
+        assert_eq!(
+            StackStatus::Other("X_FAILED".into()).ending(),
+            Some(StackEnding::Failed)
+        );
+        assert!(ResourceStatus::Other("X_FAILED".into()).is_failure());
     }
 }

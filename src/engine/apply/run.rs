@@ -185,7 +185,9 @@ impl<'a> Run<'a> {
     async fn check_under_lock(&mut self) -> Result<(), EngineError> {
         let loaded = self.backend.load(self.config).await?;
         if let Some(why) = staleness(self.plan, loaded.as_ref()) {
-            return Err(stale(why));
+            // A retry of this very plan that won the race is not "another apply".
+            let already = super::applied_already(self.backend, self.plan, loaded.as_ref()).await;
+            return Err(stale(already.unwrap_or(why)));
         }
         let prior = loaded.as_ref().map(|l| &l.state);
         let shipped = self.check_plan(prior).await?;
