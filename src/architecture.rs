@@ -58,25 +58,53 @@ fn module_of(names: &[String]) -> String {
     }
 }
 
-/// The lower-case names a path continues with after `at` (`engine::plan::stack`), up to the
-/// first type, brace or call.
-fn names_from(text: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for segment in text.split("::") {
-        let name: String = segment
-            .chars()
-            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        if name.is_empty() {
-            break;
-        }
-        let whole = name.len() == segment.len();
-        names.push(name);
-        if !whole {
-            break;
+/// Every full path a `use` tree or an inline path starting at `text` spells out, braces
+/// expanded: `a::{b::C, d}` gives `[a, b, C]` and `[a, d]`. Stops at anything that is not a
+/// path (a call, a generic, a space after the last name).
+fn path_leaves(text: &str) -> Vec<Vec<String>> {
+    fn tree(text: &str, at: &mut usize, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        let bytes = text.as_bytes();
+        let mut path = prefix.to_vec();
+        loop {
+            let name: String = text[*at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            *at += name.len();
+            if !name.is_empty() {
+                path.push(name);
+            }
+            if text[*at..].starts_with("::") {
+                *at += 2;
+                if bytes.get(*at) == Some(&b'{') {
+                    *at += 1;
+                    loop {
+                        while bytes.get(*at).is_some_and(|b| b.is_ascii_whitespace()) {
+                            *at += 1;
+                        }
+                        if bytes.get(*at).is_none_or(|b| *b == b'}') {
+                            *at += 1;
+                            return;
+                        }
+                        tree(text, at, &path, out);
+                        // Skip `as Alias`, up to the next item or the closing brace.
+                        while bytes.get(*at).is_some_and(|b| *b != b',' && *b != b'}') {
+                            *at += 1;
+                        }
+                        if bytes.get(*at) == Some(&b',') {
+                            *at += 1;
+                        }
+                    }
+                }
+                continue;
+            }
+            out.push(path);
+            return;
         }
     }
-    names
+    let mut out = Vec::new();
+    tree(text, &mut 0, &[], &mut out);
+    out
 }
 
 /// Every path `source` names, as names from the crate's root: `crate::…` as written,
@@ -85,7 +113,7 @@ fn paths_named(source: &Source) -> Vec<Vec<String>> {
     let text = &source.text;
     let mut paths: Vec<Vec<String>> = text
         .match_indices("crate::")
-        .map(|(at, _)| names_from(&text[at + "crate::".len()..]))
+        .flat_map(|(at, _)| path_leaves(&text[at + "crate::".len()..]))
         .collect();
     for (at, _) in text.match_indices("super::") {
         if text[..at].ends_with("::") {
@@ -97,25 +125,89 @@ fn paths_named(source: &Source) -> Vec<Vec<String>> {
             base.pop();
             rest = after;
         }
-        base.extend(names_from(rest));
-        paths.push(base);
+        for leaf in path_leaves(rest) {
+            paths.push(base.iter().cloned().chain(leaf).collect());
+        }
     }
     paths
+}
+
+/// What each file re-exports: (the file's names, the item's name) → the path it comes from.
+/// `pub use apply::checks::PlanMismatch;` in engine/mod.rs makes `crate::engine::PlanMismatch`
+/// name engine/apply. Glob re-exports (`pub use model::*`) are not followed.
+fn re_exports(sources: &[Source]) -> BTreeMap<(Vec<String>, String), Vec<String>> {
+    let mut out = BTreeMap::new();
+    for source in sources {
+        for line in source.text.lines() {
+            let line = line.trim_start();
+            let Some(tree) = ["pub use ", "pub(crate) use ", "pub(super) use "]
+                .iter()
+                .find_map(|p| line.strip_prefix(p))
+            else {
+                continue;
+            };
+            let (base, tree) = if let Some(rest) = tree.strip_prefix("crate::") {
+                (Vec::new(), rest)
+            } else {
+                let mut base = source.names.clone();
+                let mut rest = tree.strip_prefix("self::").unwrap_or(tree);
+                while let Some(after) = rest.strip_prefix("super::") {
+                    base.pop();
+                    rest = after;
+                }
+                (base, rest)
+            };
+            for leaf in path_leaves(tree) {
+                if let Some(item) = leaf.last() {
+                    let from: Vec<String> = base.iter().cloned().chain(leaf.clone()).collect();
+                    out.insert((source.names.clone(), item.clone()), from);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The file a path leads to, after following re-exports: its longest prefix that is a source
+/// file, unless the next name is re-exported there from elsewhere.
+fn file_of(
+    path: &[String],
+    files: &BTreeSet<Vec<String>>,
+    exports: &BTreeMap<(Vec<String>, String), Vec<String>>,
+) -> Vec<String> {
+    let mut path = path.to_vec();
+    // A re-export of a re-export is followed too; a bound stops a (non-compiling) loop.
+    for _ in 0..8 {
+        let file_len = (0..=path.len())
+            .rev()
+            .find(|n| files.contains(&path[..*n]))
+            .unwrap_or(0);
+        let file = path[..file_len].to_vec();
+        let Some(item) = path.get(file_len) else {
+            return file;
+        };
+        match exports.get(&(file.clone(), item.clone())) {
+            Some(from) => {
+                let mut next = from.clone();
+                next.extend(path[file_len + 1..].iter().cloned());
+                path = next;
+            }
+            None => return file,
+        }
+    }
+    path
 }
 
 fn edges() -> BTreeMap<String, BTreeSet<String>> {
     let sources = sources();
     let modules: BTreeSet<String> = sources.iter().map(|s| module_of(&s.names)).collect();
+    let files: BTreeSet<Vec<String>> = sources.iter().map(|s| s.names.clone()).collect();
+    let exports = re_exports(&sources);
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for source in &sources {
         let module = module_of(&source.names);
         for path in paths_named(source) {
-            // `crate::aws::AwsError` names `aws` (its mod.rs), `crate::engine::x` a module
-            // of its own.
-            let target = match module_of(&path) {
-                two if modules.contains(&two) => two,
-                _ => path.first().cloned().unwrap_or_default(),
-            };
+            let target = module_of(&file_of(&path, &files, &exports));
             if modules.contains(&target) && target != module {
                 edges.entry(module.clone()).or_default().insert(target);
             }

@@ -31,10 +31,8 @@ use crate::aws::AwsContext;
 use crate::config::ClusterConfig;
 use crate::render::{self, Templates};
 
-pub use apply::checks::PlanMismatch;
 use backend::Backend;
-pub use error::EngineError;
-pub use plan::records::ZoneProblem;
+pub use error::{EngineError, PlanMismatch, ZoneProblem};
 pub use plan::{Build, BuildInputs, build};
 
 pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {

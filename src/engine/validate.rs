@@ -6,7 +6,8 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use super::plan::records::{ZoneProblem, configured_zone};
+use super::ZoneProblem;
+use super::plan::records::configured_zone;
 use super::{AwsOptions, BuildInputs, EngineError, build};
 use crate::aws::AwsContext;
 use crate::aws::cloudformation::StackService;

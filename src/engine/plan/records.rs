@@ -7,10 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use super::Progress;
-use crate::aws::AwsError;
 use crate::aws::route53::{DnsService, RecordValue, Zone, fqdn};
 use crate::config::ClusterConfig;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, ZoneProblem};
 use crate::planfile::{Action, KNOWN_AFTER_APPLY, RecordAction, RecordChange, StackChange};
 use crate::state::State;
 
@@ -44,21 +43,6 @@ pub fn desired_record_spec(config: &ClusterConfig) -> RecordSpec {
         ttl: config.record_set_ttl,
         zone: config.hosted_zone_id.clone().or(config.hosted_zone.clone()),
     }
-}
-
-/// Why the zone cluster.yaml names cannot hold the API record.
-#[derive(Debug, thiserror::Error)]
-pub enum ZoneProblem {
-    #[error("hosted zone {0} does not exist (hostedZoneId/hostedZone in cluster.yaml)")]
-    Missing(String),
-    #[error("hosted zone {zone} ({id}) is not a parent of externalDNSName {name}")]
-    NotParent {
-        zone: String,
-        id: String,
-        name: String,
-    },
-    #[error(transparent)]
-    Aws(#[from] AwsError),
 }
 
 /// The zone cluster.yaml names (by id, or by name), after checking that it exists and is a

@@ -12,8 +12,9 @@ use crate::render::RenderError;
 use crate::state::StateError;
 use crate::validate::Finding;
 
-use super::apply::checks::PlanMismatch;
-use super::plan::records::ZoneProblem;
+mod mismatch;
+
+pub use mismatch::PlanMismatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -282,4 +283,19 @@ fn join_paths(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Why the zone cluster.yaml names cannot hold the API record.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneProblem {
+    #[error("hosted zone {0} does not exist (hostedZoneId/hostedZone in cluster.yaml)")]
+    Missing(String),
+    #[error("hosted zone {zone} ({id}) is not a parent of externalDNSName {name}")]
+    NotParent {
+        zone: String,
+        id: String,
+        name: String,
+    },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
 }
