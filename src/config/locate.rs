@@ -4,7 +4,8 @@
 use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
 use serde::de::{self, Deserialize, Visitor};
 
-use super::{ClusterConfig, NodePoolConfig, Problem, StateConfig, SubnetConfig, TaintConfig};
+use super::{ClusterConfig, NodePoolConfig, StateConfig, SubnetConfig, TaintConfig, problem};
+use crate::finding::Finding;
 
 /// One step of a field path: a mapping key or a sequence index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,12 +116,14 @@ pub struct Locator {
 
 impl Locator {
     /// Parses `text`; a YAML syntax error becomes a problem with its position.
-    pub fn new(text: &str) -> Result<Locator, Problem> {
-        let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| Problem {
-            field: String::new(),
-            line: Some(e.marker().line()),
-            column: Some(e.marker().col() + 1),
-            message: format!("YAML syntax error: {}", e.info()),
+    pub fn new(text: &str) -> Result<Locator, Box<Finding>> {
+        let docs = MarkedYamlOwned::load_from_str(text).map_err(|e| {
+            Box::new(problem(
+                String::new(),
+                Some(e.marker().line()),
+                Some(e.marker().col() + 1),
+                format!("YAML syntax error: {}", e.info()),
+            ))
         })?;
         Ok(Locator {
             root: docs.into_iter().next(),
@@ -163,7 +166,7 @@ impl Locator {
     }
 
     /// A problem for a key that the model does not know, with a suggestion when one is close.
-    pub fn unknown_key(&self, path: &[Segment]) -> Problem {
+    pub fn unknown_key(&self, path: &[Segment]) -> Finding {
         let (line, column) = self.position(path).unzip();
         let key = match path.last() {
             Some(Segment::Key(key)) => key.as_str(),
@@ -174,17 +177,12 @@ impl Locator {
         {
             message.push_str(&format!(" (did you mean \"{suggestion}\"?)"));
         }
-        Problem {
-            field: display_path(path),
-            line,
-            column,
-            message,
-        }
+        problem(display_path(path), line, column, message)
     }
 
     /// A problem about an existing field, positioned at that field.
     /// A field the file does not set is named as its default, since that is what is wrong.
-    pub fn problem(&self, path: &[Segment], message: impl Into<String>) -> Problem {
+    pub fn problem(&self, path: &[Segment], message: impl Into<String>) -> Finding {
         let mut message = message.into();
         let position = match self.walk(path) {
             (position, true) => position,
@@ -194,12 +192,7 @@ impl Locator {
             }
         };
         let (line, column) = position.unzip();
-        Problem {
-            field: display_path(path),
-            line,
-            column,
-            message,
-        }
+        problem(display_path(path), line, column, message)
     }
 }
 

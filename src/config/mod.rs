@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use crate::finding::Finding;
 pub use kubelet::*;
 pub use locate::Locator;
 use locate::Segment;
@@ -274,12 +275,12 @@ impl ClusterConfig {
         if let Some(problem) = beyond_bounds(text) {
             return Err(err(vec![problem]));
         }
-        let locator = Locator::new(text).map_err(|p| err(vec![p]))?;
+        let locator = Locator::new(text).map_err(|p| err(vec![*p]))?;
         let mut unknown = Vec::new();
         let de = serde_norway::Deserializer::from_str(text);
         let parsed: Result<ClusterConfig, _> =
             serde_ignored::deserialize(de, |path| unknown.push(locate::segments(&path)));
-        let mut problems: Vec<Problem> = unknown
+        let mut problems: Vec<Finding> = unknown
             .iter()
             .map(|segments| locator.unknown_key(segments))
             .collect();
@@ -290,7 +291,7 @@ impl ClusterConfig {
                 Ok((config, problems))
             }
             Err(e) => {
-                problems.push(Problem::from_yaml_error(&e));
+                problems.push(yaml_problem(&e));
                 problems.extend(lenient_findings(text, &e, &locator));
                 problems.sort_by_key(|p| (p.line, p.column));
                 problems.dedup();
@@ -312,7 +313,7 @@ impl ClusterConfig {
         let file = dir.join(CLUSTER_FILE);
         let unreadable = |why: String| ConfigError {
             file: file.clone(),
-            problems: vec![Problem::general(format!("cannot read: {why}"))],
+            problems: vec![general_problem(format!("cannot read: {why}"))],
         };
         let bytes = crate::bounded::read_in(dir, CLUSTER_FILE, crate::bounded::CLUSTER_FILE_LIMIT)
             .map_err(|e| unreadable(e.to_string()))?;
@@ -549,48 +550,43 @@ pub fn iso_seconds(value: &str) -> Option<u64> {
     rest.is_empty().then_some(seconds)
 }
 
-/// One mistake in `cluster.yaml`: which field, where, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// Dotted path of the field, e.g. `nodePools[1].name`; empty for the document itself.
-    pub field: String,
-    /// 1-based line, when the field (or its parent) appears in the file.
-    pub line: Option<usize>,
-    /// 1-based column.
-    pub column: Option<usize>,
-    pub message: String,
+/// A mistake in `cluster.yaml` at `field`, `line` and `column`.
+pub(crate) fn problem(
+    field: String,
+    line: Option<usize>,
+    column: Option<usize>,
+    message: impl Into<String>,
+) -> Finding {
+    Finding::error(CLUSTER_FILE, line, message)
+        .in_field(field)
+        .at_column(column)
 }
 
-impl Problem {
-    fn general(message: String) -> Problem {
-        Problem {
-            field: String::new(),
-            line: None,
-            column: None,
-            message,
-        }
-    }
+/// A mistake in `cluster.yaml` as a whole.
+fn general_problem(message: String) -> Finding {
+    Finding::error(CLUSTER_FILE, None, message)
+}
 
-    fn from_yaml_error(e: &serde_norway::Error) -> Problem {
-        let location = e.location();
-        // serde_norway appends " at line L column C" to its message; the position is reported
-        // in our own prefix instead, so strip it to avoid saying it twice.
-        let full = e.to_string();
-        let message = match full.find(" at line ") {
-            Some(at) => full[..at].to_string(),
-            None => full,
-        };
-        let (field, message) = match message.split_once(": ") {
-            Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
-            _ => (String::new(), message),
-        };
-        Problem {
-            field,
-            line: location.as_ref().map(|l| l.line()),
-            column: location.as_ref().map(|l| l.column()),
-            message: in_plain_words(&message),
-        }
-    }
+/// A serde error about `cluster.yaml`, at its place and in plain words.
+fn yaml_problem(e: &serde_norway::Error) -> Finding {
+    let location = e.location();
+    // serde_norway appends " at line L column C" to its message; the position is reported
+    // in our own prefix instead, so strip it to avoid saying it twice.
+    let full = e.to_string();
+    let message = match full.find(" at line ") {
+        Some(at) => full[..at].to_string(),
+        None => full,
+    };
+    let (field, message) = match message.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
+        _ => (String::new(), message),
+    };
+    problem(
+        field,
+        location.as_ref().map(|l| l.line()),
+        location.as_ref().map(|l| l.column()),
+        in_plain_words(&message),
+    )
 }
 
 /// serde's type words in cluster.yaml's: `invalid type: string "many", expected u32` says
@@ -642,27 +638,19 @@ fn in_plain_words(message: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: PathBuf,
-    pub problems: Vec<Problem>,
+    /// Every one an error about `cluster.yaml`; the file is named by `file` when shown.
+    pub problems: Vec<Finding>,
 }
 
 impl fmt::Display for ConfigError {
+    /// `./cluster.yaml:8:1: workerCont: unknown key`, one problem per line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display().to_string();
         for (i, p) in self.problems.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}", self.file.display())?;
-            if let Some(line) = p.line {
-                write!(f, ":{line}")?;
-                if let Some(column) = p.column {
-                    write!(f, ":{column}")?;
-                }
-            }
-            if p.field.is_empty() {
-                write!(f, ": {}", p.message)?;
-            } else {
-                write!(f, ": {}: {}", p.field, p.message)?;
-            }
+            write!(f, "{}: {}", p.position_in(&file), p.what())?;
         }
         Ok(())
     }

@@ -11,15 +11,15 @@ const MAX_NESTING: usize = 64;
 /// Why `text` is too large or too deeply nested to parse, at the line where it gets so. Depth
 /// is over-estimated (each indentation column and each `- ` counts as a level, plus open flow
 /// brackets), which is safe: the parsers' recursion is what must stay bounded.
-pub(super) fn beyond_bounds(text: &str) -> Option<Problem> {
+pub(super) fn beyond_bounds(text: &str) -> Option<Finding> {
     nested_beyond(text, MAX_NESTING)
 }
 
 /// [`beyond_bounds`] with another depth: rendered cloud-configs carry scripts and manifests
 /// in block scalars, indented further than any cluster.yaml, and get a wider bound.
-pub(crate) fn nested_beyond(text: &str, max_nesting: usize) -> Option<Problem> {
+pub(crate) fn nested_beyond(text: &str, max_nesting: usize) -> Option<Finding> {
     if text.len() > MAX_CONFIG_BYTES {
-        return Some(Problem::general(format!(
+        return Some(general_problem(format!(
             "{} bytes: larger than the {MAX_CONFIG_BYTES} bytes kube-aws reads",
             text.len()
         )));
@@ -59,14 +59,14 @@ pub(crate) fn nested_beyond(text: &str, max_nesting: usize) -> Option<Problem> {
             }
         }
         if indent + dashes + deepest_flow > max_nesting {
-            return Some(Problem {
-                field: String::new(),
-                line: Some(index + 1),
-                column: None,
-                message: format!(
+            return Some(problem(
+                String::new(),
+                Some(index + 1),
+                None,
+                format!(
                     "nested more than {max_nesting} levels deep, which no file kube-aws reads needs"
                 ),
-            });
+            ));
         }
     }
     None
@@ -84,7 +84,7 @@ pub(super) fn lenient_findings(
     text: &str,
     first: &serde_norway::Error,
     locator: &Locator,
-) -> Vec<Problem> {
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     let Ok(mut value) = serde_norway::from_str::<serde_norway::Value>(text) else {
         return findings; // not even YAML: the syntax error is the finding
@@ -117,7 +117,7 @@ pub(super) fn lenient_findings(
             }
             Err(e) => {
                 // Positions in the re-serialised text mean nothing: place it in the original.
-                let problem = Problem::from_yaml_error(&e);
+                let problem = yaml_problem(&e);
                 match locate::parse_path(&problem.field) {
                     // An error about what was set aside (a required field now missing, an
                     // element now null) is that field's finding again, not a new one.

@@ -14,8 +14,9 @@ use crate::aws::cloudformation::StackService;
 use crate::aws::images::Ec2Images;
 use crate::aws::kms::KmsVault;
 use crate::config::{CLUSTER_FILE, ClusterConfig, StateBackendKind};
+use crate::finding::Finding;
 use crate::render::{self, RenderError};
-use crate::validate::{Finding, template};
+use crate::validate::template;
 
 fn render_finding(e: &RenderError) -> Finding {
     match e {
@@ -30,11 +31,10 @@ fn render_finding(e: &RenderError) -> Finding {
         RenderError::MissingTls(_) | RenderError::PoolStackHoldsMore { .. } => {
             Finding::error(render::STACK, None, e.to_string())
         }
-        RenderError::NoArtifactBucket => Finding::error(
-            "cluster.yaml",
-            None,
-            format!("templateBucket: {}", crate::config::MISSING_TEMPLATE_BUCKET),
-        ),
+        RenderError::NoArtifactBucket => {
+            Finding::error("cluster.yaml", None, crate::config::MISSING_TEMPLATE_BUCKET)
+                .in_field("templateBucket")
+        }
     }
 }
 
@@ -51,22 +51,10 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
     let config = match ClusterConfig::load(dir) {
         Ok(c) => c,
         Err(e) => {
-            let findings = e
-                .problems
-                .iter()
-                .map(|p| {
-                    let message = if p.field.is_empty() {
-                        p.message.clone()
-                    } else {
-                        format!("{}: {}", p.field, p.message)
-                    };
-                    Finding::error(CLUSTER_FILE, p.line, message)
-                })
-                .collect();
             return Ok(Offline {
                 config: None,
                 stack_template: None,
-                findings,
+                findings: e.problems,
             });
         }
     };
@@ -104,25 +92,41 @@ fn setting_line(dir: &Path, key: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// `finding` about top-level setting `key`, placed at its line.
+fn at_setting(dir: &Path, key: &str, finding: Finding) -> Finding {
+    Finding {
+        line: setting_line(dir, key),
+        ..finding.in_field(key)
+    }
+}
+
 /// A warning for every weakening of the secure defaults the configuration opts into.
 fn weakening_findings(dir: &Path, config: &ClusterConfig) -> Vec<Finding> {
     let everywhere = |cidrs: &[ipnet::Ipv4Net]| cidrs.iter().any(|c| c.prefix_len() == 0);
     let mut out = Vec::new();
     if everywhere(&config.ssh_access_allowed_source_cidrs) {
-        out.push(Finding::warning(
-            CLUSTER_FILE,
-            setting_line(dir, "sshAccessAllowedSourceCIDRs"),
-            "sshAccessAllowedSourceCIDRs: SSH (port 22) is open to the whole internet on every instance, etcd included; allow your own networks, or use ssmSessionManager instead",
+        out.push(at_setting(
+            dir,
+            "sshAccessAllowedSourceCIDRs",
+            Finding::warning(
+                CLUSTER_FILE,
+                None,
+                "SSH (port 22) is open to the whole internet on every instance, etcd included; allow your own networks, or use ssmSessionManager instead",
+            ),
         ));
     }
     let internal = config
         .api_load_balancer()
         .is_some_and(|lb| lb.scheme == crate::config::LoadBalancerScheme::Internal);
     if everywhere(&config.api_access_allowed_source_cidrs) && !internal {
-        out.push(Finding::warning(
-            CLUSTER_FILE,
-            setting_line(dir, "apiAccessAllowedSourceCIDRs"),
-            "apiAccessAllowedSourceCIDRs: the Kubernetes API (port 443) is reachable from the whole internet (the default); list the networks your users and CI reach it from",
+        out.push(at_setting(
+            dir,
+            "apiAccessAllowedSourceCIDRs",
+            Finding::warning(
+                CLUSTER_FILE,
+                None,
+                "the Kubernetes API (port 443) is reachable from the whole internet (the default); list the networks your users and CI reach it from",
+            ),
         ));
     }
     out
@@ -141,28 +145,26 @@ fn end_of_life_findings(dir: &Path, config: &ClusterConfig, now: OffsetDateTime)
     ) else {
         return Vec::new();
     };
-    let line = setting_line(dir, "kubernetesVersion");
     let today = now.date();
-    if end_date < today {
-        vec![Finding::error(
+    let finding = if end_date < today {
+        Finding::error(
             CLUSTER_FILE,
-            line,
+            None,
             format!(
-                "kubernetesVersion: {version} reached its upstream end of life on {end} and gets no security fixes; the default is {}",
+                "{version} reached its upstream end of life on {end} and gets no security fixes; the default is {}",
                 crate::releases::DEFAULT_KUBERNETES_VERSION
             ),
-        )]
+        )
     } else if end_date - today < time::Duration::days(90) {
-        vec![Finding::warning(
+        Finding::warning(
             CLUSTER_FILE,
-            line,
-            format!(
-                "kubernetesVersion: {version} reaches its upstream end of life on {end}; plan an upgrade"
-            ),
-        )]
+            None,
+            format!("{version} reaches its upstream end of life on {end}; plan an upgrade"),
+        )
     } else {
-        Vec::new()
-    }
+        return Vec::new();
+    };
+    vec![at_setting(dir, "kubernetesVersion", finding)]
 }
 
 /// The external resources: the KMS key, the hosted zone, an existing VPC and route table, the
@@ -185,32 +187,30 @@ async fn online(
         .await
     {
         Ok(None) => {}
-        Ok(Some(problem)) => out.push(Finding::error(
-            external,
-            None,
-            format!("kmsKeyArn: {problem}"),
-        )),
-        Err(e) => out.push(Finding::error(external, None, format!("kmsKeyArn: {e}"))),
+        Ok(Some(problem)) => {
+            out.push(Finding::error(external, None, problem.to_string()).in_field("kmsKeyArn"))
+        }
+        Err(e) => out.push(Finding::error(external, None, e.to_string()).in_field("kmsKeyArn")),
     }
     if config.create_record_set {
         match configured_zone(config, &context.route53()).await {
             Ok(_) => {}
-            Err(ZoneProblem::Missing(_)) => out.push(Finding::error(
-                external,
-                None,
-                "hostedZoneId: the hosted zone does not exist",
-            )),
-            Err(e) => out.push(Finding::error(external, None, format!("hostedZoneId: {e}"))),
+            Err(ZoneProblem::Missing(_)) => out.push(
+                Finding::error(external, None, "the hosted zone does not exist")
+                    .in_field("hostedZoneId"),
+            ),
+            Err(e) => {
+                out.push(Finding::error(external, None, e.to_string()).in_field("hostedZoneId"))
+            }
         }
     }
     let network = context.network();
     if let Some(vpc_id) = &config.vpc_id {
         match network.vpc(vpc_id).await {
-            Ok(None) => out.push(Finding::error(
-                external,
-                None,
-                format!("vpcId: VPC {vpc_id} does not exist"),
-            )),
+            Ok(None) => out.push(
+                Finding::error(external, None, format!("VPC {vpc_id} does not exist"))
+                    .in_field("vpcId"),
+            ),
             Ok(Some(vpc)) => {
                 for subnet in config.effective_subnets() {
                     if !vpc.cidrs.iter().any(|c| c.contains(&subnet.instance_cidr)) {
@@ -231,11 +231,11 @@ async fn online(
                     if let Some(id) = &subnet.id {
                         // An existing subnet: it must be this VPC's, with the zone and CIDR given.
                         match vpc.subnets.iter().find(|e| &e.id == id) {
-                            None => out.push(Finding::error(external, None, format!("subnets: subnet {id} is not a subnet of VPC {vpc_id}"))),
+                            None => out.push(Finding::error(external, None, format!("subnet {id} is not a subnet of VPC {vpc_id}")).in_field("subnets")),
                             Some(e) if e.cidr != subnet.instance_cidr || e.availability_zone != subnet.availability_zone => out.push(Finding::error(external, None, format!(
-                                "subnets: subnet {id} is {} in {}, not {} in {} as cluster.yaml says",
+                                "subnet {id} is {} in {}, not {} in {} as cluster.yaml says",
                                 e.cidr, e.availability_zone, subnet.instance_cidr, subnet.availability_zone
-                            ))),
+                            )).in_field("subnets")),
                             Some(_) => {}
                         }
                         continue;
@@ -256,29 +256,33 @@ async fn online(
                     }
                 }
             }
-            Err(e) => out.push(Finding::error(external, None, format!("vpcId: {e}"))),
+            Err(e) => out.push(Finding::error(external, None, e.to_string()).in_field("vpcId")),
         }
         if let Some(rtb) = &config.route_table_id {
             match network.route_table_exists(rtb).await {
                 Ok(true) => {}
-                Ok(false) => out.push(Finding::error(
-                    external,
-                    None,
-                    format!("routeTableId: route table {rtb} does not exist"),
-                )),
-                Err(e) => out.push(Finding::error(external, None, format!("routeTableId: {e}"))),
+                Ok(false) => out.push(
+                    Finding::error(external, None, format!("route table {rtb} does not exist"))
+                        .in_field("routeTableId"),
+                ),
+                Err(e) => {
+                    out.push(Finding::error(external, None, e.to_string()).in_field("routeTableId"))
+                }
             }
         }
     }
     if let Some(key_name) = &config.key_name {
         match network.key_pair_exists(key_name).await {
             Ok(true) => {}
-            Ok(false) => out.push(Finding::error(
-                external,
-                None,
-                format!("keyName: EC2 key pair {} does not exist", key_name),
-            )),
-            Err(e) => out.push(Finding::error(external, None, format!("keyName: {e}"))),
+            Ok(false) => out.push(
+                Finding::error(
+                    external,
+                    None,
+                    format!("EC2 key pair {} does not exist", key_name),
+                )
+                .in_field("keyName"),
+            ),
+            Err(e) => out.push(Finding::error(external, None, e.to_string()).in_field("keyName")),
         }
     }
     if let Some(body) = stack_template
@@ -303,12 +307,9 @@ async fn places_and_keys(dir: &Path, config: &ClusterConfig, context: &AwsContex
     use crate::aws::s3::{BucketVersioning, S3Objects};
     let mut out = Vec::new();
     let mut out_warnings = Vec::new();
-    let mut found = |key: &str, message: String| {
-        out.push(Finding::error(
-            CLUSTER_FILE,
-            setting_line(dir, key),
-            message,
-        ))
+    // Placed at the top-level key's line, about the (possibly nested) field.
+    let mut found = |key: &str, field: &str, message: String| {
+        out.push(Finding::error(CLUSTER_FILE, setting_line(dir, key), message).in_field(field))
     };
     if let (StateBackendKind::S3, Some(bucket)) = (config.state.backend, &config.state.bucket) {
         let region = config.state.region.as_deref().unwrap_or(&config.region);
@@ -319,20 +320,20 @@ async fn places_and_keys(dir: &Path, config: &ClusterConfig, context: &AwsContex
             Ok(BucketVersioning::Enabled) => {}
             Ok(BucketVersioning::NoBucket) => found(
                 "state",
+                "state.bucket",
                 format!(
-                    "state.bucket: S3 bucket {bucket} does not exist in {region} (or this caller may not see it)"
+                    "S3 bucket {bucket} does not exist in {region} (or this caller may not see it)"
                 ),
             ),
             Ok(BucketVersioning::Off) => found(
                 "state",
-                format!(
-                    "state.bucket: {}",
-                    crate::state::StateError::Unversioned {
-                        bucket: bucket.clone()
-                    }
-                ),
+                "state.bucket",
+                crate::state::StateError::Unversioned {
+                    bucket: bucket.clone(),
+                }
+                .to_string(),
             ),
-            Err(e) => found("state", format!("state.bucket: {e}")),
+            Err(e) => found("state", "state.bucket", e.to_string()),
         }
     }
     if let Some(bucket) = &config.template_bucket {
@@ -342,29 +343,35 @@ async fn places_and_keys(dir: &Path, config: &ClusterConfig, context: &AwsContex
         {
             Ok(BucketVersioning::NoBucket) => found(
                 "templateBucket",
+                "templateBucket",
                 format!(
-                    "templateBucket: S3 bucket {bucket} does not exist in {} (or this caller may not see it)",
+                    "S3 bucket {bucket} does not exist in {} (or this caller may not see it)",
                     config.region
                 ),
             ),
             Ok(_) => {}
             // Plan needs only to put and get objects there: a role without
             // s3:GetBucketVersioning cannot be told from a missing bucket, nor is it wrong.
-            Err(e) if e.code.as_deref() == Some("AccessDenied") => out_warnings.push(Finding::warning(
-                CLUSTER_FILE,
-                setting_line(dir, "templateBucket"),
-                format!("templateBucket: not checked, this caller may not read the bucket's versioning ({e})"),
-            )),
-            Err(e) => found("templateBucket", format!("templateBucket: {e}")),
+            Err(e) if e.code.as_deref() == Some("AccessDenied") => out_warnings.push(
+                Finding::warning(
+                    CLUSTER_FILE,
+                    setting_line(dir, "templateBucket"),
+                    format!("not checked, this caller may not read the bucket's versioning ({e})"),
+                )
+                .in_field("templateBucket"),
+            ),
+            Err(e) => found("templateBucket", "templateBucket", e.to_string()),
         }
     }
     if let Some(key) = &config.plan_signing_key_arn {
         match context.kms().check_signing_key(key).await {
             Ok(None) => {}
-            Ok(Some(problem)) => {
-                found("planSigningKeyArn", format!("planSigningKeyArn: {problem}"))
-            }
-            Err(e) => found("planSigningKeyArn", format!("planSigningKeyArn: {e}")),
+            Ok(Some(problem)) => found(
+                "planSigningKeyArn",
+                "planSigningKeyArn",
+                problem.to_string(),
+            ),
+            Err(e) => found("planSigningKeyArn", "planSigningKeyArn", e.to_string()),
         }
     }
     match context.network().availability_zones().await {
@@ -384,15 +391,16 @@ async fn places_and_keys(dir: &Path, config: &ClusterConfig, context: &AwsContex
             for (zone, key) in named.iter().filter(|(z, _)| !zones.contains(z)) {
                 found(
                     key,
+                    key,
                     format!(
-                        "{key}: availability zone {zone} is not a zone of {} (it has {})",
+                        "availability zone {zone} is not a zone of {} (it has {})",
                         config.region,
                         zones.join(", ")
                     ),
                 );
             }
         }
-        Err(e) => found("availabilityZone", format!("availabilityZone: {e}")),
+        Err(e) => found("availabilityZone", "availabilityZone", e.to_string()),
     }
     out.extend(out_warnings);
     out

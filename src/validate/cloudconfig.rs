@@ -3,7 +3,7 @@
 
 use saphyr::{LoadableYamlNode, MarkedYamlOwned, ScalarOwned, YamlDataOwned};
 
-use super::Finding;
+use crate::finding::Finding;
 
 /// What a key's value must be.
 #[derive(Debug, Clone, Copy)]
@@ -228,8 +228,7 @@ impl Checker<'_> {
     }
 
     fn check(&mut self, path: &str, node: &MarkedYamlOwned, kind: Kind) {
-        let wrong =
-            |expected: &str| format!("{path}: expected {expected}, found {}", type_name(node));
+        let wrong = |expected: &str| format!("expected {expected}, found {}", type_name(node));
         match (kind, &node.data) {
             (
                 Kind::Str,
@@ -249,14 +248,14 @@ impl Checker<'_> {
             ) => {}
             (Kind::Enum(allowed), YamlDataOwned::Value(ScalarOwned::String(s))) => {
                 if !allowed.contains(&s.as_str()) {
-                    self.push(Finding::error(
-                        self.file,
-                        Some(line(node)),
-                        format!(
-                            "{path}: invalid value \"{s}\" (allowed: {})",
-                            allowed.join(", ")
-                        ),
-                    ));
+                    self.push(
+                        Finding::error(
+                            self.file,
+                            Some(line(node)),
+                            format!("invalid value \"{s}\" (allowed: {})", allowed.join(", ")),
+                        )
+                        .in_field(path),
+                    );
                 }
             }
             (Kind::StrList, YamlDataOwned::Sequence(items)) => {
@@ -291,39 +290,27 @@ impl Checker<'_> {
             ) => {
                 self.check_unit(path, line(node), text);
             }
-            (Kind::Str | Kind::Unit, _) => self.push(Finding::error(
-                self.file,
-                Some(line(node)),
-                wrong("a string"),
-            )),
-            (Kind::Bool, _) => self.push(Finding::error(
-                self.file,
-                Some(line(node)),
-                wrong("a boolean"),
-            )),
-            (Kind::Int, _) => self.push(Finding::error(
-                self.file,
-                Some(line(node)),
-                wrong("an integer"),
-            )),
-            (Kind::Scalar, _) => self.push(Finding::error(
-                self.file,
-                Some(line(node)),
-                wrong("a string or number"),
-            )),
-            (Kind::Enum(_), _) => self.push(Finding::error(
-                self.file,
-                Some(line(node)),
-                wrong("a string"),
-            )),
-            (Kind::StrList | Kind::List(_), _) => {
-                self.push(Finding::error(self.file, Some(line(node)), wrong("a list")))
-            }
-            (Kind::Map(_), _) => self.push(Finding::error(
-                self.file,
-                Some(line(node)),
-                wrong("a mapping"),
-            )),
+            (Kind::Str | Kind::Unit, _) => self.push(
+                Finding::error(self.file, Some(line(node)), wrong("a string")).in_field(path),
+            ),
+            (Kind::Bool, _) => self.push(
+                Finding::error(self.file, Some(line(node)), wrong("a boolean")).in_field(path),
+            ),
+            (Kind::Int, _) => self.push(
+                Finding::error(self.file, Some(line(node)), wrong("an integer")).in_field(path),
+            ),
+            (Kind::Scalar, _) => self.push(
+                Finding::error(self.file, Some(line(node)), wrong("a string or number"))
+                    .in_field(path),
+            ),
+            (Kind::Enum(_), _) => self.push(
+                Finding::error(self.file, Some(line(node)), wrong("a string")).in_field(path),
+            ),
+            (Kind::StrList | Kind::List(_), _) => self
+                .push(Finding::error(self.file, Some(line(node)), wrong("a list")).in_field(path)),
+            (Kind::Map(_), _) => self.push(
+                Finding::error(self.file, Some(line(node)), wrong("a mapping")).in_field(path),
+            ),
         }
     }
 
@@ -344,29 +331,26 @@ impl Checker<'_> {
             }
             if l.starts_with('[') {
                 if !l.ends_with(']') || l.len() < 3 {
-                    self.push(Finding::error(
-                        self.file,
-                        at,
-                        format!("{path}: malformed section header {l:?}"),
-                    ));
+                    self.push(
+                        Finding::error(self.file, at, format!("malformed section header {l:?}"))
+                            .in_field(path),
+                    );
                 }
                 in_section = true;
                 continue;
             }
             match l.split_once('=') {
-                _ if !in_section => self.push(Finding::error(
-                    self.file,
-                    at,
-                    format!("{path}: {l:?} is outside any [Section]"),
-                )),
+                _ if !in_section => self.push(
+                    Finding::error(self.file, at, format!("{l:?} is outside any [Section]"))
+                        .in_field(path),
+                ),
                 Some((key, _)) if !key.trim().is_empty() && !key.trim().contains(' ') => {
                     continued = l.ends_with('\\');
                 }
-                _ => self.push(Finding::error(
-                    self.file,
-                    at,
-                    format!("{path}: {l:?} is not a Key=Value line"),
-                )),
+                _ => self.push(
+                    Finding::error(self.file, at, format!("{l:?} is not a Key=Value line"))
+                        .in_field(path),
+                ),
             }
         }
     }
@@ -420,12 +404,12 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                "UserDataWorker: line 4: error: coreos.update.reboot_strategy: invalid value \"sometimes\" (allowed: reboot, etcd-lock, best-effort, off)",
-                "UserDataWorker: line 5: warning: unrecognized key \"unitz\"",
-                "UserDataWorker: line 8: error: coreos.units[0].enable: expected a boolean, found a string",
-                "UserDataWorker: line 9: warning: unrecognized key \"commnd\"",
-                "UserDataWorker: line 13: error: coreos.units[0].content: \"not a key value\" is not a Key=Value line",
-                "UserDataWorker: line 14: error: write_files: expected a list, found a mapping",
+                "UserDataWorker:4: error: coreos.update.reboot_strategy: invalid value \"sometimes\" (allowed: reboot, etcd-lock, best-effort, off)",
+                "UserDataWorker:5: warning: unrecognized key \"unitz\"",
+                "UserDataWorker:8: error: coreos.units[0].enable: expected a boolean, found a string",
+                "UserDataWorker:9: warning: unrecognized key \"commnd\"",
+                "UserDataWorker:13: error: coreos.units[0].content: \"not a key value\" is not a Key=Value line",
+                "UserDataWorker:14: error: write_files: expected a list, found a mapping",
             ]
         );
     }
@@ -453,7 +437,7 @@ mod tests {
         let found = check("UserDataEtcd", rendered, Some(template));
         assert_eq!(
             found[0].to_string(),
-            "UserDataEtcd: line 4: warning: unrecognized key \"updat\" (template line 4)"
+            "UserDataEtcd:4: warning: unrecognized key \"updat\" (template line 4)"
         );
     }
 }

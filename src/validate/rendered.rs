@@ -3,8 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{Finding, cloudconfig, template};
+use super::{cloudconfig, template};
 use crate::assets::CloudConfigId;
+use crate::finding::Finding;
 use crate::render::{self, Rendered, Templates};
 
 /// The role name the original kube-aws used for each cloud-config.

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
-use super::Finding;
+use crate::finding::Finding;
 
 const FILE: &str = "stack-template.json";
 /// EC2's limit on user data, before base64.
@@ -243,7 +243,7 @@ mod tests {
             "{{\n  \"Resources\": {{\n    \"A\": {{\n      \"Type\": \"AWS::EC2::Instance\",\n      \"DependsOn\": \"Nope\",\n      \"Properties\": {{\"SubnetId\": {{\"Ref\": \"Missing\"}}, \"UserData\": \"{big}\"}}\n    }},\n    \"B\": {{\"Type\": \"AWS::Foo::Bar\", \"Properties\": {{\"X\": {{\"Fn::Sub\": \"${{A}}-${{Ghost}}-${{AWS::Region}}-${{!Lit}}\"}}, \"Y\": {{\"Fn::GetAtt\": [\"Gone\", \"Arn\"]}}}}}}\n  }}\n}}\n"
         );
         let found: Vec<String> = check(&text).iter().map(|f| f.to_string()).collect();
-        assert!(found.contains(&"stack-template.json: line 6: error: Ref names \"Missing\", which is not a resource or parameter of the template".to_string()), "{found:#?}");
+        assert!(found.contains(&"stack-template.json:6: error: Ref names \"Missing\", which is not a resource or parameter of the template".to_string()), "{found:#?}");
         assert!(
             found
                 .iter()
@@ -259,7 +259,7 @@ mod tests {
         assert!(
             found
                 .iter()
-                .any(|f| f.contains("line 3: error: A: DependsOn names \"Nope\"")),
+                .any(|f| f.contains(":3: error: A: DependsOn names \"Nope\"")),
             "{found:#?}"
         );
         assert!(
@@ -298,7 +298,7 @@ mod tests {
         assert_eq!(found.len(), 1);
         let text = found[0].to_string();
         assert!(
-            text.starts_with("stack-template.json: line 3: error: not valid JSON at offset 29"),
+            text.starts_with("stack-template.json:3: error: not valid JSON at offset 29"),
             "{text}"
         );
         assert!(text.contains("    3>     \"A\": {,}"), "{text}");

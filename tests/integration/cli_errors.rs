@@ -200,9 +200,9 @@ fn validate_offline_reports_an_unknown_key_a_type_error_and_an_overlap_in_one_ru
     println!("{text}");
     assert_eq!(out.status.code(), Some(1), "{text}");
     for expected in [
-        "cluster.yaml: line 8: error: workerCont: unknown key",
-        "cluster.yaml: line 9: error: recordSetTTL: expected a whole number",
-        "cluster.yaml: line 10: error: serviceCIDR: 10.0.0.0/24 overlaps vpcCIDR 10.0.0.0/16",
+        "cluster.yaml:8:1: error: workerCont: unknown key",
+        "cluster.yaml:9:15: error: recordSetTTL: expected a whole number",
+        "cluster.yaml:10:1: error: serviceCIDR: 10.0.0.0/24 overlaps vpcCIDR 10.0.0.0/16",
     ] {
         assert!(text.contains(expected), "{expected}: {text}");
     }

@@ -28,7 +28,7 @@ fn a_worker_cloud_config_with_two_misspelled_keys_reports_both_with_their_lines(
     let found = lines(&out);
     assert!(
         found.contains(
-            &"UserDataWorker: line 4: warning: unrecognized key \"hostnme\" (template line 4)"
+            &"UserDataWorker:4: warning: unrecognized key \"hostnme\" (template line 4)"
                 .to_string()
         ),
         "{found:#?}"
@@ -37,7 +37,7 @@ fn a_worker_cloud_config_with_two_misspelled_keys_reports_both_with_their_lines(
     let unit_line = text.lines().position(|l| l.contains("enabel")).unwrap() + 1;
     assert!(
         found.iter().any(|l| l.starts_with(&format!(
-            "UserDataWorker: line {}: warning: unrecognized key \"enabel\" (template line {unit_line})",
+            "UserDataWorker:{}: warning: unrecognized key \"enabel\" (template line {unit_line})",
             unit_line - 1
         ))),
         "{found:#?}"
@@ -63,7 +63,7 @@ fn warnings_pass_unless_strict_and_the_built_ins_validate_clean() {
         .unwrap()
         + 1;
     assert!(
-        found.iter().any(|l| l.starts_with(&format!("cluster.yaml: line {line}: warning: sshAccessAllowedSourceCIDRs: SSH (port 22) is open to the whole internet"))),
+        found.iter().any(|l| l.starts_with(&format!("cluster.yaml:{line}: warning: sshAccessAllowedSourceCIDRs: SSH (port 22) is open to the whole internet"))),
         "{found:#?}"
     );
     c.set("sshAccessAllowedSourceCIDRs", "[]");
@@ -103,21 +103,21 @@ fn a_cluster_yaml_with_three_mistakes_gives_three_findings_in_one_run() {
     let at = |needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
     assert!(
         found.iter().any(|l| l.starts_with(&format!(
-            "cluster.yaml: line {}: error: workerInstanceTyp: unknown key",
+            "cluster.yaml:{}:1: error: workerInstanceTyp: unknown key",
             at("workerInstanceTyp:")
         ))),
         "{found:#?}"
     );
     assert!(
         found.iter().any(|l| l.starts_with(&format!(
-            "cluster.yaml: line {}: error: dnsServiceIP:",
+            "cluster.yaml:{}:1: error: dnsServiceIP:",
             at("dnsServiceIP: 10.9.9.9")
         ))),
         "{found:#?}"
     );
     assert!(
         found.iter().any(|l| l.starts_with(&format!(
-            "cluster.yaml: line {}: error: subnets[1].instanceCIDR:",
+            "cluster.yaml:{}:5: error: subnets[1].instanceCIDR:",
             at("    instanceCIDR: 10.0.0.0/25")
         ))),
         "{found:#?}"
@@ -222,8 +222,7 @@ fn against_moto_the_buckets_the_signing_key_and_the_zones_are_checked_before_any
             + 1;
         assert!(
             lines.iter().any(
-                |l| l.starts_with(&format!("cluster.yaml: line {line}: error: "))
-                    && l.contains(text)
+                |l| l.starts_with(&format!("cluster.yaml:{line}: error: ")) && l.contains(text)
             ),
             "{key} at line {line}: {text}\n{lines:#?}"
         );
@@ -353,7 +352,7 @@ fn an_end_of_life_kubernetes_version_is_an_error_and_a_near_one_a_warning() {
         .iter()
         .find(|f| f.message.contains("end of life"))
         .expect("a finding");
-    assert_eq!(eol.severity, kube_aws::validate::Severity::Error);
+    assert_eq!(eol.severity, kube_aws::finding::Severity::Error);
     assert_eq!((eol.file.as_str(), eol.line), ("cluster.yaml", line));
     assert!(
         eol.message
@@ -366,7 +365,7 @@ fn an_end_of_life_kubernetes_version_is_an_error_and_a_near_one_a_warning() {
         .iter()
         .find(|f| f.message.contains("end of life"))
         .expect("a warning");
-    assert_eq!(warning.severity, kube_aws::validate::Severity::Warning);
+    assert_eq!(warning.severity, kube_aws::finding::Severity::Warning);
     let today = findings_on(time::macros::date!(2026 - 11 - 26));
     assert!(
         !today.iter().any(|f| f.message.contains("end of life")),

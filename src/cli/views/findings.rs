@@ -6,8 +6,8 @@ use std::fmt::Write;
 use super::Palette;
 
 /// `validate`: findings grouped by file, coloured by severity, and a summary line.
-pub fn findings_text(findings: &[crate::validate::Finding], color: bool) -> String {
-    use crate::validate::Severity;
+pub fn findings_text(findings: &[crate::finding::Finding], color: bool) -> String {
+    use crate::finding::Severity;
     let p = Palette::new(color);
     let mut out = String::new();
     let mut files: Vec<&str> = Vec::new();
@@ -43,17 +43,17 @@ pub fn findings_text(findings: &[crate::validate::Finding], color: bool) -> Stri
 }
 
 /// How many findings are errors, and how many warnings.
-pub fn counts(findings: &[crate::validate::Finding]) -> (usize, usize) {
+pub fn counts(findings: &[crate::finding::Finding]) -> (usize, usize) {
     let errors = findings
         .iter()
-        .filter(|f| f.severity == crate::validate::Severity::Error)
+        .filter(|f| f.severity == crate::finding::Severity::Error)
         .count();
     (errors, findings.len() - errors)
 }
 
 /// `validate --format markdown`: a summary and one table row per finding, for a pull request
 /// comment (a message's `|` and line breaks cannot break the table).
-pub fn findings_markdown(findings: &[crate::validate::Finding]) -> String {
+pub fn findings_markdown(findings: &[crate::finding::Finding]) -> String {
     let (errors, warnings) = counts(findings);
     let mut out = String::from("### kube-aws validate\n\n");
     if findings.is_empty() {
@@ -76,7 +76,7 @@ pub fn findings_markdown(findings: &[crate::validate::Finding]) -> String {
             "| {} | <code>{}</code> | {line} | {} |",
             f.severity.as_str(),
             markdown_cell(&f.file),
-            markdown_cell(&f.message)
+            markdown_cell(&f.what())
         );
     }
     out
@@ -107,7 +107,7 @@ fn markdown_cell(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::Finding;
+    use crate::finding::Finding;
 
     #[test]
     fn findings_markdown_snapshot() {

@@ -21,7 +21,7 @@ fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
     ClusterConfig::parse(Path::new("cluster.yaml"), text)
 }
 
-fn problems(text: &str) -> Vec<Problem> {
+fn problems(text: &str) -> Vec<crate::finding::Finding> {
     parse(text).expect_err("expected a config error").problems
 }
 

@@ -4,7 +4,8 @@
 use ipnet::Ipv4Net;
 
 use super::locate::{Locator, Segment};
-use super::{ClusterConfig, DEFAULT_POOL, POOL_LABEL, Problem, StateBackendKind};
+use super::{ClusterConfig, DEFAULT_POOL, POOL_LABEL, StateBackendKind};
+use crate::finding::Finding;
 
 mod network;
 mod pools;
@@ -199,7 +200,7 @@ fn is_spot_price(price: &str) -> bool {
 const OWN_TAGS_PER_RESOURCE: usize = 8;
 
 /// Every semantic problem, each positioned at the field it is about.
-pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Problem> {
+pub fn semantic_problems(c: &ClusterConfig, at: &Locator) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut problem = |path: &[Segment], message: String| out.push(at.problem(path, message));
     control_character_problems(c, &mut problem);

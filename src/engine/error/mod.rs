@@ -7,10 +7,10 @@ use crate::assets::tls::TlsError;
 use crate::aws::AwsError;
 use crate::aws::cloudformation::StackStatus;
 use crate::config::{ConfigError, MISSING_PLAN_SIGNING_KEY};
+use crate::finding::Finding;
 use crate::planfile::PlanError;
 use crate::render::RenderError;
 use crate::state::StateError;
-use crate::validate::Finding;
 
 mod mismatch;
 

@@ -326,7 +326,7 @@ impl Build {
     pub fn refuse_invalid(&self) -> Result<(), EngineError> {
         let findings: Vec<_> = crate::validate::rendered::check(&self.rendered, &self.templates)
             .into_iter()
-            .filter(|f| f.severity == crate::validate::Severity::Error)
+            .filter(|f| f.severity == crate::finding::Severity::Error)
             .collect();
         if findings.is_empty() {
             Ok(())
