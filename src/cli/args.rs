@@ -124,9 +124,13 @@ pub enum HistoryCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
-    /// Print the current state, with key ciphertexts redacted.
+    /// Print the current state: a summary, or (`--format json`) the state itself with key
+    /// ciphertexts redacted.
     Show {
-        /// Print key ciphertexts too.
+        /// How to print the state.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// The state as JSON with key ciphertexts too (implies --format json).
         #[arg(long)]
         raw: bool,
     },

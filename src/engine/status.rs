@@ -34,8 +34,30 @@ pub struct Status {
     pub serial: Option<u64>,
     pub last_audit: Option<AuditEntry>,
     /// An apply that recorded `started` and nothing after it, while nobody holds the lock: the
-    /// process died mid-run. What it means and what to do.
-    pub unfinished_apply: Option<String>,
+    /// process died mid-run.
+    pub unfinished_apply: Option<UnfinishedApply>,
+}
+
+/// What an apply that never closed its run left behind, as far as status can tell.
+#[derive(Debug, Clone)]
+pub struct UnfinishedApply {
+    /// Its `started` audit entry.
+    pub started: AuditEntry,
+    /// Someone holds the lock with its lease running: the apply may still be running.
+    pub lock_held: bool,
+    /// The change set it was to execute, if it made one, and what became of it.
+    pub change_set: Option<ChangeSetFate>,
+    /// How many certificates and keys it shipped were kept aside for the next plan to reuse.
+    pub kept_certificates: Option<usize>,
+}
+
+/// What CloudFormation says of an unfinished apply's change set.
+#[derive(Debug, Clone)]
+pub struct ChangeSetFate {
+    pub arn: String,
+    /// Its execution status, or `None` when CloudFormation no longer has it (executed, or
+    /// deleted).
+    pub execution: Option<ExecutionStatus>,
 }
 
 pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError> {
@@ -97,52 +119,30 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
     let mut unfinished_apply = None;
     if let Some(e) = unfinished(&recent) {
         let change_set = match &e.change_set_arn {
-            None => "made no change set".to_string(),
-            Some(arn) => {
-                let fate = match cfn.describe_change_set(&stack_name, arn).await {
-                    Ok(cs) => match cs.execution_status {
-                        ExecutionStatus::Available => "was never executed".to_string(),
-                        ExecutionStatus::ExecuteComplete => "was executed".to_string(),
-                        ExecutionStatus::ExecuteInProgress => "is executing".to_string(),
-                        ExecutionStatus::ExecuteFailed => "failed to execute".to_string(),
-                        other => format!("is {other}"),
-                    },
-                    Err(_) => "is gone (executed, or deleted)".to_string(),
-                };
-                format!("change set {arn} {fate}")
-            }
+            None => None,
+            Some(arn) => Some(ChangeSetFate {
+                arn: arn.clone(),
+                execution: cfn
+                    .describe_change_set(&stack_name, arn)
+                    .await
+                    .ok()
+                    .map(|cs| cs.execution_status),
+            }),
         };
         let prior = loaded.as_ref().map(|l| &l.state);
-        let kept = backend
+        let kept_certificates = backend
             .store
             .pending_for(prior)
             .await
             .map(|(pending, _)| pending)
             .filter(|p| Some(&p.plan_sha256) == e.plan_sha256.as_ref())
-            .map_or(String::new(), |p| {
-                format!(
-                    " The {} certificates and keys it shipped were kept aside; the next plan reuses them rather than issuing new ones.",
-                    p.tls.len()
-                )
-            });
-        unfinished_apply = Some(format!(
-            "apply #{} (`{}` by {}, {}) recorded `started` and nothing after it: {}. Its {}, {}; the state is at serial {}.{kept} Run `kube-aws plan` to see what is left to converge.",
-            e.seq,
-            e.command,
-            e.actor,
-            e.time,
-            if lock.is_some() && !lock_expired {
-                "it is still running, or it stopped while holding the lock"
-            } else {
-                "it stopped mid-run"
-            },
+            .map(|p| p.tls.len());
+        unfinished_apply = Some(UnfinishedApply {
+            started: e.clone(),
+            lock_held: lock.is_some() && !lock_expired,
             change_set,
-            match &stack {
-                Some(s) => format!("the stack is {}", s.status),
-                None => "there is no stack".into(),
-            },
-            loaded.as_ref().map_or(0, |l| l.state.serial),
-        ));
+            kept_certificates,
+        });
     }
     Ok(Status {
         stack_name,

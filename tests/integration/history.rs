@@ -229,10 +229,20 @@ fn state_show_redacts_pull_is_exact_and_unlock_is_audited() {
     block_on(backend.store.persist(&state, None, &lock)).unwrap();
     block_on(backend.store.locker.unlock(&lock)).unwrap();
 
-    let (code, stdout, _) = run(dir.path(), &["state", "show"]);
+    let (code, stdout, _) = run(dir.path(), &["state", "show", "--format", "json"]);
     assert_eq!(code, 0);
     assert!(!stdout.contains("U0VDUkVUQ0lQSEVSVEVYVA=="), "{stdout}");
     assert!(stdout.contains("<redacted sha256:"), "{stdout}");
+    let (code, text, _) = run(dir.path(), &["state", "show"]);
+    assert_eq!(code, 0);
+    assert!(!text.contains("U0VDUkVUQ0lQSEVSVEVYVA=="), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "State of cluster {}: serial {}",
+            state.cluster_name, state.serial
+        )),
+        "{text}"
+    );
     let (_, raw, _) = run(dir.path(), &["state", "show", "--raw"]);
     assert!(raw.contains("U0VDUkVUQ0lQSEVSVEVYVA=="));
 

@@ -1,7 +1,7 @@
 //! `kube-aws state show|pull|versions|push|unlock`.
 
 use super::Context;
-use crate::cli::args::StateCommand;
+use crate::cli::args::{ReportFormat, StateCommand};
 use crate::cli::exit::Exit;
 use crate::cli::terminal::{print_json, runtime, write_stdout};
 use crate::cli::views;
@@ -14,7 +14,14 @@ pub fn run(context: &Context, command: StateCommand) -> Result<Exit, EngineError
     }
     let rt = runtime();
     match command {
-        StateCommand::Show { raw } => print_json(&rt.block_on(state::show(dir, aws, raw))?)?,
+        StateCommand::Show { format, raw } => {
+            let state = rt.block_on(state::show(dir, aws, raw))?;
+            match format {
+                ReportFormat::Json => print_json(&state)?,
+                _ if raw => print_json(&state)?,
+                ReportFormat::Text => print!("{}", views::state::state_text(&state)),
+            }
+        }
         StateCommand::Pull { version } => {
             write_stdout(&rt.block_on(state::pull(dir, aws, version.as_deref()))?)?
         }

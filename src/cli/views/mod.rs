@@ -5,6 +5,7 @@ pub mod apply;
 pub mod findings;
 pub mod history;
 pub mod plan;
+pub mod state;
 pub mod status;
 
 use std::fmt::Write;

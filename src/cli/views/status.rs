@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde_json::{Value, json};
 
 use crate::aws::cloudformation::{StackDescription, StackEvent};
-use crate::engine::status::Status;
+use crate::engine::status::{Status, UnfinishedApply};
 
 /// `status --format json`: the same facts as the text, under stable keys.
 pub fn status_json(s: &Status) -> Value {
@@ -40,8 +40,60 @@ pub fn status_json(s: &Status) -> Value {
         "lock_expired": s.lock_expired,
         "serial": s.serial,
         "last_audit": s.last_audit,
-        "unfinished_apply": s.unfinished_apply,
+        "unfinished_apply": s.unfinished_apply.as_ref().map(|u| json!({
+            "started": u.started,
+            "lock_held": u.lock_held,
+            "change_set": u.change_set.as_ref().map(|c| json!({
+                "arn": c.arn,
+                "execution_status": c.execution.as_ref().map(|e| e.as_str()),
+            })),
+            "kept_certificates": u.kept_certificates,
+            "summary": unfinished_text(s, u),
+        })),
     })
+}
+
+/// What an unfinished apply means and what to do, in one paragraph.
+fn unfinished_text(s: &Status, u: &UnfinishedApply) -> String {
+    use crate::aws::cloudformation::ExecutionStatus;
+    let e = &u.started;
+    let change_set = match &u.change_set {
+        None => "made no change set".to_string(),
+        Some(c) => {
+            let fate = match &c.execution {
+                Some(ExecutionStatus::Available) => "was never executed".to_string(),
+                Some(ExecutionStatus::ExecuteComplete) => "was executed".to_string(),
+                Some(ExecutionStatus::ExecuteInProgress) => "is executing".to_string(),
+                Some(ExecutionStatus::ExecuteFailed) => "failed to execute".to_string(),
+                Some(other) => format!("is {other}"),
+                None => "is gone (executed, or deleted)".to_string(),
+            };
+            format!("change set {} {fate}", c.arn)
+        }
+    };
+    let kept = u.kept_certificates.map_or(String::new(), |n| {
+        format!(
+            " The {n} certificates and keys it shipped were kept aside; the next plan reuses them rather than issuing new ones."
+        )
+    });
+    format!(
+        "apply #{} (`{}` by {}, {}) recorded `started` and nothing after it: {}. Its {}, {}; the state is at serial {}.{kept} Run `kube-aws plan` to see what is left to converge.",
+        e.seq,
+        e.command,
+        e.actor,
+        e.time,
+        if u.lock_held {
+            "it is still running, or it stopped while holding the lock"
+        } else {
+            "it stopped mid-run"
+        },
+        change_set,
+        match &s.stack {
+            Some(stack) => format!("the stack is {}", stack.status),
+            None => "there is no stack".into(),
+        },
+        s.serial.unwrap_or(0),
+    )
 }
 
 /// `status`.
@@ -168,8 +220,8 @@ pub fn status_text(s: &Status) -> String {
             );
         }
     }
-    if let Some(warning) = &s.unfinished_apply {
-        let _ = writeln!(out, "Warning: {warning}");
+    if let Some(unfinished) = &s.unfinished_apply {
+        let _ = writeln!(out, "Warning: {}", unfinished_text(s, unfinished));
     }
     // Stack reasons, events and the audit entry come from outside too.
     super::printable(&out)
@@ -179,8 +231,8 @@ pub fn status_text(s: &Status) -> String {
 mod tests {
     use super::*;
     use crate::audit::AuditResult;
-    use crate::aws::cloudformation::{ResourceStatus, StackStatus};
-    use crate::engine::status::RecordStatus;
+    use crate::aws::cloudformation::{ExecutionStatus, ResourceStatus, StackStatus};
+    use crate::engine::status::{ChangeSetFate, RecordStatus};
     use crate::state::store::LockInfo;
 
     fn status() -> Status {
@@ -231,7 +283,16 @@ mod tests {
             lock_expired: false,
             serial: Some(4),
             last_audit: Some(super::super::fixtures::audit_entry(9, AuditResult::Started)),
-            unfinished_apply: None,
+            unfinished_apply: Some(UnfinishedApply {
+                started: super::super::fixtures::audit_entry(9, AuditResult::Started),
+                lock_held: true,
+                change_set: Some(ChangeSetFate {
+                    arn: "arn:aws:cloudformation:us-west-2:123456789012:changeSet/kube-aws-9/1"
+                        .into(),
+                    execution: Some(ExecutionStatus::ExecuteInProgress),
+                }),
+                kept_certificates: Some(3),
+            }),
         }
     }
 
