@@ -22,7 +22,10 @@ pub fn findings_text(findings: &[crate::finding::Finding], color: bool) -> Strin
                 Severity::Error => &p.remove,
                 Severity::Warning => &p.change,
             };
-            let _ = writeln!(out, "{}", style.apply_to(f.to_string()));
+            // A message quotes what the files say (a key, a value): one finding stays one
+            // line, and its control characters cannot drive the terminal.
+            let line = super::printable(&f.to_string()).replace('\n', "\\n");
+            let _ = writeln!(out, "{}", style.apply_to(line));
         }
         out.push('\n');
     }
@@ -126,5 +129,6 @@ mod tests {
         ];
         insta::assert_snapshot!(findings_markdown(&findings));
         insta::assert_snapshot!("findings_markdown_ok", findings_markdown(&[]));
+        insta::assert_snapshot!("findings_text", findings_text(&findings, false));
     }
 }
