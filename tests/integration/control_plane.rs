@@ -1,5 +1,5 @@
 //! The applied control plane run for real: kube-apiserver, kube-controller-manager and
-//! kube-scheduler built from the Kubernetes Go modules (`scripts/build-kubernetes`) and started
+//! kube-scheduler built from the Kubernetes Go modules (`scripts/build-go-tools`) and started
 //! with exactly the flags and files of the controller's static pods, over the rendered etcd
 //! members; the add-ons applied by the rendered `apply-addons`; nodes joining by TLS bootstrap
 //! under the names the rendered scripts compute; the AWS cloud controller initialising them from
@@ -24,14 +24,14 @@ use crate::lab::{
 };
 use crate::payload::{WrittenUnit, cloud_config_parts};
 
-/// Where `scripts/build-kubernetes` keeps the binaries; each must be there (never skipped).
+/// Where `scripts/build-go-tools` keeps the binaries; each must be there (never skipped).
 struct Binaries {
     kubernetes: PathBuf,
     cloud_controller: PathBuf,
 }
 
 fn binaries() -> Binaries {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-kubernetes");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-go-tools");
     let out = run(Command::new(&script).arg("--dir"));
     assert!(out.status.success(), "{}", output_text(&out));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

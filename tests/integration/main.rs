@@ -16,6 +16,7 @@ mod kms;
 mod lab;
 mod payload;
 mod proxy;
+mod release;
 mod roles;
 mod schemas;
 mod served;

