@@ -9,6 +9,7 @@ use super::{AwsOptions, EngineError, open_reading};
 use crate::audit::AuditEntry;
 use crate::aws::cloudformation::{ExecutionStatus, StackDescription, StackEvent, StackService};
 use crate::aws::route53::DnsService;
+use crate::state::SecretsRotation;
 use crate::state::lock::Locker;
 use crate::state::store::LockInfo;
 
@@ -32,6 +33,8 @@ pub struct Status {
     pub lock: Option<LockInfo>,
     pub lock_expired: bool,
     pub serial: Option<u64>,
+    /// An unfinished Secrets key rotation the state records.
+    pub secrets_rotation: Option<SecretsRotation>,
     pub last_audit: Option<AuditEntry>,
     /// An apply that recorded `started` and nothing after it, while nobody holds the lock: the
     /// process died mid-run.
@@ -152,6 +155,7 @@ pub async fn status(dir: &Path, aws: &AwsOptions) -> Result<Status, EngineError>
         records,
         lock,
         lock_expired,
+        secrets_rotation: loaded.as_ref().and_then(|l| l.state.secrets_rotation),
         serial: loaded.map(|l| l.state.serial),
         last_audit,
         unfinished_apply,

@@ -56,6 +56,49 @@ pub struct State {
     /// state must carry its signature. Absent in states written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_signing: Option<PlanSigning>,
+    /// A rotation of the Secrets encryption key applied part way (`plan --rotate-secrets-key`
+    /// is three reviewed plans): which step the cluster is at, so plan and status say what is
+    /// left. Only words hang on it; the keys are what the sealed configuration holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_rotation: Option<SecretsRotation>,
+}
+
+/// How far an unfinished rotation of the Secrets encryption key has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretsRotation {
+    /// Step 1 applied: the new key reads, the old one still encrypts.
+    NewKeyAdded,
+    /// Step 2 applied: the new key encrypts and the Secrets were rewritten with it; the old
+    /// key still reads.
+    EncryptingWithNewKey,
+}
+
+impl SecretsRotation {
+    /// The step applied, of three.
+    pub fn step(self) -> u8 {
+        match self {
+            SecretsRotation::NewKeyAdded => 1,
+            SecretsRotation::EncryptingWithNewKey => 2,
+        }
+    }
+
+    /// Where the cluster is and what finishes it.
+    pub fn describe(self) -> String {
+        let now = match self {
+            SecretsRotation::NewKeyAdded => {
+                "a new key was added for reading; the old key still encrypts"
+            }
+            SecretsRotation::EncryptingWithNewKey => {
+                "the new key encrypts and every Secret was rewritten with it; the old key still reads"
+            }
+        };
+        format!(
+            "a Secrets key rotation is at step {} of 3 ({now}): `kube-aws plan --rotate-secrets-key` makes step {}",
+            self.step(),
+            self.step() + 1
+        )
+    }
 }
 
 /// How plans (and audit entries) are signed: with a KMS key, or not at all.
@@ -156,6 +199,7 @@ impl State {
             audit_head: None,
             render_key: None,
             plan_signing: None,
+            secrets_rotation: None,
         }
     }
 }

@@ -1652,14 +1652,14 @@ fn rotating_the_secrets_key_takes_three_reviewed_plans_and_never_drops_a_key_in_
         stderr(&out)
     );
 
-    for (step, keys) in [
+    for (applied, (step, keys)) in (1..).zip([
         (
             "step 1 of 3: a new key is added, for reading only",
             vec!["key1", "key2"],
         ),
         ("step 2 of 3: the new key encrypts", vec!["key2", "key1"]),
         ("step 3 of 3: the old key is removed", vec!["key2"]),
-    ] {
+    ]) {
         let out = c.expect(
             2,
             &[
@@ -1692,6 +1692,23 @@ fn rotating_the_secrets_key_takes_three_reviewed_plans_and_never_drops_a_key_in_
         c.expect(0, &["apply", "plan.json"]);
         let now = secrets_keys(&c);
         assert_eq!(names(&now), keys, "after {step}");
+        // Between steps, a plain plan and status say the rotation is unfinished and how to
+        // go on; after the last, neither does.
+        let plain = stdout(&c.expect(0, &["plan", "--detailed-exitcode"]));
+        let status = stdout(&c.expect(0, &["status"]));
+        if applied == 3 {
+            assert!(!plain.contains("rotation"), "{plain}");
+            assert!(!status.contains("Secrets key:"), "{status}");
+        } else {
+            let said = format!("a Secrets key rotation is at step {applied} of 3");
+            assert!(plain.contains("No changes."), "{plain}");
+            assert!(plain.contains(&format!("Note: {said}")), "{plain}");
+            assert!(
+                plain.contains("`kube-aws plan --rotate-secrets-key` makes step"),
+                "{plain}"
+            );
+            assert!(status.contains(&format!("Secrets key: {said}")), "{status}");
+        }
         for (name, secret) in &now {
             let kept = secrets
                 .entry(name.clone())

@@ -39,6 +39,11 @@ pub fn status_json(s: &Status) -> Value {
         "lock": s.lock,
         "lock_expired": s.lock_expired,
         "serial": s.serial,
+        "secrets_rotation": s.secrets_rotation.map(|r| json!({
+            "step": r.step(),
+            "of": 3,
+            "at": r,
+        })),
         "last_audit": s.last_audit,
         "unfinished_apply": s.unfinished_apply.as_ref().map(|u| json!({
             "started": u.started,
@@ -200,6 +205,9 @@ pub fn status_text(s: &Status) -> String {
             .map(|n| n.to_string())
             .unwrap_or_else(|| "none (nothing applied)".into())
     );
+    if let Some(rotation) = s.secrets_rotation {
+        let _ = writeln!(out, "Secrets key: {}", rotation.describe());
+    }
     match &s.last_audit {
         None => {
             let _ = writeln!(out, "Last audit entry: none");
@@ -282,6 +290,7 @@ mod tests {
             }),
             lock_expired: false,
             serial: Some(4),
+            secrets_rotation: Some(crate::state::SecretsRotation::NewKeyAdded),
             last_audit: Some(super::super::fixtures::audit_entry(9, AuditResult::Started)),
             unfinished_apply: Some(UnfinishedApply {
                 started: super::super::fixtures::audit_entry(9, AuditResult::Started),

@@ -136,7 +136,29 @@ pub fn applied_state(
         bound_key,
     );
     state.pool_stacks = pool_stacks;
+    state.secrets_rotation = rotation_after(prior, &built.tls.issued);
     state
+}
+
+/// Where the Secrets key rotation stands once this plan is applied: a rotation step moves it
+/// (the last one ends it), a key issued anew ends it, anything else leaves it where it was.
+fn rotation_after(
+    prior: Option<&State>,
+    issued: &[(String, crate::engine::pki::IssueReason)],
+) -> Option<crate::state::SecretsRotation> {
+    use crate::assets::tls::{RotationStep, SECRETS_ENCRYPTION};
+    use crate::engine::pki::IssueReason;
+    use crate::state::SecretsRotation;
+    match issued.iter().find(|(name, _)| name == SECRETS_ENCRYPTION) {
+        Some((_, IssueReason::Rotated(RotationStep::AddNewKey))) => {
+            Some(SecretsRotation::NewKeyAdded)
+        }
+        Some((_, IssueReason::Rotated(RotationStep::EncryptWithNewKey))) => {
+            Some(SecretsRotation::EncryptingWithNewKey)
+        }
+        Some(_) => None,
+        None => prior.and_then(|s| s.secrets_rotation),
+    }
 }
 
 /// The state an apply writes when the render would give exactly what `prior` records (its
@@ -303,6 +325,7 @@ fn state_with_assets(
         region: Some(config.region.clone()),
         render_key: Some(bound_key),
         plan_signing: signing_after(config, prior),
+        secrets_rotation: prior.and_then(|s| s.secrets_rotation),
     }
 }
 

@@ -367,8 +367,7 @@ async fn plan_apply(
     let summary = changes::summarize(&stack.change, &pool_stacks, &records, &assets);
     let overrides: Vec<&str> = built.templates.overrides().map(|(name, _)| name).collect();
     let notes = plan_notes(
-        config,
-        options,
+        (config, prior, options),
         (built.keep_pools_in_cluster_stack, &overrides),
         &stack.change,
         &pool_stacks,

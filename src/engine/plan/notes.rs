@@ -20,10 +20,10 @@ pub(super) fn renewal_window_note(
 }
 
 /// What the plan says in words besides its changes: a move between layouts, a replaced single
-/// controller or etcd member, a stack left in review, a renewal window as long as a lifetime.
+/// controller or etcd member, a stack left in review, a renewal window as long as a lifetime,
+/// an unfinished Secrets key rotation.
 pub(super) fn plan_notes(
-    config: &ClusterConfig,
-    options: &PlanOptions,
+    (config, prior, options): (&ClusterConfig, Option<&State>, &PlanOptions),
     (keep_pools_in_cluster_stack, overrides): (bool, &[&str]),
     change: &StackChange,
     pool_stacks: &[PoolStackChange],
@@ -38,7 +38,18 @@ pub(super) fn plan_notes(
             .filter_map(|change| review_in_progress_note(change, options.preview)),
     );
     notes.extend(renewal_window_note(config, options.renew_before));
+    notes.extend(rotation_in_flight_note(prior, options));
     notes
+}
+
+/// A plan that does not move an unfinished Secrets key rotation on says it is unfinished: the
+/// old key still reads until step 3, whatever else the plan changes.
+pub(super) fn rotation_in_flight_note(
+    prior: Option<&State>,
+    options: &PlanOptions,
+) -> Option<String> {
+    let rotation = prior?.secrets_rotation?;
+    (!options.rotate_secrets_key).then(|| rotation.describe())
 }
 
 /// Templates of the cluster directory replace built-ins: a reviewer (and whoever upgrades
