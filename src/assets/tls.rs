@@ -518,5 +518,8 @@ pub fn issue(
     })
 }
 
+mod changes;
+pub use changes::spec_changes;
+
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,8 @@ use crate::config::ClusterConfig;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IssueReason {
     New,
-    SpecChanged,
+    /// What differs, as the old certificate shows it (empty when it shows nothing).
+    SpecChanged(Vec<String>),
     Expiring {
         not_after: String,
     },
@@ -43,7 +44,10 @@ fn reusable(
         return Err(IssueReason::New);
     };
     if asset.spec_sha256 != spec.sha256() {
-        return Err(IssueReason::SpecChanged);
+        return Err(IssueReason::SpecChanged(tls::spec_changes(
+            &asset.certificate_pem,
+            spec,
+        )));
     }
     if !tls::renews_on_expiry(&spec.name) {
         return Ok(());
@@ -155,7 +159,7 @@ pub async fn resolve<V: KeyVault>(
     let mut ca_key: Option<Zeroizing<String>> = None;
     let ca = match reusable(previous.get(tls::CA), &ca_spec, now, renew_before) {
         Ok(()) => previous[tls::CA].clone(),
-        Err(IssueReason::SpecChanged) => {
+        Err(IssueReason::SpecChanged(_)) => {
             return Err(EngineError::CaReissueRefused {
                 why: "the cluster CA's settings in cluster.yaml (tlsCADurationDays) changed since it was issued".into(),
                 hint: "Set tlsCADurationDays back to the value the cluster was created with.".into(),

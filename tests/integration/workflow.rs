@@ -1082,6 +1082,14 @@ fn secrets_never_appear_in_plan_output() {
     ];
     let [text, markdown, json] = runs.each_ref().map(stdout);
     let progress: String = runs.iter().map(stderr).collect();
+    // The renewal says which names changed, read off the certificate it replaces.
+    assert!(
+        text.contains(&format!(
+            "its spec changed: names +DNS:k8s.{0}.example.com -DNS:api.{0}.example.com",
+            c.name
+        )),
+        "{text}"
+    );
     let state: Value =
         serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
     let plan = c.plan_file("plan.json");

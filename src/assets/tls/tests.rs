@@ -267,3 +267,41 @@ fn rotating_the_secrets_key_takes_three_steps_that_never_drop_a_key_still_needed
 
     assert!(rotate_encryption_configuration("kind: Nonsense\n").is_err());
 }
+
+#[test]
+fn a_changed_spec_is_explained_by_what_the_old_certificate_shows() {
+    let c = config();
+    let ca = issue(&ca_spec(&c), None, now()).unwrap();
+    let signer = CaSigner::new(&ca_spec(&c), &ca.key_pem).unwrap();
+    let spec = leaf_specs(&c, &ca.certificate_sha256).remove(0);
+    let apiserver = issue(&spec, Some(&signer), now()).unwrap();
+    assert_eq!(
+        spec_changes(&apiserver.certificate_pem, &spec),
+        Vec::<String>::new()
+    );
+
+    let mut changed = spec.clone();
+    changed.dns_names.retain(|d| d != "localhost");
+    changed.dns_names.push("k8s.example.org".into());
+    changed.ip_addresses.push(Ipv4Addr::new(10, 0, 0, 50));
+    changed.validity_days += 30;
+    changed.usages.push(Usage::ClientAuth);
+    changed.organization = Some("system:masters".into());
+    assert_eq!(
+        spec_changes(&apiserver.certificate_pem, &changed),
+        [
+            "organization (none) → system:masters".to_string(),
+            "names +DNS:k8s.example.org +IP:10.0.0.50 -DNS:localhost".to_string(),
+            "usages server auth → server auth, client auth".to_string(),
+            format!(
+                "validity {} → {} days (tlsCertDurationDays)",
+                spec.validity_days, changed.validity_days
+            ),
+        ]
+    );
+    // What a certificate does not show (its key algorithm) leaves nothing to say.
+    let mut algorithm = spec.clone();
+    algorithm.key_algorithm = "rsa-2048-sha256";
+    assert!(spec_changes(&apiserver.certificate_pem, &algorithm).is_empty());
+    assert!(spec_changes("not a certificate", &spec).is_empty());
+}

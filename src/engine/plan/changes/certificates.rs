@@ -31,8 +31,12 @@ pub(super) fn describe_reason(name: &str, reason: &IssueReason) -> String {
     }
     match reason {
         IssueReason::New => "new certificate".into(),
-        IssueReason::SpecChanged => {
-            "its spec changed (subject, SANs, usages, validity or issuer)".into()
+        IssueReason::SpecChanged(changes) if !changes.is_empty() => {
+            format!("its spec changed: {}", changes.join("; "))
+        }
+        IssueReason::SpecChanged(_) => {
+            "its spec changed (issuer or key algorithm: what the old certificate does not show)"
+                .into()
         }
         IssueReason::Expiring { not_after } => {
             format!("expires {not_after}, within the renewal window")

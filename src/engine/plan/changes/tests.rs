@@ -159,7 +159,10 @@ fn certificates_say_keep_issue_or_rotate_and_name_an_interrupted_apply_they_reus
     }
     // `admin` is in neither the state nor `issued`: an interrupted apply shipped it.
     let issued = vec![
-        ("apiserver".to_string(), IssueReason::SpecChanged),
+        (
+            "apiserver".to_string(),
+            IssueReason::SpecChanged(vec!["names +DNS:k8s.example.org".into()]),
+        ),
         (
             SECRETS_ENCRYPTION.to_string(),
             IssueReason::Rotated(crate::assets::tls::RotationStep::AddNewKey),
@@ -174,7 +177,7 @@ fn certificates_say_keep_issue_or_rotate_and_name_an_interrupted_apply_they_reus
     assert_eq!(by_name["apiserver"].action, CertificateAction::Issue);
     assert_eq!(
         by_name["apiserver"].reason.as_deref(),
-        Some("its spec changed (subject, SANs, usages, validity or issuer)")
+        Some("its spec changed: names +DNS:k8s.example.org")
     );
     let secrets = by_name[SECRETS_ENCRYPTION];
     assert_eq!(secrets.action, CertificateAction::Rotate);
