@@ -32,6 +32,7 @@ pub(super) fn plan_notes(
     notes.extend(overrides_note(overrides));
     notes.extend(controller_replacement_note(config, change));
     notes.extend(etcd_replacement_note(config, change));
+    notes.extend(subnet_replacement_note(change));
     notes.extend(
         std::iter::once(change)
             .chain(pool_stacks.iter().map(|p| &p.stack))
@@ -144,6 +145,31 @@ pub(super) fn etcd_replacement_note(
             n - 1
         ),
     })
+}
+
+/// A subnet is replaced when its availabilityZone or instanceCIDR changes, and what runs in it
+/// goes with it; the change set names the subnet, but for the groups it can say only that
+/// their subnets are known after apply.
+pub(super) fn subnet_replacement_note(cluster: &StackChange) -> Option<String> {
+    let replaced: Vec<&str> = cluster
+        .resource_changes
+        .iter()
+        .filter(|c| {
+            c.resource_type == "AWS::EC2::Subnet"
+                && c.action != crate::planfile::ResourceAction::Add
+                && c.may_get_new_identity()
+        })
+        .map(|c| c.logical_id.as_str())
+        .collect();
+    let (first, rest) = replaced.split_first()?;
+    let named = if rest.is_empty() {
+        format!("subnet {first} is")
+    } else {
+        format!("subnets {} are", replaced.join(", "))
+    };
+    Some(format!(
+        "{named} replaced (availability zone or CIDR changed), and every instance in it with it: the worker groups roll all their instances onto the new subnet, and a controller or etcd member placed there is replaced (an etcd member's data volume cannot follow it to another zone)"
+    ))
 }
 
 /// What the reviewer of a move to `stackPerPool` is told. Step 1 creates every pool's stack

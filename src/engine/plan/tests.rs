@@ -56,6 +56,46 @@ fn an_etcd_replacement_says_whether_the_api_goes_down() {
     }
 }
 
+/// A subnet replaced (a new zone or CIDR) is said with what goes with it; one only modified
+/// (its tags) says nothing.
+#[test]
+fn a_replaced_subnet_says_its_instances_go_with_it() {
+    let subnet = |id: &str, replacement| ResourceChange {
+        resource_type: "AWS::EC2::Subnet".into(),
+        replacement,
+        ..rolling(id)
+    };
+    let change = |changes| StackChange {
+        resource_changes: changes,
+        ..StackChange::without_change_set("demo".into(), crate::planfile::Action::Update, None)
+    };
+    let note = subnet_replacement_note(&change(vec![
+        subnet("Subnet0", Some(crate::planfile::Replacement::True)),
+        rolling("AutoScaleWorkers"),
+    ]))
+    .unwrap();
+    assert!(
+        note.starts_with("subnet Subnet0 is replaced (availability zone or CIDR changed), and every instance in it with it: the worker groups roll all their instances"),
+        "{note}"
+    );
+    let two = subnet_replacement_note(&change(vec![
+        subnet("Subnet0", Some(crate::planfile::Replacement::True)),
+        subnet("Subnet1", Some(crate::planfile::Replacement::Conditional)),
+    ]))
+    .unwrap();
+    assert!(
+        two.starts_with("subnets Subnet0, Subnet1 are replaced"),
+        "{two}"
+    );
+    assert_eq!(
+        subnet_replacement_note(&change(vec![subnet(
+            "Subnet0",
+            Some(crate::planfile::Replacement::False)
+        )])),
+        None
+    );
+}
+
 #[test]
 fn overridden_templates_are_named_and_none_says_nothing() {
     assert_eq!(overrides_note(&[]), None);
