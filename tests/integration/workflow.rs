@@ -723,6 +723,24 @@ fn with_a_stack_per_pool_a_pool_changes_in_its_own_stack_alone_and_goes_first_on
         "{recorded}"
     );
 
+    // A pool's labels change its cloud-config, which its own stack carries: the plan shows
+    // the diff against what that stack runs, not only a hash.
+    c.set(
+        "nodePools",
+        "[{name: gpu, count: 1, instanceType: m5.large, labels: {tier: gpu-reviewed}}, {name: batch, count: 1}]",
+    );
+    let labelled = stdout(&c.expect(2, &["plan", "--detailed-exitcode"]));
+    let hunk: Vec<&str> = labelled
+        .lines()
+        .skip_while(|l| !l.contains("~ userdata/cloud-config-worker-gpu"))
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert!(
+        hunk.iter()
+            .any(|l| l.trim_start().starts_with('+') && l.contains("tier=gpu-reviewed")),
+        "{labelled}"
+    );
+
     // One pool's instance type: a change set for that pool's stack only, made at plan time
     // (the cluster stack stays as it is, so its outputs are known).
     c.set("nodePools", &pools("m6i.large", true));

@@ -484,8 +484,9 @@ pub struct AssetInputs<'a> {
     pub desired: &'a BTreeMap<String, AssetRecord>,
     pub rendered: &'a Rendered,
     pub new_template: &'a Value,
-    /// The template the live stack runs, when the stack changes.
-    pub deployed_template: Option<&'a Value>,
+    /// The templates the live stacks run, when they change: the cluster stack's first, then
+    /// the changed pool stacks'.
+    pub deployed_templates: Vec<&'a Value>,
     /// The deployed text of changed add-on manifests, by asset path.
     pub old_manifests: &'a BTreeMap<String, String>,
     /// Why each certificate or key is issued.
@@ -497,11 +498,20 @@ pub struct AssetInputs<'a> {
 /// Every asset the state or the render has, with what happens to it and, for changed
 /// templates, cloud-configs and manifests, a redacted diff of what is deployed.
 pub fn asset_changes(inputs: &AssetInputs<'_>) -> Vec<AssetChange> {
-    let old_userdata = inputs
-        .deployed_template
+    let deployed_template = inputs.deployed_templates.first().copied();
+    let old_userdata = deployed_template
         .map(userdata_by_resource)
         .unwrap_or_default();
     let new_userdata = userdata_by_resource(inputs.new_template);
+    // Every cloud-config the stacks run, by its hash, which the state records for each: found
+    // whichever stack and resource carried it (a pool's moves to its own stack).
+    let deployed_cloud_configs: BTreeMap<String, String> = inputs
+        .deployed_templates
+        .iter()
+        .flat_map(|t| userdata_by_resource(t).into_values())
+        .filter_map(|u| diff::decode_userdata(&u))
+        .map(|text| (sha256_hex(&text), text))
+        .collect();
     let reasons: BTreeMap<&str, &IssueReason> =
         inputs.issued.iter().map(|(n, r)| (n.as_str(), r)).collect();
     let paths: BTreeSet<&String> = inputs.desired.keys().chain(inputs.prior.keys()).collect();
@@ -542,7 +552,13 @@ pub fn asset_changes(inputs: &AssetInputs<'_>) -> Vec<AssetChange> {
                 _ => None,
             };
             let old_text = match kind {
-                AssetKind::StackTemplate => inputs.deployed_template.map(readable_template),
+                AssetKind::StackTemplate => deployed_template.map(readable_template),
+                AssetKind::CloudConfig
+                    if old.is_some_and(|o| deployed_cloud_configs.contains_key(&o.sha256)) =>
+                {
+                    old.and_then(|o| deployed_cloud_configs.get(&o.sha256))
+                        .cloned()
+                }
                 AssetKind::CloudConfig => {
                     // The deployed cloud-config is the userdata of the resource that carries
                     // the new one.

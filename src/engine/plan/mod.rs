@@ -305,6 +305,7 @@ async fn plan_apply(
     let stack::PoolStacksPlan {
         changes: pool_stacks,
         settled: settled_pools,
+        deployed_templates: deployed_pool_templates,
     } = stack::plan_pool_stacks(
         config,
         prior,
@@ -354,7 +355,11 @@ async fn plan_apply(
         desired: &new_state.assets,
         rendered: &built.rendered,
         new_template: &new_template,
-        deployed_template: stack.deployed_template.as_ref(),
+        deployed_templates: stack
+            .deployed_template
+            .iter()
+            .chain(&deployed_pool_templates)
+            .collect(),
         old_manifests: &old_manifests,
         issued: &built.tls.issued,
         secrets,
@@ -477,7 +482,7 @@ fn unchanged_offline(
         desired: &prior.assets,
         rendered: &crate::render::Rendered::default(),
         new_template: &Value::Null,
-        deployed_template: None,
+        deployed_templates: Vec::new(),
         old_manifests: &Default::default(),
         issued: &[],
         secrets: Vec::new(),

@@ -201,6 +201,7 @@ pub async fn plan_pool_stacks(
     let recorded = prior.map(|s| &s.pool_stacks);
     let mut planned = Vec::new();
     let mut settled = BTreeMap::new();
+    let mut deployed_templates = Vec::new();
     // The cluster stack's resources, listed once, when a pool stack's change set needs them.
     let mut cluster_resources: Option<BTreeMap<String, String>> = None;
     for (pool, rendered_pool) in &rendered.pool_stacks {
@@ -262,6 +263,7 @@ pub async fn plan_pool_stacks(
             }
             None => None,
         };
+        deployed_templates.extend(deployed.clone());
         if live.is_none() {
             change.stack.action = Action::Create;
         }
@@ -329,6 +331,7 @@ pub async fn plan_pool_stacks(
     Ok(PoolStacksPlan {
         changes: planned,
         settled,
+        deployed_templates,
     })
 }
 
@@ -405,6 +408,8 @@ pub struct PoolStacksPlan {
     /// Pool stacks found already running what the plan would apply, by pool: their id and
     /// parameters, for the state (which did not record them).
     pub settled: BTreeMap<String, (String, BTreeMap<String, String>)>,
+    /// What the changed pool stacks run now: where their cloud-configs' deployed text is.
+    pub deployed_templates: Vec<Value>,
 }
 
 /// The `Description` the stack template gives a pool stack, which tells this cluster's pool

@@ -57,6 +57,55 @@ fn tls(name: &str) -> TlsAsset {
     }
 }
 
+/// A pool's cloud-config that moved to the pool's own stack (or lives there) is diffed against
+/// the text that stack runs, found by the hash the state records.
+#[test]
+fn a_pool_cloud_config_is_diffed_against_what_its_pool_stack_runs() {
+    let old_text = "#cloud-config\nkey: SEALED-OLD-CIPHERTEXT\nworkers: 2\n";
+    let new_text = "#cloud-config\nkey: SEALED-NEW-CIPHERTEXT\nworkers: 3\n";
+    let path = "userdata/cloud-config-worker-gpu";
+    let prior = BTreeMap::from([(
+        path.to_string(),
+        AssetRecord {
+            kind: AssetKind::CloudConfig,
+            sha256: sha256_hex(old_text),
+        },
+    )]);
+    let desired = BTreeMap::from([(
+        path.to_string(),
+        AssetRecord {
+            kind: AssetKind::CloudConfig,
+            sha256: sha256_hex(new_text),
+        },
+    )]);
+    let rendered = rendered(&[("cloud-config-worker-gpu", new_text)], &[]);
+    let cluster_template = json!({"Resources": {}});
+    let pool_template = template_with_userdata(old_text);
+    let no_manifests = BTreeMap::new();
+    let inputs = |deployed: Vec<&Value>| {
+        asset_changes(&AssetInputs {
+            prior: &prior,
+            desired: &desired,
+            rendered: &rendered,
+            new_template: &cluster_template,
+            deployed_templates: deployed,
+            old_manifests: &no_manifests,
+            issued: &[],
+            secrets: vec!["SEALED-NEW-CIPHERTEXT", "SEALED-OLD-CIPHERTEXT"],
+        })
+    };
+    let changes = inputs(vec![&cluster_template, &pool_template]);
+    let diff = changes[0].diff.as_deref().unwrap();
+    assert!(
+        diff.contains("-workers: 2") && diff.contains("+workers: 3"),
+        "{diff}"
+    );
+    assert!(!diff.contains("SEALED-"), "{diff}");
+    // Without the pool stack's template, there is nothing to diff against.
+    let changes = inputs(vec![&cluster_template]);
+    assert_eq!(changes[0].diff, None);
+}
+
 #[test]
 fn each_asset_is_created_updated_deleted_or_kept_and_only_updates_carry_a_redacted_diff() {
     let paths = |pairs: [(&str, AssetKind, char); 5]| -> BTreeMap<String, AssetRecord> {
@@ -100,7 +149,7 @@ fn each_asset_is_created_updated_deleted_or_kept_and_only_updates_carry_a_redact
         desired: &desired,
         rendered: &rendered,
         new_template: &template_with_userdata(new_text),
-        deployed_template: Some(&template_with_userdata(old_text)),
+        deployed_templates: vec![&template_with_userdata(old_text)],
         old_manifests: &old_manifests,
         issued: &issued,
         secrets: vec!["SEALED-NEW-CIPHERTEXT", "SEALED-OLD-CIPHERTEXT"],
