@@ -7,16 +7,28 @@ use super::anchor::{Anchor, Signatures};
 use super::{AwsOptions, EngineError, open_reading};
 use crate::audit::{AuditEntry, AuditResult, Verification};
 use crate::planfile::Plan;
-use crate::state::PlanSigning;
+use crate::state::{PlanSigning, SecretsRotation};
 
-/// The newest `limit` audit entries, newest first.
-pub async fn history(
-    dir: &Path,
-    aws: &AwsOptions,
-    limit: u64,
-) -> Result<Vec<AuditEntry>, EngineError> {
-    let (_, _, backend) = open_reading(dir, aws).await?;
-    Ok(backend.audit.newest(limit).await?)
+/// The newest audit entries, and the work the last of them left in flight.
+pub struct History {
+    /// Newest first.
+    pub entries: Vec<AuditEntry>,
+    /// A Secrets key rotation the state records as applied part way.
+    pub secrets_rotation: Option<SecretsRotation>,
+}
+
+/// The newest `limit` audit entries, newest first, and what the state says is under way.
+pub async fn history(dir: &Path, aws: &AwsOptions, limit: u64) -> Result<History, EngineError> {
+    let (config, _, backend) = open_reading(dir, aws).await?;
+    let entries = backend.audit.newest(limit).await?;
+    let secrets_rotation = backend
+        .load(&config)
+        .await?
+        .and_then(|loaded| loaded.state.secrets_rotation);
+    Ok(History {
+        entries,
+        secrets_rotation,
+    })
 }
 
 /// One audit entry, and the plan it applied when that was kept.

@@ -1725,6 +1725,8 @@ fn rotating_the_secrets_key_takes_three_reviewed_plans_and_never_drops_a_key_in_
         if applied == 3 {
             assert!(!plain.contains("rotation"), "{plain}");
             assert!(!status.contains("Secrets key:"), "{status}");
+            let history = stdout(&c.expect(0, &["history", "--limit", "3"]));
+            assert!(!history.contains("Under way"), "{history}");
         } else {
             let said = format!("a Secrets key rotation is at step {applied} of 3");
             assert!(plain.contains("No changes."), "{plain}");
@@ -1734,6 +1736,8 @@ fn rotating_the_secrets_key_takes_three_reviewed_plans_and_never_drops_a_key_in_
                 "{plain}"
             );
             assert!(status.contains(&format!("Secrets key: {said}")), "{status}");
+            let history = stdout(&c.expect(0, &["history", "--limit", "3"]));
+            assert!(history.contains(&format!("Under way: {said}")), "{history}");
         }
         for (name, secret) in &now {
             let kept = secrets

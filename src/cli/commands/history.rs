@@ -41,11 +41,11 @@ pub fn run(context: &Context, args: HistoryArgs) -> Result<Exit, EngineError> {
             report.problems[0]
         )));
     }
-    let entries = runtime().block_on(history::history(dir, aws, args.limit))?;
+    let history = runtime().block_on(history::history(dir, aws, args.limit))?;
     if args.json || args.format == ReportFormat::Json {
-        print_json(&entries)?;
+        print_json(&history.entries)?;
     } else {
-        print!("{}", views::history::history_table(&entries));
+        print!("{}", views::history::history_text(&history));
     }
     Ok(Exit::Success)
 }

@@ -6,10 +6,20 @@ use std::fmt::Write;
 use super::plan::plan_text;
 use super::table;
 use crate::audit::AuditEntry;
+use crate::engine::history::History;
 use crate::planfile::Plan;
 use crate::state::store::StateVersion;
 
 /// `history`: one line per entry, newest first.
+/// `history`: the table, then what the state says is still under way.
+pub fn history_text(history: &History) -> String {
+    let mut out = history_table(&history.entries);
+    if let Some(rotation) = history.secrets_rotation {
+        let _ = writeln!(out, "Under way: {}", rotation.describe());
+    }
+    out
+}
+
 pub fn history_table(entries: &[AuditEntry]) -> String {
     if entries.is_empty() {
         return "No audit entries yet.\n".to_string();
@@ -163,7 +173,10 @@ mod tests {
             audit_entry(10, AuditResult::Succeeded),
             audit_entry(9, AuditResult::Started),
         ];
-        let mut out = history_table(&entries);
+        let mut out = history_text(&History {
+            entries: entries.to_vec(),
+            secrets_rotation: Some(crate::state::SecretsRotation::EncryptingWithNewKey),
+        });
         out.push_str("---\n");
         out.push_str(&history_entry_text(
             &entries[1],
