@@ -630,6 +630,8 @@ pub fn destroyed_state(config: &ClusterConfig, prior: Option<&State>, lineage: S
     // trust this one's CA, and its admin kubeconfigs would work there.
     next.assets.clear();
     next.tls = Default::default();
+    // With the Secrets key gone, so is any rotation of it.
+    next.secrets_rotation = None;
     // Nothing rendered is deployed any more: the next plan renders everything.
     next.render_key = None;
     next.plan_signing = signing_after(config, prior);

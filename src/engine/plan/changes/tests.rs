@@ -418,8 +418,13 @@ fn a_destroy_keeps_nothing_of_the_cluster_and_moves_the_serial_on() {
         ttl: 300,
         values: vec!["1.2.3.4".into()],
     });
+    prior.secrets_rotation = Some(crate::state::SecretsRotation::NewKeyAdded);
     let next = destroyed_state(&config(), Some(&prior), "unused".into());
     assert_eq!((next.serial, next.lineage.as_str()), (5, "lineage-1"));
+    assert_eq!(
+        next.secrets_rotation, None,
+        "no rotation of a key that is gone"
+    );
     assert!(next.stack.is_none() && next.records.is_empty());
     // Nothing of the cluster stays, its certificates and keys included.
     assert!(next.assets.is_empty() && next.tls.is_empty());
