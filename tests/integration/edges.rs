@@ -192,6 +192,28 @@ fn ctrl_c_while_the_stack_updates_leaves_it_running_records_interrupted_and_rele
     }
     interrupted_and_unlocked(&c);
     assert_eq!(local_serial(&c), 1);
+
+    // The transcript an operator sees (cargo test -- --nocapture prints it), and the way on:
+    // once the stack is done, a new plan applies.
+    let status = stdout(&c.expect(0, &["status"]));
+    let history = stdout(&c.expect(0, &["history", "--limit", "3"]));
+    c.proxy.intercept(Arc::new(|_| None));
+    let plan = stdout(&c.expect(0, &["plan", "-o", "plan.json"]));
+    let next = c.expect(0, &["apply", "plan.json"]);
+    println!(
+        "$ kube-aws apply plan.json\n^C\n{message}\n$ kube-aws status\n{status}\n$ kube-aws history --limit 3\n{history}\n$ kube-aws plan -o plan.json\n{plan}\n$ kube-aws apply plan.json\n{}",
+        stderr(&next)
+    );
+    assert!(status.contains("Lock: free"), "{status}");
+    assert!(history.contains("interrupted"), "{history}");
+    assert!(
+        plan.contains(&format!(
+            "Note: {} already runs this plan's template, but the state records an older one",
+            c.name
+        )),
+        "{plan}"
+    );
+    assert_eq!(local_serial(&c), 2);
 }
 
 /// Ctrl-C, then a hang-up (the terminal closed, SIGHUP) while apply records the interruption in

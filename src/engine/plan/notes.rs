@@ -40,7 +40,40 @@ pub(super) fn plan_notes(
     );
     notes.extend(renewal_window_note(config, options.renew_before));
     notes.extend(rotation_in_flight_note(prior, options));
+    notes.extend(state_catches_up_note(prior, change, pool_stacks));
     notes
+}
+
+/// A stack that already runs the plan's template while the state records another: an apply
+/// executed its change set and stopped before writing the state. The plan changes no stack,
+/// yet has something to apply: the state learns what runs.
+pub(super) fn state_catches_up_note(
+    prior: Option<&State>,
+    cluster: &StackChange,
+    pool_stacks: &[PoolStackChange],
+) -> Option<String> {
+    let prior = prior?;
+    let behind = |change: &StackChange, recorded: Option<&crate::state::StackState>| {
+        change.action == Action::NoOp
+            && change.template_sha256.is_some()
+            && recorded.is_some_and(|r| Some(&r.template_sha256) != change.template_sha256.as_ref())
+    };
+    let stacks: Vec<&str> = std::iter::once((cluster, prior.stack.as_ref()))
+        .chain(
+            pool_stacks
+                .iter()
+                .map(|p| (&p.stack, prior.pool_stacks.get(&p.pool))),
+        )
+        .filter(|(change, recorded)| behind(change, *recorded))
+        .map(|(change, _)| change.name.as_str())
+        .collect();
+    (!stacks.is_empty()).then(|| {
+        format!(
+            "{} already run{} this plan's template, but the state records an older one (an apply executed it and stopped before writing the state): no stack changes; apply records what runs",
+            stacks.join(", "),
+            if stacks.len() == 1 { "s" } else { "" }
+        )
+    })
 }
 
 /// A plan that does not move an unfinished Secrets key rotation on says it is unfinished: the

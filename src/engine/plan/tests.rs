@@ -96,6 +96,43 @@ fn a_replaced_subnet_says_its_instances_go_with_it() {
     );
 }
 
+/// A stack that runs the plan's template while the state records another is said; one that
+/// the plan changes, or whose state agrees, is not.
+#[test]
+fn a_stack_already_running_the_template_is_said_to_be_recorded_only() {
+    let mut prior = State::new("demo", "l".into());
+    prior.stack = Some(crate::state::StackState {
+        name: "demo".into(),
+        id: None,
+        template_sha256: "old".into(),
+        parameters: Default::default(),
+        tags: Default::default(),
+        render_key: None,
+    });
+    let change = |action, sha: &str| {
+        StackChange::without_change_set("demo".into(), action, Some(sha.to_string()))
+    };
+    let note = state_catches_up_note(Some(&prior), &change(Action::NoOp, "new"), &[]).unwrap();
+    assert!(
+        note.starts_with(
+            "demo already runs this plan's template, but the state records an older one"
+        ),
+        "{note}"
+    );
+    assert_eq!(
+        state_catches_up_note(Some(&prior), &change(Action::NoOp, "old"), &[]),
+        None
+    );
+    assert_eq!(
+        state_catches_up_note(Some(&prior), &change(Action::Update, "new"), &[]),
+        None
+    );
+    assert_eq!(
+        state_catches_up_note(None, &change(Action::NoOp, "new"), &[]),
+        None
+    );
+}
+
 #[test]
 fn overridden_templates_are_named_and_none_says_nothing() {
     assert_eq!(overrides_note(&[]), None);
