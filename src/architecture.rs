@@ -62,10 +62,14 @@ fn module_of(names: &[String]) -> String {
 /// expanded: `a::{b::C, d}` gives `[a, b, C]` and `[a, d]`. Stops at anything that is not a
 /// path (a call, a generic, a space after the last name).
 fn path_leaves(text: &str) -> Vec<Vec<String>> {
+    /// One path from `at`, each `{…}` group in it expanded.
     fn tree(text: &str, at: &mut usize, prefix: &[String], out: &mut Vec<Vec<String>>) {
-        let bytes = text.as_bytes();
         let mut path = prefix.to_vec();
         loop {
+            if text.as_bytes().get(*at) == Some(&b'{') {
+                group(text, at, &path, out);
+                return;
+            }
             let name: String = text[*at..]
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
@@ -76,30 +80,32 @@ fn path_leaves(text: &str) -> Vec<Vec<String>> {
             }
             if text[*at..].starts_with("::") {
                 *at += 2;
-                if bytes.get(*at) == Some(&b'{') {
-                    *at += 1;
-                    loop {
-                        while bytes.get(*at).is_some_and(|b| b.is_ascii_whitespace()) {
-                            *at += 1;
-                        }
-                        if bytes.get(*at).is_none_or(|b| *b == b'}') {
-                            *at += 1;
-                            return;
-                        }
-                        tree(text, at, &path, out);
-                        // Skip `as Alias`, up to the next item or the closing brace.
-                        while bytes.get(*at).is_some_and(|b| *b != b',' && *b != b'}') {
-                            *at += 1;
-                        }
-                        if bytes.get(*at) == Some(&b',') {
-                            *at += 1;
-                        }
-                    }
-                }
                 continue;
             }
             out.push(path);
             return;
+        }
+    }
+    /// The items of the group at `at` (its `{`), each a tree under `prefix`.
+    fn group(text: &str, at: &mut usize, prefix: &[String], out: &mut Vec<Vec<String>>) {
+        let bytes = text.as_bytes();
+        *at += 1;
+        loop {
+            while bytes.get(*at).is_some_and(|b| b.is_ascii_whitespace()) {
+                *at += 1;
+            }
+            if bytes.get(*at).is_none_or(|b| *b == b'}') {
+                *at += 1;
+                return;
+            }
+            tree(text, at, prefix, out);
+            // Skip `as Alias`, up to the next item or the closing brace.
+            while bytes.get(*at).is_some_and(|b| *b != b',' && *b != b'}') {
+                *at += 1;
+            }
+            if bytes.get(*at) == Some(&b',') {
+                *at += 1;
+            }
         }
     }
     let mut out = Vec::new();
@@ -138,29 +144,28 @@ fn paths_named(source: &Source) -> Vec<Vec<String>> {
 fn re_exports(sources: &[Source]) -> BTreeMap<(Vec<String>, String), Vec<String>> {
     let mut out = BTreeMap::new();
     for source in sources {
-        for line in source.text.lines() {
-            let line = line.trim_start();
-            let Some(tree) = ["pub use ", "pub(crate) use ", "pub(super) use "]
-                .iter()
-                .find_map(|p| line.strip_prefix(p))
-            else {
-                continue;
-            };
-            let (base, tree) = if let Some(rest) = tree.strip_prefix("crate::") {
-                (Vec::new(), rest)
-            } else {
-                let mut base = source.names.clone();
-                let mut rest = tree.strip_prefix("self::").unwrap_or(tree);
-                while let Some(after) = rest.strip_prefix("super::") {
-                    base.pop();
-                    rest = after;
-                }
-                (base, rest)
-            };
-            for leaf in path_leaves(tree) {
-                if let Some(item) = leaf.last() {
-                    let from: Vec<String> = base.iter().cloned().chain(leaf.clone()).collect();
-                    out.insert((source.names.clone(), item.clone()), from);
+        let text = &source.text;
+        for keyword in ["pub use ", "pub(crate) use ", "pub(super) use "] {
+            for (at, _) in text.match_indices(keyword) {
+                // The whole statement, however many lines it spans.
+                let statement = &text[at + keyword.len()..];
+                let tree = &statement[..statement.find(';').unwrap_or(statement.len())];
+                let (base, tree) = if let Some(rest) = tree.strip_prefix("crate::") {
+                    (Vec::new(), rest)
+                } else {
+                    let mut base = source.names.clone();
+                    let mut rest = tree.strip_prefix("self::").unwrap_or(tree);
+                    while let Some(after) = rest.strip_prefix("super::") {
+                        base.pop();
+                        rest = after;
+                    }
+                    (base, rest)
+                };
+                for leaf in path_leaves(tree) {
+                    if let Some(item) = leaf.last() {
+                        let from: Vec<String> = base.iter().cloned().chain(leaf.clone()).collect();
+                        out.insert((source.names.clone(), item.clone()), from);
+                    }
                 }
             }
         }

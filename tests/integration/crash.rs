@@ -117,30 +117,6 @@ fn kill_at_every_request(c: &Cluster, layout: &str, change: &dyn Fn(&Cluster, u6
             assert!(stdout(&c.expect(0, &["status"])).contains("Lock: free"));
         }
 
-        // A plan that says "No changes" leaves nothing for apply to record: the stacks run
-        // what the state says they run.
-        let checked = kube_aws(moto(), c.dir.path())
-            .args(["plan", "--detailed-exitcode", "-o", "check.json"])
-            .output()
-            .unwrap();
-        if checked.status.code() == Some(0) {
-            let plan = c.decoded_plan("check.json");
-            let recorded: kube_aws::state::State = serde_json::from_slice(&pulled.stdout).unwrap();
-            let templates = |s: &kube_aws::state::State| {
-                s.stack
-                    .iter()
-                    .chain(s.pool_stacks.values())
-                    .map(|st| (st.name.clone(), st.template_sha256.clone()))
-                    .collect::<Vec<_>>()
-            };
-            assert_eq!(
-                templates(&plan.new_state),
-                templates(&recorded),
-                "killed at request {k}: plan said No changes, but the state records other templates than the stacks run\n{}",
-                stdout(&checked)
-            );
-        }
-
         // The next plan converges.
         c.plan_and_apply();
         c.expect(0, &["plan", "--detailed-exitcode"]);

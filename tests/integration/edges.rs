@@ -208,7 +208,7 @@ fn ctrl_c_while_the_stack_updates_leaves_it_running_records_interrupted_and_rele
     assert!(history.contains("interrupted"), "{history}");
     assert!(
         plan.contains(&format!(
-            "Note: {} already runs this plan's template, but the state records an older one",
+            "Note: CloudFormation finds nothing to change in {}, but the state records another template than this plan's",
             c.name
         )),
         "{plan}"

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::Palette;
+use super::{Palette, markdown_cell};
 
 /// `validate`: findings grouped by file, coloured by severity, and a summary line.
 pub fn findings_text(findings: &[crate::finding::Finding], color: bool) -> String {
@@ -81,28 +81,6 @@ pub fn findings_markdown(findings: &[crate::finding::Finding]) -> String {
             markdown_cell(&f.file),
             markdown_cell(&f.what())
         );
-    }
-    out
-}
-
-/// `text` as the inside of a Markdown table cell, read literally: a message quotes what a pull
-/// request wrote (a YAML key, a value), which must not hide rows (`<!--`), link, mention,
-/// format or break the table. Control characters are shown escaped, line breaks become `<br>`.
-fn markdown_cell(text: &str) -> String {
-    let text = super::printable(&text.replace("\r\n", "\n"));
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\n' => out.push_str("<br>"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '@' | '!' | '|' | '~' => {
-                out.push('\\');
-                out.push(ch);
-            }
-            other => out.push(other),
-        }
     }
     out
 }

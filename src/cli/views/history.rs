@@ -10,7 +10,6 @@ use crate::engine::history::History;
 use crate::planfile::Plan;
 use crate::state::store::StateVersion;
 
-/// `history`: one line per entry, newest first.
 /// `history`: the table, then what the state says is still under way.
 pub fn history_text(history: &History) -> String {
     let mut out = history_table(&history.entries);
@@ -20,6 +19,7 @@ pub fn history_text(history: &History) -> String {
     out
 }
 
+/// One line per entry, newest first.
 pub fn history_table(entries: &[AuditEntry]) -> String {
     if entries.is_empty() {
         return "No audit entries yet.\n".to_string();

@@ -27,6 +27,71 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// A value from outside as one line of its own: [`printable`], with line breaks shown as `\n`
+/// too, so a value cannot add lines that look like the view's.
+pub fn one_line(value: &str) -> String {
+    printable(value).replace('\n', "\\n")
+}
+
+/// [`printable`] for text a view has coloured: its own colour sequences (`ESC [ digits m`) stay,
+/// every other control character (a cursor move, a title, a carriage return) from outside is
+/// shown escaped. A colour from outside stays a colour, which cannot hide or move anything.
+pub fn printable_keeping_colour(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(ch) = rest.chars().next() {
+        if ch == '\u{1b}'
+            && let Some(sgr) = rest.strip_prefix("\u{1b}[").and_then(|after| {
+                let end = after.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+                (after.as_bytes()[end] == b'm').then(|| &rest[..2 + end + 1])
+            })
+        {
+            out.push_str(sgr);
+            rest = &rest[sgr.len()..];
+            continue;
+        }
+        if ch.is_control() && ch != '\n' {
+            out.extend(ch.escape_default());
+        } else {
+            out.push(ch);
+        }
+        rest = &rest[ch.len_utf8()..];
+    }
+    out
+}
+
+/// `text` as the inside of a Markdown table cell, read literally: a message quotes what a pull
+/// request wrote (a YAML key, a value), which must not hide rows (`<!--`), link, mention,
+/// format or break the table. Control characters are shown escaped, line breaks become `<br>`.
+pub(crate) fn markdown_cell(text: &str) -> String {
+    let text = printable(&text.replace("\r\n", "\n"));
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\n' => out.push_str("<br>"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '@' | '!' | '|' | '~' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// A fenced code block holding `text` whatever it holds: the fence is longer than any run of
+/// backticks in it, so a diff cannot close the block and write Markdown of its own.
+pub(crate) fn fenced(info: &str, text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    let text = printable(text);
+    let newline = if text.ends_with('\n') { "" } else { "\n" };
+    format!("{fence}{info}\n{text}{newline}{fence}")
+}
+
 /// An error as every command prints it: `error: ` and the message, control characters
 /// escaped.
 pub fn error_text(message: &str) -> String {

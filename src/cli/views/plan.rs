@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::Palette;
+use super::{Palette, fenced, markdown_cell, printable_keeping_colour};
 use crate::planfile::{
     Action, Plan, PlanKind, RecordAction, ReplacementSource, ResourceAction, ResourceChange,
 };
@@ -267,7 +267,14 @@ pub fn plan_text(plan: &Plan, color: bool) -> String {
         }
     }
     let _ = writeln!(out, "\n{}", p.bold.apply_to(summary_line(plan)));
-    out
+    // Reasons, ids, diffs and record values come from outside (a state, CloudFormation, the
+    // cluster directory's templates): only this view's own colours reach the terminal.
+    printable_keeping_colour(&out)
+}
+
+/// `text` in a Markdown table cell as code, read literally.
+fn code_cell(text: &str) -> String {
+    format!("<code>{}</code>", markdown_cell(text))
 }
 
 /// The pull-request comment view: replacements first, a summary table, details folded.
@@ -295,13 +302,14 @@ fn stack_markdown(out: &mut String, stack: &crate::planfile::StackChange) {
                 (None, Some(r)) => format!("{r}{}", forecast_mark(c)),
                 _ => String::new(),
             };
+            // Ids, types and property names come from templates a pull request may edit.
             let _ = writeln!(
                 out,
-                "| {symbol} | `{}` | {} | {} | {replacement} | {} |",
-                c.logical_id,
-                c.resource_type,
+                "| {symbol} | {} | {} | {} | {replacement} | {} |",
+                code_cell(&c.logical_id),
+                markdown_cell(&c.resource_type),
                 c.action,
-                c.changed_properties.join(", ")
+                markdown_cell(&c.changed_properties.join(", "))
             );
         }
         out.push('\n');
@@ -382,16 +390,16 @@ pub fn plan_markdown(plan: &Plan) -> String {
         for r in records {
             let _ = writeln!(
                 out,
-                "| {} | `{}` | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 r.action,
-                r.name,
-                r.record_type,
+                code_cell(&r.name),
+                markdown_cell(&r.record_type),
                 r.ttl,
                 r.old_values
                     .as_ref()
-                    .map(|v| v.join(", "))
+                    .map(|v| markdown_cell(&v.join(", ")))
                     .unwrap_or_else(|| "—".into()),
-                r.new_values.join(", ")
+                markdown_cell(&r.new_values.join(", "))
             );
         }
         out.push('\n');
@@ -405,21 +413,21 @@ pub fn plan_markdown(plan: &Plan) -> String {
         for a in &changed {
             let _ = writeln!(
                 out,
-                "| {} | `{}` | `{}` | `{}` | {} |",
+                "| {} | {} | `{}` | `{}` | {} |",
                 a.action.symbol(),
-                a.path,
+                code_cell(&a.path),
                 short(&a.old_sha256),
                 short(&a.new_sha256),
-                a.reason.clone().unwrap_or_default()
+                markdown_cell(a.reason.as_deref().unwrap_or_default())
             );
         }
         out.push('\n');
         for a in changed.iter().filter(|a| a.diff.is_some()) {
             let _ = writeln!(
                 out,
-                "<details><summary>diff <code>{}</code></summary>\n\n```diff\n{}```\n\n</details>\n",
-                a.path,
-                a.diff.as_deref().unwrap_or_default()
+                "<details><summary>diff {}</summary>\n\n{}\n\n</details>\n",
+                code_cell(&a.path),
+                fenced("diff", a.diff.as_deref().unwrap_or_default())
             );
         }
     }
@@ -465,6 +473,41 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("1ad956f456ba → 1ad956f456ba"), "{text}");
+    }
+
+    /// What a state, CloudFormation or a pull request's template put in a plan reaches neither the
+    /// terminal as control sequences nor the pull request comment as Markdown of its own.
+    #[test]
+    fn text_from_outside_cannot_drive_the_terminal_or_write_markdown() {
+        let mut plan = rolling_plan();
+        plan.assets.push(crate::planfile::AssetChange {
+            path: "userdata/cloud-config-worker".into(),
+            kind: crate::assets::AssetKind::CloudConfig,
+            action: Action::Update,
+            old_sha256: Some("a".repeat(64)),
+            new_sha256: Some("b".repeat(64)),
+            diff: Some("-a\n+```\n+<!-- hidden -->\n+\u{1b}]0;title\u{7}\n".into()),
+            reason: Some("its spec changed: names +DNS:\u{1b}[2Jx|<b>y</b>".into()),
+        });
+        for coloured in [false, true] {
+            let text = plan_text(&plan, coloured);
+            assert!(
+                !text.contains("\u{1b}]") && !text.contains("\u{1b}[2J"),
+                "{text:?}"
+            );
+            assert!(text.contains("\\u{1b}[2J"), "{text:?}");
+            assert_eq!(coloured, text.contains("\u{1b}["), "only its own colours");
+        }
+        let markdown = plan_markdown(&plan);
+        assert!(
+            markdown.contains("````diff\n"),
+            "a fence longer than the diff's: {markdown}"
+        );
+        assert!(!markdown.contains("\u{1b}"), "{markdown}");
+        assert!(
+            markdown.contains("names +DNS:\\\\u{1b}\\[2Jx\\|&lt;b&gt;y&lt;/b&gt;"),
+            "{markdown}"
+        );
     }
 
     #[test]

@@ -12,25 +12,30 @@ fn short(hash: &str) -> &str {
 
 /// `state show`.
 pub fn state_text(s: &State) -> String {
+    // Every value comes from a state file, which a bucket's writer controls: one line each.
+    let v = super::one_line;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "State of cluster {}: serial {}, lineage {}, kube-aws {}",
-        s.cluster_name, s.serial, s.lineage, s.tool_version
+        v(&s.cluster_name),
+        s.serial,
+        v(&s.lineage),
+        v(&s.tool_version)
     );
     if let (Some(account), Some(region)) = (&s.account_id, &s.region) {
-        let _ = writeln!(out, "  account {account}, region {region}");
+        let _ = writeln!(out, "  account {}, region {}", v(account), v(region));
     }
     if let Some(head) = &s.audit_head {
         let _ = writeln!(
             out,
             "  written by the run of audit entry {} ({})",
             head.seq,
-            short(&head.entry_sha256)
+            v(short(&head.entry_sha256))
         );
     }
     let signing = match &s.plan_signing {
-        Some(PlanSigning::Key(key)) => format!("signed with {key}"),
+        Some(PlanSigning::Key(key)) => format!("signed with {}", v(key)),
         Some(PlanSigning::Unsigned) => "unsigned (unsignedPlans: true)".into(),
         None => "not recorded".into(),
     };
@@ -46,10 +51,11 @@ pub fn state_text(s: &State) -> String {
         for (role, st) in stacks {
             let _ = writeln!(
                 out,
-                "  {role:<16} {} template {} {}",
-                st.name,
-                short(&st.template_sha256),
-                st.id.as_deref().unwrap_or("(not created yet)")
+                "  {:<16} {} template {} {}",
+                v(&role),
+                v(&st.name),
+                v(short(&st.template_sha256)),
+                v(st.id.as_deref().unwrap_or("(not created yet)"))
             );
         }
     }
@@ -57,7 +63,7 @@ pub fn state_text(s: &State) -> String {
         let _ = writeln!(
             out,
             "\nImage: {} (Flatcar {})",
-            image.ami_id,
+            v(&image.ami_id),
             image.release_channel.as_str()
         );
     }
@@ -67,11 +73,11 @@ pub fn state_text(s: &State) -> String {
             let _ = writeln!(
                 out,
                 "  {} {} {} (TTL {}, zone {})",
-                r.name,
-                r.record_type,
-                r.values.join(","),
+                v(&r.name),
+                v(&r.record_type),
+                v(&r.values.join(",")),
                 r.ttl,
-                r.hosted_zone_id
+                v(&r.hosted_zone_id)
             );
         }
     }
@@ -85,9 +91,10 @@ pub fn state_text(s: &State) -> String {
         for (name, asset) in &s.tls {
             let _ = writeln!(
                 out,
-                "  {name:<width$} not after {}  certificate {}",
-                asset.not_after,
-                short(&asset.certificate_sha256)
+                "  {:<width$} not after {}  certificate {}",
+                v(name),
+                v(&asset.not_after),
+                v(short(&asset.certificate_sha256))
             );
         }
     }
@@ -95,11 +102,10 @@ pub fn state_text(s: &State) -> String {
         let width = s.assets.keys().map(String::len).max().unwrap_or(0);
         let _ = writeln!(out, "\nAssets ({}):", s.assets.len());
         for (path, record) in &s.assets {
-            let _ = writeln!(out, "  {path:<width$} {}", short(&record.sha256));
+            let _ = writeln!(out, "  {:<width$} {}", v(path), v(short(&record.sha256)));
         }
     }
-    // Names and values come from a state file, which a bucket's writer controls.
-    super::printable(&out)
+    out
 }
 
 #[cfg(test)]
@@ -142,7 +148,7 @@ mod tests {
         });
         s.records.push(RecordState {
             hosted_zone_id: "Z0123".into(),
-            name: "k8s.example.com.\u{1b}[2J".into(),
+            name: "k8s.example.com.\u{1b}[2J\nForged: line".into(),
             record_type: "A".into(),
             ttl: 300,
             values: vec!["10.0.0.50".into()],
@@ -168,6 +174,10 @@ mod tests {
         );
         let text = state_text(&s);
         assert!(!text.contains("c2VhbGVk"), "no key ciphertext: {text}");
+        assert!(
+            !text.contains("\nForged"),
+            "a value stays on its line: {text}"
+        );
         insta::assert_snapshot!(text);
     }
 }

@@ -174,25 +174,25 @@ pub fn status_text(s: &Status) -> String {
             let _ = writeln!(
                 out,
                 "Lock: HELD by {} for `{}` since {}, lease {} {} (id {}){}",
-                super::printable(&l.holder),
-                super::printable(&l.operation),
-                super::printable(&l.created),
+                super::one_line(&l.holder),
+                super::one_line(&l.operation),
+                super::one_line(&l.created),
                 if s.lock_expired {
                     "expired at"
                 } else {
                     "until"
                 },
-                super::printable(&l.lease_expires),
-                super::printable(&l.id),
+                super::one_line(&l.lease_expires),
+                super::one_line(&l.id),
                 if s.lock_expired {
                     format!(
                         "; `kube-aws state unlock {}` clears it",
-                        super::printable(&l.id)
+                        super::one_line(&l.id)
                     )
                 } else {
                     format!(
                         "; if its run is dead, `kube-aws state unlock {} --force` clears it",
-                        super::printable(&l.id)
+                        super::one_line(&l.id)
                     )
                 }
             );

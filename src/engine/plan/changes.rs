@@ -484,9 +484,10 @@ pub struct AssetInputs<'a> {
     pub desired: &'a BTreeMap<String, AssetRecord>,
     pub rendered: &'a Rendered,
     pub new_template: &'a Value,
-    /// The templates the live stacks run, when they change: the cluster stack's first, then
-    /// the changed pool stacks'.
-    pub deployed_templates: Vec<&'a Value>,
+    /// The template the live cluster stack runs, when the stack changes.
+    pub deployed_template: Option<&'a Value>,
+    /// The templates the changed pool stacks run.
+    pub deployed_pool_templates: Vec<&'a Value>,
     /// The deployed text of changed add-on manifests, by asset path.
     pub old_manifests: &'a BTreeMap<String, String>,
     /// Why each certificate or key is issued.
@@ -498,16 +499,16 @@ pub struct AssetInputs<'a> {
 /// Every asset the state or the render has, with what happens to it and, for changed
 /// templates, cloud-configs and manifests, a redacted diff of what is deployed.
 pub fn asset_changes(inputs: &AssetInputs<'_>) -> Vec<AssetChange> {
-    let deployed_template = inputs.deployed_templates.first().copied();
+    let deployed_template = inputs.deployed_template;
     let old_userdata = deployed_template
         .map(userdata_by_resource)
         .unwrap_or_default();
     let new_userdata = userdata_by_resource(inputs.new_template);
     // Every cloud-config the stacks run, by its hash, which the state records for each: found
     // whichever stack and resource carried it (a pool's moves to its own stack).
-    let deployed_cloud_configs: BTreeMap<String, String> = inputs
-        .deployed_templates
-        .iter()
+    let deployed_cloud_configs: BTreeMap<String, String> = deployed_template
+        .into_iter()
+        .chain(inputs.deployed_pool_templates.iter().copied())
         .flat_map(|t| userdata_by_resource(t).into_values())
         .filter_map(|u| diff::decode_userdata(&u))
         .map(|text| (sha256_hex(&text), text))

@@ -355,11 +355,8 @@ async fn plan_apply(
         desired: &new_state.assets,
         rendered: &built.rendered,
         new_template: &new_template,
-        deployed_templates: stack
-            .deployed_template
-            .iter()
-            .chain(&deployed_pool_templates)
-            .collect(),
+        deployed_template: stack.deployed_template.as_ref(),
+        deployed_pool_templates: deployed_pool_templates.iter().collect(),
         old_manifests: &old_manifests,
         issued: &built.tls.issued,
         secrets,
@@ -482,7 +479,8 @@ fn unchanged_offline(
         desired: &prior.assets,
         rendered: &crate::render::Rendered::default(),
         new_template: &Value::Null,
-        deployed_templates: Vec::new(),
+        deployed_template: None,
+        deployed_pool_templates: Vec::new(),
         old_manifests: &Default::default(),
         issued: &[],
         secrets: Vec::new(),

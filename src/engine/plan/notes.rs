@@ -44,9 +44,9 @@ pub(super) fn plan_notes(
     notes
 }
 
-/// A stack that already runs the plan's template while the state records another: an apply
-/// executed its change set and stopped before writing the state. The plan changes no stack,
-/// yet has something to apply: the state learns what runs.
+/// A stack in which CloudFormation finds nothing to change while the state records another
+/// template: what an apply leaves that executed its change set and stopped before writing the
+/// state. The plan changes no stack, yet has something to apply: the state learns the template.
 pub(super) fn state_catches_up_note(
     prior: Option<&State>,
     cluster: &StackChange,
@@ -69,9 +69,8 @@ pub(super) fn state_catches_up_note(
         .collect();
     (!stacks.is_empty()).then(|| {
         format!(
-            "{} already run{} this plan's template, but the state records an older one (an apply executed it and stopped before writing the state): no stack changes; apply records what runs",
-            stacks.join(", "),
-            if stacks.len() == 1 { "s" } else { "" }
+            "CloudFormation finds nothing to change in {}, but the state records another template than this plan's (an apply that executed it and stopped before writing the state leaves it so): no stack changes; apply records the plan's template",
+            stacks.join(", ")
         )
     })
 }
@@ -200,8 +199,9 @@ pub(super) fn subnet_replacement_note(cluster: &StackChange) -> Option<String> {
     } else {
         format!("subnets {} are", replaced.join(", "))
     };
+    let them = if rest.is_empty() { "it" } else { "them" };
     Some(format!(
-        "{named} replaced (availability zone or CIDR changed), and every instance in it with it: the worker groups roll all their instances onto the new subnet, and a controller or etcd member placed there is replaced (an etcd member's data volume cannot follow it to another zone)"
+        "{named} replaced (availability zone or CIDR changed), and every instance in {them} with it: the worker groups roll all their instances onto the new subnet, and a controller or etcd member placed there is replaced (an etcd member's data volume cannot follow it to another zone)"
     ))
 }
 

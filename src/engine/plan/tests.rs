@@ -115,7 +115,7 @@ fn a_stack_already_running_the_template_is_said_to_be_recorded_only() {
     let note = state_catches_up_note(Some(&prior), &change(Action::NoOp, "new"), &[]).unwrap();
     assert!(
         note.starts_with(
-            "demo already runs this plan's template, but the state records an older one"
+            "CloudFormation finds nothing to change in demo, but the state records another template than this plan's"
         ),
         "{note}"
     );

@@ -82,19 +82,20 @@ fn a_pool_cloud_config_is_diffed_against_what_its_pool_stack_runs() {
     let cluster_template = json!({"Resources": {}});
     let pool_template = template_with_userdata(old_text);
     let no_manifests = BTreeMap::new();
-    let inputs = |deployed: Vec<&Value>| {
+    let inputs = |deployed_pool_templates: Vec<&Value>| {
         asset_changes(&AssetInputs {
             prior: &prior,
             desired: &desired,
             rendered: &rendered,
             new_template: &cluster_template,
-            deployed_templates: deployed,
+            deployed_template: Some(&cluster_template),
+            deployed_pool_templates,
             old_manifests: &no_manifests,
             issued: &[],
             secrets: vec!["SEALED-NEW-CIPHERTEXT", "SEALED-OLD-CIPHERTEXT"],
         })
     };
-    let changes = inputs(vec![&cluster_template, &pool_template]);
+    let changes = inputs(vec![&pool_template]);
     let diff = changes[0].diff.as_deref().unwrap();
     assert!(
         diff.contains("-workers: 2") && diff.contains("+workers: 3"),
@@ -102,7 +103,7 @@ fn a_pool_cloud_config_is_diffed_against_what_its_pool_stack_runs() {
     );
     assert!(!diff.contains("SEALED-"), "{diff}");
     // Without the pool stack's template, there is nothing to diff against.
-    let changes = inputs(vec![&cluster_template]);
+    let changes = inputs(vec![]);
     assert_eq!(changes[0].diff, None);
 }
 
@@ -149,7 +150,8 @@ fn each_asset_is_created_updated_deleted_or_kept_and_only_updates_carry_a_redact
         desired: &desired,
         rendered: &rendered,
         new_template: &template_with_userdata(new_text),
-        deployed_templates: vec![&template_with_userdata(old_text)],
+        deployed_template: Some(&template_with_userdata(old_text)),
+        deployed_pool_templates: Vec::new(),
         old_manifests: &old_manifests,
         issued: &issued,
         secrets: vec!["SEALED-NEW-CIPHERTEXT", "SEALED-OLD-CIPHERTEXT"],
