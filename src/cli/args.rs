@@ -251,6 +251,10 @@ pub struct ApplyArgs {
     /// Apply without asking when no plan file is given.
     #[arg(long)]
     pub auto_approve: bool,
+    /// How to report progress: text, or JSON lines on stdout (one object per step, stack
+    /// event and the ending) for tools; JSON needs a plan file.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text, requires = "plan")]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Args)]

@@ -167,6 +167,14 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), EngineError> {
     write_stdout(&bytes)
 }
 
+/// `value` as one line of JSON on stdout, flushed at once: a tool reading apply's events sees
+/// each as it happens.
+pub fn print_json_line<T: serde::Serialize>(value: &T) -> Result<(), EngineError> {
+    let mut line = serde_json::to_vec(value).map_err(|e| EngineError::Output(e.to_string()))?;
+    line.push(b'\n');
+    write_stdout(&line)
+}
+
 /// Asks for `yes` on the terminal; refuses without one.
 pub fn confirm(what: &str) -> Result<bool, EngineError> {
     if !std::io::stdin().is_terminal() {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use kube_aws::planfile::{CertificateAction, RecordAction};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::cluster::{Cluster, stderr, stdout};
 use crate::harness::{block_on, moto};
@@ -1902,6 +1902,32 @@ fn apply_in_a_ci_log_prints_its_steps_and_the_stacks_events() {
             .any(|l| l.contains("AWS::CloudFormation::Stack") && l.contains("CREATE_COMPLETE")),
         "{log}"
     );
+
+    // For tools: the same as JSON lines on stdout, one per step and stack event, then the end.
+    c.set("workerCount", "2");
+    c.expect(0, &["plan", "-o", "plan.json"]);
+    let out = c.expect(0, &["apply", "plan.json", "--format", "json"]);
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines[0]["event"], "step", "{lines:#?}");
+    assert_eq!(lines[0]["step"], "verifying the plan's signature");
+    assert!(
+        lines.iter().any(|l| l["event"] == "stack"
+            && l["resource_type"] == "AWS::CloudFormation::Stack"
+            && l["status"] == "UPDATE_COMPLETE"),
+        "{lines:#?}"
+    );
+    let end = lines.last().unwrap();
+    assert_eq!(
+        (&end["event"], &end["result"], &end["serial_after"]),
+        (&json!("end"), &json!("succeeded"), &json!(2)),
+        "{end}"
+    );
+    // A tool gets JSON only with a plan file: apply without one plans and asks first.
+    let refused = stderr(&c.expect(1, &["apply", "--format", "json"]));
+    assert!(refused.contains("--format"), "{refused}");
 }
 
 #[test]

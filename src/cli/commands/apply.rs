@@ -3,9 +3,11 @@
 
 use super::Context;
 use super::plan::make_plan;
-use crate::cli::args::ApplyArgs;
+use crate::cli::args::{ApplyArgs, ReportFormat};
 use crate::cli::exit::{self, Exit};
-use crate::cli::terminal::{ApplyProgress, catch_interrupts, confirm, runtime, stdout_color};
+use crate::cli::terminal::{
+    ApplyProgress, catch_interrupts, confirm, print_json_line, runtime, stdout_color,
+};
 use crate::cli::views;
 use crate::engine::apply::ApplyEvent;
 use crate::engine::plan::PlanOptions;
@@ -15,7 +17,11 @@ use crate::planfile::Plan;
 pub fn run(context: &Context, args: ApplyArgs) -> Result<Exit, EngineError> {
     if let Some(path) = &args.plan {
         let plan = engine::apply::read_plan_file(path)?;
-        return execute(context, &plan, &format!("apply {}", path.display()));
+        let command = format!("apply {}", path.display());
+        if args.format == ReportFormat::Json {
+            return execute_reporting_json(context, &plan, &command);
+        }
+        return execute(context, &plan, &command);
     }
     let plan = make_plan(context, &PlanOptions::default())?;
     print!("{}", views::plan::plan_text(&plan, stdout_color()));
@@ -56,4 +62,33 @@ pub fn execute(context: &Context, plan: &Plan, command: &str) -> Result<Exit, En
         }
         Err(message) => Ok(exit::fail(&message)),
     }
+}
+
+/// [`execute`] for tools: each step, stack event and the ending as a JSON line on stdout; an
+/// error that stops apply before it ends is `error:` on stderr, as ever.
+fn execute_reporting_json(
+    context: &Context,
+    plan: &Plan,
+    command: &str,
+) -> Result<Exit, EngineError> {
+    let result = runtime().block_on(async {
+        let interrupt = catch_interrupts()?;
+        engine::apply::apply(
+            &context.dir,
+            &context.aws,
+            plan,
+            command,
+            &interrupt,
+            &mut |event| {
+                let _ = print_json_line(&views::apply::event_json(&event));
+            },
+        )
+        .await
+    })?;
+    print_json_line(&views::apply::outcome_json(&result))?;
+    Ok(if views::apply::outcome(&result).is_ok() {
+        Exit::Success
+    } else {
+        Exit::Error
+    })
 }

@@ -2,7 +2,8 @@
 
 use crate::audit::AuditResult;
 use crate::aws::cloudformation::StackEvent;
-use crate::engine::apply::ApplyOutcome;
+use crate::engine::apply::{ApplyEvent, ApplyOutcome};
+use serde_json::{Value, json};
 
 /// One stack event, as apply streams them.
 pub fn event_line(e: &StackEvent) -> String {
@@ -17,6 +18,34 @@ pub fn event_line(e: &StackEvent) -> String {
             .map(|r| format!(": {r}"))
             .unwrap_or_default()
     ))
+}
+
+/// One step or stack event as `apply --format json` reports it.
+pub fn event_json(event: &ApplyEvent<'_>) -> Value {
+    match event {
+        ApplyEvent::Step(step) => json!({"event": "step", "step": step}),
+        ApplyEvent::Stack(e) => json!({
+            "event": "stack",
+            "timestamp": e.timestamp,
+            "logical_id": e.logical_id,
+            "resource_type": e.resource_type,
+            "status": e.status.as_str(),
+            "reason": e.reason,
+        }),
+    }
+}
+
+/// How the run ended, as `apply --format json`'s last line.
+pub fn outcome_json(outcome: &ApplyOutcome) -> Value {
+    json!({
+        "event": "end",
+        "result": outcome.result.as_str(),
+        "serial_before": outcome.serial_before,
+        "serial_after": outcome.serial_after,
+        "audit_entry": outcome.audit_seq,
+        "message": outcome.message,
+        "api_url": outcome.api_url,
+    })
 }
 
 /// How the run ended: `Ok` with the line for stdout when it succeeded, `Err` with the error
@@ -94,6 +123,14 @@ mod tests {
                 Ok(line) => out.push_str(&line),
                 Err(message) => out.push_str(&super::super::error_text(&message)),
             }
+            out.push_str(&format!("{}\n", outcome_json(&ending)));
+        }
+        let failed = event("2", "UPDATE_FAILED", Some("Received 0 SUCCESS signal(s)"));
+        for e in [
+            ApplyEvent::Step("taking the state lock"),
+            ApplyEvent::Stack(&failed),
+        ] {
+            out.push_str(&format!("{}\n", event_json(&e)));
         }
         insta::assert_snapshot!(out);
     }
