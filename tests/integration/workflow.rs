@@ -921,7 +921,7 @@ fn changing_the_worker_instance_type_shows_the_rolling_replacement_everywhere() 
         "{markdown}"
     );
     assert!(
-        markdown.contains("| ± | `AutoScaleWorkers` |"),
+        markdown.contains("| ± | <code>AutoScaleWorkers</code> |"),
         "{markdown}"
     );
     let json: Value =
