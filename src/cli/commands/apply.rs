@@ -39,20 +39,9 @@ pub fn run(context: &Context, args: ApplyArgs) -> Result<Exit, EngineError> {
 /// safe point, never a stack.
 pub fn execute(context: &Context, plan: &Plan, command: &str) -> Result<Exit, EngineError> {
     let progress = ApplyProgress::new();
-    let result = runtime().block_on(async {
-        let interrupt = catch_interrupts()?;
-        engine::apply::apply(
-            &context.dir,
-            &context.aws,
-            plan,
-            command,
-            &interrupt,
-            &mut |event| match event {
-                ApplyEvent::Step(step) => progress.step(step),
-                ApplyEvent::Stack(e) => progress.line(&views::apply::event_line(e)),
-            },
-        )
-        .await
+    let result = run_apply(context, plan, command, &mut |event| match event {
+        ApplyEvent::Step(step) => progress.step(step),
+        ApplyEvent::Stack(e) => progress.line(&views::apply::event_line(e)),
     });
     progress.finish();
     match views::apply::outcome(&result?) {
@@ -71,7 +60,25 @@ fn execute_reporting_json(
     plan: &Plan,
     command: &str,
 ) -> Result<Exit, EngineError> {
-    let result = runtime().block_on(async {
+    let result = run_apply(context, plan, command, &mut |event| {
+        let _ = print_json_line(&views::apply::event_json(&event));
+    })?;
+    print_json_line(&views::apply::outcome_json(&result))?;
+    Ok(if views::apply::outcome(&result).is_ok() {
+        Exit::Success
+    } else {
+        Exit::Error
+    })
+}
+
+/// The engine's apply with Ctrl-C, SIGTERM and SIGHUP caught, reporting to `observer`.
+fn run_apply(
+    context: &Context,
+    plan: &Plan,
+    command: &str,
+    observer: engine::apply::Observer<'_>,
+) -> Result<engine::apply::ApplyOutcome, EngineError> {
+    runtime().block_on(async {
         let interrupt = catch_interrupts()?;
         engine::apply::apply(
             &context.dir,
@@ -79,16 +86,8 @@ fn execute_reporting_json(
             plan,
             command,
             &interrupt,
-            &mut |event| {
-                let _ = print_json_line(&views::apply::event_json(&event));
-            },
+            observer,
         )
         .await
-    })?;
-    print_json_line(&views::apply::outcome_json(&result))?;
-    Ok(if views::apply::outcome(&result).is_ok() {
-        Exit::Success
-    } else {
-        Exit::Error
     })
 }

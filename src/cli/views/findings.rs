@@ -24,7 +24,7 @@ pub fn findings_text(findings: &[crate::finding::Finding], color: bool) -> Strin
             };
             // A message quotes what the files say (a key, a value): one finding stays one
             // line, and its control characters cannot drive the terminal.
-            let line = super::printable(&f.to_string()).replace('\n', "\\n");
+            let line = super::one_line(&f.to_string());
             let _ = writeln!(out, "{}", style.apply_to(line));
         }
         out.push('\n');

@@ -27,6 +27,11 @@ pub fn printable(text: &str) -> String {
     out
 }
 
+/// The first 12 characters of a hash, as every view shortens them.
+pub fn short_hash(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
 /// A value from outside as one line of its own: [`printable`], with line breaks shown as `\n`
 /// too, so a value cannot add lines that look like the view's.
 pub fn one_line(value: &str) -> String {

@@ -13,7 +13,7 @@ const PREVIEW_NOTE: &str = "Preview for review, made without keys: certificates 
 
 fn short(hash: &Option<String>) -> String {
     hash.as_deref()
-        .map(|h| h.chars().take(12).collect())
+        .map(super::short_hash)
         .unwrap_or_else(|| "-".into())
 }
 

@@ -3,12 +3,8 @@
 
 use std::fmt::Write;
 
+use super::short_hash as short;
 use crate::state::{PlanSigning, State};
-
-/// The first 12 characters of a hash, as plans show them.
-fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
-}
 
 /// `state show`.
 pub fn state_text(s: &State) -> String {
@@ -31,7 +27,7 @@ pub fn state_text(s: &State) -> String {
             out,
             "  written by the run of audit entry {} ({})",
             head.seq,
-            v(short(&head.entry_sha256))
+            v(&short(&head.entry_sha256))
         );
     }
     let signing = match &s.plan_signing {
@@ -54,7 +50,7 @@ pub fn state_text(s: &State) -> String {
                 "  {:<16} {} template {} {}",
                 v(&role),
                 v(&st.name),
-                v(short(&st.template_sha256)),
+                v(&short(&st.template_sha256)),
                 v(st.id.as_deref().unwrap_or("(not created yet)"))
             );
         }
@@ -94,7 +90,7 @@ pub fn state_text(s: &State) -> String {
                 "  {:<width$} not after {}  certificate {}",
                 v(name),
                 v(&asset.not_after),
-                v(short(&asset.certificate_sha256))
+                v(&short(&asset.certificate_sha256))
             );
         }
     }
@@ -102,7 +98,7 @@ pub fn state_text(s: &State) -> String {
         let width = s.assets.keys().map(String::len).max().unwrap_or(0);
         let _ = writeln!(out, "\nAssets ({}):", s.assets.len());
         for (path, record) in &s.assets {
-            let _ = writeln!(out, "  {:<width$} {}", v(path), v(short(&record.sha256)));
+            let _ = writeln!(out, "  {:<width$} {}", v(path), v(&short(&record.sha256)));
         }
     }
     out
