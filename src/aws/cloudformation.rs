@@ -10,6 +10,7 @@ use super::AwsError;
 use crate::planfile::{Replacement, ResourceAction};
 
 mod status;
+pub mod watch;
 pub use status::{ChangeSetStatus, ExecutionStatus, ResourceStatus, StackEnding, StackStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,14 +2,12 @@
 //! first change (step 5), and starting, deleting and following stacks (step 6).
 
 use std::collections::BTreeMap;
-use std::time::Duration as StdDuration;
 
 use super::ApplyEvent;
 use super::failure::ApplyFailure;
 use super::run::Run;
-use crate::aws::cloudformation::{
-    StackDescription, StackEnding, StackEvent, StackService, StackStatus,
-};
+use crate::aws::cloudformation::watch::{self, Followed, PollSchedule};
+use crate::aws::cloudformation::{StackDescription, StackEnding, StackEvent, StackService};
 use crate::config::ClusterConfig;
 use crate::engine::EngineError;
 use crate::hash::{canonical_json_pretty, sha256_hex};
@@ -298,56 +296,50 @@ impl Run<'_> {
             .and_then(|events| events.first().map(|e| e.id.clone()))
     }
 
-    /// Step 6: streams events until the stack reaches a terminal status. A rollback is a
-    /// failure.
+    /// Step 6: streams events until the stack reaches a terminal status, keeping the lease
+    /// and heeding an interrupt between requests. A rollback is a failure.
     pub(super) async fn follow(
         &mut self,
         stack: &str,
-        mut last_event: Option<String>,
+        last_event: Option<String>,
     ) -> Result<StackOutcome, EngineError> {
-        let mut delay = StdDuration::from_millis(500);
-        let mut failures: Vec<StackEvent> = Vec::new();
-        loop {
-            let mut events = self.cfn.events_since(stack, last_event.as_deref()).await?;
-            events.reverse();
-            for event in &events {
-                (self.observer)(ApplyEvent::Stack(event));
-                if event.status.is_failure() {
-                    failures.push(event.clone());
+        let (observer, lease, interrupt) = (&mut self.observer, &self.lease, &self.interrupt);
+        let followed = watch::follow(
+            &self.cfn,
+            stack,
+            last_event,
+            &PollSchedule::APPLY,
+            |event| observer(ApplyEvent::Stack(event)),
+            async |delay| {
+                lease.keep_alive().await;
+                tokio::select! {
+                    () = interrupt.wait() => false,
+                    () = tokio::time::sleep(lease.bound(delay)) => true,
                 }
-            }
-            if let Some(newest) = events.last() {
-                last_event = Some(newest.id.clone());
-            }
-            let described = self.cfn.describe_stack(stack).await?;
-            // Only a deleted stack is gone.
-            let status = described
-                .as_ref()
-                .map_or(StackStatus::DeleteComplete, |d| d.status.clone());
-            let reasons = || failure_reasons(&failures, described.as_ref());
-            match status.ending() {
-                Some(StackEnding::Succeeded) => return Ok(StackOutcome::Done(described)),
-                Some(StackEnding::RolledBack) => {
-                    return Ok(StackOutcome::Failed(ApplyFailure::RolledBack(format!(
-                        "stack {stack} rolled back ({status}): {}",
-                        reasons()
-                    ))));
-                }
-                Some(StackEnding::Failed) => {
-                    return Ok(StackOutcome::Failed(ApplyFailure::Failed(format!(
-                        "stack {stack} failed ({status}): {}",
-                        reasons()
-                    ))));
-                }
-                None => {}
-            }
-            self.lease.keep_alive().await;
-            tokio::select! {
-                () = self.interrupt.wait() => return Ok(StackOutcome::Interrupted),
-                () = tokio::time::sleep(self.lease.bound(delay)) => {}
-            }
-            delay = (delay * 3 / 2).min(StdDuration::from_secs(10));
-        }
+            },
+        )
+        .await?;
+        let Followed::Ended {
+            ending,
+            status,
+            description,
+            failures,
+        } = followed
+        else {
+            return Ok(StackOutcome::Interrupted);
+        };
+        let reasons = || failure_reasons(&failures, description.as_ref());
+        Ok(match ending {
+            StackEnding::Succeeded => StackOutcome::Done(description),
+            StackEnding::RolledBack => StackOutcome::Failed(ApplyFailure::RolledBack(format!(
+                "stack {stack} rolled back ({status}): {}",
+                reasons()
+            ))),
+            StackEnding::Failed => StackOutcome::Failed(ApplyFailure::Failed(format!(
+                "stack {stack} failed ({status}): {}",
+                reasons()
+            ))),
+        })
     }
 }
 
