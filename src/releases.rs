@@ -129,6 +129,50 @@ pub(crate) fn parse_minor(version: &str) -> Option<u32> {
     parse_version(version).map(|(minor, _)| minor)
 }
 
+/// What changing a running cluster's Kubernetes version from one release to another is, for
+/// the version skew policy (kubernetes.io/releases/version-skew-policy: the API servers first,
+/// one minor at a time; kubelets never newer than the API servers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionMove {
+    Unchanged,
+    /// Within a minor, either way.
+    Patch,
+    /// One minor up: the control plane first, then the nodes.
+    NextMinor {
+        from: u32,
+        to: u32,
+    },
+}
+
+/// Whether a cluster running `deployed` may move to `desired` in one plan: refused when it
+/// skips a minor or goes back one, saying what to do instead.
+pub fn version_move(deployed: &str, desired: &str) -> Result<VersionMove, String> {
+    let (Some((from, _)), Some((to, _))) = (parse_version(deployed), parse_version(desired)) else {
+        return Ok(VersionMove::Unchanged);
+    };
+    if deployed == desired {
+        return Ok(VersionMove::Unchanged);
+    }
+    match to.checked_sub(from) {
+        Some(0) => Ok(VersionMove::Patch),
+        Some(1) => Ok(VersionMove::NextMinor { from, to }),
+        Some(skipped) => {
+            let steps: Vec<String> = (from + 1..=to)
+                .map(|minor| {
+                    minor_release(minor).map_or(format!("v1.{minor}"), |m| m.patch.clone())
+                })
+                .collect();
+            Err(format!(
+                "{desired} is {skipped} minors after the running {deployed}; Kubernetes upgrades one minor at a time (the API servers may skip none, and kubelets may not be newer than them): plan and apply {} in turn",
+                steps.join(", then ")
+            ))
+        }
+        None => Err(format!(
+            "{desired} is an older minor than the running {deployed}; Kubernetes does not go back a minor (etcd may hold objects only the newer API servers can read): keep v1.{from} or a later one"
+        )),
+    }
+}
+
 /// Container images and downloads for a Kubernetes version.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -191,5 +235,34 @@ pub fn images(version: &str) -> Images {
         csi_resizer: data.addons.csi_resizer.clone(),
         liveness_probe: data.addons.liveness_probe.clone(),
         node_driver_registrar: data.addons.node_driver_registrar.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_moves_one_minor_up_per_plan_and_never_back() {
+        let patch = |minor: u32| minor_release(minor).expect("supported").patch.clone();
+        let (v35, v36, v37) = (patch(35), patch(36), patch(37));
+        assert_eq!(version_move(&v36, &v36), Ok(VersionMove::Unchanged));
+        assert_eq!(version_move("v1.36.0", &v36), Ok(VersionMove::Patch));
+        assert_eq!(version_move(&v36, "v1.36.0"), Ok(VersionMove::Patch));
+        assert_eq!(
+            version_move(&v36, &v37),
+            Ok(VersionMove::NextMinor { from: 36, to: 37 })
+        );
+        let skipped = version_move(&v35, &v37).unwrap_err();
+        assert!(
+            skipped.contains("2 minors after the running")
+                && skipped.contains(&format!("plan and apply {v36}, then {v37} in turn")),
+            "{skipped}"
+        );
+        let back = version_move(&v37, &v36).unwrap_err();
+        assert!(
+            back.contains("older minor") && back.contains("keep v1.37"),
+            "{back}"
+        );
     }
 }

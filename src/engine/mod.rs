@@ -136,3 +136,29 @@ pub fn config_problems(dir: &Path) -> Option<String> {
         Err(_) => None,
     }
 }
+
+/// The line of top-level `key:` in cluster.yaml, for findings about settings.
+pub(crate) fn setting_line(dir: &Path, key: &str) -> Option<usize> {
+    let bytes = crate::bounded::read_in(
+        dir,
+        crate::config::CLUSTER_FILE,
+        crate::bounded::CLUSTER_FILE_LIMIT,
+    )
+    .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    text.lines()
+        .position(|l| l.starts_with(&format!("{key}:")))
+        .map(|i| i + 1)
+}
+
+/// `finding` about top-level setting `key`, placed at its line.
+pub(crate) fn at_setting(
+    dir: &Path,
+    key: &str,
+    finding: crate::finding::Finding,
+) -> crate::finding::Finding {
+    crate::finding::Finding {
+        line: setting_line(dir, key),
+        ..finding.in_field(key)
+    }
+}

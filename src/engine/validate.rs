@@ -7,8 +7,9 @@ use std::path::Path;
 use time::OffsetDateTime;
 
 use super::ZoneProblem;
+use super::backend::Backend;
 use super::plan::records::configured_zone;
-use super::{AwsOptions, BuildInputs, EngineError, build};
+use super::{AwsOptions, BuildInputs, EngineError, at_setting, build, setting_line};
 use crate::aws::AwsContext;
 use crate::aws::cloudformation::StackService;
 use crate::aws::images::Ec2Images;
@@ -80,24 +81,6 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
         stack_template,
         findings: lifecycle,
     })
-}
-
-/// The line of top-level `key:` in cluster.yaml, for findings about settings.
-fn setting_line(dir: &Path, key: &str) -> Option<usize> {
-    let bytes =
-        crate::bounded::read_in(dir, CLUSTER_FILE, crate::bounded::CLUSTER_FILE_LIMIT).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    text.lines()
-        .position(|l| l.starts_with(&format!("{key}:")))
-        .map(|i| i + 1)
-}
-
-/// `finding` about top-level setting `key`, placed at its line.
-fn at_setting(dir: &Path, key: &str, finding: Finding) -> Finding {
-    Finding {
-        line: setting_line(dir, key),
-        ..finding.in_field(key)
-    }
 }
 
 /// A warning for every weakening of the secure defaults the configuration opts into.
@@ -418,9 +401,43 @@ pub async fn validate(
         stack_template,
         mut findings,
     } = offline(dir, now).await?;
-    if let (false, Some(config)) = (offline_only, config) {
-        let context = aws.context(&config).await?;
-        findings.extend(online(dir, &config, &context, stack_template.as_deref()).await);
+    let Some(config) = config else {
+        return Ok(findings);
+    };
+    let context = match offline_only {
+        true => None,
+        false => Some(aws.context(&config).await?),
+    };
+    if let Some(context) = &context {
+        findings.extend(online(dir, &config, context, stack_template.as_deref()).await);
     }
+    findings.extend(running_version_findings(dir, &config, context.as_ref()).await);
     Ok(findings)
+}
+
+/// `kubernetesVersion` against the version the state records the cluster runs (the local
+/// state always; one in S3 only online): one minor up at most, never back.
+async fn running_version_findings(
+    dir: &Path,
+    config: &ClusterConfig,
+    context: Option<&AwsContext>,
+) -> Vec<Finding> {
+    let backend = match (config.state.backend, context) {
+        (StateBackendKind::Local, _) => Backend::local(dir),
+        (StateBackendKind::S3, Some(context)) => Backend::open(dir, config, context),
+        (StateBackendKind::S3, None) => return Vec::new(),
+    };
+    match backend.load(config).await {
+        Ok(loaded) => {
+            super::plan::version_skew_findings(dir, config, loaded.as_ref().map(|l| &l.state))
+        }
+        Err(e) => vec![
+            Finding::warning(
+                "state",
+                None,
+                format!("cannot read the state to check kubernetesVersion against the version the cluster runs: {e}"),
+            )
+            .in_field("kubernetesVersion"),
+        ],
+    }
 }

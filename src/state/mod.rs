@@ -61,6 +61,11 @@ pub struct State {
     /// left. Only words hang on it; the keys are what the sealed configuration holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_rotation: Option<SecretsRotation>,
+    /// The Kubernetes version the last apply deployed (`kubernetesVersion`), which the next
+    /// plan's version must follow in skew order. Absent in states written before it was
+    /// recorded, and after destroy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
 }
 
 /// How far an unfinished rotation of the Secrets encryption key has gone.
@@ -200,6 +205,7 @@ impl State {
             render_key: None,
             plan_signing: None,
             secrets_rotation: None,
+            kubernetes_version: None,
         }
     }
 }

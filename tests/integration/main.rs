@@ -14,6 +14,7 @@ mod history;
 mod iam;
 mod kms;
 mod lab;
+mod operations;
 mod payload;
 mod proxy;
 mod release;

@@ -216,6 +216,19 @@ pub fn check_new_state(
         return Err(PlanMismatch::Assets(differing));
     }
     if plan.kind == PlanKind::Apply {
+        // The version the state will record is cluster.yaml's, and one the running cluster
+        // may move to.
+        let configured = &config.kubernetes_version;
+        if next.kubernetes_version.as_ref() != Some(configured) {
+            return Err(PlanMismatch::KubernetesVersion {
+                planned: next.kubernetes_version.clone().unwrap_or("(none)".into()),
+                configured: configured.clone(),
+            });
+        }
+        if let Some(deployed) = prior.and_then(|p| p.kubernetes_version.as_deref()) {
+            crate::releases::version_move(deployed, configured)
+                .map_err(PlanMismatch::VersionSkew)?;
+        }
         // Each pool stack the state will record is one the plan reviews, with its template.
         let reviewed: BTreeMap<&str, Option<&str>> = plan
             .pool_stacks

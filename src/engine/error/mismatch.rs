@@ -20,6 +20,12 @@ pub enum PlanMismatch {
     #[error("the plan's new_state pins no AMI")]
     NoImage,
     #[error(
+        "the plan's new state records Kubernetes {planned}, but cluster.yaml says {configured}"
+    )]
+    KubernetesVersion { planned: String, configured: String },
+    #[error("kubernetesVersion: {0}")]
+    VersionSkew(String),
+    #[error(
         "the plan's template for stack {stack} hashes to {planned}, but cluster.yaml and the cluster directory render {rendered} with the plan's AMI and certificates; apply applies only what this directory renders: make a new plan here"
     )]
     NotRendered {

@@ -326,6 +326,7 @@ fn state_with_assets(
         render_key: Some(bound_key),
         plan_signing: signing_after(config, prior),
         secrets_rotation: prior.and_then(|s| s.secrets_rotation),
+        kubernetes_version: Some(config.kubernetes_version.clone()),
     }
 }
 

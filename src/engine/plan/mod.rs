@@ -252,6 +252,10 @@ async fn plan_apply(
     let binding = prior_binding(prior.as_ref());
     let prior = prior.as_ref().map(|p| &p.state);
     check_stack_layout(config, prior)?;
+    let skew = version_skew_findings(dir, config, prior);
+    if !skew.is_empty() {
+        return Err(EngineError::Invalid { findings: skew });
+    }
 
     // What an interrupted apply shipped is reused rather than issued again.
     let mut inputs = BuildInputs::new(config, prior, now);
@@ -388,6 +392,28 @@ async fn plan_apply(
         summary,
         ..unsealed(config, PlanKind::Apply, binding, target, stack.change)
     })
+}
+
+/// A running cluster's Kubernetes version moves in skew order (`releases::version_move`): a
+/// `kubernetesVersion` that skips a minor or goes back one is an error at its line, for plan
+/// and validate alike. Nothing to check before the first apply or in a state that records no
+/// version.
+pub(crate) fn version_skew_findings(
+    dir: &Path,
+    config: &ClusterConfig,
+    prior: Option<&State>,
+) -> Vec<crate::finding::Finding> {
+    let Some(deployed) = prior.and_then(|s| s.kubernetes_version.as_deref()) else {
+        return Vec::new();
+    };
+    match crate::releases::version_move(deployed, &config.kubernetes_version) {
+        Ok(_) => Vec::new(),
+        Err(message) => vec![crate::engine::at_setting(
+            dir,
+            "kubernetesVersion",
+            crate::finding::Finding::error(crate::config::CLUSTER_FILE, None, message),
+        )],
+    }
 }
 
 /// Refuses to move an applied cluster from a stack per pool back to one stack: the plan would

@@ -1,5 +1,6 @@
 //! What a plan says in words besides its changes: a move between stack layouts, a single
-//! controller or etcd member replaced, a stack left in review, a renewal window.
+//! controller or etcd member replaced, a stack left in review, a renewal window, a Kubernetes
+//! upgrade's order.
 
 use super::*;
 
@@ -41,6 +42,7 @@ pub(super) fn plan_notes(
     notes.extend(renewal_window_note(config, options.renew_before));
     notes.extend(rotation_in_flight_note(prior, options));
     notes.extend(state_catches_up_note(prior, change, pool_stacks));
+    notes.extend(upgrade_note(config, prior, change));
     notes
 }
 
@@ -255,4 +257,38 @@ pub(super) fn migration_notes(
         config.stack_name(),
         moved.len()
     )]
+}
+
+/// A minor upgrade in words: which step of the upgrade this plan is and the order apply keeps
+/// (the control plane first, the nodes after it). A state that records no version says so,
+/// since the skew check starts only once one is recorded.
+pub(super) fn upgrade_note(
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    change: &StackChange,
+) -> Option<String> {
+    use crate::releases::{VersionMove, version_move};
+    let prior = prior.filter(|s| s.stack.is_some())?;
+    let desired = &config.kubernetes_version;
+    let Some(deployed) = prior.kubernetes_version.as_deref() else {
+        return Some(format!(
+            "the state records no Kubernetes version (it was written before kube-aws recorded one): the next apply records {desired}, and later plans move it one minor at a time from there"
+        ));
+    };
+    let VersionMove::NextMinor { from, to } = version_move(deployed, desired).ok()? else {
+        return None;
+    };
+    let pools_after = if config.stack_per_pool {
+        "apply changes the pool stacks only once the cluster stack has"
+    } else {
+        "every pool's group waits for the controllers"
+    };
+    let changes = if change.action == Action::NoOp {
+        " (this plan changes no stack: the cluster already runs it)"
+    } else {
+        ""
+    };
+    Some(format!(
+        "Kubernetes minor upgrade {deployed} → {desired}, 1.{from} to 1.{to}: the one step this plan may take (one minor per plan){changes}. The control plane goes first: etcd, then the controllers roll and report ready before any node rolls ({pools_after}), so kubelets run at most one minor behind the API servers and never ahead"
+    ))
 }

@@ -160,6 +160,48 @@ fn every_reference_resolves_for_single_and_multi_controller_clusters() {
     }
 }
 
+/// An upgrade in one stack keeps the skew policy's order because CloudFormation changes a
+/// resource only after those it depends on: every worker group waits for the controllers'
+/// group (or instance), which waits for every etcd member's. (With `stackPerPool`, apply orders the stacks;
+/// `operations::a_minor_upgrade_…` shows it.)
+#[test]
+fn in_one_stack_the_nodes_roll_after_the_controllers_and_the_controllers_after_etcd() {
+    for extra in [
+        "",
+        "controllerCount: 3\netcdCount: 3\nnodePools:\n  - name: gpu\n",
+    ] {
+        let stack = stack(&render_with(&config(extra), &Templates::built_in()).unwrap());
+        let resources = stack["Resources"].as_object().unwrap();
+        let groups: Vec<&String> = resources
+            .iter()
+            .filter(|(_, r)| r["Type"] == "AWS::AutoScaling::AutoScalingGroup")
+            .map(|(id, _)| id)
+            .collect();
+        let etcd: Vec<_> = groups
+            .iter()
+            .filter(|id| id.starts_with("AutoScaleEtcd"))
+            .collect();
+        // A single controller without a load balancer is an instance, not a group.
+        let controller = ["AutoScaleController", "InstanceController"]
+            .map(String::from)
+            .into_iter()
+            .find(|id| resources.contains_key(id))
+            .expect("a controller");
+        let workers: Vec<_> = groups
+            .iter()
+            .filter(|id| !id.starts_with("AutoScaleEtcd") && ***id != controller)
+            .collect();
+        let depends = |id: &str| one_or_many(&resources[id]["DependsOn"]);
+        assert!(!etcd.is_empty() && !workers.is_empty(), "{extra}");
+        for worker in &workers {
+            assert!(depends(worker).contains(&controller), "{worker}: {extra}");
+        }
+        for member in &etcd {
+            assert!(depends(&controller).contains(member), "{member}: {extra}");
+        }
+    }
+}
+
 #[test]
 fn userdata_is_the_gzipped_cloud_config() {
     let rendered = render_with(&config(""), &Templates::built_in()).unwrap();
