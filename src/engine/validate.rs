@@ -61,6 +61,7 @@ pub async fn offline(dir: &Path, now: OffsetDateTime) -> Result<Offline, EngineE
     };
     let mut lifecycle = end_of_life_findings(dir, &config, now);
     lifecycle.extend(weakening_findings(dir, &config));
+    lifecycle.extend(zone_findings(dir, &config));
     // Without the state: certificates and the AMI are stand-ins, only the shape is checked.
     let inputs = BuildInputs {
         offline_ami: "ami-00000000000000000",
@@ -113,6 +114,56 @@ fn weakening_findings(dir: &Path, config: &ClusterConfig) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// Where the control plane sits, when it is meant to survive a failure (more than one etcd
+/// member or controller): a warning when one zone's loss stops it. Members go to subnet
+/// `i mod n` and the controllers' group spans every subnet, so the subnets' zones decide.
+fn zone_findings(dir: &Path, config: &ClusterConfig) -> Vec<Finding> {
+    if config.etcd_count <= 1 && config.controller_count <= 1 {
+        return Vec::new();
+    }
+    let setting = match (config.private_subnets.is_empty(), config.subnets.is_empty()) {
+        (false, _) => "privateSubnets",
+        (true, false) => "subnets",
+        (true, true) => "availabilityZone",
+    };
+    let warn = |message: String| {
+        vec![at_setting(
+            dir,
+            setting,
+            Finding::warning(CLUSTER_FILE, None, message),
+        )]
+    };
+    let zones: BTreeSet<String> = config
+        .node_subnets()
+        .into_iter()
+        .map(|s| s.availability_zone)
+        .collect();
+    if zones.len() == 1 {
+        let zone = zones.first().cloned().unwrap_or_default();
+        return warn(format!(
+            "the control plane ({} etcd member(s), {} controller(s)) sits in one zone, {zone}: losing it loses the cluster; list subnets in three zones (etcd member i runs in subnet i mod the number of subnets, the controllers in all of them)",
+            config.etcd_count, config.controller_count
+        ));
+    }
+    let members = config.etcd_members();
+    let quorum = members.len() / 2 + 1;
+    let crowded = zones.iter().find_map(|zone| {
+        let here = members
+            .iter()
+            .filter(|m| &m.availability_zone == zone)
+            .count();
+        (members.len() > 1 && here >= quorum).then_some((zone, here))
+    });
+    match crowded {
+        Some((zone, here)) => warn(format!(
+            "{here} of the {} etcd members run in {zone}, a quorum: losing that zone stops etcd and the cluster with it; etcd member i runs in subnet i mod {}, so order the subnets to alternate zones, in three zones or more",
+            members.len(),
+            config.node_subnets().len()
+        )),
+        None => Vec::new(),
+    }
 }
 
 /// Upstream end of life of the cluster's Kubernetes minor: an error once it has passed (the

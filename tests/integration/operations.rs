@@ -1,5 +1,5 @@
 //! Operations on a running cluster, against moto: Kubernetes upgrades in the version skew
-//! policy's order.
+//! policy's order, and a control plane spread over zones.
 
 use kube_aws::releases::releases;
 
@@ -93,5 +93,136 @@ fn a_minor_upgrade_moves_the_control_plane_first_and_a_skipped_minor_is_refused_
         stderr(&back).contains(&format!("{v35} is an older minor than the running {v36}")),
         "{}",
         stderr(&back)
+    );
+}
+
+/// Each instance whose `Name` tag starts with `name_prefix`, with the zone moto placed it in.
+fn instance_zones(name_prefix: &str) -> Vec<(String, String)> {
+    crate::harness::block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&crate::harness::moto().sdk_config().await);
+        let out = ec2
+            .describe_instances()
+            .send()
+            .await
+            .expect("DescribeInstances");
+        let mut found = Vec::new();
+        for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+            let name = instance
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("Name"))
+                .and_then(|t| t.value())
+                .unwrap_or_default();
+            let zone = instance
+                .placement()
+                .and_then(|p| p.availability_zone())
+                .unwrap_or_default();
+            if name.starts_with(name_prefix) {
+                found.push((name.to_string(), zone.to_string()));
+            }
+        }
+        found.sort();
+        found
+    })
+}
+
+/// cluster.yaml without its top-level `availabilityZone` (subnets name their zones).
+fn drop_availability_zone(c: &Cluster) {
+    let path = c.path("cluster.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("availabilityZone:"))
+        .collect();
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+}
+
+fn subnets(zones: &[&str]) -> String {
+    let each: Vec<String> = zones
+        .iter()
+        .enumerate()
+        .map(|(i, zone)| format!("{{availabilityZone: {zone}, instanceCIDR: 10.0.{i}.0/24}}"))
+        .collect();
+    format!("[{}]", each.join(", "))
+}
+
+#[test]
+fn a_three_zone_control_plane_runs_in_three_zones_and_one_a_zone_can_stop_is_warned() {
+    let c = Cluster::new("zones", false, None);
+    c.set("etcdCount", "3");
+    c.set("controllerCount", "3");
+    let warnings = |c: &Cluster| {
+        let out = c.expect(0, &["validate", "--offline"]);
+        stdout(&out)
+            .lines()
+            .filter(|l| l.contains("warning") && l.contains("zone"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // One zone: the default layout.
+    let one = warnings(&c);
+    assert!(
+        one.len() == 1
+            && one[0].contains("availabilityZone: the control plane (3 etcd member(s), 3 controller(s)) sits in one zone, us-west-2a"),
+        "{one:?}"
+    );
+    // Two zones, members 0 and 2 in the first: a quorum there.
+    drop_availability_zone(&c);
+    c.set("subnets", &subnets(&["us-west-2a", "us-west-2b"]));
+    let two = warnings(&c);
+    assert!(
+        two.len() == 1
+            && two[0].contains("subnets: 2 of the 3 etcd members run in us-west-2a, a quorum"),
+        "{two:?}"
+    );
+    // Three zones: nothing to warn of, and the members and controllers run in all three.
+    c.set(
+        "subnets",
+        &subnets(&["us-west-2a", "us-west-2b", "us-west-2c"]),
+    );
+    assert_eq!(warnings(&c), Vec::<String>::new());
+    c.plan_and_apply();
+    let etcd = instance_zones(&format!("{}-etcd-", c.name));
+    assert_eq!(
+        etcd.iter()
+            .map(|(_, zone)| zone.as_str())
+            .collect::<Vec<_>>(),
+        ["us-west-2a", "us-west-2b", "us-west-2c"],
+        "{etcd:?}"
+    );
+    // The controllers' group spans a subnet in each zone (AWS balances a group's instances
+    // over its zones; moto starts them all in the first).
+    let template: serde_json::Value =
+        serde_json::from_str(c.decoded_plan("plan.json").template.as_deref().unwrap()).unwrap();
+    let refs: Vec<String> =
+        template["Resources"]["AutoScaleController"]["Properties"]["VPCZoneIdentifier"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Ref"].as_str().unwrap().to_string())
+            .collect();
+    let physical: std::collections::BTreeMap<String, String> =
+        crate::harness::block_on(crate::harness::moto().stack_resources(&c.name))
+            .into_iter()
+            .map(|(logical, _, physical)| (logical, physical))
+            .collect();
+    let subnet_ids: Vec<String> = refs.iter().map(|r| physical[r].clone()).collect();
+    let zones = crate::harness::block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&crate::harness::moto().sdk_config().await);
+        let out = ec2
+            .describe_subnets()
+            .set_subnet_ids(Some(subnet_ids.clone()))
+            .send()
+            .await
+            .expect("DescribeSubnets");
+        out.subnets()
+            .iter()
+            .filter_map(|s| s.availability_zone().map(str::to_string))
+            .collect::<std::collections::BTreeSet<String>>()
+    });
+    assert_eq!(
+        zones.into_iter().collect::<Vec<_>>(),
+        ["us-west-2a", "us-west-2b", "us-west-2c"],
+        "{refs:?} {subnet_ids:?}"
     );
 }
