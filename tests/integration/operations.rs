@@ -100,8 +100,15 @@ fn a_minor_upgrade_moves_the_control_plane_first_and_a_skipped_minor_is_refused_
 fn instance_zones(name_prefix: &str) -> Vec<(String, String)> {
     crate::harness::block_on(async {
         let ec2 = aws_sdk_ec2::Client::new(&crate::harness::moto().sdk_config().await);
+        // Filtered by name on the server: moto holds every test's instances.
         let out = ec2
             .describe_instances()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:Name")
+                    .values(format!("{name_prefix}*"))
+                    .build(),
+            )
             .send()
             .await
             .expect("DescribeInstances");
