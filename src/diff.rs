@@ -270,10 +270,30 @@ pub fn rolling_forecasts(
                 batches: instances.div_ceil(max_batch_size),
                 min_in_service: number(&policy["MinInstancesInService"]).unwrap_or(0),
                 pause_time: policy["PauseTime"].as_str().unwrap_or("PT0S").to_string(),
+                drain_timeout_seconds: termination_hook_timeout(properties),
             },
         );
     }
     out
+}
+
+/// How long a group's termination lifecycle hook holds an instance (its `HeartbeatTimeout`,
+/// 3600 s unless set), if it has one: the instances it terminates are drained first.
+fn termination_hook_timeout(properties: &Value) -> Option<u32> {
+    properties["LifecycleHookSpecificationList"]
+        .as_array()?
+        .iter()
+        .find(|hook| hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING")
+        .map(|hook| {
+            hook["HeartbeatTimeout"]
+                .as_u64()
+                .or_else(|| {
+                    hook["HeartbeatTimeout"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                })
+                .map_or(3600, |n| n as u32)
+        })
 }
 
 #[cfg(test)]

@@ -237,6 +237,10 @@ pub struct RollingForecast {
     pub batches: u32,
     pub min_in_service: u32,
     pub pause_time: String,
+    /// The group holds each instance it terminates in a termination lifecycle hook for this
+    /// long at most while the node drainer empties it: the instances are drained first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_seconds: Option<u32>,
 }
 
 impl RollingForecast {

@@ -36,6 +36,7 @@ pub struct AddonImages {
     pub csi_resizer: String,
     pub liveness_probe: String,
     pub node_driver_registrar: String,
+    pub node_termination_handler: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,6 +196,7 @@ pub struct Images {
     pub csi_resizer: String,
     pub liveness_probe: String,
     pub node_driver_registrar: String,
+    pub node_termination_handler: String,
 }
 
 pub fn images(version: &str) -> Images {
@@ -235,6 +237,7 @@ pub fn images(version: &str) -> Images {
         csi_resizer: data.addons.csi_resizer.clone(),
         liveness_probe: data.addons.liveness_probe.clone(),
         node_driver_registrar: data.addons.node_driver_registrar.clone(),
+        node_termination_handler: data.addons.node_termination_handler.clone(),
     }
 }
 

@@ -98,6 +98,7 @@ pub fn rolling_plan() -> Plan {
                         batches: 3,
                         min_in_service: 3,
                         pause_time: "PT3M".into(),
+                        drain_timeout_seconds: Some(600),
                     }),
                 },
                 ResourceChange {

@@ -79,7 +79,20 @@ impl Addon {
 
 /// The add-ons, in the order the controllers apply them: a new add-on is its template in
 /// `templates/manifests/` and one line here.
-pub const ADDONS: [Addon; 8] = [
+/// Drain before terminate: the termination lifecycle hook every worker group and the
+/// controllers' group hold an instance in, how long the hook waits (`HeartbeatTimeout`, then
+/// the instance goes anyway), and the drainer's own limit for one node, which must end first
+/// with room for the queue's delivery (EventBridge, then a 20 s long poll).
+pub const DRAIN_HOOK: &str = "kube-aws-drain";
+pub const DRAIN_HEARTBEAT_SECONDS: u32 = 600;
+pub const DRAIN_GRACE_SECONDS: u32 = 300;
+// The hook outlasts the drain, the drainer's 20 s long poll and 20 s visibility timeout, and
+// EventBridge's delivery: a drain is never cut short by the instance going.
+const _: () = assert!(DRAIN_HEARTBEAT_SECONDS > DRAIN_GRACE_SECONDS + 60);
+/// The drainer's liveness endpoint on the controllers' host network.
+pub const DRAINER_PROBES_PORT: u16 = 10290;
+
+pub const ADDONS: [Addon; 9] = [
     Addon::always(built_in!("manifests/node-bootstrap.yaml")),
     Addon::always(built_in!("manifests/bootstrap-token.yaml")),
     Addon::always(built_in!("manifests/kube-proxy.yaml")),
@@ -87,6 +100,7 @@ pub const ADDONS: [Addon; 8] = [
     Addon::always(built_in!("manifests/aws-cloud-controller-manager.yaml")),
     Addon::always(built_in!("manifests/coredns.yaml")),
     Addon::always(built_in!("manifests/aws-ebs-csi-driver.yaml")),
+    Addon::always(built_in!("manifests/aws-node-termination-handler.yaml")),
     Addon {
         template: built_in!("manifests/cluster-autoscaler.yaml"),
         enabled_by: Some(Switch {
@@ -98,9 +112,10 @@ pub const ADDONS: [Addon; 8] = [
 
 /// Scripts the controllers fetch with the add-on manifests, because their user data holds
 /// only 16 KB; rendered with the same context, uploaded and checked the same way, not applied.
-pub const CONTROLLER_SCRIPTS: [BuiltIn; 2] = [
+pub const CONTROLLER_SCRIPTS: [BuiltIn; 3] = [
     built_in!("userdata/node-csr-approver"),
     built_in!("userdata/node-ready-signaller"),
+    built_in!("userdata/drain-queue-url"),
 ];
 
 /// The add-ons a cluster gets, in the order the controllers apply them.

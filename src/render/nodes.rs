@@ -54,6 +54,12 @@ impl Renderer {
                 etcd => ClusterConfig::signal_deadline_seconds(&c.etcd_create_timeout),
             },
             controllerGroup => c.controllers_behind_load_balancer(),
+            drain => context! {
+                hookName => DRAIN_HOOK,
+                heartbeatTimeout => DRAIN_HEARTBEAT_SECONDS,
+                nodeGracePeriod => DRAIN_GRACE_SECONDS,
+                probesPort => DRAINER_PROBES_PORT,
+            },
             images => Serde(images(version)),
             tls => tls_context(inputs)?,
         };

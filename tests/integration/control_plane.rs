@@ -138,10 +138,13 @@ fn imds_of(instance: &Ec2Instance) -> Vec<(String, String)> {
         ),
         (
             "dynamic/instance-identity/document",
-            json!({"instanceId": instance.id, "region": region,
-                   "availabilityZone": instance.zone, "privateIp": instance.private_ip})
-            .to_string(),
+            // Pretty-printed, a key a line, as EC2 serves it.
+            serde_json::to_string_pretty(&json!({"accountId": "123456789012",
+                   "instanceId": instance.id, "region": region,
+                   "availabilityZone": instance.zone, "privateIp": instance.private_ip}))
+            .unwrap(),
         ),
+        ("meta-data/services/domain", "amazonaws.com".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -1156,6 +1159,32 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
             );
             (rbac.status.success() && secret.status.success()).then_some(())
         },
+    );
+    // Before the add-ons, apply-addons gave the node drainer its queue: this account's queue
+    // of the cluster stack, as the stack names it.
+    let queue_url = kubectl(
+        &lab,
+        &bins,
+        &[],
+        admin,
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "configmap",
+            "aws-node-termination-handler",
+            "-o",
+            "jsonpath={.data.queue-url}",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&queue_url.stdout),
+        format!(
+            "https://sqs.us-west-2.amazonaws.com/123456789012/{}-node-drain",
+            cluster.name
+        ),
+        "{}",
+        String::from_utf8_lossy(&queue_url.stderr)
     );
     // node-csr-approver as its unit runs it, with a short grace so that a refused CSR is denied
     // within seconds; its EC2 calls go through the proxy.

@@ -302,382 +302,449 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
     let (subnet_a, subnet_b) = ("physical-Subnet0", "physical-Subnet1");
     let member = format!("etcd-0.{domain}");
     let api = format!("api.{domain}");
-    let table: Vec<(&str, &Value, Request, bool)> = vec![
+    // The node drainer: the controllers read and delete this cluster's queue, and complete a
+    // termination hook only on a group tagged as this cluster's.
+    let queue = "physical-NodeDrainQueue-Arn";
+    let other_queue = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:billing-jobs");
+    let complete = |tagged_as: &str| {
+        Request::new(
+            "autoscaling:CompleteLifecycleAction",
+            &format!("arn:aws:autoscaling:{REGION}:{ACCOUNT}:autoScalingGroup:uuid:autoScalingGroupName/{name}-AutoScaleWorkers-X"),
+        )
+        .with(&format!("aws:ResourceTag/kubernetes.io/cluster/{tagged_as}"), "owned")
+    };
+    let drain_rows: Vec<(&str, &Value, Request, bool)> = vec![
         (
-            "etcd attaches its member's volume",
-            &etcd,
-            tagged_volume(0),
-            true,
-        ),
-        ("… to an etcd member", &etcd, instance_named("etcd-0"), true),
-        (
-            "… but not to a worker",
-            &etcd,
-            instance_named("workers"),
-            false,
-        ),
-        (
-            "… nor to a controller",
-            &etcd,
-            instance_named("controller"),
-            false,
-        ),
-        (
-            "… nor to another cluster's instance",
-            &etcd,
-            Request::new("ec2:AttachVolume", &instance)
-                .with("aws:ResourceTag/KubernetesCluster", "other")
-                .with("aws:ResourceTag/Name", &format!("{name}-etcd-0")),
-            false,
-        ),
-        (
-            "etcd points its member name",
-            &etcd,
-            record(&member, "A", "UPSERT"),
+            "the controllers receive the drain queue's messages",
+            &controller,
+            Request::new("sqs:ReceiveMessage", queue),
             true,
         ),
         (
-            "… but not the API name nodes use",
-            &etcd,
-            record(&api, "A", "UPSERT"),
-            false,
-        ),
-        (
-            "… nor deletes a member name",
-            &etcd,
-            record(&member, "A", "DELETE"),
-            false,
-        ),
-        (
-            "… nor writes another type",
-            &etcd,
-            record(&member, "TXT", "UPSERT"),
-            false,
-        ),
-        (
-            "etcd decrypts its server key",
-            &etcd,
-            decrypt("etcd-server"),
-            true,
-        ),
-        ("… but not the CA's", &etcd, decrypt("ca"), false),
-        ("etcd reads its snapshots", &etcd, snapshot.clone(), true),
-        (
-            "etcd decrypts a snapshot through S3 (SSE-KMS)",
-            &etcd,
-            through_s3("kms:Decrypt", "arn:aws:s3:::physical-EtcdSnapshots"),
+            "… and delete them",
+            &controller,
+            Request::new("sqs:DeleteMessage", queue),
             true,
         ),
         (
-            "… and encrypts one",
-            &etcd,
-            through_s3("kms:GenerateDataKey", "arn:aws:s3:::physical-EtcdSnapshots"),
+            "… but no other queue's",
+            &controller,
+            Request::new("sqs:ReceiveMessage", &other_queue),
+            false,
+        ),
+        (
+            "… and send to none",
+            &controller,
+            Request::new("sqs:SendMessage", queue),
+            false,
+        ),
+        (
+            "… nor purge it",
+            &controller,
+            Request::new("sqs:PurgeQueue", queue),
+            false,
+        ),
+        (
+            "the controllers complete a hook of this cluster's groups",
+            &controller,
+            complete(&name),
             true,
         ),
         (
-            "… but not another bucket's objects",
-            &etcd,
-            through_s3("kms:Decrypt", "arn:aws:s3:::someone-elses-bucket"),
+            "… but not of another cluster's",
+            &controller,
+            complete("other"),
             false,
         ),
         (
-            "… nor outside S3",
-            &etcd,
-            Request::new("kms:Decrypt", &cluster.config.kms_key_arn).with(
-                "kms:EncryptionContext:aws:s3:arn",
-                "arn:aws:s3:::physical-EtcdSnapshots",
-            ),
-            false,
-        ),
-        (
-            "a worker decrypts no snapshot",
+            "workers read no drain message",
             &worker,
-            through_s3("kms:Decrypt", "arn:aws:s3:::physical-EtcdSnapshots"),
+            Request::new("sqs:ReceiveMessage", queue),
             false,
         ),
-        (
-            "a worker attaches no etcd volume",
-            &worker,
-            tagged_volume(0),
-            false,
-        ),
-        (
-            "… nor points an etcd name",
-            &worker,
-            record(&member, "A", "UPSERT"),
-            false,
-        ),
-        ("… nor reads a snapshot", &worker, snapshot.clone(), false),
-        ("… nor decrypts the CA key", &worker, decrypt("ca"), false),
-        (
-            "… only the bootstrap token",
-            &worker,
-            decrypt("bootstrap-token"),
-            true,
-        ),
-        (
-            "a worker tags its own instance with its node key",
-            &worker,
-            tag_from_worker(&worker_instance, node_key),
-            true,
-        ),
-        (
-            "… but not another instance (a controller's)",
-            &worker,
-            tag_from_worker(&other_instance, node_key),
-            false,
-        ),
-        (
-            "… nor with another tag",
-            &worker,
-            tag_from_worker(&worker_instance, "kube-aws:pool"),
-            false,
-        ),
-        (
-            "… nor with its key and another tag",
-            &worker,
-            tag_from_worker(&worker_instance, node_key).with("aws:TagKeys", "Name"),
-            false,
-        ),
-        (
-            "… nor in a request that names no source instance",
-            &worker,
-            Request::new("ec2:CreateTags", &worker_instance)
-                .with("ec2:InstanceID", "i-0aaaaaaaaaaaaaaa1")
-                .with("aws:TagKeys", node_key),
-            false,
-        ),
-        (
-            "a controller sets no node key",
-            &controller,
-            tag_from_worker(&worker_instance, node_key),
-            false,
-        ),
-        (
-            "an etcd member sets no node key",
-            &etcd,
-            tag_from_worker(&worker_instance, node_key),
-            false,
-        ),
-        (
-            "a worker signals no stack (it would reach every group of it)",
-            &worker,
-            signal(&stack_id),
-            false,
-        ),
-        (
-            "… nor its pool's stack",
-            &worker,
-            signal(&pool_stack),
-            false,
-        ),
-        (
-            "a controller signals for its cluster stack's groups",
-            &controller,
-            signal(&stack_id),
-            true,
-        ),
-        (
-            "… and its pool stacks'",
-            &controller,
-            signal(&pool_stack),
-            true,
-        ),
-        (
-            "… but not another cluster's",
-            &controller,
-            signal(&other_stack),
-            false,
-        ),
-        (
-            "the cloud controller makes a load balancer in the cluster's subnets",
-            &controller,
-            new_load_balancer(&[subnet_a, subnet_b], &[]),
-            true,
-        ),
-        (
-            "… with a key loadBalancerTagKeys lists",
-            &controller,
-            new_load_balancer(&[subnet_a], &["team"]),
-            true,
-        ),
-        (
-            "… but not in another VPC's subnet",
-            &controller,
-            new_load_balancer(&[subnet_a, "subnet-0elsewhere"], &[]),
-            false,
-        ),
-        (
-            "… nor without naming a subnet",
-            &controller,
-            new_load_balancer(&[], &[]),
-            false,
-        ),
-        (
-            "… nor tagged as another cluster's too",
-            &controller,
-            new_load_balancer(&[subnet_a], &["kubernetes.io/cluster/other"]),
-            false,
-        ),
-        (
-            "… nor with an unlisted key",
-            &controller,
-            new_load_balancer(&[subnet_a], &["cost-center"]),
-            false,
-        ),
-        (
-            "… nor with the legacy tag naming another cluster",
-            &controller,
-            new_load_balancer(&[subnet_a], &["KubernetesCluster"])
-                .with("aws:RequestTag/KubernetesCluster", "other"),
-            false,
-        ),
-        (
-            "… nor in the controllers' security group",
-            &controller,
-            new_load_balancer(&[subnet_a], &[]).with(
-                "elasticloadbalancing:SecurityGroup",
-                "physical-SecurityGroupController",
-            ),
-            false,
-        ),
-        (
-            "… nor puts one of its load balancers in the etcd members' group later",
-            &controller,
-            on_its_load_balancer("elasticloadbalancing:ApplySecurityGroupsToLoadBalancer").with(
-                "elasticloadbalancing:SecurityGroup",
-                "physical-SecurityGroupEtcd",
-            ),
-            false,
-        ),
-        (
-            "it makes target groups and listeners tagged for the cluster",
-            &controller,
-            created_for_the_cluster("elasticloadbalancing:CreateTargetGroup", &load_balancer),
-            true,
-        ),
-        (
-            "… and tags them as it makes them",
-            &controller,
-            Request::new("elasticloadbalancing:AddTags", &load_balancer)
-                .with("elasticloadbalancing:CreateAction", "CreateTargetGroup")
-                .with("aws:TagKeys", &cluster_key)
-                .with("aws:TagKeys", "kubernetes.io/service-name"),
-            true,
-        ),
-        (
-            "it makes a load balancer's security group tagged for the cluster",
-            &controller,
-            created_for_the_cluster("ec2:CreateSecurityGroup", &group),
-            true,
-        ),
-        (
-            "… and tags it as it makes it",
-            &controller,
-            Request::new("ec2:CreateTags", &group)
-                .with("ec2:CreateAction", "CreateSecurityGroup")
-                .with("aws:TagKeys", &cluster_key),
-            true,
-        ),
-        (
-            "the EBS CSI controller makes a volume tagged for the cluster",
-            &controller,
-            Request::new("ec2:CreateVolume", &volume(9))
-                .with("aws:RequestTag/ebs.csi.aws.com/cluster-name", &name),
-            true,
-        ),
-        (
-            "… but not one claiming another cluster's KubernetesCluster",
-            &controller,
-            Request::new("ec2:CreateVolume", &volume(9))
-                .with("aws:RequestTag/ebs.csi.aws.com/cluster-name", &name)
-                .with("aws:RequestTag/KubernetesCluster", "other"),
-            false,
-        ),
-        (
-            "… nor tags its load balancer later as another cluster's",
-            &controller,
-            on_its_load_balancer("elasticloadbalancing:AddTags")
-                .with("aws:TagKeys", "kubernetes.io/cluster/other"),
-            false,
-        ),
-        (
-            "it moves its load balancer into a cluster subnet",
-            &controller,
-            on_its_load_balancer("elasticloadbalancing:AttachLoadBalancerToSubnets")
-                .with("elasticloadbalancing:Subnet", subnet_b),
-            true,
-        ),
-        (
-            "… but not into another VPC's",
-            &controller,
-            on_its_load_balancer("elasticloadbalancing:AttachLoadBalancerToSubnets")
-                .with("elasticloadbalancing:Subnet", "subnet-0elsewhere"),
-            false,
-        ),
-        (
-            "it opens node ports in the workers' group (shared)",
-            &controller,
-            on_group("ec2:AuthorizeSecurityGroupIngress", Some("shared")),
-            true,
-        ),
-        (
-            "… but not in the controllers' group (no cluster tag)",
-            &controller,
-            on_group("ec2:AuthorizeSecurityGroupIngress", None),
-            false,
-        ),
-        (
-            "it deletes a group it created (owned)",
-            &controller,
-            on_group("ec2:DeleteSecurityGroup", Some("owned")),
-            true,
-        ),
-        (
-            "… but not the workers' group",
-            &controller,
-            on_group("ec2:DeleteSecurityGroup", Some("shared")),
-            false,
-        ),
-        (
-            "… and creates none tagged as another cluster's too",
-            &controller,
-            Request::new("ec2:CreateSecurityGroup", &group)
-                .with(&format!("aws:RequestTag/{cluster_key}"), "owned")
-                .with("aws:TagKeys", &cluster_key)
-                .with("aws:TagKeys", "kubernetes.io/cluster/other"),
-            false,
-        ),
-        (
-            "a controller attaches no etcd volume",
-            &controller,
-            tagged_volume(0),
-            false,
-        ),
-        (
-            "… nor reads a snapshot",
-            &controller,
-            snapshot.clone(),
-            false,
-        ),
-        (
-            "no role reads Parameter Store (etcd)",
-            &etcd,
-            parameter.clone(),
-            false,
-        ),
-        ("… (worker)", &worker, parameter.clone(), false),
-        ("… (controller)", &controller, parameter.clone(), false),
-        (
-            "Session Manager's agent still connects",
-            &worker,
-            Request::new("ssmmessages:OpenControlChannel", "*").with(
-                "ec2:SourceInstanceARN",
-                &format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0123456789abcdef0"),
-            ),
-            true,
-        ),
+        ("… nor complete a hook", &worker, complete(&name), false),
+        ("etcd completes no hook", &etcd, complete(&name), false),
     ];
+    let table: Vec<(&str, &Value, Request, bool)> = drain_rows
+        .into_iter()
+        .chain(vec![
+            (
+                "etcd attaches its member's volume",
+                &etcd,
+                tagged_volume(0),
+                true,
+            ),
+            ("… to an etcd member", &etcd, instance_named("etcd-0"), true),
+            (
+                "… but not to a worker",
+                &etcd,
+                instance_named("workers"),
+                false,
+            ),
+            (
+                "… nor to a controller",
+                &etcd,
+                instance_named("controller"),
+                false,
+            ),
+            (
+                "… nor to another cluster's instance",
+                &etcd,
+                Request::new("ec2:AttachVolume", &instance)
+                    .with("aws:ResourceTag/KubernetesCluster", "other")
+                    .with("aws:ResourceTag/Name", &format!("{name}-etcd-0")),
+                false,
+            ),
+            (
+                "etcd points its member name",
+                &etcd,
+                record(&member, "A", "UPSERT"),
+                true,
+            ),
+            (
+                "… but not the API name nodes use",
+                &etcd,
+                record(&api, "A", "UPSERT"),
+                false,
+            ),
+            (
+                "… nor deletes a member name",
+                &etcd,
+                record(&member, "A", "DELETE"),
+                false,
+            ),
+            (
+                "… nor writes another type",
+                &etcd,
+                record(&member, "TXT", "UPSERT"),
+                false,
+            ),
+            (
+                "etcd decrypts its server key",
+                &etcd,
+                decrypt("etcd-server"),
+                true,
+            ),
+            ("… but not the CA's", &etcd, decrypt("ca"), false),
+            ("etcd reads its snapshots", &etcd, snapshot.clone(), true),
+            (
+                "etcd decrypts a snapshot through S3 (SSE-KMS)",
+                &etcd,
+                through_s3("kms:Decrypt", "arn:aws:s3:::physical-EtcdSnapshots"),
+                true,
+            ),
+            (
+                "… and encrypts one",
+                &etcd,
+                through_s3("kms:GenerateDataKey", "arn:aws:s3:::physical-EtcdSnapshots"),
+                true,
+            ),
+            (
+                "… but not another bucket's objects",
+                &etcd,
+                through_s3("kms:Decrypt", "arn:aws:s3:::someone-elses-bucket"),
+                false,
+            ),
+            (
+                "… nor outside S3",
+                &etcd,
+                Request::new("kms:Decrypt", &cluster.config.kms_key_arn).with(
+                    "kms:EncryptionContext:aws:s3:arn",
+                    "arn:aws:s3:::physical-EtcdSnapshots",
+                ),
+                false,
+            ),
+            (
+                "a worker decrypts no snapshot",
+                &worker,
+                through_s3("kms:Decrypt", "arn:aws:s3:::physical-EtcdSnapshots"),
+                false,
+            ),
+            (
+                "a worker attaches no etcd volume",
+                &worker,
+                tagged_volume(0),
+                false,
+            ),
+            (
+                "… nor points an etcd name",
+                &worker,
+                record(&member, "A", "UPSERT"),
+                false,
+            ),
+            ("… nor reads a snapshot", &worker, snapshot.clone(), false),
+            ("… nor decrypts the CA key", &worker, decrypt("ca"), false),
+            (
+                "… only the bootstrap token",
+                &worker,
+                decrypt("bootstrap-token"),
+                true,
+            ),
+            (
+                "a worker tags its own instance with its node key",
+                &worker,
+                tag_from_worker(&worker_instance, node_key),
+                true,
+            ),
+            (
+                "… but not another instance (a controller's)",
+                &worker,
+                tag_from_worker(&other_instance, node_key),
+                false,
+            ),
+            (
+                "… nor with another tag",
+                &worker,
+                tag_from_worker(&worker_instance, "kube-aws:pool"),
+                false,
+            ),
+            (
+                "… nor with its key and another tag",
+                &worker,
+                tag_from_worker(&worker_instance, node_key).with("aws:TagKeys", "Name"),
+                false,
+            ),
+            (
+                "… nor in a request that names no source instance",
+                &worker,
+                Request::new("ec2:CreateTags", &worker_instance)
+                    .with("ec2:InstanceID", "i-0aaaaaaaaaaaaaaa1")
+                    .with("aws:TagKeys", node_key),
+                false,
+            ),
+            (
+                "a controller sets no node key",
+                &controller,
+                tag_from_worker(&worker_instance, node_key),
+                false,
+            ),
+            (
+                "an etcd member sets no node key",
+                &etcd,
+                tag_from_worker(&worker_instance, node_key),
+                false,
+            ),
+            (
+                "a worker signals no stack (it would reach every group of it)",
+                &worker,
+                signal(&stack_id),
+                false,
+            ),
+            (
+                "… nor its pool's stack",
+                &worker,
+                signal(&pool_stack),
+                false,
+            ),
+            (
+                "a controller signals for its cluster stack's groups",
+                &controller,
+                signal(&stack_id),
+                true,
+            ),
+            (
+                "… and its pool stacks'",
+                &controller,
+                signal(&pool_stack),
+                true,
+            ),
+            (
+                "… but not another cluster's",
+                &controller,
+                signal(&other_stack),
+                false,
+            ),
+            (
+                "the cloud controller makes a load balancer in the cluster's subnets",
+                &controller,
+                new_load_balancer(&[subnet_a, subnet_b], &[]),
+                true,
+            ),
+            (
+                "… with a key loadBalancerTagKeys lists",
+                &controller,
+                new_load_balancer(&[subnet_a], &["team"]),
+                true,
+            ),
+            (
+                "… but not in another VPC's subnet",
+                &controller,
+                new_load_balancer(&[subnet_a, "subnet-0elsewhere"], &[]),
+                false,
+            ),
+            (
+                "… nor without naming a subnet",
+                &controller,
+                new_load_balancer(&[], &[]),
+                false,
+            ),
+            (
+                "… nor tagged as another cluster's too",
+                &controller,
+                new_load_balancer(&[subnet_a], &["kubernetes.io/cluster/other"]),
+                false,
+            ),
+            (
+                "… nor with an unlisted key",
+                &controller,
+                new_load_balancer(&[subnet_a], &["cost-center"]),
+                false,
+            ),
+            (
+                "… nor with the legacy tag naming another cluster",
+                &controller,
+                new_load_balancer(&[subnet_a], &["KubernetesCluster"])
+                    .with("aws:RequestTag/KubernetesCluster", "other"),
+                false,
+            ),
+            (
+                "… nor in the controllers' security group",
+                &controller,
+                new_load_balancer(&[subnet_a], &[]).with(
+                    "elasticloadbalancing:SecurityGroup",
+                    "physical-SecurityGroupController",
+                ),
+                false,
+            ),
+            (
+                "… nor puts one of its load balancers in the etcd members' group later",
+                &controller,
+                on_its_load_balancer("elasticloadbalancing:ApplySecurityGroupsToLoadBalancer")
+                    .with(
+                        "elasticloadbalancing:SecurityGroup",
+                        "physical-SecurityGroupEtcd",
+                    ),
+                false,
+            ),
+            (
+                "it makes target groups and listeners tagged for the cluster",
+                &controller,
+                created_for_the_cluster("elasticloadbalancing:CreateTargetGroup", &load_balancer),
+                true,
+            ),
+            (
+                "… and tags them as it makes them",
+                &controller,
+                Request::new("elasticloadbalancing:AddTags", &load_balancer)
+                    .with("elasticloadbalancing:CreateAction", "CreateTargetGroup")
+                    .with("aws:TagKeys", &cluster_key)
+                    .with("aws:TagKeys", "kubernetes.io/service-name"),
+                true,
+            ),
+            (
+                "it makes a load balancer's security group tagged for the cluster",
+                &controller,
+                created_for_the_cluster("ec2:CreateSecurityGroup", &group),
+                true,
+            ),
+            (
+                "… and tags it as it makes it",
+                &controller,
+                Request::new("ec2:CreateTags", &group)
+                    .with("ec2:CreateAction", "CreateSecurityGroup")
+                    .with("aws:TagKeys", &cluster_key),
+                true,
+            ),
+            (
+                "the EBS CSI controller makes a volume tagged for the cluster",
+                &controller,
+                Request::new("ec2:CreateVolume", &volume(9))
+                    .with("aws:RequestTag/ebs.csi.aws.com/cluster-name", &name),
+                true,
+            ),
+            (
+                "… but not one claiming another cluster's KubernetesCluster",
+                &controller,
+                Request::new("ec2:CreateVolume", &volume(9))
+                    .with("aws:RequestTag/ebs.csi.aws.com/cluster-name", &name)
+                    .with("aws:RequestTag/KubernetesCluster", "other"),
+                false,
+            ),
+            (
+                "… nor tags its load balancer later as another cluster's",
+                &controller,
+                on_its_load_balancer("elasticloadbalancing:AddTags")
+                    .with("aws:TagKeys", "kubernetes.io/cluster/other"),
+                false,
+            ),
+            (
+                "it moves its load balancer into a cluster subnet",
+                &controller,
+                on_its_load_balancer("elasticloadbalancing:AttachLoadBalancerToSubnets")
+                    .with("elasticloadbalancing:Subnet", subnet_b),
+                true,
+            ),
+            (
+                "… but not into another VPC's",
+                &controller,
+                on_its_load_balancer("elasticloadbalancing:AttachLoadBalancerToSubnets")
+                    .with("elasticloadbalancing:Subnet", "subnet-0elsewhere"),
+                false,
+            ),
+            (
+                "it opens node ports in the workers' group (shared)",
+                &controller,
+                on_group("ec2:AuthorizeSecurityGroupIngress", Some("shared")),
+                true,
+            ),
+            (
+                "… but not in the controllers' group (no cluster tag)",
+                &controller,
+                on_group("ec2:AuthorizeSecurityGroupIngress", None),
+                false,
+            ),
+            (
+                "it deletes a group it created (owned)",
+                &controller,
+                on_group("ec2:DeleteSecurityGroup", Some("owned")),
+                true,
+            ),
+            (
+                "… but not the workers' group",
+                &controller,
+                on_group("ec2:DeleteSecurityGroup", Some("shared")),
+                false,
+            ),
+            (
+                "… and creates none tagged as another cluster's too",
+                &controller,
+                Request::new("ec2:CreateSecurityGroup", &group)
+                    .with(&format!("aws:RequestTag/{cluster_key}"), "owned")
+                    .with("aws:TagKeys", &cluster_key)
+                    .with("aws:TagKeys", "kubernetes.io/cluster/other"),
+                false,
+            ),
+            (
+                "a controller attaches no etcd volume",
+                &controller,
+                tagged_volume(0),
+                false,
+            ),
+            (
+                "… nor reads a snapshot",
+                &controller,
+                snapshot.clone(),
+                false,
+            ),
+            (
+                "no role reads Parameter Store (etcd)",
+                &etcd,
+                parameter.clone(),
+                false,
+            ),
+            ("… (worker)", &worker, parameter.clone(), false),
+            ("… (controller)", &controller, parameter.clone(), false),
+            (
+                "Session Manager's agent still connects",
+                &worker,
+                Request::new("ssmmessages:OpenControlChannel", "*").with(
+                    "ec2:SourceInstanceARN",
+                    &format!("arn:aws:ec2:{REGION}:{ACCOUNT}:instance/i-0123456789abcdef0"),
+                ),
+                true,
+            ),
+        ])
+        .collect();
     let mut wrong = Vec::new();
     let s3_table = s3_rows
         .iter()

@@ -479,7 +479,34 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
             name,
         )
     };
+    let sqs = |queue: &str| format!("arn:aws:sqs:us-west-2:{ACCOUNT}:{queue}");
+    let rule = |name: &str| format!("arn:aws:events:us-west-2:{ACCOUNT}:rule/{name}");
     let service_table = [
+        (
+            "creates the cluster's node drain queue",
+            Request::new("sqs:CreateQueue", &sqs(&format!("{}-node-drain", c.name))),
+            true,
+        ),
+        (
+            "… and sets its policy",
+            Request::new("sqs:SetQueueAttributes", &sqs(&format!("{}-node-drain", c.name))),
+            true,
+        ),
+        (
+            "… but no other queue's",
+            Request::new("sqs:SetQueueAttributes", &sqs("billing-jobs")),
+            false,
+        ),
+        (
+            "puts the cluster's drain rules and their targets",
+            Request::new("events:PutTargets", &rule(&format!("{}-NodeDrainRuleSpotInt-X", c.name))),
+            true,
+        ),
+        (
+            "… but not another rule's",
+            Request::new("events:PutTargets", &rule("billing-nightly")),
+            false,
+        ),
         (
             "creates a cluster role under the boundary",
             create(&ours, Some(&boundary)),

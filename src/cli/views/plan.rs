@@ -18,8 +18,14 @@ fn short(hash: &Option<String>) -> String {
 }
 
 fn rolling_text(r: &crate::planfile::RollingForecast) -> String {
+    let drained = match r.drain_timeout_seconds {
+        Some(seconds) => format!(
+            "; each drained before it terminates (its pods evicted as their disruption budgets allow, for up to {seconds} s)"
+        ),
+        None => "; terminated without a drain (the group has no termination hook)".into(),
+    };
     format!(
-        "{} instance(s) will roll, {} at a time ({} batch(es), pause {}, at least {} in service)",
+        "{} instance(s) will roll, {} at a time ({} batch(es), pause {}, at least {} in service){drained}",
         r.instances_text(),
         r.max_batch_size,
         r.batches,

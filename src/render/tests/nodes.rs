@@ -563,3 +563,92 @@ fn nothing_from_cluster_yaml_changes_the_kubelets_argv() {
         "{command}"
     );
 }
+
+/// Drain before terminate, as rendered for both layouts: every worker group and the
+/// controllers' group hold a terminating instance in the hook the cluster stack's rule
+/// matches, for longer than the drainer's own limit plus the queue's delivery; etcd's groups
+/// have none; the drainer's queue and limit are the ones the stack and the hook name.
+#[test]
+fn every_node_group_holds_its_terminating_instances_for_the_drainer_and_etcd_none() {
+    use crate::render::{DRAIN_GRACE_SECONDS, DRAIN_HEARTBEAT_SECONDS, DRAIN_HOOK};
+    let pools = "nodePools:\n  - name: gpu\n  - name: spot\n    instanceTypes: [m6i.large, m5.large]\n    spotPrice: \"0.08\"\n";
+    for extra in [
+        format!("controllerCount: 3\netcdCount: 3\n{pools}"),
+        format!("controllerCount: 3\netcdCount: 3\nstackPerPool: true\n{pools}"),
+    ] {
+        let rendered = render_with(&config(&extra), &Templates::built_in()).unwrap();
+        let cluster = stack(&rendered);
+        let mut templates = vec![cluster.clone()];
+        templates.extend(
+            rendered
+                .pool_stacks
+                .values()
+                .map(|p| serde_json::from_str::<Value>(&p.template).unwrap()),
+        );
+        let mut hooked = Vec::new();
+        for template in &templates {
+            for (id, resource) in template["Resources"].as_object().unwrap() {
+                if resource["Type"] != "AWS::AutoScaling::AutoScalingGroup" {
+                    continue;
+                }
+                let hooks = resource["Properties"]["LifecycleHookSpecificationList"].clone();
+                if id.starts_with("AutoScaleEtcd") {
+                    assert!(hooks.is_null(), "{id}: {hooks}");
+                    continue;
+                }
+                assert_eq!(
+                    hooks,
+                    serde_json::json!([{"LifecycleHookName": DRAIN_HOOK, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING", "HeartbeatTimeout": DRAIN_HEARTBEAT_SECONDS, "DefaultResult": "CONTINUE"}]),
+                    "{id}"
+                );
+                // Spot capacity rebalances through the hook too.
+                let rebalances = resource["Properties"]["CapacityRebalance"] == true;
+                assert_eq!(rebalances, id == "AutoScaleSpot", "{id}");
+                hooked.push(id.clone());
+            }
+        }
+        hooked.sort();
+        assert_eq!(
+            hooked,
+            [
+                "AutoScaleController",
+                "AutoScaleGpu",
+                "AutoScaleSpot",
+                "AutoScaleWorkers"
+            ],
+            "{extra}"
+        );
+        // The rule that feeds the queue matches that hook on this cluster's groups.
+        let rule = &cluster["Resources"]["NodeDrainRuleAsgTerminate"]["Properties"];
+        assert_eq!(
+            rule["EventPattern"]["detail"],
+            serde_json::json!({"LifecycleHookName": [DRAIN_HOOK], "AutoScalingGroupName": [{"prefix": "demo-"}]})
+        );
+        assert_eq!(
+            rule["Targets"][0]["Arn"],
+            serde_json::json!({"Fn::GetAtt": ["NodeDrainQueue", "Arn"]})
+        );
+        assert_eq!(
+            cluster["Resources"]["NodeDrainQueue"]["Properties"]["QueueName"],
+            "demo-node-drain"
+        );
+        // The drainer drains for its grace period and reads the queue apply-addons names.
+        let manifest = &rendered.manifests["aws-node-termination-handler.yaml"];
+        assert!(
+            manifest.contains(&format!(
+                "{{name: NODE_TERMINATION_GRACE_PERIOD, value: \"{DRAIN_GRACE_SECONDS}\"}}"
+            )),
+            "{manifest}"
+        );
+        let script = &rendered.manifests["drain-queue-url"];
+        assert!(
+            script.contains("/demo-node-drain\"") && script.contains("--from-literal=queue-url="),
+            "{script}"
+        );
+        assert!(
+            rendered.cloud_configs["cloud-config-controller"]
+                .contains("retry bash /etc/kubernetes/addons/drain-queue-url || return 1"),
+            "apply-addons writes the drainer's queue URL before the add-ons"
+        );
+    }
+}

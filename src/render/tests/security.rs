@@ -252,7 +252,11 @@ fn the_controller_role_writes_only_to_this_clusters_resources_and_reads_only_its
             || condition.contains("iam:AWSServiceName")
             // A security group is created in the cluster's VPC (the group itself needs the tag).
             || (all == ["ec2:CreateSecurityGroup"] && resources.contains(":vpc/${Vpc}"))
-            || s["Sid"] == "FetchTheAddonManifests";
+            || s["Sid"] == "FetchTheAddonManifests"
+            // A resource of the cluster's own stack (the node drainer's queue).
+            || s["Resource"]["Fn::GetAtt"][0]
+                .as_str()
+                .is_some_and(|id| stack["Resources"].get(id).is_some());
         assert!(scoped, "a write not scoped to this cluster: {s}");
         // Tagging is how a resource becomes this cluster's: only at creation, or on what is
         // already owned, else the role could adopt any load balancer or group in the account.
