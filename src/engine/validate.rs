@@ -462,13 +462,13 @@ pub async fn validate(
     if let Some(context) = &context {
         findings.extend(online(dir, &config, context, stack_template.as_deref()).await);
     }
-    findings.extend(running_version_findings(dir, &config, context.as_ref()).await);
+    findings.extend(against_the_running_cluster(dir, &config, context.as_ref()).await);
     Ok(findings)
 }
 
-/// `kubernetesVersion` against the version the state records the cluster runs (the local
-/// state always; one in S3 only online): one minor up at most, never back.
-async fn running_version_findings(
+/// cluster.yaml against the cluster the state records (the local state always; one in S3
+/// only online): `kubernetesVersion` one minor up at most, never back; `etcdCount` as it runs.
+async fn against_the_running_cluster(
     dir: &Path,
     config: &ClusterConfig,
     context: Option<&AwsContext>,
@@ -480,15 +480,14 @@ async fn running_version_findings(
     };
     match backend.load(config).await {
         Ok(loaded) => {
-            super::plan::version_skew_findings(dir, config, loaded.as_ref().map(|l| &l.state))
+            super::plan::running_cluster_findings(dir, config, loaded.as_ref().map(|l| &l.state))
         }
-        Err(e) => vec![
-            Finding::warning(
-                "state",
-                None,
-                format!("cannot read the state to check kubernetesVersion against the version the cluster runs: {e}"),
-            )
-            .in_field("kubernetesVersion"),
-        ],
+        Err(e) => vec![Finding::warning(
+            "state",
+            None,
+            format!(
+                "cannot read the state to check kubernetesVersion and etcdCount against the running cluster: {e}"
+            ),
+        )],
     }
 }

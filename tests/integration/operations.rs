@@ -233,3 +233,26 @@ fn a_three_zone_control_plane_runs_in_three_zones_and_one_a_zone_can_stop_is_war
         "{refs:?} {subnet_ids:?}"
     );
 }
+
+#[test]
+fn changing_the_etcd_member_count_of_a_running_cluster_is_refused_at_its_line() {
+    let c = Cluster::new("etcdsize", false, None);
+    c.set("etcdCount", "3");
+    c.plan_and_apply();
+    for wanted in ["5", "1"] {
+        c.set("etcdCount", wanted);
+        let at = format!(
+            "cluster.yaml:{}: error: etcdCount: the running cluster has 3 etcd member(s); changing etcdCount to {wanted} is refused",
+            line_of(&c, "etcdCount")
+        );
+        c.proxy.reset();
+        let refused = c.expect(1, &["plan", "-o", "resize.json"]);
+        assert!(stderr(&refused).contains(&at), "{}", stderr(&refused));
+        assert!(!c.path("resize.json").exists());
+        assert_eq!(c.proxy.cluster_writes(), Vec::<&str>::new());
+        let validated = c.expect(1, &["validate", "--offline"]);
+        assert!(stdout(&validated).contains(&at), "{}", stdout(&validated));
+    }
+    c.set("etcdCount", "3");
+    c.expect(0, &["plan", "--detailed-exitcode"]);
+}

@@ -252,9 +252,9 @@ async fn plan_apply(
     let binding = prior_binding(prior.as_ref());
     let prior = prior.as_ref().map(|p| &p.state);
     check_stack_layout(config, prior)?;
-    let skew = version_skew_findings(dir, config, prior);
-    if !skew.is_empty() {
-        return Err(EngineError::Invalid { findings: skew });
+    let running = running_cluster_findings(dir, config, prior);
+    if !running.is_empty() {
+        return Err(EngineError::Invalid { findings: running });
     }
 
     // What an interrupted apply shipped is reused rather than issued again.
@@ -392,6 +392,56 @@ async fn plan_apply(
         summary,
         ..unsealed(config, PlanKind::Apply, binding, target, stack.change)
     })
+}
+
+/// What cluster.yaml may not change on a running cluster in one plan, as errors at the
+/// setting's line for plan and validate alike: its Kubernetes version out of skew order, and
+/// its etcd membership.
+pub(crate) fn running_cluster_findings(
+    dir: &Path,
+    config: &ClusterConfig,
+    prior: Option<&State>,
+) -> Vec<crate::finding::Finding> {
+    let mut findings = version_skew_findings(dir, config, prior);
+    findings.extend(etcd_membership_findings(dir, config, prior));
+    findings
+}
+
+/// The etcd members a running cluster has (one cloud-config asset each) against `etcdCount`.
+/// A member is only ever started as one of a new cluster (`initial-cluster-state=new`, the
+/// full list in every member's certificate), so a new member would form a cluster of its own
+/// and a removed one would stay in the member list, counted for quorum: refused until
+/// membership changes are reviewed steps of their own.
+fn etcd_membership_findings(
+    dir: &Path,
+    config: &ClusterConfig,
+    prior: Option<&State>,
+) -> Vec<crate::finding::Finding> {
+    use crate::assets::{AssetKind, CloudConfigId, asset_path};
+    let Some(prior) = prior.filter(|s| s.stack.is_some()) else {
+        return Vec::new();
+    };
+    let running = (0..)
+        .take_while(|&i| {
+            let path = asset_path(AssetKind::CloudConfig, &CloudConfigId::Etcd(i).name());
+            prior.assets.contains_key(&path)
+        })
+        .count();
+    let wanted = config.etcd_count as usize;
+    if running == 0 || running == wanted {
+        return Vec::new();
+    }
+    vec![crate::engine::at_setting(
+        dir,
+        "etcdCount",
+        crate::finding::Finding::error(
+            crate::config::CLUSTER_FILE,
+            None,
+            format!(
+                "the running cluster has {running} etcd member(s); changing etcdCount to {wanted} is refused: a member is only ever started as one of a new cluster, so an added member would form a cluster of its own and a removed one would stay in the member list, counted for quorum. Keep etcdCount: {running} (to resize, snapshot, destroy and restore into a new cluster)"
+            ),
+        ),
+    )]
 }
 
 /// A running cluster's Kubernetes version moves in skew order (`releases::version_move`): a
