@@ -203,6 +203,9 @@ fn missing(policy: &Value, needed: &[Request]) -> Vec<String> {
 #[test]
 fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
     let c = Cluster::new("iam", true, None);
+    // A stack per pool: the layout that asks for more (the cluster stack's resources for the
+    // pool stacks' parameters, each pool's stack and change set).
+    c.set("stackPerPool", "true");
     // The stacks run as a CloudFormation service role, and every role they create carries
     // the permissions boundary: the apply role itself creates nothing but change sets.
     c.set(
