@@ -351,12 +351,14 @@ fn waits_for(resources: &serde_json::Value, from: &str, to: &str) -> bool {
     false
 }
 
+/// The API endpoint layouts, each in one stack, where these contracts are the template's
+/// order (in a stack per pool, the pool stacks start only once apply has the cluster stack).
 const LAYOUTS: [(&str, &str); 3] = [
-    ("endpoint1", ""),
-    ("endpoint3", "controllerCount: 3\n"),
+    ("endpoint1", "stackPerPool: false\n"),
+    ("endpoint3", "stackPerPool: false\ncontrollerCount: 3\n"),
     (
         "endpointnlb",
-        "apiEndpointLoadBalancer: {type: network, scheme: internal}\nsubnets: [{availabilityZone: us-west-2a, instanceCIDR: 10.0.0.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.1.0/24}]\nprivateSubnets: [{availabilityZone: us-west-2a, instanceCIDR: 10.0.10.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.11.0/24}]\n",
+        "stackPerPool: false\napiEndpointLoadBalancer: {type: network, scheme: internal}\nsubnets: [{availabilityZone: us-west-2a, instanceCIDR: 10.0.0.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.1.0/24}]\nprivateSubnets: [{availabilityZone: us-west-2a, instanceCIDR: 10.0.10.0/24}, {availabilityZone: us-west-2b, instanceCIDR: 10.0.11.0/24}]\n",
     ),
 ];
 

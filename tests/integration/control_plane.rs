@@ -875,6 +875,8 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
 
     // The default cluster, applied on moto; the controller is whatever instance the stack made.
     let cluster = Cluster::new("boot", false, None);
+    // The layout of one stack, which clusters made before init wrote stackPerPool keep.
+    cluster.set("stackPerPool", "false");
     cluster.plan_and_apply();
     cluster.expect(0, &["kubeconfig", "-o", "admin.kubeconfig"]);
     let admin = cluster.path("admin.kubeconfig");

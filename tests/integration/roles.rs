@@ -96,7 +96,7 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
     let cluster = render_cluster(
         "roles",
         &format!(
-            "{THREE_AND_THREE}ssmSessionManager: true\nloadBalancerTagKeys: [team]\nclusterAutoscaler:\n  enabled: true\nebsKmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/11111111-2222-3333-4444-555555555555\n"
+            "stackPerPool: false\n{THREE_AND_THREE}ssmSessionManager: true\nloadBalancerTagKeys: [team]\nclusterAutoscaler:\n  enabled: true\nebsKmsKeyArn: arn:aws:kms:us-west-2:123456789012:key/11111111-2222-3333-4444-555555555555\n"
         ),
     );
     let name = cluster.config.cluster_name.clone();

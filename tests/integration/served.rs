@@ -205,6 +205,8 @@ fn change_set(name: &str, stack: &str, status: &str, reason: &str, changes: &str
 #[test]
 fn replacement_details_from_the_change_set_are_shown_as_cloudformation_gave_them() {
     let c = Cluster::new("replace", false, None);
+    // The layout of one stack, which clusters made before init wrote stackPerPool keep.
+    c.set("stackPerPool", "false");
     c.plan_and_apply();
     c.set("amiId", "ami-0123456789abcdef0");
     let stack = c.name.clone();
@@ -298,6 +300,8 @@ fn serve_created_stack(c: &Cluster, events: Vec<String>, outputs: &[(&str, &str)
 #[test]
 fn an_internal_network_load_balancer_plans_on_moto_applies_and_points_the_record_at_it() {
     let c = Cluster::new("nlb", false, None);
+    // The layout of one stack, which clusters made before init wrote stackPerPool keep.
+    c.set("stackPerPool", "false");
     c.set(
         "apiEndpointLoadBalancer",
         "{type: network, scheme: internal}",

@@ -23,6 +23,8 @@ const CFN_WRITES: [&str; 6] = [
 #[test]
 fn plan_from_nothing_creates_every_asset_the_stack_and_the_record() {
     let c = Cluster::new("fresh", false, None);
+    // The layout of one stack, which clusters made before init wrote stackPerPool keep.
+    c.set("stackPerPool", "false");
     c.expect(2, &["plan", "-o", "plan.json", "--detailed-exitcode"]);
     let plan = c.plan_file("plan.json");
     crate::schemas::assert_valid("plan.schema.json", &plan);
@@ -144,6 +146,8 @@ fn assert_no_op_plan_within_four_requests(c: &Cluster, what: &str) {
 fn thirty_pools_on_local_state_apply_through_the_template_bucket_and_one_pool_changes_alone() {
     // Local state: the template (over the 51,200-byte inline limit) goes to templateBucket.
     let c = Cluster::new("pools30", false, None);
+    // The layout of one stack, which clusters made before init wrote stackPerPool keep.
+    c.set("stackPerPool", "false");
     c.set("nodePools", &thirty_pools(None));
     c.plan_and_apply();
     let plan = c.plan_file("plan.json");
@@ -495,6 +499,8 @@ fn an_unsigned_plan_with_a_swapped_pool_template_is_refused_by_what_apply_render
 fn a_single_stack_cluster_moves_to_a_stack_per_pool_in_two_reviewed_steps_and_is_never_without_workers()
  {
     let c = Cluster::new("move", false, None);
+    // The layout of one stack, which clusters made before init wrote stackPerPool keep.
+    c.set("stackPerPool", "false");
     c.set("nodePools", "[{name: gpu, count: 1}]");
     c.plan_and_apply();
     let groups_in_cluster_stack = || {
@@ -880,6 +886,8 @@ fn with_a_stack_per_pool_a_pool_changes_in_its_own_stack_alone_and_goes_first_on
 #[test]
 fn changing_the_worker_instance_type_shows_the_rolling_replacement_everywhere() {
     let c = Cluster::new("roll", false, None);
+    // The layout of one stack, which clusters made before init wrote stackPerPool keep.
+    c.set("stackPerPool", "false");
     c.set("workerCount", "3");
     c.plan_and_apply();
     c.set("workerInstanceType", "m5.large");
@@ -1202,6 +1210,8 @@ fn offline_plan_makes_no_aws_request_and_says_what_it_skipped() {
 #[test]
 fn an_offline_plan_of_unchanged_inputs_renders_nothing_and_says_what_rendering_would() {
     let c = Cluster::new("renderkey", false, None);
+    // The layout of one stack, which clusters made before init wrote stackPerPool keep.
+    c.set("stackPerPool", "false");
     c.set(
         "nodePools",
         "[{name: batch}, {name: spot, spotPrice: '0.1'}]",
@@ -1365,11 +1375,17 @@ fn describe_stack_status(name: &str) -> String {
 
 #[test]
 fn the_main_job_on_s3_state_leaves_stack_record_state_versions_and_a_verified_history() {
+    // init's layout: a stack per pool.
     let c = Cluster::new("main", true, None);
     c.plan_and_apply();
     c.set("workerCount", "2");
     c.plan_and_apply();
-    assert_eq!(describe_stack_status(&c.name), "UPDATE_COMPLETE");
+    // The workers changed in their own stack; the control plane's stack was left as it was.
+    assert_eq!(
+        describe_stack_status(&format!("{}-pool-workers", c.name)),
+        "UPDATE_COMPLETE"
+    );
+    assert_eq!(describe_stack_status(&c.name), "CREATE_COMPLETE");
     let (record, versions) = block_on(async {
         let sdk = moto().sdk_config().await;
         let dns = aws_sdk_route53::Client::new(&sdk);
@@ -1760,6 +1776,8 @@ fn rotating_the_secrets_key_takes_three_reviewed_plans_and_never_drops_a_key_in_
 #[test]
 fn an_unsigned_plan_edited_and_re_hashed_is_refused_by_what_apply_re_derives() {
     let c = Cluster::new("rederive", false, None);
+    // The layout of one stack, which clusters made before init wrote stackPerPool keep.
+    c.set("stackPerPool", "false");
     c.set("planSigningKeyArn", "null");
     c.set("unsignedPlans", "true");
     c.plan_and_apply();
