@@ -1568,7 +1568,14 @@ fn twenty_plan_apply_rounds_with_a_quarter_of_requests_faulted_lose_nothing() {
     assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
     let template: Value = block_on(async {
         let cfn = aws_sdk_cloudformation::Client::new(&moto().sdk_config().await);
-        let out = cfn.get_template().stack_name(&c.name).send().await.unwrap();
+        // init's layout: the workers' group is in their own stack.
+        let pool_stack = format!("{}-pool-workers", c.name);
+        let out = cfn
+            .get_template()
+            .stack_name(&pool_stack)
+            .send()
+            .await
+            .unwrap();
         serde_json::from_str(out.template_body().unwrap()).unwrap()
     });
     let applied = applied_count.expect("some round applied");
