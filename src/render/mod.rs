@@ -77,8 +77,6 @@ impl Addon {
     }
 }
 
-/// The add-ons, in the order the controllers apply them: a new add-on is its template in
-/// `templates/manifests/` and one line here.
 /// Drain before terminate: the termination lifecycle hook every worker group and the
 /// controllers' group hold an instance in, how long the hook waits (`HeartbeatTimeout`, then
 /// the instance goes anyway), and the drainer's own limit for one node, which must end first
@@ -92,6 +90,8 @@ const _: () = assert!(DRAIN_HEARTBEAT_SECONDS > DRAIN_GRACE_SECONDS + 60);
 /// The drainer's liveness endpoint on the controllers' host network.
 pub const DRAINER_PROBES_PORT: u16 = 10290;
 
+/// The add-ons, in the order the controllers apply them: a new add-on is its template in
+/// `templates/manifests/` and one line here.
 pub const ADDONS: [Addon; 9] = [
     Addon::always(built_in!("manifests/node-bootstrap.yaml")),
     Addon::always(built_in!("manifests/bootstrap-token.yaml")),

@@ -365,6 +365,51 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
         ("… nor complete a hook", &worker, complete(&name), false),
         ("etcd completes no hook", &etcd, complete(&name), false),
     ];
+    // The queue's own policy: EventBridge delivers for this cluster's rules, over TLS; no one
+    // else sends, whatever their identity policy allows (a forged event would drain a node).
+    let queue_policy = resolve(
+        &template["Resources"]["NodeDrainQueuePolicy"]["Properties"]["PolicyDocument"],
+        &stack_id,
+    );
+    let send = |source: Option<&str>, tls: bool| {
+        let request =
+            Request::new("sqs:SendMessage", queue).with("aws:SecureTransport", &tls.to_string());
+        match source {
+            Some(rule) => request.with("aws:SourceArn", rule),
+            None => request,
+        }
+    };
+    let rule_arn = "physical-NodeDrainRuleAsgTerminate-Arn";
+    let queue_rows = [
+        (
+            "EventBridge delivers a rule's event to the queue",
+            send(Some(rule_arn), true),
+            Decision::Allow,
+        ),
+        (
+            "… not over plain HTTP",
+            send(Some(rule_arn), false),
+            Decision::ExplicitDeny,
+        ),
+        (
+            "… nor for another rule",
+            send(
+                Some("arn:aws:events:us-west-2:123456789012:rule/other"),
+                true,
+            ),
+            Decision::ExplicitDeny,
+        ),
+        (
+            "a role of the account allowed sqs:* sends nothing",
+            send(None, true),
+            Decision::ExplicitDeny,
+        ),
+    ];
+    for (what, request, wanted) in queue_rows {
+        let decided = evaluate(&queue_policy, &request);
+        println!("{what:<45} {decided:?} {request}");
+        assert_eq!(decided, wanted, "{what}: {request}");
+    }
     let table: Vec<(&str, &Value, Request, bool)> = drain_rows
         .into_iter()
         .chain(vec![

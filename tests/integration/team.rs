@@ -511,6 +511,11 @@ fn the_example_iam_policies_allow_every_operation_plan_and_apply_make() {
             false,
         ),
         (
+            "… nor a rule of another cluster whose name starts with this one's",
+            Request::new("events:PutTargets", &rule(&format!("{}-eu-NodeDrainRuleSpotInt-X", c.name))),
+            false,
+        ),
+        (
             "creates a cluster role under the boundary",
             create(&ours, Some(&boundary)),
             true,

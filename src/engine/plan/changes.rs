@@ -634,6 +634,8 @@ pub fn destroyed_state(config: &ClusterConfig, prior: Option<&State>, lineage: S
     next.tls = Default::default();
     // With the Secrets key gone, so is any rotation of it.
     next.secrets_rotation = None;
+    // Nothing runs, so no version: a cluster created again under this name starts afresh.
+    next.kubernetes_version = None;
     // Nothing rendered is deployed any more: the next plan renders everything.
     next.render_key = None;
     next.plan_signing = signing_after(config, prior);

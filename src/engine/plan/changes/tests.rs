@@ -421,7 +421,9 @@ fn a_destroy_keeps_nothing_of_the_cluster_and_moves_the_serial_on() {
         values: vec!["1.2.3.4".into()],
     });
     prior.secrets_rotation = Some(crate::state::SecretsRotation::NewKeyAdded);
+    prior.kubernetes_version = Some("v1.35.8".into());
     let next = destroyed_state(&config(), Some(&prior), "unused".into());
+    assert_eq!(next.kubernetes_version, None, "nothing runs any version");
     assert_eq!((next.serial, next.lineage.as_str()), (5, "lineage-1"));
     assert_eq!(
         next.secrets_rotation, None,
