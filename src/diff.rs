@@ -243,11 +243,6 @@ pub fn rolling_forecasts(
         if !changed.contains(launch_template) && !regrouped {
             continue;
         }
-        let number = |v: &Value| -> Option<u32> {
-            v.as_u64()
-                .map(|n| n as u32)
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        };
         // (size, whether it is only the group's minimum: no desired capacity to go by)
         let size = |r: &Value| {
             number(&r["Properties"]["DesiredCapacity"])
@@ -284,16 +279,15 @@ fn termination_hook_timeout(properties: &Value) -> Option<u32> {
         .as_array()?
         .iter()
         .find(|hook| hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING")
-        .map(|hook| {
-            hook["HeartbeatTimeout"]
-                .as_u64()
-                .or_else(|| {
-                    hook["HeartbeatTimeout"]
-                        .as_str()
-                        .and_then(|s| s.parse().ok())
-                })
-                .map_or(3600, |n| n as u32)
-        })
+        .map(|hook| number(&hook["HeartbeatTimeout"]).unwrap_or(3600))
+}
+
+/// A template number, which CloudFormation takes as a JSON number or a string of one.
+fn number(value: &Value) -> Option<u32> {
+    value
+        .as_u64()
+        .map(|n| n as u32)
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
 }
 
 #[cfg(test)]

@@ -185,6 +185,12 @@ pub struct RecordState {
 }
 
 impl State {
+    /// The Kubernetes version the cluster runs: the recorded one, while a stack is recorded.
+    pub fn running_kubernetes_version(&self) -> Option<&str> {
+        self.stack.as_ref()?;
+        self.kubernetes_version.as_deref()
+    }
+
     /// An empty state for a cluster that has never been applied.
     pub fn new(cluster_name: &str, lineage: String) -> State {
         State {

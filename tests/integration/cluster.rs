@@ -118,6 +118,16 @@ impl Cluster {
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     }
 
+    /// The 1-based line of top-level `key:` in cluster.yaml.
+    pub fn setting_line(&self, key: &str) -> usize {
+        std::fs::read_to_string(self.path("cluster.yaml"))
+            .unwrap()
+            .lines()
+            .position(|l| l.starts_with(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("{key} is set"))
+            + 1
+    }
+
     /// A plan file of this cluster's directory, decoded (its hash checked).
     pub fn decoded_plan(&self, file: &str) -> kube_aws::planfile::Plan {
         kube_aws::planfile::decode(file, &std::fs::read(self.path(file)).unwrap()).unwrap()

@@ -214,12 +214,7 @@ fn against_moto_the_buckets_the_signing_key_and_the_zones_are_checked_before_any
     c.expect(0, &["validate"]);
     let config = kube_aws::config::ClusterConfig::load(c.dir.path()).unwrap();
     let found_at = |lines: &[String], key: &str, text: &str| {
-        let line = std::fs::read_to_string(c.path("cluster.yaml"))
-            .unwrap()
-            .lines()
-            .position(|l| l.starts_with(&format!("{key}:")))
-            .unwrap()
-            + 1;
+        let line = c.setting_line(key);
         assert!(
             lines.iter().any(
                 |l| l.starts_with(&format!("cluster.yaml:{line}: error: ")) && l.contains(text)

@@ -225,10 +225,7 @@ pub fn check_new_state(
                 configured: configured.clone(),
             });
         }
-        if let Some(deployed) = prior
-            .filter(|p| p.stack.is_some())
-            .and_then(|p| p.kubernetes_version.as_deref())
-        {
+        if let Some(deployed) = prior.and_then(State::running_kubernetes_version) {
             crate::releases::version_move(deployed, configured)
                 .map_err(PlanMismatch::VersionSkew)?;
         }

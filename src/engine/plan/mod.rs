@@ -453,10 +453,7 @@ pub(crate) fn version_skew_findings(
     config: &ClusterConfig,
     prior: Option<&State>,
 ) -> Vec<crate::finding::Finding> {
-    let Some(deployed) = prior
-        .filter(|s| s.stack.is_some())
-        .and_then(|s| s.kubernetes_version.as_deref())
-    else {
+    let Some(deployed) = prior.and_then(State::running_kubernetes_version) else {
         return Vec::new();
     };
     match crate::releases::version_move(deployed, &config.kubernetes_version) {

@@ -270,7 +270,7 @@ pub(super) fn upgrade_note(
     use crate::releases::{VersionMove, version_move};
     let prior = prior.filter(|s| s.stack.is_some())?;
     let desired = &config.kubernetes_version;
-    let Some(deployed) = prior.kubernetes_version.as_deref() else {
+    let Some(deployed) = prior.running_kubernetes_version() else {
         return Some(format!(
             "the state records no Kubernetes version (it was written before kube-aws recorded one): the next apply records {desired}, and later plans move it one minor at a time from there"
         ));
