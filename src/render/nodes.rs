@@ -179,8 +179,29 @@ pub(super) fn render_nodes(
         )?,
     );
     let mut etcd_userdata = Vec::new();
-    for member in &c.etcd_members() {
-        let text = r.one(ETCD, context! { member => Serde(member) })?;
+    let members = c.etcd_members();
+    // Every name this render lists: a member removes the started members it does not see here.
+    let member_names = members
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for member in &members {
+        // Through whom a member without data joins, and changes the member list.
+        let peer_endpoints = members
+            .iter()
+            .filter(|m| m.index != member.index)
+            .map(|m| format!("https://{}:2379", m.host))
+            .collect::<Vec<_>>()
+            .join(",");
+        let text = r.one(
+            ETCD,
+            context! {
+                member => Serde(member),
+                peerEndpoints => peer_endpoints,
+                memberNames => &member_names,
+            },
+        )?;
         etcd_userdata.push(gzip_base64(&text));
         cloud_configs.insert(CloudConfigId::Etcd(member.index).name(), text);
     }

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use crate::cluster::Cluster;
 use crate::harness::{block_on, moto};
 use crate::lab::{
-    Lab, Member, decrypt_assets, env_file, etcdctl, lay_out, output_text, require, require_root,
-    run, serve_imds, start_member, unit_lines, wait_healthy,
+    Lab, Member, decrypt_assets, describe_stacks_answer, env_file, etcdctl, lay_out, output_text,
+    require, require_root, run, serve_imds, start_member, unit_lines, wait_healthy,
 };
 use crate::payload::{WrittenUnit, cloud_config_parts};
 
@@ -950,10 +950,19 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         .unwrap()
         .parse()
         .unwrap();
-    lab.bridge(proxy_port, "127.0.0.1", proxy_port);
-    cluster.proxy.intercept(Arc::new(|req| {
+    lab.aws_through(proxy_port);
+    // etcd-join lets the members found the cluster only while its stack is being created: so
+    // the stack is said to be, while they start (and only then: kube-aws plans through here).
+    let founding = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let creating = founding.clone();
+    cluster.proxy.intercept(Arc::new(move |req| {
         (req.service == "cloudformation" && req.operation == "SignalResource").then(|| {
             (200, r#"<SignalResourceResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><ResponseMetadata><RequestId>s1</RequestId></ResponseMetadata></SignalResourceResponse>"#.to_string())
+        }).or_else(|| {
+            creating
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then(|| describe_stacks_answer(req, "CREATE_IN_PROGRESS"))
+                .flatten()
         })
     }));
     let aws_endpoint = format!("http://127.0.0.1:{proxy_port}");
@@ -981,16 +990,7 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
         let root = lab.work.path().join(&m.name);
         lay_out(&root, &files);
         decrypt_assets(&lab, &root);
-        etcd.push(Member {
-            name: m.name.clone(),
-            host: m.host.clone(),
-            root: root.clone(),
-            env: env_file(&root.join("etc/etcd/etcd.env")),
-            start_pre: unit_lines(&units, "etcd.service", "ExecStartPre=")
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-        });
+        etcd.push(Member::of_units(&m.name, &m.host, &root, &units));
     }
 
     // The controller: its files, its keys decrypted by its script, its identity from IMDS.
@@ -1000,9 +1000,11 @@ fn the_applied_control_plane_boots_joins_nodes_by_tls_bootstrap_and_the_cloud_co
     lay_out(&root, &files);
     std::fs::create_dir_all(root.join("run/kube-aws")).unwrap();
     decrypt_assets(&lab, &root);
+    founding.store(true, std::sync::atomic::Ordering::SeqCst);
     for m in &etcd {
         start_member(&mut lab, m);
     }
+    founding.store(false, std::sync::atomic::Ordering::SeqCst);
     let endpoints: String = etcd
         .iter()
         .map(|m| format!("https://{}:2379", m.host))

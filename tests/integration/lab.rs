@@ -47,7 +47,10 @@ pub struct Lab {
     pub netns: String,
     pub work: tempfile::TempDir,
     pub processes: Vec<Child>,
-    pub moto_port: u16,
+    /// Each etcd member [`start_member`] started, by name.
+    pub etcd: Vec<(String, Child)>,
+    /// The host's loopback port the lab's AWS calls go to: moto, or a proxy in front of it.
+    pub aws_port: u16,
     made_dirs: Vec<PathBuf>,
     _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
@@ -76,7 +79,8 @@ impl Lab {
             netns: netns.clone(),
             work: tempfile::tempdir().unwrap(),
             processes: Vec::new(),
-            moto_port,
+            etcd: Vec::new(),
+            aws_port: moto_port,
             made_dirs: Vec::new(),
             _one_at_a_time: guard,
         };
@@ -163,6 +167,13 @@ impl Lab {
         }
     }
 
+    /// Sends the lab's AWS calls to `port` of the host's loopback (a [`crate::proxy::Proxy`]
+    /// in front of moto, answering what moto cannot) instead of straight to moto.
+    pub fn aws_through(&mut self, port: u16) {
+        self.bridge(port, "127.0.0.1", port);
+        self.aws_port = port;
+    }
+
     pub fn ip(&self, args: &[&str]) {
         let out = run(Command::new("ip")
             .args(["netns", "exec", &self.netns, "ip"])
@@ -196,7 +207,7 @@ impl Lab {
         }
         c.env(
             "AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", self.moto_port),
+            format!("http://127.0.0.1:{}", self.aws_port),
         );
         c
     }
@@ -213,7 +224,11 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for p in &mut self.processes {
+        for p in self
+            .processes
+            .iter_mut()
+            .chain(self.etcd.iter_mut().map(|(_, p)| p))
+        {
             let _ = p.kill();
             let _ = p.wait();
         }
@@ -294,8 +309,41 @@ pub struct Member {
     pub name: String,
     pub host: String,
     pub root: PathBuf,
-    pub env: Vec<(String, String)>,
+    /// etcd.service's `ExecStartPre=` lines, run as the unit runs them.
     pub start_pre: Vec<String>,
+    /// The `--env-file`s of etcd.service's `ExecStart=`, read (later ones win) after
+    /// `start_pre` has run: etcd-join writes one of them.
+    pub env_files: Vec<String>,
+}
+
+impl Member {
+    /// Member `name`, laid out at `root` from its cloud-config's `units`.
+    pub fn of_units(name: &str, host: &str, root: &Path, units: &[WrittenUnit]) -> Member {
+        let start = unit_lines(units, "etcd.service", "ExecStart=");
+        let words: Vec<&str> = start[0].split_whitespace().collect();
+        Member {
+            name: name.to_string(),
+            host: host.to_string(),
+            root: root.to_path_buf(),
+            start_pre: unit_lines(units, "etcd.service", "ExecStartPre=")
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+            env_files: words
+                .windows(2)
+                .filter(|w| w[0] == "--env-file")
+                .map(|w| w[1].to_string())
+                .collect(),
+        }
+    }
+
+    /// etcd's environment as the unit gives it.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.env_files
+            .iter()
+            .flat_map(|f| env_file(&self.root.join(f.trim_start_matches('/'))))
+            .collect()
+    }
 }
 
 pub fn etcdctl(lab: &Lab, client: &Path, endpoints: &str, args: &[&str]) -> Output {
@@ -314,13 +362,24 @@ pub fn etcdctl(lab: &Lab, client: &Path, endpoints: &str, args: &[&str]) -> Outp
     run(&mut c)
 }
 
-pub fn start_member(lab: &mut Lab, m: &Member) {
-    // The unit's ExecStartPre that prepares the data directory, as the unit runs it.
+/// Starts `m` as etcd.service would; returns what its `ExecStartPre` lines printed.
+pub fn start_member(lab: &mut Lab, m: &Member) -> String {
+    let mut said = String::new();
+    // The unit's ExecStartPre lines, as the unit runs them; the member's own scripts from where
+    // its cloud-config laid them out.
     for pre in &m.start_pre {
         if pre.starts_with("-/usr/bin/docker") {
             continue;
         }
-        let words: Vec<&str> = pre.split_whitespace().collect();
+        let mut words: Vec<String> = pre.split_whitespace().map(str::to_string).collect();
+        if words[0].starts_with("/opt/bin/") {
+            let script = m.root.join(words[0].trim_start_matches('/'));
+            words.splice(
+                0..1,
+                ["/bin/bash".to_string(), script.display().to_string()],
+            );
+        }
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
         let out = run(&mut lab.member_command(&m.root, &words));
         assert!(
             out.status.success(),
@@ -328,8 +387,13 @@ pub fn start_member(lab: &mut Lab, m: &Member) {
             m.name,
             output_text(&out)
         );
+        said.push_str(&String::from_utf8_lossy(&out.stdout));
     }
-    let log = std::fs::File::create(m.root.join("etcd.log")).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(m.root.join("etcd.log"))
+        .unwrap();
     let mut c = lab.member_command(
         &m.root,
         &[
@@ -342,10 +406,27 @@ pub fn start_member(lab: &mut Lab, m: &Member) {
     );
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(m.env.iter().cloned())
+        .envs(m.env())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
-    lab.processes.push(c.spawn().expect("etcd starts"));
+    lab.etcd
+        .push((m.name.clone(), c.spawn().expect("etcd starts")));
+    said
+}
+
+/// Stops member `name`'s etcd with `signal` (`TERM`: its instance shuts down; `KILL`: it dies).
+pub fn stop_member(lab: &mut Lab, name: &str, signal: &str) {
+    let at = lab
+        .etcd
+        .iter()
+        .position(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{name} is not running"));
+    let (_, mut child) = lab.etcd.remove(at);
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
 }
 
 pub fn wait_healthy(lab: &Lab, client: &Path, endpoints: &str, members: &[Member]) -> String {
@@ -379,16 +460,33 @@ pub fn wait_healthy(lab: &Lab, client: &Path, endpoints: &str, members: &[Member
 }
 
 pub fn stop_members(lab: &mut Lab) {
-    // Keeps the two socat bridges (started first); stops every etcd.
-    for mut p in lab.processes.split_off(2) {
-        let _ = Command::new("kill").arg(p.id().to_string()).status();
-        let _ = p.wait();
+    let names: Vec<String> = lab.etcd.iter().map(|(n, _)| n.clone()).collect();
+    for name in names {
+        stop_member(lab, &name, "TERM");
     }
-    // `ip netns exec` forks etcd under setpriv; make sure nothing listens any more.
-    let _ = Command::new("sh")
-        .args(["-c", "ip netns pids \"$1\" | xargs -r ps -o pid=,comm= -p | awk '$2==\"etcd\"{print $1}' | xargs -r kill", "k", &lab.netns])
-        .status();
-    std::thread::sleep(Duration::from_secs(1));
+}
+
+/// CloudFormation's DescribeStacks answer for the stack a request names, in `status`: what
+/// etcd-join asks before it lets a member found the cluster (moto's stacks are never
+/// CREATE_IN_PROGRESS). Any other request is left to moto.
+pub fn describe_stacks_answer(
+    request: &crate::proxy::Intercepted<'_>,
+    status: &str,
+) -> Option<(u16, String)> {
+    if request.service != "cloudformation" || request.operation != "DescribeStacks" {
+        return None;
+    }
+    let name = request
+        .body
+        .split('&')
+        .find_map(|p| p.strip_prefix("StackName="))
+        .unwrap_or("");
+    Some((
+        200,
+        format!(
+            r#"<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><DescribeStacksResult><Stacks><member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-west-2:123456789012:stack/{name}/guid</StackId><CreationTime>2026-12-07T00:00:00Z</CreationTime><StackStatus>{status}</StackStatus></member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>d1</RequestId></ResponseMetadata></DescribeStacksResponse>"#
+        ),
+    ))
 }
 
 /// An IMDSv2 stand-in on loopback: a session token by PUT, then metadata only with it.

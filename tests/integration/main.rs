@@ -7,6 +7,7 @@ mod contracts;
 mod control_plane;
 mod crash;
 mod edges;
+mod etcd_membership;
 mod export;
 mod fuzz;
 mod harness;

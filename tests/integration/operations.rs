@@ -231,19 +231,90 @@ fn a_three_zone_control_plane_runs_in_three_zones_and_one_a_zone_can_stop_is_war
     );
 }
 
+/// The etcd members a state records (one cloud-config asset each), by name.
+fn recorded_etcd_members(c: &Cluster) -> Vec<String> {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    let mut members: Vec<String> = state["assets"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter_map(|k| k.rsplit('/').next())
+        .filter(|k| k.starts_with("cloud-config-etcd-"))
+        .map(|k| k.trim_start_matches("cloud-config-").to_string())
+        .collect();
+    members.sort();
+    members
+}
+
 #[test]
-fn changing_the_etcd_member_count_of_a_running_cluster_is_refused_at_its_line() {
+fn the_etcd_member_count_of_a_running_cluster_moves_one_member_per_reviewed_plan() {
     let c = Cluster::new("etcdsize", false, None);
     c.set("etcdCount", "3");
     c.plan_and_apply();
-    for wanted in ["5", "1"] {
+    let line = c.setting_line("etcdCount");
+    let steps = [
+        (
+            "5",
+            "grows from 3 to 4 members",
+            "1 more plan(s) after this one reach etcdCount: 5",
+            "etcd-3",
+        ),
+        (
+            "5",
+            "grows from 4 to 5 members",
+            "this plan reaches etcdCount: 5",
+            "etcd-4",
+        ),
+        (
+            "3",
+            "shrinks from 5 to 4 members",
+            "1 more plan(s) after this one reach etcdCount: 3",
+            "etcd-4",
+        ),
+        (
+            "3",
+            "shrinks from 4 to 3 members",
+            "this plan reaches etcdCount: 3",
+            "etcd-3",
+        ),
+    ];
+    for (wanted, step, after, member) in steps {
         c.set("etcdCount", wanted);
-        let at = format!(
-            "cluster.yaml:{}: error: etcdCount: the running cluster has 3 etcd member(s); changing etcdCount to {wanted} is refused",
-            c.setting_line("etcdCount")
+        // validate says the steps at etcdCount's line, as a warning.
+        let validated = c.run(&["validate", "--offline"]);
+        let text = stdout(&validated);
+        assert!(
+            text.contains(&format!(
+                "cluster.yaml:{line}: warning: etcdCount: the running cluster has"
+            )) && text.contains(step),
+            "{text}"
         );
-        refused_by_plan_and_validate(&c, &at);
+        let before = recorded_etcd_members(&c);
+        let planned = c.expect(2, &["plan", "--detailed-exitcode", "-o", "plan.json"]);
+        let text = stdout(&planned);
+        assert!(text.contains(step) && text.contains(after), "{text}");
+        println!(
+            "{}",
+            text.lines().find(|l| l.contains(step)).unwrap().trim()
+        );
+        c.expect(0, &["apply", "plan.json"]);
+        let after_apply = recorded_etcd_members(&c);
+        let grows = step.starts_with("grows");
+        assert_eq!(
+            after_apply.len(),
+            if grows {
+                before.len() + 1
+            } else {
+                before.len() - 1
+            },
+            "{before:?} → {after_apply:?}"
+        );
+        assert_eq!(
+            after_apply.contains(&member.to_string()),
+            grows,
+            "{after_apply:?}"
+        );
     }
-    c.set("etcdCount", "3");
     c.expect(0, &["plan", "--detailed-exitcode"]);
 }

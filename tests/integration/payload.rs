@@ -17,11 +17,14 @@ use kube_aws::config::ClusterConfig;
 use kube_aws::engine;
 use kube_aws::render::Rendered;
 
+use std::sync::{Arc, Mutex};
+
 use crate::harness::{aws_env, block_on, init_cluster_with, moto};
 use crate::lab::{
-    Lab, Member, decrypt_assets, env_file, etcdctl, lay_out, output_text, require, require_root,
-    run, start_member, stop_members, unit_lines, wait_healthy,
+    Lab, Member, decrypt_assets, describe_stacks_answer, etcdctl, lay_out, output_text, require,
+    require_root, run, start_member, stop_members, wait_healthy,
 };
+use crate::proxy::Proxy;
 
 /// A cluster as configured, and what plan would render for it, with certificates issued and
 /// keys sealed through moto's KMS.
@@ -74,6 +77,35 @@ pub fn render_cluster(prefix: &str, extra: &str) -> RenderedCluster {
         config,
         rendered,
         tls,
+    }
+}
+
+impl RenderedCluster {
+    /// What a plan renders for the same cluster with `etcd_count` members (one step of a
+    /// membership change): the same certificates, one issued for a new member.
+    pub fn with_etcd_count(&self, etcd_count: u32) -> Rendered {
+        let config = ClusterConfig {
+            etcd_count,
+            ..self.config.clone()
+        };
+        block_on(async {
+            let sdk = moto().sdk_config().await;
+            let vault = KmsVault::new(aws_sdk_kms::Client::new(&sdk));
+            let images = Ec2Images::new(aws_sdk_ec2::Client::new(&sdk));
+            let mut inputs =
+                engine::BuildInputs::new(&config, None, time::OffsetDateTime::now_utc());
+            inputs.previous_tls = &self.tls;
+            engine::build(
+                self._dir.path(),
+                &inputs,
+                Some(&vault),
+                Some(&images),
+                &mut |_| {},
+            )
+            .await
+            .expect("build")
+            .rendered
+        })
     }
 }
 
@@ -504,6 +536,32 @@ fn shellcheck_and_systemd_analyze_are_clean_on_every_script_and_unit() {
     }
 }
 
+/// The controller's files laid out in `lab`, with the apiserver's etcd client certificate
+/// decrypted by the controller's rendered script: the etcd client the tests use.
+pub fn etcd_client(lab: &Lab, cluster: &RenderedCluster) -> PathBuf {
+    let client = lab.work.path().join("controller");
+    let (files, _) = cloud_config_parts(
+        &cluster.rendered.cloud_configs["cloud-config-controller"],
+        Some("10.0.0.50"),
+    );
+    lay_out(&client, &files);
+    decrypt_assets(lab, &client);
+    client
+}
+
+/// Sends `lab`'s AWS calls through a proxy that tells etcd-join the cluster's stack is being
+/// created (so its members found the cluster); the status can be changed while it runs.
+pub fn founding_through(lab: &mut Lab) -> (Proxy, Arc<Mutex<String>>) {
+    let proxy = Proxy::start(&moto().endpoint, None);
+    let status = Arc::new(Mutex::new("CREATE_IN_PROGRESS".to_string()));
+    let answer = status.clone();
+    proxy.intercept(Arc::new(move |request| {
+        describe_stacks_answer(request, &answer.lock().unwrap())
+    }));
+    lab.aws_through(proxy.endpoint.rsplit(':').next().unwrap().parse().unwrap());
+    (proxy, status)
+}
+
 #[test]
 #[ignore = "real-component tier (root, etcd, the AWS CLI): scripts/test and CI run it"]
 fn real_etcd_forms_the_rendered_three_member_cluster_and_restores_a_snapshot() {
@@ -523,6 +581,7 @@ fn real_etcd_forms_the_rendered_three_member_cluster_and_restores_a_snapshot() {
         .map(|(m, ip)| (m.host.clone(), ip.clone()))
         .collect();
     let mut lab = Lab::new(moto, &hosts);
+    let _founding = founding_through(&mut lab);
 
     // Each member's files, laid out as its cloud-config writes them; keys decrypted by the
     // rendered script through moto's KMS.
@@ -541,25 +600,9 @@ fn real_etcd_forms_the_rendered_three_member_cluster_and_restores_a_snapshot() {
             "{}",
             m.name
         );
-        members.push(Member {
-            name: m.name.clone(),
-            host: m.host.clone(),
-            root: root.clone(),
-            env: env_file(&root.join("etc/etcd/etcd.env")),
-            start_pre: unit_lines(&units, "etcd.service", "ExecStartPre=")
-                .into_iter()
-                .map(str::to_string)
-                .collect(),
-        });
+        members.push(Member::of_units(&m.name, &m.host, &root, &units));
     }
-    // The apiserver's etcd client certificate, decrypted by the controller's rendered script.
-    let client = lab.work.path().join("controller");
-    let (files, _) = cloud_config_parts(
-        &cluster.rendered.cloud_configs["cloud-config-controller"],
-        Some("10.0.0.50"),
-    );
-    lay_out(&client, &files);
-    decrypt_assets(&lab, &client);
+    let client = etcd_client(&lab, &cluster);
 
     for m in &members {
         start_member(&mut lab, m);

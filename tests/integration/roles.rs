@@ -570,6 +570,18 @@ fn each_instance_role_is_held_to_a_table_of_what_it_may_and_may_not_do() {
                 false,
             ),
             (
+                "an etcd member reads its stack's status (etcd-join: found or join)",
+                &etcd,
+                Request::new("cloudformation:DescribeStacks", &stack_id),
+                true,
+            ),
+            (
+                "… but not another stack's",
+                &etcd,
+                Request::new("cloudformation:DescribeStacks", &pool_stack),
+                false,
+            ),
+            (
                 "a worker signals no stack (it would reach every group of it)",
                 &worker,
                 signal(&stack_id),

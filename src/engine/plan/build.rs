@@ -247,6 +247,9 @@ pub fn render_for_apply(
     let Some(image) = next.image.clone() else {
         return Err(EngineError::Mismatch(crate::engine::PlanMismatch::NoImage));
     };
+    // The plan deployed one etcd member closer to etcdCount; so does this render.
+    let deployed = super::as_deployed(config, prior);
+    let config = &*deployed;
     let prepared = Prepared {
         image,
         tls: pki::ResolvedTls {

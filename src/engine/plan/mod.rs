@@ -252,10 +252,17 @@ async fn plan_apply(
     let binding = prior_binding(prior.as_ref());
     let prior = prior.as_ref().map(|p| &p.state);
     check_stack_layout(config, prior)?;
-    let running = running_cluster_findings(dir, config, prior);
-    if !running.is_empty() {
-        return Err(EngineError::Invalid { findings: running });
+    let refused: Vec<_> = running_cluster_findings(dir, config, prior)
+        .into_iter()
+        .filter(|f| f.severity == crate::finding::Severity::Error)
+        .collect();
+    if !refused.is_empty() {
+        return Err(EngineError::Invalid { findings: refused });
     }
+    // From here on, the cluster as this plan deploys it (one etcd member closer).
+    let etcd_step = EtcdStep::of(config, prior);
+    let deployed = as_deployed(config, prior);
+    let config = &*deployed;
 
     // What an interrupted apply shipped is reused rather than issued again.
     let mut inputs = BuildInputs::new(config, prior, now);
@@ -372,12 +379,13 @@ async fn plan_apply(
     new_state.records = changes::recorded_records(&records);
     let summary = changes::summarize(&stack.change, &pool_stacks, &records, &assets);
     let overrides: Vec<&str> = built.templates.overrides().map(|(name, _)| name).collect();
-    let notes = plan_notes(
+    let mut notes: Vec<String> = etcd_step.map(|step| step.describe()).into_iter().collect();
+    notes.extend(plan_notes(
         (config, prior, options),
         (built.keep_pools_in_cluster_stack, &overrides),
         &stack.change,
         &pool_stacks,
-    );
+    ));
     let template = (stack.change.action != Action::NoOp).then_some(built.rendered.stack_template);
     Ok(Plan {
         offline: online.is_none(),
@@ -394,9 +402,9 @@ async fn plan_apply(
     })
 }
 
-/// What cluster.yaml may not change on a running cluster in one plan, as errors at the
-/// setting's line for plan and validate alike: its Kubernetes version out of skew order, and
-/// its etcd membership.
+/// What cluster.yaml asks of a running cluster that one plan cannot simply do, at the
+/// setting's line for plan and validate alike: a Kubernetes version out of skew order (an
+/// error), and an etcd membership change (a warning saying the steps it takes).
 pub(crate) fn running_cluster_findings(
     dir: &Path,
     config: &ClusterConfig,
@@ -407,38 +415,111 @@ pub(crate) fn running_cluster_findings(
     findings
 }
 
-/// The etcd members a running cluster has (one cloud-config asset each) against `etcdCount`.
-/// A member is only ever started as one of a new cluster (`initial-cluster-state=new`, the
-/// full list in every member's certificate), so a new member would form a cluster of its own
-/// and a removed one would stay in the member list, counted for quorum: refused until
-/// membership changes are reviewed steps of their own.
+/// How many etcd members the running cluster has: one cloud-config asset each in its state.
+fn running_etcd_members(prior: &State) -> usize {
+    use crate::assets::{AssetKind, CloudConfigId, asset_path};
+    (0..)
+        .take_while(|&i| {
+            let path = asset_path(AssetKind::CloudConfig, &CloudConfigId::Etcd(i).name());
+            prior.assets.contains_key(&path)
+        })
+        .count()
+}
+
+/// One reviewed step of an etcd membership change. Each plan moves the member count one
+/// member toward `etcdCount`, so no step changes the quorum by more than one member: an added
+/// member joins as a learner and becomes a voter once it has caught up (etcd-join,
+/// etcd-membership), and a removed one leaves the member list before its instance goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EtcdStep {
+    pub running: usize,
+    pub deployed: usize,
+    pub wanted: usize,
+}
+
+impl EtcdStep {
+    /// The step a plan of `config` against `prior` takes, if the count changes.
+    pub(crate) fn of(config: &ClusterConfig, prior: Option<&State>) -> Option<EtcdStep> {
+        let running = running_etcd_members(prior.filter(|s| s.stack.is_some())?);
+        let wanted = config.etcd_count as usize;
+        if running == 0 || running == wanted {
+            return None;
+        }
+        let deployed = if wanted > running {
+            running + 1
+        } else {
+            running - 1
+        };
+        Some(EtcdStep {
+            running,
+            deployed,
+            wanted,
+        })
+    }
+
+    /// The plans it takes from the running count to `etcdCount`, this one included.
+    pub(crate) fn plans_left(&self) -> usize {
+        self.running.abs_diff(self.wanted)
+    }
+
+    /// What the step does, for the plan's notes and validate.
+    pub(crate) fn describe(&self) -> String {
+        let after = match self.plans_left() - 1 {
+            0 => format!("this plan reaches etcdCount: {}", self.wanted),
+            n => format!(
+                "{n} more plan(s) after this one reach etcdCount: {} (plan again after each apply)",
+                self.wanted
+            ),
+        };
+        let (running, deployed) = (self.running, self.deployed);
+        if deployed > running {
+            format!(
+                "etcd grows from {running} to {deployed} members, one member per plan: etcd-{running} starts, joins the running cluster as a learner through its members (etcd-join) and becomes a voter once it has caught up (etcd-membership), so the quorum stays {} of {running} until then. Every member rolls once with its data volume (the member list each renders changed); {after}",
+                running / 2 + 1
+            )
+        } else {
+            format!(
+                "etcd shrinks from {running} to {deployed} members, one member per plan: the first member rolled (with its data volume) removes etcd-{deployed} from the member list (etcd-membership), before the stack deletes etcd-{deployed}'s instance once the update is done (its volume is kept as a snapshot), leaving a quorum of {} of {deployed}; {after}",
+                deployed / 2 + 1
+            )
+        }
+    }
+}
+
+/// `config` as this plan deploys it against `prior`: `etcdCount` one member closer to what
+/// cluster.yaml asks for ([`EtcdStep`]). apply renders the reviewed plan from the same.
+pub(crate) fn as_deployed<'a>(
+    config: &'a ClusterConfig,
+    prior: Option<&State>,
+) -> std::borrow::Cow<'a, ClusterConfig> {
+    match EtcdStep::of(config, prior) {
+        Some(step) => std::borrow::Cow::Owned(ClusterConfig {
+            etcd_count: step.deployed as u32,
+            ..config.clone()
+        }),
+        None => std::borrow::Cow::Borrowed(config),
+    }
+}
+
+/// validate's word on a membership change: a warning at `etcdCount`'s line saying the steps.
 fn etcd_membership_findings(
     dir: &Path,
     config: &ClusterConfig,
     prior: Option<&State>,
 ) -> Vec<crate::finding::Finding> {
-    use crate::assets::{AssetKind, CloudConfigId, asset_path};
-    let Some(prior) = prior.filter(|s| s.stack.is_some()) else {
+    let Some(step) = EtcdStep::of(config, prior) else {
         return Vec::new();
     };
-    let running = (0..)
-        .take_while(|&i| {
-            let path = asset_path(AssetKind::CloudConfig, &CloudConfigId::Etcd(i).name());
-            prior.assets.contains_key(&path)
-        })
-        .count();
-    let wanted = config.etcd_count as usize;
-    if running == 0 || running == wanted {
-        return Vec::new();
-    }
     vec![crate::engine::at_setting(
         dir,
         "etcdCount",
-        crate::finding::Finding::error(
+        crate::finding::Finding::warning(
             crate::config::CLUSTER_FILE,
             None,
             format!(
-                "the running cluster has {running} etcd member(s); changing etcdCount to {wanted} is refused: a member is only ever started as one of a new cluster, so an added member would form a cluster of its own and a removed one would stay in the member list, counted for quorum. Keep etcdCount: {running} (to resize, snapshot, destroy and restore into a new cluster)"
+                "the running cluster has {} etcd member(s): {}",
+                step.running,
+                step.describe()
             ),
         ),
     )]

@@ -100,15 +100,7 @@ fn a_replaced_subnet_says_its_instances_go_with_it() {
 /// the plan changes, or whose state agrees, is not.
 #[test]
 fn a_stack_already_running_the_template_is_said_to_be_recorded_only() {
-    let mut prior = State::new("demo", "l".into());
-    prior.stack = Some(crate::state::StackState {
-        name: "demo".into(),
-        id: None,
-        template_sha256: "old".into(),
-        parameters: Default::default(),
-        tags: Default::default(),
-        render_key: None,
-    });
+    let prior = running_with_etcd(0, "old");
     let change = |action, sha: &str| {
         StackChange::without_change_set("demo".into(), action, Some(sha.to_string()))
     };
@@ -145,5 +137,73 @@ fn overridden_templates_are_named_and_none_says_nothing() {
     assert!(
         two.contains("stack-template.json, userdata/cloud-config-worker replace the built-ins"),
         "{two}"
+    );
+}
+
+/// A running cluster with `members` etcd members and the template `template_sha256`, as its
+/// state records them.
+fn running_with_etcd(members: usize, template_sha256: &str) -> State {
+    use crate::assets::{AssetKind, AssetRecord, CloudConfigId, asset_path};
+    let mut prior = State::new("demo", "l".into());
+    prior.stack = Some(crate::state::StackState {
+        name: "demo".into(),
+        id: None,
+        template_sha256: template_sha256.into(),
+        parameters: Default::default(),
+        tags: Default::default(),
+        render_key: None,
+    });
+    for i in 0..members {
+        let path = asset_path(AssetKind::CloudConfig, &CloudConfigId::Etcd(i).name());
+        let record = AssetRecord {
+            kind: AssetKind::CloudConfig,
+            sha256: "s".into(),
+        };
+        prior.assets.insert(path, record);
+    }
+    prior
+}
+
+/// An etcd count change moves one member per plan, and only on a running cluster.
+#[test]
+fn an_etcd_count_change_is_one_member_per_plan() {
+    let step = |running: usize, wanted: &str| {
+        let config = config(&format!("etcdCount: {wanted}\n"));
+        let prior = running_with_etcd(running, "t");
+        EtcdStep::of(&config, Some(&prior)).map(|s| {
+            let deployed = as_deployed(&config, Some(&prior)).etcd_count as usize;
+            assert_eq!(deployed, s.deployed);
+            (s.deployed, s.plans_left())
+        })
+    };
+    assert_eq!(step(3, "5"), Some((4, 2)));
+    assert_eq!(step(4, "5"), Some((5, 1)));
+    assert_eq!(step(5, "3"), Some((4, 2)));
+    assert_eq!(step(1, "3"), Some((2, 2)));
+    assert_eq!(step(3, "3"), None);
+    // Nothing runs yet: the first apply creates etcdCount members at once.
+    let five = config("etcdCount: 5\n");
+    assert_eq!(EtcdStep::of(&five, None), None);
+    assert_eq!(as_deployed(&five, None).etcd_count, 5);
+    let mut destroyed = running_with_etcd(3, "t");
+    destroyed.stack = None;
+    assert_eq!(EtcdStep::of(&five, Some(&destroyed)), None);
+
+    let grow = EtcdStep::of(&five, Some(&running_with_etcd(3, "t")))
+        .unwrap()
+        .describe();
+    assert!(
+        grow.starts_with("etcd grows from 3 to 4 members, one member per plan: etcd-3 starts, joins the running cluster as a learner")
+            && grow.ends_with("1 more plan(s) after this one reach etcdCount: 5 (plan again after each apply)"),
+        "{grow}"
+    );
+    let shrink = EtcdStep::of(&config("etcdCount: 3\n"), Some(&running_with_etcd(4, "t")))
+        .unwrap()
+        .describe();
+    assert!(
+        shrink.contains("removes etcd-3 from the member list")
+            && shrink.contains("leaving a quorum of 2 of 3")
+            && shrink.ends_with("this plan reaches etcdCount: 3"),
+        "{shrink}"
     );
 }
