@@ -33,6 +33,8 @@ pub async fn export(
 ) -> Result<String, EngineError> {
     let (config, context, backend) = open(dir, aws).await?;
     let prior = backend.load(&config).await?.map(|l| l.state);
+    // What the next plan deploys: one etcd member closer to etcdCount, as the plan renders it.
+    let config = super::plan::as_deployed(&config, prior.as_ref());
     let inputs = BuildInputs::new(&config, prior.as_ref(), now);
     let built = build(
         dir,

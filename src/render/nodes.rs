@@ -180,10 +180,10 @@ pub(super) fn render_nodes(
     );
     let mut etcd_userdata = Vec::new();
     let members = c.etcd_members();
-    // Every name this render lists: a member removes the started members it does not see here.
-    let member_names = members
+    // Every member address this render lists: a member removes the members it does not see.
+    let member_peer_urls = members
         .iter()
-        .map(|m| m.name.as_str())
+        .map(|m| format!("https://{}:2380", m.host))
         .collect::<Vec<_>>()
         .join(" ");
     for member in &members {
@@ -199,7 +199,7 @@ pub(super) fn render_nodes(
             context! {
                 member => Serde(member),
                 peerEndpoints => peer_endpoints,
-                memberNames => &member_names,
+                memberPeerURLs => &member_peer_urls,
             },
         )?;
         etcd_userdata.push(gzip_base64(&text));

@@ -378,6 +378,9 @@ fn real_etcd_changes_membership_one_reviewed_step_at_a_time_while_a_client_write
             stop_member(&mut members.lab, "etcd-1", "TERM");
             let data = members.lab.work.path().join("etcd-1/var/lib/etcd/data");
             std::fs::remove_dir_all(&data).unwrap();
+            // What a first start that failed before its log leaves: etcd would found a
+            // cluster of its own on it.
+            std::fs::create_dir_all(data.join("member/snap")).unwrap();
             members.start(1);
         },
     );
@@ -385,6 +388,18 @@ fn real_etcd_changes_membership_one_reviewed_step_at_a_time_while_a_client_write
     let after = members.list(&[0, 1, 2]);
     let new_id = after.iter().find(|m| m.1 == "etcd-1").unwrap().0.clone();
     assert_ne!(old_id, new_id, "etcd-1 came back as a new member");
+    assert!(
+        members
+            .said
+            .iter()
+            .any(|l| l.contains("has a member folder without a log"))
+            && members
+                .said
+                .iter()
+                .any(|l| l.contains("lost its data: removing it")),
+        "{:#?}",
+        members.said
+    );
     said.push("etcd-1 without its volume:".into());
     said.append(&mut members.said);
     drop(writer);

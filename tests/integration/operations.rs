@@ -318,3 +318,53 @@ fn the_etcd_member_count_of_a_running_cluster_moves_one_member_per_reviewed_plan
     }
     c.expect(0, &["plan", "--detailed-exitcode"]);
 }
+
+#[test]
+fn a_member_count_step_is_refused_until_the_render_and_the_running_members_carry_the_scripts() {
+    let c = Cluster::new("etcdtools", false, None);
+    c.set("etcdCount", "3");
+    // The cluster directory's own etcd template, as an earlier `kube-aws render` copied it:
+    // without etcd-membership.
+    c.expect(0, &["render"]);
+    let own = c.path("userdata/cloud-config-etcd");
+    let built_in = std::fs::read_to_string(&own).unwrap();
+    std::fs::write(
+        &own,
+        built_in.replace("etcd-membership", "etcd-housekeeping"),
+    )
+    .unwrap();
+    c.plan_and_apply();
+    let at = format!(
+        "cluster.yaml:{}: error: etcdCount: ",
+        c.setting_line("etcdCount")
+    );
+
+    c.set("etcdCount", "5");
+    c.proxy.reset();
+    let refused = stderr(&c.expect(1, &["plan", "-o", "refused.json"]));
+    assert!(
+        refused.contains(&format!("{at}changing the etcd member count needs /opt/bin/etcd-join and /opt/bin/etcd-membership in every member's cloud-config")) && refused.contains("this render lacks cloud-config-etcd-0, cloud-config-etcd-1, cloud-config-etcd-2, cloud-config-etcd-3"),
+        "{refused}"
+    );
+    assert_eq!(c.proxy.cluster_writes(), Vec::<&str>::new());
+
+    // The built-in template again: the running members still lack the scripts, so a step
+    // whose update rolled back would return to members that cannot remove the new one.
+    std::fs::remove_file(&own).unwrap();
+    let refused = stderr(&c.expect(1, &["plan", "-o", "refused.json"]));
+    assert!(
+        refused.contains(&format!("{at}the running etcd members do not have /opt/bin/etcd-join and /opt/bin/etcd-membership yet")),
+        "{refused}"
+    );
+    assert!(!c.path("refused.json").exists());
+
+    // Applied once as it runs, the members carry them: the step is planned.
+    c.set("etcdCount", "3");
+    c.plan_and_apply();
+    c.set("etcdCount", "5");
+    let planned = stdout(&c.expect(2, &["plan", "--detailed-exitcode"]));
+    assert!(
+        planned.contains("etcd grows from 3 to 4 members"),
+        "{planned}"
+    );
+}

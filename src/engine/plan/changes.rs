@@ -23,7 +23,7 @@ use crate::render::{self, Rendered};
 use crate::state::{ImageState, PlanSigning, RecordState, StackState, State};
 
 /// Every `UserData` string in a template, by the logical id of the resource carrying it.
-fn userdata_by_resource(template: &Value) -> BTreeMap<String, String> {
+pub(super) fn userdata_by_resource(template: &Value) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if let Some(resources) = template["Resources"].as_object() {
         for (id, resource) in resources {

@@ -289,6 +289,9 @@ async fn plan_apply(
     let reuse = prepared.reusable_pools(prior);
     let built = prepared.render_reusing(config, &reuse)?;
     built.refuse_invalid()?;
+    if etcd_step.is_some() {
+        refuse_step_without_membership_scripts(dir, &built.rendered)?;
+    }
     refuse_other_changes_while_moving(config, prior, &built)?;
     // Rendered from the user's template file: render checks it is JSON, and a slip there is
     // an error here, never a panic.
@@ -313,6 +316,11 @@ async fn plan_apply(
     )
     .await?;
     skipped.extend(stack.skipped.clone());
+    if etcd_step.is_some()
+        && let Some(deployed) = &stack.deployed_template
+    {
+        refuse_step_before_members_run_the_scripts(dir, deployed)?;
+    }
     let stack::PoolStacksPlan {
         changes: pool_stacks,
         settled: settled_pools,
@@ -498,6 +506,80 @@ pub(crate) fn as_deployed<'a>(
             ..config.clone()
         }),
         None => std::borrow::Cow::Borrowed(config),
+    }
+}
+
+/// What a member needs for a membership step: etcd-join (a member without data joins as a
+/// learner) and etcd-membership (promotes it, removes the member a shrink drops).
+const MEMBERSHIP_SCRIPTS: [&str; 2] = ["/opt/bin/etcd-join", "/opt/bin/etcd-membership"];
+
+/// An error at `etcdCount`'s line: this membership step cannot be taken, and why.
+fn step_refused(dir: &Path, why: String) -> EngineError {
+    EngineError::Invalid {
+        findings: vec![crate::engine::at_setting(
+            dir,
+            "etcdCount",
+            crate::finding::Finding::error(crate::config::CLUSTER_FILE, None, why),
+        )],
+    }
+}
+
+/// A step's render must carry the membership scripts and let a member read its stack's status
+/// (a cluster directory's own templates, copied by an older `kube-aws render`, may not): an
+/// added member would otherwise found a cluster of its own and a removed one stay a voter.
+fn refuse_step_without_membership_scripts(
+    dir: &Path,
+    rendered: &crate::render::Rendered,
+) -> Result<(), EngineError> {
+    let lacking: Vec<&String> = rendered
+        .cloud_configs
+        .iter()
+        .filter(|(name, _)| name.starts_with("cloud-config-etcd-"))
+        .filter(|(_, text)| MEMBERSHIP_SCRIPTS.iter().any(|s| !text.contains(s)))
+        .map(|(name, _)| name)
+        .collect();
+    let describes = rendered
+        .stack_template
+        .contains("\"cloudformation:DescribeStacks\"");
+    if lacking.is_empty() && describes {
+        return Ok(());
+    }
+    Err(step_refused(
+        dir,
+        format!(
+            "changing the etcd member count needs {} in every member's cloud-config and cloudformation:DescribeStacks for the etcd role; this render lacks {}: merge the built-in templates (`kube-aws render` shows them) into the cluster directory's own",
+            MEMBERSHIP_SCRIPTS.join(" and "),
+            if lacking.is_empty() {
+                "the DescribeStacks permission".to_string()
+            } else {
+                lacking
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        ),
+    ))
+}
+
+/// The running members must already carry the membership scripts: a step whose update rolls
+/// back goes back to them, and only they remove a member that joined before the rollback.
+fn refuse_step_before_members_run_the_scripts(
+    dir: &Path,
+    deployed: &Value,
+) -> Result<(), EngineError> {
+    let running = changes::userdata_by_resource(deployed)
+        .get("LaunchTemplateEtcd0")
+        .and_then(|u| crate::diff::decode_userdata(u));
+    match running {
+        Some(text) if MEMBERSHIP_SCRIPTS.iter().all(|s| text.contains(s)) => Ok(()),
+        _ => Err(step_refused(
+            dir,
+            format!(
+                "the running etcd members do not have {} yet (applied by an earlier kube-aws): apply once with etcdCount as it runs, then change it",
+                MEMBERSHIP_SCRIPTS.join(" and ")
+            ),
+        )),
     }
 }
 

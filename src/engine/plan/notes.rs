@@ -32,7 +32,15 @@ pub(super) fn plan_notes(
     let mut notes = migration_notes(config, keep_pools_in_cluster_stack, change, pool_stacks);
     notes.extend(overrides_note(overrides));
     notes.extend(controller_replacement_note(config, change));
-    notes.extend(etcd_replacement_note(config, change));
+    // The members that vote while this plan rolls them: those running before a step adds one.
+    let voters = prior
+        .filter(|s| s.stack.is_some())
+        .map(super::running_etcd_members)
+        .filter(|&running| running > 0)
+        .map_or(config.etcd_count as usize, |running| {
+            running.min(config.etcd_count as usize)
+        });
+    notes.extend(etcd_replacement_note(config, voters, change));
     notes.extend(subnet_replacement_note(change));
     notes.extend(
         std::iter::once(change)
@@ -150,6 +158,7 @@ pub(super) fn review_in_progress_note(change: &StackChange, preview: bool) -> Op
 /// another (each waits for its member's signal), so quorum holds.
 pub(super) fn etcd_replacement_note(
     config: &ClusterConfig,
+    voters: usize,
     cluster: &StackChange,
 ) -> Option<String> {
     let members = config.etcd_members();
@@ -167,17 +176,22 @@ pub(super) fn etcd_replacement_note(
     if replaced.is_empty() {
         return None;
     }
-    Some(match members.len() {
-        1 => format!(
-            "etcd's only member ({}) is replaced: etcd, and with it the Kubernetes API, is down until the new instance has attached the member's volume and started (at most etcdCreateTimeout, {}); running pods keep running. Three members (etcdCount: 3) roll without an outage",
-            replaced.join(", "),
+    // While one member rolls, the others must still be a majority of the voters.
+    Some(if voters < 3 {
+        format!(
+            "{} replaced while etcd has {voters} voting member(s): with one of them down there is no quorum, so etcd, and with it the Kubernetes API, is down until the new instance has attached the member's volume and started (at most etcdCreateTimeout, {}), once per member; running pods keep running. Three members (etcdCount: 3) roll without an outage",
+            match replaced.as_slice() {
+                [only] if voters == 1 => format!("etcd's only member ({only}) is"),
+                _ => format!("etcd members {} are", replaced.join(", ")),
+            },
             config.etcd_create_timeout
-        ),
-        n => format!(
-            "etcd members {} are replaced one at a time (each waits for its member's health signal), so {} of {n} keep quorum throughout; each member's group shows 0 in service only for its own member",
+        )
+    } else {
+        format!(
+            "etcd members {} are replaced one at a time (each waits for its member's health signal), so {} of {voters} keep quorum throughout; each member's group shows 0 in service only for its own member",
             replaced.join(", "),
-            n - 1
-        ),
+            voters - 1
+        )
     })
 }
 

@@ -30,29 +30,47 @@ fn rolling(logical_id: &str) -> ResourceChange {
 /// with three; a change that replaces none says nothing.
 #[test]
 fn an_etcd_replacement_says_whether_the_api_goes_down() {
-    for (extra, words) in [
+    for (count, voters, words) in [
         (
-            "",
-            "etcd's only member (etcd-0) is replaced: etcd, and with it the Kubernetes API, is down",
+            1,
+            1,
+            "etcd's only member (etcd-0) is replaced while etcd has 1 voting member(s): with one of them down there is no quorum, so etcd, and with it the Kubernetes API, is down",
         ),
         (
-            "etcdCount: 3\n",
+            3,
+            3,
             "etcd members etcd-0, etcd-1, etcd-2 are replaced one at a time (each waits for its member's health signal), so 2 of 3 keep quorum",
         ),
+        // A step from 3 to 4 rolls the three voters before the fourth joins.
+        (
+            4,
+            3,
+            "etcd members etcd-0, etcd-1, etcd-2, etcd-3 are replaced one at a time (each waits for its member's health signal), so 2 of 3 keep quorum",
+        ),
+        // Two voters (a step between 1 and 3): each roll takes the quorum with it.
+        (
+            2,
+            2,
+            "etcd members etcd-0, etcd-1 are replaced while etcd has 2 voting member(s): with one of them down there is no quorum",
+        ),
     ] {
-        let config = config(extra);
+        // Even counts are steps a plan deploys, never what cluster.yaml may say.
+        let config = ClusterConfig {
+            etcd_count: count,
+            ..config("")
+        };
         let members = config.etcd_members();
         let change = StackChange {
             resource_changes: members.iter().map(|m| rolling(&m.logical_id)).collect(),
             ..StackChange::without_change_set("demo".into(), crate::planfile::Action::Update, None)
         };
-        let note = etcd_replacement_note(&config, &change).unwrap();
+        let note = etcd_replacement_note(&config, voters, &change).unwrap();
         assert!(note.starts_with(words), "{note}");
         let untouched = StackChange {
             resource_changes: vec![rolling("AutoScaleWorkers")],
             ..change
         };
-        assert_eq!(etcd_replacement_note(&config, &untouched), None);
+        assert_eq!(etcd_replacement_note(&config, voters, &untouched), None);
     }
 }
 
