@@ -545,7 +545,7 @@ fn a_single_controller_takes_a_new_ami_on_moto_and_the_api_record_follows_it() {
     // API is down meanwhile, rather than only "at least 0 in service".
     assert!(
         text.contains(
-            "etcd's only member (etcd-0) is replaced: etcd, and with it the Kubernetes API, is down"
+            "etcd's only member (etcd-0) is replaced while etcd has 1 voting member(s): with one of them down there is no quorum, so etcd, and with it the Kubernetes API, is down"
         ),
         "{text}"
     );

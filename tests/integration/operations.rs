@@ -1,5 +1,5 @@
 //! Operations on a running cluster, against moto: Kubernetes upgrades in the version skew
-//! policy's order, and a control plane spread over zones.
+//! policy's order, etcd member count steps, and a control plane spread over zones.
 
 use kube_aws::releases::releases;
 
@@ -367,4 +367,54 @@ fn a_member_count_step_is_refused_until_the_render_and_the_running_members_carry
         planned.contains("etcd grows from 3 to 4 members"),
         "{planned}"
     );
+}
+
+#[test]
+fn a_control_plane_upgraded_by_an_apply_that_failed_on_a_pool_is_not_taken_back() {
+    let (v35, v36) = (pinned(35), pinned(36));
+    let c = Cluster::new("upgradelag", false, None);
+    c.set("stackPerPool", "true");
+    c.set("kubernetesVersion", &v35);
+    c.plan_and_apply();
+
+    // The cluster stack reaches 1.36; the pool stack's change set is then refused, so apply
+    // fails before it writes the state, which still records 1.35.
+    c.set("kubernetesVersion", &v36);
+    c.expect(2, &["plan", "--detailed-exitcode", "-o", "plan.json"]);
+    c.proxy.intercept(std::sync::Arc::new(|req| {
+        (req.operation == "ExecuteChangeSet" && req.body.contains("-pool-")).then(|| {
+            (400, r#"<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack is in UPDATE_ROLLBACK_FAILED state and can not be updated.</Message></Error><RequestId>x1</RequestId></ErrorResponse>"#.to_string())
+        })
+    }));
+    let failed = c.run(&["apply", "plan.json"]);
+    assert_ne!(failed.status.code(), Some(0), "{}", stderr(&failed));
+    c.proxy.intercept(std::sync::Arc::new(|_| None));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.path("state/state.json")).unwrap()).unwrap();
+    assert_eq!(state["kubernetes_version"], v35.as_str());
+
+    // Back to the version the state records: the control plane runs 1.36, so it is refused,
+    // at kubernetesVersion's line, before any change set.
+    c.set("kubernetesVersion", &v35);
+    c.proxy.reset();
+    let refused = stderr(&c.expect(1, &["plan", "-o", "back.json"]));
+    assert!(
+        refused.contains(&format!(
+            "cluster.yaml:{}: error: kubernetesVersion: the cluster stack runs {v36} (its KubernetesVersion output) while the state records {v35} (an apply changed the cluster stack and stopped before it wrote the state): {v35} is an older minor than the running {v36}",
+            c.setting_line("kubernetesVersion")
+        )),
+        "{refused}"
+    );
+    assert!(
+        !c.proxy
+            .seen()
+            .iter()
+            .any(|s| s.operation == "CreateChangeSet"),
+        "no change set for a refused plan"
+    );
+
+    // Forward again, the pool stack catches up.
+    c.set("kubernetesVersion", &v36);
+    c.plan_and_apply();
+    c.expect(0, &["plan", "--detailed-exitcode"]);
 }

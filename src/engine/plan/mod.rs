@@ -306,6 +306,7 @@ async fn plan_apply(
     }
 
     let stack = stack::plan_stack(
+        dir,
         config,
         prior,
         &binding,
@@ -616,18 +617,57 @@ pub(crate) fn version_skew_findings(
     config: &ClusterConfig,
     prior: Option<&State>,
 ) -> Vec<crate::finding::Finding> {
-    let Some(deployed) = prior.and_then(State::running_kubernetes_version) else {
+    match prior.and_then(State::running_kubernetes_version) {
+        Some(deployed) => skew_findings(dir, config, deployed, |message| message),
+        None => Vec::new(),
+    }
+}
+
+/// The cluster stack's `KubernetesVersion` output is the version its control plane runs. It
+/// is newer than the state's when an apply changed the cluster stack and stopped before it
+/// wrote the state (a pool stack failed, or it was interrupted): a plan is held to the skew
+/// order against it too, so going back to the state's version is refused.
+pub(crate) fn live_version_findings(
+    dir: &Path,
+    config: &ClusterConfig,
+    prior: Option<&State>,
+    outputs: &BTreeMap<String, String>,
+) -> Vec<crate::finding::Finding> {
+    let Some(live) = outputs.get(KUBERNETES_VERSION_OUTPUT) else {
         return Vec::new();
     };
+    let recorded = prior.and_then(State::running_kubernetes_version);
+    if recorded == Some(live.as_str()) {
+        return Vec::new();
+    }
+    skew_findings(dir, config, live, |message| {
+        format!(
+            "the cluster stack runs {live} (its {KUBERNETES_VERSION_OUTPUT} output) while the state records {} (an apply changed the cluster stack and stopped before it wrote the state): {message}",
+            recorded.unwrap_or("no version")
+        )
+    })
+}
+
+/// `kubernetesVersion` against the version `deployed` runs, as an error at its line (its
+/// message as `say` puts it) when the move breaks the skew order.
+fn skew_findings(
+    dir: &Path,
+    config: &ClusterConfig,
+    deployed: &str,
+    say: impl FnOnce(String) -> String,
+) -> Vec<crate::finding::Finding> {
     match crate::releases::version_move(deployed, &config.kubernetes_version) {
         Ok(_) => Vec::new(),
         Err(message) => vec![crate::engine::at_setting(
             dir,
             "kubernetesVersion",
-            crate::finding::Finding::error(crate::config::CLUSTER_FILE, None, message),
+            crate::finding::Finding::error(crate::config::CLUSTER_FILE, None, say(message)),
         )],
     }
 }
+
+/// The cluster stack's output naming the Kubernetes version it deploys.
+pub(crate) const KUBERNETES_VERSION_OUTPUT: &str = "KubernetesVersion";
 
 /// Refuses to move an applied cluster from a stack per pool back to one stack: the plan would
 /// delete every pool's stack, and its instances with it, before the cluster stack had

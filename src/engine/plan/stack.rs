@@ -65,7 +65,9 @@ pub(crate) fn arn_account(arn: &str) -> &str {
 }
 
 /// Plans the stack: offline from the state alone, online through a change set.
+#[allow(clippy::too_many_arguments)] // one call site; the pieces are the plan's inputs
 pub async fn plan_stack(
+    dir: &std::path::Path,
     config: &ClusterConfig,
     prior: Option<&State>,
     binding: &PriorBinding,
@@ -124,6 +126,11 @@ pub async fn plan_stack(
     if let Some(s) = &live {
         plan.stack_id = Some(s.id.clone());
         plan.outputs = s.outputs.clone();
+    }
+    // Before any change set: the version the stack runs may be newer than the state's.
+    let skew = super::live_version_findings(dir, config, prior, &plan.outputs);
+    if !skew.is_empty() {
+        return Err(EngineError::Invalid { findings: skew });
     }
     let exists = live_stack.is_some();
     if exists && unchanged {
