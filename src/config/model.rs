@@ -265,3 +265,15 @@ pub struct EtcdMember {
     pub subnet_index: usize,
     pub availability_zone: String,
 }
+
+impl EtcdMember {
+    /// Where clients (the API servers, etcdctl) reach the member.
+    pub fn client_url(&self) -> String {
+        format!("https://{}:2379", self.host)
+    }
+
+    /// Where its peers reach it: its address in the member list.
+    pub fn peer_url(&self) -> String {
+        format!("https://{}:2380", self.host)
+    }
+}

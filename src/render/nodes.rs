@@ -2,6 +2,7 @@
 //! instance's cloud-config with the user data the stack carries.
 
 use super::*;
+use crate::config::EtcdMember;
 
 /// The templates' environment and what every template gets.
 pub(super) struct Renderer {
@@ -17,14 +18,10 @@ impl Renderer {
         let env = environment(templates)?;
         let c = inputs.config;
         let members = c.etcd_members();
-        let etcd_endpoints = members
-            .iter()
-            .map(|m| format!("https://{}:2379", m.host))
-            .collect::<Vec<_>>()
-            .join(",");
+        let etcd_endpoints = client_urls(members.iter());
         let etcd_initial_cluster = members
             .iter()
-            .map(|m| format!("{}=https://{}:2380", m.name, m.host))
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
             .collect::<Vec<_>>()
             .join(",");
         let version = c.kubernetes_version.as_str();
@@ -183,17 +180,12 @@ pub(super) fn render_nodes(
     // Every member address this render lists: a member removes the members it does not see.
     let member_peer_urls = members
         .iter()
-        .map(|m| format!("https://{}:2380", m.host))
+        .map(EtcdMember::peer_url)
         .collect::<Vec<_>>()
         .join(" ");
     for member in &members {
         // Through whom a member without data joins, and changes the member list.
-        let peer_endpoints = members
-            .iter()
-            .filter(|m| m.index != member.index)
-            .map(|m| format!("https://{}:2379", m.host))
-            .collect::<Vec<_>>()
-            .join(",");
+        let peer_endpoints = client_urls(members.iter().filter(|m| m.index != member.index));
         let text = r.one(
             ETCD,
             context! {
@@ -262,4 +254,12 @@ pub(super) fn render_nodes(
         reused_pools,
         keep_pools,
     })
+}
+
+/// etcd members' client URLs as etcdctl and `--etcd-servers` take them: comma-separated.
+fn client_urls<'a>(members: impl Iterator<Item = &'a EtcdMember>) -> String {
+    members
+        .map(EtcdMember::client_url)
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -125,7 +125,7 @@ struct Members<'a> {
     lab: Lab,
     client: PathBuf,
     hosts: Vec<(String, String)>,
-    rendered: Option<&'a Rendered>,
+    rendered: &'a Rendered,
     /// What the rendered scripts printed, step by step.
     said: Vec<String>,
 }
@@ -137,8 +137,7 @@ impl Members<'_> {
 
     /// Member `index` as the current render lays it out (keeping whatever data it has).
     fn lay_out(&self, index: usize) -> Member {
-        let rendered = self.rendered.expect("a render");
-        let text = &rendered.cloud_configs[&format!("cloud-config-etcd-{index}")];
+        let text = &self.rendered.cloud_configs[&format!("cloud-config-etcd-{index}")];
         let (host, ip) = &self.hosts[index];
         let (files, units) = cloud_config_parts(text, Some(ip));
         let name = format!("etcd-{index}");
@@ -276,7 +275,7 @@ fn real_etcd_changes_membership_one_reviewed_step_at_a_time_while_a_client_write
         lab,
         client,
         hosts,
-        rendered: Some(&cluster.rendered),
+        rendered: &cluster.rendered,
         said: Vec::new(),
     };
 
@@ -324,7 +323,7 @@ fn real_etcd_changes_membership_one_reviewed_step_at_a_time_while_a_client_write
         ("shrink 4 → 3", &cluster.rendered, 4, 3),
     ];
     for (label, rendered, from, to) in steps {
-        members.rendered = Some(rendered);
+        members.rendered = rendered;
         measured(&mut report, &writer, label, || {
             for index in 0..from.min(to) {
                 members.roll(index);

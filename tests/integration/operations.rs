@@ -348,9 +348,31 @@ fn a_member_count_step_is_refused_until_the_render_and_the_running_members_carry
     );
     assert_eq!(c.proxy.cluster_writes(), Vec::<&str>::new());
 
-    // The built-in template again: the running members still lack the scripts, so a step
+    // The scripts back, but the directory's stack template lets the etcd role read no stack
+    // status: a new member could not tell founding from joining.
+    std::fs::write(&own, &built_in).unwrap();
+    let own_stack = c.path("stack-template.json");
+    let stack_template = std::fs::read_to_string(&own_stack).unwrap();
+    assert!(stack_template.contains("\"cloudformation:DescribeStacks\""));
+    std::fs::write(
+        &own_stack,
+        stack_template.replace(
+            "\"cloudformation:DescribeStacks\"",
+            "\"cloudformation:DescribeStackResource\"",
+        ),
+    )
+    .unwrap();
+    let refused = stderr(&c.expect(1, &["plan", "-o", "refused.json"]));
+    assert!(
+        refused.contains(&format!("{at}changing the etcd member count needs"))
+            && refused.contains("this render lacks the DescribeStacks permission"),
+        "{refused}"
+    );
+
+    // The built-in templates again: the running members still lack the scripts, so a step
     // whose update rolled back would return to members that cannot remove the new one.
     std::fs::remove_file(&own).unwrap();
+    std::fs::remove_file(&own_stack).unwrap();
     let refused = stderr(&c.expect(1, &["plan", "-o", "refused.json"]));
     assert!(
         refused.contains(&format!("{at}the running etcd members do not have /opt/bin/etcd-join and /opt/bin/etcd-membership yet")),

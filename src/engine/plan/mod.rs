@@ -289,14 +289,14 @@ async fn plan_apply(
     let reuse = prepared.reusable_pools(prior);
     let built = prepared.render_reusing(config, &reuse)?;
     built.refuse_invalid()?;
-    if etcd_step.is_some() {
-        refuse_step_without_membership_scripts(dir, &built.rendered)?;
-    }
     refuse_other_changes_while_moving(config, prior, &built)?;
     // Rendered from the user's template file: render checks it is JSON, and a slip there is
     // an error here, never a panic.
     let new_template: Value = serde_json::from_str(&built.rendered.stack_template)
         .map_err(|e| EngineError::TemplateNotJson(e.to_string()))?;
+    if etcd_step.is_some() {
+        refuse_step_without_membership_scripts(dir, &built.rendered, &new_template)?;
+    }
     let mut skipped = built.skipped.clone();
     if !reuse.is_empty() {
         skipped.push(format!(
@@ -531,6 +531,7 @@ fn step_refused(dir: &Path, why: String) -> EngineError {
 fn refuse_step_without_membership_scripts(
     dir: &Path,
     rendered: &crate::render::Rendered,
+    new_template: &Value,
 ) -> Result<(), EngineError> {
     let lacking: Vec<&String> = rendered
         .cloud_configs
@@ -539,8 +540,9 @@ fn refuse_step_without_membership_scripts(
         .filter(|(_, text)| MEMBERSHIP_SCRIPTS.iter().any(|s| !text.contains(s)))
         .map(|(name, _)| name)
         .collect();
-    let describes = rendered
-        .stack_template
+    // The etcd role's own policies, not any other role's.
+    let describes = new_template["Resources"]["IAMRoleEtcd"]
+        .to_string()
         .contains("\"cloudformation:DescribeStacks\"");
     if lacking.is_empty() && describes {
         return Ok(());
